@@ -1,0 +1,10 @@
+"""`driftline dlq` commands."""
+
+from __future__ import annotations
+
+import click
+
+
+@click.group()
+def dlq() -> None:
+    """dlq commands."""

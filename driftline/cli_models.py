@@ -1,0 +1,10 @@
+"""`driftline models` commands."""
+
+from __future__ import annotations
+
+import click
+
+
+@click.group()
+def models() -> None:
+    """models commands."""

@@ -1,0 +1,120 @@
+"""One frozen, typed settings object for every driftline process.
+
+Every field can be set from the environment with the ``DRIFTLINE_`` prefix
+(``DRIFTLINE_BROKER_URL``, ``DRIFTLINE_REDIS_URL``, ...). Nothing else in the
+code reads ``os.environ``.
+
+Examples
+--------
+>>> s = Settings(topic_prefix="acme.")
+>>> s.topic("events")
+'acme.events'
+>>> s.uses_embedded_stack
+True
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+MissingFeaturePolicy = Literal["impute", "reject"]
+UnknownFeaturePolicy = Literal["ignore", "reject"]
+AlertAction = Literal["none", "rollback", "adjust_threshold", "retrain"]
+
+#: Development key used only when the embedded stack is used and no key was configured.
+EMBEDDED_DEV_HMAC_KEY = "driftline-embedded-dev-key-not-for-production"
+
+
+class Settings(BaseSettings):
+    """Settings of a driftline process (broker, redis, topics, policies, metrics)."""
+
+    model_config = SettingsConfigDict(env_prefix="DRIFTLINE_", frozen=True, extra="ignore")
+
+    # --- connections -------------------------------------------------------------------------
+    broker_url: str | None = Field(
+        None, description="Kafka bootstrap servers, e.g. kafka:9092. Unset: the embedded Tansu broker."
+    )
+    redis_url: str | None = Field(
+        None, description="Redis URL, e.g. redis://user:pass@redis:6379/0. Unset: embedded redis-server."
+    )
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: SecretStr | None = None
+    kafka_ssl_cafile: str | None = None
+    kafka_ssl_certfile: str | None = None
+    kafka_ssl_keyfile: str | None = None
+    redis_username: str | None = Field(None, description="Redis ACL user (overrides the URL's user).")
+    redis_password: SecretStr | None = Field(None, description="Redis ACL password.")
+    redis_ssl: bool = False
+    redis_ssl_cafile: str | None = None
+
+    # --- topics ------------------------------------------------------------------------------
+    topic_prefix: str = "driftline."
+    partitions: int = Field(4, ge=1, description="Partitions of every driftline topic.")
+    replication_factor: int = Field(1, ge=1)
+
+    # --- model -------------------------------------------------------------------------------
+    model_name: str = Field("default", description="Model an event without a 'model' field is scored by.")
+    model_hmac_key: SecretStr | None = Field(
+        None, description="Key signing every stored model blob. Required unless the embedded stack is used."
+    )
+    reload_check_seconds: float = Field(1.0, gt=0, description="How often scorers look for a new version.")
+
+    # --- input validation --------------------------------------------------------------------
+    max_event_bytes: int = Field(65_536, gt=0, description="Larger payloads are dead-lettered.")
+    missing_feature_policy: MissingFeaturePolicy = Field(
+        "impute", description="impute: score with the feature absent (models impute); reject: dead-letter."
+    )
+    unknown_feature_policy: UnknownFeaturePolicy = Field(
+        "ignore", description="ignore: drop features not in the schema; reject: dead-letter."
+    )
+
+    # --- scoring -----------------------------------------------------------------------------
+    batch_size: int = Field(500, ge=1, description="Max events scored in one batch.")
+    batch_timeout_ms: int = Field(50, ge=1, description="Max wait to fill a batch.")
+    review_confidence_threshold: float | None = Field(
+        None, ge=0, le=1, description="Predictions below this confidence also go to the review topic."
+    )
+
+    # --- learning ----------------------------------------------------------------------------
+    label_ttl_seconds: int = Field(7 * 24 * 3600, gt=0, description="How long events wait for a label.")
+    snapshot_every_labels: int = Field(1000, ge=1, description="Publish a model version every N labels.")
+    snapshot_every_seconds: float = Field(30.0, gt=0, description="... or every T seconds.")
+
+    # --- metrics -----------------------------------------------------------------------------
+    metrics_host: str = Field("127.0.0.1", description="Address /metrics binds to.")
+    metrics_port: int | None = Field(9464, ge=0, le=65535, description="Port of /metrics; unset disables.")
+
+    # --- alerts ------------------------------------------------------------------------------
+    webhook_url: str | None = None
+    webhook_retries: int = Field(3, ge=0)
+
+    # --- consumer-group tuning (defaults suit the embedded broker and tests) -----------------
+    session_timeout_ms: int = Field(10_000, ge=1000)
+    heartbeat_interval_ms: int = Field(1_000, ge=100)
+    rebalance_timeout_ms: int = Field(10_000, ge=1000)
+
+    @model_validator(mode="after")
+    def _hmac_key_required_off_embedded(self) -> Settings:
+        if not self.uses_embedded_stack and self.model_hmac_key is None:
+            raise ValueError("DRIFTLINE_MODEL_HMAC_KEY is required when broker_url or redis_url is set")
+        return self
+
+    @property
+    def uses_embedded_stack(self) -> bool:
+        """True when neither a broker nor a Redis URL was configured."""
+        return self.broker_url is None and self.redis_url is None
+
+    def topic(self, name: str) -> str:
+        """Full topic name for a contract topic name (``events``, ``labels``, ...)."""
+        return f"{self.topic_prefix}{name}"
+
+    def hmac_key(self) -> bytes:
+        """The model-signing key; the embedded development key when none is set."""
+        if self.model_hmac_key is not None:
+            return self.model_hmac_key.get_secret_value().encode()
+        return EMBEDDED_DEV_HMAC_KEY.encode()

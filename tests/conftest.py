@@ -1,0 +1,44 @@
+"""Shared fixtures: the real embedded broker and redis-server, started once per session and stopped by pid."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+
+import pytest
+import redis
+
+from driftline.runtime import EmbeddedStack, embedded_stack
+from driftline.settings import Settings
+
+TEST_HMAC_KEY = "test-hmac-key"
+
+
+@pytest.fixture(scope="session")
+def stack() -> Iterator[EmbeddedStack]:
+    """Tansu + redis-server on free loopback ports for the whole session."""
+    with embedded_stack() as started:
+        yield started
+    for server in (started.broker, started.redis):
+        assert server.proc.poll() is not None, f"{server.name} (pid {server.pid}) still running"
+
+
+@pytest.fixture
+def redis_client(stack: EmbeddedStack) -> Iterator[redis.Redis]:
+    """A client of the embedded Redis, flushed before each test."""
+    client = redis.Redis.from_url(stack.redis_url)
+    client.flushdb()
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def settings(stack: EmbeddedStack) -> Settings:
+    """Settings pointing at the embedded stack, with topics unique to this test."""
+    return Settings(
+        broker_url=stack.broker_url,
+        redis_url=stack.redis_url,
+        topic_prefix=f"t{uuid.uuid4().hex[:8]}.",
+        model_hmac_key=TEST_HMAC_KEY,
+        metrics_port=None,
+    )
