@@ -1,0 +1,5 @@
+"""``python -m driftline`` runs the CLI."""
+
+from driftline.cli import main
+
+main()

@@ -1,0 +1,254 @@
+"""`driftline demo`: the embedded stack, a worker process and a producer, end to end, with live progress."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import os
+import secrets
+import subprocess
+import sys
+import time
+from collections import defaultdict
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from driftline.connections import kafka_kwargs, redis_client
+from driftline.runtime import EmbeddedStack, embedded_stack, free_port, stop_process, wait_for_port
+from driftline.settings import Settings
+from models.bootstrap import bootstrap_model, synthetic_stream
+from models.features import FeatureSchema
+from models.registry import ModelRegistry
+from models.specs import build_model, infer_task
+from streams.app import redis_prefix
+from streams.producer import message_key, read_messages
+from streams.publisher import producer_for
+from streams.records import DLQ_SOURCE_TOPIC, RecordError, parse_event, parse_label
+from streams.topics import ensure_topics
+
+SCHEMA_SAMPLE = 1000
+
+
+@dataclass
+class Tally:
+    """What the demo has seen come out of the worker."""
+
+    scored: set[str] = field(default_factory=set)
+    duplicates: int = 0
+    dead_lettered: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    alerts: list[dict[str, Any]] = field(default_factory=list)
+    last_output: float = 0.0
+
+
+def worker_env(settings: Settings, stack: EmbeddedStack, hmac_key: str, metrics_port: int) -> dict[str, str]:
+    """Environment of a worker process talking to the embedded stack."""
+    return {
+        **os.environ,
+        "DRIFTLINE_BROKER_URL": stack.broker_url,
+        "DRIFTLINE_REDIS_URL": stack.redis_url,
+        "DRIFTLINE_MODEL_HMAC_KEY": hmac_key,
+        "DRIFTLINE_TOPIC_PREFIX": settings.topic_prefix,
+        "DRIFTLINE_METRICS_PORT": str(metrics_port),
+    }
+
+
+def start_worker(env: dict[str, str], log_path: Path) -> subprocess.Popen:
+    """Start ``driftline worker`` as a child process (its output goes to ``log_path``)."""
+    log = log_path.open("ab")
+    return subprocess.Popen(
+        [sys.executable, "-m", "driftline", "worker"], env=env, stdout=log, stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+
+
+def demo_messages(
+    events_path: Path | None, labels_path: Path | None, n_events: int
+) -> tuple[list[bytes], list[bytes]]:
+    """Raw event and label messages: from the files given, else the synthetic drifting stream."""
+    if events_path is None:
+        pairs = list(synthetic_stream(n_events))
+        events = [json.dumps(e).encode() for e, _ in pairs]
+        labels = [json.dumps({"event_id": e["event_id"], "label": y, "ts": e["ts"]}).encode() for e, y in pairs]
+        if labels_path is None:
+            return events, labels
+    else:
+        events = list(read_messages(events_path))
+        labels = []
+    if labels_path is not None:
+        labels = list(read_messages(labels_path))
+    return events, labels
+
+
+def infer_stream_schema(events: list[bytes]) -> FeatureSchema:
+    """Feature schema from the first valid events of a file."""
+    rows = []
+    for raw in events:
+        try:
+            rows.append(parse_event(raw).features)
+        except RecordError:
+            continue
+        if len(rows) >= SCHEMA_SAMPLE:
+            break
+    if not rows:
+        raise ValueError("the events file has no valid event to take a feature schema from")
+    return FeatureSchema.infer(rows)
+
+
+def register_demo_model(registry: ModelRegistry, name: str, events: list[bytes], labels: list[bytes], synthetic: bool) -> str:
+    """Register the model the demo scores with; returns where its schema came from."""
+    if synthetic:
+        model, schema, task = bootstrap_model()
+        registry.register(name, model, schema=schema, task=task, note="demo bootstrap (River Agrawal)")
+        return "bootstrap model trained on River's Agrawal generator"
+    reference = registry.reference(name) if name in registry.names() else None
+    schema, source = (reference.schema(), "registered reference profile") if reference else (
+        infer_stream_schema(events), "first valid events of the file")
+    targets = []
+    for raw in labels[:SCHEMA_SAMPLE]:
+        try:
+            targets.append(parse_label(raw).label)
+        except RecordError:
+            continue
+    task = infer_task(targets) if targets else "binary"
+    registry.register(name, build_model(schema, task), schema=schema, task=task, note=f"demo: fresh model, schema from {source}")
+    return source
+
+
+def interleave(events: list[bytes], labels: list[bytes], delay: int) -> Iterator[tuple[str, bytes]]:
+    """Events in order, each label ``delay`` events after its event (labels of unknown ids at the end)."""
+    by_event: dict[str, list[bytes]] = defaultdict(list)
+    orphans = []
+    event_ids = [message_key(raw) for raw in events]
+    known = {e for e in event_ids if e}
+    for raw in labels:
+        key = message_key(raw)
+        (by_event[key.decode()] if key in known and key else orphans).append(raw)  # type: ignore[union-attr]
+    for i, raw in enumerate(events):
+        yield "events", raw
+        if i >= delay and event_ids[i - delay]:
+            for label in by_event.pop(event_ids[i - delay].decode(), []):  # type: ignore[union-attr]
+                yield "labels", label
+    for rest in itertools.chain(by_event.values(), [orphans]):
+        for label in rest:
+            yield "labels", label
+
+
+async def collect(settings: Settings, bootstrap: str, tally: Tally, stop: asyncio.Event) -> None:
+    """Read predictions, dead letters and alerts from the beginning until ``stop`` is set."""
+    topics = [settings.topic(t) for t in ("predictions", "dead-letter", "alerts")]
+    consumer = AIOKafkaConsumer(**kafka_kwargs(settings, bootstrap), enable_auto_commit=False,
+                                max_partition_fetch_bytes=8 * 1024 * 1024)
+    await consumer.start()
+    try:
+        consumer.assign([TopicPartition(t, p) for t in topics for p in range(settings.partitions)])
+        await consumer.seek_to_beginning()
+        while not stop.is_set():
+            for tp, records in (await consumer.getmany(timeout_ms=100, max_records=5000)).items():
+                for record in records:
+                    _count(tp.topic, record, settings, tally)
+    finally:
+        await consumer.stop()
+
+
+def _count(topic: str, record: Any, settings: Settings, tally: Tally) -> None:
+    tally.last_output = time.monotonic()
+    if topic == settings.topic("predictions"):
+        event_id = json.loads(record.value)["event_id"]
+        if event_id in tally.scored:
+            tally.duplicates += 1
+        tally.scored.add(event_id)
+    elif topic == settings.topic("dead-letter"):
+        source = dict(record.headers).get(DLQ_SOURCE_TOPIC, b"").decode()
+        tally.dead_lettered[source.removeprefix(settings.topic_prefix)] += 1
+    else:
+        tally.alerts.append(json.loads(record.value))
+
+
+async def run_demo(
+    events_path: Path | None = None,
+    labels_path: Path | None = None,
+    label_delay: int = 500,
+    n_events: int = 20_000,
+    timeout: float = 300.0,
+    console: Console | None = None,
+) -> dict[str, Any]:
+    """Run the whole demo and return its summary."""
+    console = console or Console(stderr=True)
+    settings = Settings()
+    events, labels = demo_messages(events_path, labels_path, n_events)
+    with embedded_stack() as stack:
+        hmac_key = secrets.token_hex(16)
+        worker_settings = Settings(broker_url=stack.broker_url, redis_url=stack.redis_url, model_hmac_key=hmac_key)
+        registry = ModelRegistry(redis_client(worker_settings, stack.redis_url), hmac_key.encode(),
+                                 prefix=redis_prefix(settings))
+        source = register_demo_model(registry, settings.model_name, events, labels, events_path is None)
+        console.print(f"[bold]embedded stack[/]: broker {stack.broker_url}, redis {stack.redis_url}")
+        console.print(f"model '{settings.model_name}': {source}")
+        await ensure_topics(settings, stack.broker_url)
+        metrics_port = free_port()
+        worker = start_worker(worker_env(settings, stack, hmac_key, metrics_port), stack.workdir / "worker.log")
+        try:
+            wait_for_port(metrics_port, timeout=60, proc=worker)
+            console.print(f"worker pid {worker.pid}, metrics http://127.0.0.1:{metrics_port}/metrics")
+            return await _drive(settings, stack, events, labels, label_delay, timeout, console, worker)
+        finally:
+            stop_process(worker)
+
+
+async def _drive(
+    settings: Settings, stack: EmbeddedStack, events: list[bytes], labels: list[bytes], label_delay: int,
+    timeout: float, console: Console, worker: subprocess.Popen,
+) -> dict[str, Any]:
+    tally, stop = Tally(), asyncio.Event()
+    collector = asyncio.create_task(collect(settings, stack.broker_url, tally, stop))
+    producer = producer_for(kafka_kwargs(settings, stack.broker_url))
+    await producer.start()
+    label_key = settings.model_name.encode()
+    started = time.monotonic()
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=console, transient=False) as progress:
+        published = progress.add_task("published", total=len(events) + len(labels))
+        done = progress.add_task("scored or dead-lettered", total=len(events))
+        pending = []
+        for i, (kind, raw) in enumerate(interleave(events, labels, label_delay)):
+            key = message_key(raw) if kind == "events" else label_key
+            pending.append(await producer.send(settings.topic(kind), raw, key=key))
+            if i % 1000 == 999:
+                await asyncio.gather(*pending)
+                pending.clear()
+                progress.update(published, completed=i + 1)
+                progress.update(done, completed=len(tally.scored) + tally.dead_lettered["events"])
+        await asyncio.gather(*pending)
+        progress.update(published, completed=len(events) + len(labels))
+        deadline = time.monotonic() + timeout
+        while len(tally.scored) + tally.dead_lettered["events"] < len(events):
+            if worker.poll() is not None:
+                raise RuntimeError(f"worker exited with {worker.returncode}; see {stack.workdir / 'worker.log'}")
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"not every event came out within {timeout}s; see {stack.workdir / 'worker.log'}")
+            progress.update(done, completed=len(tally.scored) + tally.dead_lettered["events"])
+            await asyncio.sleep(0.1)
+        progress.update(done, completed=len(events))
+    elapsed = max(tally.last_output - started, 1e-9)
+    await asyncio.sleep(0.5)  # alerts raised by the last batches
+    stop.set()
+    await collector
+    await producer.stop()
+    return {
+        "events": len(events),
+        "scored": len(tally.scored),
+        "duplicate_predictions": tally.duplicates,
+        "dead_lettered": tally.dead_lettered["events"],
+        "labels": len(labels),
+        "labels_dead_lettered": tally.dead_lettered["labels"],
+        "learned": 0,
+        "alerts": tally.alerts,
+        "eps": round(len(events) / elapsed, 1),
+    }

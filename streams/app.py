@@ -1,0 +1,200 @@
+"""The Faust application of a driftline worker.
+
+Faust owns the process (worker lifecycle, signals, services, timers). The hot paths are Faust services fed by
+:class:`streams.batch_source.BatchSource` (aiokafka ``getmany`` + manual commits): scoring of ``events`` and,
+at concurrency 1, learning from ``labels``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+
+import faust
+import mode
+import redis
+
+from driftline.connections import kafka_kwargs, redis_client
+from driftline.settings import Settings
+from models.bootstrap import bootstrap_model
+from models.registry import ModelRegistry, UnknownModelError
+from streams.batch_source import BatchSource
+from streams.metrics import DEAD_LETTERED, EVENTS_SCORED, REVIEW_REQUESTS, SCORING_LATENCY, serve_metrics
+from streams.model_cache import ModelCache
+from streams.publisher import Publisher, producer_for
+from streams.records import Alert, dumps, now_ms
+from streams.scoring_stage import ScoringPolicy, model_names, score_records
+from streams.topics import ensure_topics
+
+log = logging.getLogger(__name__)
+
+
+def ensure_default_model(registry: ModelRegistry, name: str) -> None:
+    """Register the bootstrap model as version 1 of ``name`` when the registry has no such model."""
+    try:
+        registry.get(name)
+    except UnknownModelError:
+        model, schema, task = bootstrap_model()
+        registry.register(name, model, schema=schema, task=task, note="bootstrap: River Agrawal synth, 2000 rows")
+
+
+class Worker:
+    """Everything one worker process runs, built from settings."""
+
+    def __init__(self, settings: Settings, broker_url: str, redis_url: str):
+        self.settings = settings
+        self.broker_url = broker_url
+        self.redis_url = redis_url
+        self.kafka = kafka_kwargs(settings, broker_url)
+        self.registry = ModelRegistry(redis_client(settings, redis_url), settings.hmac_key(), prefix=redis_prefix(settings))
+        self.models = ModelCache(self.registry, self._integrity_failure)
+        self.policy = ScoringPolicy(
+            default_model=settings.model_name,
+            max_event_bytes=settings.max_event_bytes,
+            missing_feature_policy=settings.missing_feature_policy,
+            unknown_feature_policy=settings.unknown_feature_policy,
+            review_confidence_threshold=settings.review_confidence_threshold,
+        )
+        self.publisher: Publisher  # created on startup: aiokafka clients need the running loop
+        self._pending_alerts: list[Alert] = []
+
+    # --- scoring -----------------------------------------------------------------------------
+    async def score(self, records: list) -> None:
+        names, parsed = model_names(records, self.policy)
+        await self.models.ensure(names)
+        batch = score_records(records, parsed, self.models.get, self.policy)
+        topic = self.settings.topic
+        await self.publisher.send_many(topic("predictions"), batch.predictions)
+        await self.publisher.send_many(topic("review"), batch.reviews)
+        await self.publisher.send_dead_letters(topic("dead-letter"), batch.dead_letters)
+        await self._publish_alerts()
+        await self.publisher.flush()
+        for name, group in batch.by_model.items():
+            EVENTS_SCORED.labels(name).inc(len(group.events))
+        if batch.reviews:
+            REVIEW_REQUESTS.labels(self.settings.model_name).inc(len(batch.reviews))
+        for letter in batch.dead_letters:
+            DEAD_LETTERED.labels("events", letter.stage, letter.error_class).inc()
+        for latency in batch.latencies_ms:
+            SCORING_LATENCY.observe(latency / 1000)
+
+    # --- alerts ------------------------------------------------------------------------------
+    def _integrity_failure(self, name: str, version: int, reason: str) -> None:
+        self._pending_alerts.append(
+            Alert(
+                alert_id=uuid.uuid4().hex,
+                kind="model_integrity",
+                severity="critical",
+                model=name,
+                model_version=version,
+                detector="hmac-sha256",
+                ts=now_ms(),
+                message=f"model {name} v{version} refused: {reason}; kept the last good version",
+                action="kept_last_good_version",
+            )
+        )
+
+    async def _publish_alerts(self) -> None:
+        alerts, self._pending_alerts = self._pending_alerts, []
+        for alert in alerts:
+            await self.publisher.send(self.settings.topic("alerts"), dumps(alert), alert.model.encode())
+
+    # --- wiring ------------------------------------------------------------------------------
+    def consumer_kwargs(self) -> dict:
+        settings = self.settings
+        return {
+            **self.kafka,
+            "session_timeout_ms": settings.session_timeout_ms,
+            "heartbeat_interval_ms": settings.heartbeat_interval_ms,
+            "rebalance_timeout_ms": settings.rebalance_timeout_ms,
+            "max_partition_fetch_bytes": 8 * 1024 * 1024,
+            "fetch_max_bytes": 32 * 1024 * 1024,
+        }
+
+    def sources(self) -> list[BatchSource]:
+        """The batch-fed services of this worker, in start order."""
+        settings = self.settings
+        return [
+            BatchSource(
+                name="score",
+                consumer_kwargs=self.consumer_kwargs(),
+                topics=[settings.topic("events")],
+                group_id=f"{settings.topic_prefix}scoring",
+                handler=self.score,
+                max_records=settings.batch_size,
+                timeout_ms=settings.batch_timeout_ms,
+            ),
+        ]
+
+    async def start(self) -> None:
+        """Create topics, make sure a model exists, start the producer and /metrics."""
+        await ensure_topics(self.settings, self.broker_url)
+        await asyncio.to_thread(ensure_default_model, self.registry, self.settings.model_name)
+        self.publisher = Publisher(producer_for(self.kafka))
+        await self.publisher.producer.start()
+        if self.settings.metrics_port is not None:
+            serve_metrics(self.settings.metrics_host, self.settings.metrics_port)
+
+    async def stop(self) -> None:
+        await self.publisher.producer.stop()
+
+    def create_app(self) -> faust.App:
+        """The Faust app running this worker's services and timers."""
+        settings = self.settings
+        app = faust.App(
+            f"{settings.topic_prefix}worker",
+            broker=f"kafka://{self.broker_url}",
+            store="memory://",
+            web_enabled=False,
+            autodiscover=False,
+            topic_partitions=settings.partitions,
+            broker_session_timeout=settings.session_timeout_ms / 1000,
+            broker_heartbeat_interval=settings.heartbeat_interval_ms / 1000,
+            broker_rebalance_timeout=settings.rebalance_timeout_ms / 1000,
+            consumer_auto_offset_reset="earliest",
+        )
+
+        @app.timer(settings.reload_check_seconds)
+        async def _reload() -> None:
+            await self.models.refresh()
+
+        app.service(WorkerService(self, loop=app.loop, beacon=app.beacon))
+        return app
+
+
+class WorkerService(mode.Service):
+    """Starts the worker's clients, then its sources; stops the sources (finishing batches) before the clients."""
+
+    def __init__(self, worker: Worker, **kwargs: object) -> None:
+        self.worker = worker
+        self.running: list[BatchSource] = []
+        super().__init__(**kwargs)
+
+    async def on_start(self) -> None:
+        await self.worker.start()
+        for source in self.worker.sources():
+            await source.start()
+            self.running.append(source)
+
+    async def on_stop(self) -> None:
+        for source in reversed(self.running):
+            await source.stop()
+        await self.worker.stop()
+
+
+def redis_prefix(settings: Settings) -> str:
+    """Prefix of every Redis key of this deployment (derived from the topic prefix)."""
+    return f"{settings.topic_prefix.rstrip('.')}:"
+
+
+def run_worker(settings: Settings, broker_url: str, redis_url: str, loglevel: str = "warning") -> None:
+    """Run a worker until SIGTERM/SIGINT (blocks)."""
+    app = Worker(settings, broker_url, redis_url).create_app()
+    worker = faust.Worker(app, loglevel=loglevel, quiet=True)
+    started = time.monotonic()
+    try:
+        worker.execute_from_commandline()
+    except redis.RedisError as exc:  # pragma: no cover - reported to the CLI
+        raise SystemExit(f"redis unreachable at startup after {time.monotonic() - started:.1f}s: {exc}") from exc

@@ -1,0 +1,32 @@
+"""Prometheus metrics of the streaming path (scoring, dead letters, batches, lag, model versions)."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram, start_http_server
+
+EVENTS_SCORED = Counter("driftline_events_scored_total", "Events scored", ["model"])
+DEAD_LETTERED = Counter(
+    "driftline_dead_lettered_total", "Messages sent to the dead-letter topic", ["source", "stage", "reason"]
+)
+SCORING_LATENCY = Histogram(
+    "driftline_scoring_latency_seconds",
+    "Event produced -> prediction published",
+    buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+BATCH_SIZE = Histogram(
+    "driftline_batch_size", "Messages per processed batch", ["stage"], buckets=(1, 10, 50, 100, 250, 500, 1000)
+)
+CONSUMER_LAG = Gauge("driftline_consumer_lag", "Messages behind the end of the partition", ["topic", "partition"])
+MODEL_VERSION = Gauge("driftline_model_version", "Model version in use", ["model", "role"])
+MODEL_RELOADS = Counter("driftline_model_reloads_total", "Hot reloads of a model version", ["model"])
+MODEL_INTEGRITY_FAILURES = Counter(
+    "driftline_model_integrity_failures_total", "Model blobs refused by verification", ["model"]
+)
+LABELS_LEARNED = Counter("driftline_labels_learned_total", "Labels joined and learned", ["model"])
+REVIEW_REQUESTS = Counter("driftline_review_requests_total", "Low-confidence predictions sent to review", ["model"])
+REDIS_ERRORS = Counter("driftline_redis_errors_total", "Redis operations that failed and were retried", ["op"])
+
+
+def serve_metrics(host: str, port: int) -> None:
+    """Serve /metrics on ``host:port`` (bind the configured address, never every interface by default)."""
+    start_http_server(port, addr=host)

@@ -1,0 +1,110 @@
+"""The models a worker scores with, hot-reloaded from the registry when a new version becomes current.
+
+A version whose blob fails verification is never loaded: the worker keeps the last good version and reports
+the failure once per version through ``on_integrity_failure``. Redis being unreachable never stops scoring:
+the loaded models stay in use and the next check tries again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import redis
+
+from models.features import FeatureSchema
+from models.registry import IntegrityError, ModelRegistry, ModelVersion, UnknownModelError
+from streams.metrics import MODEL_INTEGRITY_FAILURES, MODEL_RELOADS, MODEL_VERSION, REDIS_ERRORS
+
+log = logging.getLogger(__name__)
+
+IntegrityCallback = Callable[[str, int, str], None]
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """One model version in memory, with what scoring needs to know about it."""
+
+    meta: ModelVersion
+    model: Any
+
+    @property
+    def name(self) -> str:
+        return self.meta.name
+
+    @property
+    def version(self) -> int:
+        return self.meta.version
+
+    @property
+    def task(self) -> str:
+        return self.meta.task
+
+    @property
+    def schema(self) -> FeatureSchema:
+        return self.meta.feature_schema()
+
+
+class ModelCache:
+    """Current versions of the models this worker has been asked for."""
+
+    def __init__(self, registry: ModelRegistry, on_integrity_failure: IntegrityCallback, role: str = "scorer"):
+        self.registry = registry
+        self.on_integrity_failure = on_integrity_failure
+        self.role = role
+        self._loaded: dict[str, LoadedModel] = {}
+        self._unknown_until: dict[str, float] = {}
+        self._refused: set[tuple[str, int]] = set()
+
+    def get(self, name: str) -> LoadedModel | None:
+        """The loaded model called ``name``, if any (no I/O)."""
+        return self._loaded.get(name)
+
+    async def ensure(self, names: set[str], retry_unknown_after: float = 1.0) -> None:
+        """Load each model in ``names`` that is not loaded yet (unknown names are re-asked at most each second)."""
+        now = time.monotonic()
+        for name in names:
+            if name in self._loaded or self._unknown_until.get(name, 0) > now:
+                continue
+            if not await self._load(name, None):
+                self._unknown_until[name] = now + retry_unknown_after
+
+    async def refresh(self) -> None:
+        """Load the current version of every loaded model when it changed in the registry."""
+        for name, loaded in list(self._loaded.items()):
+            try:
+                current = await asyncio.to_thread(self.registry.current_version, name)
+            except redis.RedisError as exc:
+                REDIS_ERRORS.labels("model_refresh").inc()
+                log.warning("registry unreachable, keeping %s v%s: %r", name, loaded.version, exc)
+                return
+            if current is not None and current != loaded.version and (name, current) not in self._refused:
+                await self._load(name, current)
+
+    async def _load(self, name: str, version: int | None) -> bool:
+        try:
+            meta, model = await asyncio.to_thread(self.registry.load, name, version)
+        except UnknownModelError:
+            return False
+        except IntegrityError as exc:
+            bad_version = version if version is not None else await asyncio.to_thread(self.registry.current_version, name)
+            self._refused.add((name, bad_version or 0))
+            MODEL_INTEGRITY_FAILURES.labels(name).inc()
+            log.error("refused %s v%s: %s", name, bad_version, exc)
+            self.on_integrity_failure(name, bad_version or 0, str(exc))
+            return False
+        except redis.RedisError as exc:
+            REDIS_ERRORS.labels("model_load").inc()
+            log.warning("registry unreachable while loading %s: %r", name, exc)
+            return False
+        previous = self._loaded.get(name)
+        self._loaded[name] = LoadedModel(meta, model)
+        MODEL_VERSION.labels(name, self.role).set(meta.version)
+        if previous is not None:
+            MODEL_RELOADS.labels(name).inc()
+            log.info("hot-reloaded %s v%s -> v%s", name, previous.version, meta.version)
+        return True

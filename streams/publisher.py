@@ -1,0 +1,48 @@
+"""Batched publishing: send a whole batch without awaiting each record, then wait for every ack once."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable
+from typing import Any
+
+from aiokafka import AIOKafkaProducer
+
+from streams.deadletter import DeadLetter
+
+#: Dead letters carry the original bytes, which may be far larger than a valid event.
+MAX_REQUEST_BYTES = 4 * 1024 * 1024
+
+
+def producer_for(kafka_kwargs: dict[str, Any]) -> AIOKafkaProducer:
+    """An idempotent-free, acks=all producer tuned for batches (linger a few ms, large requests allowed)."""
+    return AIOKafkaProducer(
+        acks="all", linger_ms=5, max_batch_size=256 * 1024, max_request_size=MAX_REQUEST_BYTES, **kafka_kwargs
+    )
+
+
+class Publisher:
+    """Queue records on a producer and wait for all their acknowledgements in one go."""
+
+    def __init__(self, producer: AIOKafkaProducer):
+        self.producer = producer
+        self._pending: list[asyncio.Future] = []
+
+    async def send(
+        self, topic: str, value: bytes | None, key: bytes | None = None, headers: list[tuple[str, bytes]] | None = None
+    ) -> None:
+        self._pending.append(await self.producer.send(topic, value=value, key=key, headers=headers))
+
+    async def send_many(self, topic: str, items: Iterable[tuple[bytes, bytes]]) -> None:
+        for key, value in items:
+            self._pending.append(await self.producer.send(topic, value=value, key=key))
+
+    async def send_dead_letters(self, topic: str, letters: Iterable[DeadLetter]) -> None:
+        for letter in letters:
+            await self.send(topic, letter.value, letter.key, letter.headers())
+
+    async def flush(self) -> None:
+        """Wait until every queued record is acknowledged (raises if one failed)."""
+        pending, self._pending = self._pending, []
+        if pending:
+            await asyncio.gather(*pending)
