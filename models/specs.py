@@ -1,6 +1,6 @@
 """River model specs: the online pipeline for a feature schema and a task.
 
-Numeric features are standardised, categorical ones one-hot encoded; every spec supports River's
+Numeric features are standardised, categorical ones one-hot encoded, absent (imputed) features tolerated; every spec supports River's
 mini-batch API (``predict_proba_many`` / ``predict_many`` / ``learn_many``) as well as the one-at-a-time one.
 
 Examples
@@ -9,8 +9,8 @@ Examples
 >>> model = build_model(FeatureSchema({"x": "numeric", "c": "categorical"}), "binary")
 >>> for i in range(200):
 ...     model.learn_one({"x": float(i % 2), "c": "ab"[i % 2]}, bool(i % 2))
->>> model.predict_one({"x": 1.0, "c": "b"})
-True
+>>> model.predict_one({"x": 1.0, "c": "b"}), model.predict_one({"c": "b"}), model.predict_one({})
+(True, True, False)
 >>> infer_task([0, 1, 1, 0]), infer_task(["a", "b", "c"]), infer_task([0.5, 1.7, 3.2])
 ('binary', 'multiclass', 'regression')
 """
@@ -28,17 +28,25 @@ Task = Literal["binary", "multiclass", "regression"]
 TASKS: tuple[Task, ...] = ("binary", "multiclass", "regression")
 
 
+class SelectPresent(compose.Select):
+    """``compose.Select`` that skips absent keys instead of raising (keeps River's mini-batch support)."""
+
+    def transform_one(self, x: dict) -> dict:
+        return {key: x[key] for key in self.keys if key in x}
+
+
 def build_model(schema: FeatureSchema, task: Task, learning_rate: float = 0.01, l2: float = 0.0) -> Any:
     """A fresh River pipeline for ``schema`` that solves ``task``."""
     if task not in TASKS:
         raise ValueError(f"unknown task {task!r}; expected one of {TASKS}")
+    if not schema.kinds:
+        raise ValueError("a model needs at least one feature")
+    # An absent (imputed) numeric feature scales to 0, its running mean; an absent category encodes to all zeros.
     parts = []
     if schema.numeric:
-        parts.append(compose.Select(*schema.numeric) | preprocessing.StandardScaler())
+        parts.append(SelectPresent(*schema.numeric) | preprocessing.StandardScaler())
     if schema.categorical:
-        parts.append(compose.Select(*schema.categorical) | preprocessing.OneHotEncoder())
-    if not parts:
-        raise ValueError("a model needs at least one feature")
+        parts.append(SelectPresent(*schema.categorical) | preprocessing.OneHotEncoder())
     features = parts[0] if len(parts) == 1 else compose.TransformerUnion(*parts)
     if task == "regression":
         head: Any = linear_model.LinearRegression(optimizer=optim.SGD(learning_rate), l2=l2)

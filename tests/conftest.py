@@ -41,4 +41,7 @@ def settings(stack: EmbeddedStack) -> Settings:
         topic_prefix=f"t{uuid.uuid4().hex[:8]}.",
         model_hmac_key=TEST_HMAC_KEY,
         metrics_port=None,
+        session_timeout_ms=6000,
+        heartbeat_interval_ms=500,
+        rebalance_timeout_ms=6000,
     )
