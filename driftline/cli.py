@@ -62,18 +62,37 @@ def _settings() -> Settings:
 
 
 @main.command()
-@click.option("--events", "events_path", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="JSONL or CSV of events (default: a synthetic River stream with drift in the middle).")
-@click.option("--labels", "labels_path", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="JSONL of labels ({event_id, label, ts}).")
-@click.option("--label-delay", default=500, show_default=True, type=click.IntRange(min=0),
-              help="Publish each label this many events after its event.")
-@click.option("--n-events", default=20_000, show_default=True, type=click.IntRange(min=1),
-              help="Size of the synthetic stream (ignored with --events).")
+@click.option(
+    "--events",
+    "events_path",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="JSONL or CSV of events (default: a synthetic River stream with drift in the middle).",
+)
+@click.option(
+    "--labels",
+    "labels_path",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="JSONL of labels ({event_id, label, ts}).",
+)
+@click.option(
+    "--label-delay",
+    default=500,
+    show_default=True,
+    type=click.IntRange(min=0),
+    help="Publish each label this many events after its event.",
+)
+@click.option(
+    "--n-events",
+    default=20_000,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Size of the synthetic stream (ignored with --events).",
+)
 @click.option("--timeout", default=300.0, show_default=True, help="Seconds to wait for every event to come out.")
 @click.option("--json", "as_json", is_flag=True, help="End with one JSON line of the summary.")
-def demo(events_path: Path | None, labels_path: Path | None, label_delay: int, n_events: int,
-         timeout: float, as_json: bool) -> None:
+def demo(
+    events_path: Path | None, labels_path: Path | None, label_delay: int, n_events: int, timeout: float, as_json: bool
+) -> None:
     """Start the embedded stack and a worker, publish events (and labels), show every event come out."""
     from driftline.demo import run_demo
 
@@ -88,8 +107,10 @@ def demo(events_path: Path | None, labels_path: Path | None, label_delay: int, n
         f"{len(summary['alerts'])} alerts, {summary['eps']} events/s"
     )
     for alert in summary["alerts"]:
-        console.print(f"  alert {alert['kind']} [{alert['severity']}] {alert.get('feature') or ''} "
-                      f"by {alert['detector']} at {alert.get('event_id')}")
+        console.print(
+            f"  alert {alert['kind']} [{alert['severity']}] {alert.get('feature') or ''} "
+            f"by {alert['detector']} at {alert.get('event_id')}"
+        )
     if as_json:
         click.echo(json.dumps(summary))
 
@@ -116,8 +137,9 @@ def up() -> None:
 
 
 @main.command()
-@click.option("--loglevel", default="warning", show_default=True,
-              type=click.Choice(["debug", "info", "warning", "error"]))
+@click.option(
+    "--loglevel", default="warning", show_default=True, type=click.Choice(["debug", "info", "warning", "error"])
+)
 def worker(loglevel: str) -> None:
     """Run a Faust worker: score events, learn from labels, monitor, alert.
 
@@ -139,9 +161,17 @@ def worker(loglevel: str) -> None:
 
 @main.command()
 @click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--rate", type=click.FloatRange(min=0, min_open=True), help="Events per second (default: as fast as possible).")
-@click.option("--topic", "topic_name", default="events", show_default=True,
-              type=click.Choice(["events", "labels"]), help="Contract topic to publish to.")
+@click.option(
+    "--rate", type=click.FloatRange(min=0, min_open=True), help="Events per second (default: as fast as possible)."
+)
+@click.option(
+    "--topic",
+    "topic_name",
+    default="events",
+    show_default=True,
+    type=click.Choice(["events", "labels"]),
+    help="Contract topic to publish to.",
+)
 def produce(path: Path, rate: float | None, topic_name: str) -> None:
     """Publish a JSONL or CSV file of events (or labels) with a progress bar."""
     from streams.producer import message_key, publish, read_messages
@@ -165,8 +195,9 @@ def produce(path: Path, rate: float | None, topic_name: str) -> None:
         try:
             with Progress(console=Console(stderr=True)) as progress:
                 task = progress.add_task(f"publishing to {settings.topic(topic_name)}", total=len(keyed))
-                return await publish(producer, settings.topic(topic_name), keyed, rate,
-                                     on_sent=lambda n: progress.advance(task, n))
+                return await publish(
+                    producer, settings.topic(topic_name), keyed, rate, on_sent=lambda n: progress.advance(task, n)
+                )
         finally:
             await producer.stop()
 

@@ -1,10 +1,235 @@
-"""`driftline models` commands."""
+"""`driftline models` commands: list, show, promote, roll back and compare registered models.
+
+They talk to the Redis of ``DRIFTLINE_REDIS_URL`` with the key of ``DRIFTLINE_MODEL_HMAC_KEY``. Every error
+(unknown model, bad ``NAME@VERSION``, a blob failing verification, Redis unreachable) is one line on stderr and
+a non-zero exit.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import json
+from collections.abc import Iterator
+from dataclasses import asdict
+from datetime import UTC, datetime
+from typing import Any
+
 import click
+import redis
+from pydantic import ValidationError
+
+from driftline.connections import redis_client
+from driftline.settings import Settings
+from models.champion import load_comparison
+from models.registry import IntegrityError, ModelRegistry, ModelVersion, UnknownModelError, parse_ref
+
+NO_REDIS = (
+    "DRIFTLINE_REDIS_URL is not set; start `driftline up` (the embedded stack) and export the Redis URL it "
+    "prints, or point DRIFTLINE_REDIS_URL at your Redis"
+)
+
+
+def iso(ms: int | None) -> str:
+    """Epoch milliseconds as an ISO-8601 UTC time.
+
+    >>> iso(1767225600000)
+    '2026-01-01T00:00:00Z'
+    """
+    if ms is None:
+        return "-"
+    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def fmt(value: Any) -> str:
+    """A number for humans (4 significant digits), ``-`` for None.
+
+    >>> fmt(0.123456), fmt(None), fmt(3)
+    ('0.1235', '-', '3')
+    """
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+@contextlib.contextmanager
+def clean_errors() -> Iterator[None]:
+    """Turn expected failures into one-line :class:`click.ClickException` s (no traceback)."""
+    try:
+        yield
+    except (UnknownModelError, IntegrityError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from None
+    except redis.RedisError as exc:
+        raise click.ClickException(f"Redis error: {type(exc).__name__}: {exc}") from None
+
+
+def key_prefix(settings: Settings) -> str:
+    """Prefix of the deployment's Redis keys, derived from the topic prefix as the worker does
+    (``streams.app.redis_prefix``).
+
+    >>> key_prefix(Settings()), key_prefix(Settings(topic_prefix="acme."))
+    ('driftline:', 'acme:')
+    """
+    return f"{settings.topic_prefix.rstrip('.')}:"
+
+
+def open_registry(prefix: str | None) -> ModelRegistry:
+    """The registry of the configured Redis (ClickException when settings or Redis are unusable)."""
+    try:
+        settings = Settings()
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        raise click.ClickException(f"invalid settings: {first['msg'].removeprefix('Value error, ')}") from None
+    if settings.redis_url is None:
+        raise click.ClickException(NO_REDIS)
+    client = redis_client(settings, settings.redis_url)
+    with clean_errors():
+        client.ping()
+    return ModelRegistry(client, settings.hmac_key(), prefix=prefix or key_prefix(settings))
+
+
+def emit_json(data: Any) -> None:
+    click.echo(json.dumps(data, indent=2, sort_keys=True))
+
+
+def summary(registry: ModelRegistry, name: str) -> dict[str, Any]:
+    """One row of ``models list``."""
+    versions = registry.versions(name)
+    current = registry.current_version(name)
+    latest: ModelVersion | None = versions[-1] if versions else None
+    return {
+        "name": name,
+        "current": current,
+        "versions": len(versions),
+        "latest": latest.version if latest else None,
+        "task": latest.task if latest else None,
+        "updated_ms": latest.created_ms if latest else None,
+    }
 
 
 @click.group()
-def models() -> None:
-    """models commands."""
+@click.option(
+    "--prefix", default=None, help="Prefix of the registry's Redis keys [default: topic prefix with ':', driftline:]."
+)
+@click.pass_context
+def models(ctx: click.Context, prefix: str | None) -> None:
+    """Registered models: list, show, promote, roll back, compare champion and challenger."""
+    ctx.obj = {"prefix": prefix}
+
+
+@models.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_obj
+def list_models(obj: dict[str, Any], as_json: bool) -> None:
+    """List registered models with their current and latest versions."""
+    registry = open_registry(obj["prefix"])
+    with clean_errors():
+        rows = [summary(registry, name) for name in registry.names()]
+    if as_json:
+        emit_json(rows)
+        return
+    if not rows:
+        click.echo("no models registered yet")
+        return
+    click.echo(f"{'NAME':<24} {'CURRENT':>7} {'LATEST':>6} {'VERSIONS':>8}  {'TASK':<10} UPDATED")
+    for r in rows:
+        click.echo(
+            f"{r['name']:<24} {fmt(r['current']):>7} {fmt(r['latest']):>6} {r['versions']:>8}  "
+            f"{fmt(r['task']):<10} {iso(r['updated_ms'])}"
+        )
+
+
+@models.command()
+@click.argument("ref", metavar="NAME[@VERSION]")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_obj
+def show(obj: dict[str, Any], ref: str, as_json: bool) -> None:
+    """Show a version's metadata (the current one without @VERSION) after verifying its signature."""
+    registry = open_registry(obj["prefix"])
+    with clean_errors():
+        name, version = parse_ref(ref)
+        meta = registry.verify(name, version)
+        current = registry.current_version(name)
+        details = {
+            **asdict(meta),
+            "current": meta.version == current,
+            "history": registry.history(name),
+            "has_reference": registry.reference(name, meta.version) is not None,
+            "integrity": "verified",
+        }
+    if as_json:
+        emit_json(details)
+        return
+    click.echo(f"{meta.name}@{meta.version}{'  (current)' if details['current'] else ''}")
+    click.echo(f"  task        {meta.task}")
+    click.echo(f"  parent      {fmt(meta.parent)}")
+    click.echo(f"  created     {iso(meta.created_ms)}")
+    click.echo(f"  integrity   verified (sha256 {meta.sha256[:16]}…, HMAC ok)")
+    click.echo(f"  features    {', '.join(f'{k}:{v}' for k, v in meta.schema.items())}")
+    click.echo(f"  metrics     {', '.join(f'{k}={fmt(v)}' for k, v in meta.metrics.items()) or '-'}")
+    click.echo(f"  reference   {'yes' if details['has_reference'] else 'no'}")
+    click.echo(f"  promotions  {' -> '.join(map(str, details['history'])) or '-'}")
+    if meta.data_summary:
+        click.echo(f"  data        {json.dumps(meta.data_summary, sort_keys=True)}")
+    if meta.note:
+        click.echo(f"  note        {meta.note}")
+
+
+@models.command()
+@click.argument("ref", metavar="NAME@VERSION")
+@click.pass_obj
+def promote(obj: dict[str, Any], ref: str) -> None:
+    """Make NAME@VERSION the version scorers serve (its signature is verified first)."""
+    registry = open_registry(obj["prefix"])
+    with clean_errors():
+        name, version = parse_ref(ref)
+        if version is None:
+            raise ValueError(f"promote needs NAME@VERSION, got {ref!r}")
+        before = registry.current_version(name)
+        meta = registry.promote(name, version)
+    click.echo(f"promoted {name}@{meta.version} (was {fmt(before)})")
+
+
+@models.command()
+@click.argument("name")
+@click.pass_obj
+def rollback(obj: dict[str, Any], name: str) -> None:
+    """Serve the previously promoted version of NAME again."""
+    registry = open_registry(obj["prefix"])
+    with clean_errors():
+        if "@" in name:
+            raise ValueError(f"rollback takes a model NAME without @VERSION, got {name!r}")
+        parse_ref(name)
+        before = registry.current_version(name)
+        meta = registry.rollback(name)
+    click.echo(f"rolled back {name}: {fmt(before)} -> {meta.version}")
+
+
+@models.command()
+@click.argument("name")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_obj
+def compare(obj: dict[str, Any], name: str, as_json: bool) -> None:
+    """Champion vs challenger on the same labels, as last stored by the streaming learner."""
+    registry = open_registry(obj["prefix"])
+    with clean_errors():
+        parse_ref(name)
+        result = load_comparison(registry.client, registry.prefix, name)
+    if result is None:
+        raise click.ClickException(f"no challenger data yet for model {name!r}")
+    if as_json:
+        emit_json(result)
+        return
+    click.echo(
+        f"{name}: champion v{fmt(result.get('champion_version'))} vs "
+        f"challenger v{fmt(result.get('challenger_version'))} on {result['n']} paired labels "
+        f"(window {result['window']}, {result['seen']} seen)"
+    )
+    click.echo(
+        f"  mean loss   champion {fmt(result['champion_loss'])}   challenger {fmt(result['challenger_loss'])}"
+        f"   difference {fmt(result['difference'])}"
+    )
+    click.echo(f"  {result['test']} test   p={fmt(result['p_value'])} (alpha {result['alpha']})")
+    click.echo(f"  winner      {result['winner'] or 'none (not significant)'}")
+    click.echo(f"  updated     {iso(result.get('updated_ms'))}")

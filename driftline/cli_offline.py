@@ -1,10 +1,168 @@
-"""`driftline offline` commands."""
+"""`driftline offline` commands: frame a problem, train and evaluate, register the online model.
+
+Every bad input (unreadable or empty file, missing target, unknown column in the card, a column entirely
+empty, a single-class target, a time column that does not parse, a non-empty output directory) is a one-line
+error and a non-zero exit; ``train`` writes its output directory only when every step succeeded.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
 import click
+from rich.console import Console
+from rich.table import Table
+
+from offline.errors import OfflineError
+
+
+@contextlib.contextmanager
+def one_line_errors() -> Iterator[None]:
+    """Bad input becomes a :class:`click.ClickException` (one line on stderr, exit status 1)."""
+    try:
+        yield
+    except OfflineError as exc:
+        raise click.ClickException(str(exc)) from None
 
 
 @click.group()
 def offline() -> None:
-    """offline commands."""
+    """Frame a problem, train and evaluate models on history, register the online model for the stream."""
+
+
+@offline.command()
+@click.option("--data", "data", required=True, type=click.Path(path_type=Path), help="CSV or Parquet file.")
+@click.option("--target", required=True, help="Column to predict.")
+@click.option("--out", "out", default=Path("framing.toml"), show_default=True, type=click.Path(path_type=Path),
+              help="Where to write the framing card.")
+@click.option("--decision", default=None, help="The decision the model supports (goes into the card).")
+@click.option("--force", is_flag=True, help="Overwrite an existing card.")
+def frame(data: Path, target: str, out: Path, decision: str | None, force: bool) -> None:
+    """Profile the data and write a framing card to edit before training."""
+    from offline.data import load_table
+    from offline.framing import card_to_toml, draft_card
+    from offline.profile import profile_frame
+
+    with one_line_errors():
+        if out.exists() and not force:
+            raise OfflineError(f"{out} exists (edit it, or use --force to replace it)")
+        df = load_table(data)
+        card = draft_card(df, target, decision)
+        facts = profile_frame(df, target)
+        text = card_to_toml(card)
+        tmp = out.with_name(f".{out.name}.tmp")
+        tmp.write_text(text, encoding="utf-8")
+        tmp.replace(out)
+    console = Console()
+    console.print(_profile_table(facts))
+    if facts.class_balance:
+        balance = Table(title=f"class balance of '{target}'")
+        balance.add_column("class")
+        balance.add_column("rows", justify="right")
+        balance.add_column("share", justify="right")
+        for label, count in facts.class_balance.items():
+            balance.add_row(label, f"{count:,}", f"{count / facts.rows:.1%}")
+        console.print(balance)
+    elif facts.target_summary:
+        console.print(f"target '{target}': " + ", ".join(f"{k} {v:.4g}" for k, v in facts.target_summary.items()))
+    console.print(f"{facts.rows:,} rows, {len(facts.columns)} columns, {facts.duplicates:,} duplicate rows; "
+                  f"task inferred: {card.task}, metric: {card.primary_metric}")
+    if card.exclude:
+        console.print(f"entirely empty, excluded in the card: {', '.join(card.exclude)}")
+    console.print(f"wrote {out}: edit the decision, costs and go/no-go rule, then "
+                  f"`driftline offline train --data {data} --framing {out} --out DIR`")
+
+
+def _profile_table(facts: Any) -> Table:
+    table = Table(title=f"profile: {facts.rows:,} rows")
+    for name, justify in (("column", "left"), ("dtype", "left"), ("kind", "left"), ("missing", "right"),
+                          ("distinct", "right"), ("example", "left")):
+        table.add_column(name, justify=justify)  # type: ignore[arg-type]
+    for column in facts.columns:
+        table.add_row(column.name, column.dtype, column.kind, f"{column.missing:,} ({column.missing_rate:.1%})",
+                      f"{column.distinct:,}", column.example)
+    return table
+
+
+@offline.command()
+@click.option("--data", "data", required=True, type=click.Path(path_type=Path), help="CSV or Parquet file.")
+@click.option("--framing", "framing", required=True, type=click.Path(path_type=Path), help="Framing card (TOML).")
+@click.option("--out", "out", required=True, type=click.Path(path_type=Path), help="Output directory.")
+@click.option("--json", "as_json", is_flag=True, help="Print metrics.json on stdout instead of a summary.")
+@click.option("--force", is_flag=True, help="Replace a non-empty output directory (only once training succeeded).")
+def train(data: Path, framing: Path, out: Path, as_json: bool, force: bool) -> None:
+    """Prepare, split, select, evaluate once on the locked test set, and write models, profile and report."""
+    from offline.progress import RichProgress
+    from offline.train import train as run_training
+
+    with one_line_errors(), RichProgress() as progress:
+        result = run_training(data, framing, out, force=force, progress=progress)
+    if as_json:
+        click.echo(json.dumps(json.loads((out / "metrics.json").read_text()), sort_keys=True))
+        return
+    console = Console()
+    for part in _train_summary(result.metrics, out):
+        console.print(part)
+
+
+def _train_summary(m: dict[str, Any], out: Path) -> list[Any]:
+    metric = m["primary_metric"]
+    table = Table(title=f"{m['target']} ({m['task']}): candidates, {m['search']['folds']}-fold CV {metric} "
+                        f"on {m['search']['rows']:,} training rows")
+    table.add_column("candidate")
+    table.add_column("role")
+    table.add_column(f"CV {metric}", justify="right")
+    for c in m["candidates"]:
+        mark = " <- chosen" if c["name"] == m["chosen"]["name"] else ""
+        table.add_row(c["name"] + mark, c["role"], f"{_num(c['cv_mean'])} ± {_num(c['cv_std'])}")
+    test, base, gain = m["test"], m["baseline"], m["improvement"]
+    return [table, (
+        f"test {metric} {_num(test['value'])} [{_num(test['ci_low'])}, {_num(test['ci_high'])}] on "
+        f"{test['rows']:,} locked rows; baseline {base['name']} {_num(base['value'])}; improvement "
+        f"{_num(gain['value'])} [{_num(gain['ci_low'])}, {_num(gain['ci_high'])}]\n"
+        f"verdict: {m['verdict']['decision'].upper()} ({'; '.join(m['verdict']['reasons'])})\n"
+        f"outputs in {out}: metrics.json, model.joblib, river_model.pkl, reference_profile.json, report.html"
+    )]
+
+
+def _num(value: Any) -> str:
+    return "n/a" if value is None else f"{value:.4g}"
+
+
+@offline.command()
+@click.argument("directory", type=click.Path(path_type=Path))
+@click.option("--model", "name", default=None, help="Registry name (default: DRIFTLINE_MODEL_NAME).")
+@click.option("--prefix", default=None, help="Prefix of the registry's Redis keys (default: the worker's).")
+@click.option("--note", default=None, help="Note stored with the version.")
+@click.option("--no-promote", is_flag=True, help="Store the version without making it current.")
+def register(directory: Path, name: str | None, prefix: str | None, note: str | None, no_promote: bool) -> None:
+    """Store DIRECTORY's River model and reference profile as a new version in the registry (Redis)."""
+    from pydantic import ValidationError
+
+    from driftline.cli_models import clean_errors, open_registry
+    from driftline.settings import Settings
+    from offline.register import register_dir
+
+    try:
+        settings = Settings()
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        raise click.ClickException(f"invalid settings: {first['msg'].removeprefix('Value error, ')}") from None
+    registry = open_registry(prefix or worker_prefix(settings.topic_prefix))
+    with one_line_errors(), clean_errors():
+        version = register_dir(directory, registry, name or settings.model_name, promote=not no_promote, note=note)
+    state = "current" if not no_promote else "not promoted"
+    click.echo(f"registered {version.name} version {version.version} ({state}) from {directory}")
+
+
+def worker_prefix(topic_prefix: str) -> str:
+    """The Redis key prefix the stream worker uses (``streams.app.redis_prefix``): ``driftline.`` -> ``driftline:``.
+
+    >>> worker_prefix("driftline.")
+    'driftline:'
+    """
+    return f"{topic_prefix.rstrip('.')}:"

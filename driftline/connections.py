@@ -31,23 +31,43 @@ def kafka_kwargs(settings: Settings, bootstrap: str) -> dict[str, Any]:
     return kwargs
 
 
-def _redis_kwargs(settings: Settings) -> dict[str, Any]:
+def redis_tls_url(settings: Settings, url: str) -> str:
+    """``url`` with the TLS scheme ``rediss://`` when ``DRIFTLINE_REDIS_SSL`` is set (redis-py picks its TLS
+    connection class from the scheme; it has no ``ssl=True`` switch for ``from_url``).
+
+    >>> redis_tls_url(Settings(redis_ssl=True), "redis://redis:6379/0")
+    'rediss://redis:6379/0'
+    >>> redis_tls_url(Settings(), "redis://redis:6379/0")
+    'redis://redis:6379/0'
+    """
+    if settings.redis_ssl and url.startswith("redis://"):
+        return "rediss://" + url.removeprefix("redis://")
+    return url
+
+
+def _redis_kwargs(settings: Settings, url: str) -> dict[str, Any]:
     kwargs: dict[str, Any] = {"socket_timeout": 5, "socket_connect_timeout": 5, "health_check_interval": 10}
     if settings.redis_username:
         kwargs["username"] = settings.redis_username
     if settings.redis_password is not None:
         kwargs["password"] = settings.redis_password.get_secret_value()
-    if settings.redis_ssl:
-        kwargs["ssl"] = True
+    if url.startswith("rediss://") and settings.redis_ssl_cafile:
         kwargs["ssl_ca_certs"] = settings.redis_ssl_cafile
     return kwargs
 
 
 def redis_client(settings: Settings, url: str) -> redis.Redis:
-    """A synchronous Redis client for ``url`` with the configured credentials and TLS."""
-    return redis.Redis.from_url(url, **_redis_kwargs(settings))
+    """A synchronous Redis client for ``url`` with the configured credentials and TLS.
+
+    >>> client = redis_client(Settings(redis_ssl=True, redis_ssl_cafile="/ca.pem"), "redis://redis:6379/0")
+    >>> client.connection_pool.connection_class.__name__, client.connection_pool.connection_kwargs["ssl_ca_certs"]
+    ('SSLConnection', '/ca.pem')
+    """
+    url = redis_tls_url(settings, url)
+    return redis.Redis.from_url(url, **_redis_kwargs(settings, url))
 
 
 def async_redis_client(settings: Settings, url: str) -> aioredis.Redis:
     """An asyncio Redis client for ``url`` with the configured credentials and TLS."""
-    return aioredis.Redis.from_url(url, **_redis_kwargs(settings))
+    url = redis_tls_url(settings, url)
+    return aioredis.Redis.from_url(url, **_redis_kwargs(settings, url))

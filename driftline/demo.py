@@ -63,14 +63,15 @@ def start_worker(env: dict[str, str], log_path: Path) -> subprocess.Popen:
     """Start ``driftline worker`` as a child process (its output goes to ``log_path``)."""
     log = log_path.open("ab")
     return subprocess.Popen(
-        [sys.executable, "-m", "driftline", "worker"], env=env, stdout=log, stderr=subprocess.STDOUT,
+        [sys.executable, "-m", "driftline", "worker"],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
         start_new_session=True,
     )
 
 
-def demo_messages(
-    events_path: Path | None, labels_path: Path | None, n_events: int
-) -> tuple[list[bytes], list[bytes]]:
+def demo_messages(events_path: Path | None, labels_path: Path | None, n_events: int) -> tuple[list[bytes], list[bytes]]:
     """Raw event and label messages: from the files given, else the synthetic drifting stream."""
     if events_path is None:
         pairs = list(synthetic_stream(n_events))
@@ -101,15 +102,20 @@ def infer_stream_schema(events: list[bytes]) -> FeatureSchema:
     return FeatureSchema.infer(rows)
 
 
-def register_demo_model(registry: ModelRegistry, name: str, events: list[bytes], labels: list[bytes], synthetic: bool) -> str:
+def register_demo_model(
+    registry: ModelRegistry, name: str, events: list[bytes], labels: list[bytes], synthetic: bool
+) -> str:
     """Register the model the demo scores with; returns where its schema came from."""
     if synthetic:
         model, schema, task = bootstrap_model()
         registry.register(name, model, schema=schema, task=task, note="demo bootstrap (River Agrawal)")
         return "bootstrap model trained on River's Agrawal generator"
     reference = registry.reference(name) if name in registry.names() else None
-    schema, source = (reference.schema(), "registered reference profile") if reference else (
-        infer_stream_schema(events), "first valid events of the file")
+    schema, source = (
+        (reference.schema(), "registered reference profile")
+        if reference
+        else (infer_stream_schema(events), "first valid events of the file")
+    )
     targets = []
     for raw in labels[:SCHEMA_SAMPLE]:
         try:
@@ -117,7 +123,9 @@ def register_demo_model(registry: ModelRegistry, name: str, events: list[bytes],
         except RecordError:
             continue
     task = infer_task(targets) if targets else "binary"
-    registry.register(name, build_model(schema, task), schema=schema, task=task, note=f"demo: fresh model, schema from {source}")
+    registry.register(
+        name, build_model(schema, task), schema=schema, task=task, note=f"demo: fresh model, schema from {source}"
+    )
     return source
 
 
@@ -143,8 +151,9 @@ def interleave(events: list[bytes], labels: list[bytes], delay: int) -> Iterator
 async def collect(settings: Settings, bootstrap: str, tally: Tally, stop: asyncio.Event) -> None:
     """Read predictions, dead letters and alerts from the beginning until ``stop`` is set."""
     topics = [settings.topic(t) for t in ("predictions", "dead-letter", "alerts")]
-    consumer = AIOKafkaConsumer(**kafka_kwargs(settings, bootstrap), enable_auto_commit=False,
-                                max_partition_fetch_bytes=8 * 1024 * 1024)
+    consumer = AIOKafkaConsumer(
+        **kafka_kwargs(settings, bootstrap), enable_auto_commit=False, max_partition_fetch_bytes=8 * 1024 * 1024
+    )
     await consumer.start()
     try:
         consumer.assign([TopicPartition(t, p) for t in topics for p in range(settings.partitions)])
@@ -186,8 +195,9 @@ async def run_demo(
     with embedded_stack() as stack:
         hmac_key = secrets.token_hex(16)
         worker_settings = Settings(broker_url=stack.broker_url, redis_url=stack.redis_url, model_hmac_key=hmac_key)
-        registry = ModelRegistry(redis_client(worker_settings, stack.redis_url), hmac_key.encode(),
-                                 prefix=redis_prefix(settings))
+        registry = ModelRegistry(
+            redis_client(worker_settings, stack.redis_url), hmac_key.encode(), prefix=redis_prefix(settings)
+        )
         source = register_demo_model(registry, settings.model_name, events, labels, events_path is None)
         console.print(f"[bold]embedded stack[/]: broker {stack.broker_url}, redis {stack.redis_url}")
         console.print(f"model '{settings.model_name}': {source}")
@@ -203,8 +213,14 @@ async def run_demo(
 
 
 async def _drive(
-    settings: Settings, stack: EmbeddedStack, events: list[bytes], labels: list[bytes], label_delay: int,
-    timeout: float, console: Console, worker: subprocess.Popen,
+    settings: Settings,
+    stack: EmbeddedStack,
+    events: list[bytes],
+    labels: list[bytes],
+    label_delay: int,
+    timeout: float,
+    console: Console,
+    worker: subprocess.Popen,
 ) -> dict[str, Any]:
     tally, stop = Tally(), asyncio.Event()
     collector = asyncio.create_task(collect(settings, stack.broker_url, tally, stop))

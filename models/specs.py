@@ -1,7 +1,8 @@
 """River model specs: the online pipeline for a feature schema and a task.
 
-Numeric features are standardised, categorical ones one-hot encoded, absent (imputed) features tolerated; every spec supports River's
-mini-batch API (``predict_proba_many`` / ``predict_many`` / ``learn_many``) as well as the one-at-a-time one.
+Numeric features are standardised, categorical ones one-hot encoded, absent (imputed) features tolerated;
+every spec supports River's mini-batch API (``predict_proba_many`` / ``predict_many`` / ``learn_many``) as well
+as the one-at-a-time one.
 
 Examples
 --------

@@ -49,7 +49,9 @@ class Worker:
         self.broker_url = broker_url
         self.redis_url = redis_url
         self.kafka = kafka_kwargs(settings, broker_url)
-        self.registry = ModelRegistry(redis_client(settings, redis_url), settings.hmac_key(), prefix=redis_prefix(settings))
+        self.registry = ModelRegistry(
+            redis_client(settings, redis_url), settings.hmac_key(), prefix=redis_prefix(settings)
+        )
         self.models = ModelCache(self.registry, self._integrity_failure)
         self.policy = ScoringPolicy(
             default_model=settings.model_name,

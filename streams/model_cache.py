@@ -91,7 +91,9 @@ class ModelCache:
         except UnknownModelError:
             return False
         except IntegrityError as exc:
-            bad_version = version if version is not None else await asyncio.to_thread(self.registry.current_version, name)
+            bad_version = (
+                version if version is not None else await asyncio.to_thread(self.registry.current_version, name)
+            )
             self._refused.add((name, bad_version or 0))
             MODEL_INTEGRITY_FAILURES.labels(name).inc()
             log.error("refused %s v%s: %s", name, bad_version, exc)

@@ -64,7 +64,14 @@ class ScoredBatch:
 
 def dead_letter(record: RawRecord, stage: str, error_class: str, message: str) -> DeadLetter:
     return DeadLetter(
-        record.topic, record.partition, record.offset, record.key, record.value, stage, error_class, message  # type: ignore[arg-type]
+        record.topic,
+        record.partition,
+        record.offset,
+        record.key,
+        record.value,
+        stage,
+        error_class,
+        message,  # type: ignore[arg-type]
     )
 
 
@@ -104,7 +111,9 @@ def score_records(
             continue
         try:
             row = loaded.schema.prepare(
-                event.features, policy.missing_feature_policy, policy.unknown_feature_policy  # type: ignore[arg-type]
+                event.features,
+                policy.missing_feature_policy,
+                policy.unknown_feature_policy,  # type: ignore[arg-type]
             )
         except FeatureError as exc:
             out.dead_letters.append(dead_letter(record, "validate", "FeatureError", str(exc)))

@@ -10,6 +10,8 @@ front with ``settings.partitions``.
 
 from __future__ import annotations
 
+import contextlib
+
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
@@ -34,9 +36,7 @@ async def ensure_topics(settings: Settings, bootstrap: str, names: list[str] | N
         missing = [n for n in names if n not in existing]
         if missing:
             new = [NewTopic(n, settings.partitions, settings.replication_factor) for n in missing]
-            try:
+            with contextlib.suppress(TopicAlreadyExistsError):  # another worker created it first
                 await admin.create_topics(new)
-            except TopicAlreadyExistsError:
-                pass
     finally:
         await admin.close()

@@ -16,7 +16,7 @@ event_ids = st.text(st.characters(codec="utf-8", exclude_categories=("Cs",)), mi
 @st.composite
 def valid_events(draw: st.DrawFn) -> dict:
     """A valid event of the bootstrap schema; some features null or absent (imputed by policy)."""
-    features = {name: draw(st.one_of(finite, st.integers(-10**9, 10**9), st.none())) for name in AGRAWAL}
+    features = {name: draw(st.one_of(finite, st.integers(-(10**9), 10**9), st.none())) for name in AGRAWAL}
     for name in draw(st.sets(st.sampled_from(AGRAWAL), max_size=3)):
         features.pop(name)
     return {"event_id": draw(event_ids), "ts": draw(st.integers(0, 4_102_444_800_000)), "features": features}
@@ -45,18 +45,34 @@ def malformed_events(draw: st.DrawFn) -> bytes | None:
     event = draw(valid_events())
     raw = _encode(event)
     feature = draw(st.sampled_from(AGRAWAL))
-    kind = draw(st.sampled_from(
-        ["utf8", "truncated", "wrong_type", "nested", "nan", "missing", "huge", "null", "not_object", "tombstone"]))
+    kind = draw(
+        st.sampled_from(
+            ["utf8", "truncated", "wrong_type", "nested", "nan", "missing", "huge", "null", "not_object", "tombstone"]
+        )
+    )
     if kind == "utf8":
         cut = draw(st.integers(0, len(raw)))
-        return raw[:cut] + draw(st.sampled_from([b"\xff", b"\xc3\x28", b"\xed\xa0\x80", b"\xf8\x88\x80\x80\x80"])) + raw[cut:]
+        return (
+            raw[:cut]
+            + draw(st.sampled_from([b"\xff", b"\xc3\x28", b"\xed\xa0\x80", b"\xf8\x88\x80\x80\x80"]))
+            + raw[cut:]
+        )
     if kind == "truncated":
         return raw[: draw(st.integers(1, len(raw) - 1))]
     if kind == "wrong_type":
-        path, value = draw(st.sampled_from([
-            (("event_id",), 12), (("ts",), [1]), (("ts",), True), (("features",), [1, 2]),
-            (("features", feature), "not-a-number"), (("model",), 7), (("ts",), "yesterday"),
-        ]))
+        path, value = draw(
+            st.sampled_from(
+                [
+                    (("event_id",), 12),
+                    (("ts",), [1]),
+                    (("ts",), True),
+                    (("features",), [1, 2]),
+                    (("features", feature), "not-a-number"),
+                    (("model",), 7),
+                    (("ts",), "yesterday"),
+                ]
+            )
+        )
         if path == ("features", feature):
             event.setdefault("features", {})
         return _encode(_with(event, path, value))

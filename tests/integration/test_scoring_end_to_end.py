@@ -20,10 +20,15 @@ def test_every_valid_event_gets_one_prediction_in_key_order_and_bad_ones_are_dea
     bad = [b"{not json", b'{"event_id": "x", "ts": 1, "features": {"salary": "rich"}}']
     worker = WorkerProcess(settings, tmp_path).start()
     try:
-        asyncio.run(publish(settings, "events", [*zip(keys, (event(i) for i in range(n))), *((None, b) for b in bad)]))
-        out = asyncio.run(read_until(
-            settings, ["predictions", "dead-letter"],
-            lambda seen: len(seen["predictions"]) >= n and len(seen["dead-letter"]) >= len(bad)))
+        valid = list(zip(keys, (event(i) for i in range(n)), strict=True))
+        asyncio.run(publish(settings, "events", [*valid, *((None, b) for b in bad)]))
+        out = asyncio.run(
+            read_until(
+                settings,
+                ["predictions", "dead-letter"],
+                lambda seen: len(seen["predictions"]) >= n and len(seen["dead-letter"]) >= len(bad),
+            )
+        )
     finally:
         worker.stop()
     predictions = out["predictions"]
@@ -41,8 +46,10 @@ def test_every_valid_event_gets_one_prediction_in_key_order_and_bad_ones_are_dea
     assert letters[b"{not json"][DLQ_STAGE] == b"deserialize"
     assert letters[bad[1]][DLQ_STAGE] == b"validate"
     assert letters[bad[1]][DLQ_ERROR_CLASS] == b"FeatureError"
-    assert all(h[DLQ_SOURCE_TOPIC] == settings.topic("events").encode() and h[DLQ_SOURCE_OFFSET].isdigit()
-               for h in letters.values())
+    assert all(
+        h[DLQ_SOURCE_TOPIC] == settings.topic("events").encode() and h[DLQ_SOURCE_OFFSET].isdigit()
+        for h in letters.values()
+    )
     assert worker.starts == 1 and "Traceback" not in worker.log()
 
 
@@ -54,8 +61,9 @@ def test_killed_worker_resumes_where_it_left_off_and_no_event_is_left_unscored(s
         asyncio.run(read_until(settings, ["predictions"], lambda seen: len(seen["predictions"]) >= n // 10))
         worker.kill()  # kill -9 in the middle of the stream
         worker.start()
-        out = asyncio.run(read_until(
-            settings, ["predictions"], lambda seen: len(set(prediction_ids(seen["predictions"]))) >= n))
+        out = asyncio.run(
+            read_until(settings, ["predictions"], lambda seen: len(set(prediction_ids(seen["predictions"]))) >= n)
+        )
     finally:
         worker.stop()
     ids = prediction_ids(out["predictions"])

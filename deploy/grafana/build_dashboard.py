@@ -1,0 +1,215 @@
+"""Build the driftline Grafana dashboard (``dashboards/driftline.json``) from a short list of panels.
+
+Every query uses only metric names the code defines (``tests/unit/test_dashboard.py`` checks it) and the
+provisioned Prometheus data source. Edit the panels here, then run::
+
+    python deploy/grafana/build_dashboard.py
+
+Examples
+--------
+>>> board = dashboard()
+>>> board["uid"], board["panels"][0]["type"], board["panels"][1]["datasource"]["uid"]
+('driftline', 'row', 'driftline-prometheus')
+>>> rate("driftline_events_scored_total", "model")
+'sum by (model) (rate(driftline_events_scored_total{model=~"$model"}[$__rate_interval]))'
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+#: uid of the data source in provisioning/datasources/prometheus.yml.
+DATASOURCE = {"type": "prometheus", "uid": "driftline-prometheus"}
+OUTPUT = Path(__file__).resolve().parent / "dashboards" / "driftline.json"
+MODEL = '{model=~"$model"}'
+WORKER_JOB = "driftline-worker"
+
+
+def rate(metric: str, by: str, selector: str = MODEL) -> str:
+    """Per-second rate of a counter summed over workers, by the given labels."""
+    return f"sum by ({by}) (rate({metric}{selector}[$__rate_interval]))"
+
+
+def quantile(q: float, metric: str, by: str = "") -> str:
+    """A quantile of a histogram over every worker."""
+    labels = f"le, {by}" if by else "le"
+    return f"histogram_quantile({q}, sum by ({labels}) (rate({metric}_bucket[$__rate_interval])))"
+
+
+@dataclass
+class Target:
+    expr: str
+    legend: str = ""
+    instant: bool = False
+
+
+@dataclass
+class Panel:
+    """One panel: title, what it means and what to do (shown as its description), queries, unit and kind."""
+
+    title: str
+    description: str
+    targets: list[Target]
+    unit: str = "short"
+    kind: str = "timeseries"
+    width: int = 8
+    height: int = 8
+    thresholds: list[tuple[float | None, str]] = field(default_factory=lambda: [(None, "green")])
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+ROWS: list[tuple[str, list[Panel]]] = [
+    ("Throughput and errors", [
+        Panel("Events scored / s", "Events the workers scored per second, by model. Falls to 0 while events keep "
+              "arriving: look at Consumer lag and the worker logs.",
+              [Target(rate("driftline_events_scored_total", "model"), "{{model}}")], unit="ops"),
+        Panel("Dead-lettered / s", "Messages sent to the dead-letter topic, by stage and reason. A sustained rate: "
+              "`driftline dlq inspect`, fix the cause, then `driftline dlq replay` (docs/RUNBOOK.md).",
+              [Target(rate("driftline_dead_lettered_total", "stage, reason", ""), "{{stage}}: {{reason}}")],
+              unit="ops"),
+        Panel("Dead-letter ratio", "Dead-lettered / (scored + dead-lettered) over 5 minutes. Above a few percent: "
+              "a producer or schema change; compare with deploy times.",
+              [Target("sum(rate(driftline_dead_lettered_total[5m])) / clamp_min(sum(rate("
+                      "driftline_events_scored_total[5m])) + sum(rate(driftline_dead_lettered_total[5m])), 1e-9)")],
+              unit="percentunit", kind="stat", width=4,
+              thresholds=[(None, "green"), (0.01, "orange"), (0.05, "red")]),
+        Panel("Workers up", "Worker replicas Prometheus scrapes successfully (DNS discovery of the `worker` "
+              "service). Fewer than you scaled to: `docker compose ps` and the worker logs.",
+              [Target(f'sum(up{{job="{WORKER_JOB}"}})', instant=True)], kind="stat", width=4,
+              thresholds=[(None, "red"), (1, "green")]),
+    ]),
+    ("Latency and load", [
+        Panel("Scoring latency", "Event produced -> prediction published, over all workers. p99 rising together "
+              "with lag: add workers (up to the partition count) or raise DRIFTLINE_BATCH_SIZE.",
+              [Target(quantile(q, "driftline_scoring_latency_seconds"), f"p{round(q * 100)}")
+               for q in (0.5, 0.95, 0.99)], unit="s"),
+        Panel("Consumer lag", "Messages behind the end of the partitions, by topic (the latest report per "
+              "partition). Growing steadily: workers cannot keep up, scale out; one partition only: a stuck "
+              "worker, restart it.",
+              [Target("sum by (topic) (max by (topic, partition) (driftline_consumer_lag))", "{{topic}}")]),
+        Panel("Batch size", "Mean messages per processed batch, by stage. Always at DRIFTLINE_BATCH_SIZE: the "
+              "workers are saturated, scale out. Mostly 1: light load.",
+              [Target("sum by (stage) (rate(driftline_batch_size_sum[$__rate_interval])) / sum by (stage) "
+                      "(rate(driftline_batch_size_count[$__rate_interval]))", "{{stage}}")]),
+    ]),
+    ("Models", [
+        Panel("Model version in use", "Version each worker serves, by model and role. Replicas that disagree "
+              "for more than a few seconds after a promote or rollback: check Redis errors.",
+              [Target(f"max by (model, role, instance) (driftline_model_version{MODEL})",
+                      "{{model}} {{role}} {{instance}}")], unit="none"),
+        Panel("Model reloads", "Hot reloads of a new current version (promote, rollback, learner snapshot) in "
+              "5 minutes, by model.",
+              [Target(f"sum by (model) (increase(driftline_model_reloads_total{MODEL}[5m]))", "{{model}}")]),
+        Panel("Model integrity failures", "Blobs refused by SHA-256/HMAC verification in the selected range. Any: "
+              "a blob signed with another key or tampered with; the worker keeps its last good version. "
+              "Investigate before promoting anything.",
+              [Target(f"sum(increase(driftline_model_integrity_failures_total{MODEL}[$__range]))",
+                      instant=True)], kind="stat", thresholds=[(None, "green"), (1, "red")]),
+    ]),
+    ("Learning, review and Redis", [
+        Panel("Labels learned / s", "Delayed labels joined to their events and learned, by model. 0 while labels "
+              "are published: labels arrive after DRIFTLINE_LABEL_TTL_SECONDS or with unknown event ids.",
+              [Target(rate("driftline_labels_learned_total", "model"), "{{model}}")], unit="ops"),
+        Panel("Review requests / s", "Low-confidence predictions sent to the review topic, by model. A jump: "
+              "the model is unsure about new data, often the first sign of drift.",
+              [Target(rate("driftline_review_requests_total", "model"), "{{model}}")], unit="ops"),
+        Panel("Redis errors / s", "Registry operations that failed and were retried, by operation. Scoring "
+              "goes on with the loaded models; fix Redis before promoting or rolling back.",
+              [Target(rate("driftline_redis_errors_total", "op", ""), "{{op}}")], unit="ops"),
+    ]),
+]
+
+
+def _panel(panel: Panel, panel_id: int, x: int, y: int) -> dict[str, Any]:
+    steps = [{"color": color, "value": value} for value, color in panel.thresholds]
+    body: dict[str, Any] = {
+        "id": panel_id,
+        "type": panel.kind,
+        "title": panel.title,
+        "description": panel.description,
+        "datasource": DATASOURCE,
+        "gridPos": {"h": panel.height, "w": panel.width, "x": x, "y": y},
+        "targets": [
+            {"refId": chr(ord("A") + i), "datasource": DATASOURCE, "expr": t.expr, "legendFormat": t.legend,
+             "instant": t.instant, "range": not t.instant}
+            for i, t in enumerate(panel.targets)
+        ],
+        "fieldConfig": {
+            "defaults": {"unit": panel.unit, "thresholds": {"mode": "absolute", "steps": steps}},
+            "overrides": [],
+        },
+    }
+    if panel.kind == "timeseries":
+        body["options"] = {"legend": {"displayMode": "list", "placement": "bottom", "showLegend": True},
+                           "tooltip": {"mode": "multi", "sort": "desc"}}
+    else:
+        body["options"] = {"reduceOptions": {"calcs": ["lastNotNull"], "fields": "", "values": False},
+                           "colorMode": "background", "graphMode": "none", "textMode": "value"}
+    body.update(panel.extra)
+    return body
+
+
+def dashboard() -> dict[str, Any]:
+    """The dashboard as Grafana's JSON model (rows laid out top to bottom, panels left to right)."""
+    panels: list[dict[str, Any]] = []
+    y = 0
+    next_id = 1
+    for title, row in ROWS:
+        panels.append({"id": next_id, "type": "row", "title": title, "collapsed": False, "panels": [],
+                       "gridPos": {"h": 1, "w": 24, "x": 0, "y": y}})
+        next_id += 1
+        y += 1
+        x = 0
+        row_height = 0
+        for panel in row:
+            if x + panel.width > 24:
+                x, y, row_height = 0, y + row_height, 0
+            panels.append(_panel(panel, next_id, x, y))
+            next_id += 1
+            x += panel.width
+            row_height = max(row_height, panel.height)
+        y += row_height
+    return {
+        "uid": "driftline",
+        "title": "driftline",
+        "description": "Streaming scoring, dead letters, latency, lag and models of every driftline worker. "
+                       "What each panel means and what to do: docs/RUNBOOK.md, 'Read the dashboard'.",
+        "tags": ["driftline"],
+        "timezone": "browser",
+        "editable": False,
+        "graphTooltip": 1,
+        "refresh": "10s",
+        "schemaVersion": 39,
+        "version": 1,
+        "time": {"from": "now-1h", "to": "now"},
+        "annotations": {"list": []},
+        "links": [],
+        "templating": {"list": [{
+            "name": "model",
+            "label": "model",
+            "type": "query",
+            "datasource": DATASOURCE,
+            "query": {"query": "label_values(driftline_events_scored_total, model)", "refId": "model"},
+            "definition": "label_values(driftline_events_scored_total, model)",
+            "refresh": 2,
+            "includeAll": True,
+            "multi": True,
+            "allValue": ".*",
+            "current": {"selected": True, "text": ["All"], "value": ["$__all"]},
+            "sort": 1,
+        }]},
+        "panels": panels,
+    }
+
+
+def render() -> str:
+    """The dashboard JSON exactly as stored in ``dashboards/driftline.json``."""
+    return json.dumps(dashboard(), indent=2) + "\n"
+
+
+if __name__ == "__main__":
+    OUTPUT.write_text(render())
+    print(f"wrote {OUTPUT}")

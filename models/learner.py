@@ -1,0 +1,332 @@
+"""The single-writer online learner: learns each delayed label exactly once, pure and crash-safe.
+
+The learner has no I/O. The streaming agent feeds it joined labels in offset order, marks every consumed
+offset with :meth:`OnlineLearner.mark_offset`, and stores :meth:`OnlineLearner.checkpoint` (model, offsets,
+learned event ids and metrics in one signed blob) in ONE Redis write. After a crash it restores the blob and
+seeks every partition to :meth:`OnlineLearner.next_offset`: labels before the checkpoint are in the model
+and are not consumed again, labels after it were never applied, so every label is learned exactly once.
+
+Duplicate labels (same ``event_id``) are learned once. Memory for this is bounded: learned ids are kept
+with their ``ts`` and forgotten once older than ``label_ttl_ms`` behind the newest ``ts`` seen (by then the
+event has left the label join, so a later duplicate finds nothing to join and never reaches the learner), and
+at most ``max_learned_ids`` are held (the oldest are forgotten first and counted in ``forgotten_early``: a
+duplicate of one of those, still inside the TTL, would be learned again). Pass a trusted ``ts`` (e.g. the
+Kafka message timestamp): a far-future ``ts`` would make the learner forget every id at once.
+
+Prequential metrics compare the label with what was *served* at score time (``y_pred_at_score_time`` and
+``proba_at_score_time`` from the predictions topic), cumulative and over a rolling window.
+
+Examples
+--------
+>>> from models.features import FeatureSchema
+>>> from models.specs import build_model
+>>> learner = OnlineLearner(build_model(FeatureSchema({"x": "numeric"}), "binary"), "binary")
+>>> learner.learn("e1", {"x": 1.0}, 1, True, {"True": 0.8, "False": 0.2}, ts=1_000)
+True
+>>> learner.learn("e1", {"x": 1.0}, 1, True, {"True": 0.8, "False": 0.2}, ts=1_000)
+False
+>>> learner.mark_offset("labels", 0, 41)
+>>> restored = OnlineLearner.restore(learner.checkpoint(hmac_key=b"k"), hmac_key=b"k")
+>>> restored.learned, restored.next_offset("labels", 0), restored.metrics()["accuracy"]
+(1, 42, 1.0)
+"""
+
+from __future__ import annotations
+
+import hmac
+import math
+import pickle
+from collections import OrderedDict
+from collections.abc import Collection, Mapping
+from typing import Any
+
+from river import metrics as river_metrics
+from river import utils
+
+from models.registry import IntegrityError, sign_blob
+
+DEFAULT_LABEL_TTL_MS = 7 * 24 * 3600 * 1000
+DEFAULT_MAX_LEARNED_IDS = 100_000
+CHECKPOINT_MAGIC = b"driftline-learner-checkpoint/1\n"
+_TRUE = {"true", "1", "yes", "1.0"}
+_FALSE = {"false", "0", "no", "0.0"}
+
+
+def coerce_label(task: str, y: Any, classes: Collection[Any] = ()) -> Any:
+    """``y`` as the model expects it for ``task``, or ValueError with the reason.
+
+    Binary labels become bools (ints 0/1 when the model's classes are ints, the matching string when they are
+    strings); multiclass labels keep the type of the model's known classes (``3`` and ``"3"`` are one class);
+    regression labels become finite floats.
+
+    >>> coerce_label("binary", 1), coerce_label("binary", "false"), coerce_label("binary", True, {0, 1})
+    (True, False, 1)
+    >>> coerce_label("multiclass", 3, {"1", "2"}), coerce_label("multiclass", "2", {1, 2})
+    ('3', 2)
+    >>> coerce_label("regression", 2), coerce_label("regression", "2.5")
+    (2.0, 2.5)
+    >>> coerce_label("binary", 2)
+    Traceback (most recent call last):
+    ...
+    ValueError: binary label must be true/false or 0/1, got 2
+    """
+    if task == "binary":
+        return _binary(y, classes)
+    if task == "multiclass":
+        return _multiclass(y, classes)
+    if task == "regression":
+        return _regression(y)
+    raise ValueError(f"unknown task {task!r}")
+
+
+def _binary(y: Any, classes: Collection[Any]) -> Any:
+    known = set(classes)
+    if known and all(isinstance(c, str) for c in known):
+        if str(y) in known or len(known) < 2:
+            return str(y)
+        raise ValueError(f"binary label {y!r} is not one of the model's classes {sorted(known)}")
+    if isinstance(y, bool):
+        value = y
+    elif isinstance(y, int | float) and y in (0, 1):
+        value = bool(y)
+    elif isinstance(y, str) and y.strip().lower() in _TRUE | _FALSE:
+        value = y.strip().lower() in _TRUE
+    else:
+        raise ValueError(f"binary label must be true/false or 0/1, got {y!r}")
+    if known and all(isinstance(c, int) and not isinstance(c, bool) for c in known):
+        return int(value)
+    return value
+
+
+def _multiclass(y: Any, classes: Collection[Any]) -> Any:
+    if isinstance(y, bool):
+        raise ValueError(f"multiclass label must be a string or an integer class, got bool {y!r}")
+    if isinstance(y, float):
+        if not math.isfinite(y) or not y.is_integer():
+            raise ValueError(f"multiclass label must be a string or an integer class, got {y!r}")
+        y = int(y)
+    if not isinstance(y, int | str):
+        raise ValueError(f"multiclass label must be a string or an integer class, got {type(y).__name__}")
+    by_text = {str(c): c for c in classes}
+    if str(y) in by_text:
+        return by_text[str(y)]
+    if by_text and all(isinstance(c, int) and not isinstance(c, bool) for c in classes):
+        try:
+            return int(y)
+        except ValueError:
+            raise ValueError(f"multiclass label {y!r} is not an integer like the model's classes") from None
+    if by_text and all(isinstance(c, str) for c in classes):
+        return str(y)
+    return y
+
+
+def _regression(y: Any) -> float:
+    if isinstance(y, bool):
+        raise ValueError(f"regression label must be a number, got bool {y!r}")
+    try:
+        value = float(y)
+    except (TypeError, ValueError):
+        raise ValueError(f"regression label must be a number, got {y!r}") from None
+    if not math.isfinite(value):
+        raise ValueError(f"regression label must be finite, got {y!r}")
+    return value
+
+
+def _metric_set(task: str, window: int) -> dict[str, Any]:
+    if task == "regression":
+        kinds: dict[str, Any] = {"mae": river_metrics.MAE, "rmse": river_metrics.RMSE}
+    elif task == "binary":
+        kinds = {"accuracy": river_metrics.Accuracy, "f1": river_metrics.F1, "logloss": river_metrics.LogLoss}
+    else:
+        kinds = {
+            "accuracy": river_metrics.Accuracy,
+            "macro_f1": river_metrics.MacroF1,
+            "logloss": river_metrics.CrossEntropy,
+        }
+    out: dict[str, Any] = {}
+    for name, cls in kinds.items():
+        out[name] = cls()
+        out[f"{name}_rolling"] = utils.Rolling(cls, window_size=window)
+    return out
+
+
+class OnlineLearner:
+    """Learns delayed labels exactly once and keeps prequential metrics; checkpoints atomically.
+
+    Parameters
+    ----------
+    model
+        A River model (or pipeline) for ``task``; it is updated in place.
+    task
+        ``'binary'``, ``'multiclass'`` or ``'regression'``.
+    metric_window
+        Size of the rolling window of every ``*_rolling`` metric.
+    label_ttl_ms
+        How long a learned event id is remembered behind the newest label ``ts`` (the label TTL).
+    max_learned_ids
+        Upper bound on remembered ids; the oldest are forgotten first.
+    classes
+        Classes the model already knows (e.g. from the offline training data); labels are coerced to them.
+    """
+
+    def __init__(
+        self,
+        model: Any,
+        task: str,
+        metric_window: int = 1000,
+        *,
+        label_ttl_ms: int = DEFAULT_LABEL_TTL_MS,
+        max_learned_ids: int = DEFAULT_MAX_LEARNED_IDS,
+        classes: Collection[Any] = (),
+    ):
+        if task not in ("binary", "multiclass", "regression"):
+            raise ValueError(f"unknown task {task!r}")
+        if metric_window < 1 or label_ttl_ms < 0 or max_learned_ids < 1:
+            raise ValueError("metric_window and max_learned_ids must be >= 1 and label_ttl_ms >= 0")
+        self.model = model
+        self.task = task
+        self.metric_window = metric_window
+        self.label_ttl_ms = label_ttl_ms
+        self.max_learned_ids = max_learned_ids
+        self.classes: set[Any] = set(classes) if task != "regression" else set()
+        self.learned = 0
+        self._offsets: dict[tuple[str, int], int] = {}
+        self._ids: OrderedDict[str, int] = OrderedDict()
+        self._watermark_ms: int | None = None
+        self.forgotten_early = 0
+        self._metrics = _metric_set(task, metric_window)
+        self._counts = {"label": 0, "proba": 0}
+
+    # --- learning -----------------------------------------------------------------------------
+    def coerce(self, y: Any) -> Any:
+        """``y`` coerced to this learner's task and known classes (ValueError with the reason otherwise)."""
+        return coerce_label(self.task, y, self.classes)
+
+    def learn(
+        self,
+        event_id: str,
+        x: Mapping[str, Any],
+        y: Any,
+        y_pred_at_score_time: Any = None,
+        proba_at_score_time: Mapping[str, float] | None = None,
+        *,
+        ts: int | None = None,
+    ) -> bool:
+        """Learn one joined label; False (nothing changes) when ``event_id`` was already learned.
+
+        Parameters
+        ----------
+        event_id
+            The event the label belongs to.
+        x
+            The event's prepared features (not mutated).
+        y
+            The label; coerced with :meth:`coerce` (a label that does not fit raises ValueError).
+        y_pred_at_score_time, proba_at_score_time
+            What was served for the event (``prediction`` and ``probabilities`` or ``score`` of the
+            predictions topic); they feed the prequential metrics. None skips the metric they feed.
+        ts
+            A trusted time of the label (epoch ms), used to forget ids older than the TTL; None counts as the
+            newest ``ts`` seen.
+        """
+        if event_id in self._ids:
+            return False
+        target = self.coerce(y)
+        predicted, proba = self._served(y_pred_at_score_time, proba_at_score_time)
+        self.model.learn_one(dict(x), target)
+        if self.task != "regression":
+            self.classes.add(target)
+        self._update_metrics(target, predicted, proba)
+        self._remember(event_id, ts)
+        self.learned += 1
+        return True
+
+    def _served(self, y_pred: Any, proba: Mapping[str, float] | None) -> tuple[Any, Any]:
+        """The served prediction and probabilities in the label's class space (None where unusable)."""
+        if y_pred is not None:
+            try:
+                y_pred = self.coerce(y_pred)
+            except ValueError:
+                y_pred = None
+        if self.task == "regression" or not proba:
+            return y_pred, None
+        try:
+            mapped = {self.coerce(k): float(p) for k, p in proba.items()}
+        except ValueError:
+            return y_pred, None
+        return y_pred, mapped
+
+    def _update_metrics(self, y: Any, y_pred: Any, proba: dict[Any, float] | None) -> None:
+        for name, metric in self._metrics.items():
+            if name.startswith("logloss"):
+                if proba is not None:
+                    metric.update(y, proba)
+            elif y_pred is not None:
+                metric.update(y, y_pred)
+        self._counts["label"] += y_pred is not None
+        self._counts["proba"] += proba is not None
+
+    def _remember(self, event_id: str, ts: int | None) -> None:
+        if ts is not None and (self._watermark_ms is None or ts > self._watermark_ms):
+            self._watermark_ms = ts
+        stamp = ts if ts is not None else (self._watermark_ms or 0)
+        self._ids[event_id] = stamp
+        cutoff = None if self._watermark_ms is None else self._watermark_ms - self.label_ttl_ms
+        while self._ids:
+            oldest_id, oldest_ts = next(iter(self._ids.items()))
+            expired = cutoff is not None and oldest_ts < cutoff
+            if not expired and len(self._ids) <= self.max_learned_ids:
+                break
+            del self._ids[oldest_id]
+            self.forgotten_early += not expired
+
+    # --- offsets ------------------------------------------------------------------------------
+    def mark_offset(self, topic: str, partition: int, offset: int) -> None:
+        """Record that the message at ``offset`` of ``topic``/``partition`` has been applied (monotone)."""
+        key = (topic, int(partition))
+        if offset > self._offsets.get(key, -1):
+            self._offsets[key] = int(offset)
+
+    def next_offset(self, topic: str, partition: int) -> int | None:
+        """The offset to resume ``topic``/``partition`` from, or None when nothing was applied there."""
+        last = self._offsets.get((topic, int(partition)))
+        return None if last is None else last + 1
+
+    @property
+    def offsets(self) -> dict[tuple[str, int], int]:
+        """Last applied offset per (topic, partition)."""
+        return dict(self._offsets)
+
+    @property
+    def remembered_ids(self) -> int:
+        """How many learned event ids are held for de-duplication."""
+        return len(self._ids)
+
+    # --- metrics ------------------------------------------------------------------------------
+    def metrics(self) -> dict[str, float]:
+        """Cumulative and ``*_rolling`` prequential metrics; a metric appears once it has a value."""
+        out: dict[str, float] = {}
+        for name, metric in self._metrics.items():
+            fed = self._counts["proba" if name.startswith("logloss") else "label"]
+            if fed:
+                out[name] = float(metric.get())
+        return out
+
+    # --- checkpoint ---------------------------------------------------------------------------
+    def checkpoint(self, *, hmac_key: bytes) -> bytes:
+        """Everything needed to resume (model, offsets, learned ids, metrics) as one signed blob."""
+        payload = pickle.dumps(self.__dict__, protocol=pickle.HIGHEST_PROTOCOL)
+        return CHECKPOINT_MAGIC + sign_blob(hmac_key, payload).encode() + b"\n" + payload
+
+    @classmethod
+    def restore(cls, blob: bytes, *, hmac_key: bytes) -> OnlineLearner:
+        """The learner saved by :meth:`checkpoint`; its HMAC is verified before anything is unpickled."""
+        if not blob.startswith(CHECKPOINT_MAGIC):
+            raise IntegrityError("not a driftline learner checkpoint")
+        body = blob[len(CHECKPOINT_MAGIC) :]
+        mac, _, payload = body.partition(b"\n")
+        if not hmac.compare_digest(mac, sign_blob(hmac_key, payload).encode()):
+            raise IntegrityError("learner checkpoint HMAC does not match (wrong key or forged checkpoint)")
+        learner = cls.__new__(cls)
+        learner.__dict__.update(pickle.loads(payload))  # noqa: S301 - verified with the HMAC just above
+        return learner

@@ -1,0 +1,253 @@
+"""``report.html``: one self-contained page (inline CSS, plots as embedded PNG) that opens without a server.
+
+It shows the framing card, the verdict, the test metric with its interval against the baseline, the CV
+comparison of every candidate, the confusion matrix (or residuals), ROC and precision-recall curves for a
+binary task, the worst slices of the error analysis and the feature distributions of the reference profile.
+
+Examples
+--------
+>>> fig = figure_cv([{"name": "majority", "cv_mean": 0.5, "cv_std": 0.0}, {"name": "linear", "cv_mean": 0.8,
+...                  "cv_std": 0.02}], "accuracy")
+>>> png_data_uri(fig).startswith("data:image/png;base64,")
+True
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+
+from monitoring.reference import CategoricalProfile, NumericProfile, ReferenceProfile  # noqa: E402
+
+MAX_FEATURE_PLOTS = 12
+MAX_SLICES_SHOWN = 20
+MAX_SCATTER_POINTS = 5000
+CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2rem auto;max-width:1100px;color:#222}
+h1{margin-bottom:.2rem}h2{border-bottom:1px solid #ddd;padding-bottom:.2rem;margin-top:2rem}
+table{border-collapse:collapse;margin:.5rem 0}td,th{border:1px solid #ddd;padding:.25rem .6rem;text-align:left}
+th{background:#f5f5f5}.go{background:#1b873f;color:#fff}.nogo{background:#c62828;color:#fff}
+.badge{display:inline-block;padding:.3rem .8rem;border-radius:4px;font-weight:bold}
+img{max-width:100%}.muted{color:#666;font-size:.9rem}
+"""
+
+
+@dataclass
+class ReportInputs:
+    """What the report draws: metrics.json's content plus the test outputs and the reference profile."""
+
+    metrics: dict[str, Any]
+    card: dict[str, Any]
+    y_test: np.ndarray
+    outputs: Mapping[str, np.ndarray]
+    labels: Sequence[Any]
+    reference: ReferenceProfile
+
+
+def png_data_uri(fig: Figure) -> str:
+    """The figure as an inline PNG data URI (the figure is closed)."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=80, bbox_inches="tight")
+    plt.close(fig)
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+
+
+def figure_cv(candidates: Sequence[Mapping[str, Any]], metric: str) -> Figure:
+    """Mean CV score of each candidate with one standard deviation."""
+    fig, ax = plt.subplots(figsize=(7, 0.5 + 0.45 * len(candidates)))
+    names = [c["name"] for c in candidates]
+    means = [_finite(c["cv_mean"]) for c in candidates]
+    stds = [_finite(c["cv_std"]) for c in candidates]
+    ax.barh(names, means, xerr=stds, color="#4c72b0", capsize=3)
+    ax.invert_yaxis()
+    ax.set_xlabel(f"cross-validated {metric}")
+    return fig
+
+
+def figure_confusion(matrix: Sequence[Sequence[int]], labels: Sequence[Any]) -> Figure:
+    """Confusion matrix of the chosen model on the test set (rows true, columns predicted)."""
+    values = np.asarray(matrix)
+    fig, ax = plt.subplots(figsize=(1.5 + 0.6 * len(labels), 1.2 + 0.6 * len(labels)))
+    ax.imshow(values, cmap="Blues")
+    ticks = range(len(labels))
+    ax.set_xticks(ticks, [str(v) for v in labels], rotation=45)
+    ax.set_yticks(ticks, [str(v) for v in labels])
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    for i in ticks:
+        for j in ticks:
+            ax.text(j, i, str(values[i, j]), ha="center", va="center",
+                    color="white" if values[i, j] > values.max() / 2 else "black")
+    return fig
+
+
+def figure_residuals(y: np.ndarray, pred: np.ndarray) -> Figure:
+    """Residuals against predictions (at most 5000 points drawn), and the histogram of all of them."""
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.5))
+    residual = y - pred
+    shown = np.random.default_rng(0).permutation(len(y))[:MAX_SCATTER_POINTS]
+    left.scatter(pred[shown], residual[shown], s=4, alpha=0.4)
+    left.axhline(0, color="black", linewidth=0.8)
+    left.set_xlabel("prediction")
+    left.set_ylabel("true - prediction")
+    right.hist(residual, bins=40, color="#4c72b0")
+    right.set_xlabel("residual")
+    return fig
+
+
+def figure_roc_pr(y: np.ndarray, scores: Mapping[str, np.ndarray]) -> Figure:
+    """ROC and precision-recall curves of each model's positive-class probability."""
+    from sklearn.metrics import auc, precision_recall_curve, roc_curve
+
+    fig, (roc_ax, pr_ax) = plt.subplots(1, 2, figsize=(10, 4))
+    for name, p in scores.items():
+        fpr, tpr, _ = roc_curve(y, p)
+        roc_ax.plot(fpr, tpr, label=f"{name} (AUC {auc(fpr, tpr):.3f})")
+        precision, recall, _ = precision_recall_curve(y, p)
+        pr_ax.plot(recall, precision, label=name)
+    roc_ax.plot([0, 1], [0, 1], color="grey", linestyle=":")
+    roc_ax.set_xlabel("false positive rate")
+    roc_ax.set_ylabel("true positive rate")
+    roc_ax.legend(fontsize=8)
+    pr_ax.set_xlabel("recall")
+    pr_ax.set_ylabel("precision")
+    pr_ax.legend(fontsize=8)
+    return fig
+
+
+def figure_slices(slices: Sequence[Mapping[str, Any]], error_name: str) -> Figure:
+    """The slices with the highest error."""
+    worst = sorted(slices, key=lambda s: -_finite(s[error_name]))[:MAX_SLICES_SHOWN]
+    fig, ax = plt.subplots(figsize=(7, 0.5 + 0.35 * max(len(worst), 1)))
+    ax.barh([f"{s['feature']} {s['slice']} (n={s['rows']})" for s in worst], [_finite(s[error_name]) for s in worst],
+            color="#dd8452")
+    ax.invert_yaxis()
+    ax.set_xlabel(error_name.replace("_", " "))
+    return fig
+
+
+def figure_features(reference: ReferenceProfile) -> Figure:
+    """Histograms (numeric) and category frequencies (categorical) of the reference profile."""
+    names = list(reference.features)[:MAX_FEATURE_PLOTS]
+    columns = 4
+    rows = max(1, math.ceil(len(names) / columns))
+    fig, axes = plt.subplots(rows, columns, figsize=(12, 2.4 * rows), squeeze=False)
+    for ax in axes.flat:
+        ax.set_visible(False)
+    for ax, name in zip(axes.flat, names, strict=False):
+        ax.set_visible(True)
+        profile = reference.features[name]
+        if isinstance(profile, NumericProfile) and profile.bin_counts:
+            edges = np.asarray(profile.bin_edges)
+            ax.bar(edges[:-1], profile.bin_counts, width=np.diff(edges), align="edge", color="#4c72b0")
+        elif isinstance(profile, CategoricalProfile):
+            top = sorted(profile.frequencies.items(), key=lambda kv: -kv[1])[:8]
+            ax.bar([k[:10] for k, _ in top], [v for _, v in top], color="#55a868")
+            ax.tick_params(axis="x", rotation=45, labelsize=7)
+        ax.set_title(f"{name} (missing {profile.missing_rate:.1%})", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def render_report(inputs: ReportInputs) -> str:
+    """The HTML page."""
+    m = inputs.metrics
+    task, metric = m["task"], m["primary_metric"]
+    verdict = m["verdict"]
+    badge = "go" if verdict["go"] else "nogo"
+    parts = [
+        "<!DOCTYPE html><html><head><meta charset='utf-8'><title>driftline offline report</title>",
+        f"<style>{CSS}</style></head><body>",
+        f"<h1>{_e(m['target'])}: {_e(task)} model report</h1>",
+        f"<p class='muted'>{_e(inputs.card['problem'].get('decision', ''))} — unit: "
+        f"{_e(inputs.card['problem'].get('unit', ''))}</p>",
+        f"<p><span class='badge {badge}'>{_e(verdict['decision'].upper())}</span> "
+        f"{_e('; '.join(verdict['reasons']))}</p>",
+        f"<p class='muted'>Rule: {_e(m['go_no_go_rule'])}</p>",
+        "<h2>Test set (locked, used once)</h2>",
+        _table(["model", metric, "95% CI"], [
+            [name, _fmt(est["value"]), f"[{_fmt(est['ci_low'])}, {_fmt(est['ci_high'])}]"]
+            for name, est in m["test_models"].items()
+        ]),
+        f"<p>Improvement of <b>{_e(m['chosen']['name'])}</b> over the baseline ({_e(m['baseline']['name'])}): "
+        f"{_fmt(m['improvement']['value'])} [{_fmt(m['improvement']['ci_low'])}, "
+        f"{_fmt(m['improvement']['ci_high'])}]. Test rows: {m['split']['test_rows']:,}; "
+        f"sha256 {m['split']['test_sha256'][:16]}…</p>",
+    ]
+    if m.get("threshold"):
+        t = m["threshold"]
+        parts.append(f"<p>Decision threshold from the card's costs: {t['value']:.2f} (expected cost per row "
+                     f"{_fmt(t['expected_cost_validation'])} on validation, {_fmt(t['expected_cost_test'])} on test)."
+                     "</p>")
+    parts.append(_table(["metric", "value"], [[k, _fmt(v)] for k, v in m["test"]["secondary"].items()
+                                              if k != "confusion_matrix"]))
+    parts += ["<h2>Candidates (cross-validation)</h2>",
+              f"<p class='muted'>{m['search']['rows']:,} training rows, {m['search']['folds']} folds; "
+              f"hyperparameters searched on {m['search']['validation_rows']:,} validation rows.</p>",
+              _img(figure_cv(m["candidates"], metric)),
+              _table(["candidate", "role", "params", "CV mean", "CV std"], [
+                  [c["name"], c["role"], _params(c["params"]), _fmt(c["cv_mean"]), _fmt(c["cv_std"])]
+                  for c in m["candidates"]
+              ])]
+    chosen = inputs.outputs.get(m["chosen"]["name"])
+    parts.append("<h2>Errors of the chosen model on the test set</h2>")
+    if task == "regression" and chosen is not None:
+        parts.append(_img(figure_residuals(inputs.y_test, chosen)))
+    elif "confusion_matrix" in m["test"]["secondary"]:
+        parts.append(_img(figure_confusion(m["test"]["secondary"]["confusion_matrix"], inputs.labels)))
+    if task == "binary":
+        scores = {name: out[:, 1] for name, out in inputs.outputs.items()}
+        parts.append(_img(figure_roc_pr(inputs.y_test, scores)))
+    error_name = "mae" if task == "regression" else "error_rate"
+    if m["slices"]:
+        worst = sorted(m["slices"], key=lambda s: -_finite(s[error_name]))[:MAX_SLICES_SHOWN]
+        parts += ["<h2>Error analysis by slice (out-of-fold, validation data)</h2>",
+                  _img(figure_slices(m["slices"], error_name)),
+                  _table(["feature", "slice", "rows", metric, error_name],
+                         [[s["feature"], s["slice"], s["rows"], _fmt(s[metric]), _fmt(s[error_name])] for s in worst])]
+    parts += ["<h2>Feature distributions (reference profile of the training set)</h2>",
+              _img(figure_features(inputs.reference)),
+              "<h2>Data</h2>",
+              _table(["fact", "value"], [[k, v] for k, v in m["data"].items() if not isinstance(v, dict | list)]),
+              "</body></html>"]
+    return "\n".join(parts)
+
+
+def _img(fig: Figure) -> str:
+    return f"<img src='{png_data_uri(fig)}'>"
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    head = "".join(f"<th>{_e(h)}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{_e(v)}</td>" for v in row) + "</tr>" for row in rows)
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def _params(params: Mapping[str, Any]) -> str:
+    return ", ".join(f"{k}={v}" for k, v in params.items()) or "default"
+
+
+def _fmt(value: Any) -> str:
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "n/a"
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def _finite(value: Any) -> float:
+    return float(value) if value is not None and math.isfinite(float(value)) else 0.0
+
+
+def _e(value: Any) -> str:
+    return html.escape(str(value))

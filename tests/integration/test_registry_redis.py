@@ -1,0 +1,216 @@
+"""The model registry against the real embedded redis-server."""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+
+import pytest
+import redis
+
+from models.features import FeatureSchema
+from models.registry import IntegrityError, ModelRegistry, UnknownModelError, sha256_hex, sign_blob
+from models.specs import build_model
+from monitoring.reference import ReferenceProfile
+
+pytestmark = pytest.mark.integration
+
+KEY = b"registry-test-key"
+SCHEMA = FeatureSchema({"x": "numeric", "c": "categorical"})
+
+
+class TouchOnUnpickle:
+    """An object whose unpickling creates a file: proof of whether pickle.loads ran."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def __reduce__(self):  # type: ignore[no-untyped-def]
+        return (Path.touch, (self.path,))
+
+
+@pytest.fixture
+def registry(redis_client: redis.Redis) -> ModelRegistry:
+    return ModelRegistry(redis_client, KEY, prefix="test:")
+
+
+def trained_model():  # type: ignore[no-untyped-def]
+    model = build_model(SCHEMA, "binary")
+    for i in range(50):
+        model.learn_one({"x": float(i % 2), "c": "ab"[i % 2]}, bool(i % 2))
+    return model
+
+
+def test_register_numbers_versions_per_name_from_one(registry: ModelRegistry) -> None:
+    """Versions of one name count 1, 2, 3; another name starts again at 1."""
+    got = [registry.register("a", {"i": i}, schema=SCHEMA, task="binary").version for i in range(3)]
+    assert got == [1, 2, 3]
+    assert registry.register("b", {}, schema=SCHEMA, task="regression").version == 1
+    assert registry.names() == ["a", "b"]
+    assert [v.version for v in registry.versions("a")] == [1, 2, 3]
+
+
+def test_load_returns_the_registered_river_model_with_identical_predictions(registry: ModelRegistry) -> None:
+    """A River pipeline round-trips: same metadata, same probabilities as before storing."""
+    model = trained_model()
+    meta = registry.register("m", model, schema=SCHEMA, task="binary", metrics={"acc": 0.9}, note="boot")
+    loaded_meta, loaded = registry.load("m")
+    assert loaded_meta == meta
+    assert loaded_meta.feature_schema() == SCHEMA
+    x = {"x": 1.0, "c": "b"}
+    assert loaded.predict_proba_one(x) == model.predict_proba_one(x)
+
+
+def test_load_refuses_a_tampered_blob_without_unpickling_it(registry: ModelRegistry, tmp_path: Path) -> None:
+    """A blob replaced in Redis by a malicious pickle raises IntegrityError and its payload never runs."""
+    registry.register("m", {"ok": True}, schema=SCHEMA, task="binary")
+    marker = tmp_path / "pwned"
+    evil = pickle.dumps(TouchOnUnpickle(marker))
+    registry.client.set("test:model:m:blob:1", evil)
+    with pytest.raises(IntegrityError, match="SHA-256"):
+        registry.load("m")
+    assert not marker.exists()
+    # Control: the same payload does run when unpickled, so the check above is meaningful.
+    pickle.loads(evil)
+    assert marker.exists()
+
+
+def test_load_refuses_a_forged_blob_whose_metadata_digest_was_also_rewritten(
+    registry: ModelRegistry, tmp_path: Path
+) -> None:
+    """Rewriting blob + sha256 + an HMAC made with another key still fails the HMAC check: never unpickled."""
+    meta = registry.register("m", {"ok": True}, schema=SCHEMA, task="binary")
+    marker = tmp_path / "pwned"
+    evil = pickle.dumps(TouchOnUnpickle(marker))
+    forged = meta.__class__(**{**meta.__dict__, "sha256": sha256_hex(evil), "hmac": sign_blob(b"guess", evil)})
+    registry.client.set("test:model:m:blob:1", evil)
+    registry.client.hset("test:model:m:versions", "1", forged.to_json())
+    with pytest.raises(IntegrityError, match="HMAC"):
+        registry.load("m", 1)
+    assert not marker.exists()
+
+
+def test_registry_with_a_different_key_refuses_to_load(redis_client: redis.Redis) -> None:
+    """A blob signed with one key is refused by a registry configured with another key."""
+    ModelRegistry(redis_client, KEY, prefix="test:").register("m", [1, 2], schema=SCHEMA, task="binary")
+    with pytest.raises(IntegrityError, match="HMAC"):
+        ModelRegistry(redis_client, b"another-key", prefix="test:").load("m")
+
+
+def test_load_of_a_version_whose_blob_is_missing_is_an_integrity_error(registry: ModelRegistry) -> None:
+    """Metadata without a blob (deleted key) is reported as IntegrityError, not a crash."""
+    registry.register("m", 1, schema=SCHEMA, task="binary")
+    registry.client.delete("test:model:m:blob:1")
+    with pytest.raises(IntegrityError, match="no blob"):
+        registry.load("m")
+
+
+def test_unknown_names_and_versions_raise_unknown_model_error_saying_which(registry: ModelRegistry) -> None:
+    """Unknown name, unknown version and a name without a promoted version each raise UnknownModelError."""
+    with pytest.raises(UnknownModelError, match="unknown model 'nope'"):
+        registry.get("nope")
+    registry.register("m", 1, schema=SCHEMA, task="binary", promote=False)
+    with pytest.raises(UnknownModelError, match="no current"):
+        registry.load("m")
+    with pytest.raises(UnknownModelError, match="no version 7"):
+        registry.load("m", 7)
+    with pytest.raises(UnknownModelError, match="no version 7"):
+        registry.promote("m", 7)
+    with pytest.raises(UnknownModelError, match="no parent version 9"):
+        registry.register("m", 1, schema=SCHEMA, task="binary", parent=9)
+    assert registry.current_version("m") is None
+
+
+def test_promote_and_rollback_walk_the_promotion_history(registry: ModelRegistry) -> None:
+    """register promotes; promote pushes; rollback undoes one promotion at a time, then refuses."""
+    for i in range(3):
+        registry.register("m", i, schema=SCHEMA, task="binary", promote=(i != 1))
+    assert registry.current_version("m") == 3
+    assert registry.history("m") == [1, 3]
+    assert registry.promote("m", 2).version == 2
+    assert registry.promote("m", 2).version == 2  # already current: no duplicate history entry
+    assert registry.history("m") == [1, 3, 2]
+    assert registry.rollback("m").version == 3
+    assert registry.load("m")[1] == 2  # version 3 holds the object 2
+    assert registry.rollback("m").version == 1
+    assert registry.current_version("m") == 1
+    with pytest.raises(ValueError, match="no earlier promoted version"):
+        registry.rollback("m")
+    assert registry.current_version("m") == 1
+    with pytest.raises(UnknownModelError):
+        registry.rollback("ghost")
+
+
+def test_register_without_promote_keeps_the_current_version(registry: ModelRegistry) -> None:
+    """A challenger registered with promote=False is stored but scorers keep serving the champion."""
+    registry.register("m", "champion", schema=SCHEMA, task="binary")
+    challenger = registry.register("m", "challenger", schema=SCHEMA, task="binary", parent=1, promote=False)
+    assert registry.current_version("m") == 1
+    assert registry.load("m", challenger.version)[1] == "challenger"
+    assert registry.get("m", 2).parent == 1
+
+
+def test_reference_round_trips_and_is_inherited_through_parents(registry: ModelRegistry) -> None:
+    """A version stores its reference; descendants without one inherit it; a root without one has None."""
+    profile = ReferenceProfile.from_rows([{"x": float(i), "c": "ab"[i % 2]} for i in range(30)])
+    registry.register("m", 1, schema=SCHEMA, task="binary", reference=profile)
+    registry.register("m", 2, schema=SCHEMA, task="binary", parent=1)
+    registry.register("m", 3, schema=SCHEMA, task="binary", parent=2)
+    registry.register("m", 4, schema=SCHEMA, task="binary")
+    assert registry.reference("m", 1) == profile
+    assert registry.reference("m", 3) == profile
+    assert registry.reference("m", 4) is None
+    assert registry.reference("m") is None  # current is version 4
+
+
+def test_registry_refuses_a_client_that_decodes_responses(stack) -> None:  # type: ignore[no-untyped-def]
+    """Blobs are bytes: a decode_responses=True client is rejected up front."""
+    client = redis.Redis.from_url(stack.redis_url, decode_responses=True)
+    with pytest.raises(ValueError, match="decode_responses"):
+        ModelRegistry(client, KEY)
+    client.close()
+
+
+def test_verify_checks_the_signature_without_unpickling(registry: ModelRegistry, tmp_path: Path) -> None:
+    """verify() returns metadata for a good blob and raises IntegrityError for a replaced one, running nothing."""
+    registry.register("m", {"ok": True}, schema=SCHEMA, task="binary")
+    assert registry.verify("m").version == 1
+    marker = tmp_path / "pwned"
+    registry.client.set("test:model:m:blob:1", pickle.dumps(TouchOnUnpickle(marker)))
+    with pytest.raises(IntegrityError):
+        registry.verify("m", 1)
+    assert not marker.exists()
+
+
+def test_promote_and_rollback_refuse_a_version_whose_blob_was_tampered(registry: ModelRegistry) -> None:
+    """Neither promote nor rollback makes a tampered version current; the current version stays as it was."""
+    registry.register("m", "v1", schema=SCHEMA, task="binary")
+    registry.register("m", "v2", schema=SCHEMA, task="binary")
+    registry.register("m", "v3", schema=SCHEMA, task="binary", promote=False)
+    registry.client.set("test:model:m:blob:3", pickle.dumps("forged"))
+    with pytest.raises(IntegrityError):
+        registry.promote("m", 3)
+    registry.client.set("test:model:m:blob:1", pickle.dumps("forged"))
+    with pytest.raises(IntegrityError):
+        registry.rollback("m")
+    assert registry.current_version("m") == 2 and registry.history("m") == [1, 2]
+
+
+def test_concurrent_registrations_get_distinct_consecutive_versions(redis_client: redis.Redis, stack) -> None:  # type: ignore[no-untyped-def]
+    """Four writers registering five versions each end with versions 1..20, each stored once."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def writer(w: int) -> list[int]:
+        client = redis.Redis.from_url(stack.redis_url)
+        reg = ModelRegistry(client, KEY, prefix="test:")
+        got = [reg.register("m", (w, i), schema=SCHEMA, task="binary").version for i in range(5)]
+        client.close()
+        return got
+
+    with ThreadPoolExecutor(4) as pool:
+        got = [v for versions in pool.map(writer, range(4)) for v in versions]
+    registry = ModelRegistry(redis_client, KEY, prefix="test:")
+    assert sorted(got) == list(range(1, 21))
+    assert [v.version for v in registry.versions("m")] == list(range(1, 21))
+    assert {registry.load("m", v)[1] for v in range(1, 21)} == {(w, i) for w in range(4) for i in range(5)}
+    assert len(registry.history("m")) == 20

@@ -1,0 +1,279 @@
+"""The online learner: label coercion, exactly-once learning, bounded de-duplication, metrics, checkpoints."""
+
+from __future__ import annotations
+
+import pickle
+import random
+from pathlib import Path
+from typing import Any
+
+import pytest
+from river import metrics
+
+from models.features import FeatureSchema
+from models.learner import CHECKPOINT_MAGIC, OnlineLearner, coerce_label
+from models.registry import IntegrityError
+from models.specs import build_model
+
+SCHEMA = FeatureSchema({"x": "numeric", "c": "categorical"})
+KEY = b"learner-key"
+
+
+def learner(task: str = "binary", **kwargs: Any) -> OnlineLearner:
+    return OnlineLearner(build_model(SCHEMA, task), task, **kwargs)
+
+
+def probe(model: Any) -> list[Any]:
+    xs = [{"x": v / 4, "c": c} for v in range(-4, 9) for c in "abc"]
+    return [model.predict_proba_one(x) for x in xs]
+
+
+@pytest.mark.parametrize(
+    ("task", "raw", "classes", "expected"),
+    [
+        ("binary", True, (), True),
+        ("binary", 0, (), False),
+        ("binary", 1.0, (), True),
+        ("binary", " Yes ", (), True),
+        ("binary", "0", (), False),
+        ("binary", 1, {0, 1}, 1),
+        ("binary", "fraud", {"fraud", "ok"}, "fraud"),
+        ("multiclass", "cat", (), "cat"),
+        ("multiclass", 3.0, (), 3),
+        ("multiclass", "2", {1, 2}, 2),
+        ("multiclass", 2, {"1", "2"}, "2"),
+        ("multiclass", 7, {"a", "b"}, "7"),
+        ("regression", 3, (), 3.0),
+        ("regression", "-1.5", (), -1.5),
+    ],
+)
+def test_coerce_label_fits_labels_to_the_task_and_known_classes(
+    task: str, raw: Any, classes: Any, expected: Any
+) -> None:
+    """Labels become the type the model learns with (bool, the known classes' type, float)."""
+    got = coerce_label(task, raw, classes)
+    assert got == expected and type(got) is type(expected)
+
+
+@pytest.mark.parametrize(
+    ("task", "raw", "classes", "reason"),
+    [
+        ("binary", 2, (), "true/false or 0/1"),
+        ("binary", "maybe", (), "true/false or 0/1"),
+        ("binary", "other", {"fraud", "ok"}, "not one of the model's classes"),
+        ("multiclass", 1.5, (), "integer class"),
+        ("multiclass", True, (), "got bool"),
+        ("multiclass", "cat", {1, 2}, "not an integer"),
+        ("regression", "ten", (), "must be a number"),
+        ("regression", True, (), "got bool"),
+        ("regression", float("inf"), (), "finite"),
+        ("ranking", 1, (), "unknown task"),
+    ],
+)
+def test_coerce_label_rejects_labels_that_do_not_fit_with_a_reason(
+    task: str, raw: Any, classes: Any, reason: str
+) -> None:
+    """A label that cannot fit raises ValueError saying why (the agent dead-letters it)."""
+    with pytest.raises(ValueError, match=reason):
+        coerce_label(task, raw, classes)
+
+
+def test_duplicate_label_is_learned_once_and_leaves_the_model_untouched() -> None:
+    """The second label for an event returns False; the model equals one that learned the label once."""
+    a, b = learner(), learner()
+    assert a.learn("e1", {"x": 1.0, "c": "a"}, True) is True
+    assert a.learn("e1", {"x": 1.0, "c": "a"}, True) is False
+    assert a.learn("e1", {"x": -5.0, "c": "b"}, False) is False
+    b.learn("e1", {"x": 1.0, "c": "a"}, True)
+    assert a.learned == 1
+    assert probe(a.model) == probe(b.model)
+
+
+def test_a_label_that_does_not_fit_raises_and_changes_nothing() -> None:
+    """A bad label raises ValueError before learning: count, ids and model are unchanged; a retry can succeed."""
+    lr = learner()
+    before = probe(lr.model)
+    with pytest.raises(ValueError, match="binary label"):
+        lr.learn("e1", {"x": 1.0, "c": "a"}, "perhaps")
+    assert (lr.learned, lr.remembered_ids, probe(lr.model)) == (0, 0, before)
+    assert lr.learn("e1", {"x": 1.0, "c": "a"}, 1) is True
+
+
+def test_learning_does_not_mutate_the_features_dict() -> None:
+    """The caller's feature dict is the same after learn()."""
+    x = {"x": 1.0, "c": "a"}
+    learner().learn("e1", x, True)
+    assert x == {"x": 1.0, "c": "a"}
+
+
+def test_classification_metrics_match_river_on_the_served_predictions() -> None:
+    """Accuracy/F1/LogLoss use what was served (str-keyed probabilities), cumulative and rolling."""
+    rng = random.Random(0)
+    lr = learner(metric_window=10)
+    acc, f1, logloss = metrics.Accuracy(), metrics.F1(), metrics.LogLoss()
+    rolling_acc = metrics.Accuracy()
+    served = []
+    for i in range(40):
+        y, p = rng.random() < 0.5, rng.random()
+        served.append((y, p >= 0.5))
+        lr.learn(f"e{i}", {"x": 1.0, "c": "a"}, int(y), p >= 0.5, {"True": p, "False": 1 - p})
+        acc.update(y, p >= 0.5)
+        f1.update(y, p >= 0.5)
+        logloss.update(y, {True: p, False: 1 - p})
+    for y, pred in served[-10:]:
+        rolling_acc.update(y, pred)
+    got = lr.metrics()
+    assert got["accuracy"] == pytest.approx(acc.get())
+    assert got["f1"] == pytest.approx(f1.get())
+    assert got["logloss"] == pytest.approx(logloss.get())
+    assert got["accuracy_rolling"] == pytest.approx(rolling_acc.get())
+    assert set(got) == {"accuracy", "f1", "logloss", "accuracy_rolling", "f1_rolling", "logloss_rolling"}
+
+
+def test_rolling_metrics_follow_a_regime_change_that_cumulative_metrics_average_over() -> None:
+    """After 50 right then 20 wrong predictions, rolling accuracy (window 20) is 0, cumulative 50/70."""
+    lr = learner(metric_window=20)
+    for i in range(70):
+        lr.learn(f"e{i}", {"x": 0.0, "c": "a"}, True, i < 50, {"True": 0.9 if i < 50 else 0.1, "False": 0.5})
+    got = lr.metrics()
+    assert got["accuracy_rolling"] == 0.0
+    assert got["accuracy"] == pytest.approx(50 / 70)
+
+
+def test_regression_metrics_are_mae_and_rmse_of_served_values() -> None:
+    """MAE and RMSE over (label, served value) pairs, e.g. errors 1 and 3 give MAE 2, RMSE sqrt(5)."""
+    lr = learner("regression")
+    lr.learn("a", {"x": 1.0, "c": "a"}, 2, 1.0)
+    lr.learn("b", {"x": 1.0, "c": "a"}, "5", 8.0)
+    got = lr.metrics()
+    assert got["mae"] == pytest.approx(2.0) and got["rmse"] == pytest.approx(5**0.5)
+    assert got["mae_rolling"] == pytest.approx(2.0)
+
+
+def test_multiclass_metrics_and_classes_accumulate() -> None:
+    """Multiclass uses accuracy, macro F1 and cross-entropy; learned classes steer later coercion."""
+    lr = learner("multiclass")
+    lr.learn("a", {"x": 1.0, "c": "a"}, 1, None, None)
+    lr.learn("b", {"x": 2.0, "c": "b"}, "2", "1", {"1": 0.7, "2": 0.3})
+    assert lr.classes == {1, 2}
+    got = lr.metrics()
+    assert got["accuracy"] == 0.0
+    assert set(got) >= {"macro_f1", "logloss", "logloss_rolling"}
+
+
+def test_metrics_are_absent_until_a_served_prediction_was_seen() -> None:
+    """Labels without y_pred/proba are learned but feed no metric (no misleading zeros)."""
+    lr = learner()
+    lr.learn("a", {"x": 1.0, "c": "a"}, True)
+    assert lr.learned == 1 and lr.metrics() == {}
+
+
+def test_offsets_are_per_partition_monotone_and_resume_after_the_last_applied() -> None:
+    """next_offset is last applied + 1 per (topic, partition); None when unseen; never moves back."""
+    lr = learner()
+    assert lr.next_offset("labels", 0) is None
+    lr.mark_offset("labels", 0, 10)
+    lr.mark_offset("labels", 0, 7)
+    lr.mark_offset("labels", 1, 0)
+    assert (lr.next_offset("labels", 0), lr.next_offset("labels", 1), lr.next_offset("other", 0)) == (11, 1, None)
+    assert lr.offsets == {("labels", 0): 10, ("labels", 1): 0}
+
+
+def test_learned_ids_older_than_the_ttl_are_forgotten() -> None:
+    """With a TTL of 100 ms, ids 100+ ms behind the newest ts are dropped; newer ones still deduplicate."""
+    lr = learner(label_ttl_ms=100)
+    for i in range(10):
+        lr.learn(f"e{i}", {"x": 1.0, "c": "a"}, True, ts=i * 50)
+    assert lr.remembered_ids == 3  # ts 350, 400, 450 are within 100 ms of 450
+    assert lr.learn("e9", {"x": 1.0, "c": "a"}, True, ts=460) is False
+    assert lr.forgotten_early == 0
+
+
+def test_learned_ids_are_capped_and_early_forgetting_is_counted() -> None:
+    """max_learned_ids bounds memory even inside the TTL; evictions before the TTL are counted."""
+    lr = learner(max_learned_ids=5)
+    for i in range(12):
+        lr.learn(f"e{i}", {"x": 1.0, "c": "a"}, True, ts=i)
+    assert lr.remembered_ids == 5 and lr.forgotten_early == 7
+
+
+def test_checkpoint_round_trip_restores_model_offsets_ids_and_metrics() -> None:
+    """A restored learner predicts the same, resumes at the same offsets, dedups the same ids."""
+    lr = learner()
+    for i in range(30):
+        lr.learn(f"e{i}", {"x": float(i % 3), "c": "ab"[i % 2]}, i % 2, True, {"True": 0.6, "False": 0.4}, ts=i)
+        lr.mark_offset("labels", i % 2, i)
+    back = OnlineLearner.restore(lr.checkpoint(hmac_key=KEY), hmac_key=KEY)
+    assert probe(back.model) == probe(lr.model)
+    assert back.offsets == lr.offsets and back.metrics() == lr.metrics() and back.learned == 30
+    assert back.learn("e3", {"x": 0.0, "c": "a"}, 1) is False
+
+
+class TouchOnUnpickle:
+    def __init__(self, path: Path):
+        self.path = path
+
+    def __reduce__(self):  # type: ignore[no-untyped-def]
+        return (Path.touch, (self.path,))
+
+
+def test_restore_refuses_a_forged_or_foreign_checkpoint_without_unpickling(tmp_path: Path) -> None:
+    """Wrong key, tampered payload, or not a checkpoint at all: IntegrityError, the payload never runs."""
+    marker = tmp_path / "pwned"
+    evil = pickle.dumps(TouchOnUnpickle(marker))
+    good = learner().checkpoint(hmac_key=KEY)
+    header = good[: good.index(b"\n", len(CHECKPOINT_MAGIC)) + 1]
+    with pytest.raises(IntegrityError, match="HMAC"):
+        OnlineLearner.restore(header + evil, hmac_key=KEY)
+    with pytest.raises(IntegrityError, match="HMAC"):
+        OnlineLearner.restore(good, hmac_key=b"other")
+    with pytest.raises(IntegrityError, match="not a driftline"):
+        OnlineLearner.restore(evil, hmac_key=KEY)
+    assert not marker.exists()
+
+
+def label_stream(n: int, seed: int = 0) -> list[tuple[int, int, str, dict[str, Any], bool]]:
+    """(partition, offset, event_id, x, y) over two partitions, with ~10% duplicate labels."""
+    rng = random.Random(seed)
+    next_offset = [0, 0]
+    out = []
+    for i in range(n):
+        eid = f"e{rng.randrange(i)}" if i > 10 and rng.random() < 0.1 else f"e{i}"
+        x = {"x": rng.uniform(-1, 2), "c": rng.choice("abc")}
+        part = rng.randrange(2)
+        out.append((part, next_offset[part], eid, x, x["x"] > 0.5))
+        next_offset[part] += 1
+    return out
+
+
+def run(lr: OnlineLearner, stream: list[Any], stop: int | None = None, every: int = 25) -> bytes | None:
+    """Consume the stream from each partition's next_offset; checkpoint every `every` messages; crash at stop."""
+    saved = None
+    for n, (part, offset, eid, x, y) in enumerate(stream):
+        nxt = lr.next_offset("labels", part)
+        if nxt is not None and offset < nxt:
+            continue
+        if stop is not None and n == stop:
+            return saved  # kill -9: everything after the last checkpoint is lost
+        lr.learn(eid, x, y, y, {"True": 0.5, "False": 0.5}, ts=n)
+        lr.mark_offset("labels", part, offset)
+        if (n + 1) % every == 0:
+            saved = lr.checkpoint(hmac_key=KEY)
+    return saved
+
+
+@pytest.mark.parametrize("crash_at", [0, 1, 24, 25, 26, 137, 299])
+def test_kill_and_resume_from_checkpoint_learns_every_label_exactly_once(crash_at: int) -> None:
+    """Crash at message k, restore the last checkpoint, seek to next_offset: same state as an unbroken run."""
+    stream = label_stream(300)
+    reference = learner()
+    run(reference, stream)
+    crashed = learner()
+    saved = run(crashed, stream, stop=crash_at)
+    resumed = OnlineLearner.restore(saved, hmac_key=KEY) if saved is not None else learner()
+    run(resumed, stream)
+    unique = len({eid for _, _, eid, _, _ in stream})
+    assert resumed.learned == reference.learned == unique
+    assert probe(resumed.model) == probe(reference.model)
+    assert resumed.metrics() == reference.metrics()
+    assert resumed.offsets == reference.offsets

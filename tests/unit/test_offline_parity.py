@@ -1,0 +1,87 @@
+"""Issue item 4: a feature prepared one way in training is prepared the same way in the stream.
+
+A small model is trained offline on data with a number-coded category, a text category, a bool and missing
+values (the chosen model is the linear one; the River model is exported whatever is chosen); then a raw
+event goes through the stream's path (schema.prepare + predict_proba_one on the exported
+River model) and through the offline path (column-wise preparation of the same raw row), and both agree.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import pickle
+
+import joblib
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.datasets import load_breast_cancer
+
+from models.features import FeatureSchema
+from offline.export import OnlineArtifact
+from offline.framing import TrainingPlan, draft_card
+from offline.prepare import prepared_rows
+from offline.train import train_frame
+
+EVENTS = [
+    {"mean radius": 14.2, "mean texture": None, "site": 2, "clinic": "north", "referred": True},
+    {"mean radius": None, "mean texture": 19.5, "site": 3, "clinic": None, "referred": False},
+    {"mean radius": 11.0, "mean texture": 25.0, "site": 99, "clinic": "never-seen", "referred": True},
+]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    rng = np.random.default_rng(0)
+    df = load_breast_cancer(as_frame=True).frame[["mean radius", "mean texture", "target"]].copy()
+    n = len(df)
+    df["site"] = rng.integers(1, 4, n)  # number-coded category
+    df["clinic"] = pd.Series(rng.choice(["north", "south"], n)).mask(rng.random(n) < 0.1)
+    df["referred"] = rng.random(n) < 0.4
+    df.loc[rng.random(n) < 0.1, "mean texture"] = np.nan
+    card = dataclasses.replace(draft_card(df, "target"), categorical=("site",),
+                               training=TrainingPlan(candidates=("linear",), search_rows=400, bootstrap=100))
+    card = dataclasses.replace(card, split=dataclasses.replace(card.split, folds=3))
+    out = tmp_path_factory.mktemp("parity") / "run"
+    train_frame(df, card, out)
+    return out
+
+
+def test_stream_path_and_offline_path_give_the_same_scores_for_raw_events(trained) -> None:
+    """schema.prepare + predict_proba_one (stream) equals the offline column-wise preparation + the same model,
+    for events with a missing number, a missing category, a number-coded category and an unseen category."""
+    meta = json.loads((trained / "online_model.json").read_text())
+    schema = FeatureSchema(meta["schema"])
+    assert schema.kinds == {"mean radius": "numeric", "mean texture": "numeric", "site": "categorical",
+                            "clinic": "categorical", "referred": "numeric"}
+    with open(trained / "river_model.pkl", "rb") as handle:
+        stream_model = pickle.load(handle)
+    stream_scores = [stream_model.predict_proba_one(schema.prepare(event)) for event in EVENTS]
+    offline_scores = OnlineArtifact.load(trained).predict_proba(pd.DataFrame(EVENTS))
+    assert offline_scores == stream_scores
+    assert len({round(s[True], 12) for s in stream_scores}) == 3  # the three events really differ
+
+
+def test_the_offline_scikit_learn_model_prepares_raw_rows_as_the_stream_does(trained) -> None:
+    """The first step of model.joblib turns raw rows into exactly what schema.prepare makes of the events
+    (site 2 -> '2', True -> 1.0, missing dropped)."""
+    model = joblib.load(trained / "model.joblib")
+    schema = FeatureSchema(json.loads((trained / "online_model.json").read_text())["schema"])
+    assert model.name == "linear"
+    preparer = model.estimator.named_steps["prepare"].named_steps["prepare"]
+    prepared = prepared_rows(preparer.transform(pd.DataFrame(EVENTS)))
+    assert prepared == [schema.prepare(event) for event in EVENTS]
+    assert prepared[0] == {"mean radius": 14.2, "site": "2", "clinic": "north", "referred": 1.0}
+
+
+def test_the_reference_profile_describes_the_features_as_the_stream_prepares_them(trained) -> None:
+    """reference_profile.json has the online schema's features, string categories and a score profile."""
+    from monitoring.reference import ReferenceProfile
+
+    profile = ReferenceProfile.from_json((trained / "reference_profile.json").read_text())
+    meta = json.loads((trained / "online_model.json").read_text())
+    assert profile.schema().kinds == meta["schema"]
+    assert set(profile.features["site"].frequencies) == {"1", "2", "3"}
+    assert 0.05 < profile.features["mean texture"].missing_rate < 0.15
+    assert profile.prediction is not None and 0.0 <= profile.prediction.minimum <= profile.prediction.maximum <= 1.0
