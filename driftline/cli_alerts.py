@@ -1,10 +1,46 @@
-"""`driftline alerts` commands."""
+"""`driftline alerts` commands: read the ``alerts`` topic."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+
 import click
+
+from driftline.connections import kafka_kwargs
+from driftline.settings import Settings
+from monitoring.alerts_io import summary, tail_alerts
+from streams.records import Alert
 
 
 @click.group()
 def alerts() -> None:
-    """alerts commands."""
+    """Alerts raised by the monitors (drift, quality, performance, model integrity)."""
+
+
+@alerts.command()
+@click.option("--json", "as_json", is_flag=True, help="One JSON alert record per line instead of a summary.")
+@click.option("--from-beginning", is_flag=True, help="Start at the oldest alert kept by the broker.")
+@click.option("--max", "max_alerts", type=click.IntRange(min=1), default=None, help="Stop after N alerts.")
+@click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Stop after S seconds without a new alert.")  # fmt: skip
+def tail(as_json: bool, from_beginning: bool, max_alerts: int | None, timeout: float | None) -> None:
+    """Print alerts as they arrive, one per line (Ctrl-C stops).
+
+    Needs DRIFTLINE_BROKER_URL (the broker the workers publish to).
+    """
+    settings = Settings()
+    if settings.broker_url is None:
+        raise click.ClickException("no broker: set DRIFTLINE_BROKER_URL to the broker the workers publish alerts to")
+
+    def show(alert: Alert) -> None:
+        click.echo(alert.model_dump_json() if as_json else summary(alert))
+
+    def skipped(raw: bytes | None, error: Exception) -> None:
+        click.echo(f"skipped a message that is not an alert: {error.__class__.__name__}", err=True)
+
+    run = tail_alerts(settings.topic("alerts"), kafka_kwargs(settings, settings.broker_url), show,
+                      from_beginning=from_beginning, max_alerts=max_alerts, timeout=timeout,
+                      on_invalid=skipped)  # fmt: skip
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(run)

@@ -64,16 +64,6 @@ def clean_errors() -> Iterator[None]:
         raise click.ClickException(f"Redis error: {type(exc).__name__}: {exc}") from None
 
 
-def key_prefix(settings: Settings) -> str:
-    """Prefix of the deployment's Redis keys, derived from the topic prefix as the worker does
-    (``streams.app.redis_prefix``).
-
-    >>> key_prefix(Settings()), key_prefix(Settings(topic_prefix="acme."))
-    ('driftline:', 'acme:')
-    """
-    return f"{settings.topic_prefix.rstrip('.')}:"
-
-
 def open_registry(prefix: str | None) -> ModelRegistry:
     """The registry of the configured Redis (ClickException when settings or Redis are unusable)."""
     try:
@@ -86,7 +76,7 @@ def open_registry(prefix: str | None) -> ModelRegistry:
     client = redis_client(settings, settings.redis_url)
     with clean_errors():
         client.ping()
-    return ModelRegistry(client, settings.hmac_key(), prefix=prefix or key_prefix(settings))
+    return ModelRegistry(client, settings.hmac_key(), prefix=prefix or settings.redis_prefix)
 
 
 def emit_json(data: Any) -> None:

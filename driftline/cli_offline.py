@@ -152,17 +152,9 @@ def register(directory: Path, name: str | None, prefix: str | None, note: str | 
     except ValidationError as exc:
         first = exc.errors()[0]
         raise click.ClickException(f"invalid settings: {first['msg'].removeprefix('Value error, ')}") from None
-    registry = open_registry(prefix or worker_prefix(settings.topic_prefix))
+    registry = open_registry(prefix or settings.redis_prefix)
     with one_line_errors(), clean_errors():
         version = register_dir(directory, registry, name or settings.model_name, promote=not no_promote, note=note)
     state = "current" if not no_promote else "not promoted"
     click.echo(f"registered {version.name} version {version.version} ({state}) from {directory}")
 
-
-def worker_prefix(topic_prefix: str) -> str:
-    """The Redis key prefix the stream worker uses (``streams.app.redis_prefix``): ``driftline.`` -> ``driftline:``.
-
-    >>> worker_prefix("driftline.")
-    'driftline:'
-    """
-    return f"{topic_prefix.rstrip('.')}:"

@@ -11,7 +11,7 @@ import subprocess
 import sys
 import time
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,14 +20,14 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from driftline.connections import kafka_kwargs, redis_client
+from driftline.connections import async_redis_client, kafka_kwargs, redis_client
 from driftline.runtime import EmbeddedStack, embedded_stack, free_port, stop_process, wait_for_port
 from driftline.settings import Settings
 from models.bootstrap import bootstrap_model, synthetic_stream
 from models.features import FeatureSchema
 from models.registry import ModelRegistry
 from models.specs import build_model, infer_task
-from streams.app import redis_prefix
+from streams.learning import learned_count
 from streams.producer import message_key, read_messages
 from streams.publisher import producer_for
 from streams.records import DLQ_SOURCE_TOPIC, RecordError, parse_event, parse_label
@@ -44,6 +44,7 @@ class Tally:
     duplicates: int = 0
     dead_lettered: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     alerts: list[dict[str, Any]] = field(default_factory=list)
+    first_output: float = 0.0
     last_output: float = 0.0
 
 
@@ -168,6 +169,7 @@ async def collect(settings: Settings, bootstrap: str, tally: Tally, stop: asynci
 
 def _count(topic: str, record: Any, settings: Settings, tally: Tally) -> None:
     tally.last_output = time.monotonic()
+    tally.first_output = tally.first_output or tally.last_output
     if topic == settings.topic("predictions"):
         event_id = json.loads(record.value)["event_id"]
         if event_id in tally.scored:
@@ -196,7 +198,7 @@ async def run_demo(
         hmac_key = secrets.token_hex(16)
         worker_settings = Settings(broker_url=stack.broker_url, redis_url=stack.redis_url, model_hmac_key=hmac_key)
         registry = ModelRegistry(
-            redis_client(worker_settings, stack.redis_url), hmac_key.encode(), prefix=redis_prefix(settings)
+            redis_client(worker_settings, stack.redis_url), hmac_key.encode(), prefix=settings.redis_prefix
         )
         source = register_demo_model(registry, settings.model_name, events, labels, events_path is None)
         console.print(f"[bold]embedded stack[/]: broker {stack.broker_url}, redis {stack.redis_url}")
@@ -227,11 +229,36 @@ async def _drive(
     producer = producer_for(kafka_kwargs(settings, stack.broker_url))
     await producer.start()
     label_key = settings.model_name.encode()
-    started = time.monotonic()
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    redis = async_redis_client(settings, stack.redis_url)
+    learned = 0
+
+    async def wait_for(
+        progress: Progress, task: Any, count: Callable[[], Awaitable[int]], total: int, what: str
+    ) -> int:
+        deadline = time.monotonic() + timeout
+        while (value := await count()) < total:
+            if worker.poll() is not None:
+                raise RuntimeError(f"worker exited with {worker.returncode}; see {stack.workdir / 'worker.log'}")
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"not every {what} came out within {timeout}s; see {stack.workdir / 'worker.log'}")
+            progress.update(task, completed=value)
+            await asyncio.sleep(0.1)
+        progress.update(task, completed=total)
+        return value
+
+    async def events_out() -> int:
+        return len(tally.scored) + tally.dead_lettered["events"]
+
+    async def labels_out() -> int:
+        nonlocal learned
+        learned = await learned_count(redis, settings.redis_prefix, settings.model_name)
+        return learned + tally.dead_lettered["labels"]
+
     with Progress(*columns, console=console, transient=False) as progress:
         published = progress.add_task("published", total=len(events) + len(labels))
         done = progress.add_task("scored or dead-lettered", total=len(events))
+        joined = progress.add_task("labels learned or dead-lettered", total=len(labels))
         pending = []
         for i, (kind, raw) in enumerate(interleave(events, labels, label_delay)):
             key = message_key(raw) if kind == "events" else label_key
@@ -240,23 +267,17 @@ async def _drive(
                 await asyncio.gather(*pending)
                 pending.clear()
                 progress.update(published, completed=i + 1)
-                progress.update(done, completed=len(tally.scored) + tally.dead_lettered["events"])
+                progress.update(done, completed=await events_out())
         await asyncio.gather(*pending)
         progress.update(published, completed=len(events) + len(labels))
-        deadline = time.monotonic() + timeout
-        while len(tally.scored) + tally.dead_lettered["events"] < len(events):
-            if worker.poll() is not None:
-                raise RuntimeError(f"worker exited with {worker.returncode}; see {stack.workdir / 'worker.log'}")
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"not every event came out within {timeout}s; see {stack.workdir / 'worker.log'}")
-            progress.update(done, completed=len(tally.scored) + tally.dead_lettered["events"])
-            await asyncio.sleep(0.1)
-        progress.update(done, completed=len(events))
-    elapsed = max(tally.last_output - started, 1e-9)
+        await wait_for(progress, done, events_out, len(events), "event")
+        elapsed = max(tally.last_output - tally.first_output, 1e-9)
+        await wait_for(progress, joined, labels_out, len(labels), "label")
     await asyncio.sleep(0.5)  # alerts raised by the last batches
     stop.set()
     await collector
     await producer.stop()
+    await redis.aclose()
     return {
         "events": len(events),
         "scored": len(tally.scored),
@@ -264,7 +285,7 @@ async def _drive(
         "dead_lettered": tally.dead_lettered["events"],
         "labels": len(labels),
         "labels_dead_lettered": tally.dead_lettered["labels"],
-        "learned": 0,
+        "learned": learned,
         "alerts": tally.alerts,
         "eps": round(len(events) / elapsed, 1),
     }

@@ -82,6 +82,9 @@ class Settings(BaseSettings):
 
     # --- learning ----------------------------------------------------------------------------
     label_ttl_seconds: int = Field(7 * 24 * 3600, gt=0, description="How long events wait for a label.")
+    join_grace_seconds: float = Field(
+        30.0, ge=0, description="A label whose event is not scored yet waits this long for it before dead-letter."
+    )
     snapshot_every_labels: int = Field(1000, ge=1, description="Publish a model version every N labels.")
     snapshot_every_seconds: float = Field(30.0, gt=0, description="... or every T seconds.")
 
@@ -108,6 +111,11 @@ class Settings(BaseSettings):
     def uses_embedded_stack(self) -> bool:
         """True when neither a broker nor a Redis URL was configured."""
         return self.broker_url is None and self.redis_url is None
+
+    @property
+    def redis_prefix(self) -> str:
+        """Prefix of every Redis key of this deployment, derived from the topic prefix (``driftline:``)."""
+        return f"{self.topic_prefix.rstrip('.')}:"
 
     def topic(self, name: str) -> str:
         """Full topic name for a contract topic name (``events``, ``labels``, ...)."""

@@ -16,11 +16,13 @@ import faust
 import mode
 import redis
 
-from driftline.connections import kafka_kwargs, redis_client
+from driftline.connections import async_redis_client, kafka_kwargs, redis_client
 from driftline.settings import Settings
 from models.bootstrap import bootstrap_model
 from models.registry import ModelRegistry, UnknownModelError
 from streams.batch_source import BatchSource
+from streams.join_store import JoinRecord, JoinStore
+from streams.learning import LabelLearner
 from streams.metrics import DEAD_LETTERED, EVENTS_SCORED, REVIEW_REQUESTS, SCORING_LATENCY, serve_metrics
 from streams.model_cache import ModelCache
 from streams.publisher import Publisher, producer_for
@@ -50,7 +52,7 @@ class Worker:
         self.redis_url = redis_url
         self.kafka = kafka_kwargs(settings, broker_url)
         self.registry = ModelRegistry(
-            redis_client(settings, redis_url), settings.hmac_key(), prefix=redis_prefix(settings)
+            redis_client(settings, redis_url), settings.hmac_key(), prefix=settings.redis_prefix
         )
         self.models = ModelCache(self.registry, self._integrity_failure)
         self.policy = ScoringPolicy(
@@ -60,7 +62,10 @@ class Worker:
             unknown_feature_policy=settings.unknown_feature_policy,
             review_confidence_threshold=settings.review_confidence_threshold,
         )
-        self.publisher: Publisher  # created on startup: aiokafka clients need the running loop
+        # created on startup: asyncio clients need the running loop
+        self.publisher: Publisher
+        self.joins: JoinStore
+        self.learning: LabelLearner
         self._pending_alerts: list[Alert] = []
 
     # --- scoring -----------------------------------------------------------------------------
@@ -68,6 +73,20 @@ class Worker:
         names, parsed = model_names(records, self.policy)
         await self.models.ensure(names)
         batch = score_records(records, parsed, self.models.get, self.policy)
+        ttl_ms = self.settings.label_ttl_seconds * 1000
+        for name, group in batch.by_model.items():
+            await self.joins.put_many(
+                name,
+                [
+                    (
+                        event.event_id,
+                        JoinRecord(
+                            row, s.prediction, s.probabilities, s.score, group.loaded.version, event.ts + ttl_ms
+                        ),
+                    )
+                    for event, row, s in zip(group.events, group.rows, group.scored, strict=True)
+                ],
+            )
         topic = self.settings.topic
         await self.publisher.send_many(topic("predictions"), batch.predictions)
         await self.publisher.send_many(topic("review"), batch.reviews)
@@ -122,6 +141,16 @@ class Worker:
         settings = self.settings
         return [
             BatchSource(
+                name="learn",
+                consumer_kwargs=self.consumer_kwargs(),
+                topics=[settings.topic("labels")],
+                group_id=f"{settings.topic_prefix}learning",
+                handler=self.learning.handle,
+                on_assigned=self.learning.on_assigned,
+                max_records=settings.batch_size,
+                timeout_ms=settings.batch_timeout_ms,
+            ),
+            BatchSource(
                 name="score",
                 consumer_kwargs=self.consumer_kwargs(),
                 topics=[settings.topic("events")],
@@ -138,6 +167,10 @@ class Worker:
         await asyncio.to_thread(ensure_default_model, self.registry, self.settings.model_name)
         self.publisher = Publisher(producer_for(self.kafka))
         await self.publisher.producer.start()
+        client = async_redis_client(self.settings, self.redis_url)
+        self.joins = JoinStore(client, self.settings.redis_prefix, self.settings.label_ttl_seconds)
+        self.learning = LabelLearner(self.settings, self.registry, client, self.joins, self.settings.redis_prefix)
+        self.learning.publisher = Publisher(self.publisher.producer)
         if self.settings.metrics_port is not None:
             serve_metrics(self.settings.metrics_host, self.settings.metrics_port)
 
@@ -189,11 +222,6 @@ class WorkerService(mode.Service):
         for source in reversed(self.running):
             await source.stop()
         await self.worker.stop()
-
-
-def redis_prefix(settings: Settings) -> str:
-    """Prefix of every Redis key of this deployment (derived from the topic prefix)."""
-    return f"{settings.topic_prefix.rstrip('.')}:"
 
 
 def run_worker(settings: Settings, broker_url: str, redis_url: str, loglevel: str = "warning") -> None:

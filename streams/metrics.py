@@ -22,6 +22,7 @@ MODEL_RELOADS = Counter("driftline_model_reloads_total", "Hot reloads of a model
 MODEL_INTEGRITY_FAILURES = Counter(
     "driftline_model_integrity_failures_total", "Model blobs refused by verification", ["model"]
 )
+LEARNER_METRIC = Gauge("driftline_prequential_metric", "Prequential metric of the online learner", ["model", "metric"])
 LABELS_LEARNED = Counter("driftline_labels_learned_total", "Labels joined and learned", ["model"])
 REVIEW_REQUESTS = Counter("driftline_review_requests_total", "Low-confidence predictions sent to review", ["model"])
 REDIS_ERRORS = Counter("driftline_redis_errors_total", "Redis operations that failed and were retried", ["op"])

@@ -166,24 +166,3 @@ def test_compare_prints_the_stored_comparison(env: dict[str, str], registry: Mod
     assert json.loads(invoke(env, "compare", "fraud", "--json").output) == stored
 
 
-@pytest.mark.parametrize("topic_prefix", ["driftline.", "acme.", "team-a.prod."])
-def test_cli_uses_the_same_redis_key_prefix_as_the_worker(topic_prefix: str) -> None:
-    """The CLI derives the registry prefix from DRIFTLINE_TOPIC_PREFIX exactly like streams.app does."""
-    from driftline.cli_models import key_prefix
-    from driftline.settings import Settings
-    from streams.app import redis_prefix
-
-    settings = Settings(topic_prefix=topic_prefix)
-    assert key_prefix(settings) == redis_prefix(settings)
-
-
-def test_cli_finds_models_of_a_deployment_with_a_custom_topic_prefix(env: dict[str, str], redis_client) -> None:  # type: ignore[no-untyped-def]
-    """With DRIFTLINE_TOPIC_PREFIX=acme. the CLI reads the acme: registry, not the driftline: one."""
-    ModelRegistry(redis_client, TEST_HMAC_KEY.encode(), prefix="acme:").register(
-        "acme-model", 1, schema=SCHEMA, task="binary"
-    )
-    rows = json.loads(invoke({**env, "DRIFTLINE_TOPIC_PREFIX": "acme."}, "list", "--json").output)
-    assert [r["name"] for r in rows] == ["acme-model"]
-    assert json.loads(invoke(env, "list", "--json").output) == []
-    explicit = json.loads(invoke(env, "--prefix", "acme:", "list", "--json").output)
-    assert [r["name"] for r in explicit] == ["acme-model"]

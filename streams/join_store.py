@@ -1,0 +1,89 @@
+"""What a label is joined to: each scored event's prepared features, served prediction and model version,
+kept in Redis under ``{prefix}join:{model}:{event_id}``.
+
+A record expires from Redis twice the label TTL after it was written; the record itself says when its label
+becomes late (``expires_ms``), so a late label is told apart from one whose event was never seen.
+When Redis is unreachable, writes wait in a bounded buffer and are retried with the next batch.
+
+>>> JoinRecord.from_json(JoinRecord({"x": 1.0}, True, {"True": 0.9}, 0.9, 3, 10).to_json()).version
+3
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import logging
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import redis
+import redis.asyncio as aioredis
+
+from streams.metrics import REDIS_ERRORS
+
+log = logging.getLogger(__name__)
+
+MAX_BUFFERED_WRITES = 1_000_000
+
+
+@dataclass(frozen=True)
+class JoinRecord:
+    """One scored event as the learner needs it."""
+
+    x: dict[str, Any]
+    prediction: Any
+    probabilities: dict[str, float] | None
+    score: float | None
+    version: int
+    expires_ms: int
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, raw: bytes | str) -> JoinRecord:
+        return cls(**json.loads(raw))
+
+
+class JoinStore:
+    """Redis-backed join records, written by scorers and read by the learner."""
+
+    def __init__(self, client: aioredis.Redis, prefix: str, ttl_seconds: int):
+        self.client = client
+        self.prefix = prefix
+        self.redis_ttl = 2 * ttl_seconds
+        self._buffer: collections.deque[tuple[str, str]] = collections.deque(maxlen=MAX_BUFFERED_WRITES)
+
+    def key(self, model: str, event_id: str) -> str:
+        return f"{self.prefix}join:{model}:{event_id}"
+
+    @property
+    def buffered(self) -> int:
+        """Writes waiting for Redis to come back."""
+        return len(self._buffer)
+
+    async def put_many(self, model: str, records: list[tuple[str, JoinRecord]]) -> None:
+        """Store records (event_id, record); never raises: on Redis errors they are kept and retried."""
+        self._buffer.extend((self.key(model, event_id), record.to_json()) for event_id, record in records)
+        if not self._buffer:
+            return
+        pending = list(self._buffer)
+        try:
+            async with self.client.pipeline(transaction=False) as pipe:
+                for key, value in pending:
+                    pipe.set(key, value, ex=self.redis_ttl)
+                await pipe.execute()
+        except (redis.RedisError, OSError) as exc:
+            REDIS_ERRORS.labels("join_write").inc()
+            log.warning("join store unreachable, %d writes buffered: %r", len(self._buffer), exc)
+            return
+        for _ in pending:
+            self._buffer.popleft()
+
+    async def get_many(self, model: str, event_ids: list[str]) -> list[JoinRecord | None]:
+        """The join records of ``event_ids`` (None where absent); raises redis errors to the caller."""
+        if not event_ids:
+            return []
+        raw = await self.client.mget([self.key(model, e) for e in event_ids])
+        return [JoinRecord.from_json(r) if r is not None else None for r in raw]

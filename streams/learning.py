@@ -1,0 +1,208 @@
+"""The single writer of each model: joins labels, learns them, checkpoints, and publishes snapshots.
+
+Crash safety: after a batch the dead letters are flushed, then ONE Redis write (``HSET``) stores the learner
+checkpoint (model, offsets, learned ids, metrics). On partition assignment the consumer seeks to the offsets of
+the checkpoints, so a label is learned exactly once across kill -9. Every ``snapshot_every_labels`` labels or
+``snapshot_every_seconds`` the model is registered as a new version that the scorers hot-reload; when someone
+else promotes or rolls back a version, the learner continues from that version.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any
+
+import redis.asyncio as aioredis
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+
+from driftline.settings import Settings
+from models.learner import OnlineLearner
+from models.registry import ModelRegistry, UnknownModelError
+from streams.join_store import JoinRecord, JoinStore
+from streams.learning_stage import learn_batch
+from streams.metrics import DEAD_LETTERED, LABELS_LEARNED, LEARNER_METRIC, MODEL_VERSION
+from streams.publisher import Publisher
+from streams.records import Label, RecordError, parse_label
+from streams.scoring_stage import dead_letter
+
+log = logging.getLogger(__name__)
+
+JOIN_RETRY_SECONDS = 0.2
+
+
+@dataclass
+class ModelLearner:
+    """The learner of one model and where it stands against the registry."""
+
+    name: str
+    learner: OnlineLearner
+    base_version: int
+    positive_class: Any | None
+    since_snapshot: int = 0
+    last_snapshot: float = field(default_factory=time.monotonic)
+
+
+class LabelLearner:
+    """Handles batches of ``labels`` records for every model (one instance per worker, concurrency 1)."""
+
+    def __init__(
+        self, settings: Settings, registry: ModelRegistry, client: aioredis.Redis, joins: JoinStore, prefix: str
+    ):
+        self.settings = settings
+        self.registry = registry
+        self.client = client
+        self.joins = joins
+        self.prefix = prefix
+        self.publisher: Publisher
+        self.learners: dict[str, ModelLearner] = {}
+        self.started_ms = int(time.time() * 1000)
+
+    def checkpoint_key(self, name: str) -> str:
+        return f"{self.prefix}learner:{name}"
+
+    # --- state ---------------------------------------------------------------------------------
+    async def _learner(self, name: str) -> ModelLearner | None:
+        if name in self.learners:
+            return self.learners[name]
+        stored = await self.client.hgetall(self.checkpoint_key(name))
+        try:
+            meta = await asyncio.to_thread(self.registry.get, name)
+        except UnknownModelError:
+            return None
+        positive = meta.data_summary.get("positive_class") if meta.task == "binary" else None
+        if stored:
+            learner = OnlineLearner.restore(stored[b"checkpoint"], hmac_key=self.settings.hmac_key())
+            state = ModelLearner(name, learner, int(stored[b"base_version"]), positive)
+        else:
+            meta, model = await asyncio.to_thread(self.registry.load, name, None)
+            learner = OnlineLearner(model, meta.task, label_ttl_ms=self.settings.label_ttl_seconds * 1000)
+            state = ModelLearner(name, learner, meta.version, positive)
+        self.learners[name] = state
+        return state
+
+    async def on_assigned(self, consumer: AIOKafkaConsumer, assigned: set[TopicPartition]) -> None:
+        """Seek each assigned partition to where the checkpoints say learning stopped."""
+        self.learners.clear()  # another worker may have learned since: reload from the checkpoints
+        names = await asyncio.to_thread(self.registry.names)
+        states = [s for s in [await self._learner(n) for n in names] if s is not None]
+        for tp in assigned:
+            offsets = [s.learner.next_offset(tp.topic, tp.partition) for s in states]
+            known = [o for o in offsets if o is not None]
+            if known:
+                consumer.seek(tp, min(known))
+
+    async def _follow_registry(self, state: ModelLearner) -> None:
+        """Continue from the current version when someone else promoted or rolled back."""
+        current = await asyncio.to_thread(self.registry.current_version, state.name)
+        if current is not None and current != state.base_version:
+            _, model = await asyncio.to_thread(self.registry.load, state.name, current)
+            state.learner.model = model
+            state.base_version = current
+            log.info("learner of %s continues from v%s", state.name, current)
+
+    # --- batches -------------------------------------------------------------------------------
+    async def handle(self, records: list[ConsumerRecord]) -> None:
+        groups: dict[str, list[tuple[ConsumerRecord, Label]]] = defaultdict(list)
+        letters = []
+        for record in records:
+            try:
+                label = parse_label(record.value, self.settings.max_event_bytes)
+            except RecordError as exc:
+                letters.append(dead_letter(record, exc.stage, exc.error_class, exc.reason))
+                continue
+            groups[label.model or self.settings.model_name].append((record, label))
+        touched = []
+        for name, items in groups.items():
+            state = await self._learner(name)
+            if state is None:
+                letters += [dead_letter(r, "join", "UnknownModel", f"no model named '{name}'") for r, _ in items]
+                continue
+            fresh = [(r, lab) for r, lab in items if r.offset >= (state.learner.next_offset(r.topic, r.partition) or 0)]
+            if not fresh:
+                continue
+            await self._follow_registry(state)
+            joins = await self._join(name, fresh)
+            outcome = learn_batch(
+                state.learner, [(lab, j) for (_, lab), j in zip(fresh, joins, strict=True)], state.positive_class
+            )
+            for index, stage, error_class in outcome.rejected:
+                letters.append(dead_letter(fresh[index][0], stage, error_class, outcome.messages[index]))
+            for record, _ in fresh:
+                state.learner.mark_offset(record.topic, record.partition, record.offset)
+            state.since_snapshot += outcome.learned
+            LABELS_LEARNED.labels(name).inc(outcome.learned)
+            touched.append(state)
+        await self.publisher.send_dead_letters(self.settings.topic("dead-letter"), letters)
+        await self.publisher.flush()
+        for letter in letters:
+            DEAD_LETTERED.labels("labels", letter.stage, letter.error_class).inc()
+        for state in touched:
+            await self._checkpoint(state)
+
+    async def _join(self, name: str, items: list[tuple[ConsumerRecord, Label]]) -> list[JoinRecord | None]:
+        """Join records; a young label whose event is not scored yet waits up to the grace period."""
+        ids = [label.event_id for _, label in items]
+        joins = await self.joins.get_many(name, ids)
+        grace_ms = self.settings.join_grace_seconds * 1000
+        while True:
+            now = int(time.time() * 1000)
+            waiting = [
+                i
+                for i, (record, _) in enumerate(items)
+                if joins[i] is None and max(record.timestamp, self.started_ms) + grace_ms > now
+            ]
+            if not waiting:
+                return joins
+            await asyncio.sleep(JOIN_RETRY_SECONDS)
+            for i, found in zip(waiting, await self.joins.get_many(name, [ids[i] for i in waiting]), strict=True):
+                joins[i] = found
+
+    async def _checkpoint(self, state: ModelLearner) -> None:
+        """Store the checkpoint; when a snapshot is due, register it and store the checkpoint again.
+
+        A crash between the two writes leaves a checkpoint whose base version is older than the registry's
+        current one; the restarted learner then loads the snapshot, which holds exactly the checkpoint's labels.
+        """
+        await self._write_checkpoint(state)
+        due = (
+            state.since_snapshot >= self.settings.snapshot_every_labels
+            or time.monotonic() - state.last_snapshot >= self.settings.snapshot_every_seconds
+        )
+        if due and state.since_snapshot:
+            await self._snapshot(state)
+            await self._write_checkpoint(state)
+
+    async def _write_checkpoint(self, state: ModelLearner) -> None:
+        blob = state.learner.checkpoint(hmac_key=self.settings.hmac_key())
+        await self.client.hset(
+            self.checkpoint_key(state.name),
+            mapping={"checkpoint": blob, "base_version": state.base_version, "learned": state.learner.learned},
+        )
+        for metric, value in state.learner.metrics().items():
+            LEARNER_METRIC.labels(state.name, metric).set(value)
+
+    async def _snapshot(self, state: ModelLearner) -> None:
+        meta = await asyncio.to_thread(self.registry.get, state.name, state.base_version)
+        new = await asyncio.to_thread(
+            self.registry.register,
+            state.name,
+            state.learner.model,
+            schema=meta.feature_schema(),
+            task=meta.task,
+            parent=state.base_version,
+            metrics=state.learner.metrics(),
+            data_summary={**meta.data_summary, "labels_learned": state.learner.learned},
+            note=f"online learner snapshot after {state.learner.learned} labels",
+        )
+        state.base_version, state.since_snapshot, state.last_snapshot = new.version, 0, time.monotonic()
+        MODEL_VERSION.labels(state.name, "learner").set(new.version)
+
+
+async def learned_count(client: aioredis.Redis, prefix: str, name: str) -> int:
+    """Labels learned so far by the learner of ``name`` (from its checkpoint)."""
+    value = await client.hget(f"{prefix}learner:{name}", "learned")
+    return int(value or 0)

@@ -1,0 +1,84 @@
+"""Join a batch of labels to their events and learn them (pure: the caller does the I/O).
+
+Every label record ends up learned or dead-lettered with a reason, exactly once:
+
+* ``validate`` / ``LabelError``: the label does not fit the model's task;
+* ``join`` / ``UnknownEvent``: no scored event with that id (never seen, or long expired);
+* ``join`` / ``LateLabel``: the event is known but the label came after the label TTL;
+* ``join`` / ``DuplicateLabel``: that event's label was already learned.
+
+>>> from models.features import FeatureSchema
+>>> from models.learner import OnlineLearner
+>>> from models.specs import build_model
+>>> from streams.join_store import JoinRecord
+>>> from streams.records import Label
+>>> learner = OnlineLearner(build_model(FeatureSchema({"x": "numeric"}), "binary"), "binary")
+>>> join = JoinRecord({"x": 1.0}, True, {"True": 0.7, "False": 0.3}, 0.7, 1, expires_ms=10_000)
+>>> label = Label(event_id="e1", label=True, ts=5_000)
+>>> outcome = learn_batch(learner, [(label, join), (label, join), (label, None)])
+>>> outcome.learned, [reason for _, _, reason in outcome.rejected]
+(1, ['DuplicateLabel', 'UnknownEvent'])
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from models.learner import OnlineLearner
+from streams.join_store import JoinRecord
+from streams.records import Label
+
+
+@dataclass
+class LearnOutcome:
+    """How a batch of joined labels went: learned count and (index, stage, error class) of the rest."""
+
+    learned: int = 0
+    rejected: list[tuple[int, str, str]] = field(default_factory=list)
+    messages: dict[int, str] = field(default_factory=dict)
+
+
+def target_for(label: Any, positive_class: Any | None) -> Any:
+    """Binary models trained offline learn ``label == positive_class``; others learn the label as is.
+
+    >>> target_for("fraud", "fraud"), target_for("ok", "fraud"), target_for(1, None)
+    (True, False, 1)
+    """
+    if positive_class is None:
+        return label
+    return str(label) == str(positive_class)
+
+
+def learn_batch(
+    learner: OnlineLearner,
+    joined: Sequence[tuple[Label, JoinRecord | None]],
+    positive_class: Any | None = None,
+) -> LearnOutcome:
+    """Learn each ``(label, join record)`` in order; see the module docstring for what is rejected."""
+    outcome = LearnOutcome()
+    for i, (label, join) in enumerate(joined):
+        if join is None:
+            outcome.rejected.append((i, "join", "UnknownEvent"))
+            outcome.messages[i] = f"no scored event '{label.event_id}' to join (never seen or expired)"
+            continue
+        if label.ts > join.expires_ms:
+            outcome.rejected.append((i, "join", "LateLabel"))
+            outcome.messages[i] = f"label at {label.ts} is after the label TTL of its event ({join.expires_ms})"
+            continue
+        served = join.probabilities if join.probabilities is not None else None
+        try:
+            learned = learner.learn(
+                label.event_id, join.x, target_for(label.label, positive_class), join.prediction, served, ts=label.ts
+            )
+        except ValueError as exc:
+            outcome.rejected.append((i, "validate", "LabelError"))
+            outcome.messages[i] = str(exc)
+            continue
+        if learned:
+            outcome.learned += 1
+        else:
+            outcome.rejected.append((i, "join", "DuplicateLabel"))
+            outcome.messages[i] = f"the label of '{label.event_id}' was already learned"
+    return outcome
