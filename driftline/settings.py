@@ -20,6 +20,8 @@ from typing import Literal
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from streams.records import AlertKind
+
 MissingFeaturePolicy = Literal["impute", "reject"]
 UnknownFeaturePolicy = Literal["ignore", "reject"]
 AlertAction = Literal["none", "rollback", "adjust_threshold", "retrain"]
@@ -92,8 +94,17 @@ class Settings(BaseSettings):
     metrics_host: str = Field("127.0.0.1", description="Address /metrics binds to.")
     metrics_port: int | None = Field(9464, ge=0, le=65535, description="Port of /metrics; unset disables.")
 
-    # --- alerts ------------------------------------------------------------------------------
-    webhook_url: str | None = None
+    # --- monitoring and alerts --------------------------------------------------------------
+    false_alarms_per_100k: float = Field(
+        1.0, gt=0, description="Fleet-wide false-alarm budget over every detector, per 100,000 events."
+    )
+    alert_cooldown_seconds: float = Field(60.0, ge=0, description="An alert is not repeated within this time.")
+    alert_actions: dict[AlertKind, AlertAction] = Field(
+        default_factory=dict,
+        description='Action per alert kind, JSON, e.g. {"concept_drift": "retrain", "prediction_drift": '
+        '"adjust_threshold"}; unset kinds keep the defaults (retrain on concept drift, rollback on integrity).',
+    )
+    webhook_url: str | None = Field(None, description="POST every alert as JSON here (with retries).")
     webhook_retries: int = Field(3, ge=0)
 
     # --- consumer-group tuning (defaults suit the embedded broker and tests) -----------------

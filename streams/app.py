@@ -23,14 +23,17 @@ from models.registry import ModelRegistry, UnknownModelError
 from streams.batch_source import BatchSource
 from streams.join_store import JoinRecord, JoinStore
 from streams.learning import LabelLearner
-from streams.metrics import DEAD_LETTERED, EVENTS_SCORED, REVIEW_REQUESTS, SCORING_LATENCY, serve_metrics
+from streams.metrics import DEAD_LETTERED, EVENTS_SCORED, REDIS_ERRORS, REVIEW_REQUESTS, SCORING_LATENCY, serve_metrics
 from streams.model_cache import ModelCache
 from streams.publisher import Publisher, producer_for
 from streams.records import Alert, dumps, now_ms
-from streams.scoring_stage import ScoringPolicy, model_names, score_records
+from streams.scoring_stage import ScoredBatch, ScoringPolicy, model_names, score_records
 from streams.topics import ensure_topics
+from streams.watch import Watch, threshold_key
 
 log = logging.getLogger(__name__)
+
+MONITOR_CHECKPOINT_SECONDS = 10.0
 
 
 def ensure_default_model(registry: ModelRegistry, name: str) -> None:
@@ -67,12 +70,13 @@ class Worker:
         self.joins: JoinStore
         self.learning: LabelLearner
         self._pending_alerts: list[Alert] = []
+        self.thresholds: dict[str, float] = {}
 
     # --- scoring -----------------------------------------------------------------------------
     async def score(self, records: list) -> None:
         names, parsed = model_names(records, self.policy)
         await self.models.ensure(names)
-        batch = score_records(records, parsed, self.models.get, self.policy)
+        batch = score_records(records, parsed, self.models.get, self.policy, thresholds=self.thresholds)
         ttl_ms = self.settings.label_ttl_seconds * 1000
         for name, group in batch.by_model.items():
             await self.joins.put_many(
@@ -87,6 +91,7 @@ class Worker:
                     for event, row, s in zip(group.events, group.rows, group.scored, strict=True)
                 ],
             )
+        self._watch(batch)
         topic = self.settings.topic
         await self.publisher.send_many(topic("predictions"), batch.predictions)
         await self.publisher.send_many(topic("review"), batch.reviews)
@@ -102,7 +107,28 @@ class Worker:
         for latency in batch.latencies_ms:
             SCORING_LATENCY.observe(latency / 1000)
 
-    # --- alerts ------------------------------------------------------------------------------
+    # --- monitoring and alerts ---------------------------------------------------------------
+    def _watch(self, batch: ScoredBatch) -> None:
+        """Feed the monitors; their alerts (with actions done) go out with this batch."""
+        ts = now_ms()
+        for group in batch.by_model.values():
+            monitor = self.scoring_watch.monitor(group.loaded.meta)
+            scored = group.scored
+            alerts = monitor.observe_events(
+                [e.event_id for e in group.events],
+                group.rows,
+                [s.prediction for s in scored],
+                [s.probabilities for s in scored],
+                group.loaded.version,
+                ts,
+            )
+            self._pending_alerts += [self.scoring_watch.act(a) for a in alerts]
+        invalid = [d for d in batch.dead_letters if d.stage in ("deserialize", "validate")]
+        default = self.scoring_watch.monitors.get(self.settings.model_name)
+        if invalid and default is not None:
+            alerts = default.observe_invalid(len(invalid), [d.error_class for d in invalid], ts)
+            self._pending_alerts += [self.scoring_watch.act(a) for a in alerts]
+
     def _integrity_failure(self, name: str, version: int, reason: str) -> None:
         self._pending_alerts.append(
             Alert(
@@ -169,13 +195,35 @@ class Worker:
         await self.publisher.producer.start()
         client = async_redis_client(self.settings, self.redis_url)
         self.joins = JoinStore(client, self.settings.redis_prefix, self.settings.label_ttl_seconds)
-        self.learning = LabelLearner(self.settings, self.registry, client, self.joins, self.settings.redis_prefix)
+        self.scoring_watch = Watch("scoring", self.settings, self.registry, self.registry.client)
+        self.learning = LabelLearner(
+            self.settings,
+            self.registry,
+            client,
+            self.joins,
+            Watch("learning", self.settings, self.registry, self.registry.client),
+        )
         self.learning.publisher = Publisher(self.publisher.producer)
         if self.settings.metrics_port is not None:
             serve_metrics(self.settings.metrics_host, self.settings.metrics_port)
 
     async def stop(self) -> None:
+        await asyncio.to_thread(self.scoring_watch.save)
         await self.publisher.producer.stop()
+
+    async def _refresh_thresholds(self) -> None:
+        """Decision thresholds set by ``adjust_threshold`` actions (any worker's) for the loaded models."""
+        names = list(self.scoring_watch.monitors)
+        if not names:
+            return
+        try:
+            values = await asyncio.to_thread(
+                self.registry.client.mget, [threshold_key(self.settings.redis_prefix, n) for n in names]
+            )
+        except redis.RedisError:
+            REDIS_ERRORS.labels("threshold_refresh").inc()
+            return
+        self.thresholds = {n: float(v) for n, v in zip(names, values, strict=True) if v is not None}
 
     def create_app(self) -> faust.App:
         """The Faust app running this worker's services and timers."""
@@ -196,6 +244,13 @@ class Worker:
         @app.timer(settings.reload_check_seconds)
         async def _reload() -> None:
             await self.models.refresh()
+            await self._refresh_thresholds()
+            self.scoring_watch.export()
+            self.learning.watch.export()
+
+        @app.timer(MONITOR_CHECKPOINT_SECONDS)
+        async def _checkpoint_monitors() -> None:
+            await asyncio.to_thread(self.scoring_watch.save)
 
         app.service(WorkerService(self, loop=app.loop, beacon=app.beacon))
         return app

@@ -23,11 +23,12 @@ from driftline.settings import Settings
 from models.learner import OnlineLearner
 from models.registry import ModelRegistry, UnknownModelError
 from streams.join_store import JoinRecord, JoinStore
-from streams.learning_stage import learn_batch
+from streams.learning_stage import learn_batch, target_for
 from streams.metrics import DEAD_LETTERED, LABELS_LEARNED, LEARNER_METRIC, MODEL_VERSION
 from streams.publisher import Publisher
-from streams.records import Label, RecordError, parse_label
+from streams.records import Alert, Label, RecordError, dumps, parse_label
 from streams.scoring_stage import dead_letter
+from streams.watch import Watch
 
 log = logging.getLogger(__name__)
 
@@ -50,13 +51,15 @@ class LabelLearner:
     """Handles batches of ``labels`` records for every model (one instance per worker, concurrency 1)."""
 
     def __init__(
-        self, settings: Settings, registry: ModelRegistry, client: aioredis.Redis, joins: JoinStore, prefix: str
+        self, settings: Settings, registry: ModelRegistry, client: aioredis.Redis, joins: JoinStore, watch: Watch
     ):
         self.settings = settings
         self.registry = registry
         self.client = client
         self.joins = joins
-        self.prefix = prefix
+        self.watch = watch
+        self.prefix = settings.redis_prefix
+        self.alerts: list[Alert] = []
         self.publisher: Publisher
         self.learners: dict[str, ModelLearner] = {}
         self.started_ms = int(time.time() * 1000)
@@ -74,9 +77,11 @@ class LabelLearner:
         except UnknownModelError:
             return None
         positive = meta.data_summary.get("positive_class") if meta.task == "binary" else None
+        self.watch.monitors.pop(name, None)
         if stored:
             learner = OnlineLearner.restore(stored[b"checkpoint"], hmac_key=self.settings.hmac_key())
             state = ModelLearner(name, learner, int(stored[b"base_version"]), positive)
+            self.watch.monitor(meta, stored.get(b"monitor"))
         else:
             meta, model = await asyncio.to_thread(self.registry.load, name, None)
             learner = OnlineLearner(model, meta.task, label_ttl_ms=self.settings.label_ttl_seconds * 1000)
@@ -133,15 +138,44 @@ class LabelLearner:
                 letters.append(dead_letter(fresh[index][0], stage, error_class, outcome.messages[index]))
             for record, _ in fresh:
                 state.learner.mark_offset(record.topic, record.partition, record.offset)
+            await self._observe(state, fresh, joins, outcome.learned_indices)
             state.since_snapshot += outcome.learned
             LABELS_LEARNED.labels(name).inc(outcome.learned)
             touched.append(state)
         await self.publisher.send_dead_letters(self.settings.topic("dead-letter"), letters)
+        alerts, self.alerts = self.alerts, []
+        for alert in alerts:
+            await self.publisher.send(self.settings.topic("alerts"), dumps(alert), alert.model.encode())
         await self.publisher.flush()
         for letter in letters:
             DEAD_LETTERED.labels("labels", letter.stage, letter.error_class).inc()
         for state in touched:
             await self._checkpoint(state)
+
+    async def _observe(
+        self,
+        state: ModelLearner,
+        items: list[tuple[ConsumerRecord, Label]],
+        joins: list[JoinRecord | None],
+        learned: list[int],
+    ) -> None:
+        """Feed the learned outcomes to the learning monitor (concept drift, realised metric, label lag)."""
+        if not learned:
+            return
+        meta = await asyncio.to_thread(self.registry.get, state.name, state.base_version)
+        monitor = self.watch.monitor(meta)
+        found = [(items[i][1], joins[i]) for i in learned if joins[i] is not None]
+        ttl_ms = self.settings.label_ttl_seconds * 1000
+        alerts = monitor.observe_outcomes(
+            [label.event_id for label, _ in found],
+            [state.learner.coerce(target_for(label.label, state.positive_class)) for label, _ in found],
+            [join.prediction for _, join in found],  # type: ignore[union-attr]
+            [join.probabilities for _, join in found],  # type: ignore[union-attr]
+            state.base_version,
+            int(time.time() * 1000),
+            event_ts=[join.expires_ms - ttl_ms for _, join in found],  # type: ignore[union-attr]
+        )
+        self.alerts += [await asyncio.to_thread(self.watch.act, alert) for alert in alerts]
 
     async def _join(self, name: str, items: list[tuple[ConsumerRecord, Label]]) -> list[JoinRecord | None]:
         """Join records; a young label whose event is not scored yet waits up to the grace period."""
@@ -178,10 +212,14 @@ class LabelLearner:
 
     async def _write_checkpoint(self, state: ModelLearner) -> None:
         blob = state.learner.checkpoint(hmac_key=self.settings.hmac_key())
-        await self.client.hset(
-            self.checkpoint_key(state.name),
-            mapping={"checkpoint": blob, "base_version": state.base_version, "learned": state.learner.learned},
-        )
+        mapping: dict[str, Any] = {
+            "checkpoint": blob,
+            "base_version": state.base_version,
+            "learned": state.learner.learned,
+        }
+        if state.name in self.watch.monitors:
+            mapping["monitor"] = self.watch.snapshot(state.name)
+        await self.client.hset(self.checkpoint_key(state.name), mapping=mapping)
         for metric, value in state.learner.metrics().items():
             LEARNER_METRIC.labels(state.name, metric).set(value)
 

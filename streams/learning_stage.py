@@ -35,9 +35,13 @@ from streams.records import Label
 class LearnOutcome:
     """How a batch of joined labels went: learned count and (index, stage, error class) of the rest."""
 
-    learned: int = 0
+    learned_indices: list[int] = field(default_factory=list)
     rejected: list[tuple[int, str, str]] = field(default_factory=list)
     messages: dict[int, str] = field(default_factory=dict)
+
+    @property
+    def learned(self) -> int:
+        return len(self.learned_indices)
 
 
 def target_for(label: Any, positive_class: Any | None) -> Any:
@@ -77,7 +81,7 @@ def learn_batch(
             outcome.messages[i] = str(exc)
             continue
         if learned:
-            outcome.learned += 1
+            outcome.learned_indices.append(i)
         else:
             outcome.rejected.append((i, "join", "DuplicateLabel"))
             outcome.messages[i] = f"the label of '{label.event_id}' was already learned"

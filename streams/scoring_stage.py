@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from models.features import FeatureError
@@ -96,6 +96,7 @@ def score_records(
     models: Callable[[str], LoadedModel | None],
     policy: ScoringPolicy,
     now_ms: Callable[[], float] = lambda: time.time() * 1000,
+    thresholds: Mapping[str, float] | None = None,
 ) -> ScoredBatch:
     """Validate, route to a model, prepare, score; returns everything to publish."""
     out = ScoredBatch()
@@ -127,8 +128,8 @@ def score_records(
         if group.events:
             out.by_model[name] = group
     done_ms = now_ms()
-    for group in out.by_model.values():
-        _emit(group, policy, done_ms, out)
+    for name, group in out.by_model.items():
+        _emit(group, policy, done_ms, out, (thresholds or {}).get(name))
     return out
 
 
@@ -148,8 +149,26 @@ def _score_group(group: ModelBatch, out: ScoredBatch) -> None:
     group.records, group.events, group.rows, group.scored = kept.records, kept.events, kept.rows, kept.scored
 
 
-def _emit(group: ModelBatch, policy: ScoringPolicy, done_ms: float, out: ScoredBatch) -> None:
+def apply_threshold(scored: Scored, threshold: float | None) -> Scored:
+    """A binary prediction decided by ``score >= threshold`` (set by an ``adjust_threshold`` action).
+
+    Only bool and 0/1 predictions are re-decided; other class types keep the model's own decision.
+
+    >>> apply_threshold(Scored(False, {"False": 0.6, "True": 0.4}, 0.4, 0.6), 0.3).prediction
+    True
+    >>> apply_threshold(Scored(1, {"0": 0.3, "1": 0.7}, 0.7, 0.7), 0.8).prediction
+    0
+    """
+    if threshold is None or scored.score is None or not isinstance(scored.prediction, bool | int):
+        return scored
+    decided = scored.score >= threshold
+    return replace(scored, prediction=decided if isinstance(scored.prediction, bool) else int(decided))
+
+
+def _emit(group: ModelBatch, policy: ScoringPolicy, done_ms: float, out: ScoredBatch, threshold: float | None) -> None:
     loaded = group.loaded
+    if threshold is not None and loaded.task == "binary":
+        group.scored = [apply_threshold(s, threshold) for s in group.scored]
     for record, event, scored in zip(group.records, group.events, group.scored, strict=True):
         latency = max(0.0, done_ms - record.timestamp)
         out.latencies_ms.append(latency)

@@ -1,0 +1,416 @@
+"""`driftline bench drift`: false alarms, detection delays and monitoring overhead on synthetic streams.
+
+Streams come from ``river.datasets.synth``; a River pipeline from :mod:`models.specs` is pre-trained on the first
+``warmup`` events of each stream (the "offline" model, ``learn_one``), whose features and scores give the
+reference profile, then scores and learns the rest in batches of 500 (``predict_proba_many`` / ``learn_many``),
+every batch going through :class:`monitoring.monitor.Monitor` with every detector on. Labels are joined at once
+(prequential).
+
+* **stationary**: Agrawal, SEA, Hyperplane and RandomRBF, no drift: every alert is a false alarm.
+* **covariate**: the same generators, one feature (rotating with the seed) shifted by ``shift`` reference
+  standard deviations from a known position: delay of the first ``data_drift`` alert on that feature.
+* **concept**: the label function changes at a known position (Agrawal and SEA), abruptly (the two streams
+  chained; River's ``ConceptDriftStream`` overflows with ``width=1``) and gradually (``ConceptDriftStream``,
+  sigmoid of ``width`` events; the new concept is 2% of the stream at ``position - width``, where delays
+  start). Every error-stream detector and
+  the baseline ADWIN(delta=0.002) run on the same 0/1 error streams. "Equal false-alarm rate": ADWIN(0.002)'s
+  false-alarm rate is measured on the stationary streams' error streams; our CUSUM's average run length is set
+  to its inverse (or to the stationary outcomes seen, when ADWIN raised none) and its own rate measured on the
+  same streams; both are reported.
+* **overhead**: the same predict+learn loop with and without ``Monitor.observe_events`` on the same batches
+  (interleaved repetitions, best of each): throughput ratio.
+
+Streams are simulated at 100 events per second (timestamps drive the alert cooldown).
+
+Examples
+--------
+>>> result = run(seeds=1, stationary_events=3000, drift_events=4000, warmup=2000, overhead_events=4000)
+>>> sorted(result["figures"])  # doctest: +NORMALIZE_WHITESPACE
+['abrupt_covariate_median_delay', 'abrupt_covariate_missed', 'concept_abrupt_delay_ratio_vs_adwin',
+ 'concept_all_delay_ratio_vs_adwin', 'concept_false_alarms_per_100k_adwin', 'concept_false_alarms_per_100k_cusum',
+ 'concept_gradual_delay_ratio_vs_adwin', 'false_alarms_per_100k_stationary', 'monitoring_throughput_ratio']
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import math
+import statistics
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from river import drift
+from river.datasets import synth
+
+from models.features import FeatureSchema
+from models.specs import build_model
+from monitoring.concept import BernoulliCUSUM, ErrorStream
+from monitoring.monitor import Monitor, MonitorConfig
+from monitoring.reference import ReferenceProfile, profile_values
+
+BATCH = 500
+MS_PER_EVENT = 10
+ALL_DETECTORS = MonitorConfig(streaming_detectors=("adwin", "page_hinkley", "kswin"))
+
+Row = tuple[dict[str, float], Any]
+Source = Callable[[int], Iterator[tuple[dict[Any, Any], Any]]]
+
+STATIONARY: dict[str, Source] = {
+    "agrawal": lambda seed: iter(synth.Agrawal(classification_function=7, seed=seed)),
+    "sea": lambda seed: iter(synth.SEA(variant=0, seed=seed)),
+    "hyperplane": lambda seed: iter(synth.Hyperplane(seed=seed, n_features=10, noise_percentage=0.05)),
+    "random_rbf": lambda seed: iter(synth.RandomRBF(seed_model=seed, seed_sample=seed, n_features=5)),
+}
+
+#: Concept changes: (name, generator before, generator after).
+CONCEPTS: list[tuple[str, Callable[[int], Any], Callable[[int], Any]]] = [
+    ("agrawal_7_to_8", lambda s: synth.Agrawal(classification_function=7, seed=s),
+     lambda s: synth.Agrawal(classification_function=8, seed=s + 1000)),
+    ("agrawal_9_to_7", lambda s: synth.Agrawal(classification_function=9, seed=s),
+     lambda s: synth.Agrawal(classification_function=7, seed=s + 1000)),
+    ("sea_1_to_2", lambda s: synth.SEA(variant=1, seed=s), lambda s: synth.SEA(variant=2, seed=s + 1000)),
+    ("sea_0_to_3", lambda s: synth.SEA(variant=0, seed=s), lambda s: synth.SEA(variant=3, seed=s + 1000)),
+]  # fmt: skip
+
+
+def _rows(source: Iterator[tuple[dict[Any, Any], Any]], count: int) -> list[Row]:
+    """``count`` rows with string feature names and float values (what ``FeatureSchema.prepare`` gives)."""
+    rows = []
+    for x, y in itertools.islice(source, count):
+        rows.append(({(f"x{k}" if isinstance(k, int) else k): float(v) for k, v in x.items()}, bool(y)))
+    return rows
+
+
+@dataclass
+class Run:
+    """What one monitored stream produced."""
+
+    events: int
+    alerts: list[tuple[int, Any]]  # (event index from the start of monitoring, Alert)
+    errors: np.ndarray
+    monitor: Monitor
+
+
+def _monitored(rows: list[Row], warmup: int, config: MonitorConfig, name: str) -> Run:
+    """Pre-train on ``rows[:warmup]``, profile it, then score, learn and monitor the rest."""
+    schema = FeatureSchema({k: "numeric" for k in rows[0][0]})
+    model = build_model(schema, "binary")
+    head = rows[:warmup]
+    for x, y in head:  # the offline model: one SGD step per example (a batch of 500 is a single step)
+        model.learn_one(x, y)
+    frame = pd.DataFrame([x for x, _ in head])
+    scores = model.predict_proba_many(frame)[True].tolist()
+    reference = ReferenceProfile(
+        features=ReferenceProfile.from_rows([x for x, _ in head], schema).features,
+        prediction=profile_values(scores, "numeric"),
+        rows=len(head),
+    )
+    monitor = Monitor(name, schema, "binary", reference, config)
+    alerts: list[tuple[int, Any]] = []
+    errors: list[np.ndarray] = []
+    tail = rows[warmup:]
+    for start in range(0, len(tail), BATCH):
+        batch = tail[start : start + BATCH]
+        features = [x for x, _ in batch]
+        labels = [y for _, y in batch]
+        frame = pd.DataFrame(features)
+        proba = model.predict_proba_many(frame)
+        model.learn_many(frame, pd.Series(labels))
+        probabilities = proba.to_dict("records")
+        predictions = (proba[True] >= 0.5).tolist()
+        ids = [str(start + i) for i in range(len(batch))]
+        ts = (warmup + start) * MS_PER_EVENT
+        fired = monitor.observe_events(ids, features, predictions, probabilities, 1, ts, frame=frame)
+        fired += monitor.observe_outcomes(ids, labels, predictions, probabilities, 1, ts)
+        alerts += [(int(a.event_id) if a.event_id is not None else start, a) for a in fired]
+        errors.append(np.array([p != y for p, y in zip(predictions, labels, strict=True)], dtype=float))
+    return Run(len(tail), alerts, np.concatenate(errors) if errors else np.zeros(0), monitor)
+
+
+def _shifted(rows: list[Row], feature: str, position: int, amount: float) -> list[Row]:
+    return [({**x, feature: x[feature] + amount} if i >= position else x, y) for i, (x, y) in enumerate(rows)]
+
+
+def _detections(detector: Any, errors: np.ndarray) -> list[int]:
+    """Indices at which a River detector (``update`` + ``drift_detected``) fires on ``errors``."""
+    found = []
+    for i, e in enumerate(errors.tolist()):
+        detector.update(e)
+        if detector.drift_detected:
+            found.append(i)
+    return found
+
+
+def _cusum_detections(arl: float, errors: np.ndarray) -> list[int]:
+    cusum, found = BernoulliCUSUM(arl=arl), []
+    for start in range(0, errors.size, BATCH):
+        found += [start + i for i in cusum.update_many(errors[start : start + BATCH]).detections]
+    return found
+
+
+def _error_stream_detections(names: tuple[str, ...], monitor: Monitor, errors: np.ndarray) -> dict[str, list[int]]:
+    """Detections of the monitor's error-stream detectors (same parameters) on ``errors``."""
+    stream = ErrorStream("binary", names, alpha=monitor.errors.alpha, arl=monitor.errors.arl,
+                         grace=monitor.config.error_grace)  # fmt: skip
+    found: dict[str, list[int]] = {name: [] for name in stream.names}
+    for start in range(0, errors.size, BATCH):
+        for test in stream.update_many(errors[start : start + BATCH]):
+            found[test.test].append(start + test.position)
+    return found
+
+
+def _first_after(indices: list[int], start: int, horizon: int) -> int | None:
+    return next((i - start for i in indices if start <= i < start + horizon), None)
+
+
+def _per_100k(count: int, events: int) -> float:
+    return round(count / events * 100_000, 3) if events else math.nan
+
+
+def _stationary(seeds: int, events: int, warmup: int, config: MonitorConfig) -> dict[str, Any]:
+    runs: list[Run] = []
+    per_stream = []
+    for name, source in STATIONARY.items():
+        for seed in range(seeds):
+            run_ = _monitored(_rows(source(seed), warmup + events), warmup, config, name)
+            runs.append(run_)
+            per_stream.append({"stream": name, "seed": seed, "events": run_.events, "alerts": [
+                {"kind": a.kind, "feature": a.feature, "detector": a.detector, "event": i} for i, a in run_.alerts]})
+    total = sum(r.events for r in runs)
+    alerts = sum(len(r.alerts) for r in runs)
+    by_kind: dict[str, int] = {}
+    for r in runs:
+        for _, alert in r.alerts:
+            by_kind[alert.kind] = by_kind.get(alert.kind, 0) + 1
+    return {
+        "events": total,
+        "alerts": alerts,
+        "false_alarms_per_100k": _per_100k(alerts, total),
+        "by_kind": by_kind,
+        "detectors_budgeted": runs[0].monitor.detectors if runs else None,
+        "streams_with_alerts": [s for s in per_stream if s["alerts"]],
+        "_runs": runs,
+    }
+
+
+def _covariate(seeds: int, events: int, warmup: int, shift: float, config: MonitorConfig) -> dict[str, Any]:
+    delays: list[int] = []
+    missed: list[dict[str, Any]] = []
+    early: list[dict[str, Any]] = []
+    streams = []
+    for name, source in STATIONARY.items():
+        for seed in range(seeds):
+            rows = _rows(source(seed + 100), warmup + events)
+            features = sorted(rows[0][0])
+            feature = features[seed % len(features)]
+            position = events // 2 + (137 * (seed + 1) + 61 * len(features)) % BATCH  # not on a batch boundary
+            std = float(np.std([x[feature] for x, _ in rows[:warmup]])) or 1.0
+            run_ = _monitored(_shifted(rows, feature, warmup + position, shift * std), warmup, config, name)
+            hits = [i for i, a in run_.alerts if a.kind == "data_drift" and a.feature == feature]
+            delay = _first_after(hits, position, events - position)
+            before = [(i, a.kind, a.feature, a.detector) for i, a in run_.alerts if i < position]
+            if before:
+                early.append({"stream": name, "seed": seed, "alerts": before})
+            detectors = sorted({a.detector for i, a in run_.alerts if i >= position and a.feature == feature})
+            streams.append({"stream": name, "seed": seed, "feature": feature, "position": position, "delay": delay,
+                            "detectors": detectors})  # fmt: skip
+            if delay is None:
+                missed.append({"stream": name, "seed": seed, "feature": feature})
+            else:
+                delays.append(delay)
+    return {
+        "shift_std": shift,
+        "streams": len(streams),
+        "median_delay": statistics.median(delays) if delays else None,
+        "mean_delay": round(statistics.fmean(delays), 1) if delays else None,
+        "max_delay": max(delays) if delays else None,
+        "missed": len(missed),
+        "missed_streams": missed,
+        "alerts_before_drift": early,
+        "per_stream": streams,
+    }
+
+
+def _concept_errors(seeds: int, events: int, warmup: int, widths: tuple[int, ...]) -> list[dict[str, Any]]:
+    """0/1 error streams of pre-trained models across known concept changes."""
+    out = []
+    position = events // 2
+    for name, before, after in CONCEPTS:
+        for seed in range(seeds):
+            for width in widths:
+                if width <= 1:
+                    source: Iterator[Any] = itertools.chain(
+                        itertools.islice(iter(before(seed)), warmup + position), iter(after(seed)))
+                else:
+                    source = iter(synth.ConceptDriftStream(before(seed), after(seed), position=warmup + position,
+                                                           width=width, seed=seed))  # fmt: skip
+                rows = _rows(source, warmup + events)
+                run_ = _monitored(rows, warmup, ALL_DETECTORS, name)
+                start = position - (width if width > 1 else 0)
+                alerts = [i for i, a in run_.alerts if a.kind == "concept_drift"]
+                out.append({"stream": name, "seed": seed, "width": width, "start": start, "errors": run_.errors,
+                            "monitor": run_.monitor, "alerts": alerts})  # fmt: skip
+    return out
+
+
+def _concept(
+    stationary_runs: list[Run], concept_runs: list[dict[str, Any]], horizon: int
+) -> dict[str, Any]:
+    names = ALL_DETECTORS.error_detectors
+    monitor = stationary_runs[0].monitor
+    stationary_outcomes = sum(r.errors.size for r in stationary_runs)
+    fa: dict[str, int] = {"adwin_0.002": 0}
+    for r in stationary_runs:
+        fa["adwin_0.002"] += len(_detections(drift.ADWIN(delta=0.002), r.errors))
+        for name, found in _error_stream_detections(names, monitor, r.errors).items():
+            fa[name] = fa.get(name, 0) + len(found)
+    adwin_rate = fa["adwin_0.002"] / stationary_outcomes
+    calibrated_arl = 1 / adwin_rate if fa["adwin_0.002"] else float(stationary_outcomes)
+    fa["cusum_equal_fa"] = sum(len(_cusum_detections(calibrated_arl, r.errors)) for r in stationary_runs)
+    delays: dict[str, list[int | None]] = {"adwin_0.002": [], "cusum_equal_fa": []}
+    per_stream = []
+    for c in concept_runs:
+        errors, start = c["errors"], c["start"]
+        row = {"stream": c["stream"], "seed": c["seed"], "width": c["width"],
+               "error_rate_before": round(float(errors[:start].mean()), 4),
+               "error_rate_after": round(float(errors[c["start"] + max(c["width"], 1):][:2000].mean()), 4)}
+        found = {"adwin_0.002": _detections(drift.ADWIN(delta=0.002), errors),
+                 "cusum_equal_fa": _cusum_detections(calibrated_arl, errors),
+                 **_error_stream_detections(names, c["monitor"], errors)}  # fmt: skip
+        for name, indices in found.items():
+            delay = _first_after(indices, start, horizon)
+            delays.setdefault(name, []).append(delay)
+            row[name] = delay
+        row["monitor_alert_delay"] = _first_after(c["alerts"], start, horizon)
+        per_stream.append(row)
+
+    def summary(values: list[int | None]) -> dict[str, Any]:
+        hit = [v for v in values if v is not None]
+        return {"mean_delay": round(statistics.fmean(hit), 1) if hit else None, "missed": len(values) - len(hit)}
+
+    detectors = {name: {**summary(values), "false_alarms": fa.get(name, 0),
+                        "false_alarms_per_100k": _per_100k(fa.get(name, 0), stationary_outcomes)}
+                 for name, values in delays.items()}  # fmt: skip
+
+    def ratio(ours: str, abrupt: bool | None = None) -> float | None:
+        """Mean delay of ``ours`` over ADWIN(0.002)'s, on the streams both detected (of one kind, or all)."""
+        pairs = [(o, a) for o, a, c in zip(delays[ours], delays["adwin_0.002"], concept_runs, strict=True)
+                 if o is not None and a is not None and (abrupt is None or (c["width"] <= 1) == abrupt)]
+        if not pairs:
+            return None
+        return round(statistics.fmean(o for o, _ in pairs) / statistics.fmean(a for _, a in pairs), 3)
+
+    return {
+        "stationary_outcomes": stationary_outcomes,
+        "cusum_calibrated_arl": round(calibrated_arl),
+        "detectors": detectors,
+        "delay_ratio_vs_adwin_abrupt": ratio("cusum_equal_fa", abrupt=True),
+        "delay_ratio_vs_adwin_gradual": ratio("cusum_equal_fa", abrupt=False),
+        "delay_ratio_vs_adwin_all": ratio("cusum_equal_fa"),
+        "delay_ratio_vs_adwin_monitor_budget_cusum_abrupt": ratio("cusum", abrupt=True),
+        "delay_ratio_vs_adwin_monitor_budget_cusum_all": ratio("cusum"),
+        "per_stream": per_stream,
+    }
+
+
+def _overhead(events: int, warmup: int, repeats: int = 5) -> dict[str, Any]:
+    rows = _rows(STATIONARY["agrawal"](7), warmup + events)
+    schema = FeatureSchema({k: "numeric" for k in rows[0][0]})
+    base = build_model(schema, "binary")
+    for x, y in rows[:warmup]:
+        base.learn_one(x, y)
+    reference = ReferenceProfile.from_rows([x for x, _ in rows[:warmup]], schema)
+    batches = [([x for x, _ in rows[i : i + BATCH]], [y for _, y in rows[i : i + BATCH]])
+               for i in range(warmup, len(rows), BATCH)]  # fmt: skip
+
+    def loop(monitor: Monitor | None, outcomes: bool = False) -> float:
+        model = copy.deepcopy(base)
+        began = time.perf_counter()
+        for b, (features, labels) in enumerate(batches):
+            frame = pd.DataFrame(features)
+            proba = model.predict_proba_many(frame)
+            model.learn_many(frame, pd.Series(labels))
+            # What the scorer publishes per event (prediction + probabilities), with or without monitoring.
+            probabilities = proba.to_dict("records")
+            predictions = (proba[True] >= 0.5).tolist()
+            ids = [f"{b}-{i}" for i in range(len(features))]
+            if monitor is not None:
+                monitor.observe_events(ids, features, predictions, probabilities, 1, b * BATCH * MS_PER_EVENT,
+                                       frame=frame)  # fmt: skip
+                if outcomes:
+                    monitor.observe_outcomes(ids, labels, predictions, probabilities, 1, b * BATCH * MS_PER_EVENT)
+        return events / (time.perf_counter() - began)
+
+    plain, monitored, with_outcomes = [], [], []
+    for _ in range(repeats):
+        plain.append(loop(None))
+        monitored.append(loop(Monitor("bench", schema, "binary", reference, ALL_DETECTORS)))
+        with_outcomes.append(loop(Monitor("bench", schema, "binary", reference, ALL_DETECTORS), outcomes=True))
+    return {
+        "events": events,
+        "features": len(schema.kinds),
+        "batch": BATCH,
+        "events_per_s_without": round(max(plain)),
+        "events_per_s_with_observe_events": round(max(monitored)),
+        "events_per_s_with_observe_events_and_outcomes": round(max(with_outcomes)),
+        "ratio": round(max(monitored) / max(plain), 3),
+        "ratio_with_outcomes": round(max(with_outcomes) / max(plain), 3),
+    }
+
+
+def run(
+    seeds: int = 5,
+    stationary_events: int = 15_000,
+    drift_events: int = 10_000,
+    warmup: int = 5_000,
+    shift: float = 1.0,
+    overhead_events: int = 50_000,
+) -> dict[str, Any]:
+    """Run every section; the figures and the details behind them (JSON-serialisable)."""
+    began = time.perf_counter()
+    stationary = _stationary(seeds, stationary_events, warmup, ALL_DETECTORS)
+    stationary_runs = stationary.pop("_runs")
+    covariate = _covariate(seeds, drift_events, warmup, shift, ALL_DETECTORS)
+    covariate_small = _covariate(seeds, drift_events, warmup, shift / 2, ALL_DETECTORS)
+    concept_runs = _concept_errors(seeds, drift_events, warmup, widths=(1, 1000))
+    concept = _concept(stationary_runs, concept_runs, horizon=drift_events // 2)
+    overhead = _overhead(overhead_events, warmup)
+    return {
+        "figures": {
+            "false_alarms_per_100k_stationary": stationary["false_alarms_per_100k"],
+            "abrupt_covariate_median_delay": covariate["median_delay"],
+            "abrupt_covariate_missed": covariate["missed"],
+            "concept_abrupt_delay_ratio_vs_adwin": concept["delay_ratio_vs_adwin_abrupt"],
+            "concept_gradual_delay_ratio_vs_adwin": concept["delay_ratio_vs_adwin_gradual"],
+            "concept_all_delay_ratio_vs_adwin": concept["delay_ratio_vs_adwin_all"],
+            "concept_false_alarms_per_100k_cusum": concept["detectors"]["cusum_equal_fa"]["false_alarms_per_100k"],
+            "concept_false_alarms_per_100k_adwin": concept["detectors"]["adwin_0.002"]["false_alarms_per_100k"],
+            "monitoring_throughput_ratio": overhead["ratio"],
+        },
+        "targets": {
+            "false_alarms_per_100k_stationary": "<= 1",
+            "abrupt_covariate_median_delay": "<= 500 events",
+            "abrupt_covariate_missed": "0",
+            "concept_abrupt_delay_ratio_vs_adwin": "<= 0.5 (at an equal false-alarm rate: the two rates below)",
+            "concept_gradual_delay_ratio_vs_adwin": "<= 0.5",
+            "concept_all_delay_ratio_vs_adwin": "<= 0.5",
+            "monitoring_throughput_ratio": ">= 0.7",
+        },
+        "config": {"seeds": seeds, "stationary_events_per_stream": stationary_events, "warmup": warmup,
+                   "drift_events_per_stream": drift_events, "shift_std": shift, "batch": BATCH,
+                   "monitor": {"window": ALL_DETECTORS.window, "hop": ALL_DETECTORS.hop,
+                               "false_alarms_per_100k": ALL_DETECTORS.false_alarms_per_100k,
+                               "streaming_detectors": list(ALL_DETECTORS.streaming_detectors),
+                               "error_detectors": list(ALL_DETECTORS.error_detectors)}},  # fmt: skip
+        "stationary": stationary,
+        "covariate": covariate,
+        "covariate_half_shift": covariate_small,
+        "concept": concept,
+        "overhead": overhead,
+        "seconds": round(time.perf_counter() - began, 1),
+    }

@@ -1,0 +1,190 @@
+"""Alert I/O: webhook delivery with retries, the ``alerts`` topic consumer behind ``driftline alerts tail``, and
+the one-line human summary of an alert.
+
+The webhook never raises: a delivery is retried with exponential backoff on connection errors, timeouts and
+5xx/429 answers, and its final outcome is counted (``delivered`` / ``failed``).
+
+Examples
+--------
+>>> alert = Alert(alert_id="a1", kind="data_drift", severity="critical", model="fraud", model_version=3,
+...               feature="amount", detector="ks", statistic=0.31, threshold=0.13, window=500, event_id="e42",
+...               ts=1767225600000, message="ks 0.31 over 500 values", action="none")
+>>> print(summary(alert))  # doctest: +ELLIPSIS
+2026-01-01T00:00:00Z CRITICAL data_drift fraud v3 amount ks=0.31 (threshold 0.13) at event e42 action=none: ks 0.31 ...
+>>> backoff_delays(retries=3, base=0.5)
+[0.5, 1.0, 2.0]
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import aiohttp
+from aiokafka import AIOKafkaConsumer
+
+from streams.records import Alert
+
+log = logging.getLogger(__name__)
+
+
+def summary(alert: Alert) -> str:
+    """One line for a person reading alerts."""
+    when = datetime.fromtimestamp(alert.ts / 1000, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    version = f" v{alert.model_version}" if alert.model_version is not None else ""
+    feature = f" {alert.feature}" if alert.feature else ""
+    value = f" {alert.detector}"
+    if alert.statistic is not None:
+        value += f"={alert.statistic:.4g}"
+        if alert.threshold is not None:
+            value += f" (threshold {alert.threshold:.4g})"
+    where = f" at event {alert.event_id}" if alert.event_id else ""
+    return (f"{when} {alert.severity.upper()} {alert.kind} {alert.model}{version}{feature}{value}{where} "
+            f"action={alert.action}: {alert.message}")  # fmt: skip
+
+
+def backoff_delays(retries: int, base: float) -> list[float]:
+    """Seconds to wait before each retry: ``base * 2**i``."""
+    return [base * 2**i for i in range(retries)]
+
+
+class WebhookSender:
+    """POSTs alerts as JSON to a URL, with retries; counts outcomes, never raises.
+
+    Parameters
+    ----------
+    url
+        Webhook URL.
+    retries
+        Retries after the first attempt.
+    backoff
+        First retry delay in seconds (doubles each retry).
+    timeout
+        Seconds per attempt.
+    on_outcome
+        Called with True (delivered) or False (failed after all retries), e.g.
+        :meth:`monitoring.metrics_drift.DriftMetrics.count_webhook`.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        retries: int = 3,
+        backoff: float = 0.5,
+        timeout: float = 5.0,
+        on_outcome: Callable[[bool], None] | None = None,
+    ):
+        self.url, self.retries, self.backoff = url, retries, backoff
+        self.timeout = aiohttp.ClientTimeout(total=timeout)
+        self.on_outcome = on_outcome
+        self.delivered = 0
+        self.failed = 0
+        self.attempts = 0
+        self._session: aiohttp.ClientSession | None = None
+
+    async def __aenter__(self) -> WebhookSender:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def send(self, alert: Alert) -> bool:
+        """Deliver one alert; True when the receiver answered 2xx."""
+        if self._session is None:
+            self._session = aiohttp.ClientSession(timeout=self.timeout)
+        body = alert.model_dump_json()
+        delays = [0.0, *backoff_delays(self.retries, self.backoff)]
+        for attempt, delay in enumerate(delays):
+            if delay:
+                await asyncio.sleep(delay)
+            self.attempts += 1
+            try:
+                async with self._session.post(self.url, data=body,
+                                              headers={"Content-Type": "application/json"}) as response:
+                    if 200 <= response.status < 300:
+                        return self._outcome(True)
+                    if response.status < 500 and response.status != 429:
+                        log.warning("webhook refused alert %s: HTTP %s", alert.alert_id, response.status)
+                        return self._outcome(False)
+                    reason = f"HTTP {response.status}"
+            except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+                reason = exc.__class__.__name__
+            log.warning("webhook attempt %d/%d for alert %s failed: %s", attempt + 1, len(delays), alert.alert_id,
+                        reason)  # fmt: skip
+        return self._outcome(False)
+
+    def _outcome(self, delivered: bool) -> bool:
+        if delivered:
+            self.delivered += 1
+        else:
+            self.failed += 1
+        if self.on_outcome is not None:
+            with contextlib.suppress(Exception):
+                self.on_outcome(delivered)
+        return delivered
+
+
+async def tail_alerts(
+    topic: str,
+    kafka_kwargs: dict[str, Any],
+    on_alert: Callable[[Alert], Awaitable[None] | None],
+    from_beginning: bool = False,
+    max_alerts: int | None = None,
+    timeout: float | None = None,
+    on_invalid: Callable[[bytes | None, Exception], None] | None = None,
+) -> int:
+    """Consume ``topic`` and call ``on_alert`` for each alert; returns how many were seen.
+
+    Stops after ``max_alerts`` alerts, after ``timeout`` seconds without a new alert, or when cancelled.
+    Messages that are not alerts go to ``on_invalid`` (skipped by default).
+    """
+    consumer = AIOKafkaConsumer(
+        topic, **kafka_kwargs, group_id=None, enable_auto_commit=False,
+        auto_offset_reset="earliest" if from_beginning else "latest",
+    )  # fmt: skip
+    await consumer.start()
+    seen = 0
+    try:
+        if not from_beginning:
+            await _wait_for_assignment(consumer)
+        while max_alerts is None or seen < max_alerts:
+            batches = await consumer.getmany(timeout_ms=int((timeout if timeout is not None else 1.0) * 1000))
+            if not batches:
+                if timeout is not None:
+                    break
+                continue
+            for messages in batches.values():
+                for message in messages:
+                    try:
+                        alert = Alert.model_validate_json(message.value or b"")
+                    except ValueError as exc:
+                        if on_invalid is not None:
+                            on_invalid(message.value, exc)
+                        continue
+                    result = on_alert(alert)
+                    if asyncio.iscoroutine(result):
+                        await result
+                    seen += 1
+                    if max_alerts is not None and seen >= max_alerts:
+                        return seen
+    finally:
+        await consumer.stop()
+    return seen
+
+
+async def _wait_for_assignment(consumer: AIOKafkaConsumer, seconds: float = 10.0) -> None:
+    """Resolve "latest" offsets now, so alerts published after this call are not skipped."""
+    deadline = asyncio.get_running_loop().time() + seconds
+    while not consumer.assignment() and asyncio.get_running_loop().time() < deadline:
+        await asyncio.sleep(0.05)
+    for partition in consumer.assignment():
+        await consumer.position(partition)

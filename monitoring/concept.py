@@ -1,0 +1,287 @@
+"""Concept drift on a model's error stream, once labels are joined.
+
+* :class:`BernoulliCUSUM` (ours, the default): one-sided CUSUMs of the log-likelihood ratio of the 0/1 error
+  stream for several error-odds increases at once (x1.5, x2.5, x5, x12 over a baseline learnt from the stream),
+  with the threshold ``h = ln(arl * scales)`` that keeps the average run length between false alarms above
+  ``arl`` (Lorden's bound, Bonferroni over the scales). It only reacts to *increases* of the error rate, and is
+  computed per batch with numpy (Lindley's recursion as a cumulative minimum).
+* River's ADWIN (any error stream), DDM and EDDM (0/1 errors), and Page-Hinkley (standardised block means of
+  regression errors), each held to
+  its share of the false-alarm budget where its parameters allow it, and kept quiet for ``grace`` outcomes after
+  each of its resets (DDM and EDDM are unstable right after one).
+
+Examples
+--------
+>>> rng = np.random.default_rng(3)
+>>> errors = np.concatenate([rng.random(5000) < 0.05, rng.random(2000) < 0.25]).astype(int)  # drift at 5000
+>>> cusum, adwin = BernoulliCUSUM(arl=1e6), drift.ADWIN(delta=0.002)
+>>> next(i for i in range(0, len(errors), 100) if cusum.update_many(errors[i : i + 100]).detections)
+5000
+>>> cusum.detections[0] + 5000  # the outcome at which it fired
+5053
+>>> next(i for i, e in enumerate(errors) if adwin.update(e) or adwin.drift_detected)  # ADWIN(0.002), same stream
+5087
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any, Literal
+
+import numpy as np
+from river import drift
+from river.drift import binary
+from scipy import special
+
+from monitoring.budget import cusum_threshold, page_hinkley_threshold
+from monitoring.window import WindowTest
+
+ErrorDetectorName = Literal["cusum", "adwin", "ddm", "eddm", "page_hinkley"]
+ERROR_DETECTORS: tuple[ErrorDetectorName, ...] = ("cusum", "adwin", "ddm", "eddm", "page_hinkley")
+#: EDDM's warning and drift levels (River's defaults 0.95 / 0.9 raised false alarms on our stationary error
+#: streams of learning models; these were measured, EDDM has no run-length theory to derive them from).
+EDDM_WARNING, EDDM_DRIFT = 0.6, 0.5
+#: Errors EDDM sees after a reset before it may fire (its reference maximum is noisy before).
+EDDM_WARM_ERRORS = 300
+#: Outcomes per block mean fed to Page-Hinkley on regression errors.
+REGRESSION_BLOCK = 25
+#: Detectors that need 0/1 errors (classification).
+BINARY_ONLY = frozenset({"cusum", "ddm", "eddm"})
+#: Detectors that need real-valued errors (regression).
+REGRESSION_ONLY = frozenset({"page_hinkley"})
+
+
+def detectors_for_task(task: str, detectors: Sequence[str]) -> list[str]:
+    """The error-stream detectors of ``detectors`` that fit ``task`` (0/1 errors or absolute errors).
+
+    >>> detectors_for_task("regression", ERROR_DETECTORS)
+    ['adwin', 'page_hinkley']
+    """
+    unknown = set(detectors) - set(ERROR_DETECTORS)
+    if unknown:
+        raise ValueError(f"unknown error-stream detectors {sorted(unknown)}; expected {ERROR_DETECTORS}")
+    skip = BINARY_ONLY if task == "regression" else REGRESSION_ONLY
+    return [name for name in detectors if name not in skip]
+
+
+class BernoulliCUSUM:
+    """Multi-scale one-sided Bernoulli CUSUM: detects increases of a 0/1 error rate.
+
+    Parameters
+    ----------
+    arl
+        Average number of outcomes between false alarms when the error rate does not change.
+    odds_ratios
+        Error-odds increases watched in parallel (one CUSUM each).
+    warmup
+        Outcomes after a (re)start that only estimate the baseline error rate.
+    horizon
+        Outcomes the baseline estimate averages over (an exponential moving average).
+    """
+
+    def __init__(
+        self,
+        arl: float = 1e6,
+        odds_ratios: Sequence[float] = (1.5, 2.5, 5.0, 12.0),
+        warmup: int = 200,
+        horizon: int = 5000,
+    ):
+        if not odds_ratios or min(odds_ratios) <= 1:
+            raise ValueError("odds ratios must exceed 1")
+        self.arl = arl
+        self.odds_ratios = np.asarray(odds_ratios, dtype=float)
+        self.warmup, self.horizon = warmup, horizon
+        self.threshold = cusum_threshold(arl * len(self.odds_ratios))
+        self.detections: list[int] = []
+        self.resets = 0
+        self._reset()
+
+    def _reset(self) -> None:
+        self.n = 0
+        self.baseline = 0.0
+        self.sums = np.zeros(len(self.odds_ratios))
+
+    @property
+    def statistic(self) -> float:
+        """The largest of the CUSUMs (fires above :attr:`threshold`)."""
+        return float(self.sums.max())
+
+    @property
+    def drift_detected(self) -> bool:
+        """True when the latest update fired."""
+        return bool(self.detections)
+
+    def update(self, error: int | bool) -> BernoulliCUSUM:
+        """Add one outcome (1 = error)."""
+        return self.update_many(np.array([int(error)]))
+
+    def update_many(self, errors: np.ndarray) -> BernoulliCUSUM:
+        """Add outcomes (1 = error); :attr:`detections` lists the indices into ``errors`` at which it fired."""
+        errors = np.asarray(errors, dtype=float)
+        self.detections = []
+        start = 0
+        while start < errors.size:
+            fired = self._run(errors[start:])
+            if fired is None:
+                break
+            self.detections.append(start + fired)
+            self.resets += 1
+            self._reset()
+            start += fired + 1
+        return self
+
+    def _run(self, errors: np.ndarray) -> int | None:
+        """Consume ``errors`` until the first alarm; the index of the alarm or None."""
+        head = min(errors.size, max(0, self.warmup - self.n))
+        if head:
+            self._learn(errors[:head])
+        rest = errors[head:]
+        if rest.size == 0:
+            return None
+        p0 = min(0.99, max(1e-4, self.baseline))
+        p1 = self.odds_ratios * p0 / (1 - p0 + self.odds_ratios * p0)
+        up, down = np.log(p1 / p0), np.log((1 - p1) / (1 - p0))
+        steps = np.where(rest[None, :] > 0, up[:, None], down[:, None])
+        cumulative = np.cumsum(steps, axis=1)
+        floor = np.minimum(np.minimum.accumulate(cumulative, axis=1), -self.sums[:, None])
+        sums = cumulative - floor
+        above = np.flatnonzero((sums > self.threshold).any(axis=0))
+        if above.size:
+            fired = int(above[0])
+            self._learn(rest[: fired + 1])
+            return head + fired
+        self.sums = sums[:, -1]
+        self._learn(rest)
+        return None
+
+    def _learn(self, errors: np.ndarray) -> None:
+        if errors.size == 0:
+            return
+        self.n += errors.size
+        weight = min(1.0, errors.size / min(self.n, self.horizon))
+        self.baseline += weight * (float(errors.mean()) - self.baseline)
+
+
+class _RiverErrorDetector:
+    """A River detector on an error stream, silent for ``grace`` outcomes after each of its resets.
+
+    With ``scale``, errors are standardised (mean and std learnt over the first ``grace`` outcomes) and fed as
+    standardised means of ``block`` outcomes: regression errors are skewed, their block means nearly normal.
+    """
+
+    def __init__(
+        self, name: ErrorDetectorName, detector: Any, grace: int, scale: tuple[float, float] | None, block: int = 1
+    ):
+        self.name, self.detector, self.grace, self.block = name, detector, grace, block
+        self._scale = scale
+        self._since_reset = 0
+        self._warm: list[float] = []
+        self._partial: list[float] = []
+        self.detections: list[int] = []
+
+    def update_many(self, errors: np.ndarray) -> None:
+        self.detections = []
+        detector = self.detector
+        for i, x in enumerate(errors.tolist()):
+            if self._scale is not None:
+                x = self._block_mean(x)
+                if x is None:
+                    continue
+            detector.update(x)
+            self._since_reset += self.block
+            if detector.drift_detected:
+                if self._since_reset > self.grace:
+                    self.detections.append(i)
+                self._since_reset = 0
+
+    def _block_mean(self, x: float) -> float | None:
+        assert self._scale is not None
+        if len(self._warm) < self.grace:
+            self._warm.append(x)
+            if len(self._warm) == self.grace:
+                std = float(np.std(self._warm))
+                self._scale = (float(np.mean(self._warm)), std if std > 0 else 1.0)
+            return None
+        self._partial.append(x)
+        if len(self._partial) < self.block:
+            return None
+        mean, std = self._scale
+        z = (sum(self._partial) / self.block - mean) / (std / math.sqrt(self.block))
+        self._partial = []
+        return z
+
+
+class ErrorStream:
+    """The concept-drift detectors of one model's error stream.
+
+    Parameters
+    ----------
+    task
+        ``"binary"``/``"multiclass"`` (errors are 0/1) or ``"regression"`` (errors are absolute errors).
+    detectors
+        Names from :data:`ERROR_DETECTORS`; those that do not fit the task are skipped.
+    alpha
+        Level of one test (ADWIN's ``delta`` per check, DDM's one-sided normal level).
+    arl
+        Outcomes between false alarms of one sequential detector (CUSUM, Page-Hinkley).
+    grace
+        Outcomes after a reset during which a River detector's alarms are ignored.
+    """
+
+    def __init__(
+        self,
+        task: str,
+        detectors: Sequence[str] = ("cusum", "adwin", "ddm", "eddm"),
+        alpha: float = 1e-5,
+        arl: float = 1e6,
+        grace: int = 1000,
+    ):
+        self.binary = task != "regression"
+        self.names = detectors_for_task(task, detectors)
+        self.alpha, self.arl = alpha, arl
+        self.cusum = BernoulliCUSUM(arl=arl) if "cusum" in self.names else None
+        z = float(special.ndtri(1 - alpha))
+        self._river: list[_RiverErrorDetector] = []
+        for name in self.names:
+            if name == "adwin":
+                self._river.append(_RiverErrorDetector(name, drift.ADWIN(delta=alpha), 0, None))
+            elif name == "ddm":
+                ddm = binary.DDM(warm_start=grace, warning_threshold=z - 1, drift_threshold=z)
+                self._river.append(_RiverErrorDetector(name, ddm, grace, None))
+            elif name == "eddm":
+                eddm = binary.EDDM(warm_start=EDDM_WARM_ERRORS, alpha=EDDM_WARNING, beta=EDDM_DRIFT)
+                self._river.append(_RiverErrorDetector(name, eddm, grace, None))
+            elif name == "page_hinkley":
+                threshold = page_hinkley_threshold(max(2.0, arl / REGRESSION_BLOCK), 0.5)
+                ph = drift.PageHinkley(min_instances=30, delta=0.5, threshold=threshold)
+                self._river.append(_RiverErrorDetector(name, ph, grace, (0.0, 1.0), REGRESSION_BLOCK))
+        self.outcomes = 0
+
+    def update_many(self, errors: Sequence[float] | np.ndarray) -> list[WindowTest]:
+        """Add errors (0/1, or absolute errors for regression); the detections, ``position`` indexing ``errors``."""
+        values = np.asarray(errors, dtype=float)
+        found: list[WindowTest] = []
+        self.outcomes += values.size
+        if self.cusum is not None:
+            self.cusum.update_many(values)
+            for position in self.cusum.detections:
+                statistic = self.cusum.threshold  # the CUSUM restarted; it crossed its threshold here
+                found.append(WindowTest("cusum", statistic, self.cusum.threshold, math.nan, 1.0, self.outcomes,
+                                        position))  # fmt: skip
+        for detector in self._river:
+            detector.update_many(values)
+            for position in detector.detections:
+                found.append(WindowTest(detector.name, math.nan, math.nan, math.nan, 1.0, self.outcomes, position))
+        return sorted(found, key=lambda t: t.position)
+
+    def statistics(self) -> dict[str, dict[str, float]]:
+        """Current statistic and threshold of each detector (for gauges)."""
+        out: dict[str, dict[str, float]] = {}
+        if self.cusum is not None:
+            out["cusum"] = {"statistic": self.cusum.statistic, "threshold": self.cusum.threshold,
+                            "baseline": self.cusum.baseline}  # fmt: skip
+        for detector in self._river:
+            estimation = getattr(detector.detector, "estimation", math.nan)
+            out[detector.name] = {"statistic": float(estimation), "threshold": math.nan}
+        return out

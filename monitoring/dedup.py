@@ -1,0 +1,86 @@
+"""Alert deduplication across workers and partitions: the first worker to raise an alert key wins.
+
+Two implementations of one interface, :class:`Deduplicator`:
+
+* :class:`InMemoryDeduplicator`: per process, driven by the alert timestamps (deterministic, used in tests,
+  benchmarks and as the fallback);
+* :class:`RedisDeduplicator`: ``SET key 1 NX PX ttl`` on a shared Redis, so of several workers that detect
+  the same drift within the cooldown only one publishes. If Redis is unavailable it does not raise: it falls
+  back to its local deduplicator and counts the fallback in :attr:`RedisDeduplicator.fallbacks`.
+
+Examples
+--------
+>>> dedup = InMemoryDeduplicator()
+>>> dedup.first("m:data_drift:x:ks", ttl_ms=1000, now_ms=0)
+True
+>>> dedup.first("m:data_drift:x:ks", ttl_ms=1000, now_ms=500)  # a second worker within the cooldown
+False
+>>> dedup.first("m:data_drift:x:ks", ttl_ms=1000, now_ms=1000)  # expired
+True
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Protocol, runtime_checkable
+
+import redis
+
+log = logging.getLogger(__name__)
+
+#: Key prefix of alert dedup keys in Redis.
+REDIS_PREFIX = "driftline:alert-dedup:"
+
+
+@runtime_checkable
+class Deduplicator(Protocol):
+    """Decides whether this worker is the first to raise ``key`` within ``ttl_ms``."""
+
+    def first(self, key: str, ttl_ms: int, now_ms: int) -> bool:
+        """True for the first claim of ``key`` until it expires ``ttl_ms`` after that claim."""
+        ...
+
+
+class InMemoryDeduplicator:
+    """Dedup within one process; expiry follows the ``now_ms`` clock the caller passes."""
+
+    def __init__(self, max_keys: int = 100_000):
+        self._expiry: dict[str, int] = {}
+        self._max_keys = max_keys
+
+    def first(self, key: str, ttl_ms: int, now_ms: int) -> bool:
+        expiry = self._expiry.get(key)
+        if expiry is not None and now_ms < expiry:
+            return False
+        if len(self._expiry) >= self._max_keys:
+            self._expiry = {k: v for k, v in self._expiry.items() if v > now_ms}
+        self._expiry[key] = now_ms + max(1, ttl_ms)
+        return True
+
+
+class RedisDeduplicator:
+    """Dedup across workers with ``SET NX PX`` on a synchronous :class:`redis.Redis` client.
+
+    Parameters
+    ----------
+    client
+        A ``redis.Redis`` (see :func:`driftline.connections.redis_client`).
+    prefix
+        Key prefix (namespaces deployments sharing a Redis).
+    """
+
+    def __init__(self, client: redis.Redis, prefix: str = REDIS_PREFIX):
+        self._client = client
+        self._prefix = prefix
+        self._local = InMemoryDeduplicator()
+        self.fallbacks = 0
+
+    def first(self, key: str, ttl_ms: int, now_ms: int) -> bool:
+        try:
+            claimed = self._client.set(self._prefix + key, str(now_ms), nx=True, px=max(1, int(ttl_ms)))
+        except (redis.RedisError, OSError) as exc:
+            self.fallbacks += 1
+            log.warning("alert dedup: Redis unavailable (%s), deduplicating locally", exc.__class__.__name__)
+            return self._local.first(key, ttl_ms, now_ms)
+        self._local.first(key, ttl_ms, now_ms)
+        return bool(claimed)

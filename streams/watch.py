@@ -1,0 +1,145 @@
+"""Monitors in the worker: one per model and role, restored from checkpoints, and the actions alerts take.
+
+The scoring role watches features, predictions and data quality; the learning role watches outcomes (concept
+drift, realised metric, label lag). Scoring monitors are checkpointed to Redis every few seconds and on stop;
+the learning monitor is checkpointed together with the learner (one Redis write), so its evidence is exactly as
+consistent as the model's. Actions per alert kind come from settings: ``rollback`` asks the registry for the
+previous version, ``adjust_threshold`` stores the decision threshold scorers apply to binary predictions,
+``retrain`` queues a retrain request that ``driftline offline retrain`` consumes.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Literal
+
+import redis
+
+from driftline.settings import Settings
+from models.registry import ModelRegistry, ModelVersion, UnknownModelError
+from monitoring.actions import retrain_request
+from monitoring.dedup import RedisDeduplicator
+from monitoring.metrics_drift import METRICS
+from monitoring.monitor import Monitor, MonitorConfig
+from streams.metrics import REDIS_ERRORS
+from streams.records import Alert
+
+log = logging.getLogger(__name__)
+
+Role = Literal["scoring", "learning"]
+MAX_RETRAIN_REQUESTS = 1000
+RETRAIN_LOOKBACK_MS = 24 * 3600 * 1000
+
+
+def monitor_config(settings: Settings) -> MonitorConfig:
+    """The monitor configuration the settings describe."""
+    return MonitorConfig(
+        false_alarms_per_100k=settings.false_alarms_per_100k,
+        cooldown_seconds=settings.alert_cooldown_seconds,
+        actions={**MonitorConfig().actions, **settings.alert_actions},
+    )
+
+
+def threshold_key(prefix: str, name: str) -> str:
+    return f"{prefix}threshold:{name}"
+
+
+def retrain_key(prefix: str, name: str) -> str:
+    return f"{prefix}retrain:{name}"
+
+
+class Watch:
+    """The monitors of one role in this worker."""
+
+    def __init__(self, role: Role, settings: Settings, registry: ModelRegistry, client: redis.Redis):
+        self.role = role
+        self.settings = settings
+        self.registry = registry
+        self.client = client
+        self.prefix = settings.redis_prefix
+        self.config = monitor_config(settings)
+        self.monitors: dict[str, Monitor] = {}
+
+    def key(self, name: str) -> str:
+        return f"{self.prefix}monitor:{name}:{self.role}"
+
+    def _dedup(self) -> RedisDeduplicator:
+        return RedisDeduplicator(self.client, prefix=f"{self.prefix}alert-dedup:")
+
+    def monitor(self, meta: ModelVersion, blob: bytes | None = None) -> Monitor:
+        """The monitor of ``meta.name``: in memory, else restored from ``blob``/its checkpoint, else new."""
+        if meta.name in self.monitors:
+            return self.monitors[meta.name]
+        key = self.settings.hmac_key()
+        try:
+            blob = blob if blob is not None else self.client.get(self.key(meta.name))
+        except redis.RedisError:
+            REDIS_ERRORS.labels("monitor_restore").inc()
+            blob = None
+        monitor = None
+        if blob:
+            try:
+                monitor = Monitor.restore(blob, key, deduplicator=self._dedup())
+            except ValueError as exc:
+                log.error("monitor checkpoint of %s refused, starting fresh: %s", meta.name, exc)
+        if monitor is None:
+            try:
+                reference = self.registry.reference(meta.name, meta.version)
+            except (UnknownModelError, redis.RedisError):
+                reference = None
+            monitor = Monitor(meta.name, meta.feature_schema(), meta.task, reference, self.config, self._dedup())
+        self.monitors[meta.name] = monitor
+        return monitor
+
+    def snapshot(self, name: str) -> bytes:
+        return self.monitors[name].snapshot(self.settings.hmac_key())
+
+    def save(self) -> None:
+        """Checkpoint every monitor (scoring role); Redis errors are counted, never raised."""
+        for name in list(self.monitors):
+            try:
+                self.client.set(self.key(name), self.snapshot(name))
+            except redis.RedisError:
+                REDIS_ERRORS.labels("monitor_checkpoint").inc()
+
+    def export(self) -> None:
+        """Set the Prometheus gauges of every monitor."""
+        for monitor in self.monitors.values():
+            METRICS.update(monitor.gauges())
+
+    def act(self, alert: Alert) -> Alert:
+        """Carry out the alert's configured action; the alert comes back saying what was done."""
+        METRICS.count_alert(alert)
+        try:
+            done = self._act(alert)
+        except (redis.RedisError, UnknownModelError, ValueError) as exc:
+            done = f"{alert.action} failed: {exc}"
+        return alert.model_copy(update={"action": done})
+
+    def _act(self, alert: Alert) -> str:
+        if alert.action == "rollback":
+            version = self.registry.rollback(alert.model)
+            return f"rolled back to v{version.version}"
+        if alert.action == "adjust_threshold":
+            monitor = self.monitors.get(alert.model)
+            threshold = monitor.recommended_threshold() if monitor is not None else None
+            if threshold is None:
+                return "adjust_threshold skipped: no reference positive rate"
+            self.client.set(threshold_key(self.prefix, alert.model), repr(threshold))
+            return f"decision threshold set to {threshold:.4f}"
+        if alert.action == "retrain":
+            request = retrain_request(
+                alert.model,
+                alert.model_version,
+                alert.alert_id,
+                alert.kind,
+                alert.message,
+                alert.ts,
+                RETRAIN_LOOKBACK_MS,
+            )
+            pipe = self.client.pipeline()
+            pipe.lpush(retrain_key(self.prefix, alert.model), request.model_dump_json())
+            pipe.ltrim(retrain_key(self.prefix, alert.model), 0, MAX_RETRAIN_REQUESTS - 1)
+            pipe.execute()
+            return f"retrain requested ({request.request_id})"
+        return alert.action
