@@ -73,7 +73,8 @@ class Worker:
         self.thresholds: dict[str, float] = {}
 
     # --- scoring -----------------------------------------------------------------------------
-    async def score(self, records: list) -> None:
+    async def score(self, records: list) -> asyncio.Future:
+        """Score a batch and queue its output; returns the future of the output's acknowledgements."""
         names, parsed = model_names(records, self.policy)
         await self.models.ensure(names)
         batch = score_records(records, parsed, self.models.get, self.policy, thresholds=self.thresholds)
@@ -97,7 +98,7 @@ class Worker:
         await self.publisher.send_many(topic("review"), batch.reviews)
         await self.publisher.send_dead_letters(topic("dead-letter"), batch.dead_letters)
         await self._publish_alerts()
-        await self.publisher.flush()
+        acknowledged = self.publisher.acknowledged()
         for name, group in batch.by_model.items():
             EVENTS_SCORED.labels(name).inc(len(group.events))
         if batch.reviews:
@@ -106,6 +107,7 @@ class Worker:
             DEAD_LETTERED.labels("events", letter.stage, letter.error_class).inc()
         for latency in batch.latencies_ms:
             SCORING_LATENCY.observe(latency / 1000)
+        return acknowledged
 
     # --- monitoring and alerts ---------------------------------------------------------------
     def _watch(self, batch: ScoredBatch) -> None:

@@ -3,8 +3,10 @@
 Faust's per-event stream path costs ~200 µs an event (see DESIGN.md); this service keeps Faust as the
 application (lifecycle, worker, services) while the hot path reads whole batches. Delivery is at-least-once:
 
-* offsets are committed only after the handler returned, i.e. after its produced records were acknowledged;
-* when partitions are revoked, the rebalance waits for the batch in flight to finish and be committed;
+* the handler queues its output and returns an awaitable that completes when that output is acknowledged;
+  the source handles the next batch meanwhile (I/O overlaps compute), then awaits the acknowledgements and
+  only then commits the previous batch's offsets;
+* when partitions are revoked or the service stops, the batch in flight is finished and committed first;
 * records of partitions no longer assigned are dropped before handling (the new owner reads them again).
 """
 
@@ -23,7 +25,9 @@ from streams.metrics import BATCH_SIZE, CONSUMER_LAG
 
 log = logging.getLogger(__name__)
 
-BatchHandler = Callable[[list[ConsumerRecord]], Awaitable[None]]
+#: Handles a batch; returns an awaitable that completes when everything the batch produced is acknowledged.
+BatchHandler = Callable[[list[ConsumerRecord]], Awaitable[Awaitable[object] | None]]
+Pending = tuple[Awaitable[object] | None, dict[TopicPartition, int]]
 AssignedHook = Callable[[AIOKafkaConsumer, set[TopicPartition]], Awaitable[None]]
 
 
@@ -33,7 +37,7 @@ class _Rebalance(ConsumerRebalanceListener):
 
     async def on_partitions_revoked(self, revoked: Iterable[TopicPartition]) -> None:
         async with self.source.in_flight:  # let the batch being handled finish and commit
-            pass
+            await self.source.finish_pending()
 
     async def on_partitions_assigned(self, assigned: Iterable[TopicPartition]) -> None:
         if self.source.on_assigned is not None:
@@ -68,6 +72,7 @@ class BatchSource(mode.Service):
         self.timeout_ms = timeout_ms
         self.in_flight = asyncio.Lock()
         self.consumer: AIOKafkaConsumer | None = None
+        self.pending: Pending | None = None
         self.batches = 0
         super().__init__(**kwargs)
 
@@ -88,6 +93,7 @@ class BatchSource(mode.Service):
     async def on_stop(self) -> None:
         if self.consumer is not None:
             async with self.in_flight:
+                await self.finish_pending()
                 await self.consumer.stop()
 
     @mode.Service.task
@@ -101,27 +107,39 @@ class BatchSource(mode.Service):
                 log.warning("%s: fetch failed: %r", self.label, exc)
                 await asyncio.sleep(0.5)
                 continue
-            if not fetched:
-                continue
             async with self.in_flight:
                 assigned = consumer.assignment()
                 records = [r for tp, rs in fetched.items() if tp in assigned for r in rs]
-                if not records:
-                    continue
-                BATCH_SIZE.labels(self.source_name).observe(len(records))
-                await self.handler(records)
-                self.batches += 1
-                if self.commit_to_kafka:
-                    await self._commit(consumer, fetched, assigned)
-                self._export_lag(consumer, fetched)
+                done: Pending | None = None
+                if records:
+                    BATCH_SIZE.labels(self.source_name).observe(len(records))
+                    acked = await self.handler(records)
+                    offsets = {tp: rs[-1].offset + 1 for tp, rs in fetched.items() if rs and tp in assigned}
+                    done = (acked, offsets)
+                    self.batches += 1
+                    self._export_lag(consumer, fetched)
+                await self.finish_pending()
+                self.pending = done
 
-    async def _commit(
-        self,
-        consumer: AIOKafkaConsumer,
-        fetched: dict[TopicPartition, list[ConsumerRecord]],
-        assigned: set[TopicPartition],
-    ) -> None:
-        offsets = {tp: rs[-1].offset + 1 for tp, rs in fetched.items() if rs and tp in assigned}
+    async def finish_pending(self) -> None:
+        """Wait until the previous batch's output is acknowledged, then commit its offsets."""
+        if self.pending is None:
+            return
+        (acked, offsets), self.pending = self.pending, None
+        if acked is not None:
+            try:
+                await acked
+            except KafkaError as exc:  # output not acknowledged: read it all again from the last commit
+                log.error("%s: output not acknowledged, re-reading from the last commit: %r", self.label, exc)
+                if self.consumer is not None:
+                    await self.consumer.seek_to_committed()
+                return
+        if self.commit_to_kafka and self.consumer is not None:
+            await self._commit(self.consumer, offsets)
+
+    async def _commit(self, consumer: AIOKafkaConsumer, offsets: dict[TopicPartition, int]) -> None:
+        assigned = consumer.assignment()
+        offsets = {tp: offset for tp, offset in offsets.items() if tp in assigned}
         try:
             await consumer.commit(offsets)
         except (CommitFailedError, IllegalStateError) as exc:

@@ -41,8 +41,11 @@ class Publisher:
         for letter in letters:
             await self.send(topic, letter.value, letter.key, letter.headers())
 
+    def acknowledged(self) -> asyncio.Future:
+        """A future that completes when every record queued so far is acknowledged (fails if one failed)."""
+        pending, self._pending = self._pending, []
+        return asyncio.gather(*pending)
+
     async def flush(self) -> None:
         """Wait until every queued record is acknowledged (raises if one failed)."""
-        pending, self._pending = self._pending, []
-        if pending:
-            await asyncio.gather(*pending)
+        await self.acknowledged()

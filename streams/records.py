@@ -12,10 +12,11 @@ Examples
 Traceback (most recent call last):
 ...
 streams.records.RecordError: deserialize: JSONDecodeError: EOF while parsing an object at line 1 column 17
->>> parse_event(b'{"event_id": "e1", "ts": 1, "features": {"x": [1]}}').features
-Traceback (most recent call last):
-...
-streams.records.RecordError: validate: ValidationError: features.x: nested values are not allowed
+>>> try:
+...     parse_event(b'{"event_id": "e1", "ts": 1, "features": {"x": [1]}}')
+... except RecordError as error:
+...     print(error.stage, error.reason)
+validate features.x: expects a number, string, bool or null (nested values are not allowed)
 """
 
 from __future__ import annotations
@@ -26,7 +27,17 @@ import time
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictFloat,
+    StrictInt,
+    StrictStr,
+    ValidationError,
+)
 
 Stage = Literal["deserialize", "validate", "score", "learn", "join", "monitor"]
 
@@ -79,7 +90,6 @@ def now_ms() -> int:
 
 
 Timestamp = Annotated[int, BeforeValidator(epoch_ms)]
-Scalar = float | int | str | bool | None
 
 
 class Event(BaseModel):
@@ -90,17 +100,8 @@ class Event(BaseModel):
     event_id: str = Field(min_length=1, max_length=256)
     ts: Timestamp
     model: str | None = Field(None, min_length=1, max_length=128)
-    features: dict[str, Any]
-
-    @field_validator("features")
-    @classmethod
-    def _scalar_features(cls, features: dict[str, Any]) -> dict[str, Scalar]:
-        for name, value in features.items():
-            if isinstance(value, dict | list):
-                raise ValueError(f"{name}: nested values are not allowed")
-            if isinstance(value, float) and not math.isfinite(value):
-                raise ValueError(f"{name}: NaN and infinity are not allowed")
-        return features
+    #: Scalars only, checked in pydantic's core (a Python validator here cost ~8 µs an event).
+    features: dict[str, StrictBool | StrictInt | StrictFloat | StrictStr | None]
 
 
 class Label(BaseModel):
@@ -162,11 +163,16 @@ def _parse(model: type[BaseModel], raw: bytes | None, max_bytes: int) -> Any:
         first = exc.errors()[0]
         if first["type"] in ("json_invalid", "json_type"):
             raise RecordError("deserialize", "JSONDecodeError", first["msg"].removeprefix("Invalid JSON: ")) from exc
-        where = ".".join(str(p) for p in first["loc"]) or "record"
-        message = first["msg"].removeprefix("Value error, ")
-        if ": " in message and first["loc"] == ("features",):
-            name, _, message = message.partition(": ")
-            where = f"features.{name}"
+        loc = first["loc"]
+        if len(loc) >= 2 and loc[0] == "features":
+            where = f"features.{loc[1]}"
+            if any(e["type"] == "finite_number" for e in exc.errors()):
+                message = "NaN and infinity are not allowed"
+            else:
+                message = "expects a number, string, bool or null (nested values are not allowed)"
+        else:
+            where = ".".join(str(p) for p in loc) or "record"
+            message = first["msg"].removeprefix("Value error, ")
         raise RecordError("validate", "ValidationError", f"{where}: {message}") from exc
 
 

@@ -5,11 +5,12 @@ Every record ends up in exactly one of ``ScoredBatch.predictions`` or ``ScoredBa
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
+
+import orjson
 
 from models.features import FeatureError
 from models.scoring import Scored, score_batch
@@ -172,7 +173,7 @@ def _emit(group: ModelBatch, policy: ScoringPolicy, done_ms: float, out: ScoredB
     for record, event, scored in zip(group.records, group.events, group.scored, strict=True):
         latency = max(0.0, done_ms - record.timestamp)
         out.latencies_ms.append(latency)
-        value = json.dumps(
+        value = orjson.dumps(
             {
                 "event_id": event.event_id,
                 "model": loaded.name,
@@ -183,9 +184,8 @@ def _emit(group: ModelBatch, policy: ScoringPolicy, done_ms: float, out: ScoredB
                 "confidence": scored.confidence,
                 "latency_ms": round(latency, 3),
                 "ts": int(done_ms),
-            },
-            separators=(",", ":"),
-        ).encode()
+            }
+        )
         key = record.key if record.key is not None else event.event_id.encode()
         out.predictions.append((key, value))
         threshold = policy.review_confidence_threshold
