@@ -141,11 +141,13 @@ async def tail_alerts(
     max_alerts: int | None = None,
     timeout: float | None = None,
     on_invalid: Callable[[bytes | None, Exception], None] | None = None,
+    on_ready: Callable[[], None] | None = None,
 ) -> int:
     """Consume ``topic`` and call ``on_alert`` for each alert; returns how many were seen.
 
     Stops after ``max_alerts`` alerts, after ``timeout`` seconds without a new alert, or when cancelled.
-    Messages that are not alerts go to ``on_invalid`` (skipped by default).
+    Messages that are not alerts go to ``on_invalid`` (skipped by default); ``on_ready`` is called once the
+    consumer's starting offsets are fixed (alerts published after it are seen).
     """
     consumer = AIOKafkaConsumer(
         topic, **kafka_kwargs, group_id=None, enable_auto_commit=False,
@@ -154,8 +156,9 @@ async def tail_alerts(
     await consumer.start()
     seen = 0
     try:
-        if not from_beginning:
-            await _wait_for_assignment(consumer)
+        await _wait_for_assignment(consumer)
+        if on_ready is not None:
+            on_ready()
         while max_alerts is None or seen < max_alerts:
             batches = await consumer.getmany(timeout_ms=int((timeout if timeout is not None else 1.0) * 1000))
             if not batches:

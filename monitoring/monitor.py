@@ -45,92 +45,37 @@ data_quality x out_of_range critical e5499
 from __future__ import annotations
 
 import hashlib
-import hmac
 import math
-import pickle
-import zlib
 from collections import Counter, deque
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import lru_cache
 from operator import itemgetter
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 
-from driftline.settings import AlertAction
 from models.features import FeatureSchema
 from models.specs import TASKS
-from monitoring.actions import choose_action, default_actions, recommend_threshold
-from monitoring.budget import Correction, FalseAlarmBudget
-from monitoring.concept import ErrorDetectorName, ErrorStream, detectors_for_task
+from monitoring.actions import choose_action, recommend_threshold
+from monitoring.checkpoint import seal, unseal
+from monitoring.concept import ErrorStream, detectors_for_task
+from monitoring.config import MonitorConfig
 from monitoring.dedup import Deduplicator, InMemoryDeduplicator
 from monitoring.drift_categorical import CategoricalDrift
 from monitoring.drift_numeric import NumericDriftBank, NumericReference
 from monitoring.drift_prediction import PREDICTION, PredictionDrift
 from monitoring.performance_estimate import ConfidenceEstimate, RealisedMetric
-from monitoring.policy import AlertPolicy, DetectorResult, PolicyConfig
+from monitoring.policy import AlertPolicy, DetectorResult
 from monitoring.quality import DataQuality, QualityCheck, out_of_range_rate, unseen_rate
 from monitoring.reference import CategoricalProfile, NumericProfile, ReferenceProfile
-from monitoring.streaming import ADWIN_CLOCK, StreamingBank, StreamingName
+from monitoring.streaming import ADWIN_CLOCK, StreamingBank
 from monitoring.window import WindowTest
 from streams.records import Alert, AlertKind
 
-_MAGIC = b"DLMON1"
+__all__ = ["Monitor", "MonitorConfig"]
+
 _NAN = float("nan")
-
-
-@dataclass(frozen=True)
-class MonitorConfig:
-    """Settings of a :class:`Monitor` (window sizes, policy, budget, detectors on/off, actions per kind)."""
-
-    #: Events per sliding window of the windowed tests, and how often (in events) they run.
-    window: int = 500
-    hop: int = 250
-    #: Events learnt as the reference when no reference profile is given.
-    reference_events: int = 2000
-    #: Prediction drift reference: "trailing" (a period trailing the tested window by ``prediction_lag`` events,
-    #: for models that keep learning) or "profile" (the reference profile's prediction, fixed: static models).
-    prediction_reference: Literal["trailing", "profile"] = "trailing"
-    prediction_lag: int = 2000
-    #: Fleet-wide false alarms per 100,000 events, and how per-test levels are corrected for their number.
-    false_alarms_per_100k: float = 1.0
-    correction: Correction = "sidak"
-    #: Alert policy: minimum samples, severity levels, hysteresis, cooldown (events and seconds).
-    min_samples: int = 200
-    warning_score: float = 1.5
-    critical_score: float = 3.0
-    rearm_score: float = 0.5
-    cooldown_events: int = 5_000
-    cooldown_seconds: float = 60.0
-    #: River streaming detectors on block means: which, on which streams (None: every numeric feature; add
-    #: "prediction" to watch the score too), and block sizes (KSWIN's own, larger: each update runs a KS test).
-    streaming_detectors: tuple[StreamingName, ...] = ()
-    streaming_features: tuple[str, ...] | None = None
-    streaming_block: int = 250
-    kswin_block: int = 1000
-    #: Error-stream (concept drift) detectors; those that do not fit the task are skipped.
-    error_detectors: tuple[ErrorDetectorName, ...] = ("cusum", "adwin", "ddm", "eddm", "page_hinkley")
-    error_grace: int = 1000
-    #: Label-free estimate and realised metric: window and the smallest estimated drop that alerts.
-    performance_window: int = 1000
-    performance_tolerance: float = 0.05
-    #: Smallest excess over the reference rate a data-quality check alerts at.
-    quality_min_excess: float = 0.01
-    #: Action taken per alert kind.
-    actions: dict[AlertKind, AlertAction] = field(default_factory=default_actions)
-    #: Event timestamps remembered to measure label lag.
-    max_tracked_events: int = 200_000
-
-    def policy_config(self) -> PolicyConfig:
-        return PolicyConfig(
-            min_samples=self.min_samples, warning_score=self.warning_score, critical_score=self.critical_score,
-            rearm_score=self.rearm_score, cooldown_events=self.cooldown_events,
-            cooldown_ms=int(self.cooldown_seconds * 1000),
-        )  # fmt: skip
-
-    def budget(self) -> FalseAlarmBudget:
-        return FalseAlarmBudget(self.false_alarms_per_100k, self.correction)
 
 
 @dataclass(frozen=True)
@@ -222,7 +167,6 @@ class Monitor:
         self.quality: DataQuality | None = None
         self._ranges = (np.full(len(self.numeric), -np.inf), np.full(len(self.numeric), np.inf))
         self._range_columns: list[int] = []
-        self._unseen_features: list[str] = []
         self.streaming: StreamingBank | None = None
         self.prediction_streaming: StreamingBank | None = None
         self.prediction = self._prediction_drift()
@@ -302,7 +246,6 @@ class Monitor:
         for name, detector in self.categorical_drift.items():
             frequencies = reference.features[name].frequencies  # type: ignore[union-attr]
             checks.append(QualityCheck("unseen", name, unseen_rate(frequencies, detector.m)))
-            self._unseen_features.append(name)
         checks.append(QualityCheck("schema", None, 1 / (max(reference.rows, 0) + 1)))
         if refs:
             self.feature_bank = NumericDriftBank(refs, cfg.window, cfg.hop, self.alpha)
@@ -539,7 +482,7 @@ class Monitor:
         if self.task == "regression":
             errors = np.abs(np.array(y_true, dtype=float) - np.array(y_pred, dtype=float))
         else:
-            errors = np.array([0.0 if _same(t, p) else 1.0 for t, p in zip(y_true, y_pred, strict=True)])
+            errors = _errors(y_true, y_pred)
         self.realised.update_many(errors)
         times = list(event_ts) if event_ts is not None else [self._event_ts.get(e) for e in event_ids]
         lags = [ts_ms - t for t in times if t is not None]
@@ -696,32 +639,26 @@ class Monitor:
 
     def snapshot(self, key: bytes | None = None) -> bytes:
         """Checkpoint of every detector and the policy state; signed with HMAC-SHA256 when ``key`` is given."""
-        payload = zlib.compress(pickle.dumps(self, protocol=pickle.HIGHEST_PROTOCOL))
-        if key is None:
-            return _MAGIC + b"U" + payload
-        return _MAGIC + b"S" + hmac.new(key, payload, hashlib.sha256).digest() + payload
+        return seal(self, key)
 
     @classmethod
     def restore(cls, blob: bytes, key: bytes | None = None, deduplicator: Deduplicator | None = None) -> Monitor:
         """A monitor from :meth:`snapshot`. With ``key``, the blob must carry a valid signature (it is verified
         before anything is unpickled); already-fired alerts stay fired (no alert storm after a restart)."""
-        if not blob.startswith(_MAGIC) or len(blob) < len(_MAGIC) + 1:
-            raise ValueError("not a monitor snapshot")
-        mode, body = blob[len(_MAGIC) : len(_MAGIC) + 1], blob[len(_MAGIC) + 1 :]
-        if mode == b"S":
-            if key is None:
-                raise ValueError("signed monitor snapshot: a key is required")
-            mac, body = body[:32], body[32:]
-            if not hmac.compare_digest(mac, hmac.new(key, body, hashlib.sha256).digest()):
-                raise ValueError("monitor snapshot signature mismatch: refusing to load it")
-        elif key is not None:
-            raise ValueError("unsigned monitor snapshot refused: a key was given")
-        monitor = pickle.loads(zlib.decompress(body))  # noqa: S301 - verified above when a key is configured
+        monitor = unseal(blob, key)
         if not isinstance(monitor, cls):
-            raise ValueError("snapshot does not hold a Monitor")
+            raise ValueError("checkpoint does not hold a Monitor")
         if deduplicator is not None:
             monitor.dedup = deduplicator
         return monitor
+
+
+def _errors(y_true: Sequence[Any], y_pred: Sequence[Any]) -> np.ndarray:
+    """1.0 where the label differs from the prediction (vectorised when both have one type, e.g. bools)."""
+    truth, predicted = np.asarray(y_true), np.asarray(y_pred)
+    if truth.dtype == predicted.dtype and truth.dtype.kind in "biu":
+        return (truth != predicted).astype(float)
+    return np.array([0.0 if _same(t, p) else 1.0 for t, p in zip(y_true, y_pred, strict=True)])
 
 
 def _is_positive(prediction: Any) -> bool:

@@ -20,6 +20,9 @@ from driftline.connections import async_redis_client, kafka_kwargs, redis_client
 from driftline.settings import Settings
 from models.bootstrap import bootstrap_model
 from models.registry import ModelRegistry, UnknownModelError
+from monitoring.actions import choose_action
+from monitoring.alerts_io import WebhookSender
+from monitoring.metrics_drift import METRICS
 from streams.batch_source import BatchSource
 from streams.join_store import JoinRecord, JoinStore
 from streams.learning import LabelLearner
@@ -132,19 +135,19 @@ class Worker:
             self._pending_alerts += [self.scoring_watch.act(a) for a in alerts]
 
     def _integrity_failure(self, name: str, version: int, reason: str) -> None:
-        self._pending_alerts.append(
-            Alert(
-                alert_id=uuid.uuid4().hex,
-                kind="model_integrity",
-                severity="critical",
-                model=name,
-                model_version=version,
-                detector="hmac-sha256",
-                ts=now_ms(),
-                message=f"model {name} v{version} refused: {reason}; kept the last good version",
-                action="kept_last_good_version",
-            )
+        """A refused model version raises a ``model_integrity`` alert and takes its configured action."""
+        alert = Alert(
+            alert_id=uuid.uuid4().hex,
+            kind="model_integrity",
+            severity="critical",
+            model=name,
+            model_version=version,
+            detector="hmac-sha256",
+            ts=now_ms(),
+            message=f"model {name} v{version} refused: {reason}; kept the last good version",
+            action=choose_action("model_integrity", self.scoring_watch.config.actions),
         )
+        self._pending_alerts.append(self.scoring_watch.act(alert))
 
     async def _publish_alerts(self) -> None:
         alerts, self._pending_alerts = self._pending_alerts, []
@@ -184,6 +187,7 @@ class Worker:
                 topics=[settings.topic("events")],
                 group_id=f"{settings.topic_prefix}scoring",
                 handler=self.score,
+                on_assigned=self.learning.on_scoring_assigned,
                 max_records=settings.batch_size,
                 timeout_ms=settings.batch_timeout_ms,
             ),
@@ -233,6 +237,7 @@ class Worker:
         app = faust.App(
             f"{settings.topic_prefix}worker",
             broker=f"kafka://{self.broker_url}",
+            broker_credentials=faust_credentials(settings, self.kafka),
             store="memory://",
             web_enabled=False,
             autodiscover=False,
@@ -254,8 +259,42 @@ class Worker:
         async def _checkpoint_monitors() -> None:
             await asyncio.to_thread(self.scoring_watch.save)
 
+        if settings.webhook_url:
+            self._deliver_alerts(app, settings.webhook_url)
         app.service(WorkerService(self, loop=app.loop, beacon=app.beacon))
         return app
+
+    def _deliver_alerts(self, app: faust.App, url: str) -> None:
+        """A Faust agent POSTs each alert to the webhook (low volume: Faust's stream path is the right tool;
+        the consumer group delivers each alert once across workers)."""
+        sender = WebhookSender(url, retries=self.settings.webhook_retries, on_outcome=METRICS.count_webhook)
+        topic = app.topic(self.settings.topic("alerts"), value_serializer="raw", internal=True,
+                          partitions=self.settings.partitions)  # fmt: skip
+
+        @app.agent(topic, name="deliver-alerts")
+        async def deliver_alerts(stream: faust.StreamT) -> None:
+            async for value in stream:
+                try:
+                    alert = Alert.model_validate_json(value)
+                except ValueError as exc:
+                    log.error("not an alert on %s: %s", topic.get_topic_name(), exc)
+                    continue
+                await sender.send(alert)
+
+
+def faust_credentials(settings: Settings, kafka: dict) -> faust.auth.Credentials | None:
+    """Faust's own connection gets the same SASL/TLS settings as the aiokafka clients."""
+    protocol = settings.kafka_security_protocol
+    if protocol == "PLAINTEXT":
+        return None
+    if protocol == "SSL":
+        return faust.SSLCredentials(kafka["ssl_context"])
+    return faust.SASLCredentials(
+        username=kafka.get("sasl_plain_username"),
+        password=kafka.get("sasl_plain_password"),
+        mechanism=kafka["sasl_mechanism"],
+        ssl_context=kafka.get("ssl_context"),
+    )
 
 
 class WorkerService(mode.Service):

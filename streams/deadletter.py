@@ -34,11 +34,14 @@ class DeadLetter:
     stage: Stage
     error_class: str
     message: str
+    #: Headers carried over from the original record (the replay count, so replay loops stay bounded).
+    carried: tuple[tuple[str, bytes], ...] = ()
 
     def headers(self) -> list[tuple[str, bytes]]:
-        return dead_letter_headers(
+        reason = dead_letter_headers(
             self.topic, self.partition, self.offset, self.stage, self.error_class, self.message
         )
+        return [*reason, *self.carried]
 
 
 def dead_letter_headers(

@@ -62,7 +62,9 @@ class LabelLearner:
         self.alerts: list[Alert] = []
         self.publisher: Publisher
         self.learners: dict[str, ModelLearner] = {}
-        self.started_ms = int(time.time() * 1000)
+        #: When this worker's scorer last got its partitions; the join grace of older labels runs from there
+        #: (None: the scorer has not joined its group yet, so a label whose event is not scored yet keeps waiting).
+        self.scoring_since_ms: int | None = None
 
     def checkpoint_key(self, name: str) -> str:
         return f"{self.prefix}learner:{name}"
@@ -99,6 +101,14 @@ class LabelLearner:
             known = [o for o in offsets if o is not None]
             if known:
                 consumer.seek(tp, min(known))
+
+    async def on_scoring_assigned(self, consumer: AIOKafkaConsumer, assigned: set[TopicPartition]) -> None:
+        """This worker's scorer (re)joined its group: labels waiting for their events get the grace from now.
+
+        A (re)started worker's scorer joins its group seconds after the process started (and after the learner):
+        timing the grace from process start dead-lettered valid labels as ``UnknownEvent`` after a restart.
+        """
+        self.scoring_since_ms = int(time.time() * 1000)
 
     async def _follow_registry(self, state: ModelLearner) -> None:
         """Continue from the current version when someone else promoted or rolled back."""
@@ -184,10 +194,11 @@ class LabelLearner:
         grace_ms = self.settings.join_grace_seconds * 1000
         while True:
             now = int(time.time() * 1000)
+            since = self.scoring_since_ms if self.scoring_since_ms is not None else now
             waiting = [
                 i
                 for i, (record, _) in enumerate(items)
-                if joins[i] is None and max(record.timestamp, self.started_ms) + grace_ms > now
+                if joins[i] is None and max(record.timestamp, since) + grace_ms > now
             ]
             if not waiting:
                 return joins

@@ -15,6 +15,7 @@ import orjson
 from models.features import FeatureError
 from models.scoring import Scored, score_batch
 from streams.deadletter import DeadLetter
+from streams.dlq import carry_replay_count
 from streams.model_cache import LoadedModel
 from streams.records import Event, RecordError, parse_event
 
@@ -64,16 +65,12 @@ class ScoredBatch:
 
 
 def dead_letter(record: RawRecord, stage: str, error_class: str, message: str) -> DeadLetter:
+    """The dead letter of ``record``: original key and value, where it came from and why it was rejected."""
+    carried = tuple(carry_replay_count(getattr(record, "headers", None)))
     return DeadLetter(
-        record.topic,
-        record.partition,
-        record.offset,
-        record.key,
-        record.value,
-        stage,
-        error_class,
-        message,  # type: ignore[arg-type]
-    )
+        record.topic, record.partition, record.offset, record.key, record.value,
+        stage, error_class, message, carried,  # type: ignore[arg-type]
+    )  # fmt: skip
 
 
 def model_names(records: Sequence[RawRecord], policy: ScoringPolicy) -> tuple[set[str], list[Event | RecordError]]:

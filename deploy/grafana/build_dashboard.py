@@ -120,6 +120,50 @@ ROWS: list[tuple[str, list[Panel]]] = [
               "goes on with the loaded models; fix Redis before promoting or rolling back.",
               [Target(rate("driftline_redis_errors_total", "op", ""), "{{op}}")], unit="ops"),
     ]),
+    ("Monitoring: performance and labels", [
+        Panel("Prequential metric", "The online learner's metric on each joined label, computed from what was "
+              "served (cumulative and `_rolling`). A falling rolling metric with concept-drift alerts: the model "
+              "is adapting or needs a retrain (`driftline offline retrain`).",
+              [Target(f"max by (model, metric) (driftline_prequential_metric{MODEL})", "{{model}} {{metric}}")]),
+        Panel("Realised vs estimated metric", "Realised metric over the last labels next to the label-free "
+              "estimate (CBPE) from predicted probabilities. The estimate moves first when labels are late; a "
+              "gap between them means the model's confidence is no longer calibrated.",
+              [Target(f"max by (model, metric) (driftline_rolling_metric{MODEL})", "realised {{metric}}"),
+               Target(f"max by (model, metric) (driftline_estimated_metric{MODEL})", "estimated {{metric}}")]),
+        Panel("Label lag and coverage", "Median delay from event to joined label, and labelled outcomes / scored "
+              "events. Coverage falling to 0: labels stopped or arrive after the TTL (dead-letter LateLabel).",
+              [Target(f"max by (model) (driftline_label_lag_seconds{MODEL})", "lag {{model}}"),
+               Target(f"max by (model) (driftline_label_coverage_ratio{MODEL})", "coverage {{model}}")]),
+    ]),
+    ("Monitoring: drift and alerts", [
+        Panel("Alerts / hour", "Typed alerts raised, by kind and severity (deduplicated across workers). Read "
+              "them with `driftline alerts tail`; each names the detector, feature and the event that fired it.",
+              [Target("sum by (kind, severity) (increase(driftline_alerts_total[1h]))", "{{kind}} {{severity}}")]),
+        Panel("Drift score by detector", "Evidence relative to each detector's budget-corrected threshold (1 = "
+              "at the threshold). Which feature and which test moved tells data drift from prediction drift.",
+              [Target(f"max by (kind, feature, detector) (driftline_drift_score{MODEL})",
+                      "{{kind}} {{feature}} {{detector}}")]),
+        Panel("Drift statistic and p-value", "Raw statistics (PSI, KS, chi-square, Wasserstein, ...) and "
+              "p-values of the windowed tests, for a closer look at one feature.",
+              [Target(f"max by (feature, detector) (driftline_drift_statistic{MODEL})", "{{feature}} {{detector}}"),
+               Target(f"min by (feature, detector) (driftline_drift_p_value{MODEL})", "p {{feature}} {{detector}}"),
+               Target(f"max by (feature, detector) (driftline_drift_threshold{MODEL})",
+                      "threshold {{feature}} {{detector}}")]),
+        Panel("Data quality", "Rolling missing, out-of-range, unseen-category and schema-violation rates next to "
+              "the reference rates. A check far above its reference: fix the producer, then replay the dead "
+              "letters.",
+              [Target(f"max by (feature, check) (driftline_quality_rate{MODEL})", "{{feature}} {{check}}"),
+               Target(f"max by (feature, check) (driftline_quality_reference_rate{MODEL})",
+                      "reference {{feature}} {{check}}")], unit="percentunit"),
+        Panel("Monitor health", "Events each monitor observed, the per-test level after the false-alarm budget, "
+              "alerts suppressed as duplicates, local dedup fallbacks while Redis was down, and webhook "
+              "deliveries.",
+              [Target(f"max by (model) (driftline_monitor_events{MODEL})", "events {{model}}"),
+               Target(f"max by (model) (driftline_false_alarm_alpha{MODEL})", "alpha {{model}}"),
+               Target(rate("driftline_alerts_deduplicated_total", "model"), "deduplicated {{model}}"),
+               Target(rate("driftline_alert_dedup_fallbacks_total", "model"), "dedup fallback {{model}}"),
+               Target(rate("driftline_webhook_deliveries_total", "outcome", ""), "webhook {{outcome}}")]),
+    ]),
 ]
 
 

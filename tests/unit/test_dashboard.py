@@ -121,13 +121,16 @@ def test_every_query_selects_only_metrics_that_the_code_defines() -> None:
         assert used <= known, f"{where}: unknown metrics {sorted(used - known)} in {expr!r}"
 
 
-def test_every_streaming_metric_has_a_panel() -> None:
-    """Each metric of streams/metrics.py (throughput, dead letters, latency, lag, models, Redis) is shown."""
+def test_every_streaming_and_monitoring_metric_has_a_panel() -> None:
+    """Each metric of streams/metrics.py (throughput, dead letters, latency, lag, models, Redis) and of
+    monitoring/metrics_drift.py (drift, quality, alerts, labels, estimates) is shown."""
+    import monitoring.metrics_drift as drift
     import streams.metrics as streaming
 
     shown = {name for _, expr in _queries() for name in metric_names(expr)}
     metrics = [value for value in vars(streaming).values() if isinstance(value, MetricWrapperBase)]
-    assert len(metrics) >= 10
+    metrics += [value for value in vars(drift.METRICS).values() if isinstance(value, MetricWrapperBase)]
+    assert len(metrics) >= 25
     for metric in metrics:
         family = metric.describe()[0]
         assert any(name.startswith(family.name) for name in shown), f"{family.name} has no panel"

@@ -7,6 +7,8 @@ import math
 import numpy as np
 import pytest
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from monitoring.actions import choose_action, default_actions, recommend_threshold, retrain_request
 from monitoring.budget import FalseAlarmBudget, cusum_threshold, page_hinkley_threshold
@@ -92,13 +94,29 @@ def test_in_memory_dedup_lets_the_first_claim_through_until_it_expires() -> None
     assert [dedup.first("k", 100, t) for t in (0, 50, 99, 100, 150)] == [True, False, False, True, False]
 
 
-def test_redis_dedup_falls_back_to_local_dedup_and_counts_it_when_redis_is_unreachable() -> None:
-    """A real client to a closed port: no exception, local dedup still suppresses the duplicate."""
-    client = redis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.2, socket_timeout=0.2)
-    dedup = RedisDeduplicator(client)
+class CountingRedis(redis.Redis):
+    """A real client to a closed port (connection refused at once), counting the commands it tries."""
+
+    def __init__(self) -> None:
+        super().__init__(host="127.0.0.1", port=1, socket_connect_timeout=0.2, retry=Retry(NoBackoff(), 0))
+        self.tried = 0
+
+    def set(self, *args: object, **kwargs: object) -> object:  # type: ignore[override]
+        self.tried += 1
+        return super().set(*args, **kwargs)  # type: ignore[arg-type]
+
+
+def test_redis_dedup_falls_back_to_local_dedup_counts_it_and_leaves_redis_alone_for_a_while() -> None:
+    """No exception; the local fallback still suppresses the duplicate; Redis is retried only after retry_after."""
+    now = [0.0]
+    client = CountingRedis()
+    dedup = RedisDeduplicator(client, retry_after=30, clock=lambda: now[0])
     assert dedup.first("m:data_drift:x:ks", 60_000, 0) is True
     assert dedup.first("m:data_drift:x:ks", 60_000, 10) is False
-    assert dedup.fallbacks == 2
+    assert (dedup.fallbacks, client.tried) == (2, 1)
+    now[0] = 31.0
+    assert dedup.first("m:data_drift:y:ks", 60_000, 20) is True
+    assert (dedup.fallbacks, client.tried) == (3, 2)
 
 
 def test_actions_follow_the_configuration_and_reject_unknown_ones() -> None:

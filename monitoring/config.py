@@ -1,0 +1,76 @@
+"""Settings of a :class:`monitoring.monitor.Monitor`: windows, budget, policy, detectors on/off, actions.
+
+Examples
+--------
+>>> config = MonitorConfig(false_alarms_per_100k=0.5, streaming_detectors=("adwin",))
+>>> config.policy_config().cooldown_ms, config.budget().rate
+(60000, 5e-06)
+>>> config.actions["concept_drift"]
+'retrain'
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from driftline.settings import AlertAction
+from monitoring.actions import default_actions
+from monitoring.budget import Correction, FalseAlarmBudget
+from monitoring.concept import ErrorDetectorName
+from monitoring.policy import PolicyConfig
+from monitoring.streaming import StreamingName
+from streams.records import AlertKind
+
+
+@dataclass(frozen=True)
+class MonitorConfig:
+    """Settings of a :class:`Monitor` (window sizes, policy, budget, detectors on/off, actions per kind)."""
+
+    #: Events per sliding window of the windowed tests, and how often (in events) they run.
+    window: int = 500
+    hop: int = 250
+    #: Events learnt as the reference when no reference profile is given.
+    reference_events: int = 2000
+    #: Prediction drift reference: "trailing" (a period trailing the tested window by ``prediction_lag`` events,
+    #: for models that keep learning) or "profile" (the reference profile's prediction, fixed: static models).
+    prediction_reference: Literal["trailing", "profile"] = "trailing"
+    prediction_lag: int = 2000
+    #: Fleet-wide false alarms per 100,000 events, and how per-test levels are corrected for their number.
+    false_alarms_per_100k: float = 1.0
+    correction: Correction = "sidak"
+    #: Alert policy: minimum samples, severity levels, hysteresis, cooldown (events and seconds).
+    min_samples: int = 200
+    warning_score: float = 1.5
+    critical_score: float = 3.0
+    rearm_score: float = 0.5
+    cooldown_events: int = 5_000
+    cooldown_seconds: float = 60.0
+    #: River streaming detectors on block means: which, on which streams (None: every numeric feature; add
+    #: "prediction" to watch the score too), and block sizes (KSWIN's own, larger: each update runs a KS test).
+    streaming_detectors: tuple[StreamingName, ...] = ()
+    streaming_features: tuple[str, ...] | None = None
+    streaming_block: int = 250
+    kswin_block: int = 1000
+    #: Error-stream (concept drift) detectors; those that do not fit the task are skipped.
+    error_detectors: tuple[ErrorDetectorName, ...] = ("cusum", "adwin", "ddm", "eddm", "page_hinkley")
+    error_grace: int = 1000
+    #: Label-free estimate and realised metric: window and the smallest estimated drop that alerts.
+    performance_window: int = 1000
+    performance_tolerance: float = 0.05
+    #: Smallest excess over the reference rate a data-quality check alerts at.
+    quality_min_excess: float = 0.01
+    #: Action taken per alert kind.
+    actions: dict[AlertKind, AlertAction] = field(default_factory=default_actions)
+    #: Event timestamps remembered to measure label lag.
+    max_tracked_events: int = 200_000
+
+    def policy_config(self) -> PolicyConfig:
+        return PolicyConfig(
+            min_samples=self.min_samples, warning_score=self.warning_score, critical_score=self.critical_score,
+            rearm_score=self.rearm_score, cooldown_events=self.cooldown_events,
+            cooldown_ms=int(self.cooldown_seconds * 1000),
+        )  # fmt: skip
+
+    def budget(self) -> FalseAlarmBudget:
+        return FalseAlarmBudget(self.false_alarms_per_100k, self.correction)

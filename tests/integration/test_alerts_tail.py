@@ -1,0 +1,93 @@
+"""`driftline alerts tail` and alert dedup against the real embedded broker and redis-server."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest
+import redis
+from aiokafka import AIOKafkaProducer
+from click.testing import CliRunner
+
+from driftline.cli import main
+from driftline.connections import kafka_kwargs
+from driftline.settings import Settings
+from monitoring.alerts_io import tail_alerts
+from monitoring.dedup import RedisDeduplicator
+from streams.records import Alert, dumps
+
+pytestmark = pytest.mark.integration
+
+
+def alert(i: int) -> Alert:
+    return Alert(alert_id=f"a{i}", kind="data_drift", severity="warning", model="fraud", model_version=2,
+                 feature="amount", detector="ks", statistic=0.3, threshold=0.13, window=500, event_id=f"e{i}",
+                 ts=1_767_225_600_000 + i, message=f"ks of amount is 0.3 ({i})", action="none")  # fmt: skip
+
+
+async def publish(settings: Settings, records: list[bytes]) -> None:
+    assert settings.broker_url is not None
+    producer = AIOKafkaProducer(**kafka_kwargs(settings, settings.broker_url))
+    await producer.start()
+    try:
+        for record in records:
+            await producer.send_and_wait(settings.topic("alerts"), record)
+    finally:
+        await producer.stop()
+
+
+def env(settings: Settings) -> dict[str, str]:
+    assert settings.broker_url is not None and settings.redis_url is not None
+    return {"DRIFTLINE_BROKER_URL": settings.broker_url, "DRIFTLINE_REDIS_URL": settings.redis_url,
+            "DRIFTLINE_TOPIC_PREFIX": settings.topic_prefix, "DRIFTLINE_MODEL_HMAC_KEY": "test"}  # fmt: skip
+
+
+def test_tail_json_from_beginning_prints_each_published_alert_record_and_skips_foreign_messages(
+    settings: Settings,
+) -> None:
+    asyncio.run(publish(settings, [dumps(alert(1)), b"not an alert", dumps(alert(2)), dumps(alert(3))]))
+    result = CliRunner().invoke(main, ["alerts", "tail", "--json", "--from-beginning", "--timeout", "3"],
+                                env=env(settings))  # stops after 3 s without a new alert
+    assert result.exit_code == 0, result.output
+    lines = [line for line in result.stdout.splitlines() if line.startswith("{")]
+    shown = [Alert.model_validate(json.loads(line)) for line in lines]  # partitions: no order across them
+    assert sorted(shown, key=lambda a: a.alert_id) == [alert(1), alert(2), alert(3)]
+    assert "skipped a message that is not an alert" in result.stderr
+
+
+def test_tail_summary_lines_say_kind_feature_detector_severity_and_event(settings: Settings) -> None:
+    asyncio.run(publish(settings, [dumps(alert(7))]))
+    result = CliRunner().invoke(main, ["alerts", "tail", "--from-beginning", "--max", "1", "--timeout", "30"],
+                                env=env(settings))  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "WARNING data_drift fraud v2 amount ks=0.3 (threshold 0.13) at event e7" in result.stdout
+
+
+def test_tail_from_the_end_sees_alerts_published_after_it_started_and_stops_on_timeout(settings: Settings) -> None:
+    assert settings.broker_url is not None
+    asyncio.run(publish(settings, [dumps(alert(0))]))  # older: not shown without --from-beginning
+    seen: list[Alert] = []
+
+    async def scenario() -> int:
+        ready = asyncio.Event()
+        task = asyncio.create_task(tail_alerts(settings.topic("alerts"), kafka_kwargs(settings, settings.broker_url),
+                                               seen.append, timeout=5.0, on_ready=ready.set))  # fmt: skip
+        await asyncio.wait_for(ready.wait(), 30)
+        await publish(settings, [dumps(alert(11)), dumps(alert(12))])
+        return await asyncio.wait_for(task, 60)
+
+    assert asyncio.run(scenario()) == 2
+    assert sorted(a.alert_id for a in seen) == ["a11", "a12"]
+
+
+def test_redis_dedup_lets_one_of_two_workers_publish_the_same_alert_within_the_cooldown(
+    redis_client: redis.Redis, settings: Settings
+) -> None:
+    assert settings.redis_url is not None
+    workers = [RedisDeduplicator(redis.Redis.from_url(settings.redis_url)) for _ in range(2)]
+    key = "fraud:data_drift:amount:ks"
+    assert [w.first(key, ttl_ms=60_000, now_ms=0) for w in workers] == [True, False]
+    assert 0 < redis_client.pttl("driftline:alert-dedup:" + key) <= 60_000
+    assert workers[0].first("fraud:data_drift:age:ks", 60_000, 0) is True
+    assert all(w.fallbacks == 0 for w in workers)

@@ -1,0 +1,65 @@
+"""Webhook delivery against a real aiohttp server on 127.0.0.1: retries with backoff, outcomes counted, no crash."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+from aiohttp import web
+
+from driftline.runtime import free_port
+from monitoring.alerts_io import WebhookSender
+from streams.records import Alert
+
+ALERT = Alert(alert_id="a1", kind="concept_drift", severity="critical", model="fraud", model_version=4,
+              detector="cusum", statistic=16.2, threshold=15.9, event_id="e9", ts=1, message="error rate up",
+              action="retrain")  # fmt: skip
+
+
+async def with_server(statuses: list[int], body: Callable[[WebhookSender], object]) -> tuple[object, list[bytes]]:
+    """Serve ``statuses`` in turn (then 200) on a free port; run ``body(sender)``; return its result and bodies."""
+    received: list[bytes] = []
+
+    async def hook(request: web.Request) -> web.Response:
+        received.append(await request.read())
+        return web.Response(status=statuses.pop(0) if statuses else 200)
+
+    app = web.Application()
+    app.router.add_post("/hook", hook)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    outcomes: list[bool] = []
+    try:
+        async with WebhookSender(f"http://127.0.0.1:{port}/hook", retries=3, backoff=0.01,
+                                 on_outcome=outcomes.append) as sender:  # fmt: skip
+            result = await body(sender)  # type: ignore[misc]
+            return (result, sender.attempts, sender.delivered, sender.failed, outcomes), received
+    finally:
+        await runner.cleanup()
+
+
+def test_webhook_retries_server_errors_with_backoff_then_delivers_the_alert_json() -> None:
+    outcome, received = asyncio.run(with_server([503, 500], lambda s: s.send(ALERT)))
+    ok, attempts, delivered, failed, outcomes = outcome  # type: ignore[misc]
+    assert ok is True and attempts == 3 and (delivered, failed) == (1, 0) and outcomes == [True]
+    assert [Alert.model_validate_json(r) for r in received] == [ALERT] * 3
+
+
+def test_webhook_gives_up_after_its_retries_counts_the_failure_and_does_not_raise() -> None:
+    (ok, attempts, delivered, failed, outcomes), _ = asyncio.run(with_server([503] * 10, lambda s: s.send(ALERT)))
+    assert ok is False and attempts == 4 and (delivered, failed) == (0, 1) and outcomes == [False]
+
+
+def test_webhook_does_not_retry_a_client_error() -> None:
+    (ok, attempts, _, failed, _), received = asyncio.run(with_server([400], lambda s: s.send(ALERT)))
+    assert ok is False and attempts == 1 and failed == 1 and len(received) == 1
+
+
+def test_webhook_to_a_closed_port_fails_quietly() -> None:
+    async def scenario() -> tuple[bool, int]:
+        async with WebhookSender(f"http://127.0.0.1:{free_port()}/hook", retries=2, backoff=0.01) as sender:
+            return await sender.send(ALERT), sender.failed
+
+    assert asyncio.run(scenario()) == (False, 1)

@@ -1,0 +1,236 @@
+"""The Monitor end to end on synthetic batches: alerts and their fields, reference learning, quality, concept
+drift and actions, deduplication across workers, checkpoint and restore without an alert storm, gauges."""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import pytest
+
+from models.features import FeatureSchema
+from monitoring.dedup import InMemoryDeduplicator
+from monitoring.metrics_drift import DriftMetrics
+from monitoring.monitor import Monitor, MonitorConfig
+from monitoring.reference import ReferenceProfile
+
+SCHEMA = FeatureSchema({"amount": "numeric", "age": "numeric", "country": "categorical"})
+CONFIG = MonitorConfig(reference_events=2000, cooldown_events=0, cooldown_seconds=0)
+
+
+def rows(rng: np.random.Generator, n: int, shift: float = 0.0, countries: str = "abc",
+         missing: float = 0.0) -> list[dict[str, Any]]:  # fmt: skip
+    out = []
+    for amount, age, country, gone in zip(rng.normal(shift, 1, n), rng.integers(18, 80, n),
+                                          rng.choice(list(countries), n), rng.random(n) < missing, strict=True):
+        row: dict[str, Any] = {"age": float(age), "country": str(country)}
+        if not gone:
+            row["amount"] = float(amount)
+        out.append(row)
+    return out  # fmt: skip
+
+
+def batches(rng: np.random.Generator, count: int, start: int = 0, **kwargs: Any) -> Iterator[tuple[Any, ...]]:
+    """(event_ids, features, predictions, probabilities) batches of 500 with a well-behaved binary model."""
+    for b in range(count):
+        features = rows(rng, 500, **kwargs)
+        scores = np.clip(rng.beta(2, 5, 500), 0.01, 0.99)
+        probabilities = [{"False": 1 - s, "True": s} for s in scores.tolist()]
+        predictions = [s >= 0.5 for s in scores.tolist()]
+        ids = [f"e{start + b * 500 + i}" for i in range(500)]
+        yield ids, features, predictions, probabilities
+
+
+def feed(monitor: Monitor, rng: np.random.Generator, count: int, start: int = 0, **kwargs: Any) -> list[Any]:
+    alerts = []
+    for b, (ids, features, predictions, probabilities) in enumerate(batches(rng, count, start, **kwargs)):
+        alerts += monitor.observe_events(ids, features, predictions, probabilities, 1, (start + b * 500) * 10)
+    return alerts
+
+
+def test_stationary_stream_raises_no_alert_after_learning_its_reference_from_the_first_events() -> None:
+    monitor = Monitor("m", SCHEMA, "binary", None, CONFIG)
+    assert feed(monitor, np.random.default_rng(0), 80) == []
+    gauges = monitor.gauges()
+    assert gauges["learning_reference"] is False and gauges["events"] == 40_000
+
+
+def test_shifted_numeric_feature_raises_a_typed_data_drift_alert_at_the_event_where_it_fired() -> None:
+    rng = np.random.default_rng(1)
+    monitor = Monitor("fraud", SCHEMA, "binary", None, CONFIG)
+    assert feed(monitor, rng, 10) == []
+    alerts = feed(monitor, rng, 4, start=5000, shift=1.5)
+    drift = [a for a in alerts if a.kind == "data_drift" and a.feature == "amount"]
+    assert {a.detector for a in drift} == {"psi", "ks"}
+    first = drift[0]
+    assert first.model == "fraud" and first.model_version == 1 and first.severity in ("warning", "critical")
+    assert first.event_id is not None and 5000 <= int(first.event_id[1:]) < 5500
+    assert first.statistic is not None and first.threshold is not None and first.statistic > first.threshold
+    assert first.window == CONFIG.window and first.action == "none"
+    assert not [a for a in alerts if a.kind == "data_drift" and a.feature != "amount"]
+
+
+def test_categorical_mix_change_and_unseen_categories_raise_drift_and_quality_alerts() -> None:
+    rng = np.random.default_rng(2)
+    monitor = Monitor("m", SCHEMA, "binary", None, CONFIG)
+    feed(monitor, rng, 8)
+    alerts = feed(monitor, rng, 4, start=4000, countries="aaaxyz")
+    kinds = {(a.kind, a.feature, a.detector) for a in alerts}
+    assert ("data_drift", "country", "chi2") in kinds
+    assert ("data_quality", "country", "unseen") in kinds
+
+
+def test_missing_values_above_the_reference_rate_raise_a_data_quality_alert() -> None:
+    rng = np.random.default_rng(3)
+    monitor = Monitor("m", SCHEMA, "binary", None, CONFIG)
+    feed(monitor, rng, 8)
+    alerts = feed(monitor, rng, 4, start=4000, missing=0.2)
+    assert ("data_quality", "amount", "missing") in {(a.kind, a.feature, a.detector) for a in alerts}
+
+
+def test_dead_lettered_events_raise_a_schema_violation_alert_with_the_top_reasons() -> None:
+    rng = np.random.default_rng(4)
+    monitor = Monitor("m", SCHEMA, "binary", None, CONFIG)
+    feed(monitor, rng, 6)
+    alerts = monitor.observe_invalid(300, ["features.amount: nested values are not allowed"] * 300, ts_ms=99)
+    assert [(a.kind, a.detector) for a in alerts] == [("data_quality", "schema")]
+    assert "nested values" in alerts[0].message and alerts[0].event_id is None
+
+
+def test_joined_labels_with_a_jump_of_errors_raise_concept_drift_with_the_configured_retrain_action() -> None:
+    rng = np.random.default_rng(5)
+    monitor = Monitor("m", SCHEMA, "binary", None, CONFIG)
+    alerts = []
+    for b in range(30):
+        ids = [f"e{b * 500 + i}" for i in range(500)]
+        error_rate = 0.05 if b < 20 else 0.4
+        y_pred = [True] * 500
+        y_true = [bool(rng.random() >= error_rate) for _ in range(500)]
+        lagged = [b * 5000 - 7000] * 500
+        alerts += monitor.observe_outcomes(ids, y_true, y_pred, [None] * 500, 1, b * 5000, event_ts=lagged)
+    concept = [a for a in alerts if a.kind == "concept_drift"]
+    assert concept and all(a.action == "retrain" for a in concept)
+    assert min(int(a.event_id[1:]) for a in concept) >= 10_000
+    gauges = monitor.gauges()
+    assert gauges["labels"]["lag_seconds"] == 7.0
+    assert gauges["performance"]["rolling"] == pytest.approx(0.6, abs=0.05)
+
+
+def test_two_workers_sharing_a_deduplicator_publish_one_alert_for_the_same_drift() -> None:
+    shared = InMemoryDeduplicator()
+    workers = [Monitor("m", SCHEMA, "binary", None, CONFIG, deduplicator=shared) for _ in range(2)]
+    published = []
+    for w, monitor in enumerate(workers):
+        rng = np.random.default_rng(10 + w)
+        feed(monitor, rng, 8)
+        published += [a for a in feed(monitor, rng, 3, start=4000, shift=2.0) if a.kind == "data_drift"]
+    assert sorted(a.detector for a in published) == ["ks", "psi"]
+    assert workers[1].duplicates >= 2
+
+
+def test_restored_monitor_continues_identically_and_does_not_refire_alerts_already_fired() -> None:
+    rng = np.random.default_rng(6)
+    monitor = Monitor("m", SCHEMA, "binary", None, CONFIG)
+    feed(monitor, rng, 8)
+    first = feed(monitor, rng, 3, start=4000, shift=2.0)
+    assert first
+    blob = monitor.snapshot()
+    restored = Monitor.restore(blob)
+    assert restored.gauges() == monitor.gauges()
+    later = list(batches(np.random.default_rng(7), 4, start=5500, shift=2.0))
+    out_original, out_restored = [], []
+    for b, (ids, features, predictions, probabilities) in enumerate(later):
+        out_original += monitor.observe_events(ids, features, predictions, probabilities, 1, 60_000 + b)
+        out_restored += restored.observe_events(ids, features, predictions, probabilities, 1, 60_000 + b)
+    assert [a.model_dump() for a in out_original] == [a.model_dump() for a in out_restored]
+    assert not [a for a in out_restored if a.kind == "data_drift" and a.feature == "amount"]  # no storm
+
+
+def test_signed_snapshot_refuses_a_wrong_key_a_tampered_blob_and_an_unsigned_blob() -> None:
+    monitor = Monitor("m", SCHEMA, "binary", None, CONFIG)
+    feed(monitor, np.random.default_rng(9), 2)
+    signed = monitor.snapshot(key=b"k1")
+    assert Monitor.restore(signed, key=b"k1").events == 1000
+    with pytest.raises(ValueError, match="signature"):
+        Monitor.restore(signed, key=b"k2")
+    with pytest.raises(ValueError, match="signature"):
+        Monitor.restore(signed[:-1] + bytes([signed[-1] ^ 1]), key=b"k1")
+    with pytest.raises(ValueError, match="unsigned"):
+        Monitor.restore(monitor.snapshot(), key=b"k1")
+    with pytest.raises(ValueError):
+        Monitor.restore(b"not a snapshot")
+
+
+def test_reference_profile_from_the_offline_module_is_used_from_the_first_event() -> None:
+    rng = np.random.default_rng(11)
+    profile = ReferenceProfile.from_rows(rows(rng, 3000), SCHEMA)
+    monitor = Monitor("m", SCHEMA, "binary", profile, CONFIG)
+    alerts = feed(monitor, rng, 2, shift=2.0)
+    assert {a.detector for a in alerts if a.feature == "amount" and a.kind == "data_drift"} >= {"psi", "ks"}
+
+
+def test_budget_splits_the_fleet_rate_over_every_detector_of_the_monitor() -> None:
+    config = dataclasses.replace(CONFIG, correction="bonferroni")
+    plain = Monitor("m", SCHEMA, "binary", None, config)
+    every = dataclasses.replace(config, streaming_detectors=("adwin", "page_hinkley", "kswin"))
+    streaming = Monitor("m", SCHEMA, "binary", None, every)
+    assert streaming.detectors == plain.detectors + 3 * len(SCHEMA.numeric)
+    assert streaming.alpha < plain.alpha
+    looser = Monitor("m", SCHEMA, "binary", None, dataclasses.replace(config, false_alarms_per_100k=10))
+    assert looser.alpha == pytest.approx(10 * plain.alpha, rel=0.01)
+
+
+def test_multiclass_and_regression_models_are_monitored_too() -> None:
+    rng = random.Random(12)
+    schema = FeatureSchema({"x": "numeric"})
+    multi = Monitor("m", schema, "multiclass", None, dataclasses.replace(CONFIG, prediction_lag=1000))
+    regression = Monitor("r", schema, "regression", None, dataclasses.replace(CONFIG, prediction_lag=1000))
+    alerts_multi, alerts_regression = [], []
+    for b in range(14):
+        weights = [6, 3, 1] if b < 10 else [1, 3, 6]
+        classes = rng.choices("pqr", weights=weights, k=500)
+        probabilities = [{c: 0.8 if c == k else 0.1 for c in "pqr"} for k in classes]
+        ids = [f"e{b * 500 + i}" for i in range(500)]
+        features = [{"x": rng.gauss(0, 1)} for _ in range(500)]
+        values = [rng.gauss(0 if b < 10 else 3, 1) for _ in range(500)]
+        alerts_multi += multi.observe_events(ids, features, classes, probabilities, 1, b)
+        alerts_regression += regression.observe_events(ids, features, values, [None] * 500, 1, b)
+    assert ("prediction_drift", "chi2") in {(a.kind, a.detector) for a in alerts_multi}
+    assert "prediction_drift" in {a.kind for a in alerts_regression}
+    assert regression.gauges()["performance"]["metric"] == "mae"
+
+
+def test_gauges_feed_every_prometheus_metric_the_dashboard_uses() -> None:
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    rng = np.random.default_rng(13)
+    monitor = Monitor("m", SCHEMA, "binary", None, dataclasses.replace(CONFIG, streaming_detectors=("adwin",)))
+    feed(monitor, rng, 8)
+    monitor.observe_outcomes(["e1", "e2"], [True, False], [True, True], [None, None], 1, 5000)
+    registry = CollectorRegistry()
+    DriftMetrics(registry).update(monitor.gauges())
+    text = generate_latest(registry).decode()
+    for name in ("driftline_drift_statistic", "driftline_drift_p_value", "driftline_quality_rate",
+                 "driftline_label_coverage_ratio", "driftline_rolling_metric", "driftline_estimated_metric"):
+        assert f'{name}{{' in text, name  # fmt: skip
+    assert 'detector="adwin"' in text and 'detector="psi"' in text and 'detector="cusum"' in text
+
+
+def test_recommended_threshold_is_offered_for_binary_models_with_a_score_profile() -> None:
+    rng = np.random.default_rng(14)
+    reference = ReferenceProfile.from_rows(rows(rng, 2000), SCHEMA, predictions=list(rng.beta(2, 5, 2000)))
+    monitor = Monitor("m", SCHEMA, "binary", reference, CONFIG)
+    feed(monitor, rng, 2)
+    threshold = monitor.recommended_threshold()
+    assert threshold is not None and 0 < threshold < 1
+
+
+def test_batches_with_mismatched_lengths_are_refused() -> None:
+    monitor = Monitor("m", SCHEMA, "binary", None, CONFIG)
+    with pytest.raises(ValueError):
+        monitor.observe_events(["e1", "e2"], [{}], [True], [None], 1, 0)
+    with pytest.raises(ValueError):
+        Monitor("m", SCHEMA, "ranking", None)
