@@ -182,6 +182,26 @@ def promote(obj: dict[str, Any], ref: str) -> None:
 
 
 @models.command()
+@click.argument("ref")
+@click.option("--clear", is_flag=True, help="Stop shadow scoring: NAME has no challenger any more.")
+@click.pass_obj
+def challenge(obj: dict[str, Any], ref: str, clear: bool) -> None:
+    """Score NAME@VERSION in shadow beside the current version (compare them with `models compare NAME`)."""
+    registry = open_registry(obj["prefix"])
+    with clean_errors():
+        name, version = parse_ref(ref)
+        if clear:
+            registry.set_challenger(name, None)
+            click.echo(f"{name} has no challenger")
+            return
+        if version is None:
+            raise ValueError(f"challenge needs NAME@VERSION, got {ref!r}")
+        registry.get(name, version)
+        registry.set_challenger(name, version)
+    click.echo(f"{name}@{version} is scored in shadow against the current version")
+
+
+@models.command()
 @click.argument("name")
 @click.pass_obj
 def rollback(obj: dict[str, Any], name: str) -> None:

@@ -139,13 +139,17 @@ def _num(value: Any) -> str:
 @click.option("--prefix", default=None, help="Prefix of the registry's Redis keys (default: the worker's).")
 @click.option("--note", default=None, help="Note stored with the version.")
 @click.option("--no-promote", is_flag=True, help="Store the version without making it current.")
-def register(directory: Path, name: str | None, prefix: str | None, note: str | None, no_promote: bool) -> None:
+@click.option("--challenger", is_flag=True,
+              help="Register DIRECTORY's scikit-learn model instead, as the challenger scored in shadow.")
+def register(
+    directory: Path, name: str | None, prefix: str | None, note: str | None, no_promote: bool, challenger: bool
+) -> None:
     """Store DIRECTORY's River model and reference profile as a new version in the registry (Redis)."""
     from pydantic import ValidationError
 
     from driftline.cli_models import clean_errors, open_registry
     from driftline.settings import Settings
-    from offline.register import register_dir
+    from offline.register import register_challenger_dir, register_dir
 
     try:
         settings = Settings()
@@ -154,7 +158,10 @@ def register(directory: Path, name: str | None, prefix: str | None, note: str | 
         raise click.ClickException(f"invalid settings: {first['msg'].removeprefix('Value error, ')}") from None
     registry = open_registry(prefix or settings.redis_prefix)
     with one_line_errors(), clean_errors():
-        version = register_dir(directory, registry, name or settings.model_name, promote=not no_promote, note=note)
-    state = "current" if not no_promote else "not promoted"
+        if challenger:
+            version = register_challenger_dir(directory, registry, name or settings.model_name, note=note)
+        else:
+            version = register_dir(directory, registry, name or settings.model_name, promote=not no_promote, note=note)
+    state = "challenger, scored in shadow" if challenger else "current" if not no_promote else "not promoted"
     click.echo(f"registered {version.name} version {version.version} ({state}) from {directory}")
 

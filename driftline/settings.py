@@ -90,6 +90,14 @@ class Settings(BaseSettings):
     snapshot_every_labels: int = Field(1000, ge=1, description="Publish a model version every N labels.")
     snapshot_every_seconds: float = Field(30.0, gt=0, description="... or every T seconds.")
 
+    # --- champion / challenger --------------------------------------------------------------
+    challenger_auto_promote: bool = Field(
+        False, description="Promote the challenger when it beats the champion significantly (else manual)."
+    )
+    challenger_min_labels: int = Field(1000, ge=1, description="Paired labels needed before auto-promotion.")
+    challenger_alpha: float = Field(0.05, gt=0, lt=1, description="Significance level of the paired test.")
+    challenger_min_improvement: float = Field(0.0, ge=0, description="Relative loss improvement required.")
+
     # --- metrics -----------------------------------------------------------------------------
     metrics_host: str = Field("127.0.0.1", description="Address /metrics binds to.")
     metrics_port: int | None = Field(9464, ge=0, le=65535, description="Port of /metrics; unset disables.")

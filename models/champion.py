@@ -278,9 +278,36 @@ class SklearnChallenger:
             return out
 
 
-def as_challenger(model: Any, task: str) -> Challenger:
-    """Wrap ``model``: River models (``learn_one``) in :class:`RiverChallenger`, fitted scikit-learn
-    estimators (``fit`` + ``predict``) in :class:`SklearnChallenger`.
+@dataclass(frozen=True)
+class OfflineChallenger:
+    """The offline module's chosen model (``model.joblib``: preprocessing + estimator, class ``labels``).
+
+    Binary probabilities are reported as ``'True'``/``'False'`` for ``label == positive_class``, the space
+    the River champion learns in, so both are scored on the same joined labels.
+    """
+
+    model: Any
+    task: str
+    positive_class: Any = None
+
+    def score_batch(self, rows: Sequence[Mapping[str, Any]]) -> list[Scored]:
+        if not rows:
+            return []
+        frame = pd.DataFrame.from_records(list(rows), columns=getattr(self.model, "features", None))
+        if self.task == "regression":
+            return [from_value(v) for v in np.asarray(self.model.predict_proba(frame), dtype=float).tolist()]
+        proba = np.asarray(self.model.predict_proba(frame), dtype=float)
+        labels = [native(label) for label in self.model.labels]
+        if self.task == "binary":
+            positive = next((i for i, c in enumerate(labels) if str(c) == str(self.positive_class)), len(labels) - 1)
+            return [from_probabilities("binary", {True: p, False: 1.0 - p}) for p in proba[:, positive].tolist()]
+        return [from_probabilities(self.task, dict(zip(labels, line, strict=True))) for line in proba.tolist()]
+
+
+def as_challenger(model: Any, task: str, positive_class: Any = None) -> Challenger:
+    """Wrap ``model``: River models (``learn_one``) in :class:`RiverChallenger`, the offline module's trained
+    models (``labels`` + ``predict_proba``) in :class:`OfflineChallenger`, fitted scikit-learn estimators
+    (``fit`` + ``predict``) in :class:`SklearnChallenger`.
 
     >>> from river import linear_model
     >>> type(as_challenger(linear_model.LinearRegression(), "regression")).__name__
@@ -288,6 +315,8 @@ def as_challenger(model: Any, task: str) -> Challenger:
     """
     if hasattr(model, "learn_one"):
         return RiverChallenger(model, task)
+    if hasattr(model, "labels") and hasattr(model, "predict_proba"):
+        return OfflineChallenger(model, task, positive_class)
     if hasattr(model, "fit") and hasattr(model, "predict"):
         return SklearnChallenger(model, task)
     raise TypeError(f"{type(model).__name__} is neither a River model nor a scikit-learn estimator")

@@ -286,6 +286,19 @@ class ModelRegistry:
         return self.get(name, previous)
 
     # --- reading ------------------------------------------------------------------------------
+    def set_challenger(self, name: str, version: int | None) -> None:
+        """Mark ``version`` as the challenger scored in shadow beside the current version (None: no challenger)."""
+        if version is None:
+            self.client.delete(self._key(name, "challenger"))
+            return
+        self.verify(name, version)
+        self.client.set(self._key(name, "challenger"), version)
+
+    def challenger_version(self, name: str) -> int | None:
+        """The challenger version of ``name``, if one is set (one GET)."""
+        raw = self.client.get(self._key(name, "challenger"))
+        return None if raw is None else int(raw)
+
     def current_version(self, name: str) -> int | None:
         """The version scorers should serve (one GET), or None when none was promoted."""
         raw = self.client.get(self._key(name, "current"))

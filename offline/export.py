@@ -49,6 +49,7 @@ from offline.errors import OfflineError
 from offline.prepare import prepare_frame, prepared_rows
 
 MANIFEST = "manifest.json"
+CHOSEN_MODEL = "model.joblib"
 ONLINE_MODEL = "online_model.json"
 RIVER_MODEL = "river_model.pkl"
 

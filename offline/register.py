@@ -13,9 +13,11 @@ import json
 from pathlib import Path
 from typing import Any
 
+import joblib
+
 from monitoring.reference import ReferenceProfile
 from offline.errors import OfflineError
-from offline.export import OnlineArtifact, verify_manifest
+from offline.export import CHOSEN_MODEL, OnlineArtifact, verify_manifest
 
 REFERENCE = "reference_profile.json"
 METRICS = "metrics.json"
@@ -75,3 +77,28 @@ def register_dir(directory: Path, registry: Any, name: str, *, promote: bool = T
         reference=reference,
         promote=promote,
     )
+
+
+def register_challenger_dir(directory: Path, registry: Any, name: str, *, note: str | None = None) -> Any:
+    """Register DIRECTORY's chosen scikit-learn model (``model.joblib``) as a new, not promoted version of
+    ``name`` and make it the challenger the workers score in shadow beside the current version."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise OfflineError(f"{directory} is not a directory")
+    verify_manifest(directory, [METRICS, REFERENCE, CHOSEN_MODEL])
+    online = OnlineArtifact.load(directory)
+    metrics = json.loads((directory / METRICS).read_text())
+    chosen = joblib.load(directory / CHOSEN_MODEL)
+    version = registry.register(
+        name,
+        chosen,
+        schema=online.schema,
+        task=online.task,
+        metrics=registry_metrics(metrics),
+        data_summary=data_summary(metrics, online, directory),
+        note=note or f"offline challenger {getattr(chosen, 'name', '')} of {metrics.get('source')}",
+        reference=ReferenceProfile.from_json((directory / REFERENCE).read_text()),
+        promote=False,
+    )
+    registry.set_challenger(name, version.version)
+    return version

@@ -45,6 +45,7 @@ from offline.evaluate import (
     secondary_metrics,
 )
 from offline.export import (
+    CHOSEN_MODEL,
     ONLINE_MODEL,
     RIVER_MODEL,
     atomic_directory,
@@ -311,7 +312,7 @@ def write_outputs(outcome: Outcome, directory: Path) -> None:
     """Write every artifact and the manifest into ``directory``."""
     card, metrics = outcome.card, outcome.metrics
     write_json(directory / "metrics.json", metrics)
-    write_joblib(directory / "model.joblib", outcome.chosen)
+    write_joblib(directory / CHOSEN_MODEL, outcome.chosen)
     write_joblib(directory / "baseline.joblib", outcome.baseline)
     write_pickle(directory / RIVER_MODEL, outcome.river.model_)
     write_json(directory / ONLINE_MODEL, {

@@ -25,8 +25,16 @@ from monitoring.alerts_io import WebhookSender
 from monitoring.metrics_drift import METRICS
 from streams.batch_source import BatchSource
 from streams.join_store import JoinRecord, JoinStore
-from streams.learning import LabelLearner
-from streams.metrics import DEAD_LETTERED, EVENTS_SCORED, REDIS_ERRORS, REVIEW_REQUESTS, SCORING_LATENCY, serve_metrics
+from streams.learning import RETRIABLE_ERRORS, LabelLearner
+from streams.metrics import (
+    CHALLENGER_SCORED,
+    DEAD_LETTERED,
+    EVENTS_SCORED,
+    REDIS_ERRORS,
+    REVIEW_REQUESTS,
+    SCORING_LATENCY,
+    serve_metrics,
+)
 from streams.model_cache import ModelCache
 from streams.publisher import Publisher, producer_for
 from streams.records import Alert, dumps, now_ms
@@ -83,16 +91,23 @@ class Worker:
         batch = score_records(records, parsed, self.models.get, self.policy, thresholds=self.thresholds)
         ttl_ms = self.settings.label_ttl_seconds * 1000
         for name, group in batch.by_model.items():
+            shadow = self._shadow(name, group.rows)
             await self.joins.put_many(
                 name,
                 [
                     (
                         event.event_id,
                         JoinRecord(
-                            row, s.prediction, s.probabilities, s.score, group.loaded.version, event.ts + ttl_ms
+                            row,
+                            s.prediction,
+                            s.probabilities,
+                            s.score,
+                            group.loaded.version,
+                            event.ts + ttl_ms,
+                            shadow[i] if shadow else None,
                         ),
-                    )
-                    for event, row, s in zip(group.events, group.rows, group.scored, strict=True)
+                    )  # fmt: skip
+                    for i, (event, row, s) in enumerate(zip(group.events, group.rows, group.scored, strict=True))
                 ],
             )
         self._watch(batch)
@@ -111,6 +126,20 @@ class Worker:
         for latency in batch.latencies_ms:
             SCORING_LATENCY.observe(latency / 1000)
         return acknowledged
+
+    def _shadow(self, name: str, rows: list[dict]) -> list[list | None] | None:
+        """The challenger's output for ``rows`` ([version, prediction, probabilities, score] each), if any."""
+        held = self.models.challengers.get(name)
+        if held is None:
+            return None
+        version, challenger = held
+        try:
+            scored = challenger.score_batch(rows)
+        except Exception as exc:  # noqa: BLE001 - a failing challenger must never stop the champion
+            log.warning("challenger %s v%s failed: %r", name, version, exc)
+            return None
+        CHALLENGER_SCORED.labels(name).inc(len(scored))
+        return [[version, s.prediction, s.probabilities, s.score] if s.error is None else None for s in scored]
 
     # --- monitoring and alerts ---------------------------------------------------------------
     def _watch(self, batch: ScoredBatch) -> None:
@@ -178,6 +207,7 @@ class Worker:
                 group_id=f"{settings.topic_prefix}learning",
                 handler=self.learning.handle,
                 on_assigned=self.learning.on_assigned,
+                retry_on=RETRIABLE_ERRORS,
                 max_records=settings.batch_size,
                 timeout_ms=settings.batch_timeout_ms,
             ),
@@ -250,6 +280,7 @@ class Worker:
 
         @app.timer(settings.reload_check_seconds)
         async def _reload() -> None:
+            await self.joins.flush()  # join writes buffered during a Redis outage, also when no event follows
             await self.models.refresh()
             await self._refresh_thresholds()
             self.scoring_watch.export()

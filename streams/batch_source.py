@@ -7,7 +7,10 @@ application (lifecycle, worker, services) while the hot path reads whole batches
   the source handles the next batch meanwhile (I/O overlaps compute), then awaits the acknowledgements and
   only then commits the previous batch's offsets;
 * when partitions are revoked or the service stops, the batch in flight is finished and committed first;
-* records of partitions no longer assigned are dropped before handling (the new owner reads them again).
+* records of partitions no longer assigned are dropped before handling (the new owner reads them again);
+* a batch whose handler raises one of ``retry_on`` (e.g. Redis unreachable) is not committed: its partitions
+  are rewound to the batch's first offsets and it is handled again after ``retry_pause`` seconds (the handler
+  must leave no half-applied state behind). Any other exception crashes the service.
 """
 
 from __future__ import annotations
@@ -59,6 +62,8 @@ class BatchSource(mode.Service):
         commit_to_kafka: bool = True,
         max_records: int = 500,
         timeout_ms: int = 50,
+        retry_on: tuple[type[BaseException], ...] = (),
+        retry_pause: float = 1.0,
         **kwargs: Any,
     ) -> None:
         self.source_name = name
@@ -70,6 +75,9 @@ class BatchSource(mode.Service):
         self.commit_to_kafka = commit_to_kafka
         self.max_records = max_records
         self.timeout_ms = timeout_ms
+        self.retry_on = retry_on
+        self.retry_pause = retry_pause
+        self.retries = 0
         self.in_flight = asyncio.Lock()
         self.consumer: AIOKafkaConsumer | None = None
         self.pending: Pending | None = None
@@ -107,19 +115,41 @@ class BatchSource(mode.Service):
                 log.warning("%s: fetch failed: %r", self.label, exc)
                 await asyncio.sleep(0.5)
                 continue
+            failed = False
             async with self.in_flight:
                 assigned = consumer.assignment()
                 records = [r for tp, rs in fetched.items() if tp in assigned for r in rs]
                 done: Pending | None = None
                 if records:
                     BATCH_SIZE.labels(self.source_name).observe(len(records))
-                    acked = await self.handler(records)
-                    offsets = {tp: rs[-1].offset + 1 for tp, rs in fetched.items() if rs and tp in assigned}
-                    done = (acked, offsets)
-                    self.batches += 1
-                    self._export_lag(consumer, fetched)
+                    try:
+                        acked = await self.handler(records)
+                    except self.retry_on as exc:
+                        failed = True
+                        self._rewind(consumer, fetched, assigned, exc)
+                    else:
+                        offsets = {tp: rs[-1].offset + 1 for tp, rs in fetched.items() if rs and tp in assigned}
+                        done = (acked, offsets)
+                        self.batches += 1
+                        self._export_lag(consumer, fetched)
                 await self.finish_pending()
                 self.pending = done
+            if failed:  # outside the lock: a rebalance or a stop need not wait for the pause
+                await self.sleep(self.retry_pause)
+
+    def _rewind(
+        self,
+        consumer: AIOKafkaConsumer,
+        fetched: dict[TopicPartition, list[ConsumerRecord]],
+        assigned: set[TopicPartition],
+        exc: BaseException,
+    ) -> None:
+        """Seek the partitions of a failed batch back to its first records: it is read and handled again."""
+        self.retries += 1
+        log.warning("%s: batch failed, handling it again in %.1f s: %r", self.label, self.retry_pause, exc)
+        for tp, records in fetched.items():
+            if records and tp in assigned:
+                consumer.seek(tp, records[0].offset)
 
     async def finish_pending(self) -> None:
         """Wait until the previous batch's output is acknowledged, then commit its offsets."""

@@ -11,6 +11,7 @@ When Redis is unreachable, writes wait in a bounded buffer and are retried with 
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import logging
 from dataclasses import dataclass
@@ -43,10 +44,14 @@ class JoinRecord:
     score: float | None
     version: int
     expires_ms: int
+    #: The challenger's output in shadow: [version, prediction, probabilities, score], when one is set.
+    challenger: list[Any] | None = None
 
     def to_json(self) -> bytes:
         """A compact JSON array (``dataclasses.asdict`` deep-copies: measured as the scorer's largest cost)."""
-        return orjson.dumps([self.x, self.prediction, self.probabilities, self.score, self.version, self.expires_ms])
+        return orjson.dumps(
+            [self.x, self.prediction, self.probabilities, self.score, self.version, self.expires_ms, self.challenger]
+        )
 
     @classmethod
     def from_json(cls, raw: bytes | str) -> JoinRecord:
@@ -62,6 +67,7 @@ class JoinStore:
         self.redis_ttl = 2 * ttl_seconds
         self._buffer: collections.deque[tuple[str, bytes]] = collections.deque(maxlen=MAX_BUFFERED_WRITES)
         self._set_many = client.register_script(SET_MANY_WITH_TTL)
+        self._flushing = asyncio.Lock()
 
     def key(self, model: str, event_id: str) -> str:
         return f"{self.prefix}join:{model}:{event_id}"
@@ -74,18 +80,28 @@ class JoinStore:
     async def put_many(self, model: str, records: list[tuple[str, JoinRecord]]) -> None:
         """Store records (event_id, record); never raises: on Redis errors they are kept and retried."""
         self._buffer.extend((self.key(model, event_id), record.to_json()) for event_id, record in records)
-        if not self._buffer:
-            return
-        pending = list(self._buffer)
-        try:
-            # One command per batch: a server-side loop of SET ... EX (500 pipelined SETs cost ~10x more client CPU)
-            await self._set_many(keys=[k for k, _ in pending], args=[self.redis_ttl, *(v for _, v in pending)])
-        except (redis.RedisError, OSError) as exc:
-            REDIS_ERRORS.labels("join_write").inc()
-            log.warning("join store unreachable, %d writes buffered: %r", len(self._buffer), exc)
-            return
-        for _ in pending:
-            self._buffer.popleft()
+        await self.flush()
+
+    async def flush(self) -> int:
+        """Write the buffered records; never raises (on Redis errors they stay buffered). Returns how many are left.
+
+        Called by the scorer with each batch, and by a timer and the learner so that writes buffered during an
+        outage reach Redis even when no event follows; one flush at a time.
+        """
+        async with self._flushing:
+            if not self._buffer:
+                return 0
+            pending = list(self._buffer)
+            try:
+                # One command per batch: a server-side loop of SET ... EX (500 pipelined SETs cost ~10x more CPU)
+                await self._set_many(keys=[k for k, _ in pending], args=[self.redis_ttl, *(v for _, v in pending)])
+            except (redis.RedisError, OSError) as exc:
+                REDIS_ERRORS.labels("join_write").inc()
+                log.warning("join store unreachable, %d writes buffered: %r", len(self._buffer), exc)
+                return len(self._buffer)
+            for _ in pending:
+                self._buffer.popleft()
+            return len(self._buffer)
 
     async def get_many(self, model: str, event_ids: list[str]) -> list[JoinRecord | None]:
         """The join records of ``event_ids`` (None where absent); raises redis errors to the caller."""

@@ -16,12 +16,15 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
+import redis
 import redis.asyncio as aioredis
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 
 from driftline.settings import Settings
+from models.champion import PairedComparison, PromotionPolicy, label_loss, save_comparison
 from models.learner import OnlineLearner
 from models.registry import ModelRegistry, UnknownModelError
+from models.scoring import Scored
 from streams.join_store import JoinRecord, JoinStore
 from streams.learning_stage import learn_batch, target_for
 from streams.metrics import DEAD_LETTERED, LABELS_LEARNED, LEARNER_METRIC, MODEL_VERSION
@@ -33,6 +36,8 @@ from streams.watch import Watch
 log = logging.getLogger(__name__)
 
 JOIN_RETRY_SECONDS = 0.2
+#: Errors after which a batch of labels is handled again (BatchSource ``retry_on``) instead of crashing learning.
+RETRIABLE_ERRORS: tuple[type[BaseException], ...] = (redis.RedisError, OSError)
 
 
 @dataclass
@@ -60,6 +65,11 @@ class LabelLearner:
         self.watch = watch
         self.prefix = settings.redis_prefix
         self.alerts: list[Alert] = []
+        #: Paired losses of champion and challenger per model (in memory; the result is stored in Redis).
+        self.comparisons: dict[str, tuple[int, PairedComparison]] = {}
+        self.promotion = PromotionPolicy(
+            settings.challenger_min_labels, settings.challenger_alpha, settings.challenger_min_improvement
+        )
         self.publisher: Publisher
         self.learners: dict[str, ModelLearner] = {}
         #: When this worker's scorer last got its partitions; the join grace of older labels runs from there
@@ -121,6 +131,18 @@ class LabelLearner:
 
     # --- batches -------------------------------------------------------------------------------
     async def handle(self, records: list[ConsumerRecord]) -> None:
+        """Learn a batch; on a Redis error, drop the in-memory learners and re-raise.
+
+        The source then rewinds and retries the batch (``RETRIABLE_ERRORS``); the retry reloads each learner from
+        its last checkpoint, so a label applied in memory by the failed attempt is neither lost nor learned twice.
+        """
+        try:
+            await self._handle(records)
+        except RETRIABLE_ERRORS:
+            self.learners.clear()
+            raise
+
+    async def _handle(self, records: list[ConsumerRecord]) -> None:
         groups: dict[str, list[tuple[ConsumerRecord, Label]]] = defaultdict(list)
         letters = []
         for record in records:
@@ -149,6 +171,7 @@ class LabelLearner:
             for record, _ in fresh:
                 state.learner.mark_offset(record.topic, record.partition, record.offset)
             await self._observe(state, fresh, joins, outcome.learned_indices)
+            await self._compare(state, fresh, joins, outcome.learned_indices)
             state.since_snapshot += outcome.learned
             LABELS_LEARNED.labels(name).inc(outcome.learned)
             touched.append(state)
@@ -187,9 +210,55 @@ class LabelLearner:
         )
         self.alerts += [await asyncio.to_thread(self.watch.act, alert) for alert in alerts]
 
+    async def _compare(
+        self,
+        state: ModelLearner,
+        items: list[tuple[ConsumerRecord, Label]],
+        joins: list[JoinRecord | None],
+        learned: list[int],
+    ) -> None:
+        """Pair champion and challenger losses on the same joined labels; store the result; maybe promote."""
+        shadowed = [(items[i][1], joins[i]) for i in learned if joins[i] is not None and joins[i].challenger]
+        if not shadowed:
+            return
+        current = await asyncio.to_thread(self.registry.challenger_version, state.name)
+        # events scored before the challenger was promoted or cleared still carry its shadow output: skip them
+        shadowed = [(label, join) for label, join in shadowed if join.challenger[0] == current]  # type: ignore[index]
+        if not shadowed:
+            return
+        task = state.learner.task
+        for label, join in shadowed:
+            version, prediction, probabilities, score = join.challenger  # type: ignore[union-attr, misc]
+            held = self.comparisons.get(state.name)
+            if held is None or held[0] != version:
+                held = self.comparisons[state.name] = (version, PairedComparison(alpha=self.settings.challenger_alpha))
+            y = state.learner.coerce(target_for(label.label, state.positive_class))
+            champion = Scored(join.prediction, join.probabilities, join.score, None)  # type: ignore[union-attr]
+            held[1].update(
+                label_loss(task, y, champion), label_loss(task, y, Scored(prediction, probabilities, score, None))
+            )
+        version, comparison = self.comparisons[state.name]
+        result = comparison.result()
+        await asyncio.to_thread(
+            save_comparison,
+            self.registry.client,
+            self.prefix,
+            state.name,
+            result,
+            champion_version=shadowed[-1][1].version,  # type: ignore[union-attr] - the version that served
+            challenger_version=version,
+        )
+        decision = self.promotion.decide(result)
+        if self.settings.challenger_auto_promote and decision.promote:
+            await asyncio.to_thread(self.registry.promote, state.name, version)
+            await asyncio.to_thread(self.registry.set_challenger, state.name, None)
+            self.comparisons.pop(state.name, None)
+            log.warning("promoted challenger %s v%s: %s", state.name, version, decision.reason)
+
     async def _join(self, name: str, items: list[tuple[ConsumerRecord, Label]]) -> list[JoinRecord | None]:
         """Join records; a young label whose event is not scored yet waits up to the grace period."""
         ids = [label.event_id for _, label in items]
+        await self.joins.flush()  # this worker's own join writes buffered during a Redis outage come first
         joins = await self.joins.get_many(name, ids)
         grace_ms = self.settings.join_grace_seconds * 1000
         while True:

@@ -24,6 +24,7 @@ MODEL_INTEGRITY_FAILURES = Counter(
 )
 LEARNER_METRIC = Gauge("driftline_prequential_metric", "Prequential metric of the online learner", ["model", "metric"])
 LABELS_LEARNED = Counter("driftline_labels_learned_total", "Labels joined and learned", ["model"])
+CHALLENGER_SCORED = Counter("driftline_challenger_scored_total", "Events scored in shadow by a challenger", ["model"])
 REVIEW_REQUESTS = Counter("driftline_review_requests_total", "Low-confidence predictions sent to review", ["model"])
 REDIS_ERRORS = Counter("driftline_redis_errors_total", "Redis operations that failed and were retried", ["op"])
 

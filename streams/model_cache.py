@@ -16,6 +16,7 @@ from typing import Any
 
 import redis
 
+from models.champion import Challenger, as_challenger
 from models.features import FeatureSchema
 from models.registry import IntegrityError, ModelRegistry, ModelVersion, UnknownModelError
 from streams.metrics import MODEL_INTEGRITY_FAILURES, MODEL_RELOADS, MODEL_VERSION, REDIS_ERRORS
@@ -59,6 +60,8 @@ class ModelCache:
         self._loaded: dict[str, LoadedModel] = {}
         self._unknown_until: dict[str, float] = {}
         self._refused: set[tuple[str, int]] = set()
+        #: Challengers scored in shadow: model name -> (version, adapter).
+        self.challengers: dict[str, tuple[int, Challenger]] = {}
 
     def get(self, name: str) -> LoadedModel | None:
         """The loaded model called ``name``, if any (no I/O)."""
@@ -70,7 +73,9 @@ class ModelCache:
         for name in names:
             if name in self._loaded or self._unknown_until.get(name, 0) > now:
                 continue
-            if not await self._load(name, None):
+            if await self._load(name, None):
+                await self._refresh_challenger(name)
+            else:
                 self._unknown_until[name] = now + retry_unknown_after
 
     async def refresh(self) -> None:
@@ -84,6 +89,33 @@ class ModelCache:
                 return
             if current is not None and current != loaded.version and (name, current) not in self._refused:
                 await self._load(name, current)
+            await self._refresh_challenger(name)
+
+    async def _refresh_challenger(self, name: str) -> None:
+        """Load the challenger of ``name`` when one was set or changed; drop it when it was cleared."""
+        try:
+            version = await asyncio.to_thread(self.registry.challenger_version, name)
+        except redis.RedisError:
+            REDIS_ERRORS.labels("challenger_refresh").inc()
+            return
+        held = self.challengers.get(name)
+        if version is None:
+            self.challengers.pop(name, None)
+            return
+        if (held is not None and held[0] == version) or (name, version) in self._refused:
+            return
+        try:
+            meta, model = await asyncio.to_thread(self.registry.load, name, version)
+        except IntegrityError as exc:
+            self._refused.add((name, version))
+            MODEL_INTEGRITY_FAILURES.labels(name).inc()
+            self.on_integrity_failure(name, version, str(exc))
+            return
+        except (UnknownModelError, redis.RedisError):
+            return
+        positive = meta.data_summary.get("positive_class")
+        self.challengers[name] = (version, as_challenger(model, meta.task, positive))
+        MODEL_VERSION.labels(name, "challenger").set(version)
 
     async def _load(self, name: str, version: int | None) -> bool:
         try:
