@@ -113,6 +113,9 @@ ROWS: list[tuple[str, list[Panel]]] = [
         Panel("Labels learned / s", "Delayed labels joined to their events and learned, by model. 0 while labels "
               "are published: labels arrive after DRIFTLINE_LABEL_TTL_SECONDS or with unknown event ids.",
               [Target(rate("driftline_labels_learned_total", "model"), "{{model}}")], unit="ops"),
+        Panel("Challenger in shadow / s", "Events the challenger scored beside the champion, by model; its paired "
+              "loss test: `driftline models compare NAME`. 0 while a challenger is set: check Model integrity.",
+              [Target(rate("driftline_challenger_scored_total", "model"), "{{model}}")], unit="ops"),
         Panel("Review requests / s", "Low-confidence predictions sent to the review topic, by model. A jump: "
               "the model is unsure about new data, often the first sign of drift.",
               [Target(rate("driftline_review_requests_total", "model"), "{{model}}")], unit="ops"),
