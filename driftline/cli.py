@@ -12,13 +12,12 @@ from pathlib import Path
 
 import click
 from aiokafka.errors import KafkaError
-from pydantic import ValidationError
 from rich.console import Console
 from rich.progress import Progress
 
+from driftline.cli_support import load_settings
 from driftline.connections import kafka_kwargs
 from driftline.runtime import embedded_stack
-from driftline.settings import Settings
 
 #: Command groups that live in their own modules: name -> "module:attribute".
 SUBCOMMANDS = {
@@ -50,15 +49,6 @@ def main() -> None:
     Settings come from DRIFTLINE_* environment variables (see README). Without DRIFTLINE_BROKER_URL and
     DRIFTLINE_REDIS_URL, commands use the embedded stack (Tansu broker + redis-server on loopback).
     """
-
-
-def _settings() -> Settings:
-    try:
-        return Settings()
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        raise click.ClickException(f"invalid settings: {where + ': ' if where else ''}{first['msg']}") from None
 
 
 @main.command()
@@ -148,7 +138,7 @@ def worker(loglevel: str) -> None:
     """
     from streams.app import run_worker
 
-    settings = _settings()
+    settings = load_settings()
     if settings.broker_url and settings.redis_url:
         run_worker(settings, settings.broker_url, settings.redis_url, loglevel)
         return
@@ -178,7 +168,7 @@ def produce(path: Path, rate: float | None, topic_name: str) -> None:
     from streams.publisher import producer_for
     from streams.topics import ensure_topics
 
-    settings = _settings()
+    settings = load_settings()
     if settings.broker_url is None:
         raise click.ClickException("DRIFTLINE_BROKER_URL is not set; start `driftline up` and export what it prints")
     try:

@@ -7,8 +7,8 @@ import contextlib
 
 import click
 
+from driftline.cli_support import load_settings
 from driftline.connections import kafka_kwargs
-from driftline.settings import Settings
 from monitoring.alerts_io import summary, tail_alerts
 from streams.records import Alert
 
@@ -29,7 +29,7 @@ def tail(as_json: bool, from_beginning: bool, max_alerts: int | None, timeout: f
 
     Needs DRIFTLINE_BROKER_URL (the broker the workers publish to).
     """
-    settings = Settings()
+    settings = load_settings()
     if settings.broker_url is None:
         raise click.ClickException("no broker: set DRIFTLINE_BROKER_URL to the broker the workers publish alerts to")
 

@@ -22,8 +22,8 @@ import click
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.errors import KafkaError
 from aiokafka.structs import ConsumerRecord, TopicPartition
-from pydantic import ValidationError
 
+from driftline.cli_support import load_settings
 from driftline.connections import kafka_kwargs
 from driftline.settings import Settings
 from streams.dlq import (
@@ -43,13 +43,9 @@ FETCH_RECORDS = 500
 T = TypeVar("T")
 
 
-def load_settings(topic_prefix: str | None = None) -> tuple[Settings, str]:
+def broker_settings(topic_prefix: str | None = None) -> tuple[Settings, str]:
     """Settings from the environment and the broker URL; a one-line :class:`click.ClickException` if unusable."""
-    try:
-        settings = Settings()
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        raise click.ClickException(f"invalid settings: {first['msg'].removeprefix('Value error, ')}") from exc
+    settings = load_settings()
     if topic_prefix is not None:
         settings = settings.model_copy(update={"topic_prefix": topic_prefix})
     if settings.broker_url is None:
@@ -260,7 +256,7 @@ def replay(
     a dlq.replayed header counting replays. Progress is committed in the replay's own consumer group, so
     running it again replays only dead letters that arrived since. Run one replay at a time.
     """
-    settings, bootstrap = load_settings(topic_prefix)
+    settings, bootstrap = broker_settings(topic_prefix)
     policy = ReplayPolicy(
         prefix=settings.topic_prefix, dead_letter_topic=settings.topic("dead-letter"),
         stages=frozenset(stages), max_replays=max_replays,
@@ -294,7 +290,7 @@ def inspect(
     topic_prefix: str | None, stages: tuple[str, ...], limit: int, timeout: float, as_json: bool
 ) -> None:
     """Print dead letters with where they came from and why they were rejected (reads only)."""
-    settings, bootstrap = load_settings(topic_prefix)
+    settings, bootstrap = broker_settings(topic_prefix)
     topic = settings.topic("dead-letter")
     found, stopped = run_on_broker(
         bootstrap, read_dead_letters(settings, bootstrap, topic, limit, timeout, frozenset(stages))

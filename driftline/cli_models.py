@@ -16,10 +16,9 @@ from typing import Any
 
 import click
 import redis
-from pydantic import ValidationError
 
+from driftline.cli_support import load_settings
 from driftline.connections import redis_client
-from driftline.settings import Settings
 from models.champion import load_comparison
 from models.registry import IntegrityError, ModelRegistry, ModelVersion, UnknownModelError, parse_ref
 
@@ -66,11 +65,7 @@ def clean_errors() -> Iterator[None]:
 
 def open_registry(prefix: str | None) -> ModelRegistry:
     """The registry of the configured Redis (ClickException when settings or Redis are unusable)."""
-    try:
-        settings = Settings()
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        raise click.ClickException(f"invalid settings: {first['msg'].removeprefix('Value error, ')}") from None
+    settings = load_settings()
     if settings.redis_url is None:
         raise click.ClickException(NO_REDIS)
     client = redis_client(settings, settings.redis_url)

@@ -17,6 +17,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
+from driftline.cli_support import load_settings
 from offline.errors import OfflineError
 
 
@@ -37,8 +38,14 @@ def offline() -> None:
 @offline.command()
 @click.option("--data", "data", required=True, type=click.Path(path_type=Path), help="CSV or Parquet file.")
 @click.option("--target", required=True, help="Column to predict.")
-@click.option("--out", "out", default=Path("framing.toml"), show_default=True, type=click.Path(path_type=Path),
-              help="Where to write the framing card.")
+@click.option(
+    "--out",
+    "out",
+    default=Path("framing.toml"),
+    show_default=True,
+    type=click.Path(path_type=Path),
+    help="Where to write the framing card.",
+)
 @click.option("--decision", default=None, help="The decision the model supports (goes into the card).")
 @click.option("--force", is_flag=True, help="Overwrite an existing card.")
 def frame(data: Path, target: str, out: Path, decision: str | None, force: bool) -> None:
@@ -69,22 +76,38 @@ def frame(data: Path, target: str, out: Path, decision: str | None, force: bool)
         console.print(balance)
     elif facts.target_summary:
         console.print(f"target '{target}': " + ", ".join(f"{k} {v:.4g}" for k, v in facts.target_summary.items()))
-    console.print(f"{facts.rows:,} rows, {len(facts.columns)} columns, {facts.duplicates:,} duplicate rows; "
-                  f"task inferred: {card.task}, metric: {card.primary_metric}")
+    console.print(
+        f"{facts.rows:,} rows, {len(facts.columns)} columns, {facts.duplicates:,} duplicate rows; "
+        f"task inferred: {card.task}, metric: {card.primary_metric}"
+    )
     if card.exclude:
         console.print(f"entirely empty, excluded in the card: {', '.join(card.exclude)}")
-    console.print(f"wrote {out}: edit the decision, costs and go/no-go rule, then "
-                  f"`driftline offline train --data {data} --framing {out} --out DIR`")
+    console.print(
+        f"wrote {out}: edit the decision, costs and go/no-go rule, then "
+        f"`driftline offline train --data {data} --framing {out} --out DIR`"
+    )
 
 
 def _profile_table(facts: Any) -> Table:
     table = Table(title=f"profile: {facts.rows:,} rows")
-    for name, justify in (("column", "left"), ("dtype", "left"), ("kind", "left"), ("missing", "right"),
-                          ("distinct", "right"), ("example", "left")):
+    for name, justify in (
+        ("column", "left"),
+        ("dtype", "left"),
+        ("kind", "left"),
+        ("missing", "right"),
+        ("distinct", "right"),
+        ("example", "left"),
+    ):
         table.add_column(name, justify=justify)  # type: ignore[arg-type]
     for column in facts.columns:
-        table.add_row(column.name, column.dtype, column.kind, f"{column.missing:,} ({column.missing_rate:.1%})",
-                      f"{column.distinct:,}", column.example)
+        table.add_row(
+            column.name,
+            column.dtype,
+            column.kind,
+            f"{column.missing:,} ({column.missing_rate:.1%})",
+            f"{column.distinct:,}",
+            column.example,
+        )
     return table
 
 
@@ -111,8 +134,10 @@ def train(data: Path, framing: Path, out: Path, as_json: bool, force: bool) -> N
 
 def _train_summary(m: dict[str, Any], out: Path) -> list[Any]:
     metric = m["primary_metric"]
-    table = Table(title=f"{m['target']} ({m['task']}): candidates, {m['search']['folds']}-fold CV {metric} "
-                        f"on {m['search']['rows']:,} training rows")
+    table = Table(
+        title=f"{m['target']} ({m['task']}): candidates, {m['search']['folds']}-fold CV {metric} "
+        f"on {m['search']['rows']:,} training rows"
+    )
     table.add_column("candidate")
     table.add_column("role")
     table.add_column(f"CV {metric}", justify="right")
@@ -120,13 +145,16 @@ def _train_summary(m: dict[str, Any], out: Path) -> list[Any]:
         mark = " <- chosen" if c["name"] == m["chosen"]["name"] else ""
         table.add_row(c["name"] + mark, c["role"], f"{_num(c['cv_mean'])} ± {_num(c['cv_std'])}")
     test, base, gain = m["test"], m["baseline"], m["improvement"]
-    return [table, (
-        f"test {metric} {_num(test['value'])} [{_num(test['ci_low'])}, {_num(test['ci_high'])}] on "
-        f"{test['rows']:,} locked rows; baseline {base['name']} {_num(base['value'])}; improvement "
-        f"{_num(gain['value'])} [{_num(gain['ci_low'])}, {_num(gain['ci_high'])}]\n"
-        f"verdict: {m['verdict']['decision'].upper()} ({'; '.join(m['verdict']['reasons'])})\n"
-        f"outputs in {out}: metrics.json, model.joblib, river_model.pkl, reference_profile.json, report.html"
-    )]
+    return [
+        table,
+        (
+            f"test {metric} {_num(test['value'])} [{_num(test['ci_low'])}, {_num(test['ci_high'])}] on "
+            f"{test['rows']:,} locked rows; baseline {base['name']} {_num(base['value'])}; improvement "
+            f"{_num(gain['value'])} [{_num(gain['ci_low'])}, {_num(gain['ci_high'])}]\n"
+            f"verdict: {m['verdict']['decision'].upper()} ({'; '.join(m['verdict']['reasons'])})\n"
+            f"outputs in {out}: metrics.json, model.joblib, river_model.pkl, reference_profile.json, report.html"
+        ),
+    ]
 
 
 def _num(value: Any) -> str:
@@ -139,23 +167,19 @@ def _num(value: Any) -> str:
 @click.option("--prefix", default=None, help="Prefix of the registry's Redis keys (default: the worker's).")
 @click.option("--note", default=None, help="Note stored with the version.")
 @click.option("--no-promote", is_flag=True, help="Store the version without making it current.")
-@click.option("--challenger", is_flag=True,
-              help="Register DIRECTORY's scikit-learn model instead, as the challenger scored in shadow.")
+@click.option(
+    "--challenger",
+    is_flag=True,
+    help="Register DIRECTORY's scikit-learn model instead, as the challenger scored in shadow.",
+)
 def register(
     directory: Path, name: str | None, prefix: str | None, note: str | None, no_promote: bool, challenger: bool
 ) -> None:
     """Store DIRECTORY's River model and reference profile as a new version in the registry (Redis)."""
-    from pydantic import ValidationError
-
     from driftline.cli_models import clean_errors, open_registry
-    from driftline.settings import Settings
     from offline.register import register_challenger_dir, register_dir
 
-    try:
-        settings = Settings()
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        raise click.ClickException(f"invalid settings: {first['msg'].removeprefix('Value error, ')}") from None
+    settings = load_settings()
     registry = open_registry(prefix or settings.redis_prefix)
     with one_line_errors(), clean_errors():
         if challenger:
@@ -165,3 +189,50 @@ def register(
     state = "challenger, scored in shadow" if challenger else "current" if not no_promote else "not promoted"
     click.echo(f"registered {version.name} version {version.version} ({state}) from {directory}")
 
+
+@offline.command()
+@click.argument("name", required=False)
+@click.option(
+    "--out",
+    "out_dir",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Directory for the candidate's artifacts (as `offline train` writes them).",
+)
+@click.option(
+    "--since-hours",
+    default=24.0,
+    show_default=True,
+    type=click.FloatRange(min=0, min_open=True),
+    help="Window of labelled rows when no retrain request is pending.",
+)
+@click.option(
+    "--max-rows",
+    default=100_000,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Newest labelled rows to train on.",
+)
+@click.option("--force", is_flag=True, help="Replace a non-empty output directory.")
+def retrain(name: str | None, out_dir: Path, since_hours: float, max_rows: int, force: bool) -> None:
+    """Train on the events and labels the stream joined recently; register a candidate version (not promoted).
+
+    Serves the newest retrain request an alert raised (its time window), else the last --since-hours.
+    Then compare it in shadow (`driftline models challenge NAME@VERSION`) or promote it.
+    """
+    from driftline.cli_models import clean_errors, open_registry
+    from offline.retrain import hours_ago_ms
+    from offline.retrain import retrain as run_retrain
+
+    settings = load_settings()
+    registry = open_registry(settings.redis_prefix)
+    model = name or settings.model_name
+    with one_line_errors(), clean_errors():
+        outcome = run_retrain(registry.client, registry, model, out_dir, since_ms=hours_ago_ms(since_hours),
+                              max_rows=max_rows, force=force)  # fmt: skip
+    served = f" (request {outcome.request.request_id})" if outcome.request else ""
+    version = outcome.version.version
+    click.echo(
+        f"registered {model} version {version} (candidate, not promoted) from {outcome.rows} labelled rows"
+        f"{served}; next: driftline models challenge {model}@{version}"
+    )

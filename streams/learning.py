@@ -16,6 +16,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
 import redis
 import redis.asyncio as aioredis
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
@@ -36,6 +37,7 @@ from streams.watch import Watch
 log = logging.getLogger(__name__)
 
 JOIN_RETRY_SECONDS = 0.2
+MAX_LABELLED_ROWS = 200_000
 #: Errors after which a batch of labels is handled again (BatchSource ``retry_on``) instead of crashing learning.
 RETRIABLE_ERRORS: tuple[type[BaseException], ...] = (redis.RedisError, OSError)
 
@@ -50,6 +52,8 @@ class ModelLearner:
     positive_class: Any | None
     since_snapshot: int = 0
     last_snapshot: float = field(default_factory=time.monotonic)
+    #: Learned (features, label) rows not yet written to the labelled stream (written with the checkpoint).
+    rows: list[tuple[dict[str, Any], Any]] = field(default_factory=list)
 
 
 class LabelLearner:
@@ -172,6 +176,10 @@ class LabelLearner:
                 state.learner.mark_offset(record.topic, record.partition, record.offset)
             await self._observe(state, fresh, joins, outcome.learned_indices)
             await self._compare(state, fresh, joins, outcome.learned_indices)
+            state.rows += [
+                (joins[i].x, target_for(fresh[i][1].label, state.positive_class))  # type: ignore[union-attr]
+                for i in outcome.learned_indices
+            ]
             state.since_snapshot += outcome.learned
             LABELS_LEARNED.labels(name).inc(outcome.learned)
             touched.append(state)
@@ -299,7 +307,15 @@ class LabelLearner:
         }
         if state.name in self.watch.monitors:
             mapping["monitor"] = self.watch.snapshot(state.name)
-        await self.client.hset(self.checkpoint_key(state.name), mapping=mapping)
+        # One transaction: the checkpoint and the rows it learned (the retrain data) land together or not at all
+        async with self.client.pipeline(transaction=True) as pipe:
+            pipe.hset(self.checkpoint_key(state.name), mapping=mapping)
+            stream = labelled_key(self.prefix, state.name)
+            for x, y in state.rows:
+                pipe.xadd(stream, {"x": orjson.dumps(x), "y": orjson.dumps(y)}, maxlen=MAX_LABELLED_ROWS,
+                          approximate=True)  # fmt: skip
+            await pipe.execute()
+        state.rows.clear()
         for metric, value in state.learner.metrics().items():
             LEARNER_METRIC.labels(state.name, metric).set(value)
 
@@ -318,6 +334,11 @@ class LabelLearner:
         )
         state.base_version, state.since_snapshot, state.last_snapshot = new.version, 0, time.monotonic()
         MODEL_VERSION.labels(state.name, "learner").set(new.version)
+
+
+def labelled_key(prefix: str, name: str) -> str:
+    """Redis stream of the learned (features, label) rows of ``name``: what ``driftline offline retrain`` trains on."""
+    return f"{prefix}labelled:{name}"
 
 
 async def learned_count(client: aioredis.Redis, prefix: str, name: str) -> int:
