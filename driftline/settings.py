@@ -42,22 +42,28 @@ class Settings(BaseSettings):
     redis_url: str | None = Field(
         None, description="Redis URL, e.g. redis://user:pass@redis:6379/0. Unset: embedded redis-server."
     )
-    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
-    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
-    kafka_sasl_username: str | None = None
-    kafka_sasl_password: SecretStr | None = None
-    kafka_ssl_cafile: str | None = None
-    kafka_ssl_certfile: str | None = None
-    kafka_ssl_keyfile: str | None = None
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        "PLAINTEXT", description="How every Kafka client (aiokafka and Faust) connects."
+    )
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = Field(
+        None, description="SASL mechanism (SASL_* protocols; PLAIN when unset)."
+    )
+    kafka_sasl_username: str | None = Field(None, description="SASL user.")
+    kafka_sasl_password: SecretStr | None = Field(None, description="SASL password.")
+    kafka_ssl_cafile: str | None = Field(None, description="CA bundle that signed the brokers' certificates.")
+    kafka_ssl_certfile: str | None = Field(None, description="Client certificate (mutual TLS).")
+    kafka_ssl_keyfile: str | None = Field(None, description="Client certificate's key (mutual TLS).")
     redis_username: str | None = Field(None, description="Redis ACL user (overrides the URL's user).")
     redis_password: SecretStr | None = Field(None, description="Redis ACL password.")
-    redis_ssl: bool = False
-    redis_ssl_cafile: str | None = None
+    redis_ssl: bool = Field(False, description="Connect to Redis over TLS (rediss://).")
+    redis_ssl_cafile: str | None = Field(None, description="CA bundle of the Redis server's certificate.")
 
     # --- topics ------------------------------------------------------------------------------
-    topic_prefix: str = "driftline."
+    topic_prefix: str = Field(
+        "driftline.", description="Prefix of every topic; Redis keys use it with ':' (driftline:)."
+    )
     partitions: int = Field(4, ge=1, description="Partitions of every driftline topic.")
-    replication_factor: int = Field(1, ge=1)
+    replication_factor: int = Field(1, ge=1, description="Replication factor of the topics driftline creates.")
 
     # --- model -------------------------------------------------------------------------------
     model_name: str = Field("default", description="Model an event without a 'model' field is scored by.")
@@ -100,7 +106,7 @@ class Settings(BaseSettings):
 
     # --- metrics -----------------------------------------------------------------------------
     metrics_host: str = Field("127.0.0.1", description="Address /metrics binds to.")
-    metrics_port: int | None = Field(9464, ge=0, le=65535, description="Port of /metrics; unset disables.")
+    metrics_port: int = Field(9464, ge=0, le=65535, description="Port of /metrics; 0 disables it.")
 
     # --- monitoring and alerts --------------------------------------------------------------
     false_alarms_per_100k: float = Field(
@@ -113,12 +119,12 @@ class Settings(BaseSettings):
         '"adjust_threshold"}; unset kinds keep the defaults (retrain on concept drift, rollback on integrity).',
     )
     webhook_url: str | None = Field(None, description="POST every alert as JSON here (with retries).")
-    webhook_retries: int = Field(3, ge=0)
+    webhook_retries: int = Field(3, ge=0, description="Retries of a failed webhook delivery (exponential backoff).")
 
     # --- consumer-group tuning (defaults suit the embedded broker and tests) -----------------
-    session_timeout_ms: int = Field(10_000, ge=1000)
-    heartbeat_interval_ms: int = Field(1_000, ge=100)
-    rebalance_timeout_ms: int = Field(10_000, ge=1000)
+    session_timeout_ms: int = Field(10_000, ge=1000, description="A silent worker leaves the group after this.")
+    heartbeat_interval_ms: int = Field(1_000, ge=100, description="Consumer heartbeat interval.")
+    rebalance_timeout_ms: int = Field(10_000, ge=1000, description="Time members get to rejoin on a rebalance.")
 
     @model_validator(mode="after")
     def _hmac_key_required_off_embedded(self) -> Settings:

@@ -240,7 +240,7 @@ class Worker:
             Watch("learning", self.settings, self.registry, self.registry.client),
         )
         self.learning.publisher = Publisher(self.publisher.producer)
-        if self.settings.metrics_port is not None:
+        if self.settings.metrics_port:
             serve_metrics(self.settings.metrics_host, self.settings.metrics_port)
 
     async def stop(self) -> None:

@@ -80,8 +80,8 @@ class Watch:
         if blob:
             try:
                 monitor = Monitor.restore(blob, key, deduplicator=self._dedup())
-            except ValueError as exc:
-                log.error("monitor checkpoint of %s refused, starting fresh: %s", meta.name, exc)
+            except Exception as exc:  # noqa: BLE001 - refused, or pickled by another code version: start fresh
+                log.error("monitor checkpoint of %s not restored, starting fresh: %r", meta.name, exc)
         if monitor is None:
             try:
                 reference = self.registry.reference(meta.name, meta.version)
