@@ -93,6 +93,9 @@ class Settings(BaseSettings):
     join_grace_seconds: float = Field(
         30.0, ge=0, description="A label whose event is not scored yet waits this long for it before dead-letter."
     )
+    checkpoint_interval_ms: int = Field(
+        500, ge=0, description="Under load the learner checkpoints at most this often (always when caught up)."
+    )
     snapshot_every_labels: int = Field(1000, ge=1, description="Publish a model version every N labels.")
     snapshot_every_seconds: float = Field(30.0, gt=0, description="... or every T seconds.")
 

@@ -207,6 +207,8 @@ class Worker:
                 group_id=f"{settings.topic_prefix}learning",
                 handler=self.learning.handle,
                 on_assigned=self.learning.on_assigned,
+                on_flush=self.learning.flush,
+                commit_to_kafka=False,  # the learner's offsets live in its checkpoint (exactly-once)
                 retry_on=RETRIABLE_ERRORS,
                 max_records=settings.batch_size,
                 timeout_ms=settings.batch_timeout_ms,

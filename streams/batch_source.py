@@ -32,6 +32,8 @@ log = logging.getLogger(__name__)
 BatchHandler = Callable[[list[ConsumerRecord]], Awaitable[Awaitable[object] | None]]
 Pending = tuple[Awaitable[object] | None, dict[TopicPartition, int]]
 AssignedHook = Callable[[AIOKafkaConsumer, set[TopicPartition]], Awaitable[None]]
+#: Persists what the handler deferred; called between batches: on an idle poll, before a revoke, at stop.
+FlushHook = Callable[[], Awaitable[None]]
 
 
 class _Rebalance(ConsumerRebalanceListener):
@@ -41,6 +43,7 @@ class _Rebalance(ConsumerRebalanceListener):
     async def on_partitions_revoked(self, revoked: Iterable[TopicPartition]) -> None:
         async with self.source.in_flight:  # let the batch being handled finish and commit
             await self.source.finish_pending()
+            await self.source.flush()
 
     async def on_partitions_assigned(self, assigned: Iterable[TopicPartition]) -> None:
         if self.source.on_assigned is not None:
@@ -59,6 +62,7 @@ class BatchSource(mode.Service):
         group_id: str,
         handler: BatchHandler,
         on_assigned: AssignedHook | None = None,
+        on_flush: FlushHook | None = None,
         commit_to_kafka: bool = True,
         max_records: int = 500,
         timeout_ms: int = 50,
@@ -72,6 +76,7 @@ class BatchSource(mode.Service):
         self.group_id = group_id
         self.handler = handler
         self.on_assigned = on_assigned
+        self.on_flush = on_flush
         self.commit_to_kafka = commit_to_kafka
         self.max_records = max_records
         self.timeout_ms = timeout_ms
@@ -102,7 +107,13 @@ class BatchSource(mode.Service):
         if self.consumer is not None:
             async with self.in_flight:
                 await self.finish_pending()
+                await self.flush()
                 await self.consumer.stop()
+
+    async def flush(self) -> None:
+        """Let the handler persist what it deferred (no batch is in flight when this runs)."""
+        if self.on_flush is not None:
+            await self.on_flush()
 
     @mode.Service.task
     async def _consume(self) -> None:
@@ -134,6 +145,8 @@ class BatchSource(mode.Service):
                         self._export_lag(consumer, fetched)
                 await self.finish_pending()
                 self.pending = done
+                if not fetched:
+                    await self.flush()
             if failed:  # outside the lock: a rebalance or a stop need not wait for the pause
                 await self.sleep(self.retry_pause)
 

@@ -52,6 +52,7 @@ class ModelLearner:
     positive_class: Any | None
     since_snapshot: int = 0
     last_snapshot: float = field(default_factory=time.monotonic)
+    last_checkpoint: float = 0.0
     #: Learned (features, label) rows not yet written to the labelled stream (written with the checkpoint).
     rows: list[tuple[dict[str, Any], Any]] = field(default_factory=list)
 
@@ -69,6 +70,8 @@ class LabelLearner:
         self.watch = watch
         self.prefix = settings.redis_prefix
         self.alerts: list[Alert] = []
+        #: Models whose checkpoint was deferred (written by :meth:`flush`).
+        self.dirty: set[str] = set()
         #: Paired losses of champion and challenger per model (in memory; the result is stored in Redis).
         self.comparisons: dict[str, tuple[int, PairedComparison]] = {}
         self.promotion = PromotionPolicy(
@@ -108,6 +111,7 @@ class LabelLearner:
     async def on_assigned(self, consumer: AIOKafkaConsumer, assigned: set[TopicPartition]) -> None:
         """Seek each assigned partition to where the checkpoints say learning stopped."""
         self.learners.clear()  # another worker may have learned since: reload from the checkpoints
+        self.dirty.clear()
         names = await asyncio.to_thread(self.registry.names)
         states = [s for s in [await self._learner(n) for n in names] if s is not None]
         for tp in assigned:
@@ -190,8 +194,22 @@ class LabelLearner:
         await self.publisher.flush()
         for letter in letters:
             DEAD_LETTERED.labels("labels", letter.stage, letter.error_class).inc()
+        now = time.monotonic()
         for state in touched:
-            await self._checkpoint(state)
+            # Under load the checkpoint is written at most every checkpoint_interval_ms (it pickles the learner);
+            # the offsets live only in it, so deferring it replays more labels after a crash, never learns twice.
+            if now - state.last_checkpoint >= self.settings.checkpoint_interval_ms / 1000 or self._snapshot_due(state):
+                await self._checkpoint(state)
+            else:
+                self.dirty.add(state.name)
+
+    async def flush(self) -> None:
+        """Write the deferred checkpoints (called between batches: idle poll, before a revoke, at stop)."""
+        for name in sorted(self.dirty):
+            state = self.learners.get(name)
+            if state is not None:
+                await self._checkpoint(state)
+        self.dirty.clear()
 
     async def _observe(
         self,
@@ -290,13 +308,15 @@ class LabelLearner:
         current one; the restarted learner then loads the snapshot, which holds exactly the checkpoint's labels.
         """
         await self._write_checkpoint(state)
-        due = (
+        if self._snapshot_due(state):
+            await self._snapshot(state)
+            await self._write_checkpoint(state)
+
+    def _snapshot_due(self, state: ModelLearner) -> bool:
+        return state.since_snapshot > 0 and (
             state.since_snapshot >= self.settings.snapshot_every_labels
             or time.monotonic() - state.last_snapshot >= self.settings.snapshot_every_seconds
         )
-        if due and state.since_snapshot:
-            await self._snapshot(state)
-            await self._write_checkpoint(state)
 
     async def _write_checkpoint(self, state: ModelLearner) -> None:
         blob = state.learner.checkpoint(hmac_key=self.settings.hmac_key())
@@ -316,6 +336,7 @@ class LabelLearner:
                           approximate=True)  # fmt: skip
             await pipe.execute()
         state.rows.clear()
+        state.last_checkpoint = time.monotonic()
         for metric, value in state.learner.metrics().items():
             LEARNER_METRIC.labels(state.name, metric).set(value)
 
