@@ -146,7 +146,12 @@ class BatchSource(mode.Service):
                 await self.finish_pending()
                 self.pending = done
                 if not fetched:
-                    await self.flush()
+                    try:
+                        await self.flush()
+                    except self.retry_on as exc:  # what was deferred stays deferred: flushed on a later poll
+                        failed = True
+                        self.retries += 1
+                        log.warning("%s: flush failed, trying again in %.1f s: %r", self.label, self.retry_pause, exc)
             if failed:  # outside the lock: a rebalance or a stop need not wait for the pause
                 await self.sleep(self.retry_pause)
 

@@ -72,6 +72,10 @@ class LabelLearner:
         self.alerts: list[Alert] = []
         #: Models whose checkpoint was deferred (written by :meth:`flush`).
         self.dirty: set[str] = set()
+        #: The labels consumer (set on assignment) and whether the next batch must first seek back to the
+        #: checkpoints (after a Redis error: what was learned in memory since them was dropped).
+        self.consumer: AIOKafkaConsumer | None = None
+        self.resume_from_checkpoint = False
         #: Paired losses of champion and challenger per model (in memory; the result is stored in Redis).
         self.comparisons: dict[str, tuple[int, PairedComparison]] = {}
         self.promotion = PromotionPolicy(
@@ -109,14 +113,29 @@ class LabelLearner:
         return state
 
     async def on_assigned(self, consumer: AIOKafkaConsumer, assigned: set[TopicPartition]) -> None:
-        """Seek each assigned partition to where the checkpoints say learning stopped."""
+        """Seek each assigned partition to where the checkpoints say learning stopped (Redis unreachable: the
+        first batch does it, see :meth:`handle`)."""
+        self.consumer = consumer
+        try:
+            await self._seek_to_checkpoints(consumer, assigned, {})
+        except RETRIABLE_ERRORS as exc:
+            self.resume_from_checkpoint = True
+            log.warning("learner checkpoints unreachable on assignment; the first batch seeks to them: %r", exc)
+        else:
+            self.resume_from_checkpoint = False
+
+    async def _seek_to_checkpoints(
+        self, consumer: AIOKafkaConsumer, partitions: set[TopicPartition], unread: dict[TopicPartition, int]
+    ) -> None:
+        """Reload every learner from its checkpoint and seek each partition to the earliest checkpointed offset
+        (``unread``: first offsets of records fetched but not learned, for partitions no checkpoint mentions)."""
         self.learners.clear()  # another worker may have learned since: reload from the checkpoints
         self.dirty.clear()
         names = await asyncio.to_thread(self.registry.names)
         states = [s for s in [await self._learner(n) for n in names] if s is not None]
-        for tp in assigned:
+        for tp in partitions:
             offsets = [s.learner.next_offset(tp.topic, tp.partition) for s in states]
-            known = [o for o in offsets if o is not None]
+            known = [o for o in offsets if o is not None] + ([unread[tp]] if tp in unread else [])
             if known:
                 consumer.seek(tp, min(known))
 
@@ -139,16 +158,33 @@ class LabelLearner:
 
     # --- batches -------------------------------------------------------------------------------
     async def handle(self, records: list[ConsumerRecord]) -> None:
-        """Learn a batch; on a Redis error, drop the in-memory learners and re-raise.
+        """Learn a batch; on a Redis error, drop the in-memory learners and re-raise (the source retries).
 
-        The source then rewinds and retries the batch (``RETRIABLE_ERRORS``); the retry reloads each learner from
-        its last checkpoint, so a label applied in memory by the failed attempt is neither lost nor learned twice.
+        What was learned in memory since the last checkpoint (deferred ones included) is then dropped, so the next
+        call first reloads the checkpoints and seeks back to them instead of learning: the labels after them are
+        read and learned again, none lost, none learned twice, none half-applied checkpointed by :meth:`flush`.
         """
         try:
+            if self.resume_from_checkpoint:
+                await self._resume(records)
+                return
             await self._handle(records)
         except RETRIABLE_ERRORS:
             self.learners.clear()
+            self.dirty.clear()
+            self.resume_from_checkpoint = True
             raise
+
+    async def _resume(self, records: list[ConsumerRecord]) -> None:
+        """Seek back to the checkpoints; ``records`` (not learned) are read again from there."""
+        assert self.consumer is not None, "a batch comes after an assignment"
+        unread: dict[TopicPartition, int] = {}
+        for record in records:
+            tp = TopicPartition(record.topic, record.partition)
+            unread[tp] = min(unread.get(tp, record.offset), record.offset)
+        await self._seek_to_checkpoints(self.consumer, self.consumer.assignment(), unread)
+        self.resume_from_checkpoint = False
+        log.warning("learning resumes from the checkpoints")
 
     async def _handle(self, records: list[ConsumerRecord]) -> None:
         groups: dict[str, list[tuple[ConsumerRecord, Label]]] = defaultdict(list)
@@ -178,12 +214,13 @@ class LabelLearner:
                 letters.append(dead_letter(fresh[index][0], stage, error_class, outcome.messages[index]))
             for record, _ in fresh:
                 state.learner.mark_offset(record.topic, record.partition, record.offset)
-            await self._observe(state, fresh, joins, outcome.learned_indices)
-            await self._compare(state, fresh, joins, outcome.learned_indices)
-            state.rows += [
-                (joins[i].x, target_for(fresh[i][1].label, state.positive_class))  # type: ignore[union-attr]
+            learned = [
+                (fresh[i][1], joins[i], state.learner.coerce(target_for(fresh[i][1].label, state.positive_class)))
                 for i in outcome.learned_indices
             ]
+            await self._observe(state, learned)  # type: ignore[arg-type]
+            await self._compare(state, learned)  # type: ignore[arg-type]
+            state.rows += [(join.x, y) for _, join, y in learned]  # type: ignore[union-attr]
             state.since_snapshot += outcome.learned
             LABELS_LEARNED.labels(name).inc(outcome.learned)
             touched.append(state)
@@ -211,55 +248,41 @@ class LabelLearner:
                 await self._checkpoint(state)
         self.dirty.clear()
 
-    async def _observe(
-        self,
-        state: ModelLearner,
-        items: list[tuple[ConsumerRecord, Label]],
-        joins: list[JoinRecord | None],
-        learned: list[int],
-    ) -> None:
+    async def _observe(self, state: ModelLearner, learned: list[tuple[Label, JoinRecord, Any]]) -> None:
         """Feed the learned outcomes to the learning monitor (concept drift, realised metric, label lag)."""
         if not learned:
             return
         meta = await asyncio.to_thread(self.registry.get, state.name, state.base_version)
         monitor = self.watch.monitor(meta)
-        found = [(items[i][1], joins[i]) for i in learned if joins[i] is not None]
         ttl_ms = self.settings.label_ttl_seconds * 1000
         alerts = monitor.observe_outcomes(
-            [label.event_id for label, _ in found],
-            [state.learner.coerce(target_for(label.label, state.positive_class)) for label, _ in found],
-            [join.prediction for _, join in found],  # type: ignore[union-attr]
-            [join.probabilities for _, join in found],  # type: ignore[union-attr]
+            [label.event_id for label, _, _ in learned],
+            [y for _, _, y in learned],
+            [join.prediction for _, join, _ in learned],
+            [join.probabilities for _, join, _ in learned],
             state.base_version,
             int(time.time() * 1000),
-            event_ts=[join.expires_ms - ttl_ms for _, join in found],  # type: ignore[union-attr]
+            event_ts=[join.expires_ms - ttl_ms for _, join, _ in learned],
         )
         self.alerts += [await asyncio.to_thread(self.watch.act, alert) for alert in alerts]
 
-    async def _compare(
-        self,
-        state: ModelLearner,
-        items: list[tuple[ConsumerRecord, Label]],
-        joins: list[JoinRecord | None],
-        learned: list[int],
-    ) -> None:
+    async def _compare(self, state: ModelLearner, learned: list[tuple[Label, JoinRecord, Any]]) -> None:
         """Pair champion and challenger losses on the same joined labels; store the result; maybe promote."""
-        shadowed = [(items[i][1], joins[i]) for i in learned if joins[i] is not None and joins[i].challenger]
+        shadowed = [(join, y) for _, join, y in learned if join.challenger]
         if not shadowed:
             return
         current = await asyncio.to_thread(self.registry.challenger_version, state.name)
         # events scored before the challenger was promoted or cleared still carry its shadow output: skip them
-        shadowed = [(label, join) for label, join in shadowed if join.challenger[0] == current]  # type: ignore[index]
+        shadowed = [(join, y) for join, y in shadowed if join.challenger[0] == current]  # type: ignore[index]
         if not shadowed:
             return
         task = state.learner.task
-        for label, join in shadowed:
-            version, prediction, probabilities, score = join.challenger  # type: ignore[union-attr, misc]
+        for join, y in shadowed:
+            version, prediction, probabilities, score = join.challenger  # type: ignore[misc]
             held = self.comparisons.get(state.name)
             if held is None or held[0] != version:
                 held = self.comparisons[state.name] = (version, PairedComparison(alpha=self.settings.challenger_alpha))
-            y = state.learner.coerce(target_for(label.label, state.positive_class))
-            champion = Scored(join.prediction, join.probabilities, join.score, None)  # type: ignore[union-attr]
+            champion = Scored(join.prediction, join.probabilities, join.score, None)
             held[1].update(
                 label_loss(task, y, champion), label_loss(task, y, Scored(prediction, probabilities, score, None))
             )
@@ -271,7 +294,7 @@ class LabelLearner:
             self.prefix,
             state.name,
             result,
-            champion_version=shadowed[-1][1].version,  # type: ignore[union-attr] - the version that served
+            champion_version=shadowed[-1][0].version,  # the version that served the latest paired label
             challenger_version=version,
         )
         decision = self.promotion.decide(result)
