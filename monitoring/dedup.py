@@ -102,5 +102,6 @@ class RedisDeduplicator:
             log.warning("alert dedup: Redis unavailable (%s), deduplicating locally for %.0f s",
                         exc.__class__.__name__, self._retry_after)  # fmt: skip
             return self._local.first(key, ttl_ms, now_ms)
-        self._local.first(key, ttl_ms, now_ms)
-        return bool(claimed)
+        # an alert this worker already raised locally (e.g. while Redis was down) is not raised again
+        local = self._local.first(key, ttl_ms, now_ms)
+        return bool(claimed) and local

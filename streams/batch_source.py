@@ -10,7 +10,8 @@ application (lifecycle, worker, services) while the hot path reads whole batches
 * records of partitions no longer assigned are dropped before handling (the new owner reads them again);
 * a batch whose handler raises one of ``retry_on`` (e.g. Redis unreachable) is not committed: its partitions
   are rewound to the batch's first offsets and it is handled again after ``retry_pause`` seconds (the handler
-  must leave no half-applied state behind). Any other exception crashes the service.
+  must leave no half-applied state behind); a flush (``on_flush``) failing with one of them is tried again on a
+  later idle poll. Any other exception crashes the service.
 """
 
 from __future__ import annotations
@@ -86,7 +87,6 @@ class BatchSource(mode.Service):
         self.in_flight = asyncio.Lock()
         self.consumer: AIOKafkaConsumer | None = None
         self.pending: Pending | None = None
-        self.batches = 0
         super().__init__(**kwargs)
 
     @property
@@ -141,7 +141,6 @@ class BatchSource(mode.Service):
                     else:
                         offsets = {tp: rs[-1].offset + 1 for tp, rs in fetched.items() if rs and tp in assigned}
                         done = (acked, offsets)
-                        self.batches += 1
                         self._export_lag(consumer, fetched)
                 await self.finish_pending()
                 self.pending = done

@@ -76,6 +76,8 @@ class LabelLearner:
         #: checkpoints (after a Redis error: what was learned in memory since them was dropped).
         self.consumer: AIOKafkaConsumer | None = None
         self.resume_from_checkpoint = False
+        #: A Redis error interrupted learning (a batch or a flush) since the last batch began.
+        self.redis_failed = False
         #: Paired losses of champion and challenger per model (in memory; the result is stored in Redis).
         self.comparisons: dict[str, tuple[int, PairedComparison]] = {}
         self.promotion = PromotionPolicy(
@@ -164,6 +166,11 @@ class LabelLearner:
         call first reloads the checkpoints and seeks back to them instead of learning: the labels after them are
         read and learned again, none lost, none learned twice, none half-applied checkpointed by :meth:`flush`.
         """
+        if self.redis_failed:
+            # Redis trouble (a hung server stalls the scorers too) is like a scorer (re)join: labels whose events
+            # are not scored yet wait the grace period from now instead of being dead-lettered as UnknownEvent.
+            self.scoring_since_ms = int(time.time() * 1000)
+            self.redis_failed = False
         try:
             if self.resume_from_checkpoint:
                 await self._resume(records)
@@ -172,7 +179,7 @@ class LabelLearner:
         except RETRIABLE_ERRORS:
             self.learners.clear()
             self.dirty.clear()
-            self.resume_from_checkpoint = True
+            self.resume_from_checkpoint = self.redis_failed = True
             raise
 
     async def _resume(self, records: list[ConsumerRecord]) -> None:
@@ -242,10 +249,14 @@ class LabelLearner:
 
     async def flush(self) -> None:
         """Write the deferred checkpoints (called between batches: idle poll, before a revoke, at stop)."""
-        for name in sorted(self.dirty):
-            state = self.learners.get(name)
-            if state is not None:
-                await self._checkpoint(state)
+        try:
+            for name in sorted(self.dirty):
+                state = self.learners.get(name)
+                if state is not None:
+                    await self._checkpoint(state)
+        except RETRIABLE_ERRORS:
+            self.redis_failed = True  # still dirty: written by a later flush or batch
+            raise
         self.dirty.clear()
 
     async def _observe(self, state: ModelLearner, learned: list[tuple[Label, JoinRecord, Any]]) -> None:
