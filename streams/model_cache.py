@@ -104,24 +104,20 @@ class ModelCache:
             return
         if (held is not None and held[0] == version) or (name, version) in self._refused:
             return
-        try:
-            meta, model = await asyncio.to_thread(self.registry.load, name, version)
-        except IntegrityError as exc:
-            self._refused.add((name, version))
-            MODEL_INTEGRITY_FAILURES.labels(name).inc()
-            self.on_integrity_failure(name, version, str(exc))
+        fetched = await self._fetch(name, version)
+        if fetched is None:
             return
-        except (UnknownModelError, redis.RedisError):
-            return
+        meta, model = fetched
         positive = meta.data_summary.get("positive_class")
         self.challengers[name] = (version, as_challenger(model, meta.task, positive))
         MODEL_VERSION.labels(name, "challenger").set(version)
 
-    async def _load(self, name: str, version: int | None) -> bool:
+    async def _fetch(self, name: str, version: int | None) -> tuple[ModelVersion, Any] | None:
+        """A verified version from the registry; None when it is unknown, refused (reported once) or unreachable."""
         try:
-            meta, model = await asyncio.to_thread(self.registry.load, name, version)
+            return await asyncio.to_thread(self.registry.load, name, version)
         except UnknownModelError:
-            return False
+            return None
         except IntegrityError as exc:
             bad_version = (
                 version if version is not None else await asyncio.to_thread(self.registry.current_version, name)
@@ -130,11 +126,17 @@ class ModelCache:
             MODEL_INTEGRITY_FAILURES.labels(name).inc()
             log.error("refused %s v%s: %s", name, bad_version, exc)
             self.on_integrity_failure(name, bad_version or 0, str(exc))
-            return False
+            return None
         except redis.RedisError as exc:
             REDIS_ERRORS.labels("model_load").inc()
             log.warning("registry unreachable while loading %s: %r", name, exc)
+            return None
+
+    async def _load(self, name: str, version: int | None) -> bool:
+        fetched = await self._fetch(name, version)
+        if fetched is None:
             return False
+        meta, model = fetched
         previous = self._loaded.get(name)
         self._loaded[name] = LoadedModel(meta, model)
         MODEL_VERSION.labels(name, self.role).set(meta.version)
