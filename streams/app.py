@@ -37,7 +37,7 @@ from streams.metrics import (
 )
 from streams.model_cache import ModelCache
 from streams.publisher import Publisher, producer_for
-from streams.records import Alert, dumps, now_ms
+from streams.records import Alert, now_ms
 from streams.scoring_stage import ScoredBatch, ScoringPolicy, model_names, score_records
 from streams.topics import ensure_topics
 from streams.watch import Watch, threshold_key
@@ -115,7 +115,8 @@ class Worker:
         await self.publisher.send_many(topic("predictions"), batch.predictions)
         await self.publisher.send_many(topic("review"), batch.reviews)
         await self.publisher.send_dead_letters(topic("dead-letter"), batch.dead_letters)
-        await self._publish_alerts()
+        alerts, self._pending_alerts = self._pending_alerts, []
+        await self.publisher.send_alerts(topic("alerts"), alerts)
         acknowledged = self.publisher.acknowledged()
         for name, group in batch.by_model.items():
             EVENTS_SCORED.labels(name).inc(len(group.events))
@@ -177,11 +178,6 @@ class Worker:
             action=choose_action("model_integrity", self.scoring_watch.config.actions),
         )
         self._pending_alerts.append(self.scoring_watch.act(alert))
-
-    async def _publish_alerts(self) -> None:
-        alerts, self._pending_alerts = self._pending_alerts, []
-        for alert in alerts:
-            await self.publisher.send(self.settings.topic("alerts"), dumps(alert), alert.model.encode())
 
     # --- wiring ------------------------------------------------------------------------------
     def consumer_kwargs(self) -> dict:

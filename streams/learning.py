@@ -30,7 +30,7 @@ from streams.join_store import JoinRecord, JoinStore
 from streams.learning_stage import learn_batch, target_for
 from streams.metrics import DEAD_LETTERED, LABELS_LEARNED, LEARNER_METRIC, MODEL_VERSION
 from streams.publisher import Publisher
-from streams.records import Alert, Label, RecordError, dumps, parse_label
+from streams.records import Alert, Label, RecordError, parse_label
 from streams.scoring_stage import dead_letter
 from streams.watch import Watch
 
@@ -233,8 +233,7 @@ class LabelLearner:
             touched.append(state)
         await self.publisher.send_dead_letters(self.settings.topic("dead-letter"), letters)
         alerts, self.alerts = self.alerts, []
-        for alert in alerts:
-            await self.publisher.send(self.settings.topic("alerts"), dumps(alert), alert.model.encode())
+        await self.publisher.send_alerts(self.settings.topic("alerts"), alerts)
         await self.publisher.flush()
         for letter in letters:
             DEAD_LETTERED.labels("labels", letter.stage, letter.error_class).inc()

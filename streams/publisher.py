@@ -9,6 +9,7 @@ from typing import Any
 from aiokafka import AIOKafkaProducer
 
 from streams.deadletter import DeadLetter
+from streams.records import Alert, dumps
 
 #: Dead letters carry the original bytes, which may be far larger than a valid event.
 MAX_REQUEST_BYTES = 4 * 1024 * 1024
@@ -40,6 +41,11 @@ class Publisher:
     async def send_dead_letters(self, topic: str, letters: Iterable[DeadLetter]) -> None:
         for letter in letters:
             await self.send(topic, letter.value, letter.key, letter.headers())
+
+    async def send_alerts(self, topic: str, alerts: Iterable[Alert]) -> None:
+        """Typed alerts, keyed by model (one model's alerts stay in order)."""
+        for alert in alerts:
+            await self.send(topic, dumps(alert), alert.model.encode())
 
     def acknowledged(self) -> asyncio.Future:
         """A future that completes when every record queued so far is acknowledged (fails if one failed)."""
