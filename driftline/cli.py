@@ -136,17 +136,22 @@ def worker(loglevel: str) -> None:
     Connects to DRIFTLINE_BROKER_URL and DRIFTLINE_REDIS_URL; when both are unset it starts the embedded stack
     itself and stops it on exit.
     """
+    import redis
+
     from streams.app import run_worker
 
     settings = load_settings()
-    if settings.broker_url and settings.redis_url:
-        run_worker(settings, settings.broker_url, settings.redis_url, loglevel)
-        return
-    if settings.broker_url or settings.redis_url:
+    if bool(settings.broker_url) != bool(settings.redis_url):
         raise click.ClickException("set both DRIFTLINE_BROKER_URL and DRIFTLINE_REDIS_URL, or neither (embedded)")
-    with embedded_stack() as stack:
-        click.echo(f"embedded stack: broker {stack.broker_url}, redis {stack.redis_url}", err=True)
-        run_worker(settings, stack.broker_url, stack.redis_url, loglevel)
+    try:
+        if settings.broker_url and settings.redis_url:
+            run_worker(settings, settings.broker_url, settings.redis_url, loglevel)
+            return
+        with embedded_stack() as stack:
+            click.echo(f"embedded stack: broker {stack.broker_url}, redis {stack.redis_url}", err=True)
+            run_worker(settings, stack.broker_url, stack.redis_url, loglevel)
+    except redis.RedisError as exc:
+        raise click.ClickException(f"Redis unreachable at {settings.redis_url}: {exc}") from None
 
 
 @main.command()

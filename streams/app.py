@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 import uuid
 
 import faust
@@ -242,8 +241,11 @@ class Worker:
             serve_metrics(self.settings.metrics_host, self.settings.metrics_port)
 
     async def stop(self) -> None:
-        await asyncio.to_thread(self.scoring_watch.save)
-        await self.publisher.producer.stop()
+        """Checkpoint the monitors and stop the producer (of a start that got that far)."""
+        if hasattr(self, "scoring_watch"):
+            await asyncio.to_thread(self.scoring_watch.save)
+        if hasattr(self, "publisher"):
+            await self.publisher.producer.stop()
 
     async def _refresh_thresholds(self) -> None:
         """Decision thresholds set by ``adjust_threshold`` actions (any worker's) for the loaded models."""
@@ -350,11 +352,8 @@ class WorkerService(mode.Service):
 
 
 def run_worker(settings: Settings, broker_url: str, redis_url: str, loglevel: str = "warning") -> None:
-    """Run a worker until SIGTERM/SIGINT (blocks)."""
-    app = Worker(settings, broker_url, redis_url, loglevel).create_app()
-    worker = faust.Worker(app, loglevel=loglevel, quiet=True)
-    started = time.monotonic()
-    try:
-        worker.execute_from_commandline()
-    except redis.RedisError as exc:  # pragma: no cover - reported to the CLI
-        raise SystemExit(f"redis unreachable at startup after {time.monotonic() - started:.1f}s: {exc}") from exc
+    """Run a worker until SIGTERM/SIGINT (blocks). Raises :class:`redis.RedisError` when Redis is unreachable
+    at start (Faust would only log the crash of a half-started worker)."""
+    worker = Worker(settings, broker_url, redis_url, loglevel)
+    worker.registry.client.ping()
+    faust.Worker(worker.create_app(), loglevel=loglevel, quiet=True).execute_from_commandline()
