@@ -6,13 +6,13 @@ import asyncio
 import json
 import os
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 
+from driftline.demo import start_worker
 from driftline.runtime import stop_process
 from driftline.settings import Settings
 from streams.publisher import MAX_REQUEST_BYTES
@@ -40,9 +40,7 @@ class WorkerProcess:
         self.starts = 0
 
     def start(self) -> WorkerProcess:
-        log = self.log_path.open("ab")
-        self.proc = subprocess.Popen([sys.executable, "-m", "driftline", "worker"], env=self.env,
-                                     stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        self.proc = start_worker(self.env, self.log_path)
         self.starts += 1
         return self
 
