@@ -7,6 +7,8 @@ from typing import Any
 
 import redis
 import redis.asyncio as aioredis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from driftline.settings import Settings
 
@@ -45,8 +47,9 @@ def redis_tls_url(settings: Settings, url: str) -> str:
     return url
 
 
-def _redis_kwargs(settings: Settings, url: str) -> dict[str, Any]:
-    kwargs: dict[str, Any] = {"socket_timeout": 5, "socket_connect_timeout": 5, "health_check_interval": 10}
+def _redis_kwargs(settings: Settings, url: str, socket_timeout: float = 5.0) -> dict[str, Any]:
+    kwargs: dict[str, Any] = {"socket_timeout": socket_timeout, "socket_connect_timeout": socket_timeout,
+                              "health_check_interval": 10}  # fmt: skip
     if settings.redis_username:
         kwargs["username"] = settings.redis_username
     if settings.redis_password is not None:
@@ -56,15 +59,24 @@ def _redis_kwargs(settings: Settings, url: str) -> dict[str, Any]:
     return kwargs
 
 
-def redis_client(settings: Settings, url: str) -> redis.Redis:
+def redis_client(settings: Settings, url: str, socket_timeout: float = 5.0, retry: bool = True) -> redis.Redis:
     """A synchronous Redis client for ``url`` with the configured credentials and TLS.
+
+    ``socket_timeout`` (seconds) also bounds connecting. redis-py retries a timed-out call with backoff (a hung
+    server costs over ten timeouts per call); calls made on the event loop want a short timeout and
+    ``retry=False``.
 
     >>> client = redis_client(Settings(redis_ssl=True, redis_ssl_cafile="/ca.pem"), "redis://redis:6379/0")
     >>> client.connection_pool.connection_class.__name__, client.connection_pool.connection_kwargs["ssl_ca_certs"]
     ('SSLConnection', '/ca.pem')
+    >>> redis_client(Settings(), "redis://redis:6379/0", socket_timeout=0.5, retry=False).get_retry().get_retries()
+    0
     """
     url = redis_tls_url(settings, url)
-    return redis.Redis.from_url(url, **_redis_kwargs(settings, url))
+    kwargs = _redis_kwargs(settings, url, socket_timeout)
+    if not retry:
+        kwargs["retry"] = Retry(NoBackoff(), 0)
+    return redis.Redis.from_url(url, **kwargs)
 
 
 def async_redis_client(settings: Settings, url: str) -> aioredis.Redis:

@@ -21,6 +21,7 @@ from models.bootstrap import bootstrap_model
 from models.registry import ModelRegistry, UnknownModelError
 from monitoring.actions import choose_action
 from monitoring.alerts_io import WebhookSender
+from monitoring.dedup import RedisDeduplicator
 from monitoring.metrics_drift import METRICS
 from streams.batch_source import BatchSource
 from streams.join_store import JoinRecord, JoinStore
@@ -44,6 +45,8 @@ from streams.watch import Watch, threshold_key
 log = logging.getLogger(__name__)
 
 MONITOR_CHECKPOINT_SECONDS = 10.0
+#: Seconds an alert's cross-worker dedup claim may wait for Redis (it runs on the event loop).
+DEDUP_SOCKET_TIMEOUT = 0.5
 
 
 def ensure_default_model(registry: ModelRegistry, name: str) -> None:
@@ -109,7 +112,9 @@ class Worker:
                     for i, (event, row, s) in enumerate(zip(group.events, group.rows, group.scored, strict=True))
                 ],
             )
-        self._watch(batch)
+        alerts = self._watch(batch)
+        if alerts:  # actions write to Redis (registry, thresholds, retrain requests): off the event loop
+            self._pending_alerts += await asyncio.to_thread(lambda: [self.scoring_watch.act(a) for a in alerts])
         topic = self.settings.topic
         await self.publisher.send_many(topic("predictions"), batch.predictions)
         await self.publisher.send_many(topic("review"), batch.reviews)
@@ -142,9 +147,10 @@ class Worker:
         return [[version, s.prediction, s.probabilities, s.score] if s.error is None else None for s in scored]
 
     # --- monitoring and alerts ---------------------------------------------------------------
-    def _watch(self, batch: ScoredBatch) -> None:
-        """Feed the monitors; their alerts (with actions done) go out with this batch."""
+    def _watch(self, batch: ScoredBatch) -> list[Alert]:
+        """Feed the monitors; their alerts (actions not done yet), which go out with this batch."""
         ts = now_ms()
+        fired: list[Alert] = []
         for group in batch.by_model.values():
             monitor = self.scoring_watch.monitor(group.loaded.meta)
             scored = group.scored
@@ -156,12 +162,12 @@ class Worker:
                 group.loaded.version,
                 ts,
             )
-            self._pending_alerts += [self.scoring_watch.act(a) for a in alerts]
+            fired += alerts
         invalid = [d for d in batch.dead_letters if d.stage in ("deserialize", "validate")]
         default = self.scoring_watch.monitors.get(self.settings.model_name)
         if invalid and default is not None:
-            alerts = default.observe_invalid(len(invalid), [d.error_class for d in invalid], ts)
-            self._pending_alerts += [self.scoring_watch.act(a) for a in alerts]
+            fired += default.observe_invalid(len(invalid), [d.error_class for d in invalid], ts)
+        return fired
 
     def _integrity_failure(self, name: str, version: int, reason: str) -> None:
         """A refused model version raises a ``model_integrity`` alert and takes its configured action."""
@@ -228,13 +234,19 @@ class Worker:
         await self.publisher.producer.start()
         client = async_redis_client(self.settings, self.redis_url)
         self.joins = JoinStore(client, self.settings.redis_prefix, self.settings.label_ttl_seconds)
-        self.scoring_watch = Watch("scoring", self.settings, self.registry, self.registry.client)
+        # Alert claims run on the event loop: a short timeout, so that a hung Redis costs one short wait before
+        # the deduplicator falls back to local dedup (a 5 s timeout there stalled scoring while Redis was frozen).
+        dedup = RedisDeduplicator(
+            redis_client(self.settings, self.redis_url, socket_timeout=DEDUP_SOCKET_TIMEOUT, retry=False),
+            prefix=f"{self.settings.redis_prefix}alert-dedup:",
+        )
+        self.scoring_watch = Watch("scoring", self.settings, self.registry, self.registry.client, dedup)
         self.learning = LabelLearner(
             self.settings,
             self.registry,
             client,
             self.joins,
-            Watch("learning", self.settings, self.registry, self.registry.client),
+            Watch("learning", self.settings, self.registry, self.registry.client, dedup),
         )
         self.learning.publisher = Publisher(self.publisher.producer)
         if self.settings.metrics_port:

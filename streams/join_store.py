@@ -3,7 +3,9 @@ kept in Redis under ``{prefix}join:{model}:{event_id}``.
 
 A record expires from Redis twice the label TTL after it was written; the record itself says when its label
 becomes late (``expires_ms``), so a late label is told apart from one whose event was never seen.
-When Redis is unreachable, writes wait in a bounded buffer and are retried with the next batch.
+When Redis is unreachable, writes wait in a bounded buffer. After a failed write, or while a write is still
+waiting for Redis (a hung server answers nothing until the socket timeout), the scorer only buffers, so scoring
+keeps its pace; the next batch after ``retry_seconds``, and the worker's timer, retry.
 
 >>> JoinRecord.from_json(JoinRecord({"x": 1.0}, True, {"True": 0.9}, 0.9, 3, 10).to_json()).version
 3
@@ -14,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,6 +29,8 @@ from streams.metrics import REDIS_ERRORS
 log = logging.getLogger(__name__)
 
 MAX_BUFFERED_WRITES = 1_000_000
+#: Seconds after a failed write during which batches only buffer (the timer still retries).
+RETRY_SECONDS = 1.0
 SET_MANY_WITH_TTL = """
 for i, key in ipairs(KEYS) do
   redis.call('SET', key, ARGV[i + 1], 'EX', ARGV[1])
@@ -61,13 +66,15 @@ class JoinRecord:
 class JoinStore:
     """Redis-backed join records, written by scorers and read by the learner."""
 
-    def __init__(self, client: aioredis.Redis, prefix: str, ttl_seconds: int):
+    def __init__(self, client: aioredis.Redis, prefix: str, ttl_seconds: int, retry_seconds: float = RETRY_SECONDS):
         self.client = client
         self.prefix = prefix
         self.redis_ttl = 2 * ttl_seconds
+        self.retry_seconds = retry_seconds
         self._buffer: collections.deque[tuple[str, bytes]] = collections.deque(maxlen=MAX_BUFFERED_WRITES)
         self._set_many = client.register_script(SET_MANY_WITH_TTL)
         self._flushing = asyncio.Lock()
+        self._retry_at = 0.0
 
     def key(self, model: str, event_id: str) -> str:
         return f"{self.prefix}join:{model}:{event_id}"
@@ -78,8 +85,13 @@ class JoinStore:
         return len(self._buffer)
 
     async def put_many(self, model: str, records: list[tuple[str, JoinRecord]]) -> None:
-        """Store records (event_id, record); never raises: on Redis errors they are kept and retried."""
+        """Store records (event_id, record); never raises: on Redis errors they are kept and retried.
+
+        Only buffers while another write is waiting for Redis or ``retry_seconds`` after a failed one.
+        """
         self._buffer.extend((self.key(model, event_id), record.to_json()) for event_id, record in records)
+        if self._flushing.locked() or time.monotonic() < self._retry_at:
+            return
         await self.flush()
 
     async def flush(self) -> int:
@@ -96,6 +108,7 @@ class JoinStore:
                 # One command per batch: a server-side loop of SET ... EX (500 pipelined SETs cost ~10x more CPU)
                 await self._set_many(keys=[k for k, _ in pending], args=[self.redis_ttl, *(v for _, v in pending)])
             except (redis.RedisError, OSError) as exc:
+                self._retry_at = time.monotonic() + self.retry_seconds
                 REDIS_ERRORS.labels("join_write").inc()
                 log.warning("join store unreachable, %d writes buffered: %r", len(self._buffer), exc)
                 return len(self._buffer)

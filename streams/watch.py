@@ -51,20 +51,20 @@ def retrain_key(prefix: str, name: str) -> str:
 class Watch:
     """The monitors of one role in this worker."""
 
-    def __init__(self, role: Role, settings: Settings, registry: ModelRegistry, client: redis.Redis):
+    def __init__(
+        self, role: Role, settings: Settings, registry: ModelRegistry, client: redis.Redis, dedup: RedisDeduplicator
+    ):
         self.role = role
         self.settings = settings
         self.registry = registry
         self.client = client
+        self.dedup = dedup
         self.prefix = settings.redis_prefix
         self.config = monitor_config(settings)
         self.monitors: dict[str, Monitor] = {}
 
     def key(self, name: str) -> str:
         return f"{self.prefix}monitor:{name}:{self.role}"
-
-    def _dedup(self) -> RedisDeduplicator:
-        return RedisDeduplicator(self.client, prefix=f"{self.prefix}alert-dedup:")
 
     def monitor(self, meta: ModelVersion, blob: bytes | None = None) -> Monitor:
         """The monitor of ``meta.name``: in memory, else restored from ``blob``/its checkpoint, else new."""
@@ -79,7 +79,7 @@ class Watch:
         monitor = None
         if blob:
             try:
-                monitor = Monitor.restore(blob, key, deduplicator=self._dedup())
+                monitor = Monitor.restore(blob, key, deduplicator=self.dedup)
             except Exception as exc:  # noqa: BLE001 - refused, or pickled by another code version: start fresh
                 log.error("monitor checkpoint of %s not restored, starting fresh: %r", meta.name, exc)
         if monitor is None:
@@ -87,7 +87,7 @@ class Watch:
                 reference = self.registry.reference(meta.name, meta.version)
             except (UnknownModelError, redis.RedisError):
                 reference = None
-            monitor = Monitor(meta.name, meta.feature_schema(), meta.task, reference, self.config, self._dedup())
+            monitor = Monitor(meta.name, meta.feature_schema(), meta.task, reference, self.config, self.dedup)
         self.monitors[meta.name] = monitor
         return monitor
 

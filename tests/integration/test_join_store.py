@@ -1,0 +1,66 @@
+"""Join writes against a real, frozen redis-server (SIGSTOP by pid): the scorer must not wait on a hung Redis."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis.asyncio as aioredis
+from prometheus_client import REGISTRY
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+
+from driftline.runtime import EmbeddedServer, start_redis
+from streams.join_store import JoinRecord, JoinStore
+
+
+@pytest.fixture
+def own_redis(tmp_path: Path) -> Iterator[EmbeddedServer]:
+    server = start_redis(tmp_path)
+    try:
+        yield server
+    finally:
+        os.kill(server.pid, signal.SIGCONT)
+        server.stop()
+    assert server.proc.poll() is not None, f"redis-server (pid {server.pid}) still running"
+
+
+def _failed_writes() -> float:
+    return REGISTRY.get_sample_value("driftline_redis_errors_total", {"op": "join_write"}) or 0.0
+
+
+def _records(start: int, count: int) -> list[tuple[str, JoinRecord]]:
+    return [(f"e{i}", JoinRecord({"x": float(i)}, True, None, None, 1, 10**13)) for i in range(start, start + count)]
+
+
+def test_while_redis_hangs_batches_only_buffer_and_reach_redis_once_it_answers(own_redis):
+    async def scenario() -> dict[str, int]:
+        # no retries: redis-py's default retries a timed-out call with backoff, which only makes the test longer
+        client = aioredis.Redis(host="127.0.0.1", port=own_redis.port, socket_timeout=2, retry=Retry(NoBackoff(), 0))
+        store = JoinStore(client, "t:", ttl_seconds=60, retry_seconds=3600)
+        await store.put_many("m", _records(0, 10))
+        assert store.buffered == 0
+        os.kill(own_redis.pid, signal.SIGSTOP)
+        first = asyncio.create_task(store.put_many("m", _records(10, 10)))  # waits for the socket timeout
+        await asyncio.sleep(0)
+        for batch in range(2, 20):  # a write is in flight: these only buffer, they do not queue behind it
+            await store.put_many("m", _records(batch * 10, 10))
+        assert not first.done(), "the batches did not wait for the hung write"
+        await first
+        after_failure, failures = store.buffered, _failed_writes()
+        await store.put_many("m", _records(200, 10))  # within retry_seconds of the failure: not tried
+        assert _failed_writes() == failures
+        os.kill(own_redis.pid, signal.SIGCONT)
+        left = await store.flush()  # what the worker's timer does
+        stored = sum(r is not None for r in await store.get_many("m", [f"e{i}" for i in range(210)]))
+        await client.aclose()
+        return {"after_failure": after_failure, "left": left, "stored": stored}
+
+    result = asyncio.run(scenario())
+    assert result["after_failure"] == 190, "the batches written while Redis hung are buffered, none dropped"
+    assert result["left"] == 0
+    assert result["stored"] == 210, "every buffered record reaches Redis once it answers"
