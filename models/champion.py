@@ -118,6 +118,24 @@ class PairedComparison:
         self.seen += 1
         return self
 
+    def state(self) -> dict[str, Any]:
+        """Everything needed to continue the comparison elsewhere (JSON-serialisable).
+
+        >>> pair = PairedComparison(window=3).update(1, 0).update(0, 0)
+        >>> PairedComparison.from_state(pair.state()).result() == pair.result()
+        True
+        """
+        return {"window": self.window, "alpha": self.alpha, "test": self.test, "seen": self.seen,
+                "champion": list(self.champion), "challenger": list(self.challenger)}  # fmt: skip
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any]) -> PairedComparison:
+        comparison = cls(state["window"], state["alpha"], state["test"])
+        comparison.champion.extend(state["champion"])
+        comparison.challenger.extend(state["challenger"])
+        comparison.seen = state["seen"]
+        return comparison
+
     def result(self) -> dict[str, Any]:
         """Mean losses over the window, their difference (challenger - champion), the test and the winner."""
         champ, chall = np.asarray(self.champion), np.asarray(self.challenger)

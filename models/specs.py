@@ -30,10 +30,29 @@ TASKS: tuple[Task, ...] = ("binary", "multiclass", "regression")
 
 
 class SelectPresent(compose.Select):
-    """``compose.Select`` that skips absent keys instead of raising (keeps River's mini-batch support)."""
+    """``compose.Select`` that skips absent keys instead of raising (keeps River's mini-batch support).
+
+    Features come out in a fixed (sorted) order: River keeps the keys in a set, whose iteration order may change
+    when the model is pickled and loaded, and the order of the downstream sums changes the last bits of a score.
+
+    >>> select = SelectPresent("b", "a", "c")
+    >>> list(select.transform_one({"c": 3, "a": 1, "z": 0}))
+    ['a', 'c']
+    """
+
+    def __init__(self, *keys: Any):
+        super().__init__(*keys)
+        self.ordered = tuple(sorted(self.keys, key=str))
+
+    def __setstate__(self, state: dict) -> None:  # models pickled before ``ordered`` existed
+        self.__dict__.update(state)
+        self.__dict__.setdefault("ordered", tuple(sorted(self.keys, key=str)))
 
     def transform_one(self, x: dict) -> dict:
-        return {key: x[key] for key in self.keys if key in x}
+        return {key: x[key] for key in self.ordered if key in x}
+
+    def transform_many(self, X: Any) -> Any:  # noqa: N803 - River's naming
+        return X[[key for key in self.ordered if key in X.columns]]
 
 
 def build_model(schema: FeatureSchema, task: Task, learning_rate: float = 0.01, l2: float = 0.0) -> Any:

@@ -20,6 +20,7 @@ import orjson
 import redis
 import redis.asyncio as aioredis
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from aiokafka.errors import KafkaError
 
 from driftline.settings import Settings
 from models.champion import PairedComparison, PromotionPolicy, label_loss, save_comparison
@@ -38,8 +39,10 @@ log = logging.getLogger(__name__)
 
 JOIN_RETRY_SECONDS = 0.2
 MAX_LABELLED_ROWS = 200_000
-#: Errors after which a batch of labels is handled again (BatchSource ``retry_on``) instead of crashing learning.
-RETRIABLE_ERRORS: tuple[type[BaseException], ...] = (redis.RedisError, OSError)
+#: Errors after which a batch of labels is handled again (BatchSource ``retry_on``) instead of crashing learning:
+#: Redis unreachable, or the broker refusing the batch's dead letters or alerts (they are sent before the
+#: checkpoint, so the batch is learned again from the checkpoint and its letters sent again).
+RETRIABLE_ERRORS: tuple[type[BaseException], ...] = (redis.RedisError, OSError, KafkaError)
 
 
 @dataclass
@@ -55,6 +58,9 @@ class ModelLearner:
     last_checkpoint: float = 0.0
     #: Learned (features, label) rows not yet written to the labelled stream (written with the checkpoint).
     rows: list[tuple[dict[str, Any], Any]] = field(default_factory=list)
+    #: The challenger version being compared and the paired losses so far (checkpointed with the learner, so a
+    #: restart or a batch learned again after an error neither loses nor double counts a pair).
+    comparison: tuple[int, PairedComparison] | None = None
 
 
 class LabelLearner:
@@ -78,8 +84,6 @@ class LabelLearner:
         self.resume_from_checkpoint = False
         #: A Redis error interrupted learning (a batch or a flush) since the last batch began.
         self.redis_failed = False
-        #: Paired losses of champion and challenger per model (in memory; the result is stored in Redis).
-        self.comparisons: dict[str, tuple[int, PairedComparison]] = {}
         self.promotion = PromotionPolicy(
             settings.challenger_min_labels, settings.challenger_alpha, settings.challenger_min_improvement
         )
@@ -106,6 +110,9 @@ class LabelLearner:
         if stored:
             learner = OnlineLearner.restore(stored[b"checkpoint"], hmac_key=self.settings.hmac_key())
             state = ModelLearner(name, learner, int(stored[b"base_version"]), positive)
+            if b"comparison" in stored:
+                held = orjson.loads(stored[b"comparison"])
+                state.comparison = (held["version"], PairedComparison.from_state(held["state"]))
             self.watch.monitor(meta, stored.get(b"monitor"))
         else:
             meta, model = await asyncio.to_thread(self.registry.load, name, None)
@@ -289,14 +296,14 @@ class LabelLearner:
         task = state.learner.task
         for join, y in shadowed:
             version, prediction, probabilities, score = join.challenger  # type: ignore[misc]
-            held = self.comparisons.get(state.name)
-            if held is None or held[0] != version:
-                held = self.comparisons[state.name] = (version, PairedComparison(alpha=self.settings.challenger_alpha))
+            if state.comparison is None or state.comparison[0] != version:
+                state.comparison = (version, PairedComparison(alpha=self.settings.challenger_alpha))
             champion = Scored(join.prediction, join.probabilities, join.score, None)
-            held[1].update(
+            state.comparison[1].update(
                 label_loss(task, y, champion), label_loss(task, y, Scored(prediction, probabilities, score, None))
             )
-        version, comparison = self.comparisons[state.name]
+        assert state.comparison is not None
+        version, comparison = state.comparison
         result = comparison.result()
         await asyncio.to_thread(
             save_comparison,
@@ -311,7 +318,7 @@ class LabelLearner:
         if self.settings.challenger_auto_promote and decision.promote:
             await asyncio.to_thread(self.registry.promote, state.name, version)
             await asyncio.to_thread(self.registry.set_challenger, state.name, None)
-            self.comparisons.pop(state.name, None)
+            state.comparison = None
             log.warning("promoted challenger %s v%s: %s", state.name, version, decision.reason)
 
     async def _join(self, name: str, items: list[tuple[ConsumerRecord, Label]]) -> list[JoinRecord | None]:
@@ -361,8 +368,13 @@ class LabelLearner:
         if state.name in self.watch.monitors:
             mapping["monitor"] = self.watch.snapshot(state.name)
         # One transaction: the checkpoint and the rows it learned (the retrain data) land together or not at all
+        if state.comparison is not None:
+            version, comparison = state.comparison
+            mapping["comparison"] = orjson.dumps({"version": version, "state": comparison.state()})
         async with self.client.pipeline(transaction=True) as pipe:
             pipe.hset(self.checkpoint_key(state.name), mapping=mapping)
+            if state.comparison is None:
+                pipe.hdel(self.checkpoint_key(state.name), "comparison")
             stream = labelled_key(self.prefix, state.name)
             for x, y in state.rows:
                 pipe.xadd(stream, {"x": orjson.dumps(x), "y": orjson.dumps(y)}, maxlen=MAX_LABELLED_ROWS,

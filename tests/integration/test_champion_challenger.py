@@ -59,3 +59,67 @@ def test_a_better_challenger_scored_in_shadow_wins_the_paired_test_and_is_promot
     result = CliRunner().invoke(main, ["models", "compare", settings.model_name, "--json"], env=settings_env(settings))
     assert result.exit_code == 0, result.output
     assert json.loads(result.output)["winner"] == "challenger"
+
+
+def _wait(condition, timeout: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.3)
+
+
+def test_the_paired_comparison_is_checkpointed_with_the_learner_and_continues_after_a_restart(
+    settings, redis_client, tmp_path
+):
+    """Pairs counted before a restart are neither lost nor counted again: ``seen`` after the restart is the
+    pairs before it plus the labels learned after it."""
+    settings = settings.model_copy(update={"reload_check_seconds": 0.2, "join_grace_seconds": 5})
+    registry = ModelRegistry(redis_client, settings.hmac_key(), prefix=settings.redis_prefix)
+    trained, schema, task = bootstrap_model(samples=2000)
+    registry.register(settings.model_name, build_model(schema, task), schema=schema, task=task, note="untrained")
+    registry.register(settings.model_name, trained, schema=schema, task=task, promote=False, note="trained")
+    registry.set_challenger(settings.model_name, 2)
+    pairs = list(synthetic_stream(4000, drift_at=10_000, seed=5))
+    main_pairs, warm = pairs[:3000], pairs[3000:]
+
+    def events(chunk):
+        return ((None, json.dumps(e).encode()) for e, _ in chunk)
+
+    def labels(chunk):
+        key = settings.model_name.encode()
+        return ((key, json.dumps({"event_id": e["event_id"], "label": y, "ts": e["ts"]}).encode()) for e, y in chunk)
+
+    def seen() -> int:
+        comparison = load_comparison(redis_client, settings.redis_prefix, settings.model_name)
+        return comparison["seen"] if comparison else 0
+
+    def learned() -> int:
+        return int(redis_client.hget(f"{settings.redis_prefix}learner:{settings.model_name}", "learned") or 0)
+
+    worker = WorkerProcess(settings, tmp_path).start()
+    try:
+        for start in range(0, len(warm), 100):  # until the challenger scores in shadow (it loads after start)
+            asyncio.run(publish(settings, "events", events(warm[start : start + 100])))
+            asyncio.run(publish(settings, "labels", labels(warm[start : start + 100])))
+            _wait(lambda end=start + 100: learned() == end)
+            if seen():
+                break
+        assert seen(), "the challenger scored in shadow"
+        warmed = learned()
+        asyncio.run(publish(settings, "events", events(main_pairs)))
+        asyncio.run(publish(settings, "labels", labels(main_pairs[:1500])))
+        _wait(lambda: learned() == warmed + 1500)
+    finally:
+        worker.stop()
+    before = seen()
+    worker = WorkerProcess(settings, tmp_path).start()
+    try:
+        asyncio.run(publish(settings, "labels", labels(main_pairs[1500:])))
+        _wait(lambda: learned() == warmed + 3000)
+        _wait(lambda: seen() >= before + 1500, timeout=30)
+    finally:
+        worker.stop()
+    stored = redis_client.hget(f"{settings.redis_prefix}learner:{settings.model_name}", "comparison")
+    assert stored is not None and json.loads(stored)["version"] == 2
+    assert before >= 1500, "every label of an event scored in shadow was paired before the restart"
+    assert seen() == before + 1500, "the restarted learner continued the comparison: nothing lost, nothing twice"
