@@ -30,7 +30,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 from scipy import special
 
-from monitoring.window import BinnedWindow, WindowTest, evidence_score, hop_chunks
+from monitoring.window import BinnedWindow, LatestTests, WindowTest, evidence_score, hop_chunks
 
 
 def js_distance(p: np.ndarray, q: np.ndarray) -> float:
@@ -46,7 +46,7 @@ def js_distance(p: np.ndarray, q: np.ndarray) -> float:
     return float(math.sqrt(max(0.0, (left.sum() + right.sum()) / 2)))
 
 
-class CategoricalDrift:
+class CategoricalDrift(LatestTests):
     """Windowed chi-square drift test of one categorical stream.
 
     Parameters
@@ -89,16 +89,6 @@ class CategoricalDrift:
         self.js_distance = 0.0
         self.tests: list[WindowTest] = []
         self._last: list[WindowTest] = []
-
-    @property
-    def drift_detected(self) -> bool:
-        """True when the latest evaluation rejected."""
-        return any(t.rejected for t in self._last)
-
-    @property
-    def last(self) -> list[WindowTest]:
-        """The test of the latest evaluation (empty before the first)."""
-        return list(self._last)
 
     def indices(self, values: Sequence[str | None]) -> np.ndarray:
         """Bucket of each value: its reference category, unseen, or missing (``None``)."""

@@ -36,7 +36,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import special
 
-from monitoring.window import MIN_P_VALUE, WindowTest, hop_chunks
+from monitoring.window import MIN_P_VALUE, LatestTests, WindowTest, hop_chunks
 
 #: Added to every bin count before PSI's logarithms (keeps empty bins finite).
 PSI_SMOOTHING = 0.5
@@ -364,7 +364,7 @@ class NumericDriftBank:
         }  # fmt: skip
 
 
-class NumericDrift:
+class NumericDrift(LatestTests):
     """Windowed PSI and KS drift tests of one numeric stream (a one-feature :class:`NumericDriftBank`).
 
     Parameters
@@ -388,16 +388,6 @@ class NumericDrift:
         self._bank = NumericDriftBank({"x": NumericReference.of(reference_sample, quantiles)}, window, hop, alpha)
         self.tests: list[WindowTest] = []
         self._last: list[WindowTest] = []
-
-    @property
-    def drift_detected(self) -> bool:
-        """True when a test of the latest evaluation rejected."""
-        return any(t.rejected for t in self._last)
-
-    @property
-    def last(self) -> list[WindowTest]:
-        """The tests of the latest evaluation (empty before the first)."""
-        return list(self._last)
 
     @property
     def wasserstein(self) -> float:

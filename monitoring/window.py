@@ -52,6 +52,22 @@ class WindowTest:
         return self.score >= 1
 
 
+class LatestTests:
+    """For windowed detectors keeping the tests of their latest evaluation in ``_last``."""
+
+    _last: list[WindowTest]
+
+    @property
+    def drift_detected(self) -> bool:
+        """True when a test of the latest evaluation rejected."""
+        return any(t.rejected for t in self._last)
+
+    @property
+    def last(self) -> list[WindowTest]:
+        """The tests of the latest evaluation (empty before the first)."""
+        return list(self._last)
+
+
 def evidence_score(p_value: float, alpha: float) -> float:
     """``log(p) / log(alpha)``: 0 for p = 1, 1 at p = alpha, 2 at p = alpha squared."""
     return math.log(max(p_value, MIN_P_VALUE)) / math.log(alpha)

@@ -20,6 +20,16 @@ from tests.integration.harness import WorkerProcess, publish, settings_env
 pytestmark = pytest.mark.integration
 
 
+def untrained_champion_trained_challenger(settings, redis_client) -> ModelRegistry:
+    """v1 (untrained) serves, v2 (trained on the bootstrap stream) is its challenger."""
+    registry = ModelRegistry(redis_client, settings.hmac_key(), prefix=settings.redis_prefix)
+    trained, schema, task = bootstrap_model(samples=2000)
+    registry.register(settings.model_name, build_model(schema, task), schema=schema, task=task, note="untrained")
+    registry.register(settings.model_name, trained, schema=schema, task=task, promote=False, note="trained")
+    registry.set_challenger(settings.model_name, 2)
+    return registry
+
+
 def test_a_better_challenger_scored_in_shadow_wins_the_paired_test_and_is_promoted(settings, redis_client, tmp_path):
     settings = settings.model_copy(
         update={
@@ -31,11 +41,7 @@ def test_a_better_challenger_scored_in_shadow_wins_the_paired_test_and_is_promot
             "snapshot_every_seconds": 600,
         }
     )
-    registry = ModelRegistry(redis_client, settings.hmac_key(), prefix=settings.redis_prefix)
-    trained, schema, task = bootstrap_model(samples=2000)
-    registry.register(settings.model_name, build_model(schema, task), schema=schema, task=task, note="untrained")
-    registry.register(settings.model_name, trained, schema=schema, task=task, promote=False, note="trained")
-    registry.set_challenger(settings.model_name, 2)
+    registry = untrained_champion_trained_challenger(settings, redis_client)
 
     pairs = list(synthetic_stream(3000, drift_at=3000, seed=11))
     worker = WorkerProcess(settings, tmp_path).start()
@@ -74,11 +80,7 @@ def test_the_paired_comparison_is_checkpointed_with_the_learner_and_continues_af
     """Pairs counted before a restart are neither lost nor counted again: ``seen`` after the restart is the
     pairs before it plus the labels learned after it."""
     settings = settings.model_copy(update={"reload_check_seconds": 0.2, "join_grace_seconds": 5})
-    registry = ModelRegistry(redis_client, settings.hmac_key(), prefix=settings.redis_prefix)
-    trained, schema, task = bootstrap_model(samples=2000)
-    registry.register(settings.model_name, build_model(schema, task), schema=schema, task=task, note="untrained")
-    registry.register(settings.model_name, trained, schema=schema, task=task, promote=False, note="trained")
-    registry.set_challenger(settings.model_name, 2)
+    untrained_champion_trained_challenger(settings, redis_client)
     pairs = list(synthetic_stream(4000, drift_at=10_000, seed=5))
     main_pairs, warm = pairs[:3000], pairs[3000:]
 
