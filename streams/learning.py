@@ -82,8 +82,8 @@ class LabelLearner:
         #: checkpoints (after a Redis error: what was learned in memory since them was dropped).
         self.consumer: AIOKafkaConsumer | None = None
         self.resume_from_checkpoint = False
-        #: A Redis error interrupted learning (a batch or a flush) since the last batch began.
-        self.redis_failed = False
+        #: A Redis or broker error interrupted learning (a batch or a flush) since the last batch began.
+        self.interrupted = False
         self.promotion = PromotionPolicy(
             settings.challenger_min_labels, settings.challenger_alpha, settings.challenger_min_improvement
         )
@@ -167,17 +167,18 @@ class LabelLearner:
 
     # --- batches -------------------------------------------------------------------------------
     async def handle(self, records: list[ConsumerRecord]) -> None:
-        """Learn a batch; on a Redis error, drop the in-memory learners and re-raise (the source retries).
+        """Learn a batch; on a Redis or broker error (:data:`RETRIABLE_ERRORS`), drop the in-memory learners and
+        re-raise (the source retries).
 
         What was learned in memory since the last checkpoint (deferred ones included) is then dropped, so the next
         call first reloads the checkpoints and seeks back to them instead of learning: the labels after them are
         read and learned again, none lost, none learned twice, none half-applied checkpointed by :meth:`flush`.
         """
-        if self.redis_failed:
-            # Redis trouble (a hung server stalls the scorers too) is like a scorer (re)join: labels whose events
+        if self.interrupted:
+            # Redis or broker trouble (it stalls the scorers too) is like a scorer (re)join: labels whose events
             # are not scored yet wait the grace period from now instead of being dead-lettered as UnknownEvent.
             self.scoring_since_ms = int(time.time() * 1000)
-            self.redis_failed = False
+            self.interrupted = False
         try:
             if self.resume_from_checkpoint:
                 await self._resume(records)
@@ -186,7 +187,7 @@ class LabelLearner:
         except RETRIABLE_ERRORS:
             self.learners.clear()
             self.dirty.clear()
-            self.resume_from_checkpoint = self.redis_failed = True
+            self.resume_from_checkpoint = self.interrupted = True
             raise
 
     async def _resume(self, records: list[ConsumerRecord]) -> None:
@@ -261,7 +262,7 @@ class LabelLearner:
                 if state is not None:
                     await self._checkpoint(state)
         except RETRIABLE_ERRORS:
-            self.redis_failed = True  # still dirty: written by a later flush or batch
+            self.interrupted = True  # still dirty: written by a later flush or batch
             raise
         self.dirty.clear()
 
@@ -367,10 +368,10 @@ class LabelLearner:
         }
         if state.name in self.watch.monitors:
             mapping["monitor"] = self.watch.snapshot(state.name)
-        # One transaction: the checkpoint and the rows it learned (the retrain data) land together or not at all
         if state.comparison is not None:
             version, comparison = state.comparison
             mapping["comparison"] = orjson.dumps({"version": version, "state": comparison.state()})
+        # One transaction: the checkpoint and the rows it learned (the retrain data) land together or not at all
         async with self.client.pipeline(transaction=True) as pipe:
             pipe.hset(self.checkpoint_key(state.name), mapping=mapping)
             if state.comparison is None:
