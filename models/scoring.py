@@ -140,10 +140,16 @@ def score_frame(model: Any, task: str, rows: Sequence[Mapping[str, Any]]) -> lis
     matrix = proba.to_numpy(dtype=float)
     if not classes:
         return [Scored(None, {}, None, None) for _ in rows]
+    # What from_probabilities does per row, with the per-batch parts done once (measured ~8% of the scorer)
+    names = [str(c) for c in classes]
+    positive = classes.index(positive_class(classes)) if task == "binary" else None
+    best = matrix.argmax(axis=1).tolist()  # the first maximum, like from_probabilities and River's predict_one
+    broken = np.isnan(matrix).any(axis=1).tolist()
     return [
-        None if any(math.isnan(p) for p in line) else from_probabilities(task, dict(zip(classes, line, strict=True)))
-        for line in matrix.tolist()
-    ]
+        None if bad else Scored(classes[b], dict(zip(names, line, strict=True)),
+                                line[positive] if positive is not None else None, line[b])
+        for line, b, bad in zip(matrix.tolist(), best, broken, strict=True)
+    ]  # fmt: skip
 
 
 def score_batch(model: Any, task: str, rows: Sequence[Mapping[str, Any]]) -> list[Scored]:

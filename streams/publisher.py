@@ -7,12 +7,15 @@ from collections.abc import Iterable
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
+from aiokafka.partitioner import DefaultPartitioner
 
 from streams.deadletter import DeadLetter
 from streams.records import Alert, dumps
 
 #: Dead letters carry the original bytes, which may be far larger than a valid event.
 MAX_REQUEST_BYTES = 4 * 1024 * 1024
+#: The producer's own partitioner (murmur2 of the key), for records sent in batches.
+PARTITIONER = DefaultPartitioner()
 
 
 def producer_for(kafka_kwargs: dict[str, Any]) -> AIOKafkaProducer:
@@ -35,8 +38,25 @@ class Publisher:
         self._pending.append(await self.producer.send(topic, value=value, key=key, headers=headers))
 
     async def send_many(self, topic: str, items: Iterable[tuple[bytes, bytes]]) -> None:
+        """Keyed records in one record batch per partition: one future per batch instead of one per record
+        (measured ~6% of the scorer). Partitions come from Kafka's default partitioner, as with ``send``."""
+        partitions: list[int] | None = None
+        batches: dict[int, Any] = {}
         for key, value in items:
-            self._pending.append(await self.producer.send(topic, value=value, key=key))
+            if partitions is None:
+                partitions = sorted(await self.producer.partitions_for(topic))
+            partition = PARTITIONER(key, partitions, partitions)
+            batch = batches.get(partition)
+            if batch is not None and batch.append(key=key, value=value, timestamp=None) is not None:
+                continue
+            if batch is not None:  # full: send it, start another
+                self._pending.append(await self.producer.send_batch(batch, topic, partition=partition))
+            batch = batches[partition] = self.producer.create_batch()
+            if batch.append(key=key, value=value, timestamp=None) is None:  # larger than a batch: on its own
+                del batches[partition]
+                self._pending.append(await self.producer.send(topic, value=value, key=key, partition=partition))
+        for partition, batch in batches.items():
+            self._pending.append(await self.producer.send_batch(batch, topic, partition=partition))
 
     async def send_dead_letters(self, topic: str, letters: Iterable[DeadLetter]) -> None:
         for letter in letters:

@@ -13,7 +13,7 @@ import pytest
 from river import linear_model, multiclass, preprocessing, tree
 
 from models.features import FeatureSchema
-from models.scoring import Scored, score_batch
+from models.scoring import Scored, from_probabilities, score_batch, score_frame
 from models.specs import build_model
 
 SCHEMA = FeatureSchema({"x": "numeric", "y": "numeric", "c": "categorical"})
@@ -189,3 +189,14 @@ def test_complete_rows_take_the_batch_path_and_only_incomplete_rows_go_one_at_a_
         del batch[i]["y"]
     score_batch(model, "binary", batch)
     assert (model.batch_rows, model.single_rows) == (25, 5)
+
+
+@pytest.mark.parametrize("task", ["binary", "multiclass"])
+def test_the_frame_path_builds_exactly_what_from_probabilities_builds_for_each_row(task: str) -> None:
+    """score_frame does the per-row work of from_probabilities once per batch: same Scored, field for field."""
+    model = trained(build_model(SCHEMA, task), task)
+    batch = rows(50, seed=4)
+    proba = model.predict_proba_many(pd.DataFrame.from_records(batch))
+    expected = [from_probabilities(task, dict(zip(proba.columns, line, strict=True)))
+                for line in proba.to_numpy(dtype=float).tolist()]  # fmt: skip
+    assert score_frame(model, task, batch) == expected

@@ -1,0 +1,45 @@
+"""Publisher.send_many on the real embedded broker: per-partition record batches put every record where
+``producer.send`` would, in order, and its acknowledgement covers them all."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from aiokafka import AIOKafkaProducer
+from aiokafka.partitioner import murmur2
+
+from streams.publisher import Publisher
+from streams.topics import ensure_topics
+from tests.integration.harness import read_until
+
+pytestmark = pytest.mark.integration
+
+
+def test_send_many_places_each_key_like_the_default_partitioner_keeps_order_and_loses_nothing(settings):
+    keys = [f"key-{i % 97}".encode() for i in range(5000)]
+    items = [(key, b"x" * (i % 700) + str(i).encode()) for i, key in enumerate(keys)]  # several batches each
+
+    async def send() -> None:
+        await ensure_topics(settings, settings.broker_url)
+        producer = AIOKafkaProducer(bootstrap_servers=settings.broker_url, max_batch_size=64 * 1024)
+        await producer.start()
+        try:
+            publisher = Publisher(producer)
+            await publisher.send_many(settings.topic("predictions"), items[:2500])
+            await publisher.send_many(settings.topic("predictions"), items[2500:])
+            await publisher.flush()
+        finally:
+            await producer.stop()
+
+    asyncio.run(send())
+    records = asyncio.run(read_until(settings, ["predictions"], lambda seen: len(seen["predictions"]) >= 5000))
+    got = records["predictions"]
+    assert len(got) == 5000
+    for record in got:
+        assert record.partition == (murmur2(record.key) & 0x7FFFFFFF) % settings.partitions
+    by_key: dict[bytes, list[int]] = {}
+    for record in sorted(got, key=lambda r: (r.partition, r.offset)):
+        by_key.setdefault(record.key, []).append(int(record.value.lstrip(b"x")))
+    assert all(values == sorted(values) for values in by_key.values()), "each key's records in sending order"
+    assert sorted(v for values in by_key.values() for v in values) == list(range(5000))
