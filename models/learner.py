@@ -156,7 +156,8 @@ class OnlineLearner:
     Parameters
     ----------
     model
-        A River model (or pipeline) for ``task``; it is updated in place.
+        A River model (or pipeline) for ``task``, updated in place; a model without ``learn_one`` is left as it
+        is (see :attr:`updates_model`).
     task
         ``'binary'``, ``'multiclass'`` or ``'regression'``.
     metric_window
@@ -198,6 +199,12 @@ class OnlineLearner:
         self._counts = {"label": 0, "proba": 0}
 
     # --- learning -----------------------------------------------------------------------------
+    @property
+    def updates_model(self) -> bool:
+        """False for a model that cannot learn online (an offline scikit-learn model promoted from challenger):
+        its labels are still joined exactly once and scored into the prequential metrics."""
+        return hasattr(self.model, "learn_one")
+
     def coerce(self, y: Any) -> Any:
         """``y`` coerced to this learner's task and known classes (ValueError with the reason otherwise)."""
         return coerce_label(self.task, y, self.classes)
@@ -233,7 +240,8 @@ class OnlineLearner:
             return False
         target = self.coerce(y)
         predicted, proba = self._served(y_pred_at_score_time, proba_at_score_time)
-        self.model.learn_one(dict(x), target)
+        if self.updates_model:
+            self.model.learn_one(dict(x), target)
         if self.task != "regression":
             self.classes.add(target)
         self._update_metrics(target, predicted, proba)

@@ -354,7 +354,8 @@ class LabelLearner:
             await self._write_checkpoint(state)
 
     def _snapshot_due(self, state: ModelLearner) -> bool:
-        return state.since_snapshot > 0 and (
+        """A new version is due (never for a model that does not learn online: it would be the same model)."""
+        return state.learner.updates_model and state.since_snapshot > 0 and (
             state.since_snapshot >= self.settings.snapshot_every_labels
             or time.monotonic() - state.last_snapshot >= self.settings.snapshot_every_seconds
         )

@@ -8,6 +8,7 @@ the loaded models stay in use and the next check tries again.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections.abc import Callable
@@ -48,6 +49,11 @@ class LoadedModel:
     @property
     def schema(self) -> FeatureSchema:
         return self.meta.feature_schema()
+
+    @functools.cached_property
+    def scorer(self) -> Challenger:
+        """What scores batches: a River model, or an offline scikit-learn model promoted from challenger."""
+        return as_challenger(self.model, self.task, self.meta.data_summary.get("positive_class"))
 
 
 class ModelCache:

@@ -13,7 +13,7 @@ from typing import Any, Protocol
 import orjson
 
 from models.features import FeatureError
-from models.scoring import Scored, score_batch
+from models.scoring import Scored
 from streams.deadletter import DeadLetter
 from streams.dlq import carry_replay_count
 from streams.model_cache import LoadedModel
@@ -133,7 +133,7 @@ def score_records(
 
 def _score_group(group: ModelBatch, out: ScoredBatch) -> None:
     """Score the group in one batch; rows the model could not score are dead-lettered at stage ``score``."""
-    scored = score_batch(group.loaded.model, group.loaded.task, group.rows)
+    scored = group.loaded.scorer.score_batch(group.rows)
     kept = ModelBatch(group.loaded)
     for record, event, row, result in zip(group.records, group.events, group.rows, scored, strict=True):
         if result.error is not None:

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
+import json
+import time
+from pathlib import Path
 
 import joblib
 import numpy as np
@@ -15,26 +19,37 @@ from offline.export import CHOSEN_MODEL, OnlineArtifact
 from offline.framing import TrainingPlan, draft_card
 from offline.register import register_challenger_dir
 from offline.train import train_frame
+from tests.integration.harness import WorkerProcess, publish, read_until
 
 pytestmark = pytest.mark.integration
+
+
+def fraud_frame(n: int, seed: int = 0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, 2))
+    return pd.DataFrame(
+        {
+            "a": x[:, 0],
+            "b": x[:, 1],
+            "kind": rng.choice(["red", "blue"], n),
+            "outcome": np.where(x[:, 0] + x[:, 1] > 0, "fraud", "ok"),
+        }
+    )
+
+
+def trained_run(tmp_path: Path) -> Path:
+    """An offline run (``driftline offline train``'s output) on :func:`fraud_frame`, positive class 'fraud'."""
+    df = fraud_frame(600)
+    card = dataclasses.replace(draft_card(df, "outcome"), positive_class="fraud", training=TrainingPlan(bootstrap=100))
+    out = tmp_path / "run"
+    train_frame(df, card, out)
+    return out
 
 
 def test_offline_model_registered_as_challenger_scores_in_the_same_class_space_as_the_river_champion(
     tmp_path, redis_client
 ):
-    rng = np.random.default_rng(0)
-    x = rng.normal(size=(600, 2))
-    df = pd.DataFrame(
-        {
-            "a": x[:, 0],
-            "b": x[:, 1],
-            "kind": rng.choice(["red", "blue"], 600),
-            "outcome": np.where(x[:, 0] + x[:, 1] > 0, "fraud", "ok"),
-        }
-    )
-    card = dataclasses.replace(draft_card(df, "outcome"), positive_class="fraud", training=TrainingPlan(bootstrap=100))
-    out = tmp_path / "run"
-    train_frame(df, card, out)
+    out = trained_run(tmp_path)
 
     registry = ModelRegistry(redis_client, b"key", prefix="cc:")
     version = register_challenger_dir(out, registry, "fraud")
@@ -52,3 +67,42 @@ def test_offline_model_registered_as_challenger_scores_in_the_same_class_space_a
     assert all(set(map(str, p)) == {"True", "False"} for p in champion), "the River champion's classes"
     assert label_loss("binary", True, shadow[0]) < label_loss("binary", True, shadow[1])
     assert type(joblib.load(out / CHOSEN_MODEL)).__name__ == "TrainedModel"
+
+
+def test_an_offline_model_promoted_from_challenger_serves_every_event_and_its_labels_are_joined_once(
+    tmp_path, redis_client, settings
+):
+    """Promoting the scikit-learn challenger makes it the served model: every event is scored by it, every label
+    is joined once into the prequential metrics, and the learner registers no new version (it cannot learn)."""
+    settings = settings.model_copy(update={"snapshot_every_labels": 100, "join_grace_seconds": 5})
+    registry = ModelRegistry(redis_client, settings.hmac_key(), prefix=settings.redis_prefix)
+    version = register_challenger_dir(trained_run(tmp_path), registry, settings.model_name)
+    registry.promote(settings.model_name, version.version)
+    registry.set_challenger(settings.model_name, None)
+    rows = fraud_frame(1000, seed=1).to_dict("records")
+    events = [(None, json.dumps({"event_id": f"e{i}", "ts": 1_700_000_000_000 + i,
+                                 "features": {k: r[k] for k in ("a", "b", "kind")}}).encode())
+              for i, r in enumerate(rows)]  # fmt: skip
+    labels = [(None, json.dumps({"event_id": f"e{i}", "label": r["outcome"], "ts": 1_700_000_000_000 + i}).encode())
+              for i, r in enumerate(rows)]  # fmt: skip
+    checkpoint = f"{settings.redis_prefix}learner:{settings.model_name}"
+    worker = WorkerProcess(settings, tmp_path).start()
+    try:
+        asyncio.run(publish(settings, "events", events))
+        asyncio.run(publish(settings, "labels", labels))
+        out = asyncio.run(read_until(settings, ["predictions", "dead-letter"],
+                                     lambda seen: len(seen["predictions"]) >= len(rows)))  # fmt: skip
+        deadline = time.monotonic() + 60
+        while int(redis_client.hget(checkpoint, "learned") or 0) < len(rows) and time.monotonic() < deadline:
+            time.sleep(0.3)
+    finally:
+        worker.stop()
+    predictions = [json.loads(r.value) for r in out["predictions"]]
+    assert len({p["event_id"] for p in predictions}) == len(rows) and out["dead-letter"] == []
+    assert {p["model_version"] for p in predictions} == {version.version}
+    accuracy = np.mean([p["prediction"] == (r["outcome"] == "fraud") for p, r in
+                        zip(sorted(predictions, key=lambda p: int(p["event_id"][1:])), rows, strict=True)])  # fmt: skip
+    assert accuracy > 0.9, "the offline model's own predictions were served"
+    assert int(redis_client.hget(checkpoint, "learned")) == len(rows), "every label joined once"
+    assert registry.current_version(settings.model_name) == version.version
+    assert [v.version for v in registry.versions(settings.model_name)] == [version.version], "no snapshot"
