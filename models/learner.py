@@ -322,8 +322,13 @@ class OnlineLearner:
 
     # --- checkpoint ---------------------------------------------------------------------------
     def checkpoint(self, *, hmac_key: bytes) -> bytes:
-        """Everything needed to resume (model, offsets, learned ids, metrics) as one signed blob."""
-        payload = pickle.dumps(self.__dict__, protocol=pickle.HIGHEST_PROTOCOL)
+        """Everything needed to resume (model, offsets, learned ids, metrics) as one signed blob.
+
+        A model that does not learn online is left out (``model`` is None once restored): it never changes, so
+        it is the registry version the learner started from, and it can be large (a scikit-learn ensemble).
+        """
+        state = self.__dict__ if self.updates_model else {**self.__dict__, "model": None}
+        payload = pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL)
         return CHECKPOINT_MAGIC + sign_blob(hmac_key, payload).encode() + b"\n" + payload
 
     @classmethod

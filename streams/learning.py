@@ -110,6 +110,8 @@ class LabelLearner:
         if stored:
             learner = OnlineLearner.restore(stored[b"checkpoint"], hmac_key=self.settings.hmac_key())
             state = ModelLearner(name, learner, int(stored[b"base_version"]), positive)
+            if learner.model is None:  # a model that does not learn online is not in the checkpoint
+                _, learner.model = await asyncio.to_thread(self.registry.load, name, state.base_version)
             if b"comparison" in stored:
                 held = orjson.loads(stored[b"comparison"])
                 state.comparison = (held["version"], PairedComparison.from_state(held["state"]))

@@ -14,6 +14,7 @@ import pandas as pd
 import pytest
 
 from models.champion import OfflineChallenger, as_challenger, label_loss
+from models.learner import OnlineLearner
 from models.registry import ModelRegistry
 from offline.export import CHOSEN_MODEL, OnlineArtifact
 from offline.framing import TrainingPlan, draft_card
@@ -74,29 +75,38 @@ def test_an_offline_model_promoted_from_challenger_serves_every_event_and_its_la
 ):
     """Promoting the scikit-learn challenger makes it the served model: every event is scored by it, every label
     is joined once into the prequential metrics, and the learner registers no new version (it cannot learn)."""
-    settings = settings.model_copy(update={"snapshot_every_labels": 100, "join_grace_seconds": 5})
+    settings = settings.model_copy(update={"snapshot_every_labels": 100})
     registry = ModelRegistry(redis_client, settings.hmac_key(), prefix=settings.redis_prefix)
     version = register_challenger_dir(trained_run(tmp_path), registry, settings.model_name)
     registry.promote(settings.model_name, version.version)
     registry.set_challenger(settings.model_name, None)
-    rows = fraud_frame(1000, seed=1).to_dict("records")
+    rows = fraud_frame(1200, seed=1).to_dict("records")
     events = [(None, json.dumps({"event_id": f"e{i}", "ts": 1_700_000_000_000 + i,
                                  "features": {k: r[k] for k in ("a", "b", "kind")}}).encode())
               for i, r in enumerate(rows)]  # fmt: skip
     labels = [(None, json.dumps({"event_id": f"e{i}", "label": r["outcome"], "ts": 1_700_000_000_000 + i}).encode())
               for i, r in enumerate(rows)]  # fmt: skip
     checkpoint = f"{settings.redis_prefix}learner:{settings.model_name}"
-    worker = WorkerProcess(settings, tmp_path).start()
-    try:
-        asyncio.run(publish(settings, "events", events))
-        asyncio.run(publish(settings, "labels", labels))
-        out = asyncio.run(read_until(settings, ["predictions", "dead-letter"],
-                                     lambda seen: len(seen["predictions"]) >= len(rows)))  # fmt: skip
-        deadline = time.monotonic() + 60
-        while int(redis_client.hget(checkpoint, "learned") or 0) < len(rows) and time.monotonic() < deadline:
-            time.sleep(0.3)
-    finally:
-        worker.stop()
+
+    def learned() -> int:
+        return int(redis_client.hget(checkpoint, "learned") or 0)
+
+    for start, end in ((0, 1000), (1000, len(rows))):  # a second worker resumes from the first one's checkpoint
+        worker = WorkerProcess(settings, tmp_path).start()
+        try:
+            asyncio.run(publish(settings, "events", events[start:end]))
+            asyncio.run(read_until(settings, ["predictions"], lambda seen, end=end: len(seen["predictions"]) >= end))
+            asyncio.run(publish(settings, "labels", labels[start:end]))
+            deadline = time.monotonic() + 120
+            while learned() < end:
+                assert time.monotonic() < deadline, f"{learned()} of {end} labels joined:\n{worker.log()[-2000:]}"
+                time.sleep(0.3)
+        finally:
+            worker.stop()
+        stored = OnlineLearner.restore(redis_client.hget(checkpoint, "checkpoint"), hmac_key=settings.hmac_key())
+        assert stored.model is None, "the unchanging model is left out of the checkpoint (the registry has it)"
+    out = asyncio.run(read_until(settings, ["predictions", "dead-letter"],
+                                 lambda seen: len(seen["predictions"]) >= len(rows), timeout=10))  # fmt: skip
     predictions = [json.loads(r.value) for r in out["predictions"]]
     assert len({p["event_id"] for p in predictions}) == len(rows) and out["dead-letter"] == []
     assert {p["model_version"] for p in predictions} == {version.version}
