@@ -1,8 +1,15 @@
 """Dead-letter records: the original bytes untouched, the reason in headers (Kafka Connect style).
 
+An original larger than :data:`MAX_DEAD_LETTER_VALUE_BYTES` could exceed what the worker's producer may send
+(a dead letter that cannot be sent would stop its stage): its dead letter carries the head of the value and says
+so (``dlq.value.truncated``: the original size); the source offset still points at the whole original.
+
 >>> headers = dead_letter_headers("x.events", 3, 42, "validate", "ValidationError", "ts: bad")
 >>> dict(headers)["dlq.stage"], dict(headers)["dlq.source.offset"]
 (b'validate', b'42')
+>>> letter = DeadLetter("x.events", 0, 7, b"k", b"v" * (MAX_DEAD_LETTER_VALUE_BYTES + 1), "validate", "E", "m")
+>>> len(letter.sent_value) == MAX_DEAD_LETTER_VALUE_BYTES, dict(letter.headers())["dlq.value.truncated"]
+(True, b'1048577')
 """
 
 from __future__ import annotations
@@ -16,10 +23,14 @@ from streams.records import (
     DLQ_SOURCE_PARTITION,
     DLQ_SOURCE_TOPIC,
     DLQ_STAGE,
+    DLQ_VALUE_TRUNCATED,
     Stage,
 )
 
 MAX_REASON_CHARS = 1000
+#: A dead letter carries at most this much of the original value (keys are never this large in practice: a key
+#: over the limit is cut too, without a header).
+MAX_DEAD_LETTER_VALUE_BYTES = 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -37,11 +48,25 @@ class DeadLetter:
     #: Headers carried over from the original record (the replay count, so replay loops stay bounded).
     carried: tuple[tuple[str, bytes], ...] = ()
 
+    @property
+    def truncated(self) -> bool:
+        return self.value is not None and len(self.value) > MAX_DEAD_LETTER_VALUE_BYTES
+
+    @property
+    def sent_value(self) -> bytes | None:
+        """The value the dead letter carries: the original, or its head when it is too large to send."""
+        return self.value[:MAX_DEAD_LETTER_VALUE_BYTES] if self.truncated else self.value  # type: ignore[index]
+
+    @property
+    def sent_key(self) -> bytes | None:
+        return self.key[:MAX_DEAD_LETTER_VALUE_BYTES] if self.key is not None else None
+
     def headers(self) -> list[tuple[str, bytes]]:
         reason = dead_letter_headers(
             self.topic, self.partition, self.offset, self.stage, self.error_class, self.message
         )
-        return [*reason, *self.carried]
+        size = [(DLQ_VALUE_TRUNCATED, str(len(self.value)).encode())] if self.truncated else []  # type: ignore[arg-type]
+        return [*reason, *size, *self.carried]
 
 
 def dead_letter_headers(

@@ -36,6 +36,7 @@ from streams.records import (
     DLQ_SOURCE_PARTITION,
     DLQ_SOURCE_TOPIC,
     DLQ_STAGE,
+    DLQ_VALUE_TRUNCATED,
     Stage,
 )
 
@@ -47,7 +48,7 @@ STAGES: tuple[str, ...] = get_args(Stage)
 DEFAULT_MAX_REPLAYS = 3
 
 Headers = Sequence[tuple[str, bytes]]
-Decision = Literal["replay", "skip_stage", "skip_no_source", "skip_foreign_topic", "skip_loop"]
+Decision = Literal["replay", "skip_stage", "skip_no_source", "skip_foreign_topic", "skip_loop", "skip_truncated"]
 
 
 def header(headers: Headers | None, name: str) -> str | None:
@@ -81,6 +82,8 @@ class DeadLetterInfo:
     error_class: str | None
     error_message: str | None
     replay_count: int = 0
+    #: Size of the original value when the dead letter carries only its head (None: the whole value).
+    truncated_from: int | None = None
 
     @classmethod
     def from_headers(cls, headers: Headers | None) -> DeadLetterInfo:
@@ -88,7 +91,7 @@ class DeadLetterInfo:
 
         >>> DeadLetterInfo.from_headers([("dlq.source.partition", b"x"), ("dlq.replayed", b"2")])
         DeadLetterInfo(source_topic=None, source_partition=None, source_offset=None, stage=None, \
-error_class=None, error_message=None, replay_count=2)
+error_class=None, error_message=None, replay_count=2, truncated_from=None)
         """
         return cls(
             source_topic=header(headers, DLQ_SOURCE_TOPIC) or None,
@@ -98,6 +101,7 @@ error_class=None, error_message=None, replay_count=2)
             error_class=header(headers, DLQ_ERROR_CLASS),
             error_message=header(headers, DLQ_ERROR_MESSAGE),
             replay_count=max(0, _int_or_none(header(headers, DLQ_REPLAYED)) or 0),
+            truncated_from=_int_or_none(header(headers, DLQ_VALUE_TRUNCATED)),
         )
 
 
@@ -121,8 +125,9 @@ class ReplayPolicy:
     """Which dead letters a replay re-publishes.
 
     A dead letter is replayed when its stage is selected (no stages: all), its source topic is a driftline
-    topic of this prefix other than the dead-letter topic itself, and it was replayed fewer than
-    ``max_replays`` times.
+    topic of this prefix other than the dead-letter topic itself, it was replayed fewer than ``max_replays``
+    times, and it carries the whole original value (a truncated one would be replayed as a different message;
+    its source offset says where the original is).
 
     >>> p = ReplayPolicy(prefix="acme.", dead_letter_topic="acme.dead-letter")
     >>> p.decide(DeadLetterInfo("acme.dead-letter", 0, 1, "score", "E", "m"))
@@ -148,6 +153,8 @@ class ReplayPolicy:
             return "skip_foreign_topic"
         if letter.replay_count >= self.max_replays:
             return "skip_loop"
+        if letter.truncated_from is not None:
+            return "skip_truncated"
         return "replay"
 
 
@@ -240,6 +247,7 @@ def describe(
         "value": value_text,
         "value_encoding": encoding,
         "value_bytes": None if value is None else len(value),
+        "value_truncated_from": letter.truncated_from,
     }
 
 
@@ -273,6 +281,8 @@ def format_line(description: dict[str, Any], preview_chars: int = 120) -> str:
         if len(preview) > preview_chars:
             preview = preview[:preview_chars] + f"... ({description['value_bytes']} bytes)"
     replayed = f" replayed {description['replay_count']}x" if description["replay_count"] else ""
+    if description["value_truncated_from"] is not None:
+        preview += f" [first {description['value_bytes']} of {description['value_truncated_from']} bytes]"
     return f"{description['partition']}:{description['offset']} from {origin} {reason}{replayed} | {preview}"
 
 

@@ -60,7 +60,7 @@ class Publisher:
 
     async def send_dead_letters(self, topic: str, letters: Iterable[DeadLetter]) -> None:
         for letter in letters:
-            await self.send(topic, letter.value, letter.key, letter.headers())
+            await self.send(topic, letter.sent_value, letter.sent_key, letter.headers())
 
     async def send_alerts(self, topic: str, alerts: Iterable[Alert]) -> None:
         """Typed alerts, keyed by model (one model's alerts stay in order)."""

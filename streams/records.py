@@ -53,6 +53,8 @@ DLQ_SOURCE_OFFSET = "dlq.source.offset"
 DLQ_STAGE = "dlq.stage"
 DLQ_ERROR_CLASS = "dlq.error.class"
 DLQ_ERROR_MESSAGE = "dlq.error.message"
+#: Set when the dead letter carries only the head of the original value: the original size in bytes.
+DLQ_VALUE_TRUNCATED = "dlq.value.truncated"
 
 
 class RecordError(ValueError):
