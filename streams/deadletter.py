@@ -9,7 +9,7 @@ so (``dlq.value.truncated``: the original size); the source offset still points 
 (b'validate', b'42')
 >>> letter = DeadLetter("x.events", 0, 7, b"k", b"v" * (MAX_DEAD_LETTER_VALUE_BYTES + 1), "validate", "E", "m")
 >>> len(letter.sent_value) == MAX_DEAD_LETTER_VALUE_BYTES, dict(letter.headers())["dlq.value.truncated"]
-(True, b'1048577')
+(True, b'3145729')
 """
 
 from __future__ import annotations
@@ -28,9 +28,10 @@ from streams.records import (
 )
 
 MAX_REASON_CHARS = 1000
-#: A dead letter carries at most this much of the original value (keys are never this large in practice: a key
-#: over the limit is cut too, without a header).
-MAX_DEAD_LETTER_VALUE_BYTES = 1024 * 1024
+#: A dead letter carries at most this much of the original value, and of its key (cut without a header: a key
+#: this large is not a key anyone reads); with the reason headers it stays under the producer's 4 MiB requests.
+MAX_DEAD_LETTER_VALUE_BYTES = 3 * 1024 * 1024
+MAX_DEAD_LETTER_KEY_BYTES = 64 * 1024
 
 
 @dataclass(frozen=True)
@@ -59,7 +60,7 @@ class DeadLetter:
 
     @property
     def sent_key(self) -> bytes | None:
-        return self.key[:MAX_DEAD_LETTER_VALUE_BYTES] if self.key is not None else None
+        return self.key[:MAX_DEAD_LETTER_KEY_BYTES] if self.key is not None else None
 
     def headers(self) -> list[tuple[str, bytes]]:
         reason = dead_letter_headers(
