@@ -50,13 +50,9 @@ class DeadLetter:
     carried: tuple[tuple[str, bytes], ...] = ()
 
     @property
-    def truncated(self) -> bool:
-        return self.value is not None and len(self.value) > MAX_DEAD_LETTER_VALUE_BYTES
-
-    @property
     def sent_value(self) -> bytes | None:
         """The value the dead letter carries: the original, or its head when it is too large to send."""
-        return self.value[:MAX_DEAD_LETTER_VALUE_BYTES] if self.truncated else self.value  # type: ignore[index]
+        return self.value[:MAX_DEAD_LETTER_VALUE_BYTES] if self.value is not None else None
 
     @property
     def sent_key(self) -> bytes | None:
@@ -66,7 +62,8 @@ class DeadLetter:
         reason = dead_letter_headers(
             self.topic, self.partition, self.offset, self.stage, self.error_class, self.message
         )
-        size = [(DLQ_VALUE_TRUNCATED, str(len(self.value)).encode())] if self.truncated else []  # type: ignore[arg-type]
+        cut = self.value is not None and len(self.value) > MAX_DEAD_LETTER_VALUE_BYTES
+        size = [(DLQ_VALUE_TRUNCATED, str(len(self.value or b"")).encode())] if cut else []
         return [*reason, *size, *self.carried]
 
 
