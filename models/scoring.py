@@ -77,10 +77,25 @@ def from_probabilities(task: str, proba: Mapping[Any, float]) -> Scored:
     """
     if not proba:
         return Scored(None, {}, None, None)
-    proba = {native(c): p for c, p in proba.items()}
-    prediction = max(proba, key=proba.__getitem__)  # first maximum, like River's predict_one
-    score = float(proba[positive_class(list(proba))]) if task == "binary" else None
-    return Scored(prediction, {str(c): float(p) for c, p in proba.items()}, score, float(proba[prediction]))
+    proba = {native(c): float(p) for c, p in proba.items()}
+    return scored_rows(task, list(proba), [list(proba.values())])[0]
+
+
+def scored_rows(task: str, classes: list[Any], lines: list[list[float]]) -> list[Scored]:
+    """A classifier's :class:`Scored` for each line of class probabilities (in the order of ``classes``, plain
+    Python values), the per-batch work (class names, positive class) done once.
+
+    >>> [s.prediction for s in scored_rows("binary", [False, True], [[0.8, 0.2], [0.3, 0.7]])]
+    [False, True]
+    """
+    names = [str(c) for c in classes]
+    positive = classes.index(positive_class(classes)) if task == "binary" else None
+    scored = []
+    for line in lines:
+        best = line.index(max(line))  # the first maximum, like River's predict_one
+        score = line[positive] if positive is not None else None
+        scored.append(Scored(classes[best], dict(zip(names, line, strict=True)), score, line[best]))
+    return scored
 
 
 def native(value: Any) -> Any:
@@ -140,16 +155,10 @@ def score_frame(model: Any, task: str, rows: Sequence[Mapping[str, Any]]) -> lis
     matrix = proba.to_numpy(dtype=float)
     if not classes:
         return [Scored(None, {}, None, None) for _ in rows]
-    # What from_probabilities does per row, with the per-batch parts done once (measured ~8% of the scorer)
-    names = [str(c) for c in classes]
-    positive = classes.index(positive_class(classes)) if task == "binary" else None
-    best = matrix.argmax(axis=1).tolist()  # the first maximum, like from_probabilities and River's predict_one
     broken = np.isnan(matrix).any(axis=1).tolist()
-    return [
-        None if bad else Scored(classes[b], dict(zip(names, line, strict=True)),
-                                line[positive] if positive is not None else None, line[b])
-        for line, b, bad in zip(matrix.tolist(), best, broken, strict=True)
-    ]  # fmt: skip
+    whole = [line for line, bad in zip(matrix.tolist(), broken, strict=True) if not bad]
+    scored = iter(scored_rows(task, classes, whole))
+    return [None if bad else next(scored) for bad in broken]
 
 
 def score_batch(model: Any, task: str, rows: Sequence[Mapping[str, Any]]) -> list[Scored]:
