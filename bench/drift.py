@@ -146,16 +146,21 @@ def _monitored(rows: list[Row], warmup: int, config: MonitorConfig, name: str) -
         fired = monitor.observe_events(ids, features, predictions, probabilities, 1, ts, frame=frame)
         fired += monitor.observe_outcomes(ids, labels, predictions, probabilities, 1, ts)
         alerts += [(int(a.event_id) if a.event_id is not None else start, a) for a in fired]
-        errors.append(np.array([p != y for p, y in zip(predictions, labels, strict=True)], dtype=float))
+        errors.append(_error_array(predictions, labels))
     return Run(len(rows) - warmup, alerts, np.concatenate(errors) if errors else np.zeros(0), monitor)
 
 
 def _unmonitored_errors(rows: list[Row], warmup: int) -> np.ndarray:
     """The 0/1 error stream of the same pre-trained, learning model, without a monitor (for calibration)."""
     _, model = _pretrained(rows, warmup)
-    errors = [((proba[True] >= 0.5).to_numpy() != np.array(labels, dtype=bool)).astype(float)
+    errors = [_error_array((proba[True] >= 0.5).tolist(), labels)
               for _, _, labels, _, proba in _prequential(model, rows[warmup:])]  # fmt: skip
     return np.concatenate(errors)
+
+
+def _error_array(predictions: list[Any], labels: list[Any]) -> np.ndarray:
+    """The 0/1 error stream of a batch (1 where the prediction is not the label)."""
+    return np.array([p != y for p, y in zip(predictions, labels, strict=True)], dtype=float)
 
 
 def _shifted(rows: list[Row], feature: str, position: int, amount: float) -> list[Row]:
