@@ -181,7 +181,10 @@ def promote(obj: dict[str, Any], ref: str) -> None:
 @click.option("--clear", is_flag=True, help="Stop shadow scoring: NAME has no challenger any more.")
 @click.pass_obj
 def challenge(obj: dict[str, Any], ref: str, clear: bool) -> None:
-    """Score NAME@VERSION in shadow beside the current version (compare them with `models compare NAME`)."""
+    """Score NAME@VERSION in shadow beside the current version (compare them with `models compare NAME`).
+
+    A River challenger also learns the labels in shadow; its snapshots replace it as the challenger.
+    """
     registry = open_registry(obj["prefix"])
     with clean_errors():
         name, version = parse_ref(ref)

@@ -294,6 +294,25 @@ class ModelRegistry:
         self.verify(name, version)
         self.client.set(self._key(name, "challenger"), version)
 
+    def replace_challenger(self, name: str, expected: int, version: int) -> bool:
+        """Make ``version`` the challenger only if ``expected`` still is (False, nothing changed, otherwise).
+
+        The learner moves the challenger to its newer snapshots with this, so that a challenger set or cleared
+        meanwhile with ``driftline models challenge`` is never overwritten.
+        """
+        self.verify(name, version)
+        key = self._key(name, "challenger")
+
+        def swap(pipe: Any) -> bool:
+            if pipe.get(key) not in (str(expected).encode(), str(expected)):
+                pipe.unwatch()
+                return False
+            pipe.multi()
+            pipe.set(key, version)
+            return True
+
+        return bool(self.client.transaction(swap, key, value_from_callable=True))
+
     def challenger_version(self, name: str) -> int | None:
         """The challenger version of ``name``, if one is set (one GET)."""
         raw = self.client.get(self._key(name, "challenger"))

@@ -25,7 +25,7 @@ from aiokafka.errors import KafkaError
 from driftline.settings import Settings
 from models.champion import PairedComparison, PromotionPolicy, label_loss, save_comparison
 from models.learner import OnlineLearner
-from models.registry import ModelRegistry, UnknownModelError
+from models.registry import IntegrityError, ModelRegistry, UnknownModelError
 from models.scoring import Scored
 from streams.join_store import JoinRecord, JoinStore
 from streams.learning_stage import learn_batch, target_for
@@ -33,6 +33,7 @@ from streams.metrics import DEAD_LETTERED, LABELS_LEARNED, LEARNER_METRIC, MODEL
 from streams.publisher import Publisher
 from streams.records import Alert, Label, RecordError, parse_label
 from streams.scoring_stage import dead_letter
+from streams.shadow_challenger import ShadowChallenger
 from streams.watch import Watch
 
 log = logging.getLogger(__name__)
@@ -61,6 +62,8 @@ class ModelLearner:
     #: The challenger version being compared and the paired losses so far (checkpointed with the learner, so a
     #: restart or a batch learned again after an error neither loses nor double counts a pair).
     comparison: tuple[int, PairedComparison] | None = None
+    #: The challenger's lineage and, for a River challenger, its learner (checkpointed with this learner).
+    challenger: ShadowChallenger | None = None
 
 
 class LabelLearner:
@@ -89,6 +92,8 @@ class LabelLearner:
         )
         self.publisher: Publisher
         self.learners: dict[str, ModelLearner] = {}
+        #: Lineage root of each (model, version) seen as a challenger (version metadata never changes).
+        self._roots: dict[tuple[str, int], int] = {}
         #: When this worker's scorer last got its partitions; the join grace of older labels runs from there
         #: (None: the scorer has not joined its group yet, so a label whose event is not scored yet keeps waiting).
         self.scoring_since_ms: int | None = None
@@ -115,6 +120,10 @@ class LabelLearner:
             if b"comparison" in stored:
                 held = orjson.loads(stored[b"comparison"])
                 state.comparison = (held["version"], PairedComparison.from_state(held["state"]))
+            if b"challenger" in stored:
+                blob = stored.get(b"challenger_checkpoint")
+                shadow = OnlineLearner.restore(blob, hmac_key=self.settings.hmac_key()) if blob else None
+                state.challenger = ShadowChallenger.from_state(orjson.loads(stored[b"challenger"]), shadow)
             self.watch.monitor(meta, stored.get(b"monitor"))
         else:
             meta, model = await asyncio.to_thread(self.registry.load, name, None)
@@ -236,7 +245,7 @@ class LabelLearner:
                 for i in outcome.learned_indices
             ]
             await self._observe(state, learned)  # type: ignore[arg-type]
-            await self._compare(state, learned)  # type: ignore[arg-type]
+            await self._shadow(state, learned)  # type: ignore[arg-type]
             state.rows += [(join.x, y) for _, join, y in learned]  # type: ignore[union-attr]
             state.since_snapshot += outcome.learned
             LABELS_LEARNED.labels(name).inc(outcome.learned)
@@ -251,7 +260,8 @@ class LabelLearner:
         for state in touched:
             # Under load the checkpoint is written at most every checkpoint_interval_ms (it pickles the learner);
             # the offsets live only in it, so deferring it replays more labels after a crash, never learns twice.
-            if now - state.last_checkpoint >= self.settings.checkpoint_interval_ms / 1000 or self._snapshot_due(state):
+            due = self._snapshot_due(state) or self._challenger_snapshot_due(state)
+            if now - state.last_checkpoint >= self.settings.checkpoint_interval_ms / 1000 or due:
                 await self._checkpoint(state)
             else:
                 self.dirty.add(state.name)
@@ -286,27 +296,61 @@ class LabelLearner:
         )
         self.alerts += [await asyncio.to_thread(self.watch.act, alert) for alert in alerts]
 
-    async def _compare(self, state: ModelLearner, learned: list[tuple[Label, JoinRecord, Any]]) -> None:
-        """Pair champion and challenger losses on the same joined labels; store the result; maybe promote."""
-        shadowed = [(join, y) for _, join, y in learned if join.challenger]
-        if not shadowed:
+    async def _shadow(self, state: ModelLearner, learned: list[tuple[Label, JoinRecord, Any]]) -> None:
+        """The challenger learns what the champion learned (River), then both are compared on those labels."""
+        shadow = await self._sync_challenger(state)
+        if shadow is None or not learned:
             return
+        versions = {join.challenger[0] for _, join, _ in learned if join.challenger}
+        lineage = {v for v in versions if await self._root(state.name, v) == shadow.root}
+        shadow.learn([(label.event_id, join.x, y, join.challenger, label.ts) for label, join, y in learned], lineage)
+        # events scored before the challenger was promoted, cleared or replaced carry another lineage: skip them
+        shadowed = [(join, y) for _, join, y in learned if join.challenger and join.challenger[0] in lineage]
+        if shadowed:
+            await self._compare(state, shadow, shadowed)
+
+    async def _sync_challenger(self, state: ModelLearner) -> ShadowChallenger | None:
+        """The challenger the registry names now; a new one (or another version) is loaded from the registry."""
         current = await asyncio.to_thread(self.registry.challenger_version, state.name)
-        # events scored before the challenger was promoted or cleared still carry its shadow output: skip them
-        shadowed = [(join, y) for join, y in shadowed if join.challenger[0] == current]  # type: ignore[index]
-        if not shadowed:
-            return
-        task = state.learner.task
+        held = state.challenger
+        if current is None or (held is not None and held.version == current):
+            state.challenger = held if current is not None else None
+            return state.challenger
+        try:
+            meta, model = await asyncio.to_thread(self.registry.load, state.name, current)
+        except (IntegrityError, UnknownModelError) as exc:  # the scorers refuse it too, and alert
+            log.warning("challenger %s v%s not loaded: %s", state.name, current, exc)
+            state.challenger = None
+            return None
+        learner = None
+        if hasattr(model, "learn_one"):
+            learner = OnlineLearner(model, meta.task, label_ttl_ms=self.settings.label_ttl_seconds * 1000)
+        state.challenger = ShadowChallenger(await self._root(state.name, current), current, learner)
+        return state.challenger
+
+    async def _root(self, name: str, version: int) -> int:
+        """The version that started the challenger lineage of ``version`` (itself unless a learner snapshot)."""
+        if (name, version) not in self._roots:
+            try:
+                meta = await asyncio.to_thread(self.registry.get, name, version)
+                self._roots[name, version] = int(meta.data_summary.get("challenger_root", version))
+            except UnknownModelError:
+                return version
+        return self._roots[name, version]
+
+    async def _compare(
+        self, state: ModelLearner, shadow: ShadowChallenger, shadowed: list[tuple[JoinRecord, Any]]
+    ) -> None:
+        """Pair champion and challenger losses on the same joined labels; store the result; maybe promote."""
+        if state.comparison is None or state.comparison[0] != shadow.root:
+            state.comparison = (shadow.root, PairedComparison(alpha=self.settings.challenger_alpha))
+        task, comparison = state.learner.task, state.comparison[1]
         for join, y in shadowed:
-            version, prediction, probabilities, score = join.challenger  # type: ignore[misc]
-            if state.comparison is None or state.comparison[0] != version:
-                state.comparison = (version, PairedComparison(alpha=self.settings.challenger_alpha))
+            _, prediction, probabilities, score = join.challenger  # type: ignore[misc]
             champion = Scored(join.prediction, join.probabilities, join.score, None)
-            state.comparison[1].update(
+            comparison.update(
                 label_loss(task, y, champion), label_loss(task, y, Scored(prediction, probabilities, score, None))
             )
-        assert state.comparison is not None
-        version, comparison = state.comparison
         result = comparison.result()
         await asyncio.to_thread(
             save_comparison,
@@ -315,14 +359,16 @@ class LabelLearner:
             state.name,
             result,
             champion_version=shadowed[-1][0].version,  # the version that served the latest paired label
-            challenger_version=version,
+            challenger_version=shadow.version,
         )
         decision = self.promotion.decide(result)
         if self.settings.challenger_auto_promote and decision.promote:
-            await asyncio.to_thread(self.registry.promote, state.name, version)
+            if shadow.since_snapshot:  # what it learned since its last snapshot goes into the promoted version
+                await self._snapshot_challenger(state)
+            await asyncio.to_thread(self.registry.promote, state.name, shadow.version)
             await asyncio.to_thread(self.registry.set_challenger, state.name, None)
-            state.comparison = None
-            log.warning("promoted challenger %s v%s: %s", state.name, version, decision.reason)
+            state.comparison = state.challenger = None
+            log.warning("promoted challenger %s v%s: %s", state.name, shadow.version, decision.reason)
 
     async def _join(self, name: str, items: list[tuple[ConsumerRecord, Label]]) -> list[JoinRecord | None]:
         """Join records; a young label whose event is not scored yet waits up to the grace period."""
@@ -351,15 +397,29 @@ class LabelLearner:
         current one; the restarted learner then loads the snapshot, which holds exactly the checkpoint's labels.
         """
         await self._write_checkpoint(state)
-        if self._snapshot_due(state):
+        champion, challenger = self._snapshot_due(state), self._challenger_snapshot_due(state)
+        if champion:
             await self._snapshot(state)
+        if challenger:
+            await self._snapshot_challenger(state)
+        if champion or challenger:
             await self._write_checkpoint(state)
 
     def _snapshot_due(self, state: ModelLearner) -> bool:
         """A new version is due (never for a model that does not learn online: it would be the same model)."""
-        return state.learner.updates_model and state.since_snapshot > 0 and (
-            state.since_snapshot >= self.settings.snapshot_every_labels
-            or time.monotonic() - state.last_snapshot >= self.settings.snapshot_every_seconds
+        return (
+            state.learner.updates_model
+            and state.since_snapshot > 0
+            and (
+                state.since_snapshot >= self.settings.snapshot_every_labels
+                or time.monotonic() - state.last_snapshot >= self.settings.snapshot_every_seconds
+            )
+        )
+
+    def _challenger_snapshot_due(self, state: ModelLearner) -> bool:
+        shadow = state.challenger
+        return shadow is not None and shadow.snapshot_due(
+            self.settings.snapshot_every_labels, self.settings.snapshot_every_seconds
         )
 
     async def _write_checkpoint(self, state: ModelLearner) -> None:
@@ -374,11 +434,17 @@ class LabelLearner:
         if state.comparison is not None:
             version, comparison = state.comparison
             mapping["comparison"] = orjson.dumps({"version": version, "state": comparison.state()})
+        shadow = state.challenger
+        if shadow is not None:
+            mapping["challenger"] = orjson.dumps(shadow.state())
+            if shadow.learner is not None:
+                mapping["challenger_checkpoint"] = shadow.learner.checkpoint(hmac_key=self.settings.hmac_key())
+        absent = [k for k in ("comparison", "challenger", "challenger_checkpoint") if k not in mapping]
         # One transaction: the checkpoint and the rows it learned (the retrain data) land together or not at all
         async with self.client.pipeline(transaction=True) as pipe:
             pipe.hset(self.checkpoint_key(state.name), mapping=mapping)
-            if state.comparison is None:
-                pipe.hdel(self.checkpoint_key(state.name), "comparison")
+            if absent:
+                pipe.hdel(self.checkpoint_key(state.name), *absent)
             stream = labelled_key(self.prefix, state.name)
             for x, y in state.rows:
                 pipe.xadd(stream, {"x": orjson.dumps(x), "y": orjson.dumps(y)}, maxlen=MAX_LABELLED_ROWS,
@@ -404,6 +470,35 @@ class LabelLearner:
         )
         state.base_version, state.since_snapshot, state.last_snapshot = new.version, 0, time.monotonic()
         MODEL_VERSION.labels(state.name, "learner").set(new.version)
+
+    async def _snapshot_challenger(self, state: ModelLearner) -> None:
+        """Register what the River challenger learned as the next version of its lineage and serve it in shadow."""
+        shadow = state.challenger
+        assert shadow is not None and shadow.learner is not None
+        meta = await asyncio.to_thread(self.registry.get, state.name, shadow.version)
+        new = await asyncio.to_thread(
+            self.registry.register,
+            state.name,
+            shadow.learner.model,
+            schema=meta.feature_schema(),
+            task=meta.task,
+            parent=shadow.version,
+            metrics=shadow.learner.metrics(),
+            data_summary={
+                **meta.data_summary,
+                "challenger_root": shadow.root,
+                "labels_learned": shadow.learner.learned,
+            },
+            note=f"challenger learner snapshot after {shadow.learner.learned} labels in shadow",
+            promote=False,
+        )
+        self._roots[state.name, new.version] = shadow.root
+        if await asyncio.to_thread(self.registry.replace_challenger, state.name, shadow.version, new.version):
+            shadow.snapshotted(new.version)
+            MODEL_VERSION.labels(state.name, "challenger_learner").set(new.version)
+        else:  # set or cleared meanwhile with `driftline models challenge`: the next batch follows the registry
+            log.warning("challenger of %s changed meanwhile; snapshot v%s is not served", state.name, new.version)
+            state.challenger = None
 
 
 def labelled_key(prefix: str, name: str) -> str:

@@ -1,5 +1,6 @@
 """Champion/challenger on a running worker: the challenger scores every event in shadow, both are judged on
-the same joined labels, `driftline models compare` shows the paired test, and the policy promotes the winner."""
+the same joined labels, `driftline models compare` shows the paired test, and the policy promotes the winner.
+A River challenger learns the same labels in shadow, exactly once, and its snapshots replace it."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from click.testing import CliRunner
 from driftline.cli import main
 from models.bootstrap import bootstrap_model, synthetic_stream
 from models.champion import load_comparison
+from models.learner import OnlineLearner
 from models.registry import ModelRegistry
 from models.specs import build_model
 from tests.integration.harness import WorkerProcess, publish, settings_env
@@ -51,7 +53,7 @@ def test_a_better_challenger_scored_in_shadow_wins_the_paired_test_and_is_promot
         labels = [json.dumps({"event_id": e["event_id"], "label": y, "ts": e["ts"]}).encode() for e, y in pairs]
         asyncio.run(publish(settings, "labels", ((settings.model_name.encode(), v) for v in labels)))
         deadline = time.monotonic() + 120
-        while registry.current_version(settings.model_name) != 2 and time.monotonic() < deadline:
+        while registry.current_version(settings.model_name) == 1 and time.monotonic() < deadline:
             time.sleep(0.5)
         comparison = load_comparison(redis_client, settings.redis_prefix, settings.model_name)
     finally:
@@ -59,7 +61,10 @@ def test_a_better_challenger_scored_in_shadow_wins_the_paired_test_and_is_promot
     assert comparison is not None and comparison["n"] >= 300, "losses paired on the same joined labels"
     assert comparison["champion_version"] == 1 and comparison["challenger_version"] == 2
     assert comparison["challenger_loss"] < comparison["champion_loss"] and comparison["winner"] == "challenger"
-    assert registry.history(settings.model_name)[-1] == 2, "the policy promoted the winner"
+    promoted = registry.get(settings.model_name, registry.history(settings.model_name)[-1])
+    assert promoted.version == 2 or (promoted.parent == 2 and promoted.data_summary["challenger_root"] == 2), (
+        "the policy promoted the winner, with what it learned in shadow since it was set"
+    )
     assert registry.challenger_version(settings.model_name) is None
 
     result = CliRunner().invoke(main, ["models", "compare", settings.model_name, "--json"], env=settings_env(settings))
@@ -98,6 +103,10 @@ def test_the_paired_comparison_is_checkpointed_with_the_learner_and_continues_af
     def learned() -> int:
         return int(redis_client.hget(f"{settings.redis_prefix}learner:{settings.model_name}", "learned") or 0)
 
+    def learned_in_shadow() -> int:
+        blob = redis_client.hget(f"{settings.redis_prefix}learner:{settings.model_name}", "challenger_checkpoint")
+        return OnlineLearner.restore(blob, hmac_key=settings.hmac_key()).learned
+
     worker = WorkerProcess(settings, tmp_path).start()
     try:
         for start in range(0, len(warm), 100):  # until the challenger scores in shadow (it loads after start)
@@ -125,3 +134,12 @@ def test_the_paired_comparison_is_checkpointed_with_the_learner_and_continues_af
     assert stored is not None and json.loads(stored)["version"] == 2
     assert before >= 1500, "every label of an event scored in shadow was paired before the restart"
     assert seen() == before + 1500, "the restarted learner continued the comparison: nothing lost, nothing twice"
+    assert learned_in_shadow() == learned(), "the River challenger learned every label the champion did, once"
+    registry = ModelRegistry(redis_client, settings.hmac_key(), prefix=settings.redis_prefix)
+    lineage = [m for m in registry.versions(settings.model_name) if m.data_summary.get("challenger_root") == 2]
+    assert len(lineage) >= 2, "the challenger's learning became versions (every 1,000 labels by default)"
+    assert registry.challenger_version(settings.model_name) == lineage[-1].version, "its latest snapshot is served"
+    assert [m.parent for m in lineage] == [2] + [m.version for m in lineage[:-1]]
+    assert 2000 <= lineage[-1].data_summary["labels_learned"] <= learned()
+    assert 0 < lineage[-1].metrics["accuracy"] <= 1, "its prequential metrics, from its own shadow predictions"
+    assert registry.current_version(settings.model_name) not in {m.version for m in lineage}, "never promoted"

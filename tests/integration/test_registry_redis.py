@@ -214,3 +214,17 @@ def test_concurrent_registrations_get_distinct_consecutive_versions(redis_client
     assert [v.version for v in registry.versions("m")] == list(range(1, 21))
     assert {registry.load("m", v)[1] for v in range(1, 21)} == {(w, i) for w in range(4) for i in range(5)}
     assert len(registry.history("m")) == 20
+
+
+def test_replace_challenger_moves_only_the_challenger_it_expects(registry: ModelRegistry) -> None:
+    """The learner's snapshot replaces its own challenger, never one set or cleared meanwhile."""
+    for _ in range(3):
+        registry.register("m", trained_model(), schema=SCHEMA, task="binary", promote=False)
+    registry.set_challenger("m", 1)
+    assert registry.replace_challenger("m", expected=1, version=2) is True
+    assert registry.challenger_version("m") == 2
+    assert registry.replace_challenger("m", expected=1, version=3) is False, "v2 is the challenger now"
+    assert registry.challenger_version("m") == 2
+    registry.set_challenger("m", None)
+    assert registry.replace_challenger("m", expected=2, version=3) is False
+    assert registry.challenger_version("m") is None, "a cleared challenger stays cleared"
