@@ -11,7 +11,10 @@ application (lifecycle, worker, services) while the hot path reads whole batches
 * a batch whose handler raises one of ``retry_on`` (e.g. Redis unreachable) is not committed: its partitions
   are rewound to the batch's first offsets and it is handled again after ``retry_pause`` seconds (the handler
   must leave no half-applied state behind); a flush (``on_flush``) failing with one of them is tried again on a
-  later idle poll. Any other exception crashes the service.
+  later idle poll. Any other exception crashes the service;
+* with ``durable``, offsets are committed only while it says that what the handled batches stored outside Kafka
+  (the scorer's join records) has reached its store: until then they are held, and committed by a later batch or
+  idle poll, so a worker killed meanwhile reads those records again instead of losing what they stored.
 """
 
 from __future__ import annotations
@@ -35,6 +38,8 @@ Pending = tuple[Awaitable[object] | None, dict[TopicPartition, int]]
 AssignedHook = Callable[[AIOKafkaConsumer, set[TopicPartition]], Awaitable[None]]
 #: Persists what the handler deferred; called between batches: on an idle poll, before a revoke, at stop.
 FlushHook = Callable[[], Awaitable[None]]
+#: True when everything the handled batches stored outside Kafka is durable (their offsets may be committed).
+DurableCheck = Callable[[], bool]
 
 
 class _Rebalance(ConsumerRebalanceListener):
@@ -45,6 +50,9 @@ class _Rebalance(ConsumerRebalanceListener):
         async with self.source.in_flight:  # let the batch being handled finish and commit
             await self.source.finish_pending()
             await self.source.flush()
+            await self.source.commit_held()
+            for tp in revoked:  # not durable yet: the next owner reads them again from the last commit
+                self.source.held.pop(tp, None)
 
     async def on_partitions_assigned(self, assigned: Iterable[TopicPartition]) -> None:
         if self.source.on_assigned is not None:
@@ -64,6 +72,7 @@ class BatchSource(mode.Service):
         handler: BatchHandler,
         on_assigned: AssignedHook | None = None,
         on_flush: FlushHook | None = None,
+        durable: DurableCheck | None = None,
         commit_to_kafka: bool = True,
         max_records: int = 500,
         timeout_ms: int = 50,
@@ -78,6 +87,9 @@ class BatchSource(mode.Service):
         self.handler = handler
         self.on_assigned = on_assigned
         self.on_flush = on_flush
+        self.durable = durable
+        #: Offsets of acknowledged batches waiting for ``durable`` before they are committed.
+        self.held: dict[TopicPartition, int] = {}
         self.commit_to_kafka = commit_to_kafka
         self.max_records = max_records
         self.timeout_ms = timeout_ms
@@ -108,6 +120,7 @@ class BatchSource(mode.Service):
             async with self.in_flight:
                 await self.finish_pending()
                 await self.flush()
+                await self.commit_held()
                 await self.consumer.stop()
 
     async def flush(self) -> None:
@@ -151,6 +164,7 @@ class BatchSource(mode.Service):
                         failed = True
                         self.retries += 1
                         log.warning("%s: flush failed, trying again in %.1f s: %r", self.label, self.retry_pause, exc)
+                    await self.commit_held()
             if failed:  # outside the lock: a rebalance or a stop need not wait for the pause
                 await self.sleep(self.retry_pause)
 
@@ -181,11 +195,20 @@ class BatchSource(mode.Service):
                 if self.consumer is not None:
                     await self.consumer.seek_to_committed()
                 return
-        if self.commit_to_kafka and self.consumer is not None:
-            await self._commit(self.consumer, offsets)
+        if self.commit_to_kafka:
+            for tp, offset in offsets.items():
+                self.held[tp] = max(offset, self.held.get(tp, offset))
+            await self.commit_held()
+
+    async def commit_held(self) -> None:
+        """Commit the held offsets, unless ``durable`` says the store is behind (they stay held)."""
+        if not self.held or self.consumer is None or (self.durable is not None and not self.durable()):
+            return
+        offsets, self.held = self.held, {}
+        await self._commit(self.consumer, offsets)
 
     async def _commit(self, consumer: AIOKafkaConsumer, offsets: dict[TopicPartition, int]) -> None:
-        assigned = consumer.assignment()
+        assigned = consumer.assignment()  # held offsets of partitions revoked meanwhile are dropped
         offsets = {tp: offset for tp, offset in offsets.items() if tp in assigned}
         try:
             await consumer.commit(offsets)

@@ -295,7 +295,7 @@ def prediction_values(records: list[ConsumerRecord]) -> list[dict[str, Any]]:
 
 
 OutageAt = Literal["mid_stream", "at_tail", "under_backlog"]
-OutageHow = Literal["stopped", "frozen"]
+OutageHow = Literal["stopped", "frozen", "stopped_and_worker_killed"]
 
 
 def run_redis_outage(settings: Settings, stack: EmbeddedStack, log_dir: Path, where: OutageAt = "mid_stream",
@@ -305,7 +305,9 @@ def run_redis_outage(settings: Settings, stack: EmbeddedStack, log_dir: Path, wh
     stream finish; returns (and prints) the summary with what happened during the outage.
 
     ``how``: ``stopped``, SIGTERM then a restart on the same port and data (connections refused meanwhile);
-    ``frozen``, SIGSTOP then SIGCONT by pid (a hung server: connections accepted, every command times out).
+    ``frozen``, SIGSTOP then SIGCONT by pid (a hung server: connections accepted, every command times out);
+    ``stopped_and_worker_killed``, stopped, and halfway through the outage the worker is killed (-9) with the join
+    records of the events it scored meanwhile still buffered; it is started again once Redis is back.
 
     ``where``: ``mid_stream``, the stream flows at ``rate`` across the outage; ``at_tail``, the last 20 % of the
     stream is published during the outage, so nothing is scored after Redis is back (the join writes buffered
@@ -350,6 +352,10 @@ def run_redis_outage(settings: Settings, stack: EmbeddedStack, log_dir: Path, wh
             outage["stopped_ms"] = int(time.time() * 1000)
             if at_tail:
                 await publish_paced(settings, messages[split:], rate=10 * rate)
+            if how == "stopped_and_worker_killed":
+                await asyncio.sleep(max(0.0, outage["stopped_ms"] / 1000 + outage_seconds / 2 - time.time()))
+                worker.kill()
+                outage["killed_ms"] = int(time.time() * 1000)
             await asyncio.sleep(max(0.0, outage["stopped_ms"] / 1000 + outage_seconds - time.time()))
             outage["alive_at_restart"] = worker.alive() and worker.proc.pid == pid  # type: ignore[union-attr]
             outage["restarted_ms"] = int(time.time() * 1000)
@@ -358,6 +364,8 @@ def run_redis_outage(settings: Settings, stack: EmbeddedStack, log_dir: Path, wh
             else:
                 stack.redis.restart()
             wait_until_loaded(client)
+            if how == "stopped_and_worker_killed":
+                worker.start()
             outage["learned_at_restart"] = learned_count(client, settings)
             await publishing
 
@@ -372,7 +380,8 @@ def run_redis_outage(settings: Settings, stack: EmbeddedStack, log_dir: Path, wh
         elif stack.redis.proc.poll() is not None:
             stack.redis.restart()
     predictions = prediction_values(out["predictions"])
-    during = [p for p in predictions if outage["stopped_ms"] <= p["ts"] < outage["restarted_ms"]]
+    outage_end = outage.get("killed_ms", outage["restarted_ms"])
+    during = [p for p in predictions if outage["stopped_ms"] <= p["ts"] < outage_end]
     result = summary(
         f"redis_{how}_{where}", 1, settings, stream, out,
         learned_count(client, settings),
@@ -410,6 +419,18 @@ def test_redis_down_10s_scoring_continues_worker_survives_and_learning_resumes_w
     assert result["letters"] == result["expected_letters"], "every other label is dead-lettered with its reason"
     assert result["alerts"] > 0 and result["repeated_alerts"] == {}, "each alert key is published once"
     assert "Traceback" not in result["log"]
+
+
+@pytest.mark.timeout(600)
+def test_worker_killed_during_a_redis_outage_loses_no_join_record(settings, own_stack, tmp_path):
+    """Join records wait in the scorer's memory while Redis is down; their offsets are not committed until they
+    reach Redis, so the restarted worker scores those events again and every label still finds its event."""
+    result = run_redis_outage(settings, own_stack, tmp_path, "mid_stream", "stopped_and_worker_killed")
+    assert not result["alive_at_restart"] and result["alive_at_end"] and result["worker_starts"] == 2
+    assert result["predicted_during_outage"] > 0, "events were scored, their join records buffered, before the kill"
+    assert result["lost"] == 0, "every event has a prediction"
+    assert result["letters"] == result["expected_letters"], "no valid label dead-lettered as UnknownEvent"
+    assert result["learned"] == result["valid_labels"], "every valid label is learned exactly once"
 
 
 # --- 3. restart with empty local state -----------------------------------------------------------
