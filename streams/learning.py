@@ -455,49 +455,47 @@ class LabelLearner:
         for metric, value in state.learner.metrics().items():
             LEARNER_METRIC.labels(state.name, metric).set(value)
 
-    async def _snapshot(self, state: ModelLearner) -> None:
-        meta = await asyncio.to_thread(self.registry.get, state.name, state.base_version)
+    async def _register_snapshot(
+        self, name: str, learner: OnlineLearner, parent: int, note: str, **summary: Any
+    ) -> int:
+        """Register ``learner``'s model as the next version of ``name`` after ``parent`` (not promoted when
+        ``summary`` names a challenger lineage); its version."""
+        meta = await asyncio.to_thread(self.registry.get, name, parent)
+        inherited = {k: v for k, v in meta.data_summary.items() if k != "challenger_root"}  # a promoted one's
         new = await asyncio.to_thread(
             self.registry.register,
-            state.name,
-            state.learner.model,
+            name,
+            learner.model,
             schema=meta.feature_schema(),
             task=meta.task,
-            parent=state.base_version,
-            metrics=state.learner.metrics(),
-            data_summary={**meta.data_summary, "labels_learned": state.learner.learned},
-            note=f"online learner snapshot after {state.learner.learned} labels",
+            parent=parent,
+            metrics=learner.metrics(),
+            data_summary={**inherited, **summary, "labels_learned": learner.learned},
+            note=f"{note} after {learner.learned} labels",
+            promote="challenger_root" not in summary,
         )
-        state.base_version, state.since_snapshot, state.last_snapshot = new.version, 0, time.monotonic()
-        MODEL_VERSION.labels(state.name, "learner").set(new.version)
+        return new.version
+
+    async def _snapshot(self, state: ModelLearner) -> None:
+        version = await self._register_snapshot(
+            state.name, state.learner, state.base_version, "online learner snapshot"
+        )
+        state.base_version, state.since_snapshot, state.last_snapshot = version, 0, time.monotonic()
+        MODEL_VERSION.labels(state.name, "learner").set(version)
 
     async def _snapshot_challenger(self, state: ModelLearner) -> None:
         """Register what the River challenger learned as the next version of its lineage and serve it in shadow."""
         shadow = state.challenger
         assert shadow is not None and shadow.learner is not None
-        meta = await asyncio.to_thread(self.registry.get, state.name, shadow.version)
-        new = await asyncio.to_thread(
-            self.registry.register,
-            state.name,
-            shadow.learner.model,
-            schema=meta.feature_schema(),
-            task=meta.task,
-            parent=shadow.version,
-            metrics=shadow.learner.metrics(),
-            data_summary={
-                **meta.data_summary,
-                "challenger_root": shadow.root,
-                "labels_learned": shadow.learner.learned,
-            },
-            note=f"challenger learner snapshot after {shadow.learner.learned} labels in shadow",
-            promote=False,
+        version = await self._register_snapshot(
+            state.name, shadow.learner, shadow.version, "challenger snapshot in shadow", challenger_root=shadow.root
         )
-        self._roots[state.name, new.version] = shadow.root
-        if await asyncio.to_thread(self.registry.replace_challenger, state.name, shadow.version, new.version):
-            shadow.snapshotted(new.version)
-            MODEL_VERSION.labels(state.name, "challenger_learner").set(new.version)
+        self._roots[state.name, version] = shadow.root
+        if await asyncio.to_thread(self.registry.replace_challenger, state.name, shadow.version, version):
+            shadow.snapshotted(version)
+            MODEL_VERSION.labels(state.name, "challenger_learner").set(version)
         else:  # set or cleared meanwhile with `driftline models challenge`: the next batch follows the registry
-            log.warning("challenger of %s changed meanwhile; snapshot v%s is not served", state.name, new.version)
+            log.warning("challenger of %s changed meanwhile; snapshot v%s is not served", state.name, version)
             state.challenger = None
 
 
