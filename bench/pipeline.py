@@ -2,8 +2,11 @@
 in-process River loop on the same events with the same model, plus the limits of the layers below us.
 
 Figures:
-* ``inprocess_eps``: ``predict_proba_one`` then ``learn_one`` per event, in one Python loop;
+* ``inprocess_eps``: ``predict_proba_one`` then ``learn_one`` per event, in one Python loop (median of
+  :data:`INPROCESS_RUNS` runs: on a shared 2-core machine one run varied from 26k to 43k events/s);
 * ``pipeline_eps``: events published as fast as possible, one worker process, until every prediction is back;
+* ``worker_cpu_us_per_event``: CPU time (user + system) the worker process spent per event while
+  ``pipeline_eps`` was measured (Linux ``/proc``; null elsewhere): its cost, whatever else the machine runs;
 * ``p50_ms``/``p99_ms``: event published -> prediction received, publishing at half of ``pipeline_eps``;
 * ``raw_consume_eps``: a plain aiokafka ``getmany`` loop (JSON decode included) over the same topic;
 * ``faust_consume_eps``: a Faust agent that only counts (see bench/faust_consume.py).
@@ -13,11 +16,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import secrets
+import statistics
 import subprocess
 import sys
 import time
 import uuid
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -30,6 +36,7 @@ from models.bootstrap import bootstrap_model, synthetic_stream
 from streams.topics import ensure_topics
 
 WARMUP = 1000
+INPROCESS_RUNS = 3
 
 
 def inprocess_eps(events: list[dict[str, Any]], labels: list[bool]) -> float:
@@ -89,7 +96,18 @@ def payloads(events: list[dict[str, Any]], tag: str) -> list[tuple[bytes, bytes]
             for e in events]
 
 
-async def measure_pipeline(stack: EmbeddedStack, settings: Settings, events: list[dict[str, Any]]) -> dict[str, float]:
+def cpu_seconds(pid: int) -> float | None:
+    """User + system CPU seconds of process ``pid`` so far (None without Linux ``/proc``)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def measure_pipeline(
+    stack: EmbeddedStack, settings: Settings, events: list[dict[str, Any]], worker_pid: int
+) -> dict[str, float | None]:
     run = Run(stack, settings)
     await run.producer.start()
     await run.consumer.start()
@@ -97,9 +115,11 @@ async def measure_pipeline(stack: EmbeddedStack, settings: Settings, events: lis
         warm, full = payloads(events[:WARMUP], "warm"), payloads(events, "max")
         await run.publish(warm)
         await run.receive(WARMUP)  # the worker has joined its group and loaded the model
-        started = time.perf_counter()
+        started, cpu_before = time.perf_counter(), cpu_seconds(worker_pid)
         await asyncio.gather(run.publish(full), run.receive(WARMUP + len(events)))
         pipeline = len(events) / (time.perf_counter() - started)
+        cpu_after = cpu_seconds(worker_pid)
+        cpu_us = None if cpu_before is None or cpu_after is None else (cpu_after - cpu_before) / len(events) * 1e6
         count = min(len(events), max(2000, int(pipeline / 2 * 5)))  # ~5 s at half of the maximum rate
         paced = payloads(events[:count], "lat")
         sent_at, _ = await asyncio.gather(
@@ -107,9 +127,14 @@ async def measure_pipeline(stack: EmbeddedStack, settings: Settings, events: lis
             run.receive(WARMUP + len(events) + count),
         )
         latencies = np.array([(run.received[i] - t) * 1000 for i, t in sent_at.items()])
-        return {"pipeline_eps": round(pipeline, 1), "p50_ms": round(float(np.percentile(latencies, 50)), 2),
-                "p99_ms": round(float(np.percentile(latencies, 99)), 2), "latency_events": count,
-                "latency_rate_eps": round(pipeline / 2, 1)}
+        return {
+            "pipeline_eps": round(pipeline, 1),
+            "worker_cpu_us_per_event": None if cpu_us is None else round(cpu_us, 1),
+            "p50_ms": round(float(np.percentile(latencies, 50)), 2),
+            "p99_ms": round(float(np.percentile(latencies, 99)), 2),
+            "latency_events": count,
+            "latency_rate_eps": round(pipeline / 2, 1),
+        }
     finally:
         await run.consumer.stop()
         await run.producer.stop()
@@ -148,7 +173,9 @@ def run(events: int = 50_000) -> dict[str, Any]:
     """Measure both sides of the ratio (and the reference loops) in one invocation; returns the JSON figures."""
     pairs = list(synthetic_stream(events + WARMUP, drift_at=events + WARMUP))
     stream = [e for e, _ in pairs]
-    inprocess = inprocess_eps(stream[:events], [y for _, y in pairs[:events]])
+    inprocess = statistics.median(
+        inprocess_eps(stream[:events], [y for _, y in pairs[:events]]) for _ in range(INPROCESS_RUNS)
+    )
     settings = Settings(topic_prefix=f"bench{uuid.uuid4().hex[:6]}.")
     with embedded_stack() as stack:
         asyncio.run(ensure_topics(settings, stack.broker_url))
@@ -156,7 +183,7 @@ def run(events: int = 50_000) -> dict[str, Any]:
         worker = start_worker(worker_env(settings, stack, secrets.token_hex(16), port), stack.workdir / "worker.log")
         try:
             wait_for_port(port, timeout=60, proc=worker)
-            pipeline = asyncio.run(measure_pipeline(stack, settings, stream[:events]))
+            pipeline = asyncio.run(measure_pipeline(stack, settings, stream[:events], worker.pid))
         finally:
             stop_process(worker)
         topic = settings.topic("events")
