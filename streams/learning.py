@@ -298,6 +298,8 @@ class LabelLearner:
 
     async def _shadow(self, state: ModelLearner, learned: list[tuple[Label, JoinRecord, Any]]) -> None:
         """The challenger learns what the champion learned (River), then both are compared on those labels."""
+        if state.challenger is None and not any(join.challenger for _, join, _ in learned):
+            return  # no challenger (the scorers shadow-score a newly set one before its first labels come back)
         shadow = await self._sync_challenger(state)
         if shadow is None or not learned:
             return
