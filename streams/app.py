@@ -221,7 +221,7 @@ class Worker:
                 group_id=f"{settings.topic_prefix}scoring",
                 handler=self.score,
                 on_assigned=self.learning.on_scoring_assigned,
-                on_flush=self.flush_joins,
+                on_flush=self.joins.flush,  # join records buffered while Redis was unreachable (never raises)
                 durable=lambda: self.joins.buffered == 0,  # a kill never loses join records waiting for Redis
                 max_records=settings.batch_size,
                 timeout_ms=settings.batch_timeout_ms,
@@ -253,10 +253,6 @@ class Worker:
         self.learning.publisher = Publisher(self.publisher.producer)
         if self.settings.metrics_port:
             serve_metrics(self.settings.metrics_host, self.settings.metrics_port)
-
-    async def flush_joins(self) -> None:
-        """Write the join records buffered while Redis was unreachable (never raises)."""
-        await self.joins.flush()
 
     async def stop(self) -> None:
         """Checkpoint the monitors and stop the producer (of a start that got that far)."""

@@ -37,7 +37,7 @@ BatchHandler = Callable[[list[ConsumerRecord]], Awaitable[Awaitable[object] | No
 Pending = tuple[Awaitable[object] | None, dict[TopicPartition, int]]
 AssignedHook = Callable[[AIOKafkaConsumer, set[TopicPartition]], Awaitable[None]]
 #: Persists what the handler deferred; called between batches: on an idle poll, before a revoke, at stop.
-FlushHook = Callable[[], Awaitable[None]]
+FlushHook = Callable[[], Awaitable[object]]
 #: True when everything the handled batches stored outside Kafka is durable (their offsets may be committed).
 DurableCheck = Callable[[], bool]
 

@@ -28,7 +28,7 @@ from models.learner import OnlineLearner
 from models.registry import IntegrityError, ModelRegistry, UnknownModelError
 from models.scoring import Scored
 from streams.join_store import JoinRecord, JoinStore
-from streams.learning_stage import learn_batch, target_for
+from streams.learning_stage import learn_batch, snapshot_due, target_for
 from streams.metrics import DEAD_LETTERED, LABELS_LEARNED, LEARNER_METRIC, MODEL_VERSION
 from streams.publisher import Publisher
 from streams.records import Alert, Label, RecordError, parse_label
@@ -314,9 +314,10 @@ class LabelLearner:
     async def _sync_challenger(self, state: ModelLearner) -> ShadowChallenger | None:
         """The challenger the registry names now; a new one (or another version) is loaded from the registry."""
         current = await asyncio.to_thread(self.registry.challenger_version, state.name)
-        held = state.challenger
-        if current is None or (held is not None and held.version == current):
-            state.challenger = held if current is not None else None
+        if current is None:
+            state.challenger = None
+            return None
+        if state.challenger is not None and state.challenger.version == current:
             return state.challenger
         try:
             meta, model = await asyncio.to_thread(self.registry.load, state.name, current)
@@ -408,20 +409,15 @@ class LabelLearner:
             await self._write_checkpoint(state)
 
     def _snapshot_due(self, state: ModelLearner) -> bool:
-        """A new version is due (never for a model that does not learn online: it would be the same model)."""
-        return (
-            state.learner.updates_model
-            and state.since_snapshot > 0
-            and (
-                state.since_snapshot >= self.settings.snapshot_every_labels
-                or time.monotonic() - state.last_snapshot >= self.settings.snapshot_every_seconds
-            )
-        )
+        every = self.settings.snapshot_every_labels, self.settings.snapshot_every_seconds
+        return snapshot_due(state.learner, state.since_snapshot, state.last_snapshot, *every)
 
     def _challenger_snapshot_due(self, state: ModelLearner) -> bool:
-        shadow = state.challenger
-        return shadow is not None and shadow.snapshot_due(
-            self.settings.snapshot_every_labels, self.settings.snapshot_every_seconds
+        shadow, every = state.challenger, (self.settings.snapshot_every_labels, self.settings.snapshot_every_seconds)
+        return (
+            shadow is not None
+            and shadow.learner is not None
+            and snapshot_due(shadow.learner, shadow.since_snapshot, shadow.last_snapshot, *every)
         )
 
     async def _write_checkpoint(self, state: ModelLearner) -> None:
@@ -458,10 +454,9 @@ class LabelLearner:
             LEARNER_METRIC.labels(state.name, metric).set(value)
 
     async def _register_snapshot(
-        self, name: str, learner: OnlineLearner, parent: int, note: str, **summary: Any
+        self, name: str, learner: OnlineLearner, parent: int, note: str, promote: bool, **summary: Any
     ) -> int:
-        """Register ``learner``'s model as the next version of ``name`` after ``parent`` (not promoted when
-        ``summary`` names a challenger lineage); its version."""
+        """Register ``learner``'s model as the next version of ``name`` after ``parent``; its version."""
         meta = await asyncio.to_thread(self.registry.get, name, parent)
         inherited = {k: v for k, v in meta.data_summary.items() if k != "challenger_root"}  # a promoted one's
         new = await asyncio.to_thread(
@@ -474,13 +469,13 @@ class LabelLearner:
             metrics=learner.metrics(),
             data_summary={**inherited, **summary, "labels_learned": learner.learned},
             note=f"{note} after {learner.learned} labels",
-            promote="challenger_root" not in summary,
+            promote=promote,
         )
         return new.version
 
     async def _snapshot(self, state: ModelLearner) -> None:
         version = await self._register_snapshot(
-            state.name, state.learner, state.base_version, "online learner snapshot"
+            state.name, state.learner, state.base_version, "online learner snapshot", promote=True
         )
         state.base_version, state.since_snapshot, state.last_snapshot = version, 0, time.monotonic()
         MODEL_VERSION.labels(state.name, "learner").set(version)
@@ -490,7 +485,12 @@ class LabelLearner:
         shadow = state.challenger
         assert shadow is not None and shadow.learner is not None
         version = await self._register_snapshot(
-            state.name, shadow.learner, shadow.version, "challenger snapshot in shadow", challenger_root=shadow.root
+            state.name,
+            shadow.learner,
+            shadow.version,
+            "challenger snapshot in shadow",
+            promote=False,
+            challenger_root=shadow.root,
         )
         self._roots[state.name, version] = shadow.root
         if await asyncio.to_thread(self.registry.replace_challenger, state.name, shadow.version, version):

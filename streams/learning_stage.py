@@ -22,6 +22,7 @@ Every label record ends up learned or dead-lettered with a reason, exactly once:
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -53,6 +54,20 @@ def target_for(label: Any, positive_class: Any | None) -> Any:
     if positive_class is None:
         return label
     return str(label) == str(positive_class)
+
+
+def snapshot_due(learner: OnlineLearner, since: int, last: float, every_labels: int, every_seconds: float) -> bool:
+    """A new version of ``learner``'s model is due: ``since`` labels learned since the snapshot at monotonic time
+    ``last``, and at least ``every_labels`` of them or ``every_seconds`` since (never for a model that does not
+    learn online: it would be the same model).
+
+    >>> from models.features import FeatureSchema
+    >>> from models.specs import build_model
+    >>> learner = OnlineLearner(build_model(FeatureSchema({"x": "numeric"}), "binary"), "binary")
+    >>> snapshot_due(learner, 10, time.monotonic(), 10, 60), snapshot_due(learner, 9, time.monotonic(), 10, 60)
+    (True, False)
+    """
+    return learner.updates_model and since > 0 and (since >= every_labels or time.monotonic() - last >= every_seconds)
 
 
 def learn_batch(

@@ -74,14 +74,6 @@ class ShadowChallenger:
         self.since_snapshot += count
         return count
 
-    def snapshot_due(self, every_labels: int, every_seconds: float) -> bool:
-        """Its learning since the last snapshot is due to become a version."""
-        return (
-            self.learns
-            and self.since_snapshot > 0
-            and (self.since_snapshot >= every_labels or time.monotonic() - self.last_snapshot >= every_seconds)
-        )
-
     def snapshotted(self, version: int) -> None:
         """``version`` now holds what it learned."""
         self.version, self.since_snapshot, self.last_snapshot = version, 0, time.monotonic()
