@@ -1,10 +1,10 @@
 """`driftline bench drift`: false alarms, detection delays and monitoring overhead on synthetic streams.
 
-Streams come from ``river.datasets.synth``; a River pipeline from :mod:`models.specs` is pre-trained on the first
-``warmup`` events of each stream (the "offline" model, ``learn_one``), whose features and scores give the
+Streams come from ``river.datasets.synth``; a River pipeline from :mod:`driftline.models.specs` is pre-trained on
+the first ``warmup`` events of each stream (the "offline" model, ``learn_one``), whose features and scores give the
 reference profile, then scores and learns the rest in batches of 500 (``predict_proba_many`` / ``learn_many``),
-every batch going through :class:`monitoring.monitor.Monitor` with every detector on. Labels are joined at once
-(prequential).
+every batch going through :class:`driftline.monitoring.monitor.Monitor` with every detector on. Labels are joined
+at once (prequential).
 
 * **stationary**: Agrawal, SEA, Hyperplane and RandomRBF, no drift: every alert is a false alarm.
 * **covariate**: the same generators, one feature (rotating with the seed) shifted by ``shift`` reference
@@ -53,11 +53,11 @@ import pandas as pd
 from river import drift
 from river.datasets import synth
 
-from models.features import FeatureSchema
-from models.specs import build_model
-from monitoring.concept import BernoulliCUSUM, ErrorStream
-from monitoring.monitor import Monitor, MonitorConfig
-from monitoring.reference import ReferenceProfile, profile_values
+from driftline.models.features import FeatureSchema
+from driftline.models.reference import ReferenceProfile, profile_values
+from driftline.models.specs import build_model
+from driftline.monitoring.concept import BernoulliCUSUM, ErrorStream
+from driftline.monitoring.monitor import Monitor, MonitorConfig
 
 BATCH = 500
 #: Average run lengths tried, smallest first, when calibrating the CUSUM to ADWIN's false-alarm count.
@@ -77,13 +77,19 @@ STATIONARY: dict[str, Source] = {
 
 #: Concept changes: (name, generator before, generator after).
 CONCEPTS: list[tuple[str, Callable[[int], Any], Callable[[int], Any]]] = [
-    ("agrawal_7_to_8", lambda s: synth.Agrawal(classification_function=7, seed=s),
-     lambda s: synth.Agrawal(classification_function=8, seed=s + 1000)),
-    ("agrawal_9_to_7", lambda s: synth.Agrawal(classification_function=9, seed=s),
-     lambda s: synth.Agrawal(classification_function=7, seed=s + 1000)),
+    (
+        "agrawal_7_to_8",
+        lambda s: synth.Agrawal(classification_function=7, seed=s),
+        lambda s: synth.Agrawal(classification_function=8, seed=s + 1000),
+    ),
+    (
+        "agrawal_9_to_7",
+        lambda s: synth.Agrawal(classification_function=9, seed=s),
+        lambda s: synth.Agrawal(classification_function=7, seed=s + 1000),
+    ),
     ("sea_1_to_2", lambda s: synth.SEA(variant=1, seed=s), lambda s: synth.SEA(variant=2, seed=s + 1000)),
     ("sea_0_to_3", lambda s: synth.SEA(variant=0, seed=s), lambda s: synth.SEA(variant=3, seed=s + 1000)),
-]  # fmt: skip
+]
 
 
 def _rows(source: Iterator[tuple[dict[Any, Any], Any]], count: int) -> list[Row]:
@@ -113,8 +119,9 @@ def _pretrained(rows: list[Row], warmup: int) -> tuple[FeatureSchema, Any]:
     return schema, model
 
 
-def _prequential(model: Any, rows: list[Row]) -> Iterator[tuple[int, list[dict[str, float]], list[Any], pd.DataFrame,
-                                                                  pd.DataFrame]]:  # fmt: skip
+def _prequential(
+    model: Any, rows: list[Row]
+) -> Iterator[tuple[int, list[dict[str, float]], list[Any], pd.DataFrame, pd.DataFrame]]:
     """Batches of ``rows`` scored, then learnt: (offset, features, labels, frame, probabilities)."""
     for start in range(0, len(rows), BATCH):
         batch = rows[start : start + BATCH]
@@ -154,8 +161,10 @@ def _monitored(rows: list[Row], warmup: int, config: MonitorConfig, name: str) -
 def _unmonitored_errors(rows: list[Row], warmup: int) -> np.ndarray:
     """The 0/1 error stream of the same pre-trained, learning model, without a monitor (for calibration)."""
     _, model = _pretrained(rows, warmup)
-    errors = [_error_array((proba[True] >= 0.5).tolist(), labels)
-              for _, _, labels, _, proba in _prequential(model, rows[warmup:])]  # fmt: skip
+    errors = [
+        _error_array((proba[True] >= 0.5).tolist(), labels)
+        for _, _, labels, _, proba in _prequential(model, rows[warmup:])
+    ]
     return np.concatenate(errors)
 
 
@@ -187,8 +196,9 @@ def _cusum_detections(arl: float, errors: np.ndarray) -> list[int]:
 
 def _error_stream_detections(names: tuple[str, ...], monitor: Monitor, errors: np.ndarray) -> dict[str, list[int]]:
     """Detections of the monitor's error-stream detectors (same parameters) on ``errors``."""
-    stream = ErrorStream("binary", names, alpha=monitor.errors.alpha, arl=monitor.errors.arl,
-                         grace=monitor.config.error_grace)  # fmt: skip
+    stream = ErrorStream(
+        "binary", names, alpha=monitor.errors.alpha, arl=monitor.errors.arl, grace=monitor.config.error_grace
+    )
     found: dict[str, list[int]] = {name: [] for name in stream.names}
     for start in range(0, errors.size, BATCH):
         for test in stream.update_many(errors[start : start + BATCH]):
@@ -217,8 +227,17 @@ def _stationary(seeds: int, events: int, warmup: int, config: MonitorConfig) -> 
         for seed in range(seeds):
             run_ = _monitored(_rows(source(seed), warmup + events), warmup, config, name)
             runs.append(run_)
-            per_stream.append({"stream": name, "seed": seed, "events": run_.events, "alerts": [
-                {"kind": a.kind, "feature": a.feature, "detector": a.detector, "event": i} for i, a in run_.alerts]})
+            per_stream.append(
+                {
+                    "stream": name,
+                    "seed": seed,
+                    "events": run_.events,
+                    "alerts": [
+                        {"kind": a.kind, "feature": a.feature, "detector": a.detector, "event": i}
+                        for i, a in run_.alerts
+                    ],
+                }
+            )
     total = sum(r.events for r in runs)
     alerts = sum(len(r.alerts) for r in runs)
     by_kind: dict[str, int] = {}
@@ -255,8 +274,16 @@ def _covariate(seeds: int, events: int, warmup: int, shift: float, config: Monit
             if before:
                 early.append({"stream": name, "seed": seed, "alerts": before})
             detectors = sorted({a.detector for i, a in run_.alerts if i >= position and a.feature == feature})
-            streams.append({"stream": name, "seed": seed, "feature": feature, "position": position, "delay": delay,
-                            "detectors": detectors})  # fmt: skip
+            streams.append(
+                {
+                    "stream": name,
+                    "seed": seed,
+                    "feature": feature,
+                    "position": position,
+                    "delay": delay,
+                    "detectors": detectors,
+                }
+            )
             if delay is None:
                 missed.append({"stream": name, "seed": seed, "feature": feature})
             else:
@@ -283,23 +310,38 @@ def _concept_errors(seeds: int, events: int, warmup: int, widths: tuple[int, ...
             for width in widths:
                 if width <= 1:
                     source: Iterator[Any] = itertools.chain(
-                        itertools.islice(iter(before(seed)), warmup + position), iter(after(seed)))
+                        itertools.islice(iter(before(seed)), warmup + position), iter(after(seed))
+                    )
                 else:
-                    source = iter(synth.ConceptDriftStream(before(seed), after(seed), position=warmup + position,
-                                                           width=width, seed=seed))  # fmt: skip
+                    source = iter(
+                        synth.ConceptDriftStream(
+                            before(seed), after(seed), position=warmup + position, width=width, seed=seed
+                        )
+                    )
                 rows = _rows(source, warmup + events)
                 run_ = _monitored(rows, warmup, ALL_DETECTORS, name)
                 alerts = [i for i, a in run_.alerts if a.kind == "concept_drift"]
-                out.append({"stream": name, "seed": seed, "width": width, "errors": run_.errors,
-                            "starts": {"change": position - width // 2, "2pct": position - (width if width > 1 else 0)},
-                            "monitor": run_.monitor, "alerts": alerts})  # fmt: skip
+                out.append(
+                    {
+                        "stream": name,
+                        "seed": seed,
+                        "width": width,
+                        "errors": run_.errors,
+                        "starts": {"change": position - width // 2, "2pct": position - (width if width > 1 else 0)},
+                        "monitor": run_.monitor,
+                        "alerts": alerts,
+                    }
+                )
     return out
 
 
 def _calibration_errors(seeds: int, events: int, warmup: int) -> list[np.ndarray]:
     """Longer stationary error streams (``seeds`` per generator, seeds after the monitored ones)."""
-    return [_unmonitored_errors(_rows(source(1000 + seed), warmup + events), warmup)
-            for source in STATIONARY.values() for seed in range(seeds)]  # fmt: skip
+    return [
+        _unmonitored_errors(_rows(source(1000 + seed), warmup + events), warmup)
+        for source in STATIONARY.values()
+        for seed in range(seeds)
+    ]
 
 
 def _equal_false_alarm_arl(stationary: list[np.ndarray], adwin_false_alarms: int) -> tuple[float, dict[float, int]]:
@@ -332,26 +374,37 @@ def _concept(
     per_stream = []
     for c in concept_runs:
         errors, start, earliest = c["errors"], c["starts"]["change"], c["starts"]["2pct"]
-        found = {"adwin_0.002": _detections(drift.ADWIN(delta=0.002), errors),
-                 "cusum_equal_fa": _cusum_detections(calibrated_arl, errors),
-                 **_error_stream_detections(names, c["monitor"], errors)}  # fmt: skip
+        found = {
+            "adwin_0.002": _detections(drift.ADWIN(delta=0.002), errors),
+            "cusum_equal_fa": _cusum_detections(calibrated_arl, errors),
+            **_error_stream_detections(names, c["monitor"], errors),
+        }
         detections.append(found)
-        row = {"stream": c["stream"], "seed": c["seed"], "width": c["width"], "start": start,
-               "error_rate_before": round(float(errors[:start].mean()), 4),
-               "error_rate_after": round(float(errors[start + c["width"] :][:2000].mean()), 4),
-               **{name: _first_after(indices, start, horizon, earliest) for name, indices in found.items()},
-               "monitor_alert_delay": _first_after(c["alerts"], start, horizon, earliest)}  # fmt: skip
+        row = {
+            "stream": c["stream"],
+            "seed": c["seed"],
+            "width": c["width"],
+            "start": start,
+            "error_rate_before": round(float(errors[:start].mean()), 4),
+            "error_rate_after": round(float(errors[start + c["width"] :][:2000].mean()), 4),
+            **{name: _first_after(indices, start, horizon, earliest) for name, indices in found.items()},
+            "monitor_alert_delay": _first_after(c["alerts"], start, horizon, earliest),
+        }
         per_stream.append(row)
 
     def delays(name: str, origin: str = "change") -> list[int | None]:
-        return [_first_after(found[name], c["starts"][origin], horizon, c["starts"]["2pct"])
-                for found, c in zip(detections, concept_runs, strict=True)]  # fmt: skip
+        return [
+            _first_after(found[name], c["starts"][origin], horizon, c["starts"]["2pct"])
+            for found, c in zip(detections, concept_runs, strict=True)
+        ]
 
     def ratio(ours: str, abrupt: bool | None = None, origin: str = "change") -> float | None:
         """Mean delay of ``ours`` over ADWIN(0.002)'s, on the streams both detected (of one kind, or all)."""
-        pairs = [(o, a) for o, a, c in zip(delays(ours, origin), delays("adwin_0.002", origin), concept_runs,
-                                           strict=True)
-                 if o is not None and a is not None and (abrupt is None or (c["width"] <= 1) == abrupt)]  # fmt: skip
+        pairs = [
+            (o, a)
+            for o, a, c in zip(delays(ours, origin), delays("adwin_0.002", origin), concept_runs, strict=True)
+            if o is not None and a is not None and (abrupt is None or (c["width"] <= 1) == abrupt)
+        ]
         if not pairs:
             return None
         return round(statistics.fmean(o for o, _ in pairs) / statistics.fmean(a for _, a in pairs), 3)
@@ -359,9 +412,12 @@ def _concept(
     def summary(name: str) -> dict[str, Any]:
         values = delays(name)
         hit = [v for v in values if v is not None]
-        return {"mean_delay": round(statistics.fmean(hit), 1) if hit else None, "missed": len(values) - len(hit),
-                "false_alarms": fa.get(name, 0), "false_alarms_per_100k": _per_100k(fa.get(name, 0),
-                                                                                    stationary_outcomes)}  # fmt: skip
+        return {
+            "mean_delay": round(statistics.fmean(hit), 1) if hit else None,
+            "missed": len(values) - len(hit),
+            "false_alarms": fa.get(name, 0),
+            "false_alarms_per_100k": _per_100k(fa.get(name, 0), stationary_outcomes),
+        }
 
     return {
         "stationary_outcomes": stationary_outcomes,
@@ -386,8 +442,10 @@ def _overhead(events: int, warmup: int, repeats: int = 5) -> dict[str, Any]:
     for x, y in rows[:warmup]:
         base.learn_one(x, y)
     reference = ReferenceProfile.from_rows([x for x, _ in rows[:warmup]], schema)
-    batches = [([x for x, _ in rows[i : i + BATCH]], [y for _, y in rows[i : i + BATCH]])
-               for i in range(warmup, len(rows), BATCH)]  # fmt: skip
+    batches = [
+        ([x for x, _ in rows[i : i + BATCH]], [y for _, y in rows[i : i + BATCH]])
+        for i in range(warmup, len(rows), BATCH)
+    ]
 
     def loop(monitor: Monitor | None, outcomes: bool = False) -> float:
         model = copy.deepcopy(base)
@@ -401,8 +459,9 @@ def _overhead(events: int, warmup: int, repeats: int = 5) -> dict[str, Any]:
             predictions = (proba[True] >= 0.5).tolist()
             ids = [f"{b}-{i}" for i in range(len(features))]
             if monitor is not None:
-                monitor.observe_events(ids, features, predictions, probabilities, 1, b * BATCH * MS_PER_EVENT,
-                                       frame=frame)  # fmt: skip
+                monitor.observe_events(
+                    ids, features, predictions, probabilities, 1, b * BATCH * MS_PER_EVENT, frame=frame
+                )
                 if outcomes:
                     monitor.observe_outcomes(ids, labels, predictions, probabilities, 1, b * BATCH * MS_PER_EVENT)
         return events / (time.perf_counter() - began)
@@ -462,19 +521,29 @@ def run(
             "abrupt_covariate_median_delay": "<= 500 events",
             "abrupt_covariate_missed": "0",
             "concept_all_delay_ratio_vs_adwin": "<= 0.5 (every concept stream, abrupt and gradual, at an equal "
-                                                "false-alarm rate: the two rates below)",
+            "false-alarm rate: the two rates below)",
             "concept_abrupt_delay_ratio_vs_adwin": "reported (abrupt streams only)",
             "concept_gradual_delay_ratio_vs_adwin": "reported (gradual streams only)",
             "concept_all_delay_ratio_vs_adwin_from_2pct": "reported (gradual delays from position - width)",
             "monitoring_throughput_ratio": ">= 0.7",
         },
-        "config": {"seeds": seeds, "stationary_events_per_stream": stationary_events, "warmup": warmup,
-                   "drift_events_per_stream": drift_events, "shift_std": shift, "batch": BATCH,
-                   "calibration_seeds": calibration_seeds, "calibration_events_per_stream": calibration_events,
-                   "monitor": {"window": ALL_DETECTORS.window, "hop": ALL_DETECTORS.hop,
-                               "false_alarms_per_100k": ALL_DETECTORS.false_alarms_per_100k,
-                               "streaming_detectors": list(ALL_DETECTORS.streaming_detectors),
-                               "error_detectors": list(ALL_DETECTORS.error_detectors)}},  # fmt: skip
+        "config": {
+            "seeds": seeds,
+            "stationary_events_per_stream": stationary_events,
+            "warmup": warmup,
+            "drift_events_per_stream": drift_events,
+            "shift_std": shift,
+            "batch": BATCH,
+            "calibration_seeds": calibration_seeds,
+            "calibration_events_per_stream": calibration_events,
+            "monitor": {
+                "window": ALL_DETECTORS.window,
+                "hop": ALL_DETECTORS.hop,
+                "false_alarms_per_100k": ALL_DETECTORS.false_alarms_per_100k,
+                "streaming_detectors": list(ALL_DETECTORS.streaming_detectors),
+                "error_detectors": list(ALL_DETECTORS.error_detectors),
+            },
+        },
         "stationary": stationary,
         "covariate": covariate,
         "covariate_half_shift": covariate_small,

@@ -1,7 +1,7 @@
 """Reference point for `bench pipeline`: a Faust agent that only counts the events of a topic.
 
-Run as ``python -m bench.faust_consume BROKER TOPIC N OUT``; writes ``{"faust_consume_eps": ...}`` to OUT when N
-were counted, then stops (Faust redirects stdout to its log, hence the file).
+Run as ``python -m driftline.bench.faust_consume BROKER TOPIC N OUT``; writes ``{"faust_consume_eps": ...}`` to OUT
+when N were counted, then stops (Faust redirects stdout to its log, hence the file).
 """
 
 from __future__ import annotations
@@ -18,9 +18,16 @@ import faust
 
 
 def main(broker: str, topic_name: str, n: int, out: str) -> None:
-    app = faust.App(f"bench-faust-{uuid.uuid4().hex[:6]}", broker=f"kafka://{broker}", store="memory://",
-                    web_enabled=False, autodiscover=False, consumer_auto_offset_reset="earliest",
-                    broker_session_timeout=6, broker_heartbeat_interval=0.5)
+    app = faust.App(
+        f"bench-faust-{uuid.uuid4().hex[:6]}",
+        broker=f"kafka://{broker}",
+        store="memory://",
+        web_enabled=False,
+        autodiscover=False,
+        consumer_auto_offset_reset="earliest",
+        broker_session_timeout=6,
+        broker_heartbeat_interval=0.5,
+    )
     topic = app.topic(topic_name, value_serializer="raw")
     state = {"count": 0, "first": 0.0}
 

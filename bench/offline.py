@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from offline.framing import card_to_toml, draft_card
+from driftline.offline.framing import card_to_toml, draft_card
 
 #: Every fourth feature is categorical.
 CATEGORICAL_EVERY = 4
@@ -69,8 +69,20 @@ def run(rows: int, features: int) -> dict[str, Any]:
         (root / "framing.toml").write_text(card_to_toml(card))
         generate_seconds = time.perf_counter() - generated
         del df
-        command = [sys.executable, "-m", "driftline", "offline", "train", "--data", str(data),
-                   "--framing", str(root / "framing.toml"), "--out", str(root / "out"), "--json"]
+        command = [
+            sys.executable,
+            "-m",
+            "driftline",
+            "offline",
+            "train",
+            "--data",
+            str(data),
+            "--framing",
+            str(root / "framing.toml"),
+            "--out",
+            str(root / "out"),
+            "--json",
+        ]
         started = time.perf_counter()
         done = subprocess.run(command, capture_output=True, text=True, check=False)
         wall = time.perf_counter() - started

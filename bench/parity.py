@@ -22,7 +22,8 @@ it equals ``live_metric`` when the live path is exactly prequential, so any rati
 Learning throughput: after the parity run, ``throughput_labels`` more events are scored, then their labels are
 published at once; ``live_labels_per_s`` is learned labels per second from the first to the last checkpoint of
 that burst (``live_labels_per_s_end_to_end``: from the first label published), against the in-process loops on
-the same rows: ``inprocess_learner_labels_per_s`` (the worker's :class:`models.learner.OnlineLearner.learn`, no
+the same rows: ``inprocess_learner_labels_per_s`` (the worker's
+:meth:`driftline.models.learner.OnlineLearner.learn`, no
 I/O) and ``inprocess_learn_one_per_s`` (River's bare ``learn_one``). The live figure includes what the worker
 does per batch besides learning: the Redis join, the learning monitor, one or two checkpoint writes and, with
 ``snapshot_every_labels`` this low, a registry snapshot per batch.
@@ -54,15 +55,16 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from river import evaluate, metrics
 from river import stream as river_stream
 
-from driftline.connections import kafka_kwargs, redis_client
-from driftline.demo import start_worker, worker_env
-from driftline.runtime import EmbeddedStack, embedded_stack, free_port, stop_process, wait_for_port
-from driftline.settings import Settings
-from models.bootstrap import bootstrap_model, synthetic_stream
-from models.learner import OnlineLearner
-from models.registry import ModelRegistry
-from streams.publisher import producer_for
-from streams.topics import ensure_topics
+from driftline.contract import keys
+from driftline.contract.settings import Settings
+from driftline.embedded.demo import start_worker, worker_env
+from driftline.embedded.stack import EmbeddedStack, embedded_stack, free_port, stop_process, wait_for_port
+from driftline.models.bootstrap import bootstrap_model, synthetic_stream
+from driftline.models.learner import OnlineLearner
+from driftline.models.registry import ModelRegistry
+from driftline.streams.connections import kafka_kwargs, redis_client
+from driftline.streams.publisher import producer_for
+from driftline.streams.topics import ensure_topics
 
 MODEL = "default"
 PACE_EPS = 400.0  # events/s published in the parity run (labels come on top)
@@ -145,10 +147,10 @@ class LiveRun:
         self.reading = True
 
     def learned(self) -> int:
-        return int(self.redis.hget(f"{self.settings.redis_prefix}learner:{MODEL}", "learned") or 0)
+        return int(self.redis.hget(keys.learner(self.settings.redis_prefix, MODEL), "learned") or 0)
 
     def learner(self) -> OnlineLearner:
-        blob = self.redis.hget(f"{self.settings.redis_prefix}learner:{MODEL}", "checkpoint")
+        blob = self.redis.hget(keys.learner(self.settings.redis_prefix, MODEL), "checkpoint")
         return OnlineLearner.restore(blob, hmac_key=self.hmac_key.encode())
 
     async def read_predictions(self) -> None:

@@ -29,11 +29,11 @@ from typing import Any
 import numpy as np
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from driftline.demo import start_worker, worker_env
-from driftline.runtime import EmbeddedStack, embedded_stack, free_port, stop_process, wait_for_port
-from driftline.settings import Settings
-from models.bootstrap import bootstrap_model, synthetic_stream
-from streams.topics import ensure_topics
+from driftline.contract.settings import Settings
+from driftline.embedded.demo import start_worker, worker_env
+from driftline.embedded.stack import EmbeddedStack, embedded_stack, free_port, stop_process, wait_for_port
+from driftline.models.bootstrap import bootstrap_model, synthetic_stream
+from driftline.streams.topics import ensure_topics
 
 WARMUP = 1000
 INPROCESS_RUNS = 3
@@ -56,9 +56,15 @@ class Run:
     def __init__(self, stack: EmbeddedStack, settings: Settings):
         self.stack, self.settings = stack, settings
         self.producer = AIOKafkaProducer(bootstrap_servers=stack.broker_url, linger_ms=5, max_batch_size=256 * 1024)
-        self.consumer = AIOKafkaConsumer(settings.topic("predictions"), bootstrap_servers=stack.broker_url,
-                                         group_id=f"bench-{uuid.uuid4().hex[:6]}", auto_offset_reset="earliest",
-                                         session_timeout_ms=6000, heartbeat_interval_ms=500, fetch_max_wait_ms=10)
+        self.consumer = AIOKafkaConsumer(
+            settings.topic("predictions"),
+            bootstrap_servers=stack.broker_url,
+            group_id=f"bench-{uuid.uuid4().hex[:6]}",
+            auto_offset_reset="earliest",
+            session_timeout_ms=6000,
+            heartbeat_interval_ms=500,
+            fetch_max_wait_ms=10,
+        )
         self.received: dict[bytes, float] = {}
 
     async def publish(self, messages: list[tuple[bytes, bytes]], rate: float | None = None) -> dict[bytes, float]:
@@ -92,8 +98,10 @@ class Run:
 
 def payloads(events: list[dict[str, Any]], tag: str) -> list[tuple[bytes, bytes]]:
     """``(key, payload)`` pairs, encoded before any clock starts."""
-    return [(f"{tag}-{e['event_id']}".encode(), json.dumps({**e, "event_id": f"{tag}-{e['event_id']}"}).encode())
-            for e in events]
+    return [
+        (f"{tag}-{e['event_id']}".encode(), json.dumps({**e, "event_id": f"{tag}-{e['event_id']}"}).encode())
+        for e in events
+    ]
 
 
 def cpu_seconds(pid: int) -> float | None:
@@ -142,9 +150,15 @@ async def measure_pipeline(
 
 async def raw_consume_eps(stack: EmbeddedStack, topic: str, n: int) -> float:
     """A plain aiokafka getmany loop (JSON decode included) over ``n`` messages of ``topic``."""
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=stack.broker_url, group_id=f"raw-{uuid.uuid4().hex[:6]}",
-                                auto_offset_reset="earliest", session_timeout_ms=6000, heartbeat_interval_ms=500,
-                                max_partition_fetch_bytes=8 * 1024 * 1024)
+    consumer = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=stack.broker_url,
+        group_id=f"raw-{uuid.uuid4().hex[:6]}",
+        auto_offset_reset="earliest",
+        session_timeout_ms=6000,
+        heartbeat_interval_ms=500,
+        max_partition_fetch_bytes=8 * 1024 * 1024,
+    )
     await consumer.start()
     try:
         count, started = 0, 0.0
@@ -162,8 +176,8 @@ async def raw_consume_eps(stack: EmbeddedStack, topic: str, n: int) -> float:
 
 def faust_consume_eps(stack: EmbeddedStack, topic: str, n: int) -> float:
     result = stack.workdir / "faust_consume.json"
-    out = subprocess.run([sys.executable, "-m", "bench.faust_consume", stack.broker_url, topic, str(n), str(result)],
-                         capture_output=True, text=True, timeout=600)
+    command = [sys.executable, "-m", "driftline.bench.faust_consume", stack.broker_url, topic, str(n), str(result)]
+    out = subprocess.run(command, capture_output=True, text=True, timeout=600)
     if not result.exists():
         raise RuntimeError(f"the Faust consumer wrote no result: {out.stderr[-500:]}")
     return json.loads(result.read_text())["faust_consume_eps"]

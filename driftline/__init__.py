@@ -1,0 +1,21 @@
+"""driftline: streaming inference and drift monitoring for models that run on event streams.
+
+Everything is one namespace; docs/ARCHITECTURE.md draws its floors. The entry points:
+
+* ``driftline`` (the command line, :mod:`driftline.cli`);
+* :mod:`driftline.contract`: the topic records, settings, Redis keys and signing every floor shares;
+* :mod:`driftline.models`, :mod:`driftline.monitoring`, :mod:`driftline.offline`: the pure floors;
+* :mod:`driftline.streams`: the worker (Kafka, Redis) and its pure stages;
+* :mod:`driftline.embedded`: the embedded stack and the demo; :mod:`driftline.bench`: the benchmarks.
+
+Importing this package imports nothing else (the CLI starts fast).
+"""
+
+from importlib.metadata import PackageNotFoundError, version
+
+try:
+    __version__ = version("driftline")
+except PackageNotFoundError:  # run from a source tree that was never installed
+    __version__ = "0+unknown"
+
+__all__ = ["__version__"]

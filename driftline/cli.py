@@ -16,8 +16,8 @@ from rich.console import Console
 from rich.progress import Progress
 
 from driftline.cli_support import load_settings
-from driftline.connections import kafka_kwargs
-from driftline.runtime import embedded_stack
+from driftline.embedded.stack import embedded_stack
+from driftline.streams.connections import kafka_kwargs
 
 #: Command groups that live in their own modules: name -> "module:attribute".
 SUBCOMMANDS = {
@@ -84,7 +84,7 @@ def demo(
     events_path: Path | None, labels_path: Path | None, label_delay: int, n_events: int, timeout: float, as_json: bool
 ) -> None:
     """Start the embedded stack and a worker, publish events (and labels), show every event come out."""
-    from driftline.demo import run_demo
+    from driftline.embedded.demo import run_demo
 
     console = Console(stderr=True)
     try:
@@ -138,7 +138,7 @@ def worker(loglevel: str) -> None:
     """
     import redis
 
-    from streams.app import run_worker
+    from driftline.streams.app import run_worker
 
     settings = load_settings()
     if bool(settings.broker_url) != bool(settings.redis_url):
@@ -169,9 +169,9 @@ def worker(loglevel: str) -> None:
 )
 def produce(path: Path, rate: float | None, topic_name: str) -> None:
     """Publish a JSONL or CSV file of events (or labels) with a progress bar."""
-    from streams.producer import message_key, publish, read_messages
-    from streams.publisher import producer_for
-    from streams.topics import ensure_topics
+    from driftline.streams.producer import message_key, publish, read_messages
+    from driftline.streams.publisher import producer_for
+    from driftline.streams.topics import ensure_topics
 
     settings = load_settings()
     if settings.broker_url is None:

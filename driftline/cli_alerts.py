@@ -8,9 +8,9 @@ import contextlib
 import click
 
 from driftline.cli_support import load_settings
-from driftline.connections import kafka_kwargs
-from monitoring.alerts_io import summary, tail_alerts
-from streams.records import Alert
+from driftline.contract.records import Alert
+from driftline.streams.alerts_io import summary, tail_alerts
+from driftline.streams.connections import kafka_kwargs
 
 
 @click.group()
@@ -22,8 +22,12 @@ def alerts() -> None:
 @click.option("--json", "as_json", is_flag=True, help="One JSON alert record per line instead of a summary.")
 @click.option("--from-beginning", is_flag=True, help="Start at the oldest alert kept by the broker.")
 @click.option("--max", "max_alerts", type=click.IntRange(min=1), default=None, help="Stop after N alerts.")
-@click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=None,
-              help="Stop after S seconds without a new alert.")  # fmt: skip
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    help="Stop after S seconds without a new alert.",
+)
 def tail(as_json: bool, from_beginning: bool, max_alerts: int | None, timeout: float | None) -> None:
     """Print alerts as they arrive, one per line (Ctrl-C stops).
 
@@ -39,8 +43,14 @@ def tail(as_json: bool, from_beginning: bool, max_alerts: int | None, timeout: f
     def skipped(raw: bytes | None, error: Exception) -> None:
         click.echo(f"skipped a message that is not an alert: {error.__class__.__name__}", err=True)
 
-    run = tail_alerts(settings.topic("alerts"), kafka_kwargs(settings, settings.broker_url), show,
-                      from_beginning=from_beginning, max_alerts=max_alerts, timeout=timeout,
-                      on_invalid=skipped)  # fmt: skip
+    run = tail_alerts(
+        settings.topic("alerts"),
+        kafka_kwargs(settings, settings.broker_url),
+        show,
+        from_beginning=from_beginning,
+        max_alerts=max_alerts,
+        timeout=timeout,
+        on_invalid=skipped,
+    )
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(run)

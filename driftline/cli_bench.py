@@ -38,9 +38,13 @@ def offline(rows: int, features: int, as_json: bool) -> None:
 
 @bench.command()
 @click.option("--seeds", default=5, show_default=True, help="Seeds per synthetic stream.")
-@click.option("--calibration-seeds", default=25, show_default=True,
-              help="Extra stationary error streams per generator (30,000 outcomes each) on which ADWIN's and the "
-              "CUSUM's false-alarm rates are measured.")  # fmt: skip
+@click.option(
+    "--calibration-seeds",
+    default=25,
+    show_default=True,
+    help="Extra stationary error streams per generator (30,000 outcomes each) on which ADWIN's and the "
+    "CUSUM's false-alarm rates are measured.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (the only output format).")
 def drift(seeds: int, calibration_seeds: int, as_json: bool) -> None:
     """False alarms, detection delays and monitoring overhead on streams with known drift points."""

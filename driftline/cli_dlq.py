@@ -24,9 +24,9 @@ from aiokafka.errors import KafkaError
 from aiokafka.structs import ConsumerRecord, TopicPartition
 
 from driftline.cli_support import load_settings
-from driftline.connections import kafka_kwargs
-from driftline.settings import Settings
-from streams.dlq import (
+from driftline.contract.settings import Settings
+from driftline.streams.connections import kafka_kwargs
+from driftline.streams.dlq import (
     DEFAULT_MAX_REPLAYS,
     STAGES,
     DeadLetterInfo,
@@ -221,11 +221,17 @@ _prefix_option = click.option(
     "--topic-prefix", default=None, help="Topic prefix (default: DRIFTLINE_TOPIC_PREFIX or 'driftline.')."
 )
 _stage_option = click.option(
-    "--stage", "stages", multiple=True, type=click.Choice(STAGES),
+    "--stage",
+    "stages",
+    multiple=True,
+    type=click.Choice(STAGES),
     help="Only dead letters of this stage (repeatable; default: every stage).",
 )
 _timeout_option = click.option(
-    "--timeout", default=60.0, show_default=True, type=click.FloatRange(min=0.1),
+    "--timeout",
+    default=60.0,
+    show_default=True,
+    type=click.FloatRange(min=0.1),
     help="Seconds to spend at most; a replay cut short continues where it stopped next time.",
 )
 
@@ -240,15 +246,30 @@ def dlq() -> None:
 @_stage_option
 @click.option("--max", "limit", type=click.IntRange(min=1), default=None, help="Read at most N dead letters.")
 @_timeout_option
-@click.option("--max-replays", default=DEFAULT_MAX_REPLAYS, show_default=True, type=click.IntRange(min=1),
-              help="Skip a dead letter already replayed this many times (a replay loop).")
-@click.option("--group", "group_id", default=None,
-              help="Consumer group keeping the replay's progress (default: PREFIXdlq-replay[.STAGES]).")
+@click.option(
+    "--max-replays",
+    default=DEFAULT_MAX_REPLAYS,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Skip a dead letter already replayed this many times (a replay loop).",
+)
+@click.option(
+    "--group",
+    "group_id",
+    default=None,
+    help="Consumer group keeping the replay's progress (default: PREFIXdlq-replay[.STAGES]).",
+)
 @click.option("--dry-run", is_flag=True, help="Print what would be replayed; send and commit nothing.")
 @click.option("--json", "as_json", is_flag=True, help="Print the counts as one JSON object.")
 def replay(
-    topic_prefix: str | None, stages: tuple[str, ...], limit: int | None, timeout: float, max_replays: int,
-    group_id: str | None, dry_run: bool, as_json: bool,
+    topic_prefix: str | None,
+    stages: tuple[str, ...],
+    limit: int | None,
+    timeout: float,
+    max_replays: int,
+    group_id: str | None,
+    dry_run: bool,
+    as_json: bool,
 ) -> None:
     """Re-publish dead letters to their source topics after a fix.
 
@@ -258,8 +279,10 @@ def replay(
     """
     settings, bootstrap = broker_settings(topic_prefix)
     policy = ReplayPolicy(
-        prefix=settings.topic_prefix, dead_letter_topic=settings.topic("dead-letter"),
-        stages=frozenset(stages), max_replays=max_replays,
+        prefix=settings.topic_prefix,
+        dead_letter_topic=settings.topic("dead-letter"),
+        stages=frozenset(stages),
+        max_replays=max_replays,
     )
     group = group_id or replay_group_id(settings.topic_prefix, stages)
 
@@ -272,8 +295,18 @@ def replay(
         bootstrap, replay_dead_letters(settings, bootstrap, policy, group, limit, timeout, dry_run, show)
     )
     if as_json:
-        click.echo(json.dumps({"topic": policy.dead_letter_topic, "group": group, "dry_run": dry_run,
-                               "stopped": stopped, **counts.as_dict()}, sort_keys=True))
+        click.echo(
+            json.dumps(
+                {
+                    "topic": policy.dead_letter_topic,
+                    "group": group,
+                    "dry_run": dry_run,
+                    "stopped": stopped,
+                    **counts.as_dict(),
+                },
+                sort_keys=True,
+            )
+        )
     else:
         verb = "dry run: would have " if dry_run else ""
         click.echo(f"{policy.dead_letter_topic}: {verb}{counts.summary()}; {_STOPPED[stopped]}")
@@ -282,13 +315,12 @@ def replay(
 @dlq.command()
 @_prefix_option
 @_stage_option
-@click.option("--max", "limit", type=click.IntRange(min=1), default=20, show_default=True,
-              help="Print at most N dead letters.")
+@click.option(
+    "--max", "limit", type=click.IntRange(min=1), default=20, show_default=True, help="Print at most N dead letters."
+)
 @_timeout_option
 @click.option("--json", "as_json", is_flag=True, help="One JSON object a line (value as text or base64).")
-def inspect(
-    topic_prefix: str | None, stages: tuple[str, ...], limit: int, timeout: float, as_json: bool
-) -> None:
+def inspect(topic_prefix: str | None, stages: tuple[str, ...], limit: int, timeout: float, as_json: bool) -> None:
     """Print dead letters with where they came from and why they were rejected (reads only)."""
     settings, bootstrap = broker_settings(topic_prefix)
     topic = settings.topic("dead-letter")

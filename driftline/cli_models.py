@@ -18,9 +18,11 @@ import click
 import redis
 
 from driftline.cli_support import load_settings
-from driftline.connections import redis_client
-from models.champion import load_comparison
-from models.registry import IntegrityError, ModelRegistry, ModelVersion, UnknownModelError, parse_ref
+from driftline.contract.signing import IntegrityError
+from driftline.models.champion import load_comparison
+from driftline.models.registry import ModelRegistry
+from driftline.models.version import ModelVersion, UnknownModelError, parse_ref
+from driftline.streams.connections import redis_client
 
 NO_REDIS = (
     "DRIFTLINE_REDIS_URL is not set; start `driftline up` (the embedded stack) and export the Redis URL it "

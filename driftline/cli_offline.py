@@ -18,7 +18,7 @@ from rich.console import Console
 from rich.table import Table
 
 from driftline.cli_support import load_settings
-from offline.errors import OfflineError
+from driftline.offline.errors import OfflineError
 
 
 @contextlib.contextmanager
@@ -50,9 +50,9 @@ def offline() -> None:
 @click.option("--force", is_flag=True, help="Overwrite an existing card.")
 def frame(data: Path, target: str, out: Path, decision: str | None, force: bool) -> None:
     """Profile the data and write a framing card to edit before training."""
-    from offline.data import load_table
-    from offline.framing import card_to_toml, draft_card
-    from offline.profile import profile_frame
+    from driftline.offline.data import load_table
+    from driftline.offline.framing import card_to_toml, draft_card
+    from driftline.offline.profile import profile_frame
 
     with one_line_errors():
         if out.exists() and not force:
@@ -119,8 +119,8 @@ def _profile_table(facts: Any) -> Table:
 @click.option("--force", is_flag=True, help="Replace a non-empty output directory (only once training succeeded).")
 def train(data: Path, framing: Path, out: Path, as_json: bool, force: bool) -> None:
     """Prepare, split, select, evaluate once on the locked test set, and write models, profile and report."""
-    from offline.progress import RichProgress
-    from offline.train import train as run_training
+    from driftline.offline.progress import RichProgress
+    from driftline.offline.train import train as run_training
 
     with one_line_errors(), RichProgress() as progress:
         result = run_training(data, framing, out, force=force, progress=progress)
@@ -177,7 +177,7 @@ def register(
 ) -> None:
     """Store DIRECTORY's River model and reference profile as a new version in the registry (Redis)."""
     from driftline.cli_models import clean_errors, open_registry
-    from offline.register import register_challenger_dir, register_dir
+    from driftline.offline.register import register_challenger_dir, register_dir
 
     settings = load_settings()
     registry = open_registry(prefix or settings.redis_prefix)
@@ -221,15 +221,22 @@ def retrain(name: str | None, out_dir: Path, since_hours: float, max_rows: int, 
     Then compare it in shadow (`driftline models challenge NAME@VERSION`) or promote it.
     """
     from driftline.cli_models import clean_errors, open_registry
-    from offline.retrain import hours_ago_ms
-    from offline.retrain import retrain as run_retrain
+    from driftline.offline.retrain import hours_ago_ms
+    from driftline.offline.retrain import retrain as run_retrain
 
     settings = load_settings()
     registry = open_registry(settings.redis_prefix)
     model = name or settings.model_name
     with one_line_errors(), clean_errors():
-        outcome = run_retrain(registry.client, registry, model, out_dir, since_ms=hours_ago_ms(since_hours),
-                              max_rows=max_rows, force=force)  # fmt: skip
+        outcome = run_retrain(
+            registry.client,
+            registry,
+            model,
+            out_dir,
+            since_ms=hours_ago_ms(since_hours),
+            max_rows=max_rows,
+            force=force,
+        )
     served = f" (request {outcome.request.request_id})" if outcome.request else ""
     version = outcome.version.version
     click.echo(

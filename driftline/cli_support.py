@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 from pydantic import ValidationError
 
-from driftline.settings import Settings
+from driftline.contract.settings import Settings
 
 
 def load_settings() -> Settings:

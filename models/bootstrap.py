@@ -22,8 +22,8 @@ from typing import Any
 
 from river.datasets import synth
 
-from models.features import FeatureSchema
-from models.specs import Task, build_model
+from driftline.models.features import FeatureSchema
+from driftline.models.specs import Task, build_model
 
 #: After the drift point the concept changes (Agrawal function 0 -> 2) and salary shifts (covariate drift).
 CONCEPT_BEFORE, CONCEPT_AFTER, SALARY_SHIFT = 0, 2, 1.6
@@ -40,7 +40,7 @@ def bootstrap_model(samples: int = 2000, seed: int = 42) -> tuple[Any, FeatureSc
 
 
 def synthetic_stream(n: int, drift_at: int | None = None, seed: int = 7) -> Iterator[tuple[dict, bool]]:
-    """``n`` events (DESIGN.md contract) with their labels; concept and covariate drift at ``drift_at``."""
+    """``n`` events (the topic contract) with their labels; concept and covariate drift at ``drift_at``."""
     drift_at = n // 2 if drift_at is None else drift_at
     before = synth.Agrawal(classification_function=CONCEPT_BEFORE, seed=seed)
     after = synth.Agrawal(classification_function=CONCEPT_AFTER, seed=seed + 1)

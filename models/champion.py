@@ -36,7 +36,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from models.scoring import Scored, failed, from_probabilities, from_value, native, score_batch
+from driftline.contract import keys
+from driftline.models.scoring import Scored, failed, from_probabilities, from_value, native, score_batch
 
 TestName = Literal["auto", "sign", "ttest", "wilcoxon"]
 LossKind = Literal["log", "zero_one", "absolute", "squared"]
@@ -125,8 +126,14 @@ class PairedComparison:
         >>> PairedComparison.from_state(pair.state()).result() == pair.result()
         True
         """
-        return {"window": self.window, "alpha": self.alpha, "test": self.test, "seen": self.seen,
-                "champion": list(self.champion), "challenger": list(self.challenger)}  # fmt: skip
+        return {
+            "window": self.window,
+            "alpha": self.alpha,
+            "test": self.test,
+            "seen": self.seen,
+            "champion": list(self.champion),
+            "challenger": list(self.challenger),
+        }
 
     @classmethod
     def from_state(cls, state: dict[str, Any]) -> PairedComparison:
@@ -230,7 +237,7 @@ class PromotionPolicy:
 # --- challengers ----------------------------------------------------------------------------------
 @runtime_checkable
 class Challenger(Protocol):
-    """Anything that scores a batch of feature dicts like :func:`models.scoring.score_batch`."""
+    """Anything that scores a batch of feature dicts like :func:`driftline.models.scoring.score_batch`."""
 
     task: str
 
@@ -245,7 +252,7 @@ class RiverChallenger:
     task: str
 
     def score_batch(self, rows: Sequence[Mapping[str, Any]]) -> list[Scored]:
-        """Score with :func:`models.scoring.score_batch`."""
+        """Score with :func:`driftline.models.scoring.score_batch`."""
         return score_batch(self.model, self.task, rows)
 
 
@@ -341,15 +348,6 @@ def as_challenger(model: Any, task: str, positive_class: Any = None) -> Challeng
 
 
 # --- storage of the comparison --------------------------------------------------------------------
-def comparison_key(prefix: str, name: str) -> str:
-    """Redis key of the stored comparison of model ``name``.
-
-    >>> comparison_key("driftline:", "fraud")
-    'driftline:compare:fraud'
-    """
-    return f"{prefix}compare:{name}"
-
-
 def save_comparison(
     client: Any,
     prefix: str,
@@ -359,7 +357,7 @@ def save_comparison(
     champion_version: int | None = None,
     challenger_version: int | None = None,
 ) -> dict[str, Any]:
-    """Store ``result`` as JSON under :func:`comparison_key` (one SET) and return the stored document.
+    """Store ``result`` as JSON under :func:`driftline.contract.keys.compare` (one SET) and return the stored document.
 
     The document is the result plus ``model``, ``champion_version``, ``challenger_version`` and
     ``updated_ms``.
@@ -371,11 +369,11 @@ def save_comparison(
         "challenger_version": challenger_version,
         "updated_ms": int(time.time() * 1000),
     }
-    client.set(comparison_key(prefix, name), json.dumps(document, sort_keys=True, allow_nan=False))
+    client.set(keys.compare(prefix, name), json.dumps(document, sort_keys=True, allow_nan=False))
     return document
 
 
 def load_comparison(client: Any, prefix: str, name: str) -> dict[str, Any] | None:
     """The document :func:`save_comparison` stored for ``name``, or None when there is none."""
-    raw = client.get(comparison_key(prefix, name))
+    raw = client.get(keys.compare(prefix, name))
     return None if raw is None else json.loads(raw)

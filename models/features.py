@@ -14,7 +14,7 @@ Examples
 >>> schema.prepare({"amount": "ten"})
 Traceback (most recent call last):
 ...
-models.features.FeatureError: feature 'amount' expects a number, got str
+driftline.models.features.FeatureError: feature 'amount' expects a number, got str
 >>> FeatureSchema.infer([{"a": 1.5, "b": "x"}, {"a": None, "b": "y", "c": True}]).kinds
 {'a': 'numeric', 'b': 'categorical', 'c': 'numeric'}
 """

@@ -18,8 +18,8 @@ Prequential metrics compare the label with what was *served* at score time (``y_
 
 Examples
 --------
->>> from models.features import FeatureSchema
->>> from models.specs import build_model
+>>> from driftline.models.features import FeatureSchema
+>>> from driftline.models.specs import build_model
 >>> learner = OnlineLearner(build_model(FeatureSchema({"x": "numeric"}), "binary"), "binary")
 >>> learner.learn("e1", {"x": 1.0}, 1, True, {"True": 0.8, "False": 0.2}, ts=1_000)
 True
@@ -43,7 +43,7 @@ from typing import Any
 from river import metrics as river_metrics
 from river import utils
 
-from models.registry import IntegrityError, sign_blob
+from driftline.contract.signing import IntegrityError, sign_blob
 
 DEFAULT_LABEL_TTL_MS = 7 * 24 * 3600 * 1000
 DEFAULT_MAX_LEARNED_IDS = 100_000

@@ -4,161 +4,28 @@ Every model is stored as a pickle together with its SHA-256 and an HMAC-SHA256 m
 :meth:`ModelRegistry.load` verifies both with :func:`hmac.compare_digest` *before* unpickling: a blob that
 fails raises :class:`IntegrityError` and is never passed to :func:`pickle.loads` (loading a pickle runs code).
 
-Redis layout (``P`` is the prefix, ``N`` the model name)::
-
-    P models                 set of model names
-    P model:N:seq            INCR counter giving version numbers 1, 2, 3, ...
-    P model:N:versions       hash  version -> metadata JSON (a :class:`ModelVersion`)
-    P model:N:blob:V         the pickled model of version V
-    P model:N:reference:V    the reference profile JSON stored with version V (optional)
-    P model:N:current        the version scorers serve (one GET: cheap to poll)
-    P model:N:history        list of promoted versions, the current one last
+Its Redis keys (``models``, ``model:N:*``) are laid out in :mod:`driftline.contract.keys`; ``current`` is one GET,
+cheap to poll.
 
 A version number is reserved with ``INCR`` and everything else of a registration is written in one
 ``MULTI``/``EXEC``; a crash in between leaves a gap in the numbering, never a half-written version.
-
-Examples
---------
->>> blob = dump_model({"weights": [1, 2]})
->>> digest, mac = sha256_hex(blob), sign_blob(b"key", blob)
->>> verify_blob(b"key", blob, digest, mac)
->>> verify_blob(b"other-key", blob, digest, mac)
-Traceback (most recent call last):
-...
-models.registry.IntegrityError: model blob HMAC does not match (wrong key or forged blob)
->>> check_name("fraud-v2"), parse_ref("fraud@3"), parse_ref("fraud")
-('fraud-v2', ('fraud', 3), ('fraud', None))
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-import json
 import pickle
-import re
 import time
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import redis
 
-from models.features import FeatureSchema
-from models.specs import TASKS
-from monitoring.reference import ReferenceProfile
-
-NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
-
-
-class IntegrityError(Exception):
-    """A stored model blob failed SHA-256/HMAC verification; it was not unpickled."""
-
-
-class UnknownModelError(KeyError):
-    """An unknown model name or version (the message says which)."""
-
-    def __str__(self) -> str:  # KeyError would repr() the message
-        return str(self.args[0]) if self.args else "unknown model"
-
-
-@dataclass(frozen=True)
-class ModelVersion:
-    """Metadata of one stored model version (the blob itself is stored apart)."""
-
-    name: str
-    version: int
-    parent: int | None
-    created_ms: int
-    sha256: str
-    hmac: str
-    task: str
-    schema: dict[str, str]
-    metrics: dict[str, float] = field(default_factory=dict)
-    data_summary: dict[str, Any] = field(default_factory=dict)
-    note: str = ""
-
-    def feature_schema(self) -> FeatureSchema:
-        """The :class:`~models.features.FeatureSchema` the model expects.
-
-        >>> v = ModelVersion("m", 1, None, 0, "", "", "binary", {"x": "numeric"})
-        >>> v.feature_schema().kinds
-        {'x': 'numeric'}
-        """
-        return FeatureSchema(self.schema)  # type: ignore[arg-type]
-
-    def to_json(self) -> str:
-        """Serialize the metadata as JSON.
-
-        >>> v = ModelVersion("m", 2, 1, 5, "ab", "cd", "regression", {"x": "numeric"}, {"mae": 0.5})
-        >>> ModelVersion.from_json(v.to_json()) == v
-        True
-        """
-        return json.dumps(asdict(self), sort_keys=True)
-
-    @classmethod
-    def from_json(cls, text: str | bytes) -> ModelVersion:
-        """Metadata from :meth:`to_json` output."""
-        return cls(**json.loads(text))
-
-
-def dump_model(model: Any) -> bytes:
-    """Pickle ``model`` (River models are pickles)."""
-    return pickle.dumps(model, protocol=pickle.HIGHEST_PROTOCOL)
-
-
-def sha256_hex(blob: bytes) -> str:
-    """Hex SHA-256 of ``blob``."""
-    return hashlib.sha256(blob).hexdigest()
-
-
-def sign_blob(key: bytes, blob: bytes) -> str:
-    """Hex HMAC-SHA256 of ``blob`` with ``key``."""
-    return hmac.new(key, blob, hashlib.sha256).hexdigest()
-
-
-def verify_blob(key: bytes, blob: bytes, expected_sha256: str, expected_hmac: str) -> None:
-    """Raise :class:`IntegrityError` unless ``blob`` matches both its SHA-256 and its HMAC (constant time)."""
-    if not hmac.compare_digest(sha256_hex(blob), expected_sha256):
-        raise IntegrityError("model blob SHA-256 does not match its metadata (corrupted or replaced blob)")
-    if not hmac.compare_digest(sign_blob(key, blob), expected_hmac):
-        raise IntegrityError("model blob HMAC does not match (wrong key or forged blob)")
-
-
-def check_name(name: str) -> str:
-    """Return ``name`` if it is a valid model name (letters, digits, ``._-``; at most 128), else raise ValueError.
-
-    >>> check_name("a:b")
-    Traceback (most recent call last):
-    ...
-    ValueError: invalid model name 'a:b': use letters, digits, '.', '_' or '-' (at most 128)
-    """
-    if not isinstance(name, str) or not NAME_PATTERN.match(name):
-        raise ValueError(f"invalid model name {name!r}: use letters, digits, '.', '_' or '-' (at most 128)")
-    return name
-
-
-def parse_ref(text: str) -> tuple[str, int | None]:
-    """Split ``NAME`` or ``NAME@VERSION`` into the name and the version (None when absent).
-
-    >>> parse_ref("m@x")
-    Traceback (most recent call last):
-    ...
-    ValueError: bad model reference 'm@x': expected NAME or NAME@VERSION with VERSION a positive integer
-    """
-    name, sep, version = text.partition("@")
-    error = ValueError(f"bad model reference {text!r}: expected NAME or NAME@VERSION with VERSION a positive integer")
-    if not sep:
-        try:
-            return check_name(name), None
-        except ValueError:
-            raise error from None
-    if not version.isdigit() or int(version) < 1:
-        raise error
-    try:
-        return check_name(name), int(version)
-    except ValueError:
-        raise error from None
+from driftline.contract import keys
+from driftline.contract.signing import IntegrityError, sha256_hex, sign_blob, verify_blob
+from driftline.models.features import FeatureSchema
+from driftline.models.reference import ReferenceProfile
+from driftline.models.specs import TASKS
+from driftline.models.version import ModelVersion, UnknownModelError, check_name, dump_model
 
 
 def _text(value: bytes | str) -> str:
@@ -189,11 +56,11 @@ class ModelRegistry:
 
     # --- keys ---------------------------------------------------------------------------------
     def _key(self, name: str, part: str) -> str:
-        return f"{self.prefix}model:{check_name(name)}:{part}"
+        return keys.model(self.prefix, check_name(name), part)
 
     @property
     def _names_key(self) -> str:
-        return f"{self.prefix}models"
+        return keys.models(self.prefix)
 
     # --- writing ------------------------------------------------------------------------------
     def register(

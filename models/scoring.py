@@ -12,8 +12,8 @@ stage ``score``); the other rows of the batch are unaffected.
 
 Examples
 --------
->>> from models.features import FeatureSchema
->>> from models.specs import build_model
+>>> from driftline.models.features import FeatureSchema
+>>> from driftline.models.specs import build_model
 >>> model = build_model(FeatureSchema({"x": "numeric"}), "binary")
 >>> for i in range(100):
 ...     model.learn_one({"x": float(i % 2)}, bool(i % 2))

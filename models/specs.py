@@ -6,7 +6,7 @@ as the one-at-a-time one.
 
 Examples
 --------
->>> from models.features import FeatureSchema
+>>> from driftline.models.features import FeatureSchema
 >>> model = build_model(FeatureSchema({"x": "numeric", "c": "categorical"}), "binary")
 >>> for i in range(200):
 ...     model.learn_one({"x": float(i % 2), "c": "ab"[i % 2]}, bool(i % 2))
@@ -23,7 +23,7 @@ from typing import Any, Literal
 
 from river import compose, linear_model, multiclass, optim, preprocessing
 
-from models.features import FeatureSchema
+from driftline.models.features import FeatureSchema
 
 Task = Literal["binary", "multiclass", "regression"]
 TASKS: tuple[Task, ...] = ("binary", "multiclass", "regression")

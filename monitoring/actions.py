@@ -24,8 +24,8 @@ from collections.abc import Mapping
 import numpy as np
 from pydantic import BaseModel, ConfigDict
 
-from driftline.settings import AlertAction
-from streams.records import AlertKind
+from driftline.contract.records import AlertKind
+from driftline.contract.settings import AlertAction
 
 ACTIONS: tuple[AlertAction, ...] = ("none", "rollback", "adjust_threshold", "retrain")
 
@@ -75,9 +75,15 @@ def retrain_request(
     """The retrain request an alert raises: train on the ``lookback_ms`` before ``ts_ms``."""
     request_id = hashlib.sha256(f"retrain|{model}|{alert_id}".encode()).hexdigest()[:24]
     return RetrainRequest(
-        request_id=request_id, model=model, model_version=model_version, alert_id=alert_id, kind=kind,
-        reason=reason, since_ts=max(0, ts_ms - lookback_ms), ts=ts_ms,
-    )  # fmt: skip
+        request_id=request_id,
+        model=model,
+        model_version=model_version,
+        alert_id=alert_id,
+        kind=kind,
+        reason=reason,
+        since_ts=max(0, ts_ms - lookback_ms),
+        ts=ts_ms,
+    )
 
 
 def recommend_threshold(scores: np.ndarray, positive_rate: float) -> float:

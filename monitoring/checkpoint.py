@@ -2,8 +2,8 @@
 
 Detector state holds River objects, so checkpoints are pickles, and loading a pickle runs code: with a key, the
 signature is checked *before* anything is unpickled and a bad one is refused (as for model blobs, see
-DESIGN.md); with a key configured, unsigned blobs are refused too. Every refusal, including a blob written by an
-incompatible version of the code, is a ``ValueError``.
+:mod:`driftline.contract.signing`); with a key configured, unsigned blobs are refused too. Every refusal, including
+a blob written by an incompatible version of the code, is a ``ValueError``.
 
 Examples
 --------

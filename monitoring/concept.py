@@ -34,8 +34,8 @@ from river import drift
 from river.drift import binary
 from scipy import special
 
-from monitoring.budget import cusum_threshold, page_hinkley_threshold
-from monitoring.window import WindowTest
+from driftline.monitoring.budget import cusum_threshold, page_hinkley_threshold
+from driftline.monitoring.window import WindowTest
 
 ErrorDetectorName = Literal["cusum", "adwin", "ddm", "eddm", "page_hinkley"]
 ERROR_DETECTORS: tuple[ErrorDetectorName, ...] = ("cusum", "adwin", "ddm", "eddm", "page_hinkley")
@@ -267,8 +267,9 @@ class ErrorStream:
             self.cusum.update_many(values)
             for position in self.cusum.detections:
                 statistic = self.cusum.threshold  # the CUSUM restarted; it crossed its threshold here
-                found.append(WindowTest("cusum", statistic, self.cusum.threshold, math.nan, 1.0, self.outcomes,
-                                        position))  # fmt: skip
+                found.append(
+                    WindowTest("cusum", statistic, self.cusum.threshold, math.nan, 1.0, self.outcomes, position)
+                )
         for detector in self._river:
             detector.update_many(values)
             for position in detector.detections:
@@ -279,8 +280,11 @@ class ErrorStream:
         """Current statistic and threshold of each detector (for gauges)."""
         out: dict[str, dict[str, float]] = {}
         if self.cusum is not None:
-            out["cusum"] = {"statistic": self.cusum.statistic, "threshold": self.cusum.threshold,
-                            "baseline": self.cusum.baseline}  # fmt: skip
+            out["cusum"] = {
+                "statistic": self.cusum.statistic,
+                "threshold": self.cusum.threshold,
+                "baseline": self.cusum.baseline,
+            }
         for detector in self._river:
             estimation = getattr(detector.detector, "estimation", math.nan)
             out[detector.name] = {"statistic": float(estimation), "threshold": math.nan}

@@ -1,4 +1,4 @@
-"""Settings of a :class:`monitoring.monitor.Monitor`: windows, budget, policy, detectors on/off, actions.
+"""Settings of a :class:`driftline.monitoring.monitor.Monitor`: windows, budget, policy, detectors on/off, actions.
 
 Examples
 --------
@@ -14,13 +14,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from driftline.settings import AlertAction
-from monitoring.actions import default_actions
-from monitoring.budget import Correction, FalseAlarmBudget
-from monitoring.concept import ErrorDetectorName
-from monitoring.policy import PolicyConfig
-from monitoring.streaming import StreamingName
-from streams.records import AlertKind
+from driftline.contract.records import AlertKind
+from driftline.contract.settings import AlertAction
+from driftline.monitoring.actions import default_actions
+from driftline.monitoring.budget import Correction, FalseAlarmBudget
+from driftline.monitoring.concept import ErrorDetectorName
+from driftline.monitoring.policy import PolicyConfig
+from driftline.monitoring.streaming import StreamingName
 
 
 @dataclass(frozen=True)
@@ -67,10 +67,13 @@ class MonitorConfig:
 
     def policy_config(self) -> PolicyConfig:
         return PolicyConfig(
-            min_samples=self.min_samples, warning_score=self.warning_score, critical_score=self.critical_score,
-            rearm_score=self.rearm_score, cooldown_events=self.cooldown_events,
+            min_samples=self.min_samples,
+            warning_score=self.warning_score,
+            critical_score=self.critical_score,
+            rearm_score=self.rearm_score,
+            cooldown_events=self.cooldown_events,
             cooldown_ms=int(self.cooldown_seconds * 1000),
-        )  # fmt: skip
+        )
 
     def budget(self) -> FalseAlarmBudget:
         return FalseAlarmBudget(self.false_alarms_per_100k, self.correction)

@@ -6,7 +6,7 @@ reference never saw into one "other" bucket (dropped when even the pool is too r
 The statistic accounts for the reference being a sample too: ``chi2 = n_eff * sum((p_window - p_ref)^2 / p_ref)``
 with ``n_eff = n m / (n + m)``. The Jensen-Shannon distance (base 2, in [0, 1]) over all categories, unseen
 ones included, is reported as the effect size; the unseen-category *rate* is a data-quality check
-(:mod:`monitoring.quality`).
+(:mod:`driftline.monitoring.quality`).
 
 Examples
 --------
@@ -30,7 +30,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 from scipy import special
 
-from monitoring.window import BinnedWindow, LatestTests, WindowTest, evidence_score, hop_chunks
+from driftline.monitoring.window import BinnedWindow, LatestTests, WindowTest, evidence_score, hop_chunks
 
 
 def js_distance(p: np.ndarray, q: np.ndarray) -> float:

@@ -36,7 +36,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import special
 
-from monitoring.window import MIN_P_VALUE, LatestTests, WindowTest, hop_chunks
+from driftline.monitoring.window import MIN_P_VALUE, LatestTests, WindowTest, hop_chunks
 
 #: Added to every bin count before PSI's logarithms (keeps empty bins finite).
 PSI_SMOOTHING = 0.5
@@ -192,7 +192,7 @@ class NumericDriftBank:
     hop
         Evaluate every ``hop`` events.
     alpha
-        Level of each test (budget-corrected, see :class:`monitoring.budget.FalseAlarmBudget`).
+        Level of each test (budget-corrected, see :class:`driftline.monitoring.budget.FalseAlarmBudget`).
     grid
         Reference quantiles the KS distance is evaluated at.
     """
@@ -217,10 +217,11 @@ class NumericDriftBank:
         edges = [psi_edges(r) for r in refs]
         levels = np.linspace(0, 1, grid + 1)
         self._grids = [
-            np.unique(np.concatenate([np.quantile(r.sample, levels, method="inverted_cdf") if r.grid is None
-                                      else r.grid, e]))
+            np.unique(
+                np.concatenate([np.quantile(r.sample, levels, method="inverted_cdf") if r.grid is None else r.grid, e])
+            )
             for r, e in zip(refs, edges, strict=True)
-        ]  # fmt: skip
+        ]
         n_features = len(refs)
         width = max(g.size for g in self._grids) + 1  # fine bins 0..K: bin k holds (grid[k-1], grid[k]]
         self._missing_col = width
@@ -263,11 +264,17 @@ class NumericDriftBank:
         self.seen = 0
         n0 = np.zeros(n_features)
         self.statistics: dict[str, np.ndarray] = {
-            "psi": n0.copy(), "ks": n0.copy(), "wasserstein": n0.copy(),
-            "psi_p_value": np.ones(n_features), "ks_p_value": np.ones(n_features),
-            "psi_threshold": np.full(n_features, math.inf), "ks_threshold": np.full(n_features, math.inf),
-            "psi_score": n0.copy(), "ks_score": n0.copy(), "samples": n0.copy(),
-        }  # fmt: skip
+            "psi": n0.copy(),
+            "ks": n0.copy(),
+            "wasserstein": n0.copy(),
+            "psi_p_value": np.ones(n_features),
+            "ks_p_value": np.ones(n_features),
+            "psi_threshold": np.full(n_features, math.inf),
+            "ks_threshold": np.full(n_features, math.inf),
+            "psi_score": n0.copy(),
+            "ks_score": n0.copy(),
+            "samples": n0.copy(),
+        }
         self.evaluations: list[tuple[int, dict[str, np.ndarray]]] = []
 
     def bin_indices(self, matrix: np.ndarray) -> np.ndarray:
@@ -315,10 +322,17 @@ class NumericDriftBank:
         s = self.statistics if statistics is None else statistics
         samples = int(s["samples"][feature])
         return [
-            WindowTest(name, float(s[name][feature]), float(s[f"{name}_threshold"][feature]),
-                       float(s[f"{name}_p_value"][feature]), float(s[f"{name}_score"][feature]), samples, position)
+            WindowTest(
+                name,
+                float(s[name][feature]),
+                float(s[f"{name}_threshold"][feature]),
+                float(s[f"{name}_p_value"][feature]),
+                float(s[f"{name}_score"][feature]),
+                samples,
+                position,
+            )
             for name in ("psi", "ks")
-        ]  # fmt: skip
+        ]
 
     def _push(self, idx: np.ndarray) -> None:
         k = idx.shape[0]
@@ -355,13 +369,17 @@ class NumericDriftBank:
         p_psi = np.where(self._psi_testable, special.chdtrc(self._psi_df, n_eff * value), 1.0)
         log_alpha = math.log(self.alpha)
         return {
-            "psi": value, "ks": distance, "psi_p_value": p_psi, "ks_p_value": p_ks,
+            "psi": value,
+            "ks": distance,
+            "psi_p_value": p_psi,
+            "ks_p_value": p_ks,
             "psi_threshold": np.where(present & self._psi_testable, self._psi_critical / n_eff, math.inf),
             "ks_threshold": np.where(present, self._ks_critical / scale, math.inf),
             "psi_score": np.log(np.maximum(p_psi, MIN_P_VALUE)) / log_alpha,
             "ks_score": np.log(np.maximum(p_ks, MIN_P_VALUE)) / log_alpha,
-            "wasserstein": (gaps * self._steps).sum(axis=1), "samples": n,
-        }  # fmt: skip
+            "wasserstein": (gaps * self._steps).sum(axis=1),
+            "samples": n,
+        }
 
 
 class NumericDrift(LatestTests):

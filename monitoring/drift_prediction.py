@@ -11,8 +11,8 @@ Probabilities are tested on a fixed lattice (``probability=True``): PSI on the p
 merged) and KS at steps of 0.05. A learning classifier's scores creep (its confidence grows, its bias settles);
 on quantile bins a creep of 0.002 inside a narrow score band is "significant" though no decision changes.
 Numeric outputs (positive-class probability, regression value) get the PSI and KS tests of
-:class:`monitoring.drift_numeric.NumericDriftBank`; classes get the chi-square test of
-:class:`monitoring.drift_categorical.CategoricalDrift`.
+:class:`driftline.monitoring.drift_numeric.NumericDriftBank`; classes get the chi-square test of
+:class:`driftline.monitoring.drift_categorical.CategoricalDrift`.
 
 Examples
 --------
@@ -37,10 +37,10 @@ from typing import Any, Literal
 
 import numpy as np
 
-from monitoring.drift_categorical import CategoricalDrift
-from monitoring.drift_numeric import NumericDriftBank, NumericReference
-from monitoring.reference import CategoricalProfile, NumericProfile, profile_values
-from monitoring.window import WindowTest
+from driftline.models.reference import CategoricalProfile, NumericProfile, profile_values
+from driftline.monitoring.drift_categorical import CategoricalDrift
+from driftline.monitoring.drift_numeric import NumericDriftBank, NumericReference
+from driftline.monitoring.window import WindowTest
 
 #: Name of the model output (the one "feature" of the numeric bank).
 PREDICTION = "prediction"

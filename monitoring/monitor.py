@@ -2,20 +2,21 @@
 
 The scoring agent calls :meth:`Monitor.observe_events` once per scored batch and :meth:`Monitor.observe_invalid`
 for dead-lettered events; the learning agent calls :meth:`Monitor.observe_outcomes` with joined labels. Each
-returns the :class:`streams.records.Alert` records to publish on ``alerts``. Pure logic, no I/O (the
-deduplicator may be Redis-backed, see :mod:`monitoring.dedup`).
+returns the :class:`driftline.contract.records.Alert` records to publish on ``alerts``. Pure logic, no I/O (the
+deduplicator may be Redis-backed, see :mod:`driftline.monitoring.dedup`).
 
 What is watched (each detector held to its share of one fleet-wide false-alarm budget, see
-:mod:`monitoring.budget`):
+:mod:`driftline.monitoring.budget`):
 
-* data drift per feature: numeric features by windowed PSI and KS (:mod:`monitoring.drift_numeric`),
-  categorical ones by chi-square with Jensen-Shannon distance (:mod:`monitoring.drift_categorical`), and
-  optionally River's ADWIN / Page-Hinkley / KSWIN on block means (:mod:`monitoring.streaming`);
+* data drift per feature: numeric features by windowed PSI and KS (:mod:`driftline.monitoring.drift_numeric`),
+  categorical ones by chi-square with Jensen-Shannon distance (:mod:`driftline.monitoring.drift_categorical`), and
+  optionally River's ADWIN / Page-Hinkley / KSWIN on block means (:mod:`driftline.monitoring.streaming`);
 * prediction drift: the positive-class score (binary), the predicted class (multiclass) or the predicted value
-  (regression), against a trailing reference period (the model keeps learning, :mod:`monitoring.drift_prediction`);
-* concept drift on the error stream (:mod:`monitoring.concept`) and a label-free performance estimate
-  (:mod:`monitoring.performance_estimate`) beside the realised metric;
-* data quality (:mod:`monitoring.quality`): missing, out-of-range, unseen categories, schema violations.
+  (regression), against a trailing reference period (the model keeps learning,
+  :mod:`driftline.monitoring.drift_prediction`);
+* concept drift on the error stream (:mod:`driftline.monitoring.concept`) and a label-free performance estimate
+  (:mod:`driftline.monitoring.performance_estimate`) beside the realised metric;
+* data quality (:mod:`driftline.monitoring.quality`): missing, out-of-range, unseen categories, schema violations.
 
 Without a reference profile the monitor learns one from the first ``reference_events`` events, then tests.
 :meth:`Monitor.snapshot` / :meth:`Monitor.restore` checkpoint every detector and the policy state, so a restarted
@@ -23,7 +24,7 @@ worker neither loses evidence nor re-fires the alerts it already fired.
 
 Examples
 --------
->>> from models.features import FeatureSchema
+>>> from driftline.models.features import FeatureSchema
 >>> rng = np.random.default_rng(0)
 >>> monitor = Monitor("demo", FeatureSchema({"x": "numeric"}), "regression", reference=None,
 ...                   config=MonitorConfig(reference_events=1000))
@@ -55,23 +56,23 @@ from typing import Any
 
 import numpy as np
 
-from models.features import FeatureSchema
-from models.specs import TASKS
-from monitoring.actions import choose_action, recommend_threshold
-from monitoring.checkpoint import seal, unseal
-from monitoring.concept import ErrorStream, detectors_for_task
-from monitoring.config import MonitorConfig
-from monitoring.dedup import Deduplicator, InMemoryDeduplicator
-from monitoring.drift_categorical import CategoricalDrift
-from monitoring.drift_numeric import NumericDriftBank, NumericReference
-from monitoring.drift_prediction import PREDICTION, PredictionDrift
-from monitoring.performance_estimate import ConfidenceEstimate, RealisedMetric
-from monitoring.policy import AlertPolicy, DetectorResult
-from monitoring.quality import DataQuality, QualityCheck, out_of_range_rate, unseen_rate
-from monitoring.reference import CategoricalProfile, NumericProfile, ReferenceProfile
-from monitoring.streaming import ADWIN_CLOCK, StreamingBank
-from monitoring.window import WindowTest
-from streams.records import Alert, AlertKind
+from driftline.contract.records import Alert, AlertKind
+from driftline.models.features import FeatureSchema
+from driftline.models.reference import CategoricalProfile, NumericProfile, ReferenceProfile
+from driftline.models.specs import TASKS
+from driftline.monitoring.actions import choose_action, recommend_threshold
+from driftline.monitoring.checkpoint import seal, unseal
+from driftline.monitoring.concept import ErrorStream, detectors_for_task
+from driftline.monitoring.config import MonitorConfig
+from driftline.monitoring.dedup import Deduplicator, InMemoryDeduplicator
+from driftline.monitoring.drift_categorical import CategoricalDrift
+from driftline.monitoring.drift_numeric import NumericDriftBank, NumericReference
+from driftline.monitoring.drift_prediction import PREDICTION, PredictionDrift
+from driftline.monitoring.performance_estimate import ConfidenceEstimate, RealisedMetric
+from driftline.monitoring.policy import AlertPolicy, DetectorResult
+from driftline.monitoring.quality import DataQuality, QualityCheck, out_of_range_rate, unseen_rate
+from driftline.monitoring.streaming import ADWIN_CLOCK, StreamingBank
+from driftline.monitoring.window import WindowTest
 
 __all__ = ["Monitor", "MonitorConfig"]
 
@@ -153,13 +154,15 @@ class Monitor:
         self.arl = budget.arl(self.detectors)
         self._block_alpha = budget.alpha(self.detectors, config.streaming_block * ADWIN_CLOCK)
         self._kswin_alpha = budget.alpha(self.detectors, config.kswin_block)
-        self.errors = ErrorStream(task, error_names, alpha=budget.alpha(self.detectors, 1), arl=self.arl,
-                                  grace=config.error_grace)  # fmt: skip
+        self.errors = ErrorStream(
+            task, error_names, alpha=budget.alpha(self.detectors, 1), arl=self.arl, grace=config.error_grace
+        )
         self.realised = RealisedMetric(task, config.performance_window)
         self.confidence = (
-            None if task == "regression"
+            None
+            if task == "regression"
             else ConfidenceEstimate(config.performance_window, config.hop, self.alpha, config.performance_tolerance)
-        )  # fmt: skip
+        )
         self.reference = reference
         self.feature_bank: NumericDriftBank | None = None
         self._bank_columns: list[int] = []
@@ -213,8 +216,15 @@ class Monitor:
         if not streams or not self.config.streaming_detectors:
             return None
         cfg = self.config
-        return StreamingBank(streams, cfg.streaming_detectors, cfg.streaming_block, cfg.kswin_block,
-                             self._block_alpha, self._kswin_alpha, self.arl)  # fmt: skip
+        return StreamingBank(
+            streams,
+            cfg.streaming_detectors,
+            cfg.streaming_block,
+            cfg.kswin_block,
+            self._block_alpha,
+            self._kswin_alpha,
+            self.arl,
+        )
 
     def _build_feature_detectors(self, reference: ReferenceProfile) -> None:
         cfg = self.config
@@ -268,10 +278,15 @@ class Monitor:
         cfg = self.config
         fixed = profile is not None
         return PredictionDrift(
-            "numeric" if self._prediction_numeric else "categorical", cfg.window, cfg.hop, self.alpha,
-            lag=10**15 if fixed else cfg.prediction_lag, reference_size=cfg.reference_events, initial=profile,
+            "numeric" if self._prediction_numeric else "categorical",
+            cfg.window,
+            cfg.hop,
+            self.alpha,
+            lag=10**15 if fixed else cfg.prediction_lag,
+            reference_size=cfg.reference_events,
+            initial=profile,
             probability=self.task == "binary",
-        )  # fmt: skip
+        )
 
     def reset_prediction_reference(self) -> None:
         """Learn the prediction and confidence references again (call after a rollback or a promotion)."""
@@ -410,8 +425,11 @@ class Monitor:
             for test in ("psi", "ks"):
                 picked = set(np.flatnonzero(statistics[f"{test}_score"] >= floor).tolist())
                 if self.policy.disarmed:
-                    picked.update(f for f, name in enumerate(bank.features)
-                                  if self._bank_source(kind, test, name).key in self.policy.disarmed)  # fmt: skip
+                    picked.update(
+                        f
+                        for f, name in enumerate(bank.features)
+                        if self._bank_source(kind, test, name).key in self.policy.disarmed
+                    )
                 for f in sorted(picked):
                     name = bank.features[f]
                     window_test = bank.tests(f, statistics, position)[0 if test == "psi" else 1]
@@ -497,17 +515,30 @@ class Monitor:
     # ---------------------------------------------------------------------------------------------- alerts
 
     def _alerts(
-        self, found: list[tuple[_Source, WindowTest]], event_ids: Sequence[str], model_version: int | None,
+        self,
+        found: list[tuple[_Source, WindowTest]],
+        event_ids: Sequence[str],
+        model_version: int | None,
         ts_ms: int,
-    ) -> list[Alert]:  # fmt: skip
+    ) -> list[Alert]:
         alerts: list[Alert] = []
         for source, test in found:
             if not self._relevant(test, source):
                 continue
             result = DetectorResult(
-                source.key, source.kind, source.detector, source.feature, test.statistic, _finite(test.threshold),
-                test.score, test.samples, source.window, _finite(test.p_value), test.position, resets=source.resets,
-            )  # fmt: skip
+                source.key,
+                source.kind,
+                source.detector,
+                source.feature,
+                test.statistic,
+                _finite(test.threshold),
+                test.score,
+                test.samples,
+                source.window,
+                _finite(test.p_value),
+                test.position,
+                resets=source.resets,
+            )
             severity = self.policy.decide(result, self.events, ts_ms)
             if severity is None:
                 continue
@@ -519,12 +550,24 @@ class Monitor:
             event_id = event_ids[test.position] if event_ids and 0 <= test.position < len(event_ids) else None
             action = choose_action(source.kind, self.config.actions)
             alert_id = hashlib.sha256(f"{self.model}|{source.key}|{event_id}|{self.events}".encode()).hexdigest()
-            alerts.append(Alert(
-                alert_id=alert_id[:24], kind=source.kind, severity=severity, model=self.model,
-                model_version=model_version, feature=source.feature, detector=source.detector,
-                statistic=_finite(test.statistic), threshold=_finite(test.threshold), window=source.window,
-                event_id=event_id, ts=ts_ms, message=self._message(source, test), action=action,
-            ))  # fmt: skip
+            alerts.append(
+                Alert(
+                    alert_id=alert_id[:24],
+                    kind=source.kind,
+                    severity=severity,
+                    model=self.model,
+                    model_version=model_version,
+                    feature=source.feature,
+                    detector=source.detector,
+                    statistic=_finite(test.statistic),
+                    threshold=_finite(test.threshold),
+                    window=source.window,
+                    event_id=event_id,
+                    ts=ts_ms,
+                    message=self._message(source, test),
+                    action=action,
+                )
+            )
             self.alerts_fired[(source.kind, severity)] += 1
         return alerts
 
@@ -534,16 +577,22 @@ class Monitor:
             top = ", ".join(f"{r} ({c})" for r, c in self._invalid_reasons.most_common(3))
             return f"schema violations at rate {test.statistic:.3%} over {test.samples} events; top reasons: {top}"
         if source.kind == "data_quality":
-            return (f"{source.detector} rate of {subject} is {test.statistic:.3%} over {test.samples} events "
-                    f"(alert above {test.threshold:.3%}, p={test.p_value:.2g})")  # fmt: skip
+            return (
+                f"{source.detector} rate of {subject} is {test.statistic:.3%} over {test.samples} events "
+                f"(alert above {test.threshold:.3%}, p={test.p_value:.2g})"
+            )
         if source.kind == "concept_drift":
             return f"{source.detector} detected a change of the error rate after {test.samples} labelled outcomes"
         if source.kind == "performance":
-            return (f"estimated accuracy {test.statistic:.3f} fell below {test.threshold:.3f} "
-                    f"(p={test.p_value:.2g}) without labels")  # fmt: skip
+            return (
+                f"estimated accuracy {test.statistic:.3f} fell below {test.threshold:.3f} "
+                f"(p={test.p_value:.2g}) without labels"
+            )
         if math.isfinite(test.p_value):
-            return (f"{source.detector} of {subject} is {test.statistic:.4g} (threshold {test.threshold:.4g}, "
-                    f"p={test.p_value:.2g}) over {test.samples} values")  # fmt: skip
+            return (
+                f"{source.detector} of {subject} is {test.statistic:.4g} (threshold {test.threshold:.4g}, "
+                f"p={test.p_value:.2g}) over {test.samples} values"
+            )
         return f"{source.detector} detected a change in {subject} after {test.samples} values"
 
     # ---------------------------------------------------------------------------------------------- state
@@ -557,14 +606,29 @@ class Monitor:
         return recommend_threshold(scores, self._positive_rate) if scores.size else None
 
     def gauges(self) -> dict[str, Any]:
-        """Current statistics for Prometheus (see :class:`monitoring.metrics_drift.DriftMetrics`)."""
+        """Current statistics for Prometheus (see :class:`driftline.streams.metrics_drift.DriftMetrics`)."""
         detectors: list[dict[str, Any]] = []
 
-        def add(kind: str, feature: str | None, detector: str, statistic: float, p_value: float | None,
-                threshold: float | None, score: float | None) -> None:  # fmt: skip
-            detectors.append({"kind": kind, "feature": feature or "", "detector": detector,
-                              "statistic": float(statistic), "p_value": p_value, "threshold": threshold,
-                              "score": score})  # fmt: skip
+        def add(
+            kind: str,
+            feature: str | None,
+            detector: str,
+            statistic: float,
+            p_value: float | None,
+            threshold: float | None,
+            score: float | None,
+        ) -> None:
+            detectors.append(
+                {
+                    "kind": kind,
+                    "feature": feature or "",
+                    "detector": detector,
+                    "statistic": float(statistic),
+                    "p_value": p_value,
+                    "threshold": threshold,
+                    "score": score,
+                }
+            )
 
         for kind, bank in (("data_drift", self.feature_bank), ("prediction_drift", self.prediction.bank)):
             if bank is None:
@@ -573,8 +637,15 @@ class Monitor:
             for f, name in enumerate(bank.features):
                 feature = None if kind == "prediction_drift" else name
                 for test in ("psi", "ks"):
-                    add(kind, feature, test, s[test][f], float(s[f"{test}_p_value"][f]),
-                        _finite(float(s[f"{test}_threshold"][f])), float(s[f"{test}_score"][f]))  # fmt: skip
+                    add(
+                        kind,
+                        feature,
+                        test,
+                        s[test][f],
+                        float(s[f"{test}_p_value"][f]),
+                        _finite(float(s[f"{test}_threshold"][f])),
+                        float(s[f"{test}_score"][f]),
+                    )
                 add(kind, feature, "wasserstein", s["wasserstein"][f], None, None, None)
         categorical = [(n, d, "data_drift") for n, d in self.categorical_drift.items()]
         if self.prediction.categorical is not None:
@@ -591,8 +662,14 @@ class Monitor:
         quality = []
         if self.quality is not None:
             for check, rate in zip(self.quality.checks, self.quality.rates, strict=True):
-                quality.append({"feature": check.feature or "", "check": check.kind, "rate": float(rate),
-                                "reference_rate": check.reference_rate})  # fmt: skip
+                quality.append(
+                    {
+                        "feature": check.feature or "",
+                        "check": check.kind,
+                        "rate": float(rate),
+                        "reference_rate": check.reference_rate,
+                    }
+                )
         estimated = self.confidence.estimate if self.confidence is not None else None
         return {
             "model": self.model,

@@ -32,7 +32,7 @@ import math
 import numpy as np
 from scipy import special
 
-from monitoring.window import WindowTest, evidence_score
+from driftline.monitoring.window import WindowTest, evidence_score
 
 
 class _Ring:

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from streams.records import AlertKind, Severity
+from driftline.contract.records import AlertKind, Severity
 
 
 @dataclass(frozen=True)

@@ -30,7 +30,7 @@ from typing import Literal
 import numpy as np
 from scipy import special
 
-from monitoring.window import MIN_P_VALUE, WindowTest
+from driftline.monitoring.window import MIN_P_VALUE, WindowTest
 
 QualityKind = Literal["missing", "out_of_range", "unseen", "schema"]
 
@@ -83,9 +83,13 @@ class DataQuality:
     """
 
     def __init__(
-        self, checks: Sequence[QualityCheck], window: int = 1000, hop: int = 250, alpha: float = 1e-4,
+        self,
+        checks: Sequence[QualityCheck],
+        window: int = 1000,
+        hop: int = 250,
+        alpha: float = 1e-4,
         min_excess: float = 0.01,
-    ):  # fmt: skip
+    ):
         self.checks = list(checks)
         self.window, self.hop, self.alpha, self.min_excess = window, hop, alpha, min_excess
         self._reference = np.array([max(c.reference_rate, 1e-9) for c in self.checks])

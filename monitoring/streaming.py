@@ -9,7 +9,7 @@ parameter comes from the false-alarm budget:
 
 * ADWIN: ``delta`` = the budget's level for one check (ADWIN checks every ``clock`` blocks);
 * Page-Hinkley: ``threshold`` from Siegmund's run-length approximation
-  (:func:`monitoring.budget.page_hinkley_threshold`);
+  (:func:`driftline.monitoring.budget.page_hinkley_threshold`);
 * KSWIN: ``alpha`` = the budget's level for one block. :class:`TabulatedKSWIN` is River's KSWIN with the exact
   two-sample KS p-values of its equal-size windows precomputed (Gnedenko-Korolyuk), ~20x cheaper per update,
   same decisions.
@@ -39,8 +39,8 @@ from typing import Any, Literal
 import numpy as np
 from river import drift
 
-from monitoring.budget import page_hinkley_threshold
-from monitoring.window import WindowTest, evidence_score, hop_chunks
+from driftline.monitoring.budget import page_hinkley_threshold
+from driftline.monitoring.window import WindowTest, evidence_score, hop_chunks
 
 StreamingName = Literal["adwin", "page_hinkley", "kswin"]
 STREAMING_DETECTORS: tuple[StreamingName, ...] = ("adwin", "page_hinkley", "kswin")
@@ -260,16 +260,16 @@ class StreamingBank:
     def statistics(self) -> list[tuple[str, str, float, float]]:
         """``(stream, detector, statistic, threshold)`` of every detector, now."""
         return [
-            (self.streams[w.stream], w.name, detector_statistic(w.name, w.detector), w.threshold)
-            for w in self.watches
+            (self.streams[w.stream], w.name, detector_statistic(w.name, w.detector), w.threshold) for w in self.watches
         ]
 
 
 def _detection(watch: _Watch, samples: int, position: int) -> WindowTest:
     statistic = detector_statistic(watch.name, watch.detector)
     if watch.name == "page_hinkley":
-        return WindowTest(watch.name, statistic, watch.threshold, math.nan, statistic / watch.threshold, samples,
-                          position)  # fmt: skip
+        return WindowTest(
+            watch.name, statistic, watch.threshold, math.nan, statistic / watch.threshold, samples, position
+        )
     if watch.name == "kswin":
         assert watch.alpha is not None
         score = max(1.0, evidence_score(statistic, watch.alpha))

@@ -3,8 +3,8 @@ evaluation on a locked test set, error analysis, report and export of the model 
 
 Entry points (imported from their modules to keep ``import offline`` light):
 
-- :func:`offline.framing.draft_card`, :func:`offline.framing.load_card` — the framing card;
-- :func:`offline.train.train` (a file) and :func:`offline.train.train_frame` (a DataFrame) — train;
-- :func:`offline.export.OnlineArtifact.load` — the exported River model with its schema;
-- :func:`offline.register.register_dir` — store an output directory as a registry version.
+- :func:`driftline.offline.framing.draft_card`, :func:`driftline.offline.framing.load_card` — the framing card;
+- :func:`driftline.offline.train.train` (a file) and :func:`driftline.offline.train.train_frame` (a DataFrame) — train;
+- :func:`driftline.offline.export.OnlineArtifact.load` — the exported River model with its schema;
+- :func:`driftline.offline.register.register_dir` — store an output directory as a registry version.
 """

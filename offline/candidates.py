@@ -3,12 +3,12 @@
 Every estimator is fitted on raw feature columns and integer class codes (``0..k-1``, for binary code 1 is
 the positive class) or float targets, and exposes ``predict_proba`` (classification) or ``predict``
 (regression). :class:`RiverEstimator` replays rows through ``schema.prepare`` into a
-:func:`models.specs.build_model` pipeline — exactly what the stream does with an event.
+:func:`driftline.models.specs.build_model` pipeline — exactly what the stream does with an event.
 
 Examples
 --------
 >>> import pandas as pd
->>> from models.features import FeatureSchema
+>>> from driftline.models.features import FeatureSchema
 >>> schema = FeatureSchema({"x": "numeric", "c": "categorical"})
 >>> X = pd.DataFrame({"x": [0.0, 1.0] * 50, "c": ["a", "b"] * 50})
 >>> y = np.array([0, 1] * 50)
@@ -41,10 +41,10 @@ from sklearn.ensemble import (
 from sklearn.linear_model import LogisticRegression, Ridge
 from sklearn.pipeline import Pipeline
 
-from models.features import FeatureSchema
-from models.specs import Task, build_model
-from offline.metrics import decide
-from offline.prepare import SchemaPreparer, build_preprocessor, categorical_mask, to_events
+from driftline.models.features import FeatureSchema
+from driftline.models.specs import Task, build_model
+from driftline.offline.metrics import decide
+from driftline.offline.prepare import SchemaPreparer, build_preprocessor, categorical_mask, to_events
 
 #: Small grids: the search runs on a bounded sample, and every point costs a fit.
 GRIDS: dict[str, dict[str, dict[str, list[Any]]]] = {
@@ -94,8 +94,13 @@ def make_estimator(
         head = Ridge(**params) if regression else LogisticRegression(max_iter=500, **params)
         return Pipeline([("prepare", build_preprocessor(schema, "linear")), ("model", head)])
     if name == "hist_gradient_boosting":
-        common = {"max_iter": 200, "early_stopping": True, "random_state": seed,
-                  "categorical_features": categorical_mask(schema), **params}
+        common = {
+            "max_iter": 200,
+            "early_stopping": True,
+            "random_state": seed,
+            "categorical_features": categorical_mask(schema),
+            **params,
+        }
         head = HistGradientBoostingRegressor(**common) if regression else HistGradientBoostingClassifier(**common)
         return Pipeline([("prepare", build_preprocessor(schema, "tree")), ("model", head)])
     if name == "random_forest":
@@ -104,21 +109,36 @@ def make_estimator(
         preparer = build_preprocessor(schema, "linear")
         return Pipeline([("prepare", preparer), ("model", head)])
     if name == "river":
-        return RiverEstimator(schema.to_dict(), task, labels=list(labels), max_rows=river_rows,
-                              time_ordered=time_ordered, seed=seed, **params)
+        return RiverEstimator(
+            schema.to_dict(),
+            task,
+            labels=list(labels),
+            max_rows=river_rows,
+            time_ordered=time_ordered,
+            seed=seed,
+            **params,
+        )
     raise ValueError(f"unknown candidate {name!r}")
 
 
 class RiverEstimator(BaseEstimator):
-    """A :func:`models.specs.build_model` pipeline trained by replaying rows through ``schema.prepare``.
+    """A :func:`driftline.models.specs.build_model` pipeline trained by replaying rows through ``schema.prepare``.
 
     At most ``max_rows`` rows are replayed: the most recent ones when ``time_ordered``, otherwise an
     evenly drawn sample kept in its original order. Labels are replayed as the stream's learner receives
     them: the original class values (``bool`` "is the positive class" for binary), floats for regression.
     """
 
-    def __init__(self, kinds: dict[str, str], task: Task, labels: list[Any] | None = None,
-                 learning_rate: float = 0.01, max_rows: int = 100_000, time_ordered: bool = False, seed: int = 0):
+    def __init__(
+        self,
+        kinds: dict[str, str],
+        task: Task,
+        labels: list[Any] | None = None,
+        learning_rate: float = 0.01,
+        max_rows: int = 100_000,
+        time_ordered: bool = False,
+        seed: int = 0,
+    ):
         self.kinds = kinds
         self.task = task
         self.labels = labels
@@ -223,8 +243,9 @@ class TrainedModel:
     This is what ``model.joblib`` holds; ``predict`` returns original class values (or numbers).
     """
 
-    def __init__(self, name: str, estimator: Any, task: Task, labels: list[Any], threshold: float | None,
-                 features: list[str]):
+    def __init__(
+        self, name: str, estimator: Any, task: Task, labels: list[Any], threshold: float | None, features: list[str]
+    ):
         self.name = name
         self.estimator = estimator
         self.task = task

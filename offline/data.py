@@ -1,11 +1,11 @@
 """Read a table of history (CSV or Parquet) and check it against a framing card before anything is written.
 
-Every problem is an :class:`~offline.errors.OfflineError` with a one-line message naming it.
+Every problem is an :class:`~driftline.offline.errors.OfflineError` with a one-line message naming it.
 
 Examples
 --------
 >>> import pandas as pd
->>> from offline.framing import draft_card
+>>> from driftline.offline.framing import draft_card
 >>> df = pd.DataFrame({"x": [1.0, 2.0, 3.0, 4.0], "empty": [None] * 4, "y": [0, 1, 0, 1]})
 >>> card = draft_card(df, "y")
 >>> card.exclude
@@ -15,7 +15,7 @@ True
 >>> check_frame(df.drop(columns="y"), card)
 Traceback (most recent call last):
 ...
-offline.errors.OfflineError: target column 'y' is not in the data (columns: x, empty)
+driftline.offline.errors.OfflineError: target column 'y' is not in the data (columns: x, empty)
 """
 
 from __future__ import annotations
@@ -25,9 +25,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from offline.errors import OfflineError
-from offline.framing import FramingCard, _preview, _reason
-from offline.targets import native
+from driftline.offline.errors import OfflineError
+from driftline.offline.framing import FramingCard, _preview, _reason
+from driftline.offline.targets import native
 
 PARQUET_SUFFIXES = (".parquet", ".pq")
 
@@ -108,7 +108,7 @@ def parse_time(column: pd.Series) -> pd.Series:
     >>> parse_time(pd.Series(["2024-01-02", "soon"], name="ts"))
     Traceback (most recent call last):
     ...
-    offline.errors.OfflineError: time column 'ts' does not parse as a date/time (row 1: 'soon')
+    driftline.offline.errors.OfflineError: time column 'ts' does not parse as a date/time (row 1: 'soon')
     """
     if pd.api.types.is_datetime64_any_dtype(column):
         parsed = column

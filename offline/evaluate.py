@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from offline.metrics import HIGHER_IS_BETTER, WeightedMetric, confusion, decide, metric_function
+from driftline.offline.metrics import HIGHER_IS_BETTER, WeightedMetric, confusion, decide, metric_function
 
 
 @dataclass(frozen=True)
@@ -77,8 +77,9 @@ def choose_threshold(y: np.ndarray, p_positive: np.ndarray, *, cost_fp: float, c
     return float(cuts[best]), float(costs[best])
 
 
-def expected_cost(task: str, y: np.ndarray, out: np.ndarray, costs: Mapping[str, float],
-                  threshold: float | None = None) -> float:
+def expected_cost(
+    task: str, y: np.ndarray, out: np.ndarray, costs: Mapping[str, float], threshold: float | None = None
+) -> float:
     """Mean cost per row under the card's error costs.
 
     >>> expected_cost("regression", np.array([1.0, 1.0]), np.array([2.0, 0.0]),
@@ -87,8 +88,12 @@ def expected_cost(task: str, y: np.ndarray, out: np.ndarray, costs: Mapping[str,
     """
     if task == "regression":
         error = np.asarray(out, dtype=float) - np.asarray(y, dtype=float)
-        return float(np.mean(costs["over_prediction"] * np.clip(error, 0, None)
-                             + costs["under_prediction"] * np.clip(-error, 0, None)))
+        return float(
+            np.mean(
+                costs["over_prediction"] * np.clip(error, 0, None)
+                + costs["under_prediction"] * np.clip(-error, 0, None)
+            )
+        )
     decided = decide(out, threshold)
     if task == "binary":
         fp = np.sum((decided == 1) & (y == 0))
@@ -97,8 +102,9 @@ def expected_cost(task: str, y: np.ndarray, out: np.ndarray, costs: Mapping[str,
     return float(costs["misclassification"] * np.mean(decided != y))
 
 
-def bootstrap(functions: Mapping[str, WeightedMetric], rows: int, resamples: int,
-              seed: int = 0) -> dict[str, np.ndarray]:
+def bootstrap(
+    functions: Mapping[str, WeightedMetric], rows: int, resamples: int, seed: int = 0
+) -> dict[str, np.ndarray]:
     """Each metric on ``resamples`` bootstrap resamples of the ``rows`` rows — the same resamples for every
     metric, so differences between models are paired.
 
@@ -160,26 +166,38 @@ def evaluate_models(
     return estimates, interval(gain_point, gain_draws)
 
 
-def decide_verdict(metric: str, model: Estimate, baseline: Estimate | None, improvement: Estimate, *,
-                   min_improvement: float, min_score: float | None) -> Verdict:
+def decide_verdict(
+    metric: str,
+    model: Estimate,
+    baseline: Estimate | None,
+    improvement: Estimate,
+    *,
+    min_improvement: float,
+    min_score: float | None,
+) -> Verdict:
     """GO when the improvement's CI lies above ``min_improvement`` and the metric's CI clears ``min_score``."""
     reasons = []
     go = True
     low, high = improvement.ci_low, improvement.ci_high
     if not (math.isfinite(low) and low > min_improvement):
         go = False
-        reasons.append(f"the 95% CI of the improvement over the baseline [{low:.4g}, {high:.4g}] "
-                       f"does not clear {min_improvement:g}")
+        reasons.append(
+            f"the 95% CI of the improvement over the baseline [{low:.4g}, {high:.4g}] "
+            f"does not clear {min_improvement:g}"
+        )
     else:
-        reasons.append(f"the 95% CI of the improvement over the baseline [{low:.4g}, {high:.4g}] "
-                       f"clears {min_improvement:g}")
+        reasons.append(
+            f"the 95% CI of the improvement over the baseline [{low:.4g}, {high:.4g}] clears {min_improvement:g}"
+        )
     if min_score is not None:
         higher = HIGHER_IS_BETTER[metric]
         bound = model.ci_low if higher else model.ci_high
         ok = math.isfinite(bound) and (bound >= min_score if higher else bound <= min_score)
         side = "lower" if higher else "upper"
-        reasons.append(f"test {metric} CI {side} bound {bound:.4g} {'meets' if ok else 'misses'} "
-                       f"the card's {'minimum' if higher else 'maximum'} {min_score:g}")
+        reasons.append(
+            f"test {metric} CI {side} bound {bound:.4g} {'meets' if ok else 'misses'} "
+            f"the card's {'minimum' if higher else 'maximum'} {min_score:g}"
+        )
         go = go and ok
     return Verdict(go, reasons)
 

@@ -9,7 +9,7 @@ Files of an output directory::
     baseline.joblib         the baseline the verdict compares to
     river_model.pkl         the River pipeline the stream bootstraps from
     online_model.json       its task, feature schema, class values and sha256
-    reference_profile.json  monitoring.reference.ReferenceProfile of the training features and scores
+    reference_profile.json  driftline.models.reference.ReferenceProfile of the training features and scores
     report.html             one self-contained page with the plots
     manifest.json           sha256 and size of every file above
 
@@ -44,9 +44,9 @@ import joblib
 import numpy as np
 import pandas as pd
 
-from models.features import FeatureSchema
-from offline.errors import OfflineError
-from offline.prepare import prepare_frame, prepared_rows
+from driftline.models.features import FeatureSchema
+from driftline.offline.errors import OfflineError
+from driftline.offline.prepare import prepare_frame, prepared_rows
 
 MANIFEST = "manifest.json"
 CHOSEN_MODEL = "model.joblib"
@@ -117,8 +117,9 @@ def verify_manifest(directory: Path, names: list[str] | None = None) -> None:
     try:
         files = json.loads(path.read_text())["files"]
     except (OSError, ValueError, KeyError) as exc:
-        raise OfflineError(f"{directory} has no readable {MANIFEST}: is it a `driftline offline train` output?") \
-            from exc
+        raise OfflineError(
+            f"{directory} has no readable {MANIFEST}: is it a `driftline offline train` output?"
+        ) from exc
     for name in names or list(files):
         if name not in files:
             raise OfflineError(f"{name} is not listed in {path}")
@@ -187,8 +188,9 @@ class OnlineArtifact:
             raise OfflineError(f"{RIVER_MODEL} does not match the sha256 in {ONLINE_MODEL}")
         with open(directory / RIVER_MODEL, "rb") as handle:
             model = pickle.load(handle)  # noqa: S301 - hash-checked file written by `offline train`
-        return cls(model, FeatureSchema(meta["schema"]), meta["task"], meta.get("labels", []),
-                   meta.get("positive_class"), meta)
+        return cls(
+            model, FeatureSchema(meta["schema"]), meta["task"], meta.get("labels", []), meta.get("positive_class"), meta
+        )
 
     def predict_proba(self, X: pd.DataFrame) -> list[dict[Any, float]]:  # noqa: N803 - scikit-learn naming
         """River's scores for raw rows, prepared column-wise the way the offline pipelines prepare them."""

@@ -29,9 +29,9 @@ from typing import Any, Literal
 import pandas as pd
 import tomli_w
 
-from models.specs import TASKS, Task, infer_task
-from offline.errors import OfflineError
-from offline.targets import native
+from driftline.models.specs import TASKS, Task, infer_task
+from driftline.offline.errors import OfflineError
+from driftline.offline.targets import native
 
 Metric = Literal["f1", "accuracy", "roc_auc", "rmse", "mae"]
 SplitStrategy = Literal["time", "stratified", "random", "group"]
@@ -119,8 +119,10 @@ class FramingCard:
     def go_no_go_rule(self) -> str:
         """The verdict rule in words."""
         floor = "no minimum" if self.min_score is None else ("minimum" if self.higher_is_better else "maximum")
-        score = f"no minimum {self.primary_metric} set" if self.min_score is None else (
-            f"and its CI stays {'above' if self.higher_is_better else 'below'} {floor} {self.min_score:g}"
+        score = (
+            f"no minimum {self.primary_metric} set"
+            if self.min_score is None
+            else (f"and its CI stays {'above' if self.higher_is_better else 'below'} {floor} {self.min_score:g}")
         )
         return (
             f"GO when the 95% CI of the test {self.primary_metric} improvement over {self.baseline} "
@@ -147,7 +149,7 @@ def default_costs(task: Task) -> dict[str, float]:
 
 
 def target_task(values: pd.Series) -> Task:
-    """The task implied by a target column (see :func:`models.specs.infer_task`), from its distinct values.
+    """The task implied by a target column (see :func:`driftline.models.specs.infer_task`), from its distinct values.
 
     >>> target_task(pd.Series([0.5, 1.5, 2.25, 3.0]))
     'regression'
@@ -213,8 +215,11 @@ def card_to_dict(card: FramingCard) -> dict[str, Any]:
     }
     if card.min_score is not None:
         metric["min_score"] = card.min_score
-    columns: dict[str, Any] = {"id": list(card.id_columns), "exclude": list(card.exclude),
-                               "categorical": list(card.categorical)}
+    columns: dict[str, Any] = {
+        "id": list(card.id_columns),
+        "exclude": list(card.exclude),
+        "categorical": list(card.categorical),
+    }
     if card.time_column:
         columns["time"] = card.time_column
     training = dataclasses.asdict(card.training)
@@ -339,8 +344,9 @@ def _validate(card: FramingCard) -> None:
         raise OfflineError(f"[problem] task must be one of {list(TASKS)}, got {card.task!r}")
     allowed = REGRESSION_METRICS if card.task == "regression" else CLASSIFICATION_METRICS
     if card.primary_metric not in allowed:
-        raise OfflineError(f"[metric] primary must be one of {list(allowed)} for {card.task}, "
-                           f"got {card.primary_metric!r}")
+        raise OfflineError(
+            f"[metric] primary must be one of {list(allowed)} for {card.task}, got {card.primary_metric!r}"
+        )
     if isinstance(card.baseline, str):
         expected = ("mean", "linear") if card.task == "regression" else ("majority", "linear")
         if card.baseline not in expected:
@@ -349,8 +355,9 @@ def _validate(card: FramingCard) -> None:
         raise OfflineError(f"[metric] baseline must be a name or a number, got {card.baseline!r}")
     expected_costs = set(COST_KEYS[card.task])
     if set(card.costs) != expected_costs:
-        raise OfflineError(f"[costs] for {card.task} must set exactly {sorted(expected_costs)}, "
-                           f"got {sorted(card.costs)}")
+        raise OfflineError(
+            f"[costs] for {card.task} must set exactly {sorted(expected_costs)}, got {sorted(card.costs)}"
+        )
     if any(not math.isfinite(v) or v < 0 for v in card.costs.values()):
         raise OfflineError("[costs] must be finite and non-negative")
     plan = card.split

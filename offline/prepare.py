@@ -1,6 +1,6 @@
 """Data preparation: the stream's feature preparation, vectorised, and the scikit-learn preprocessing pipelines.
 
-:meth:`models.features.FeatureSchema.prepare` is the one preparation shared by training and the stream.
+:meth:`driftline.models.features.FeatureSchema.prepare` is the one preparation shared by training and the stream.
 :func:`to_events` turns table rows into the raw feature dicts an event would carry (Python values,
 ``None`` for missing); :func:`prepare_frame` is the column-wise equivalent of ``schema.prepare`` on each of them
 (numbers and bools become floats, categories become strings, missing stays missing) — tests hold the two equal.
@@ -9,7 +9,7 @@ The scikit-learn candidates start with :class:`SchemaPreparer` so a saved pipeli
 Examples
 --------
 >>> import pandas as pd
->>> from models.features import FeatureSchema
+>>> from driftline.models.features import FeatureSchema
 >>> schema = FeatureSchema({"amount": "numeric", "zip": "categorical", "vip": "numeric"})
 >>> df = pd.DataFrame({"amount": [3.5, None], "zip": [75001, 75002], "vip": [True, False]})
 >>> to_events(df, schema)
@@ -33,9 +33,9 @@ from sklearn.impute import SimpleImputer
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, OrdinalEncoder, StandardScaler
 
-from models.features import FeatureSchema
-from offline.errors import OfflineError
-from offline.framing import FramingCard
+from driftline.models.features import FeatureSchema
+from driftline.offline.errors import OfflineError
+from driftline.offline.framing import FramingCard
 
 MISSING_CATEGORY = "__missing__"
 #: Category levels kept by the one-hot / ordinal encoders; rarer ones share an "infrequent" level.
@@ -135,8 +135,7 @@ def prepared_rows(prepared: pd.DataFrame) -> list[dict[str, float | str]]:
     names = list(prepared.columns)
     columns = [prepared[name].tolist() for name in names]
     return [
-        {n: v for n, v in zip(names, values, strict=True) if not _missing(v)}
-        for values in zip(*columns, strict=True)
+        {n: v for n, v in zip(names, values, strict=True) if not _missing(v)} for values in zip(*columns, strict=True)
     ]
 
 
@@ -163,17 +162,28 @@ def build_preprocessor(schema: FeatureSchema, style: Literal["linear", "tree"]) 
     """
     numeric, categorical = schema.numeric, schema.categorical
     if style == "linear":
-        numbers: Any = Pipeline([("impute", SimpleImputer(strategy="mean", add_indicator=True)),
-                                 ("scale", StandardScaler())])
-        categories: Any = Pipeline([
-            ("impute", SimpleImputer(strategy="constant", fill_value=MISSING_CATEGORY)),
-            ("encode", OneHotEncoder(handle_unknown="infrequent_if_exist", max_categories=MAX_CATEGORIES,
-                                     sparse_output=False)),
-        ])
+        numbers: Any = Pipeline(
+            [("impute", SimpleImputer(strategy="mean", add_indicator=True)), ("scale", StandardScaler())]
+        )
+        categories: Any = Pipeline(
+            [
+                ("impute", SimpleImputer(strategy="constant", fill_value=MISSING_CATEGORY)),
+                (
+                    "encode",
+                    OneHotEncoder(
+                        handle_unknown="infrequent_if_exist", max_categories=MAX_CATEGORIES, sparse_output=False
+                    ),
+                ),
+            ]
+        )
     else:
         numbers = "passthrough"
-        categories = OrdinalEncoder(handle_unknown="use_encoded_value", unknown_value=np.nan,
-                                    encoded_missing_value=np.nan, max_categories=MAX_CATEGORIES)
+        categories = OrdinalEncoder(
+            handle_unknown="use_encoded_value",
+            unknown_value=np.nan,
+            encoded_missing_value=np.nan,
+            max_categories=MAX_CATEGORIES,
+        )
     parts = []
     if numeric:
         parts.append(("numeric", numbers, numeric))

@@ -1,8 +1,8 @@
 """Profiles of the data: the facts printed when framing starts (:func:`profile_frame`), and the reference
 profile monitoring and the data-quality gate compare the stream to (:func:`reference_profile`).
 
-:func:`reference_profile` builds a :class:`monitoring.reference.ReferenceProfile` column by column with
-:func:`monitoring.reference.profile_values` — the same result as ``ReferenceProfile.from_rows`` on the
+:func:`reference_profile` builds a :class:`driftline.models.reference.ReferenceProfile` column by column with
+:func:`driftline.models.reference.profile_values` — the same result as ``ReferenceProfile.from_rows`` on the
 rows' event dicts, without materialising a million dicts.
 
 Examples
@@ -24,10 +24,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from models.features import FeatureSchema
-from monitoring.reference import ReferenceProfile, profile_values
-from offline.framing import target_task
-from offline.prepare import prepare_frame
+from driftline.models.features import FeatureSchema
+from driftline.models.reference import ReferenceProfile, profile_values
+from driftline.offline.framing import target_task
+from driftline.offline.prepare import prepare_frame
 
 MAX_CLASSES_SHOWN = 20
 
@@ -83,15 +83,17 @@ def profile_frame(df: pd.DataFrame, target: str) -> DataProfile:
         column = df[name]
         missing = int(column.isna().sum())
         present = column.dropna()
-        columns.append(ColumnFacts(
-            name=str(name),
-            dtype=str(column.dtype),
-            kind=column_kind(column),
-            missing=missing,
-            missing_rate=missing / len(df) if len(df) else 0.0,
-            distinct=int(present.nunique()),
-            example=str(present.iloc[0])[:30] if len(present) else "",
-        ))
+        columns.append(
+            ColumnFacts(
+                name=str(name),
+                dtype=str(column.dtype),
+                kind=column_kind(column),
+                missing=missing,
+                missing_rate=missing / len(df) if len(df) else 0.0,
+                distinct=int(present.nunique()),
+                example=str(present.iloc[0])[:30] if len(present) else "",
+            )
+        )
     values = df[target].dropna()
     task = target_task(values) if values.nunique() >= 2 else "unknown"
     balance = summary = None
@@ -103,8 +105,12 @@ def profile_frame(df: pd.DataFrame, target: str) -> DataProfile:
     return DataProfile(len(df), columns, int(df.duplicated().sum()), target, task, balance, summary)
 
 
-def reference_profile(X: pd.DataFrame, schema: FeatureSchema, predictions: list[Any] | None = None,  # noqa: N803
-                      seed: int = 0) -> ReferenceProfile:
+def reference_profile(
+    X: pd.DataFrame,
+    schema: FeatureSchema,
+    predictions: list[Any] | None = None,  # noqa: N803
+    seed: int = 0,
+) -> ReferenceProfile:
     """The reference profile of the training features (prepared as the stream prepares them) and, when given,
     of the model's predictions."""
     prepared = prepare_frame(X, schema)

@@ -42,8 +42,15 @@ class RichProgress:
 
         console = console or Console(stderr=True)
         self.enabled = console.is_terminal
-        self._bar = RichBar(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                            TimeElapsedColumn(), console=console, transient=False)
+        self._bar = RichBar(
+            SpinnerColumn(),
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=console,
+            transient=False,
+        )
 
     def __enter__(self) -> RichProgress:
         if self.enabled:

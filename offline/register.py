@@ -15,9 +15,9 @@ from typing import Any
 
 import joblib
 
-from monitoring.reference import ReferenceProfile
-from offline.errors import OfflineError
-from offline.export import CHOSEN_MODEL, OnlineArtifact, verify_manifest
+from driftline.models.reference import ReferenceProfile
+from driftline.offline.errors import OfflineError
+from driftline.offline.export import CHOSEN_MODEL, OnlineArtifact, verify_manifest
 
 REFERENCE = "reference_profile.json"
 METRICS = "metrics.json"
@@ -56,7 +56,7 @@ def data_summary(metrics: dict[str, Any], online: OnlineArtifact, directory: Pat
 
 def register_dir(directory: Path, registry: Any, name: str, *, promote: bool = True, note: str | None = None) -> Any:
     """Verify the directory's manifest, load its River model and reference profile, and register them as
-    the next version of ``name`` in ``registry`` (a :class:`models.registry.ModelRegistry`)."""
+    the next version of ``name`` in ``registry`` (a :class:`driftline.models.registry.ModelRegistry`)."""
     directory = Path(directory)
     if not directory.is_dir():
         raise OfflineError(f"{directory} is not a directory")

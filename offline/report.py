@@ -29,7 +29,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-from monitoring.reference import CategoricalProfile, NumericProfile, ReferenceProfile  # noqa: E402
+from driftline.models.reference import CategoricalProfile, NumericProfile, ReferenceProfile  # noqa: E402
 
 MAX_FEATURE_PLOTS = 12
 MAX_SLICES_SHOWN = 20
@@ -88,8 +88,14 @@ def figure_confusion(matrix: Sequence[Sequence[int]], labels: Sequence[Any]) -> 
     ax.set_ylabel("true")
     for i in ticks:
         for j in ticks:
-            ax.text(j, i, str(values[i, j]), ha="center", va="center",
-                    color="white" if values[i, j] > values.max() / 2 else "black")
+            ax.text(
+                j,
+                i,
+                str(values[i, j]),
+                ha="center",
+                va="center",
+                color="white" if values[i, j] > values.max() / 2 else "black",
+            )
     return fig
 
 
@@ -131,8 +137,11 @@ def figure_slices(slices: Sequence[Mapping[str, Any]], error_name: str) -> Figur
     """The slices with the highest error."""
     worst = sorted(slices, key=lambda s: -_finite(s[error_name]))[:MAX_SLICES_SHOWN]
     fig, ax = plt.subplots(figsize=(7, 0.5 + 0.35 * max(len(worst), 1)))
-    ax.barh([f"{s['feature']} {s['slice']} (n={s['rows']})" for s in worst], [_finite(s[error_name]) for s in worst],
-            color="#dd8452")
+    ax.barh(
+        [f"{s['feature']} {s['slice']} (n={s['rows']})" for s in worst],
+        [_finite(s[error_name]) for s in worst],
+        color="#dd8452",
+    )
     ax.invert_yaxis()
     ax.set_xlabel(error_name.replace("_", " "))
     return fig
@@ -177,10 +186,13 @@ def render_report(inputs: ReportInputs) -> str:
         f"{_e('; '.join(verdict['reasons']))}</p>",
         f"<p class='muted'>Rule: {_e(m['go_no_go_rule'])}</p>",
         "<h2>Test set (locked, used once)</h2>",
-        _table(["model", metric, "95% CI"], [
-            [name, _fmt(est["value"]), f"[{_fmt(est['ci_low'])}, {_fmt(est['ci_high'])}]"]
-            for name, est in m["test_models"].items()
-        ]),
+        _table(
+            ["model", metric, "95% CI"],
+            [
+                [name, _fmt(est["value"]), f"[{_fmt(est['ci_low'])}, {_fmt(est['ci_high'])}]"]
+                for name, est in m["test_models"].items()
+            ],
+        ),
         f"<p>Improvement of <b>{_e(m['chosen']['name'])}</b> over the baseline ({_e(m['baseline']['name'])}): "
         f"{_fmt(m['improvement']['value'])} [{_fmt(m['improvement']['ci_low'])}, "
         f"{_fmt(m['improvement']['ci_high'])}]. Test rows: {m['split']['test_rows']:,}; "
@@ -188,19 +200,29 @@ def render_report(inputs: ReportInputs) -> str:
     ]
     if m.get("threshold"):
         t = m["threshold"]
-        parts.append(f"<p>Decision threshold from the card's costs: {t['value']:.2f} (expected cost per row "
-                     f"{_fmt(t['expected_cost_validation'])} on validation, {_fmt(t['expected_cost_test'])} on test)."
-                     "</p>")
-    parts.append(_table(["metric", "value"], [[k, _fmt(v)] for k, v in m["test"]["secondary"].items()
-                                              if k != "confusion_matrix"]))
-    parts += ["<h2>Candidates (cross-validation)</h2>",
-              f"<p class='muted'>{m['search']['rows']:,} training rows, {m['search']['folds']} folds; "
-              f"hyperparameters searched on {m['search']['validation_rows']:,} validation rows.</p>",
-              _img(figure_cv(m["candidates"], metric)),
-              _table(["candidate", "role", "params", "CV mean", "CV std"], [
-                  [c["name"], c["role"], _params(c["params"]), _fmt(c["cv_mean"]), _fmt(c["cv_std"])]
-                  for c in m["candidates"]
-              ])]
+        parts.append(
+            f"<p>Decision threshold from the card's costs: {t['value']:.2f} (expected cost per row "
+            f"{_fmt(t['expected_cost_validation'])} on validation, {_fmt(t['expected_cost_test'])} on test)."
+            "</p>"
+        )
+    parts.append(
+        _table(
+            ["metric", "value"], [[k, _fmt(v)] for k, v in m["test"]["secondary"].items() if k != "confusion_matrix"]
+        )
+    )
+    parts += [
+        "<h2>Candidates (cross-validation)</h2>",
+        f"<p class='muted'>{m['search']['rows']:,} training rows, {m['search']['folds']} folds; "
+        f"hyperparameters searched on {m['search']['validation_rows']:,} validation rows.</p>",
+        _img(figure_cv(m["candidates"], metric)),
+        _table(
+            ["candidate", "role", "params", "CV mean", "CV std"],
+            [
+                [c["name"], c["role"], _params(c["params"]), _fmt(c["cv_mean"]), _fmt(c["cv_std"])]
+                for c in m["candidates"]
+            ],
+        ),
+    ]
     chosen = inputs.outputs.get(m["chosen"]["name"])
     parts.append("<h2>Errors of the chosen model on the test set</h2>")
     if task == "regression" and chosen is not None:
@@ -213,15 +235,21 @@ def render_report(inputs: ReportInputs) -> str:
     error_name = "mae" if task == "regression" else "error_rate"
     if m["slices"]:
         worst = sorted(m["slices"], key=lambda s: -_finite(s[error_name]))[:MAX_SLICES_SHOWN]
-        parts += ["<h2>Error analysis by slice (out-of-fold, validation data)</h2>",
-                  _img(figure_slices(m["slices"], error_name)),
-                  _table(["feature", "slice", "rows", metric, error_name],
-                         [[s["feature"], s["slice"], s["rows"], _fmt(s[metric]), _fmt(s[error_name])] for s in worst])]
-    parts += ["<h2>Feature distributions (reference profile of the training set)</h2>",
-              _img(figure_features(inputs.reference)),
-              "<h2>Data</h2>",
-              _table(["fact", "value"], [[k, v] for k, v in m["data"].items() if not isinstance(v, dict | list)]),
-              "</body></html>"]
+        parts += [
+            "<h2>Error analysis by slice (out-of-fold, validation data)</h2>",
+            _img(figure_slices(m["slices"], error_name)),
+            _table(
+                ["feature", "slice", "rows", metric, error_name],
+                [[s["feature"], s["slice"], s["rows"], _fmt(s[metric]), _fmt(s[error_name])] for s in worst],
+            ),
+        ]
+    parts += [
+        "<h2>Feature distributions (reference profile of the training set)</h2>",
+        _img(figure_features(inputs.reference)),
+        "<h2>Data</h2>",
+        _table(["fact", "value"], [[k, v] for k, v in m["data"].items() if not isinstance(v, dict | list)]),
+        "</body></html>",
+    ]
     return "\n".join(parts)
 
 

@@ -18,14 +18,14 @@ import orjson
 import pandas as pd
 import redis
 
-from models.registry import ModelRegistry, ModelVersion
-from monitoring.actions import RetrainRequest
-from offline.errors import OfflineError
-from offline.framing import draft_card
-from offline.register import register_dir
-from offline.train import train_frame
-from streams.learning import labelled_key
-from streams.watch import retrain_key
+from driftline.contract import keys
+from driftline.models.registry import ModelRegistry
+from driftline.models.version import ModelVersion
+from driftline.monitoring.actions import RetrainRequest
+from driftline.offline.errors import OfflineError
+from driftline.offline.framing import draft_card
+from driftline.offline.register import register_dir
+from driftline.offline.train import train_frame
 
 LABEL = "label"
 MIN_ROWS = 50
@@ -50,13 +50,13 @@ def labelled_frame(entries: Sequence[Mapping[bytes, bytes]]) -> pd.DataFrame:
 
 def next_request(client: redis.Redis, prefix: str, name: str) -> RetrainRequest | None:
     """Take the newest pending retrain request of ``name`` (raised by an alert's ``retrain`` action)."""
-    raw = client.lpop(retrain_key(prefix, name))
+    raw = client.lpop(keys.retrain(prefix, name))
     return None if raw is None else RetrainRequest.model_validate_json(raw)
 
 
 def read_labelled(client: redis.Redis, prefix: str, name: str, since_ms: int, max_rows: int) -> pd.DataFrame:
     """The newest ``max_rows`` labelled rows learned since ``since_ms``."""
-    entries = client.xrevrange(labelled_key(prefix, name), max="+", min=f"{since_ms}-0", count=max_rows)
+    entries = client.xrevrange(keys.labelled(prefix, name), max="+", min=f"{since_ms}-0", count=max_rows)
     if len(entries) < MIN_ROWS:
         raise OfflineError(
             f"only {len(entries)} labelled rows of model '{name}' since {since_ms} (need {MIN_ROWS}); "
@@ -66,8 +66,15 @@ def read_labelled(client: redis.Redis, prefix: str, name: str, since_ms: int, ma
 
 
 def retrain(
-    client: redis.Redis, registry: ModelRegistry, name: str, out_dir: Path, *, since_ms: int | None = None,
-    max_rows: int = 100_000, force: bool = False, bootstrap: int | None = None,
+    client: redis.Redis,
+    registry: ModelRegistry,
+    name: str,
+    out_dir: Path,
+    *,
+    since_ms: int | None = None,
+    max_rows: int = 100_000,
+    force: bool = False,
+    bootstrap: int | None = None,
 ) -> RetrainOutcome:
     """Train on recent labelled rows (from the pending request's window, else ``since_ms``) and register the
     result as a candidate version of ``name``."""
@@ -79,8 +86,13 @@ def retrain(
         card = replace(card, training=replace(card.training, bootstrap=bootstrap))
     train_frame(frame, card, out_dir, force=force)
     reason = f" for {request.kind} alert {request.alert_id}" if request is not None else ""
-    version = register_dir(out_dir, registry, name, promote=False,
-                           note=f"retrain candidate on {len(frame)} labelled rows since {since}{reason}")  # fmt: skip
+    version = register_dir(
+        out_dir,
+        registry,
+        name,
+        promote=False,
+        note=f"retrain candidate on {len(frame)} labelled rows since {since}{reason}",
+    )
     return RetrainOutcome(request, len(frame), since, version)
 
 
@@ -92,4 +104,3 @@ def hours_ago_ms(hours: float, now_ms: int | None = None) -> int:
     """
     now = now_ms if now_ms is not None else int(time.time() * 1000)
     return max(0, now - int(hours * 3600 * 1000))
-

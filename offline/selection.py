@@ -8,7 +8,7 @@ predictions it keeps feed the cost-based threshold and the error analysis, so th
 Examples
 --------
 >>> import pandas as pd
->>> from models.features import FeatureSchema
+>>> from driftline.models.features import FeatureSchema
 >>> rng = np.random.default_rng(0)
 >>> X = pd.DataFrame({"x": rng.normal(size=300)})
 >>> y = (X["x"] + rng.normal(scale=0.5, size=300) > 0).astype(int).to_numpy()
@@ -29,12 +29,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from models.features import FeatureSchema
-from models.specs import Task
-from offline.candidates import AveragingEnsemble, make_estimator, param_grid, predictions
-from offline.metrics import HIGHER_IS_BETTER, score
-from offline.progress import NullProgress, Progress
-from offline.split import Folds, cv_folds, holdout
+from driftline.models.features import FeatureSchema
+from driftline.models.specs import Task
+from driftline.offline.candidates import AveragingEnsemble, make_estimator, param_grid, predictions
+from driftline.offline.metrics import HIGHER_IS_BETTER, score
+from driftline.offline.progress import NullProgress, Progress
+from driftline.offline.split import Folds, cv_folds, holdout
 
 BASELINE_NAMES = ("majority", "mean")
 
@@ -59,8 +59,16 @@ class SelectionSetup:
         return self.strategy == "time"
 
     def estimator(self, name: str, params: dict[str, Any]) -> Any:
-        return make_estimator(name, params, schema=self.schema, task=self.task, labels=self.labels,
-                              seed=self.seed, river_rows=self.river_rows, time_ordered=self.time_ordered)
+        return make_estimator(
+            name,
+            params,
+            schema=self.schema,
+            task=self.task,
+            labels=self.labels,
+            seed=self.seed,
+            river_rows=self.river_rows,
+            time_ordered=self.time_ordered,
+        )
 
 
 @dataclass
@@ -84,9 +92,16 @@ class CandidateResult:
         return float(np.nanstd(self.cv_scores)) if self.cv_scores else float("nan")
 
     def summary(self) -> dict[str, Any]:
-        return {"name": self.name, "role": self.role, "params": self.params, "search": self.search,
-                "cv_scores": self.cv_scores, "cv_mean": self.cv_mean, "cv_std": self.cv_std,
-                "seconds": round(self.seconds, 3)}
+        return {
+            "name": self.name,
+            "role": self.role,
+            "params": self.params,
+            "search": self.search,
+            "cv_scores": self.cv_scores,
+            "cv_mean": self.cv_mean,
+            "cv_std": self.cv_std,
+            "seconds": round(self.seconds, 3),
+        }
 
 
 @dataclass
@@ -118,16 +133,29 @@ def candidate_order(task: Task, candidates: Sequence[str]) -> list[str]:
     return [baseline_name(task), "linear", *[c for c in candidates if c != "linear"]]
 
 
-def select_model(X: pd.DataFrame, y: np.ndarray, names: Sequence[str], setup: SelectionSetup,  # noqa: N803
-                 progress: Progress | None = None) -> SelectionResult:
+def select_model(
+    X: pd.DataFrame,
+    y: np.ndarray,
+    names: Sequence[str],
+    setup: SelectionSetup,  # noqa: N803
+    progress: Progress | None = None,
+) -> SelectionResult:
     """Search, cross-validate and choose among ``names`` on the sample ``X``/``y``."""
     progress = progress or NullProgress()
     n = len(X)
     regression = setup.task == "regression"
-    folds = cv_folds(n, folds=setup.folds, strategy=setup.strategy, y_codes=y, regression=regression,
-                     seed=setup.seed, groups=setup.groups)
-    fit_pos, val_pos = holdout(n, strategy=setup.strategy, y_codes=y, regression=regression, seed=setup.seed,
-                               groups=setup.groups)
+    folds = cv_folds(
+        n,
+        folds=setup.folds,
+        strategy=setup.strategy,
+        y_codes=y,
+        regression=regression,
+        seed=setup.seed,
+        groups=setup.groups,
+    )
+    fit_pos, val_pos = holdout(
+        n, strategy=setup.strategy, y_codes=y, regression=regression, seed=setup.seed, groups=setup.groups
+    )
     grids = {name: param_grid(name, setup.task) for name in names}
     total = sum(len(g) for g in grids.values() if len(g) > 1) + len(names) * len(folds)
     results = []
@@ -135,8 +163,9 @@ def select_model(X: pd.DataFrame, y: np.ndarray, names: Sequence[str], setup: Se
         for name in names:
             started = time.perf_counter()
             search, params = _search(X, y, name, grids[name], setup, fit_pos, val_pos, advance)
-            scores, oof = _cross_validate(X, y, lambda name=name, params=params: setup.estimator(name, params),
-                                          folds, setup, advance)
+            scores, oof = _cross_validate(
+                X, y, lambda name=name, params=params: setup.estimator(name, params), folds, setup, advance
+            )
             role = "baseline" if name in (*BASELINE_NAMES, "linear") else "candidate"
             results.append(CandidateResult(name, role, params, search, scores, time.perf_counter() - started, oof))
     if setup.ensemble:
@@ -162,9 +191,16 @@ def _score(setup: SelectionSetup, y: np.ndarray, out: np.ndarray) -> float:
     return score(setup.metric, y, proba=out)
 
 
-def _search(X: pd.DataFrame, y: np.ndarray, name: str, grid: list[tuple[str, dict[str, Any]]],  # noqa: N803
-            setup: SelectionSetup, fit_pos: np.ndarray, val_pos: np.ndarray,
-            advance: Any) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+def _search(
+    X: pd.DataFrame,
+    y: np.ndarray,
+    name: str,
+    grid: list[tuple[str, dict[str, Any]]],  # noqa: N803
+    setup: SelectionSetup,
+    fit_pos: np.ndarray,
+    val_pos: np.ndarray,
+    advance: Any,
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     if len(grid) == 1:
         return [], grid[0][1]
     search = []
@@ -183,8 +219,14 @@ def _empty_oof(n: int, setup: SelectionSetup) -> np.ndarray:
     return np.full(shape, np.nan)
 
 
-def _cross_validate(X: pd.DataFrame, y: np.ndarray, factory: Any, folds: Folds,  # noqa: N803
-                    setup: SelectionSetup, advance: Any) -> tuple[list[float], np.ndarray]:
+def _cross_validate(
+    X: pd.DataFrame,
+    y: np.ndarray,
+    factory: Any,
+    folds: Folds,  # noqa: N803
+    setup: SelectionSetup,
+    advance: Any,
+) -> tuple[list[float], np.ndarray]:
     oof = _empty_oof(len(X), setup)
     scores = []
     for train_pos, val_pos in folds:
@@ -196,8 +238,9 @@ def _cross_validate(X: pd.DataFrame, y: np.ndarray, factory: Any, folds: Folds, 
     return scores, oof
 
 
-def _ensemble(results: list[CandidateResult], y: np.ndarray, folds: Folds,
-              setup: SelectionSetup) -> CandidateResult | None:
+def _ensemble(
+    results: list[CandidateResult], y: np.ndarray, folds: Folds, setup: SelectionSetup
+) -> CandidateResult | None:
     """Average the out-of-fold outputs of the two best candidates: the CV of their averaging ensemble."""
     ranked = [r for r in results if r.name not in BASELINE_NAMES]
     sign = 1 if HIGHER_IS_BETTER[setup.metric] else -1

@@ -5,7 +5,7 @@ their own. Run on the chosen model's out-of-fold predictions, so the test set st
 Examples
 --------
 >>> import pandas as pd
->>> from models.features import FeatureSchema
+>>> from driftline.models.features import FeatureSchema
 >>> X = pd.DataFrame({"c": ["a", "a", "b", "b"], "x": [1.0, 2.0, 3.0, None]})
 >>> y = np.array([0, 1, 0, 1])
 >>> proba = np.array([[0.8, 0.2], [0.3, 0.7], [0.4, 0.6], [0.9, 0.1]])
@@ -22,16 +22,20 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from models.features import FeatureSchema
-from offline.metrics import decide, score
-from offline.prepare import prepare_frame
+from driftline.models.features import FeatureSchema
+from driftline.offline.metrics import decide, score
+from driftline.offline.prepare import prepare_frame
 
 TOP_CATEGORIES = 10
 OTHER = "(other)"
 
 
-def slice_masks(X: pd.DataFrame, schema: FeatureSchema, bins: int = 4,  # noqa: N803
-                top: int = TOP_CATEGORIES) -> list[tuple[str, str, np.ndarray]]:
+def slice_masks(
+    X: pd.DataFrame,
+    schema: FeatureSchema,
+    bins: int = 4,  # noqa: N803
+    top: int = TOP_CATEGORIES,
+) -> list[tuple[str, str, np.ndarray]]:
     """(feature, slice label, boolean mask) for every slice of every feature, in schema order."""
     prepared = prepare_frame(X, schema)
     out: list[tuple[str, str, np.ndarray]] = []
@@ -59,8 +63,17 @@ def slice_masks(X: pd.DataFrame, schema: FeatureSchema, bins: int = 4,  # noqa: 
     return out
 
 
-def slice_metrics(X: pd.DataFrame, schema: FeatureSchema, y: np.ndarray, out: np.ndarray, *,  # noqa: N803
-                  task: str, metric: str, threshold: float | None = None, bins: int = 4) -> list[dict[str, Any]]:
+def slice_metrics(
+    X: pd.DataFrame,
+    schema: FeatureSchema,
+    y: np.ndarray,
+    out: np.ndarray,
+    *,  # noqa: N803
+    task: str,
+    metric: str,
+    threshold: float | None = None,
+    bins: int = 4,
+) -> list[dict[str, Any]]:
     """One row per slice: feature, slice, rows, the primary metric (NaN where undefined) and an error measure
     that always exists (error rate for classification, mean absolute error for regression)."""
     rows = []

@@ -15,7 +15,7 @@ Examples
 >>> test.open()
 Traceback (most recent call last):
 ...
-offline.split.TestSetReuseError: the locked test set was already used once
+driftline.offline.split.TestSetReuseError: the locked test set was already used once
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 from sklearn.model_selection import GroupKFold, GroupShuffleSplit, KFold, StratifiedKFold, TimeSeriesSplit
 
-from offline.errors import OfflineError
+from driftline.offline.errors import OfflineError
 
 Folds = list[tuple[np.ndarray, np.ndarray]]
 
@@ -107,7 +107,7 @@ def split_train_test(
         if order is None:
             raise ValueError("a time split needs the time order")
         ranked = np.argsort(np.asarray(order), kind="stable")
-        train_pos, test_pos = ranked[: n - n_test], ranked[n - n_test:]
+        train_pos, test_pos = ranked[: n - n_test], ranked[n - n_test :]
     elif strategy == "group":
         if groups is None:
             raise ValueError("a group split needs group ids")
@@ -117,10 +117,12 @@ def split_train_test(
         rng = np.random.default_rng(seed)
         if strategy == "stratified":
             labels = strata(y_codes, regression)
-            test_pos = np.concatenate([
-                rng.permutation(np.flatnonzero(labels == s))[: int(round((labels == s).sum() * test_size))]
-                for s in np.unique(labels)
-            ])
+            test_pos = np.concatenate(
+                [
+                    rng.permutation(np.flatnonzero(labels == s))[: int(round((labels == s).sum() * test_size))]
+                    for s in np.unique(labels)
+                ]
+            )
         else:
             test_pos = rng.permutation(n)[:n_test]
         mask = np.zeros(n, dtype=bool)
@@ -132,8 +134,9 @@ def split_train_test(
     return df.iloc[train_pos], LockedTestSet(df.iloc[np.sort(test_pos)])
 
 
-def sample_positions(n: int, limit: int, *, y_codes: np.ndarray, regression: bool, time_ordered: bool,
-                     seed: int) -> np.ndarray:
+def sample_positions(
+    n: int, limit: int, *, y_codes: np.ndarray, regression: bool, time_ordered: bool, seed: int
+) -> np.ndarray:
     """At most ``limit`` row positions: the most recent ones when time-ordered, a stratified sample otherwise.
 
     >>> sample_positions(10, 4, y_codes=np.arange(10) % 2, regression=False, time_ordered=True, seed=0).tolist()
@@ -153,8 +156,16 @@ def sample_positions(n: int, limit: int, *, y_codes: np.ndarray, regression: boo
     return np.sort(np.concatenate(chosen))
 
 
-def cv_folds(n: int, *, folds: int, strategy: str, y_codes: np.ndarray, regression: bool, seed: int,
-             groups: np.ndarray | None = None) -> Folds:
+def cv_folds(
+    n: int,
+    *,
+    folds: int,
+    strategy: str,
+    y_codes: np.ndarray,
+    regression: bool,
+    seed: int,
+    groups: np.ndarray | None = None,
+) -> Folds:
     """k (train positions, validation positions) pairs: forward-chaining for time, grouped, or stratified."""
     positions = np.arange(n)
     splits: Iterator[tuple[np.ndarray, np.ndarray]]
@@ -174,8 +185,16 @@ def cv_folds(n: int, *, folds: int, strategy: str, y_codes: np.ndarray, regressi
     return list(splits)
 
 
-def holdout(n: int, *, strategy: str, y_codes: np.ndarray, regression: bool, seed: int,
-            groups: np.ndarray | None = None, fraction: float = 0.2) -> tuple[np.ndarray, np.ndarray]:
+def holdout(
+    n: int,
+    *,
+    strategy: str,
+    y_codes: np.ndarray,
+    regression: bool,
+    seed: int,
+    groups: np.ndarray | None = None,
+    fraction: float = 0.2,
+) -> tuple[np.ndarray, np.ndarray]:
     """One (fit, validation) split for hyperparameter search: the last ``fraction`` of rows for time order,
     otherwise one fold of a 1/``fraction``-fold split made with a different seed than the CV folds.
 
@@ -187,5 +206,6 @@ def holdout(n: int, *, strategy: str, y_codes: np.ndarray, regression: bool, see
         cut = n - max(1, int(round(n * fraction)))
         return np.arange(cut), np.arange(cut, n)
     k = max(2, int(round(1 / fraction)))
-    return cv_folds(n, folds=k, strategy=strategy, y_codes=y_codes, regression=regression, seed=seed + 1,
-                    groups=groups)[0]
+    return cv_folds(
+        n, folds=k, strategy=strategy, y_codes=y_codes, regression=regression, seed=seed + 1, groups=groups
+    )[0]

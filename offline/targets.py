@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from offline.errors import OfflineError
+from driftline.offline.errors import OfflineError
 
 
 def native(value: Any) -> Any:

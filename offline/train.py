@@ -13,7 +13,7 @@ recent events joined with their labels). Both return a :class:`TrainResult`.
 Examples
 --------
 >>> df = pd.DataFrame({"x": [1.0, 2.0, 2.0, 3.0, 4.0, 5.0], "y": ["no", "yes", "yes", "no", "no", None]})
->>> from offline.framing import draft_card
+>>> from driftline.offline.framing import draft_card
 >>> rows = prepare_rows(df, draft_card(df, "y"))
 >>> rows.rows_read, rows.missing_target, rows.duplicates, rows.labels, rows.frame[CODE].tolist()
 (6, 1, 1, ['no', 'yes'], [0, 1, 0, 0])
@@ -31,11 +31,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from models.features import FeatureSchema
-from monitoring.reference import ReferenceProfile
-from offline.candidates import RiverEstimator, TrainedModel, make_estimator, predictions
-from offline.data import check_frame, load_table, parse_time
-from offline.evaluate import (
+from driftline.models.features import FeatureSchema
+from driftline.models.reference import ReferenceProfile
+from driftline.offline.candidates import RiverEstimator, TrainedModel, make_estimator, predictions
+from driftline.offline.data import check_frame, load_table, parse_time
+from driftline.offline.evaluate import (
     Estimate,
     Verdict,
     choose_threshold,
@@ -44,7 +44,7 @@ from offline.evaluate import (
     expected_cost,
     secondary_metrics,
 )
-from offline.export import (
+from driftline.offline.export import (
     CHOSEN_MODEL,
     ONLINE_MODEL,
     RIVER_MODEL,
@@ -56,15 +56,15 @@ from offline.export import (
     write_manifest,
     write_pickle,
 )
-from offline.framing import FramingCard, card_to_dict, load_card
-from offline.prepare import deduplicate, feature_schema
-from offline.profile import reference_profile
-from offline.progress import NullProgress, Progress
-from offline.report import ReportInputs, render_report
-from offline.selection import SelectionSetup, baseline_name, build_chosen, candidate_order, select_model
-from offline.slices import slice_metrics
-from offline.split import sample_positions, split_train_test
-from offline.targets import encode_target
+from driftline.offline.framing import FramingCard, card_to_dict, load_card
+from driftline.offline.prepare import deduplicate, feature_schema
+from driftline.offline.profile import reference_profile
+from driftline.offline.progress import NullProgress, Progress
+from driftline.offline.report import ReportInputs, render_report
+from driftline.offline.selection import SelectionSetup, baseline_name, build_chosen, candidate_order, select_model
+from driftline.offline.slices import slice_metrics
+from driftline.offline.split import sample_positions, split_train_test
+from driftline.offline.targets import encode_target
 
 #: Training rows the River model scores for the prediction profile of the reference.
 PREDICTION_PROFILE_ROWS = 20_000
@@ -96,8 +96,9 @@ class Outcome:
     test_outputs: dict[str, np.ndarray]
 
 
-def train(data: Path, framing: Path | FramingCard, out_dir: Path, *, force: bool = False,
-          progress: Progress | None = None) -> TrainResult:
+def train(
+    data: Path, framing: Path | FramingCard, out_dir: Path, *, force: bool = False, progress: Progress | None = None
+) -> TrainResult:
     """Train from a CSV or Parquet file with a framing card (a path or a :class:`FramingCard`)."""
     progress = progress or NullProgress()
     card = framing if isinstance(framing, FramingCard) else load_card(Path(framing))
@@ -107,8 +108,15 @@ def train(data: Path, framing: Path | FramingCard, out_dir: Path, *, force: bool
     return train_frame(df, card, out_dir, force=force, progress=progress, source=str(data))
 
 
-def train_frame(df: pd.DataFrame, framing: FramingCard, out_dir: Path, *, force: bool = False,
-                progress: Progress | None = None, source: str = "<DataFrame>") -> TrainResult:
+def train_frame(
+    df: pd.DataFrame,
+    framing: FramingCard,
+    out_dir: Path,
+    *,
+    force: bool = False,
+    progress: Progress | None = None,
+    source: str = "<DataFrame>",
+) -> TrainResult:
     """Train from a DataFrame; outputs appear in ``out_dir`` only if every step succeeded."""
     progress = progress or NullProgress()
     out_dir = Path(out_dir)
@@ -159,8 +167,9 @@ def prepare_rows(df: pd.DataFrame, card: FramingCard) -> PreparedRows:
     codes, labels = encode_target(frame[card.target], card.task, card.positive_class)
     order = _time_order(frame[card.time_column]) if card.time_column else None
     groups = frame[card.id_columns[0]].to_numpy() if card.split.strategy == "group" else None
-    return PreparedRows(frame.assign(**{CODE: codes}), schema, labels, order, groups, rows_read, missing_target,
-                        duplicates, len(frame))
+    return PreparedRows(
+        frame.assign(**{CODE: codes}), schema, labels, order, groups, rows_read, missing_target, duplicates, len(frame)
+    )
 
 
 def fit_and_evaluate(df: pd.DataFrame, card: FramingCard, progress: Progress, source: str) -> Outcome:
@@ -172,20 +181,41 @@ def fit_and_evaluate(df: pd.DataFrame, card: FramingCard, progress: Progress, so
     schema, labels = data.schema, data.labels
     regression = card.task == "regression"
     with timer("split"):
-        train_df, test_set = split_train_test(data.frame, y_codes=data.frame[CODE].to_numpy(),
-                                              strategy=card.split.strategy, test_size=card.split.test_size,
-                                              seed=card.split.seed, regression=regression, order=data.order,
-                                              groups=data.groups)
+        train_df, test_set = split_train_test(
+            data.frame,
+            y_codes=data.frame[CODE].to_numpy(),
+            strategy=card.split.strategy,
+            test_size=card.split.test_size,
+            seed=card.split.seed,
+            regression=regression,
+            order=data.order,
+            groups=data.groups,
+        )
         del data.frame  # train_df and the locked test set hold the rows from here on
         features = list(schema.kinds)
         X_train, y_train = train_df[features], train_df[CODE].to_numpy()  # noqa: N806
-        sample = sample_positions(len(train_df), card.training.search_rows, y_codes=y_train, regression=regression,
-                                  time_ordered=card.split.strategy == "time", seed=card.split.seed)
+        sample = sample_positions(
+            len(train_df),
+            card.training.search_rows,
+            y_codes=y_train,
+            regression=regression,
+            time_ordered=card.split.strategy == "time",
+            seed=card.split.seed,
+        )
         X_sample, y_sample = X_train.iloc[sample], y_train[sample]  # noqa: N806
         groups = train_df[card.id_columns[0]].to_numpy()[sample] if card.split.strategy == "group" else None
-    setup = SelectionSetup(schema=schema, task=card.task, metric=card.primary_metric, labels=labels,
-                           folds=card.split.folds, strategy=card.split.strategy, seed=card.split.seed,
-                           groups=groups, river_rows=card.training.river_rows, ensemble=card.training.ensemble)
+    setup = SelectionSetup(
+        schema=schema,
+        task=card.task,
+        metric=card.primary_metric,
+        labels=labels,
+        folds=card.split.folds,
+        strategy=card.split.strategy,
+        seed=card.split.seed,
+        groups=groups,
+        river_rows=card.training.river_rows,
+        ensemble=card.training.ensemble,
+    )
     names = candidate_order(card.task, card.training.candidates)
     with timer("search_and_cv"):
         selection = select_model(X_sample, y_sample, names, setup, progress)
@@ -195,11 +225,21 @@ def fit_and_evaluate(df: pd.DataFrame, card: FramingCard, progress: Progress, so
     threshold_cost = None
     if card.task == "binary":
         threshold, threshold_cost = choose_threshold(
-            y_sample[covered], chosen.oof[covered][:, 1],
-            cost_fp=card.costs["false_positive"], cost_fn=card.costs["false_negative"])
+            y_sample[covered],
+            chosen.oof[covered][:, 1],
+            cost_fp=card.costs["false_positive"],
+            cost_fn=card.costs["false_negative"],
+        )
     with timer("error_analysis"):
-        slices = slice_metrics(X_sample.iloc[covered], schema, y_sample[covered], chosen.oof[covered],
-                               task=card.task, metric=card.primary_metric, threshold=threshold)
+        slices = slice_metrics(
+            X_sample.iloc[covered],
+            schema,
+            y_sample[covered],
+            chosen.oof[covered],
+            task=card.task,
+            metric=card.primary_metric,
+            threshold=threshold,
+        )
     with timer("final_fit"):
         with progress.task(f"fit {chosen.name} on {len(X_train):,} training rows"):
             chosen_estimator = build_chosen(chosen, setup).fit(X_train, y_train)
@@ -220,23 +260,47 @@ def fit_and_evaluate(df: pd.DataFrame, card: FramingCard, progress: Progress, so
     with timer("bootstrap"), progress.task(f"bootstrap {card.training.bootstrap} resamples of the test set"):
         thresholds = {chosen.name: threshold}
         baseline_ref = base_name if isinstance(card.baseline, str) else float(card.baseline)
-        estimates, gain = evaluate_models(card.primary_metric, y_test, outputs, task=card.task,
-                                          thresholds=thresholds, baseline=baseline_ref, primary=chosen.name,
-                                          resamples=card.training.bootstrap, seed=card.split.seed)
+        estimates, gain = evaluate_models(
+            card.primary_metric,
+            y_test,
+            outputs,
+            task=card.task,
+            thresholds=thresholds,
+            baseline=baseline_ref,
+            primary=chosen.name,
+            resamples=card.training.bootstrap,
+            seed=card.split.seed,
+        )
     model_estimate = estimates[chosen.name]
-    base_estimate = estimates[base_name] if isinstance(card.baseline, str) else Estimate(
-        float(card.baseline), float(card.baseline), float(card.baseline))
-    verdict = decide_verdict(card.primary_metric, model_estimate, base_estimate, gain,
-                             min_improvement=card.min_improvement, min_score=card.min_score)
+    base_estimate = (
+        estimates[base_name]
+        if isinstance(card.baseline, str)
+        else Estimate(float(card.baseline), float(card.baseline), float(card.baseline))
+    )
+    verdict = decide_verdict(
+        card.primary_metric,
+        model_estimate,
+        base_estimate,
+        gain,
+        min_improvement=card.min_improvement,
+        min_score=card.min_score,
+    )
     if chosen.name == base_name and isinstance(card.baseline, str):
-        verdict = Verdict(False, [f"no candidate beat the card's baseline ({base_name}) in cross-validation",
-                                  *verdict.reasons])
+        verdict = Verdict(
+            False, [f"no candidate beat the card's baseline ({base_name}) in cross-validation", *verdict.reasons]
+        )
     with timer("reference_profile"), progress.task("reference profile"):
-        profile_pos = sample_positions(len(X_train), PREDICTION_PROFILE_ROWS, y_codes=y_train,
-                                       regression=regression, time_ordered=card.split.strategy == "time",
-                                       seed=card.split.seed)
-        reference = reference_profile(X_train, schema, _prediction_values(river, X_train.iloc[profile_pos], labels),
-                                      seed=card.split.seed)
+        profile_pos = sample_positions(
+            len(X_train),
+            PREDICTION_PROFILE_ROWS,
+            y_codes=y_train,
+            regression=regression,
+            time_ordered=card.split.strategy == "time",
+            seed=card.split.seed,
+        )
+        reference = reference_profile(
+            X_train, schema, _prediction_values(river, X_train.iloc[profile_pos], labels), seed=card.split.seed
+        )
     metrics = {
         "source": source,
         "target": card.target,
@@ -270,7 +334,9 @@ def fit_and_evaluate(df: pd.DataFrame, card: FramingCard, progress: Progress, so
         },
         "candidates": [r.summary() for r in selection.results],
         "chosen": {"name": chosen.name, "params": chosen.params, "cv_mean": chosen.cv_mean},
-        "threshold": None if threshold is None else {
+        "threshold": None
+        if threshold is None
+        else {
             "value": threshold,
             "expected_cost_validation": threshold_cost,
             "expected_cost_test": expected_cost(card.task, y_test, outputs[chosen.name], card.costs, threshold),
@@ -301,10 +367,16 @@ def fit_and_evaluate(df: pd.DataFrame, card: FramingCard, progress: Progress, so
     metrics["timings_seconds"] = timer.seconds
     features_list = list(schema.kinds)
     return Outcome(
-        metrics=metrics, card=card, schema=schema, labels=labels,
+        metrics=metrics,
+        card=card,
+        schema=schema,
+        labels=labels,
         chosen=TrainedModel(chosen.name, chosen_estimator, card.task, labels, threshold, features_list),
         baseline=TrainedModel(base_name, base_estimator, card.task, labels, None, features_list),
-        river=river, reference=reference, y_test=y_test, test_outputs=outputs,
+        river=river,
+        reference=reference,
+        y_test=y_test,
+        test_outputs=outputs,
     )
 
 
@@ -315,22 +387,31 @@ def write_outputs(outcome: Outcome, directory: Path) -> None:
     write_joblib(directory / CHOSEN_MODEL, outcome.chosen)
     write_joblib(directory / "baseline.joblib", outcome.baseline)
     write_pickle(directory / RIVER_MODEL, outcome.river.model_)
-    write_json(directory / ONLINE_MODEL, {
-        "task": card.task,
-        "schema": outcome.schema.to_dict(),
-        "sha256": sha256_file(directory / RIVER_MODEL),
-        "target": card.target,
-        "labels": outcome.labels,
-        "positive_class": card.positive_class,
-        "label_encoding": _label_encoding(card.task),
-        "params": {"learning_rate": outcome.river.learning_rate},
-        "replayed_rows": outcome.river.replayed_rows_,
-        "test": metrics["online_model"]["test"],
-        "prediction_profile": _prediction_kind(card.task),
-    })
+    write_json(
+        directory / ONLINE_MODEL,
+        {
+            "task": card.task,
+            "schema": outcome.schema.to_dict(),
+            "sha256": sha256_file(directory / RIVER_MODEL),
+            "target": card.target,
+            "labels": outcome.labels,
+            "positive_class": card.positive_class,
+            "label_encoding": _label_encoding(card.task),
+            "params": {"learning_rate": outcome.river.learning_rate},
+            "replayed_rows": outcome.river.replayed_rows_,
+            "test": metrics["online_model"]["test"],
+            "prediction_profile": _prediction_kind(card.task),
+        },
+    )
     (directory / "reference_profile.json").write_text(outcome.reference.to_json())
-    report = ReportInputs(metrics=metrics, card=card_to_dict(card), y_test=outcome.y_test,
-                          outputs=outcome.test_outputs, labels=outcome.labels, reference=outcome.reference)
+    report = ReportInputs(
+        metrics=metrics,
+        card=card_to_dict(card),
+        y_test=outcome.y_test,
+        outputs=outcome.test_outputs,
+        labels=outcome.labels,
+        reference=outcome.reference,
+    )
     (directory / "report.html").write_text(render_report(report), encoding="utf-8")
     write_manifest(directory)
 
@@ -353,14 +434,17 @@ def _time_ranges(card: FramingCard, train_df: pd.DataFrame, test_df: pd.DataFram
     return ranges
 
 
-def _fit_baseline(name: str, chosen: Any, chosen_estimator: Any, setup: SelectionSetup,
-                  X: pd.DataFrame, y: np.ndarray) -> Any:  # noqa: N803
+def _fit_baseline(
+    name: str, chosen: Any, chosen_estimator: Any, setup: SelectionSetup, X: pd.DataFrame, y: np.ndarray
+) -> Any:  # noqa: N803
     if name == chosen.name:
         return chosen_estimator
-    params = {"alpha": 1.0} if name == "linear" and setup.task == "regression" else (
-        {"C": 1.0} if name == "linear" else {})
-    return make_estimator(name, params, schema=setup.schema, task=setup.task, labels=setup.labels,
-                          seed=setup.seed).fit(X, y)
+    params = (
+        {"alpha": 1.0} if name == "linear" and setup.task == "regression" else ({"C": 1.0} if name == "linear" else {})
+    )
+    return make_estimator(name, params, schema=setup.schema, task=setup.task, labels=setup.labels, seed=setup.seed).fit(
+        X, y
+    )
 
 
 def _river_model(results: list[Any], chosen: Any, chosen_estimator: Any, setup: SelectionSetup) -> RiverEstimator:
@@ -383,10 +467,16 @@ def _prediction_values(river: RiverEstimator, X: pd.DataFrame, labels: list[Any]
 
 
 def _prediction_kind(task: str) -> str:
-    return {"binary": "probability of the positive class", "multiclass": "predicted class (text)",
-            "regression": "predicted value"}[task]
+    return {
+        "binary": "probability of the positive class",
+        "multiclass": "predicted class (text)",
+        "regression": "predicted value",
+    }[task]
 
 
 def _label_encoding(task: str) -> str:
-    return {"binary": "River learns bool(label == positive_class)", "multiclass": "River learns the class value",
-            "regression": "River learns float(label)"}[task]
+    return {
+        "binary": "River learns bool(label == positive_class)",
+        "multiclass": "River learns the class value",
+        "regression": "River learns float(label)",
+    }[task]

@@ -1,7 +1,7 @@
 """The Faust application of a driftline worker.
 
 Faust owns the process (worker lifecycle, signals, services, timers). The hot paths are Faust services fed by
-:class:`streams.batch_source.BatchSource` (aiokafka ``getmany`` + manual commits): scoring of ``events`` and,
+:class:`driftline.streams.batch_source.BatchSource` (aiokafka ``getmany`` + manual commits): scoring of ``events`` and,
 at concurrency 1, learning from ``labels``.
 """
 
@@ -15,18 +15,20 @@ import faust
 import mode
 import redis
 
-from driftline.connections import async_redis_client, kafka_kwargs, redis_client
-from driftline.settings import Settings
-from models.bootstrap import bootstrap_model
-from models.registry import ModelRegistry, UnknownModelError
-from monitoring.actions import choose_action
-from monitoring.alerts_io import WebhookSender
-from monitoring.dedup import RedisDeduplicator
-from monitoring.metrics_drift import METRICS
-from streams.batch_source import BatchSource
-from streams.join_store import JoinRecord, JoinStore
-from streams.learning import RETRIABLE_ERRORS, LabelLearner
-from streams.metrics import (
+from driftline.contract import keys
+from driftline.contract.records import Alert, now_ms
+from driftline.contract.settings import Settings
+from driftline.models.bootstrap import bootstrap_model
+from driftline.models.registry import ModelRegistry
+from driftline.models.version import UnknownModelError
+from driftline.monitoring.actions import choose_action
+from driftline.streams.alerts_io import WebhookSender
+from driftline.streams.batch_source import BatchSource
+from driftline.streams.connections import async_redis_client, kafka_kwargs, redis_client
+from driftline.streams.join_store import JoinStore
+from driftline.streams.learning import RETRIABLE_ERRORS, LabelLearner
+from driftline.streams.learning_stage import JoinRecord
+from driftline.streams.metrics import (
     CHALLENGER_SCORED,
     DEAD_LETTERED,
     EVENTS_SCORED,
@@ -35,12 +37,13 @@ from streams.metrics import (
     SCORING_LATENCY,
     serve_metrics,
 )
-from streams.model_cache import ModelCache
-from streams.publisher import Publisher, producer_for
-from streams.records import Alert, now_ms
-from streams.scoring_stage import ScoredBatch, ScoringPolicy, model_names, score_records
-from streams.topics import ensure_topics
-from streams.watch import Watch, threshold_key
+from driftline.streams.metrics_drift import METRICS
+from driftline.streams.model_cache import ModelCache
+from driftline.streams.publisher import Publisher, producer_for
+from driftline.streams.redis_dedup import RedisDeduplicator
+from driftline.streams.scoring_stage import ScoredBatch, ScoringPolicy, model_names, score_records
+from driftline.streams.topics import ensure_topics
+from driftline.streams.watch import Watch
 
 log = logging.getLogger(__name__)
 
@@ -108,7 +111,7 @@ class Worker:
                             event.ts + ttl_ms,
                             shadow[i] if shadow else None,
                         ),
-                    )  # fmt: skip
+                    )
                     for i, (event, row, s) in enumerate(zip(group.events, group.rows, group.scored, strict=True))
                 ],
             )
@@ -240,7 +243,7 @@ class Worker:
         # the deduplicator falls back to local dedup (a 5 s timeout there stalled scoring while Redis was frozen).
         dedup = RedisDeduplicator(
             redis_client(self.settings, self.redis_url, socket_timeout=DEDUP_SOCKET_TIMEOUT, retry=False),
-            prefix=f"{self.settings.redis_prefix}alert-dedup:",
+            prefix=keys.alert_dedup(self.settings.redis_prefix),
         )
         self.scoring_watch = Watch("scoring", self.settings, self.registry, self.registry.client, dedup)
         self.learning = LabelLearner(
@@ -268,7 +271,7 @@ class Worker:
             return
         try:
             values = await asyncio.to_thread(
-                self.registry.client.mget, [threshold_key(self.settings.redis_prefix, n) for n in names]
+                self.registry.client.mget, [keys.threshold(self.settings.redis_prefix, n) for n in names]
             )
         except redis.RedisError:
             REDIS_ERRORS.labels("threshold_refresh").inc()
@@ -313,8 +316,9 @@ class Worker:
         """A Faust agent POSTs each alert to the webhook (low volume: Faust's stream path is the right tool;
         the consumer group delivers each alert once across workers)."""
         sender = WebhookSender(url, retries=self.settings.webhook_retries, on_outcome=METRICS.count_webhook)
-        topic = app.topic(self.settings.topic("alerts"), value_serializer="raw", internal=True,
-                          partitions=self.settings.partitions)  # fmt: skip
+        topic = app.topic(
+            self.settings.topic("alerts"), value_serializer="raw", internal=True, partitions=self.settings.partitions
+        )
 
         @app.agent(topic, name="deliver-alerts")
         async def deliver_alerts(stream: faust.StreamT) -> None:

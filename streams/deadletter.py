@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from streams.records import (
+from driftline.contract.records import (
     DLQ_ERROR_CLASS,
     DLQ_ERROR_MESSAGE,
     DLQ_SOURCE_OFFSET,

@@ -1,6 +1,6 @@
 """Pure helpers of dead-letter replay and inspection: read the reason headers, decide what to replay, count.
 
-A dead letter carries the original bytes untouched and the reason in headers (:mod:`streams.deadletter`).
+A dead letter carries the original bytes untouched and the reason in headers (:mod:`driftline.streams.deadletter`).
 Replaying re-publishes the original key and value to the topic named in ``dlq.source.topic`` with one header,
 ``dlq.replayed``, counting how often the message has been replayed. A dead-letter writer that copies that
 header from the message it rejects (:func:`carry_replay_count`) lets the next replay see a loop and stop.
@@ -29,7 +29,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, get_args
 
-from streams.records import (
+from driftline.contract.records import (
     DLQ_ERROR_CLASS,
     DLQ_ERROR_MESSAGE,
     DLQ_SOURCE_OFFSET,
@@ -216,7 +216,12 @@ class ReplayCounts:
 
 
 def describe(
-    topic: str, partition: int, offset: int, timestamp_ms: int | None, key: bytes | None, value: bytes | None,
+    topic: str,
+    partition: int,
+    offset: int,
+    timestamp_ms: int | None,
+    key: bytes | None,
+    value: bytes | None,
     headers: Headers | None,
 ) -> dict[str, Any]:
     """A JSON-ready description of one dead letter: where it is, where it came from, why, and its bytes.

@@ -17,14 +17,13 @@ import asyncio
 import collections
 import logging
 import time
-from dataclasses import dataclass
-from typing import Any
 
-import orjson
 import redis
 import redis.asyncio as aioredis
 
-from streams.metrics import REDIS_ERRORS
+from driftline.contract import keys
+from driftline.streams.learning_stage import JoinRecord
+from driftline.streams.metrics import REDIS_ERRORS
 
 log = logging.getLogger(__name__)
 
@@ -37,30 +36,6 @@ for i, key in ipairs(KEYS) do
 end
 return #KEYS
 """
-
-
-@dataclass(frozen=True)
-class JoinRecord:
-    """One scored event as the learner needs it."""
-
-    x: dict[str, Any]
-    prediction: Any
-    probabilities: dict[str, float] | None
-    score: float | None
-    version: int
-    expires_ms: int
-    #: The challenger's output in shadow: [version, prediction, probabilities, score], when one is set.
-    challenger: list[Any] | None = None
-
-    def to_json(self) -> bytes:
-        """A compact JSON array (``dataclasses.asdict`` deep-copies: measured as the scorer's largest cost)."""
-        return orjson.dumps(
-            [self.x, self.prediction, self.probabilities, self.score, self.version, self.expires_ms, self.challenger]
-        )
-
-    @classmethod
-    def from_json(cls, raw: bytes | str) -> JoinRecord:
-        return cls(*orjson.loads(raw))
 
 
 class JoinStore:
@@ -77,7 +52,7 @@ class JoinStore:
         self._retry_at = 0.0
 
     def key(self, model: str, event_id: str) -> str:
-        return f"{self.prefix}join:{model}:{event_id}"
+        return keys.join(self.prefix, model, event_id)
 
     @property
     def buffered(self) -> int:

@@ -22,19 +22,22 @@ import redis.asyncio as aioredis
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.errors import KafkaError
 
-from driftline.settings import Settings
-from models.champion import PairedComparison, PromotionPolicy, label_loss, save_comparison
-from models.learner import OnlineLearner
-from models.registry import IntegrityError, ModelRegistry, UnknownModelError
-from models.scoring import Scored
-from streams.join_store import JoinRecord, JoinStore
-from streams.learning_stage import learn_batch, snapshot_due, target_for
-from streams.metrics import DEAD_LETTERED, LABELS_LEARNED, LEARNER_METRIC, MODEL_VERSION
-from streams.publisher import Publisher
-from streams.records import Alert, Label, RecordError, parse_label
-from streams.scoring_stage import dead_letter
-from streams.shadow_challenger import ShadowChallenger
-from streams.watch import Watch
+from driftline.contract import keys
+from driftline.contract.records import Alert, Label, RecordError, parse_label
+from driftline.contract.settings import Settings
+from driftline.contract.signing import IntegrityError
+from driftline.models.champion import PairedComparison, PromotionPolicy, label_loss, save_comparison
+from driftline.models.learner import OnlineLearner
+from driftline.models.registry import ModelRegistry
+from driftline.models.scoring import Scored
+from driftline.models.version import UnknownModelError
+from driftline.streams.join_store import JoinStore
+from driftline.streams.learning_stage import JoinRecord, learn_batch, snapshot_due, target_for
+from driftline.streams.metrics import DEAD_LETTERED, LABELS_LEARNED, LEARNER_METRIC, MODEL_VERSION
+from driftline.streams.publisher import Publisher
+from driftline.streams.scoring_stage import dead_letter
+from driftline.streams.shadow_challenger import ShadowChallenger
+from driftline.streams.watch import Watch
 
 log = logging.getLogger(__name__)
 
@@ -99,7 +102,7 @@ class LabelLearner:
         self.scoring_since_ms: int | None = None
 
     def checkpoint_key(self, name: str) -> str:
-        return f"{self.prefix}learner:{name}"
+        return keys.learner(self.prefix, name)
 
     # --- state ---------------------------------------------------------------------------------
     async def _learner(self, name: str) -> ModelLearner | None:
@@ -443,10 +446,11 @@ class LabelLearner:
             pipe.hset(self.checkpoint_key(state.name), mapping=mapping)
             if absent:
                 pipe.hdel(self.checkpoint_key(state.name), *absent)
-            stream = labelled_key(self.prefix, state.name)
+            stream = keys.labelled(self.prefix, state.name)
             for x, y in state.rows:
-                pipe.xadd(stream, {"x": orjson.dumps(x), "y": orjson.dumps(y)}, maxlen=MAX_LABELLED_ROWS,
-                          approximate=True)  # fmt: skip
+                pipe.xadd(
+                    stream, {"x": orjson.dumps(x), "y": orjson.dumps(y)}, maxlen=MAX_LABELLED_ROWS, approximate=True
+                )
             await pipe.execute()
         state.rows.clear()
         state.last_checkpoint = time.monotonic()
@@ -501,12 +505,7 @@ class LabelLearner:
             state.challenger = None
 
 
-def labelled_key(prefix: str, name: str) -> str:
-    """Redis stream of the learned (features, label) rows of ``name``: what ``driftline offline retrain`` trains on."""
-    return f"{prefix}labelled:{name}"
-
-
 async def learned_count(client: aioredis.Redis, prefix: str, name: str) -> int:
     """Labels learned so far by the learner of ``name`` (from its checkpoint)."""
-    value = await client.hget(f"{prefix}learner:{name}", "learned")
+    value = await client.hget(keys.learner(prefix, name), "learned")
     return int(value or 0)

@@ -7,11 +7,10 @@ Every label record ends up learned or dead-lettered with a reason, exactly once:
 * ``join`` / ``LateLabel``: the event is known but the label came after the label TTL;
 * ``join`` / ``DuplicateLabel``: that event's label was already learned.
 
->>> from models.features import FeatureSchema
->>> from models.learner import OnlineLearner
->>> from models.specs import build_model
->>> from streams.join_store import JoinRecord
->>> from streams.records import Label
+>>> from driftline.models.features import FeatureSchema
+>>> from driftline.models.learner import OnlineLearner
+>>> from driftline.models.specs import build_model
+>>> from driftline.contract.records import Label
 >>> learner = OnlineLearner(build_model(FeatureSchema({"x": "numeric"}), "binary"), "binary")
 >>> join = JoinRecord({"x": 1.0}, True, {"True": 0.7, "False": 0.3}, 0.7, 1, expires_ms=10_000)
 >>> label = Label(event_id="e1", label=True, ts=5_000)
@@ -27,9 +26,34 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from models.learner import OnlineLearner
-from streams.join_store import JoinRecord
-from streams.records import Label
+import orjson
+
+from driftline.contract.records import Label
+from driftline.models.learner import OnlineLearner
+
+
+@dataclass(frozen=True)
+class JoinRecord:
+    """One scored event as the learner needs it."""
+
+    x: dict[str, Any]
+    prediction: Any
+    probabilities: dict[str, float] | None
+    score: float | None
+    version: int
+    expires_ms: int
+    #: The challenger's output in shadow: [version, prediction, probabilities, score], when one is set.
+    challenger: list[Any] | None = None
+
+    def to_json(self) -> bytes:
+        """A compact JSON array (``dataclasses.asdict`` deep-copies: measured as the scorer's largest cost)."""
+        return orjson.dumps(
+            [self.x, self.prediction, self.probabilities, self.score, self.version, self.expires_ms, self.challenger]
+        )
+
+    @classmethod
+    def from_json(cls, raw: bytes | str) -> JoinRecord:
+        return cls(*orjson.loads(raw))
 
 
 @dataclass
@@ -61,8 +85,8 @@ def snapshot_due(learner: OnlineLearner, since: int, last: float, every_labels: 
     ``last``, and at least ``every_labels`` of them or ``every_seconds`` since (never for a model that does not
     learn online: it would be the same model).
 
-    >>> from models.features import FeatureSchema
-    >>> from models.specs import build_model
+    >>> from driftline.models.features import FeatureSchema
+    >>> from driftline.models.specs import build_model
     >>> learner = OnlineLearner(build_model(FeatureSchema({"x": "numeric"}), "binary"), "binary")
     >>> snapshot_due(learner, 10, time.monotonic(), 10, 60), snapshot_due(learner, 9, time.monotonic(), 10, 60)
     (True, False)

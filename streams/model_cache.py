@@ -8,52 +8,23 @@ the loaded models stay in use and the next check tries again.
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import redis
 
-from models.champion import Challenger, as_challenger
-from models.features import FeatureSchema
-from models.registry import IntegrityError, ModelRegistry, ModelVersion, UnknownModelError
-from streams.metrics import MODEL_INTEGRITY_FAILURES, MODEL_RELOADS, MODEL_VERSION, REDIS_ERRORS
+from driftline.contract.signing import IntegrityError
+from driftline.models.champion import Challenger, as_challenger
+from driftline.models.registry import ModelRegistry
+from driftline.models.version import ModelVersion, UnknownModelError
+from driftline.streams.metrics import MODEL_INTEGRITY_FAILURES, MODEL_RELOADS, MODEL_VERSION, REDIS_ERRORS
+from driftline.streams.scoring_stage import LoadedModel
 
 log = logging.getLogger(__name__)
 
 IntegrityCallback = Callable[[str, int, str], None]
-
-
-@dataclass(frozen=True)
-class LoadedModel:
-    """One model version in memory, with what scoring needs to know about it."""
-
-    meta: ModelVersion
-    model: Any
-
-    @property
-    def name(self) -> str:
-        return self.meta.name
-
-    @property
-    def version(self) -> int:
-        return self.meta.version
-
-    @property
-    def task(self) -> str:
-        return self.meta.task
-
-    @property
-    def schema(self) -> FeatureSchema:
-        return self.meta.feature_schema()
-
-    @functools.cached_property
-    def scorer(self) -> Challenger:
-        """What scores batches: a River model, or an offline scikit-learn model promoted from challenger."""
-        return as_challenger(self.model, self.task, self.meta.data_summary.get("positive_class"))
 
 
 class ModelCache:

@@ -26,7 +26,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaProducer
 
-from streams.publisher import Publisher
+from driftline.streams.publisher import Publisher
 
 RESERVED_COLUMNS = ("event_id", "ts", "model")
 

@@ -8,9 +8,9 @@ from typing import Any
 
 from aiokafka import AIOKafkaProducer
 
-from streams.deadletter import DeadLetter
-from streams.partitioning import default_partitions
-from streams.records import Alert, dumps
+from driftline.contract.records import Alert, dumps
+from driftline.streams.deadletter import DeadLetter
+from driftline.streams.partitioning import default_partitions
 
 #: Dead letters carry the original bytes, which may be far larger than a valid event.
 MAX_REQUEST_BYTES = 4 * 1024 * 1024

@@ -5,6 +5,7 @@ Every record ends up in exactly one of ``ScoredBatch.predictions`` or ``ScoredBa
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -12,12 +13,13 @@ from typing import Any, Protocol
 
 import orjson
 
-from models.features import FeatureError
-from models.scoring import Scored
-from streams.deadletter import DeadLetter
-from streams.dlq import carry_replay_count
-from streams.model_cache import LoadedModel
-from streams.records import Event, RecordError, parse_event
+from driftline.contract.records import Event, RecordError, parse_event
+from driftline.models.champion import Challenger, as_challenger
+from driftline.models.features import FeatureError, FeatureSchema
+from driftline.models.scoring import Scored
+from driftline.models.version import ModelVersion
+from driftline.streams.deadletter import DeadLetter
+from driftline.streams.dlq import carry_replay_count
 
 
 class RawRecord(Protocol):
@@ -29,6 +31,35 @@ class RawRecord(Protocol):
     key: bytes | None
     value: bytes | None
     timestamp: int
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """One model version in memory, with what scoring needs to know about it."""
+
+    meta: ModelVersion
+    model: Any
+
+    @property
+    def name(self) -> str:
+        return self.meta.name
+
+    @property
+    def version(self) -> int:
+        return self.meta.version
+
+    @property
+    def task(self) -> str:
+        return self.meta.task
+
+    @property
+    def schema(self) -> FeatureSchema:
+        return self.meta.feature_schema()
+
+    @functools.cached_property
+    def scorer(self) -> Challenger:
+        """What scores batches: a River model, or an offline scikit-learn model promoted from challenger."""
+        return as_challenger(self.model, self.task, self.meta.data_summary.get("positive_class"))
 
 
 @dataclass(frozen=True)
@@ -68,9 +99,16 @@ def dead_letter(record: RawRecord, stage: str, error_class: str, message: str) -
     """The dead letter of ``record``: original key and value, where it came from and why it was rejected."""
     carried = tuple(carry_replay_count(getattr(record, "headers", None)))
     return DeadLetter(
-        record.topic, record.partition, record.offset, record.key, record.value,
-        stage, error_class, message, carried,  # type: ignore[arg-type]
-    )  # fmt: skip
+        record.topic,
+        record.partition,
+        record.offset,
+        record.key,
+        record.value,
+        stage,
+        error_class,
+        message,
+        carried,  # type: ignore[arg-type]
+    )
 
 
 def model_names(records: Sequence[RawRecord], policy: ScoringPolicy) -> tuple[set[str], list[Event | RecordError]]:

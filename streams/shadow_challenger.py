@@ -9,9 +9,9 @@ that cannot learn online (a scikit-learn model) is a lineage of one version.
 
 Examples
 --------
->>> from models.features import FeatureSchema
->>> from models.learner import OnlineLearner
->>> from models.specs import build_model
+>>> from driftline.models.features import FeatureSchema
+>>> from driftline.models.learner import OnlineLearner
+>>> from driftline.models.specs import build_model
 >>> shadow = ShadowChallenger(root=2, version=2,
 ...                           learner=OnlineLearner(build_model(FeatureSchema({"x": "numeric"}), "binary"), "binary"))
 >>> shadow.learn([("e1", {"x": 1.0}, True, [2, True, {"True": 0.7, "False": 0.3}, 0.7], 1_000)], {2})
@@ -30,7 +30,7 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from models.learner import OnlineLearner
+from driftline.models.learner import OnlineLearner
 
 log = logging.getLogger(__name__)
 

@@ -3,7 +3,7 @@
 A broker auto-creates unknown topics with its own partition count, so every driftline topic is created up
 front with ``settings.partitions``.
 
->>> from driftline.settings import Settings
+>>> from driftline.contract.settings import Settings
 >>> topic_names(Settings(topic_prefix="x."))[:3]
 ['x.events', 'x.labels', 'x.predictions']
 """
@@ -15,8 +15,8 @@ import contextlib
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
-from driftline.connections import kafka_kwargs
-from driftline.settings import Settings
+from driftline.contract.settings import Settings
+from driftline.streams.connections import kafka_kwargs
 
 CONTRACT_TOPICS = ("events", "labels", "predictions", "alerts", "dead-letter", "review")
 

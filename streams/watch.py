@@ -15,14 +15,16 @@ from typing import Literal
 
 import redis
 
-from driftline.settings import Settings
-from models.registry import ModelRegistry, ModelVersion, UnknownModelError
-from monitoring.actions import retrain_request
-from monitoring.dedup import RedisDeduplicator
-from monitoring.metrics_drift import METRICS
-from monitoring.monitor import Monitor, MonitorConfig
-from streams.metrics import REDIS_ERRORS
-from streams.records import Alert
+from driftline.contract import keys
+from driftline.contract.records import Alert
+from driftline.contract.settings import Settings
+from driftline.models.registry import ModelRegistry
+from driftline.models.version import ModelVersion, UnknownModelError
+from driftline.monitoring.actions import retrain_request
+from driftline.monitoring.monitor import Monitor, MonitorConfig
+from driftline.streams.metrics import REDIS_ERRORS
+from driftline.streams.metrics_drift import METRICS
+from driftline.streams.redis_dedup import RedisDeduplicator
 
 log = logging.getLogger(__name__)
 
@@ -38,14 +40,6 @@ def monitor_config(settings: Settings) -> MonitorConfig:
         cooldown_seconds=settings.alert_cooldown_seconds,
         actions={**MonitorConfig().actions, **settings.alert_actions},
     )
-
-
-def threshold_key(prefix: str, name: str) -> str:
-    return f"{prefix}threshold:{name}"
-
-
-def retrain_key(prefix: str, name: str) -> str:
-    return f"{prefix}retrain:{name}"
 
 
 class Watch:
@@ -64,7 +58,7 @@ class Watch:
         self.monitors: dict[str, Monitor] = {}
 
     def key(self, name: str) -> str:
-        return f"{self.prefix}monitor:{name}:{self.role}"
+        return keys.monitor(self.prefix, name, self.role)
 
     def monitor(self, meta: ModelVersion, blob: bytes | None = None) -> Monitor:
         """The monitor of ``meta.name``: in memory, else restored from ``blob``/its checkpoint, else new."""
@@ -125,7 +119,7 @@ class Watch:
             threshold = monitor.recommended_threshold() if monitor is not None else None
             if threshold is None:
                 return "adjust_threshold skipped: no reference positive rate"
-            self.client.set(threshold_key(self.prefix, alert.model), repr(threshold))
+            self.client.set(keys.threshold(self.prefix, alert.model), repr(threshold))
             return f"decision threshold set to {threshold:.4f}"
         if alert.action == "retrain":
             request = retrain_request(
@@ -138,8 +132,8 @@ class Watch:
                 RETRAIN_LOOKBACK_MS,
             )
             pipe = self.client.pipeline()
-            pipe.lpush(retrain_key(self.prefix, alert.model), request.model_dump_json())
-            pipe.ltrim(retrain_key(self.prefix, alert.model), 0, MAX_RETRAIN_REQUESTS - 1)
+            pipe.lpush(keys.retrain(self.prefix, alert.model), request.model_dump_json())
+            pipe.ltrim(keys.retrain(self.prefix, alert.model), 0, MAX_RETRAIN_REQUESTS - 1)
             pipe.execute()
             return f"retrain requested ({request.request_id})"
         return alert.action

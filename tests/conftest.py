@@ -8,8 +8,8 @@ from collections.abc import Iterator
 import pytest
 import redis
 
-from driftline.runtime import EmbeddedStack, embedded_stack
-from driftline.settings import Settings
+from driftline.contract.settings import Settings
+from driftline.embedded.stack import EmbeddedStack, embedded_stack
 
 TEST_HMAC_KEY = "test-hmac-key"
 

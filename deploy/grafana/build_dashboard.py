@@ -62,111 +62,244 @@ class Panel:
 
 
 ROWS: list[tuple[str, list[Panel]]] = [
-    ("Throughput and errors", [
-        Panel("Events scored / s", "Events the workers scored per second, by model. Falls to 0 while events keep "
-              "arriving: look at Consumer lag and the worker logs.",
-              [Target(rate("driftline_events_scored_total", "model"), "{{model}}")], unit="ops"),
-        Panel("Dead-lettered / s", "Messages sent to the dead-letter topic, by stage and reason. A sustained rate: "
-              "`driftline dlq inspect`, fix the cause, then `driftline dlq replay` (docs/RUNBOOK.md).",
-              [Target(rate("driftline_dead_lettered_total", "stage, reason", ""), "{{stage}}: {{reason}}")],
-              unit="ops"),
-        Panel("Dead-letter ratio", "Dead-lettered / (scored + dead-lettered) over 5 minutes. Above a few percent: "
-              "a producer or schema change; compare with deploy times.",
-              [Target("sum(rate(driftline_dead_lettered_total[5m])) / clamp_min(sum(rate("
-                      "driftline_events_scored_total[5m])) + sum(rate(driftline_dead_lettered_total[5m])), 1e-9)")],
-              unit="percentunit", kind="stat", width=4,
-              thresholds=[(None, "green"), (0.01, "orange"), (0.05, "red")]),
-        Panel("Workers up", "Worker replicas Prometheus scrapes successfully (DNS discovery of the `worker` "
-              "service). Fewer than you scaled to: `docker compose ps` and the worker logs.",
-              [Target(f'sum(up{{job="{WORKER_JOB}"}})', instant=True)], kind="stat", width=4,
-              thresholds=[(None, "red"), (1, "green")]),
-    ]),
-    ("Latency and load", [
-        Panel("Scoring latency", "Event produced -> prediction published, over all workers. p99 rising together "
-              "with lag: add workers (up to the partition count) or raise DRIFTLINE_BATCH_SIZE.",
-              [Target(quantile(q, "driftline_scoring_latency_seconds"), f"p{round(q * 100)}")
-               for q in (0.5, 0.95, 0.99)], unit="s"),
-        Panel("Consumer lag", "Messages behind the end of the partitions, by topic (the latest report per "
-              "partition). Growing steadily: workers cannot keep up, scale out; one partition only: a stuck "
-              "worker, restart it.",
-              [Target("sum by (topic) (max by (topic, partition) (driftline_consumer_lag))", "{{topic}}")]),
-        Panel("Batch size", "Mean messages per processed batch, by stage. Always at DRIFTLINE_BATCH_SIZE: the "
-              "workers are saturated, scale out. Mostly 1: light load.",
-              [Target("sum by (stage) (rate(driftline_batch_size_sum[$__rate_interval])) / sum by (stage) "
-                      "(rate(driftline_batch_size_count[$__rate_interval]))", "{{stage}}")]),
-    ]),
-    ("Models", [
-        Panel("Model version in use", "Version each worker serves, by model and role. Replicas that disagree "
-              "for more than a few seconds after a promote or rollback: check Redis errors.",
-              [Target(f"max by (model, role, instance) (driftline_model_version{MODEL})",
-                      "{{model}} {{role}} {{instance}}")], unit="none"),
-        Panel("Model reloads", "Hot reloads of a new current version (promote, rollback, learner snapshot) in "
-              "5 minutes, by model.",
-              [Target(f"sum by (model) (increase(driftline_model_reloads_total{MODEL}[5m]))", "{{model}}")]),
-        Panel("Model integrity failures", "Blobs refused by SHA-256/HMAC verification in the selected range. Any: "
-              "a blob signed with another key or tampered with; the worker keeps its last good version. "
-              "Investigate before promoting anything.",
-              [Target(f"sum(increase(driftline_model_integrity_failures_total{MODEL}[$__range]))",
-                      instant=True)], kind="stat", thresholds=[(None, "green"), (1, "red")]),
-    ]),
-    ("Learning, review and Redis", [
-        Panel("Labels learned / s", "Delayed labels joined to their events and learned, by model. 0 while labels "
-              "are published: labels arrive after DRIFTLINE_LABEL_TTL_SECONDS or with unknown event ids.",
-              [Target(rate("driftline_labels_learned_total", "model"), "{{model}}")], unit="ops"),
-        Panel("Challenger in shadow / s", "Events the challenger scored beside the champion, by model; its paired "
-              "loss test: `driftline models compare NAME`. 0 while a challenger is set: check Model integrity.",
-              [Target(rate("driftline_challenger_scored_total", "model"), "{{model}}")], unit="ops"),
-        Panel("Review requests / s", "Low-confidence predictions sent to the review topic, by model. A jump: "
-              "the model is unsure about new data, often the first sign of drift.",
-              [Target(rate("driftline_review_requests_total", "model"), "{{model}}")], unit="ops"),
-        Panel("Redis errors / s", "Registry operations that failed and were retried, by operation. Scoring "
-              "goes on with the loaded models; fix Redis before promoting or rolling back.",
-              [Target(rate("driftline_redis_errors_total", "op", ""), "{{op}}")], unit="ops"),
-    ]),
-    ("Monitoring: performance and labels", [
-        Panel("Prequential metric", "The online learner's metric on each joined label, computed from what was "
-              "served (cumulative and `_rolling`). A falling rolling metric with concept-drift alerts: the model "
-              "is adapting or needs a retrain (`driftline offline retrain`).",
-              [Target(f"max by (model, metric) (driftline_prequential_metric{MODEL})", "{{model}} {{metric}}")]),
-        Panel("Realised vs estimated metric", "Realised metric over the last labels next to the label-free "
-              "estimate (CBPE) from predicted probabilities. The estimate moves first when labels are late; a "
-              "gap between them means the model's confidence is no longer calibrated.",
-              [Target(f"max by (model, metric) (driftline_rolling_metric{MODEL})", "realised {{metric}}"),
-               Target(f"max by (model, metric) (driftline_estimated_metric{MODEL})", "estimated {{metric}}")]),
-        Panel("Label lag and coverage", "Median delay from event to joined label, and labelled outcomes / scored "
-              "events. Coverage falling to 0: labels stopped or arrive after the TTL (dead-letter LateLabel).",
-              [Target(f"max by (model) (driftline_label_lag_seconds{MODEL})", "lag {{model}}"),
-               Target(f"max by (model) (driftline_label_coverage_ratio{MODEL})", "coverage {{model}}")]),
-    ]),
-    ("Monitoring: drift and alerts", [
-        Panel("Alerts / hour", "Typed alerts raised, by kind and severity (deduplicated across workers). Read "
-              "them with `driftline alerts tail`; each names the detector, feature and the event that fired it.",
-              [Target("sum by (kind, severity) (increase(driftline_alerts_total[1h]))", "{{kind}} {{severity}}")]),
-        Panel("Drift score by detector", "Evidence relative to each detector's budget-corrected threshold (1 = "
-              "at the threshold). Which feature and which test moved tells data drift from prediction drift.",
-              [Target(f"max by (kind, feature, detector) (driftline_drift_score{MODEL})",
-                      "{{kind}} {{feature}} {{detector}}")]),
-        Panel("Drift statistic and p-value", "Raw statistics (PSI, KS, chi-square, Wasserstein, ...) and "
-              "p-values of the windowed tests, for a closer look at one feature.",
-              [Target(f"max by (feature, detector) (driftline_drift_statistic{MODEL})", "{{feature}} {{detector}}"),
-               Target(f"min by (feature, detector) (driftline_drift_p_value{MODEL})", "p {{feature}} {{detector}}"),
-               Target(f"max by (feature, detector) (driftline_drift_threshold{MODEL})",
-                      "threshold {{feature}} {{detector}}")]),
-        Panel("Data quality", "Rolling missing, out-of-range, unseen-category and schema-violation rates next to "
-              "the reference rates. A check far above its reference: fix the producer, then replay the dead "
-              "letters.",
-              [Target(f"max by (feature, check) (driftline_quality_rate{MODEL})", "{{feature}} {{check}}"),
-               Target(f"max by (feature, check) (driftline_quality_reference_rate{MODEL})",
-                      "reference {{feature}} {{check}}")], unit="percentunit"),
-        Panel("Monitor health", "Events each monitor observed, the per-test level after the false-alarm budget, "
-              "alerts suppressed as duplicates, local dedup fallbacks while Redis was down, and webhook "
-              "deliveries.",
-              [Target(f"max by (model) (driftline_monitor_events{MODEL})", "events {{model}}"),
-               Target(f"max by (model) (driftline_false_alarm_alpha{MODEL})", "alpha {{model}}"),
-               Target(rate("driftline_alerts_deduplicated_total", "model"), "deduplicated {{model}}"),
-               Target(rate("driftline_alert_dedup_fallbacks_total", "model"), "dedup fallback {{model}}"),
-               Target(rate("driftline_webhook_deliveries_total", "outcome", ""), "webhook {{outcome}}")]),
-    ]),
+    (
+        "Throughput and errors",
+        [
+            Panel(
+                "Events scored / s",
+                "Events the workers scored per second, by model. Falls to 0 while events keep "
+                "arriving: look at Consumer lag and the worker logs.",
+                [Target(rate("driftline_events_scored_total", "model"), "{{model}}")],
+                unit="ops",
+            ),
+            Panel(
+                "Dead-lettered / s",
+                "Messages sent to the dead-letter topic, by stage and reason. A sustained rate: "
+                "`driftline dlq inspect`, fix the cause, then `driftline dlq replay` (docs/RUNBOOK.md).",
+                [Target(rate("driftline_dead_lettered_total", "stage, reason", ""), "{{stage}}: {{reason}}")],
+                unit="ops",
+            ),
+            Panel(
+                "Dead-letter ratio",
+                "Dead-lettered / (scored + dead-lettered) over 5 minutes. Above a few percent: "
+                "a producer or schema change; compare with deploy times.",
+                [
+                    Target(
+                        "sum(rate(driftline_dead_lettered_total[5m])) / clamp_min(sum(rate("
+                        "driftline_events_scored_total[5m])) + sum(rate(driftline_dead_lettered_total[5m])), 1e-9)"
+                    )
+                ],
+                unit="percentunit",
+                kind="stat",
+                width=4,
+                thresholds=[(None, "green"), (0.01, "orange"), (0.05, "red")],
+            ),
+            Panel(
+                "Workers up",
+                "Worker replicas Prometheus scrapes successfully (DNS discovery of the `worker` "
+                "service). Fewer than you scaled to: `docker compose ps` and the worker logs.",
+                [Target(f'sum(up{{job="{WORKER_JOB}"}})', instant=True)],
+                kind="stat",
+                width=4,
+                thresholds=[(None, "red"), (1, "green")],
+            ),
+        ],
+    ),
+    (
+        "Latency and load",
+        [
+            Panel(
+                "Scoring latency",
+                "Event produced -> prediction published, over all workers. p99 rising together "
+                "with lag: add workers (up to the partition count) or raise DRIFTLINE_BATCH_SIZE.",
+                [
+                    Target(quantile(q, "driftline_scoring_latency_seconds"), f"p{round(q * 100)}")
+                    for q in (0.5, 0.95, 0.99)
+                ],
+                unit="s",
+            ),
+            Panel(
+                "Consumer lag",
+                "Messages behind the end of the partitions, by topic (the latest report per "
+                "partition). Growing steadily: workers cannot keep up, scale out; one partition only: a stuck "
+                "worker, restart it.",
+                [Target("sum by (topic) (max by (topic, partition) (driftline_consumer_lag))", "{{topic}}")],
+            ),
+            Panel(
+                "Batch size",
+                "Mean messages per processed batch, by stage. Always at DRIFTLINE_BATCH_SIZE: the "
+                "workers are saturated, scale out. Mostly 1: light load.",
+                [
+                    Target(
+                        "sum by (stage) (rate(driftline_batch_size_sum[$__rate_interval])) / sum by (stage) "
+                        "(rate(driftline_batch_size_count[$__rate_interval]))",
+                        "{{stage}}",
+                    )
+                ],
+            ),
+        ],
+    ),
+    (
+        "Models",
+        [
+            Panel(
+                "Model version in use",
+                "Version each worker serves, by model and role. Replicas that disagree "
+                "for more than a few seconds after a promote or rollback: check Redis errors.",
+                [
+                    Target(
+                        f"max by (model, role, instance) (driftline_model_version{MODEL})",
+                        "{{model}} {{role}} {{instance}}",
+                    )
+                ],
+                unit="none",
+            ),
+            Panel(
+                "Model reloads",
+                "Hot reloads of a new current version (promote, rollback, learner snapshot) in 5 minutes, by model.",
+                [Target(f"sum by (model) (increase(driftline_model_reloads_total{MODEL}[5m]))", "{{model}}")],
+            ),
+            Panel(
+                "Model integrity failures",
+                "Blobs refused by SHA-256/HMAC verification in the selected range. Any: "
+                "a blob signed with another key or tampered with; the worker keeps its last good version. "
+                "Investigate before promoting anything.",
+                [Target(f"sum(increase(driftline_model_integrity_failures_total{MODEL}[$__range]))", instant=True)],
+                kind="stat",
+                thresholds=[(None, "green"), (1, "red")],
+            ),
+        ],
+    ),
+    (
+        "Learning, review and Redis",
+        [
+            Panel(
+                "Labels learned / s",
+                "Delayed labels joined to their events and learned, by model. 0 while labels "
+                "are published: labels arrive after DRIFTLINE_LABEL_TTL_SECONDS or with unknown event ids.",
+                [Target(rate("driftline_labels_learned_total", "model"), "{{model}}")],
+                unit="ops",
+            ),
+            Panel(
+                "Challenger in shadow / s",
+                "Events the challenger scored beside the champion, by model; its paired "
+                "loss test: `driftline models compare NAME`. 0 while a challenger is set: check Model integrity.",
+                [Target(rate("driftline_challenger_scored_total", "model"), "{{model}}")],
+                unit="ops",
+            ),
+            Panel(
+                "Review requests / s",
+                "Low-confidence predictions sent to the review topic, by model. A jump: "
+                "the model is unsure about new data, often the first sign of drift.",
+                [Target(rate("driftline_review_requests_total", "model"), "{{model}}")],
+                unit="ops",
+            ),
+            Panel(
+                "Redis errors / s",
+                "Registry operations that failed and were retried, by operation. Scoring "
+                "goes on with the loaded models; fix Redis before promoting or rolling back.",
+                [Target(rate("driftline_redis_errors_total", "op", ""), "{{op}}")],
+                unit="ops",
+            ),
+        ],
+    ),
+    (
+        "Monitoring: performance and labels",
+        [
+            Panel(
+                "Prequential metric",
+                "The online learner's metric on each joined label, computed from what was "
+                "served (cumulative and `_rolling`). A falling rolling metric with concept-drift alerts: the model "
+                "is adapting or needs a retrain (`driftline offline retrain`).",
+                [Target(f"max by (model, metric) (driftline_prequential_metric{MODEL})", "{{model}} {{metric}}")],
+            ),
+            Panel(
+                "Realised vs estimated metric",
+                "Realised metric over the last labels next to the label-free "
+                "estimate (CBPE) from predicted probabilities. The estimate moves first when labels are late; a "
+                "gap between them means the model's confidence is no longer calibrated.",
+                [
+                    Target(f"max by (model, metric) (driftline_rolling_metric{MODEL})", "realised {{metric}}"),
+                    Target(f"max by (model, metric) (driftline_estimated_metric{MODEL})", "estimated {{metric}}"),
+                ],
+            ),
+            Panel(
+                "Label lag and coverage",
+                "Median delay from event to joined label, and labelled outcomes / scored "
+                "events. Coverage falling to 0: labels stopped or arrive after the TTL (dead-letter LateLabel).",
+                [
+                    Target(f"max by (model) (driftline_label_lag_seconds{MODEL})", "lag {{model}}"),
+                    Target(f"max by (model) (driftline_label_coverage_ratio{MODEL})", "coverage {{model}}"),
+                ],
+            ),
+        ],
+    ),
+    (
+        "Monitoring: drift and alerts",
+        [
+            Panel(
+                "Alerts / hour",
+                "Typed alerts raised, by kind and severity (deduplicated across workers). Read "
+                "them with `driftline alerts tail`; each names the detector, feature and the event that fired it.",
+                [Target("sum by (kind, severity) (increase(driftline_alerts_total[1h]))", "{{kind}} {{severity}}")],
+            ),
+            Panel(
+                "Drift score by detector",
+                "Evidence relative to each detector's budget-corrected threshold (1 = "
+                "at the threshold). Which feature and which test moved tells data drift from prediction drift.",
+                [
+                    Target(
+                        f"max by (kind, feature, detector) (driftline_drift_score{MODEL})",
+                        "{{kind}} {{feature}} {{detector}}",
+                    )
+                ],
+            ),
+            Panel(
+                "Drift statistic and p-value",
+                "Raw statistics (PSI, KS, chi-square, Wasserstein, ...) and "
+                "p-values of the windowed tests, for a closer look at one feature.",
+                [
+                    Target(
+                        f"max by (feature, detector) (driftline_drift_statistic{MODEL})", "{{feature}} {{detector}}"
+                    ),
+                    Target(
+                        f"min by (feature, detector) (driftline_drift_p_value{MODEL})", "p {{feature}} {{detector}}"
+                    ),
+                    Target(
+                        f"max by (feature, detector) (driftline_drift_threshold{MODEL})",
+                        "threshold {{feature}} {{detector}}",
+                    ),
+                ],
+            ),
+            Panel(
+                "Data quality",
+                "Rolling missing, out-of-range, unseen-category and schema-violation rates next to "
+                "the reference rates. A check far above its reference: fix the producer, then replay the dead "
+                "letters.",
+                [
+                    Target(f"max by (feature, check) (driftline_quality_rate{MODEL})", "{{feature}} {{check}}"),
+                    Target(
+                        f"max by (feature, check) (driftline_quality_reference_rate{MODEL})",
+                        "reference {{feature}} {{check}}",
+                    ),
+                ],
+                unit="percentunit",
+            ),
+            Panel(
+                "Monitor health",
+                "Events each monitor observed, the per-test level after the false-alarm budget, "
+                "alerts suppressed as duplicates, local dedup fallbacks while Redis was down, and webhook "
+                "deliveries.",
+                [
+                    Target(f"max by (model) (driftline_monitor_events{MODEL})", "events {{model}}"),
+                    Target(f"max by (model) (driftline_false_alarm_alpha{MODEL})", "alpha {{model}}"),
+                    Target(rate("driftline_alerts_deduplicated_total", "model"), "deduplicated {{model}}"),
+                    Target(rate("driftline_alert_dedup_fallbacks_total", "model"), "dedup fallback {{model}}"),
+                    Target(rate("driftline_webhook_deliveries_total", "outcome", ""), "webhook {{outcome}}"),
+                ],
+            ),
+        ],
+    ),
 ]
 
 
@@ -180,8 +313,14 @@ def _panel(panel: Panel, panel_id: int, x: int, y: int) -> dict[str, Any]:
         "datasource": DATASOURCE,
         "gridPos": {"h": panel.height, "w": panel.width, "x": x, "y": y},
         "targets": [
-            {"refId": chr(ord("A") + i), "datasource": DATASOURCE, "expr": t.expr, "legendFormat": t.legend,
-             "instant": t.instant, "range": not t.instant}
+            {
+                "refId": chr(ord("A") + i),
+                "datasource": DATASOURCE,
+                "expr": t.expr,
+                "legendFormat": t.legend,
+                "instant": t.instant,
+                "range": not t.instant,
+            }
             for i, t in enumerate(panel.targets)
         ],
         "fieldConfig": {
@@ -190,11 +329,17 @@ def _panel(panel: Panel, panel_id: int, x: int, y: int) -> dict[str, Any]:
         },
     }
     if panel.kind == "timeseries":
-        body["options"] = {"legend": {"displayMode": "list", "placement": "bottom", "showLegend": True},
-                           "tooltip": {"mode": "multi", "sort": "desc"}}
+        body["options"] = {
+            "legend": {"displayMode": "list", "placement": "bottom", "showLegend": True},
+            "tooltip": {"mode": "multi", "sort": "desc"},
+        }
     else:
-        body["options"] = {"reduceOptions": {"calcs": ["lastNotNull"], "fields": "", "values": False},
-                           "colorMode": "background", "graphMode": "none", "textMode": "value"}
+        body["options"] = {
+            "reduceOptions": {"calcs": ["lastNotNull"], "fields": "", "values": False},
+            "colorMode": "background",
+            "graphMode": "none",
+            "textMode": "value",
+        }
     body.update(panel.extra)
     return body
 
@@ -205,8 +350,16 @@ def dashboard() -> dict[str, Any]:
     y = 0
     next_id = 1
     for title, row in ROWS:
-        panels.append({"id": next_id, "type": "row", "title": title, "collapsed": False, "panels": [],
-                       "gridPos": {"h": 1, "w": 24, "x": 0, "y": y}})
+        panels.append(
+            {
+                "id": next_id,
+                "type": "row",
+                "title": title,
+                "collapsed": False,
+                "panels": [],
+                "gridPos": {"h": 1, "w": 24, "x": 0, "y": y},
+            }
+        )
         next_id += 1
         y += 1
         x = 0
@@ -223,7 +376,7 @@ def dashboard() -> dict[str, Any]:
         "uid": "driftline",
         "title": "driftline",
         "description": "Streaming scoring, dead letters, latency, lag and models of every driftline worker. "
-                       "What each panel means and what to do: docs/RUNBOOK.md, 'Read the dashboard'.",
+        "What each panel means and what to do: docs/RUNBOOK.md, 'Read the dashboard'.",
         "tags": ["driftline"],
         "timezone": "browser",
         "editable": False,
@@ -234,20 +387,24 @@ def dashboard() -> dict[str, Any]:
         "time": {"from": "now-1h", "to": "now"},
         "annotations": {"list": []},
         "links": [],
-        "templating": {"list": [{
-            "name": "model",
-            "label": "model",
-            "type": "query",
-            "datasource": DATASOURCE,
-            "query": {"query": "label_values(driftline_events_scored_total, model)", "refId": "model"},
-            "definition": "label_values(driftline_events_scored_total, model)",
-            "refresh": 2,
-            "includeAll": True,
-            "multi": True,
-            "allValue": ".*",
-            "current": {"selected": True, "text": ["All"], "value": ["$__all"]},
-            "sort": 1,
-        }]},
+        "templating": {
+            "list": [
+                {
+                    "name": "model",
+                    "label": "model",
+                    "type": "query",
+                    "datasource": DATASOURCE,
+                    "query": {"query": "label_values(driftline_events_scored_total, model)", "refId": "model"},
+                    "definition": "label_values(driftline_events_scored_total, model)",
+                    "refresh": 2,
+                    "includeAll": True,
+                    "multi": True,
+                    "allValue": ".*",
+                    "current": {"selected": True, "text": ["All"], "value": ["$__all"]},
+                    "sort": 1,
+                }
+            ]
+        },
         "panels": panels,
     }
 

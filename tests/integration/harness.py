@@ -12,11 +12,11 @@ from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 
-from driftline.demo import start_worker
-from driftline.runtime import stop_process
-from driftline.settings import Settings
-from streams.publisher import MAX_REQUEST_BYTES
-from streams.topics import ensure_topics
+from driftline.contract.settings import Settings
+from driftline.embedded.demo import start_worker
+from driftline.embedded.stack import stop_process
+from driftline.streams.publisher import MAX_REQUEST_BYTES
+from driftline.streams.topics import ensure_topics
 
 
 def settings_env(settings: Settings, **extra: str) -> dict[str, str]:
@@ -63,8 +63,7 @@ class WorkerProcess:
 async def publish(settings: Settings, topic: str, messages: Iterable[tuple[bytes | None, bytes | None]]) -> int:
     """Publish ``(key, value)`` pairs to the contract topic ``topic``; returns how many."""
     await ensure_topics(settings, settings.broker_url)
-    producer = AIOKafkaProducer(bootstrap_servers=settings.broker_url, max_request_size=MAX_REQUEST_BYTES,
-                                linger_ms=5)
+    producer = AIOKafkaProducer(bootstrap_servers=settings.broker_url, max_request_size=MAX_REQUEST_BYTES, linger_ms=5)
     await producer.start()
     try:
         futures = [await producer.send(settings.topic(topic), value, key=key) for key, value in messages]
@@ -75,13 +74,16 @@ async def publish(settings: Settings, topic: str, messages: Iterable[tuple[bytes
 
 
 async def read_until(
-    settings: Settings, topics: list[str], done: Callable[[dict[str, list[ConsumerRecord]]], bool],
+    settings: Settings,
+    topics: list[str],
+    done: Callable[[dict[str, list[ConsumerRecord]]], bool],
     timeout: float = 120.0,
 ) -> dict[str, list[ConsumerRecord]]:
     """Read contract ``topics`` from the beginning until ``done(records by topic)`` or ``timeout``."""
     seen: dict[str, list[ConsumerRecord]] = {t: [] for t in topics}
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.broker_url, enable_auto_commit=False,
-                                max_partition_fetch_bytes=MAX_REQUEST_BYTES * 2)
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=settings.broker_url, enable_auto_commit=False, max_partition_fetch_bytes=MAX_REQUEST_BYTES * 2
+    )
     await consumer.start()
     try:
         consumer.assign([TopicPartition(settings.topic(t), p) for t in topics for p in range(settings.partitions)])
@@ -97,8 +99,18 @@ async def read_until(
 
 def event(i: int, **features: object) -> bytes:
     """A valid event of the bootstrap model's schema (Agrawal features)."""
-    values = {"salary": 50_000.0 + i, "commission": 0.0, "age": 40.0, "elevel": 2.0, "car": 5.0,
-              "zipcode": 3.0, "hvalue": 100_000.0, "hyears": 10.0, "loan": 20_000.0, **features}
+    values = {
+        "salary": 50_000.0 + i,
+        "commission": 0.0,
+        "age": 40.0,
+        "elevel": 2.0,
+        "car": 5.0,
+        "zipcode": 3.0,
+        "hvalue": 100_000.0,
+        "hyears": 10.0,
+        "loan": 20_000.0,
+        **features,
+    }
     return json.dumps({"event_id": f"e{i}", "ts": 1_700_000_000_000 + i, "features": values}).encode()
 
 

@@ -11,19 +11,32 @@ from aiokafka import AIOKafkaProducer
 from click.testing import CliRunner
 
 from driftline.cli import main
-from driftline.connections import kafka_kwargs
-from driftline.settings import Settings
-from monitoring.alerts_io import tail_alerts
-from monitoring.dedup import RedisDeduplicator
-from streams.records import Alert, dumps
+from driftline.contract.records import Alert, dumps
+from driftline.contract.settings import Settings
+from driftline.streams.alerts_io import tail_alerts
+from driftline.streams.connections import kafka_kwargs
+from driftline.streams.redis_dedup import RedisDeduplicator
 
 pytestmark = pytest.mark.integration
 
 
 def alert(i: int) -> Alert:
-    return Alert(alert_id=f"a{i}", kind="data_drift", severity="warning", model="fraud", model_version=2,
-                 feature="amount", detector="ks", statistic=0.3, threshold=0.13, window=500, event_id=f"e{i}",
-                 ts=1_767_225_600_000 + i, message=f"ks of amount is 0.3 ({i})", action="none")  # fmt: skip
+    return Alert(
+        alert_id=f"a{i}",
+        kind="data_drift",
+        severity="warning",
+        model="fraud",
+        model_version=2,
+        feature="amount",
+        detector="ks",
+        statistic=0.3,
+        threshold=0.13,
+        window=500,
+        event_id=f"e{i}",
+        ts=1_767_225_600_000 + i,
+        message=f"ks of amount is 0.3 ({i})",
+        action="none",
+    )
 
 
 async def publish(settings: Settings, records: list[bytes]) -> None:
@@ -39,16 +52,21 @@ async def publish(settings: Settings, records: list[bytes]) -> None:
 
 def env(settings: Settings) -> dict[str, str]:
     assert settings.broker_url is not None and settings.redis_url is not None
-    return {"DRIFTLINE_BROKER_URL": settings.broker_url, "DRIFTLINE_REDIS_URL": settings.redis_url,
-            "DRIFTLINE_TOPIC_PREFIX": settings.topic_prefix, "DRIFTLINE_MODEL_HMAC_KEY": "test"}  # fmt: skip
+    return {
+        "DRIFTLINE_BROKER_URL": settings.broker_url,
+        "DRIFTLINE_REDIS_URL": settings.redis_url,
+        "DRIFTLINE_TOPIC_PREFIX": settings.topic_prefix,
+        "DRIFTLINE_MODEL_HMAC_KEY": "test",
+    }
 
 
 def test_tail_json_from_beginning_prints_each_published_alert_record_and_skips_foreign_messages(
     settings: Settings,
 ) -> None:
     asyncio.run(publish(settings, [dumps(alert(1)), b"not an alert", dumps(alert(2)), dumps(alert(3))]))
-    result = CliRunner().invoke(main, ["alerts", "tail", "--json", "--from-beginning", "--timeout", "3"],
-                                env=env(settings))  # stops after 3 s without a new alert
+    result = CliRunner().invoke(
+        main, ["alerts", "tail", "--json", "--from-beginning", "--timeout", "3"], env=env(settings)
+    )  # stops after 3 s without a new alert
     assert result.exit_code == 0, result.output
     lines = [line for line in result.stdout.splitlines() if line.startswith("{")]
     shown = [Alert.model_validate(json.loads(line)) for line in lines]  # partitions: no order across them
@@ -58,8 +76,9 @@ def test_tail_json_from_beginning_prints_each_published_alert_record_and_skips_f
 
 def test_tail_summary_lines_say_kind_feature_detector_severity_and_event(settings: Settings) -> None:
     asyncio.run(publish(settings, [dumps(alert(7))]))
-    result = CliRunner().invoke(main, ["alerts", "tail", "--from-beginning", "--max", "1", "--timeout", "30"],
-                                env=env(settings))  # fmt: skip
+    result = CliRunner().invoke(
+        main, ["alerts", "tail", "--from-beginning", "--max", "1", "--timeout", "30"], env=env(settings)
+    )
     assert result.exit_code == 0, result.output
     assert "WARNING data_drift fraud v2 amount ks=0.3 (threshold 0.13) at event e7" in result.stdout
 
@@ -71,8 +90,15 @@ def test_tail_from_the_end_sees_alerts_published_after_it_started_and_stops_on_t
 
     async def scenario() -> int:
         ready = asyncio.Event()
-        task = asyncio.create_task(tail_alerts(settings.topic("alerts"), kafka_kwargs(settings, settings.broker_url),
-                                               seen.append, timeout=5.0, on_ready=ready.set))  # fmt: skip
+        task = asyncio.create_task(
+            tail_alerts(
+                settings.topic("alerts"),
+                kafka_kwargs(settings, settings.broker_url),
+                seen.append,
+                timeout=5.0,
+                on_ready=ready.set,
+            )
+        )
         await asyncio.wait_for(ready.wait(), 30)
         await publish(settings, [dumps(alert(11)), dumps(alert(12))])
         return await asyncio.wait_for(task, 60)

@@ -7,13 +7,24 @@ from collections.abc import Callable
 
 from aiohttp import web
 
-from driftline.runtime import free_port
-from monitoring.alerts_io import WebhookSender
-from streams.records import Alert
+from driftline.contract.records import Alert
+from driftline.embedded.stack import free_port
+from driftline.streams.alerts_io import WebhookSender
 
-ALERT = Alert(alert_id="a1", kind="concept_drift", severity="critical", model="fraud", model_version=4,
-              detector="cusum", statistic=16.2, threshold=15.9, event_id="e9", ts=1, message="error rate up",
-              action="retrain")  # fmt: skip
+ALERT = Alert(
+    alert_id="a1",
+    kind="concept_drift",
+    severity="critical",
+    model="fraud",
+    model_version=4,
+    detector="cusum",
+    statistic=16.2,
+    threshold=15.9,
+    event_id="e9",
+    ts=1,
+    message="error rate up",
+    action="retrain",
+)
 
 
 async def with_server(statuses: list[int], body: Callable[[WebhookSender], object]) -> tuple[object, list[bytes]]:
@@ -32,8 +43,9 @@ async def with_server(statuses: list[int], body: Callable[[WebhookSender], objec
     await web.TCPSite(runner, "127.0.0.1", port).start()
     outcomes: list[bool] = []
     try:
-        async with WebhookSender(f"http://127.0.0.1:{port}/hook", retries=3, backoff=0.01,
-                                 on_outcome=outcomes.append) as sender:  # fmt: skip
+        async with WebhookSender(
+            f"http://127.0.0.1:{port}/hook", retries=3, backoff=0.01, on_outcome=outcomes.append
+        ) as sender:
             result = await body(sender)  # type: ignore[misc]
             return (result, sender.attempts, sender.delivered, sender.failed, outcomes), received
     finally:

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from bench.pipeline import run
+from driftline.bench.pipeline import run
 
 pytestmark = pytest.mark.integration
 

@@ -12,11 +12,11 @@ import pytest
 from click.testing import CliRunner
 
 from driftline.cli import main
-from models.bootstrap import bootstrap_model, synthetic_stream
-from models.champion import load_comparison
-from models.learner import OnlineLearner
-from models.registry import ModelRegistry
-from models.specs import build_model
+from driftline.models.bootstrap import bootstrap_model, synthetic_stream
+from driftline.models.champion import load_comparison
+from driftline.models.learner import OnlineLearner
+from driftline.models.registry import ModelRegistry
+from driftline.models.specs import build_model
 from tests.integration.harness import WorkerProcess, publish, settings_env
 
 pytestmark = pytest.mark.integration

@@ -10,10 +10,10 @@ import redis
 from click.testing import CliRunner, Result
 
 from driftline.cli import main
-from models.champion import PairedComparison, load_comparison, save_comparison
-from models.features import FeatureSchema
-from models.registry import ModelRegistry
-from monitoring.reference import ReferenceProfile
+from driftline.models.champion import PairedComparison, load_comparison, save_comparison
+from driftline.models.features import FeatureSchema
+from driftline.models.reference import ReferenceProfile
+from driftline.models.registry import ModelRegistry
 from tests.conftest import TEST_HMAC_KEY
 
 pytestmark = pytest.mark.integration
@@ -31,8 +31,16 @@ def env(stack, redis_client: redis.Redis) -> dict[str, str]:  # type: ignore[no-
 def registry(redis_client: redis.Redis) -> ModelRegistry:
     reg = ModelRegistry(redis_client, TEST_HMAC_KEY.encode(), prefix=PREFIX)
     profile = ReferenceProfile.from_rows([{"x": float(i), "c": "ab"[i % 2]} for i in range(20)])
-    reg.register("fraud", {"v": 1}, schema=SCHEMA, task="binary", metrics={"auc": 0.91}, reference=profile,
-                 note="bootstrap", data_summary={"rows": 20})
+    reg.register(
+        "fraud",
+        {"v": 1},
+        schema=SCHEMA,
+        task="binary",
+        metrics={"auc": 0.91},
+        reference=profile,
+        note="bootstrap",
+        data_summary={"rows": 20},
+    )
     reg.register("fraud", {"v": 2}, schema=SCHEMA, task="binary", parent=1)
     reg.register("price", {"v": 1}, schema=SCHEMA, task="regression")
     return reg
@@ -155,8 +163,9 @@ def test_compare_prints_the_stored_comparison(env: dict[str, str], registry: Mod
     comparison = PairedComparison(window=100)
     for i in range(60):
         comparison.update(float(i % 2), float(i % 6 == 0))
-    stored = save_comparison(registry.client, PREFIX, "fraud", comparison.result(), champion_version=2,
-                             challenger_version=3)
+    stored = save_comparison(
+        registry.client, PREFIX, "fraud", comparison.result(), champion_version=2, challenger_version=3
+    )
     assert load_comparison(registry.client, PREFIX, "fraud") == stored
     assert load_comparison(registry.client, PREFIX, "price") is None
     text = invoke(env, "compare", "fraud")
@@ -164,5 +173,3 @@ def test_compare_prints_the_stored_comparison(env: dict[str, str], registry: Mod
     assert "champion v2 vs challenger v3 on 60 paired labels" in text.output
     assert "winner      challenger" in text.output
     assert json.loads(invoke(env, "compare", "fraud", "--json").output) == stored
-
-

@@ -12,11 +12,11 @@ from aiokafka.structs import TopicPartition
 from click.testing import CliRunner, Result
 
 from driftline.cli import main
-from driftline.runtime import free_port
-from driftline.settings import Settings
-from streams.deadletter import dead_letter_headers
-from streams.dlq import DLQ_REPLAYED, header
-from streams.topics import ensure_topics
+from driftline.contract.settings import Settings
+from driftline.embedded.stack import free_port
+from driftline.streams.deadletter import dead_letter_headers
+from driftline.streams.dlq import DLQ_REPLAYED, header
+from driftline.streams.topics import ensure_topics
 
 pytestmark = pytest.mark.integration
 
@@ -43,8 +43,15 @@ def _cli(settings: Settings, *args: str) -> Result:
     return result
 
 
-def _dead_letter(settings: Settings, source: str, offset: int, stage: str, error_class: str, message: str,
-                 extra: list[tuple[str, bytes]] | None = None) -> list[tuple[str, bytes]]:
+def _dead_letter(
+    settings: Settings,
+    source: str,
+    offset: int,
+    stage: str,
+    error_class: str,
+    message: str,
+    extra: list[tuple[str, bytes]] | None = None,
+) -> list[tuple[str, bytes]]:
     return [*dead_letter_headers(settings.topic(source), 1, offset, stage, error_class, message), *(extra or [])]
 
 
@@ -86,14 +93,24 @@ def test_replay_republishes_original_bytes_to_each_source_topic_only_for_the_cho
     """Three dead letters (validate on events, deserialize on labels with non-UTF-8 bytes, score on events);
     a replay of the validate and deserialize stages puts exactly those two originals, byte for byte and with
     their keys, on their source topics with dlq.replayed=1; the score one stays; a second run replays nothing."""
-    asyncio.run(_put_dead_letters(settings, [
-        (b"k1", EVENT_OK_AFTER_FIX, _dead_letter(settings, "events", 10, "validate", "ValidationError", "x: bad")),
-        (None, LABEL_NOT_UTF8, _dead_letter(settings, "labels", 11, "deserialize", "JSONDecodeError", "utf-8")),
-        (b"k3", EVENT_SCORE_FAILED, _dead_letter(settings, "events", 12, "score", "TypeError", "str * float")),
-    ]))
+    asyncio.run(
+        _put_dead_letters(
+            settings,
+            [
+                (
+                    b"k1",
+                    EVENT_OK_AFTER_FIX,
+                    _dead_letter(settings, "events", 10, "validate", "ValidationError", "x: bad"),
+                ),
+                (None, LABEL_NOT_UTF8, _dead_letter(settings, "labels", 11, "deserialize", "JSONDecodeError", "utf-8")),
+                (b"k3", EVENT_SCORE_FAILED, _dead_letter(settings, "events", 12, "score", "TypeError", "str * float")),
+            ],
+        )
+    )
 
-    first = json.loads(_cli(settings, "replay", "--stage", "validate", "--stage", "deserialize",
-                            "--timeout", "30", "--json").output)
+    first = json.loads(
+        _cli(settings, "replay", "--stage", "validate", "--stage", "deserialize", "--timeout", "30", "--json").output
+    )
     assert first["consumed"] == 3 and first["replayed"] == 2 and first["stopped"] == "drained"
     assert first["targets"] == {settings.topic("events"): 1, settings.topic("labels"): 1}
     assert first["skipped"] == {"stage": 1}
@@ -104,8 +121,9 @@ def test_replay_republishes_original_bytes_to_each_source_topic_only_for_the_cho
     assert [(r.key, r.value) for r in labels] == [(None, LABEL_NOT_UTF8)]
     assert header(events[0].headers, DLQ_REPLAYED) == "1" and header(labels[0].headers, DLQ_REPLAYED) == "1"
 
-    again = json.loads(_cli(settings, "replay", "--stage", "validate", "--stage", "deserialize",
-                            "--timeout", "30", "--json").output)
+    again = json.loads(
+        _cli(settings, "replay", "--stage", "validate", "--stage", "deserialize", "--timeout", "30", "--json").output
+    )
     assert again["consumed"] == 0 and again["replayed"] == 0, "committed offsets must stop a repeat replay"
     assert len(asyncio.run(_read_all(settings, "events", expect=1, wait=2))) == 1
 
@@ -115,11 +133,16 @@ def test_replay_skips_a_letter_replayed_too_often_and_a_letter_naming_the_dead_l
 ) -> None:
     """A dead letter already replayed 3 times (a loop) and one whose source is the dead-letter topic itself
     are counted as skipped and never re-published; the healthy one next to them is."""
-    asyncio.run(_put_dead_letters(settings, [
-        (None, b"looping", _dead_letter(settings, "events", 1, "score", "E", "again", [(DLQ_REPLAYED, b"3")])),
-        (None, b"self", _dead_letter(settings, "dead-letter", 2, "score", "E", "self")),
-        (None, b"fine", _dead_letter(settings, "events", 3, "score", "E", "fixed", [(DLQ_REPLAYED, b"1")])),
-    ]))
+    asyncio.run(
+        _put_dead_letters(
+            settings,
+            [
+                (None, b"looping", _dead_letter(settings, "events", 1, "score", "E", "again", [(DLQ_REPLAYED, b"3")])),
+                (None, b"self", _dead_letter(settings, "dead-letter", 2, "score", "E", "self")),
+                (None, b"fine", _dead_letter(settings, "events", 3, "score", "E", "fixed", [(DLQ_REPLAYED, b"1")])),
+            ],
+        )
+    )
 
     counts = json.loads(_cli(settings, "replay", "--max-replays", "3", "--timeout", "30", "--json").output)
 
@@ -133,9 +156,18 @@ def test_dry_run_prints_what_would_be_replayed_and_leaves_both_topics_and_progre
 ) -> None:
     """--dry-run lists the dead letter, sends nothing and commits nothing: a real replay afterwards still
     re-publishes it."""
-    asyncio.run(_put_dead_letters(settings, [
-        (None, EVENT_OK_AFTER_FIX, _dead_letter(settings, "events", 5, "validate", "ValidationError", "x: bad")),
-    ]))
+    asyncio.run(
+        _put_dead_letters(
+            settings,
+            [
+                (
+                    None,
+                    EVENT_OK_AFTER_FIX,
+                    _dead_letter(settings, "events", 5, "validate", "ValidationError", "x: bad"),
+                ),
+            ],
+        )
+    )
 
     dry = _cli(settings, "replay", "--dry-run", "--timeout", "30").output
     origin = f"from {settings.topic('events')}[1]@5 validate ValidationError: x: bad"
@@ -151,9 +183,12 @@ def test_dry_run_prints_what_would_be_replayed_and_leaves_both_topics_and_progre
 def test_replay_with_max_stops_after_n_and_the_next_run_continues_where_it_stopped(settings: Settings) -> None:
     """--max 2 over five dead letters on one partition replays two; the next run replays the other three,
     in their original order, and nothing twice."""
-    asyncio.run(_put_dead_letters(settings, [
-        (b"same-key", f"v{i}".encode(), _dead_letter(settings, "events", i, "score", "E", "m")) for i in range(5)
-    ]))
+    asyncio.run(
+        _put_dead_letters(
+            settings,
+            [(b"same-key", f"v{i}".encode(), _dead_letter(settings, "events", i, "score", "E", "m")) for i in range(5)],
+        )
+    )
 
     first = json.loads(_cli(settings, "replay", "--max", "2", "--timeout", "30", "--json").output)
     rest = json.loads(_cli(settings, "replay", "--timeout", "30", "--json").output)
@@ -166,10 +201,19 @@ def test_replay_with_max_stops_after_n_and_the_next_run_continues_where_it_stopp
 def test_inspect_prints_each_dead_letter_with_its_reason_headers_and_value(settings: Settings) -> None:
     """inspect --json gives one object per dead letter with origin, stage, error and the value (text, or
     base64 for bytes that are not UTF-8); the text form shows the same on one line; nothing is committed."""
-    asyncio.run(_put_dead_letters(settings, [
-        (None, EVENT_OK_AFTER_FIX, _dead_letter(settings, "events", 7, "validate", "ValidationError", "x: bad")),
-        (None, LABEL_NOT_UTF8, _dead_letter(settings, "labels", 8, "deserialize", "JSONDecodeError", "utf-8")),
-    ]))
+    asyncio.run(
+        _put_dead_letters(
+            settings,
+            [
+                (
+                    None,
+                    EVENT_OK_AFTER_FIX,
+                    _dead_letter(settings, "events", 7, "validate", "ValidationError", "x: bad"),
+                ),
+                (None, LABEL_NOT_UTF8, _dead_letter(settings, "labels", 8, "deserialize", "JSONDecodeError", "utf-8")),
+            ],
+        )
+    )
 
     lines = [json.loads(line) for line in _cli(settings, "inspect", "--json", "--timeout", "30").output.splitlines()]
     by_stage = {line["stage"]: line for line in lines}

@@ -7,7 +7,7 @@ import asyncio
 import redis
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from driftline.runtime import embedded_stack
+from driftline.embedded.stack import embedded_stack
 
 
 def test_embedded_stack_serves_kafka_and_redis_then_stops_both_by_pid() -> None:
@@ -22,8 +22,7 @@ def test_embedded_stack_serves_kafka_and_redis_then_stops_both_by_pid() -> None:
             await producer.start()
             await producer.send_and_wait("roundtrip", b"hello")
             await producer.stop()
-            consumer = AIOKafkaConsumer("roundtrip", bootstrap_servers=stack.broker_url,
-                                        auto_offset_reset="earliest")
+            consumer = AIOKafkaConsumer("roundtrip", bootstrap_servers=stack.broker_url, auto_offset_reset="earliest")
             await consumer.start()
             batch = await consumer.getmany(timeout_ms=10_000)
             await consumer.stop()

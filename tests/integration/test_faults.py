@@ -28,20 +28,20 @@ import redis
 from aiokafka import AIOKafkaProducer, ConsumerRecord
 from prometheus_client.parser import text_string_to_metric_families
 
-from driftline.demo import interleave
-from driftline.runtime import EmbeddedStack, embedded_stack, free_port, wait_for_port
-from driftline.settings import Settings
-from models.bootstrap import synthetic_stream
-from monitoring.monitor import Monitor
-from streams.producer import message_key
-from streams.publisher import MAX_REQUEST_BYTES
-from streams.records import DLQ_ERROR_CLASS, DLQ_SOURCE_OFFSET, DLQ_SOURCE_PARTITION, DLQ_SOURCE_TOPIC
-from streams.topics import ensure_topics
+from driftline.contract.records import DLQ_ERROR_CLASS, DLQ_SOURCE_OFFSET, DLQ_SOURCE_PARTITION, DLQ_SOURCE_TOPIC
+from driftline.contract.settings import Settings
+from driftline.embedded.demo import interleave
+from driftline.embedded.stack import EmbeddedStack, embedded_stack, free_port, wait_for_port
+from driftline.models.bootstrap import synthetic_stream
+from driftline.monitoring.monitor import Monitor
+from driftline.streams.producer import message_key
+from driftline.streams.publisher import MAX_REQUEST_BYTES
+from driftline.streams.topics import ensure_topics
 from tests.integration.harness import WorkerProcess, prediction_ids, read_until
 
 pytestmark = pytest.mark.integration
 
-LABEL_DELAY = 200  # a label is published ~200 events after its event (like driftline.demo.interleave)
+LABEL_DELAY = 200  # a label is published ~200 events after its event (like driftline.embedded.demo.interleave)
 PROGRESS_TIMEOUT = 120.0  # seconds without the progress a step waits for before the test gives up
 DRAIN_TIMEOUT = 240.0  # seconds for every event and label to come out once the stream is published
 ALERT_COOLDOWN = 3600.0  # longer than any test: an alert key seen twice is a failure of deduplication
@@ -100,8 +100,7 @@ async def publish_paced(
     """Publish ``(topic, value)`` pairs at about ``rate`` messages/s: events keyed by event id, labels by model."""
     published = published if published is not None else Published()
     await ensure_topics(settings, settings.broker_url)
-    producer = AIOKafkaProducer(bootstrap_servers=settings.broker_url, max_request_size=MAX_REQUEST_BYTES,
-                                linger_ms=5)  # fmt: skip
+    producer = AIOKafkaProducer(bootstrap_servers=settings.broker_url, max_request_size=MAX_REQUEST_BYTES, linger_ms=5)
     await producer.start()
     try:
         loop = asyncio.get_running_loop()
@@ -173,8 +172,15 @@ def metric(port: int, name: str) -> float:
     return sum(s.value for f in text_string_to_metric_families(text) for s in f.samples if s.name == name)
 
 
-def summary(fault: str, faults: int, settings: Settings, stream: LabelledStream,
-            out: dict[str, list[ConsumerRecord]], learned: int, **extra: Any) -> dict[str, Any]:  # fmt: skip
+def summary(
+    fault: str,
+    faults: int,
+    settings: Settings,
+    stream: LabelledStream,
+    out: dict[str, list[ConsumerRecord]],
+    learned: int,
+    **extra: Any,
+) -> dict[str, Any]:
     """The one-line JSON summary of a fault run (printed for BENCHMARKS.md) and returned."""
     ids = prediction_ids(out["predictions"])
     result = {
@@ -198,9 +204,14 @@ def summary(fault: str, faults: int, settings: Settings, stream: LabelledStream,
 
 
 async def kill_at_random_moments(
-    worker: WorkerProcess, client: redis.Redis, settings: Settings, kills: int, duration: float, seed: int,
+    worker: WorkerProcess,
+    client: redis.Redis,
+    settings: Settings,
+    kills: int,
+    duration: float,
+    seed: int,
     published: Published,
-) -> list[tuple[int, int]]:  # fmt: skip
+) -> list[tuple[int, int]]:
     """Kill -9 and restart the worker ``kills`` times at seeded random moments of the publishing window
     (``duration`` seconds), each once the worker learned something since its last start (so every kill hits a
     working worker) plus a random delay; returns (labels learned, messages published) at each kill."""
@@ -224,8 +235,15 @@ async def kill_at_random_moments(
     return at_kill
 
 
-def run_kill_fault(settings: Settings, client: redis.Redis, log_dir: Path, n: int = 50_000, kills: int = 5,
-                   rate: float = 800.0, seed: int = 2024) -> dict[str, Any]:  # fmt: skip
+def run_kill_fault(
+    settings: Settings,
+    client: redis.Redis,
+    log_dir: Path,
+    n: int = 50_000,
+    kills: int = 5,
+    rate: float = 800.0,
+    seed: int = 2024,
+) -> dict[str, Any]:
     """The kill -9 scenario; returns (and prints) its summary. Asserts the worker kept making progress."""
     settings = settings.model_copy(update={"join_grace_seconds": 5, "snapshot_every_labels": 2000})
     stream = labelled_stream(n)
@@ -243,14 +261,26 @@ def run_kill_fault(settings: Settings, client: redis.Redis, log_dir: Path, n: in
             return at_kill
 
         at_kill = asyncio.run(drive())
-        out = asyncio.run(read_until(settings, ["predictions", "dead-letter"], drained(settings, client, stream),
-                                     timeout=DRAIN_TIMEOUT))  # fmt: skip
+        out = asyncio.run(
+            read_until(
+                settings, ["predictions", "dead-letter"], drained(settings, client, stream), timeout=DRAIN_TIMEOUT
+            )
+        )
         assert worker.alive(), f"worker died on its own:\n{worker.log()[-3000:]}"
     finally:
         worker.stop()
-    return summary("worker_kill_9", len(at_kill), settings, stream, out, learned_count(client, settings),
-                   learned_at_kills=[k for k, _ in at_kill], published_at_kills=[p for _, p in at_kill],
-                   messages=len(stream.events) + len(stream.labels), worker_starts=worker.starts)  # fmt: skip
+    return summary(
+        "worker_kill_9",
+        len(at_kill),
+        settings,
+        stream,
+        out,
+        learned_count(client, settings),
+        learned_at_kills=[k for k, _ in at_kill],
+        published_at_kills=[p for _, p in at_kill],
+        messages=len(stream.events) + len(stream.labels),
+        worker_starts=worker.starts,
+    )
 
 
 @pytest.mark.timeout(900)
@@ -298,9 +328,16 @@ OutageAt = Literal["mid_stream", "at_tail", "under_backlog"]
 OutageHow = Literal["stopped", "frozen", "stopped_and_worker_killed"]
 
 
-def run_redis_outage(settings: Settings, stack: EmbeddedStack, log_dir: Path, where: OutageAt = "mid_stream",
-                     how: OutageHow = "stopped", n: int = 16_000, outage_seconds: float = 10.0,
-                     rate: float = 800.0) -> dict[str, Any]:  # fmt: skip
+def run_redis_outage(
+    settings: Settings,
+    stack: EmbeddedStack,
+    log_dir: Path,
+    where: OutageAt = "mid_stream",
+    how: OutageHow = "stopped",
+    n: int = 16_000,
+    outage_seconds: float = 10.0,
+    rate: float = 800.0,
+) -> dict[str, Any]:
     """Stop Redis for ``outage_seconds`` once learning is under way (after the drift point), restart it, let the
     stream finish; returns (and prints) the summary with what happened during the outage.
 
@@ -317,10 +354,15 @@ def run_redis_outage(settings: Settings, stack: EmbeddedStack, log_dir: Path, wh
     at_tail = where == "at_tail"
     rate = 50 * rate if where == "under_backlog" else rate
     stop_at = 0.2 if where == "under_backlog" else 0.4
-    settings = settings.model_copy(update={
-        "broker_url": stack.broker_url, "redis_url": stack.redis_url, "join_grace_seconds": 5,
-        "snapshot_every_labels": 2000, "alert_cooldown_seconds": ALERT_COOLDOWN,
-    })  # fmt: skip
+    settings = settings.model_copy(
+        update={
+            "broker_url": stack.broker_url,
+            "redis_url": stack.redis_url,
+            "join_grace_seconds": 5,
+            "snapshot_every_labels": 2000,
+            "alert_cooldown_seconds": ALERT_COOLDOWN,
+        }
+    )
     stream = labelled_stream(n, drift_at=n // 4, bad_labels=True)
     messages = list(stream.messages())
     split = int(0.8 * len(messages)) if at_tail else len(messages)
@@ -342,8 +384,9 @@ def run_redis_outage(settings: Settings, stack: EmbeddedStack, log_dir: Path, wh
                 await asyncio.sleep(0.1)
             pid = worker.proc.pid  # type: ignore[union-attr]
             outage["learned_at_stop"] = learned_count(client, settings)
-            outage["version_at_stop"] = int(client.hget(f"{settings.redis_prefix}learner:{settings.model_name}",
-                                                        "base_version") or 0)  # fmt: skip
+            outage["version_at_stop"] = int(
+                client.hget(f"{settings.redis_prefix}learner:{settings.model_name}", "base_version") or 0
+            )
             client.connection_pool.disconnect()
             if how == "frozen":
                 os.kill(stack.redis.pid, signal.SIGSTOP)
@@ -370,8 +413,14 @@ def run_redis_outage(settings: Settings, stack: EmbeddedStack, log_dir: Path, wh
             await publishing
 
         asyncio.run(drive())
-        out = asyncio.run(read_until(settings, ["predictions", "dead-letter", "alerts"],
-                                     drained(settings, client, stream), timeout=DRAIN_TIMEOUT))  # fmt: skip
+        out = asyncio.run(
+            read_until(
+                settings,
+                ["predictions", "dead-letter", "alerts"],
+                drained(settings, client, stream),
+                timeout=DRAIN_TIMEOUT,
+            )
+        )
         outage["alive_at_end"] = worker.alive()
     finally:
         worker.stop()
@@ -383,19 +432,31 @@ def run_redis_outage(settings: Settings, stack: EmbeddedStack, log_dir: Path, wh
     outage_end = outage.get("killed_ms", outage["restarted_ms"])
     during = [p for p in predictions if outage["stopped_ms"] <= p["ts"] < outage_end]
     result = summary(
-        f"redis_{how}_{where}", 1, settings, stream, out,
+        f"redis_{how}_{where}",
+        1,
+        settings,
+        stream,
+        out,
         learned_count(client, settings),
-        outage_seconds=outage_seconds, predicted_during_outage=len({p["event_id"] for p in during}),
+        outage_seconds=outage_seconds,
+        predicted_during_outage=len({p["event_id"] for p in during}),
         versions_during_outage=sorted({p["model_version"] for p in during}),
-        learned_at_stop=outage["learned_at_stop"], learned_at_restart=outage["learned_at_restart"],
-        alerts=sum(alert_keys(out["alerts"]).values()), alert_keys=len(alert_keys(out["alerts"])),
+        learned_at_stop=outage["learned_at_stop"],
+        learned_at_restart=outage["learned_at_restart"],
+        alerts=sum(alert_keys(out["alerts"]).values()),
+        alert_keys=len(alert_keys(out["alerts"])),
         worker_starts=worker.starts,
-    )  # fmt: skip
+    )
     client.close()
     letters = Counter(c for classes in label_letters(out["dead-letter"], settings).values() for c in classes)
-    return {**result, **outage, "letters": letters, "expected_letters": stream.expected_letters,
-            "repeated_alerts": {k: c for k, c in alert_keys(out["alerts"]).items() if c > 1},
-            "log": worker.log()}  # fmt: skip
+    return {
+        **result,
+        **outage,
+        "letters": letters,
+        "expected_letters": stream.expected_letters,
+        "repeated_alerts": {k: c for k, c in alert_keys(out["alerts"]).items() if c > 1},
+        "log": worker.log(),
+    }
 
 
 @pytest.mark.timeout(600)
@@ -442,13 +503,18 @@ def scoring_monitor(client: redis.Redis, settings: Settings) -> Monitor | None:
     return Monitor.restore(blob, settings.hmac_key()) if blob else None
 
 
-def run_empty_state_restart(settings: Settings, client: redis.Redis, log_dir: Path, n: int = 12_000,
-                            rate: float = 3000.0) -> dict[str, Any]:  # fmt: skip
+def run_empty_state_restart(
+    settings: Settings, client: redis.Redis, log_dir: Path, n: int = 12_000, rate: float = 3000.0
+) -> dict[str, Any]:
     """Stream the first 60 % (drift included), wait for a monitor checkpoint covering it, kill -9 the worker,
     start a new process and stream the rest; returns what the restarted process resumed from and did."""
-    settings = settings.model_copy(update={
-        "join_grace_seconds": 5, "snapshot_every_labels": 2000, "alert_cooldown_seconds": ALERT_COOLDOWN,
-    })  # fmt: skip
+    settings = settings.model_copy(
+        update={
+            "join_grace_seconds": 5,
+            "snapshot_every_labels": 2000,
+            "alert_cooldown_seconds": ALERT_COOLDOWN,
+        }
+    )
     stream = labelled_stream(n, drift_at=n // 4)
     messages = list(stream.messages())
     first = messages[: int(0.6 * len(messages))]
@@ -460,10 +526,18 @@ def run_empty_state_restart(settings: Settings, client: redis.Redis, log_dir: Pa
     state: dict[str, Any] = {}
     try:
         asyncio.run(publish_paced(settings, first, rate))
-        before = asyncio.run(read_until(settings, ["predictions", "alerts"], lambda seen: (
-            {e.encode() for e in prediction_ids(seen["predictions"])} >= first_events  # type: ignore[operator]
-            and learned_count(client, settings) >= first_labels and bool(seen["alerts"])
-        ), timeout=DRAIN_TIMEOUT))  # fmt: skip
+        before = asyncio.run(
+            read_until(
+                settings,
+                ["predictions", "alerts"],
+                lambda seen: (
+                    {e.encode() for e in prediction_ids(seen["predictions"])} >= first_events  # type: ignore[operator]
+                    and learned_count(client, settings) >= first_labels
+                    and bool(seen["alerts"])
+                ),
+                timeout=DRAIN_TIMEOUT,
+            )
+        )
         deadline = time.monotonic() + PROGRESS_TIMEOUT  # the scoring monitor is checkpointed every 10 s
         while (monitor := scoring_monitor(client, settings)) is None or monitor.events < len(first_events):
             assert time.monotonic() < deadline, "no scoring monitor checkpoint covering the first part"
@@ -471,26 +545,45 @@ def run_empty_state_restart(settings: Settings, client: redis.Redis, log_dir: Pa
         worker.kill()  # kill -9: nothing local survives, the new process starts from Redis and Kafka only
         monitor = scoring_monitor(client, settings)
         assert monitor is not None
-        state.update(learned_at_kill=learned_count(client, settings), monitor_events_at_kill=monitor.events,
-                     alerts_before=alert_keys(before["alerts"]))  # fmt: skip
+        state.update(
+            learned_at_kill=learned_count(client, settings),
+            monitor_events_at_kill=monitor.events,
+            alerts_before=alert_keys(before["alerts"]),
+        )
         worker.start()
         wait_for_port(port, timeout=60, proc=worker.proc)
         asyncio.run(publish_paced(settings, messages[len(first) :], rate))
-        out = asyncio.run(read_until(settings, ["predictions", "dead-letter", "alerts"],
-                                     drained(settings, client, stream), timeout=DRAIN_TIMEOUT))  # fmt: skip
-        state.update(scored_after=metric(port, "driftline_events_scored_total"),
-                     learned_after=metric(port, "driftline_labels_learned_total"))  # fmt: skip
+        out = asyncio.run(
+            read_until(
+                settings,
+                ["predictions", "dead-letter", "alerts"],
+                drained(settings, client, stream),
+                timeout=DRAIN_TIMEOUT,
+            )
+        )
+        state.update(
+            scored_after=metric(port, "driftline_events_scored_total"),
+            learned_after=metric(port, "driftline_labels_learned_total"),
+        )
     finally:
         worker.stop()  # graceful: the scoring monitor is checkpointed on stop
     final = scoring_monitor(client, settings)
     after = alert_keys(out["alerts"]) - state["alerts_before"]
     result = summary(
-        "worker_restart_empty_local_state", 1, settings, stream, out, learned_count(client, settings),
-        learned_at_kill=state["learned_at_kill"], learned_by_new_process=int(state["learned_after"]),
-        monitor_events_at_kill=state["monitor_events_at_kill"], scored_by_new_process=int(state["scored_after"]),
+        "worker_restart_empty_local_state",
+        1,
+        settings,
+        stream,
+        out,
+        learned_count(client, settings),
+        learned_at_kill=state["learned_at_kill"],
+        learned_by_new_process=int(state["learned_after"]),
+        monitor_events_at_kill=state["monitor_events_at_kill"],
+        scored_by_new_process=int(state["scored_after"]),
         monitor_events_final=final.events if final is not None else None,
-        alerts_before=sum(state["alerts_before"].values()), alerts_after=sum(after.values()),
-    )  # fmt: skip
+        alerts_before=sum(state["alerts_before"].values()),
+        alerts_after=sum(after.values()),
+    )
     return {**result, "repeated_after_restart": {k: c for k, c in after.items() if k in state["alerts_before"]}}
 
 

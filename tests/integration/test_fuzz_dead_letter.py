@@ -8,7 +8,7 @@ import random
 
 import pytest
 
-from streams.records import DLQ_ERROR_CLASS, DLQ_ERROR_MESSAGE, DLQ_STAGE
+from driftline.contract.records import DLQ_ERROR_CLASS, DLQ_ERROR_MESSAGE, DLQ_STAGE
 from tests.integration.harness import WorkerProcess, publish, read_until
 from tests.strategies import draw_many, malformed_events, valid_events
 
@@ -28,17 +28,22 @@ def test_every_malformed_message_is_dead_lettered_with_a_reason_and_every_valid_
     worker = WorkerProcess(settings, tmp_path).start()
     try:
         asyncio.run(publish(settings, "events", messages))
-        out = asyncio.run(read_until(
-            settings, ["predictions", "dead-letter"],
-            lambda seen: len(seen["predictions"]) >= len(valid) and len(seen["dead-letter"]) >= len(malformed),
-            timeout=180))
+        out = asyncio.run(
+            read_until(
+                settings,
+                ["predictions", "dead-letter"],
+                lambda seen: len(seen["predictions"]) >= len(valid) and len(seen["dead-letter"]) >= len(malformed),
+                timeout=180,
+            )
+        )
         assert worker.alive(), "the worker must survive every malformed message"
     finally:
         worker.stop()
     scored = {json.loads(r.value)["event_id"] for r in out["predictions"]}
     assert scored == {f"valid-{i}" for i in range(len(valid))}, "100% of valid events scored"
-    assert sorted(r.value or b"" for r in out["dead-letter"]) == sorted(m or b"" for m in malformed), \
+    assert sorted(r.value or b"" for r in out["dead-letter"]) == sorted(m or b"" for m in malformed), (
         "100% of malformed messages dead-lettered with their original bytes"
+    )
     for record in out["dead-letter"]:
         headers = dict(record.headers)
         assert headers[DLQ_STAGE] in (b"deserialize", b"validate")

@@ -12,8 +12,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from models.bootstrap import bootstrap_model
-from models.registry import ModelRegistry
+from driftline.models.bootstrap import bootstrap_model
+from driftline.models.registry import ModelRegistry
 from tests.integration.harness import WorkerProcess, event, publish, read_until
 
 pytestmark = pytest.mark.integration
@@ -50,8 +50,11 @@ def versions_seen(settings, start: int, n: int) -> dict[str, int]:
         return wanted <= {json.loads(r.value)["event_id"] for r in seen["predictions"]}
 
     out = asyncio.run(read_until(settings, ["predictions"], done))
-    return {p["event_id"]: p["model_version"] for p in map(lambda r: json.loads(r.value), out["predictions"])
-            if p["event_id"] in wanted}
+    return {
+        p["event_id"]: p["model_version"]
+        for p in map(lambda r: json.loads(r.value), out["predictions"])
+        if p["event_id"] in wanted
+    }
 
 
 def test_new_version_is_hot_reloaded_and_a_tampered_one_is_refused_alerted_and_rolled_back(

@@ -14,8 +14,9 @@ from prometheus_client import REGISTRY
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
-from driftline.runtime import EmbeddedServer, start_redis
-from streams.join_store import JoinRecord, JoinStore
+from driftline.embedded.stack import EmbeddedServer, start_redis
+from driftline.streams.join_store import JoinStore
+from driftline.streams.learning_stage import JoinRecord
 
 
 @pytest.fixture

@@ -18,15 +18,21 @@ import pytest
 import redis
 from aiokafka import AIOKafkaProducer, ConsumerRecord
 
-from driftline.demo import interleave
-from driftline.runtime import free_port
-from driftline.settings import Settings
-from models.bootstrap import bootstrap_model, synthetic_stream
-from models.learner import OnlineLearner, coerce_label
-from streams.producer import message_key
-from streams.publisher import MAX_REQUEST_BYTES
-from streams.records import DLQ_ERROR_CLASS, DLQ_SOURCE_OFFSET, DLQ_SOURCE_PARTITION, RecordError, parse_label
-from streams.topics import ensure_topics
+from driftline.contract.records import (
+    DLQ_ERROR_CLASS,
+    DLQ_SOURCE_OFFSET,
+    DLQ_SOURCE_PARTITION,
+    RecordError,
+    parse_label,
+)
+from driftline.contract.settings import Settings
+from driftline.embedded.demo import interleave
+from driftline.embedded.stack import free_port
+from driftline.models.bootstrap import bootstrap_model, synthetic_stream
+from driftline.models.learner import OnlineLearner, coerce_label
+from driftline.streams.producer import message_key
+from driftline.streams.publisher import MAX_REQUEST_BYTES
+from driftline.streams.topics import ensure_topics
 from tests.integration.harness import WorkerProcess, prediction_ids, read_until
 
 pytestmark = pytest.mark.integration

@@ -13,13 +13,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from models.champion import OfflineChallenger, as_challenger, label_loss
-from models.learner import OnlineLearner
-from models.registry import ModelRegistry
-from offline.export import CHOSEN_MODEL, OnlineArtifact
-from offline.framing import TrainingPlan, draft_card
-from offline.register import register_challenger_dir
-from offline.train import train_frame
+from driftline.models.champion import OfflineChallenger, as_challenger, label_loss
+from driftline.models.learner import OnlineLearner
+from driftline.models.registry import ModelRegistry
+from driftline.offline.export import CHOSEN_MODEL, OnlineArtifact
+from driftline.offline.framing import TrainingPlan, draft_card
+from driftline.offline.register import register_challenger_dir
+from driftline.offline.train import train_frame
 from tests.integration.harness import WorkerProcess, publish, read_until
 
 pytestmark = pytest.mark.integration
@@ -81,11 +81,19 @@ def test_an_offline_model_promoted_from_challenger_serves_every_event_and_its_la
     registry.promote(settings.model_name, version.version)
     registry.set_challenger(settings.model_name, None)
     rows = fraud_frame(1200, seed=1).to_dict("records")
-    events = [(None, json.dumps({"event_id": f"e{i}", "ts": 1_700_000_000_000 + i,
-                                 "features": {k: r[k] for k in ("a", "b", "kind")}}).encode())
-              for i, r in enumerate(rows)]  # fmt: skip
-    labels = [(None, json.dumps({"event_id": f"e{i}", "label": r["outcome"], "ts": 1_700_000_000_000 + i}).encode())
-              for i, r in enumerate(rows)]  # fmt: skip
+    events = [
+        (
+            None,
+            json.dumps(
+                {"event_id": f"e{i}", "ts": 1_700_000_000_000 + i, "features": {k: r[k] for k in ("a", "b", "kind")}}
+            ).encode(),
+        )
+        for i, r in enumerate(rows)
+    ]
+    labels = [
+        (None, json.dumps({"event_id": f"e{i}", "label": r["outcome"], "ts": 1_700_000_000_000 + i}).encode())
+        for i, r in enumerate(rows)
+    ]
     checkpoint = f"{settings.redis_prefix}learner:{settings.model_name}"
 
     def learned() -> int:
@@ -105,13 +113,20 @@ def test_an_offline_model_promoted_from_challenger_serves_every_event_and_its_la
             worker.stop()
         stored = OnlineLearner.restore(redis_client.hget(checkpoint, "checkpoint"), hmac_key=settings.hmac_key())
         assert stored.model is None, "the unchanging model is left out of the checkpoint (the registry has it)"
-    out = asyncio.run(read_until(settings, ["predictions", "dead-letter"],
-                                 lambda seen: len(seen["predictions"]) >= len(rows), timeout=10))  # fmt: skip
+    out = asyncio.run(
+        read_until(
+            settings, ["predictions", "dead-letter"], lambda seen: len(seen["predictions"]) >= len(rows), timeout=10
+        )
+    )
     predictions = [json.loads(r.value) for r in out["predictions"]]
     assert len({p["event_id"] for p in predictions}) == len(rows) and out["dead-letter"] == []
     assert {p["model_version"] for p in predictions} == {version.version}
-    accuracy = np.mean([p["prediction"] == (r["outcome"] == "fraud") for p, r in
-                        zip(sorted(predictions, key=lambda p: int(p["event_id"][1:])), rows, strict=True)])  # fmt: skip
+    accuracy = np.mean(
+        [
+            p["prediction"] == (r["outcome"] == "fraud")
+            for p, r in zip(sorted(predictions, key=lambda p: int(p["event_id"][1:])), rows, strict=True)
+        ]
+    )
     assert accuracy > 0.9, "the offline model's own predictions were served"
     assert int(redis_client.hget(checkpoint, "learned")) == len(rows), "every label joined once"
     assert registry.current_version(settings.model_name) == version.version

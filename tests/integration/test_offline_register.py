@@ -11,10 +11,10 @@ from click.testing import CliRunner
 from sklearn.datasets import load_breast_cancer
 
 from driftline.cli import main
-from models.registry import ModelRegistry
-from monitoring.reference import ReferenceProfile
-from offline.framing import SplitPlan, TrainingPlan, draft_card
-from offline.train import train_frame
+from driftline.models.reference import ReferenceProfile
+from driftline.models.registry import ModelRegistry
+from driftline.offline.framing import SplitPlan, TrainingPlan, draft_card
+from driftline.offline.train import train_frame
 from tests.conftest import TEST_HMAC_KEY
 
 pytestmark = pytest.mark.integration
@@ -23,16 +23,21 @@ pytestmark = pytest.mark.integration
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     df = load_breast_cancer(as_frame=True).frame
-    card = dataclasses.replace(draft_card(df, "target"), split=SplitPlan(folds=3),
-                               training=TrainingPlan(candidates=("linear",), bootstrap=100))
+    card = dataclasses.replace(
+        draft_card(df, "target"), split=SplitPlan(folds=3), training=TrainingPlan(candidates=("linear",), bootstrap=100)
+    )
     out = tmp_path_factory.mktemp("register") / "run"
     train_frame(df, card, out)
     return out
 
 
 def register(stack, *args: str):
-    env = {"DRIFTLINE_REDIS_URL": stack.redis_url, "DRIFTLINE_MODEL_HMAC_KEY": TEST_HMAC_KEY,
-           "DRIFTLINE_BROKER_URL": None, "DRIFTLINE_TOPIC_PREFIX": None}
+    env = {
+        "DRIFTLINE_REDIS_URL": stack.redis_url,
+        "DRIFTLINE_MODEL_HMAC_KEY": TEST_HMAC_KEY,
+        "DRIFTLINE_BROKER_URL": None,
+        "DRIFTLINE_TOPIC_PREFIX": None,
+    }
     return CliRunner().invoke(main, ["offline", "register", *args], env=env)
 
 
@@ -59,8 +64,9 @@ def test_register_stores_the_river_model_and_reference_as_the_current_version(st
     assert stored == ReferenceProfile.from_json((trained / "reference_profile.json").read_text())
 
 
-def test_register_refuses_a_directory_whose_model_changed_after_training(stack, redis_client, trained,
-                                                                          tmp_path) -> None:
+def test_register_refuses_a_directory_whose_model_changed_after_training(
+    stack, redis_client, trained, tmp_path
+) -> None:
     """A river_model.pkl that no longer matches the manifest: one-line error, exit 1, nothing registered."""
     copy = tmp_path / "run"
     copy.mkdir()

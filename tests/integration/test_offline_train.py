@@ -16,12 +16,20 @@ from river import datasets
 from sklearn.datasets import load_breast_cancer, load_diabetes, load_wine
 
 from driftline.cli import main
-from offline.export import sha256_file, verify_manifest
-from offline.framing import SplitPlan, TrainingPlan, draft_card, load_card
-from offline.train import train_frame
+from driftline.offline.export import sha256_file, verify_manifest
+from driftline.offline.framing import SplitPlan, TrainingPlan, draft_card, load_card
+from driftline.offline.train import train_frame
 
-OUTPUTS = {"metrics.json", "model.joblib", "baseline.joblib", "river_model.pkl", "online_model.json",
-           "reference_profile.json", "report.html", "manifest.json"}
+OUTPUTS = {
+    "metrics.json",
+    "model.joblib",
+    "baseline.joblib",
+    "river_model.pkl",
+    "online_model.json",
+    "reference_profile.json",
+    "report.html",
+    "manifest.json",
+}
 FAST = TrainingPlan(bootstrap=300)
 
 
@@ -51,13 +59,36 @@ def test_binary_breast_cancer_through_the_cli_goes_with_a_confident_interval(tmp
     threshold, ROC/PR and confusion plots in a self-contained report."""
     load_breast_cancer(as_frame=True).frame.to_csv(tmp_path / "cancer.csv", index=False)
     runner = CliRunner()
-    framed = runner.invoke(main, ["offline", "frame", "--data", str(tmp_path / "cancer.csv"), "--target", "target",
-                                  "--out", str(tmp_path / "card.toml")])
+    framed = runner.invoke(
+        main,
+        [
+            "offline",
+            "frame",
+            "--data",
+            str(tmp_path / "cancer.csv"),
+            "--target",
+            "target",
+            "--out",
+            str(tmp_path / "card.toml"),
+        ],
+    )
     assert framed.exit_code == 0, framed.output
     text = (tmp_path / "card.toml").read_text().replace("false_negative = 1.0", "false_negative = 5.0")
     (tmp_path / "card.toml").write_text(text.replace("bootstrap = 1000", "bootstrap = 300"))
-    result = runner.invoke(main, ["offline", "train", "--data", str(tmp_path / "cancer.csv"), "--framing",
-                                  str(tmp_path / "card.toml"), "--out", str(tmp_path / "run"), "--json"])
+    result = runner.invoke(
+        main,
+        [
+            "offline",
+            "train",
+            "--data",
+            str(tmp_path / "cancer.csv"),
+            "--framing",
+            str(tmp_path / "card.toml"),
+            "--out",
+            str(tmp_path / "run"),
+            "--json",
+        ],
+    )
     assert result.exit_code == 0, result.output
     metrics = json.loads(result.stdout)
     assert metrics == json.loads((tmp_path / "run" / "metrics.json").read_text())
@@ -120,15 +151,16 @@ def test_phishing_with_a_time_column_splits_by_time_and_an_impossible_card_says_
 
 def test_a_failure_while_writing_outputs_leaves_no_directory(tmp_path, monkeypatch) -> None:
     """If the report cannot be rendered after training, neither DIR nor a temporary directory remains."""
-    import offline.train
+    import driftline.offline.train
 
     def broken(*args, **kwargs):
         raise RuntimeError("matplotlib exploded")
 
-    monkeypatch.setattr(offline.train, "render_report", broken)
+    monkeypatch.setattr(driftline.offline.train, "render_report", broken)
     df = load_diabetes(as_frame=True).frame
-    card = dataclasses.replace(draft_card(df, "target"), training=TrainingPlan(candidates=("linear",), bootstrap=50),
-                               split=SplitPlan(folds=2))
+    card = dataclasses.replace(
+        draft_card(df, "target"), training=TrainingPlan(candidates=("linear",), bootstrap=50), split=SplitPlan(folds=2)
+    )
     with pytest.raises(RuntimeError, match="matplotlib exploded"):
         train_frame(df, card, tmp_path / "run")
     assert list(tmp_path.iterdir()) == []
@@ -138,8 +170,19 @@ def test_card_written_by_frame_is_what_train_reads(tmp_path) -> None:
     """The card file round-trips through the CLI without edits."""
     df = load_wine(as_frame=True).frame
     df.to_csv(tmp_path / "wine.csv", index=False)
-    result = CliRunner().invoke(main, ["offline", "frame", "--data", str(tmp_path / "wine.csv"), "--target",
-                                       "target", "--out", str(tmp_path / "card.toml")])
+    result = CliRunner().invoke(
+        main,
+        [
+            "offline",
+            "frame",
+            "--data",
+            str(tmp_path / "wine.csv"),
+            "--target",
+            "target",
+            "--out",
+            str(tmp_path / "card.toml"),
+        ],
+    )
     assert result.exit_code == 0
     assert load_card(tmp_path / "card.toml") == draft_card(pd.read_csv(tmp_path / "wine.csv"), "target")
 
@@ -147,8 +190,12 @@ def test_card_written_by_frame_is_what_train_reads(tmp_path) -> None:
 def test_when_the_card_baseline_is_the_chosen_model_the_verdict_is_no_go(tmp_path) -> None:
     """Baseline 'linear' and nothing better than linear: zero improvement, NO-GO saying so."""
     df = load_diabetes(as_frame=True).frame
-    card = dataclasses.replace(draft_card(df, "target"), baseline="linear", split=SplitPlan(folds=2),
-                               training=TrainingPlan(candidates=("linear",), bootstrap=50))
+    card = dataclasses.replace(
+        draft_card(df, "target"),
+        baseline="linear",
+        split=SplitPlan(folds=2),
+        training=TrainingPlan(candidates=("linear",), bootstrap=50),
+    )
     metrics = train_frame(df, card, tmp_path / "run").metrics
     assert metrics["chosen"]["name"] == metrics["baseline"]["name"] == "linear"
     assert metrics["improvement"] == {"value": 0.0, "ci_low": 0.0, "ci_high": 0.0}

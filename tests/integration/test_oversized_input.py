@@ -9,11 +9,11 @@ import json
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from streams.deadletter import MAX_DEAD_LETTER_VALUE_BYTES
-from streams.dlq import DeadLetterInfo, ReplayPolicy, describe, format_line, header
-from streams.publisher import MAX_REQUEST_BYTES
-from streams.records import DLQ_VALUE_TRUNCATED
-from streams.topics import ensure_topics
+from driftline.contract.records import DLQ_VALUE_TRUNCATED
+from driftline.streams.deadletter import MAX_DEAD_LETTER_VALUE_BYTES
+from driftline.streams.dlq import DeadLetterInfo, ReplayPolicy, describe, format_line, header
+from driftline.streams.publisher import MAX_REQUEST_BYTES
+from driftline.streams.topics import ensure_topics
 from tests.integration.harness import WorkerProcess, event, read_until
 
 pytestmark = pytest.mark.integration
@@ -40,9 +40,14 @@ def test_messages_too_large_to_dead_letter_whole_are_dead_lettered_truncated_and
     worker = WorkerProcess(settings, tmp_path).start()
     try:
         asyncio.run(publish())
-        out = asyncio.run(read_until(settings, ["predictions", "dead-letter"],
-                                     lambda seen: len(seen["predictions"]) >= 20 and len(seen["dead-letter"]) >= 2,
-                                     timeout=90))  # fmt: skip
+        out = asyncio.run(
+            read_until(
+                settings,
+                ["predictions", "dead-letter"],
+                lambda seen: len(seen["predictions"]) >= 20 and len(seen["dead-letter"]) >= 2,
+                timeout=90,
+            )
+        )
         alive = worker.alive()
     finally:
         worker.stop()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bench import parity
+from driftline.bench import parity
 
 pytestmark = pytest.mark.integration
 

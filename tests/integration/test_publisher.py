@@ -9,8 +9,8 @@ import pytest
 from aiokafka import AIOKafkaProducer
 from aiokafka.partitioner import murmur2
 
-from streams.publisher import Publisher
-from streams.topics import ensure_topics
+from driftline.streams.publisher import Publisher
+from driftline.streams.topics import ensure_topics
 from tests.integration.harness import read_until
 
 pytestmark = pytest.mark.integration

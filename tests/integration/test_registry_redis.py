@@ -8,10 +8,12 @@ from pathlib import Path
 import pytest
 import redis
 
-from models.features import FeatureSchema
-from models.registry import IntegrityError, ModelRegistry, UnknownModelError, sha256_hex, sign_blob
-from models.specs import build_model
-from monitoring.reference import ReferenceProfile
+from driftline.contract.signing import IntegrityError, sha256_hex, sign_blob
+from driftline.models.features import FeatureSchema
+from driftline.models.reference import ReferenceProfile
+from driftline.models.registry import ModelRegistry
+from driftline.models.specs import build_model
+from driftline.models.version import UnknownModelError
 
 pytestmark = pytest.mark.integration
 

@@ -11,10 +11,9 @@ import pytest
 from click.testing import CliRunner
 
 from driftline.cli import main
-from models.bootstrap import synthetic_stream
-from models.registry import ModelRegistry
-from streams.learning import labelled_key
-from streams.watch import retrain_key
+from driftline.contract import keys
+from driftline.models.bootstrap import synthetic_stream
+from driftline.models.registry import ModelRegistry
 from tests.integration.harness import WorkerProcess, publish, settings_env
 
 pytestmark = pytest.mark.integration
@@ -39,11 +38,11 @@ def test_concept_drift_requests_a_retrain_that_the_cli_serves_with_a_candidate_v
     finally:
         worker.stop()
     assert int(redis_client.hget(learned_key, "learned")) == len(pairs)
-    assert redis_client.xlen(labelled_key(settings.redis_prefix, settings.model_name)) == len(pairs), (
+    assert redis_client.xlen(keys.labelled(settings.redis_prefix, settings.model_name)) == len(pairs), (
         "every learned label is kept once for retraining"
     )
     requests = [
-        json.loads(r) for r in redis_client.lrange(retrain_key(settings.redis_prefix, settings.model_name), 0, -1)
+        json.loads(r) for r in redis_client.lrange(keys.retrain(settings.redis_prefix, settings.model_name), 0, -1)
     ]
     assert requests and requests[0]["kind"] == "concept_drift", "the concept-drift alert requested a retrain"
 

@@ -20,10 +20,10 @@ import pytest
 from aiokafka import AIOKafkaProducer, ConsumerRecord
 from prometheus_client.parser import text_string_to_metric_families
 
-from driftline.runtime import free_port, wait_for_port
-from driftline.settings import Settings
-from streams.publisher import MAX_REQUEST_BYTES
-from streams.topics import ensure_topics
+from driftline.contract.settings import Settings
+from driftline.embedded.stack import free_port, wait_for_port
+from driftline.streams.publisher import MAX_REQUEST_BYTES
+from driftline.streams.topics import ensure_topics
 from tests.integration.harness import WorkerProcess, event, prediction_ids, read_until
 
 pytestmark = pytest.mark.integration
@@ -118,8 +118,13 @@ def first_occurrences_out_of_order(predictions: list[ConsumerRecord]) -> dict[by
 
 def report(scenario: str, n: int, predictions: list[ConsumerRecord], **extra: Any) -> dict[str, Any]:
     ids = prediction_ids(predictions)
-    result = {"fault": scenario, "events": n, "lost": n - len(set(ids)), "duplicated": len(ids) - len(set(ids)),
-              **extra}  # fmt: skip
+    result = {
+        "fault": scenario,
+        "events": n,
+        "lost": n - len(set(ids)),
+        "duplicated": len(ids) - len(set(ids)),
+        **extra,
+    }
     print(json.dumps(result), flush=True)
     return result
 

@@ -17,7 +17,7 @@ from sklearn.linear_model import LinearRegression, LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
-from models.champion import (
+from driftline.models.champion import (
     EPS,
     Challenger,
     PairedComparison,
@@ -27,9 +27,9 @@ from models.champion import (
     as_challenger,
     label_loss,
 )
-from models.features import FeatureSchema
-from models.scoring import Scored, score_batch
-from models.specs import build_model
+from driftline.models.features import FeatureSchema
+from driftline.models.scoring import Scored, score_batch
+from driftline.models.specs import build_model
 
 SCHEMA = FeatureSchema({"x": "numeric", "c": "categorical"})
 
@@ -161,8 +161,11 @@ def sklearn_pipeline(head: Any) -> Any:
     features = ColumnTransformer(
         [
             ("num", make_pipeline(SimpleImputer(), StandardScaler()), ["x"]),
-            ("cat", make_pipeline(SimpleImputer(strategy="most_frequent"), OneHotEncoder(handle_unknown="ignore")),
-             ["c"]),
+            (
+                "cat",
+                make_pipeline(SimpleImputer(strategy="most_frequent"), OneHotEncoder(handle_unknown="ignore")),
+                ["c"],
+            ),
         ]
     )
     return make_pipeline(features, head)

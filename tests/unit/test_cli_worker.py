@@ -8,8 +8,12 @@ from driftline.cli import main
 
 
 def test_worker_with_unreachable_redis_prints_one_line_error_and_exits_non_zero():
-    env = {"DRIFTLINE_BROKER_URL": "127.0.0.1:1", "DRIFTLINE_REDIS_URL": "redis://127.0.0.1:1/0",
-           "DRIFTLINE_MODEL_HMAC_KEY": "k", "DRIFTLINE_METRICS_PORT": "0"}
+    env = {
+        "DRIFTLINE_BROKER_URL": "127.0.0.1:1",
+        "DRIFTLINE_REDIS_URL": "redis://127.0.0.1:1/0",
+        "DRIFTLINE_MODEL_HMAC_KEY": "k",
+        "DRIFTLINE_METRICS_PORT": "0",
+    }
     result = CliRunner().invoke(main, ["worker"], env=env)
     assert result.exit_code == 1
     lines = result.output.strip().splitlines()
@@ -17,6 +21,7 @@ def test_worker_with_unreachable_redis_prints_one_line_error_and_exits_non_zero(
 
 
 def test_worker_with_only_one_of_broker_and_redis_refuses_to_start():
-    result = CliRunner().invoke(main, ["worker"], env={"DRIFTLINE_BROKER_URL": "127.0.0.1:1",
-                                                        "DRIFTLINE_MODEL_HMAC_KEY": "k"})
+    result = CliRunner().invoke(
+        main, ["worker"], env={"DRIFTLINE_BROKER_URL": "127.0.0.1:1", "DRIFTLINE_MODEL_HMAC_KEY": "k"}
+    )
     assert result.exit_code == 1 and "set both DRIFTLINE_BROKER_URL and DRIFTLINE_REDIS_URL" in result.output

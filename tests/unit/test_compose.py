@@ -16,9 +16,9 @@ import pytest
 import redis
 import yaml
 
-from driftline.connections import redis_client
-from driftline.runtime import free_port, stop_process, wait_for_port
-from driftline.settings import Settings
+from driftline.contract.settings import Settings
+from driftline.embedded.stack import free_port, stop_process, wait_for_port
+from driftline.streams.connections import redis_client
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "docker-compose.yml"
@@ -66,8 +66,9 @@ def test_every_long_running_service_has_a_healthcheck_with_a_command() -> None:
         assert check and not check.get("disable"), f"{name} has no healthcheck"
         test = check["test"]
         assert test[0] in ("CMD", "CMD-SHELL") and len(test) > 1 and test[1].strip(), f"{name}: {test}"
-        assert _services()[name].get("restart") in (("unless-stopped", "always") if name in LONG_RUNNING
-                                                    else ("no", "on-failure"))
+        assert _services()[name].get("restart") in (
+            ("unless-stopped", "always") if name in LONG_RUNNING else ("no", "on-failure")
+        )
 
 
 def test_kafka_runs_the_official_image_in_kraft_mode_with_a_broker_api_healthcheck() -> None:
@@ -118,16 +119,20 @@ def test_redis_acl_script_from_compose_admits_only_the_acl_user_with_its_passwor
     script = _compose_shell(service["command"][2])
     script = script.replace("/tmp/users.acl", str(tmp_path / "users.acl")).replace("--dir /data", f"--dir {tmp_path}")
     script = script.rstrip() + f" --port {port} --bind 127.0.0.1\n"
-    env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "REDIS_USERNAME": "driftline", "REDIS_PASSWORD": "s3cret-pass",
-           "REDISCLI_AUTH": "s3cret-pass"}
+    env = {
+        "PATH": f"{bin_dir}:/usr/bin:/bin",
+        "REDIS_USERNAME": "driftline",
+        "REDIS_PASSWORD": "s3cret-pass",
+        "REDISCLI_AUTH": "s3cret-pass",
+    }
     log = (tmp_path / "redis.log").open("wb")
-    proc = subprocess.Popen([*service["command"][:2], script], env=env, stdout=log, stderr=subprocess.STDOUT,
-                            start_new_session=True)
+    proc = subprocess.Popen(
+        [*service["command"][:2], script], env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+    )
     try:
         wait_for_port(port, proc=proc)
         url = f"redis://127.0.0.1:{port}/0"
-        settings = Settings(redis_url=url, redis_username="driftline", redis_password="s3cret-pass",
-                            model_hmac_key="k")
+        settings = Settings(redis_url=url, redis_username="driftline", redis_password="s3cret-pass", model_hmac_key="k")
         client = redis_client(settings, url)
         assert client.set("driftline:k", b"v") and client.get("driftline:k") == b"v"
         with pytest.raises(redis.exceptions.NoPermissionError):
@@ -194,8 +199,12 @@ def test_named_volumes_are_declared_and_keep_the_state_of_every_stateful_service
         name: {str(v).split(":")[0] for v in service.get("volumes", [])}
         for name, service in compose["services"].items()
     }
-    for service, volume in [("kafka", "kafka-data"), ("redis", "redis-data"), ("prometheus", "prometheus-data"),
-                            ("grafana", "grafana-data")]:
+    for service, volume in [
+        ("kafka", "kafka-data"),
+        ("redis", "redis-data"),
+        ("prometheus", "prometheus-data"),
+        ("grafana", "grafana-data"),
+    ]:
         assert volume in declared and volume in mounts[service], service
     for service in mounts.values():
         for source in service:
@@ -216,6 +225,7 @@ def test_every_driftline_variable_in_the_compose_file_is_a_real_setting() -> Non
 def test_worker_settings_in_the_compose_file_validate_with_the_secrets_filled_in() -> None:
     """The worker's environment, with ${VAR:-default} resolved and secrets filled in, builds a Settings that
     points at the compose broker and Redis, binds /metrics on every container interface, and uses ACL auth."""
+
     def resolve(value: str) -> str:
         return VARIABLE.sub(lambda m: "secret" if m.group(1) in REQUIRED_SECRETS else _default(m.group(0)), value)
 
@@ -313,10 +323,22 @@ def test_compose_config_validates_the_file_with_secrets_set_and_fails_without_th
     assert COMPOSE_CLI is not None
     secrets = {name: "x" for name in REQUIRED_SECRETS}
     base = {"PATH": "/usr/bin:/bin:/usr/local/bin", "HOME": str(tmp_path)}
-    ok = subprocess.run([*COMPOSE_CLI, "-f", str(COMPOSE), "config", "--quiet"], capture_output=True, text=True,
-                        env={**base, **secrets}, cwd=tmp_path, timeout=120)
+    ok = subprocess.run(
+        [*COMPOSE_CLI, "-f", str(COMPOSE), "config", "--quiet"],
+        capture_output=True,
+        text=True,
+        env={**base, **secrets},
+        cwd=tmp_path,
+        timeout=120,
+    )
     assert ok.returncode == 0, ok.stderr
     del secrets["REDIS_PASSWORD"]
-    missing = subprocess.run([*COMPOSE_CLI, "-f", str(COMPOSE), "config", "--quiet"], capture_output=True,
-                             text=True, env={**base, **secrets}, cwd=tmp_path, timeout=120)
+    missing = subprocess.run(
+        [*COMPOSE_CLI, "-f", str(COMPOSE), "config", "--quiet"],
+        capture_output=True,
+        text=True,
+        env={**base, **secrets},
+        cwd=tmp_path,
+        timeout=120,
+    )
     assert missing.returncode != 0 and "REDIS_PASSWORD" in missing.stderr

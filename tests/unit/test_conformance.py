@@ -1,8 +1,8 @@
 """Conformance suite (in the spirit of ``river/checks``) applied to every model spec and feature-schema shape.
 
-For each task in :data:`models.specs.TASKS` and schemas that are numeric-only, categorical-only and mixed:
+For each task in :data:`driftline.models.specs.TASKS` and schemas that are numeric-only, categorical-only and mixed:
 pickle round trip gives identical predictions (and identical learning afterwards), the same seed gives the
-same model, learning and predicting do not mutate their input, and :func:`models.scoring.score_batch` equals
+same model, learning and predicting do not mutate their input, and :func:`driftline.models.scoring.score_batch` equals
 one-at-a-time prediction.
 """
 
@@ -16,10 +16,10 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from models.features import FeatureSchema
-from models.learner import OnlineLearner
-from models.scoring import score_batch
-from models.specs import TASKS, build_model
+from driftline.models.features import FeatureSchema
+from driftline.models.learner import OnlineLearner
+from driftline.models.scoring import score_batch
+from driftline.models.specs import TASKS, build_model
 
 SCHEMAS = {
     "numeric": FeatureSchema({"a": "numeric", "b": "numeric"}),

@@ -44,7 +44,8 @@ def _metric_modules() -> list[str]:
     for package in METRIC_PACKAGES:
         for path in sorted((ROOT / package).rglob("*.py")):
             if "prometheus_client" in path.read_text():
-                modules.append(".".join(path.relative_to(ROOT).with_suffix("").parts))
+                parts = path.relative_to(ROOT).with_suffix("").parts
+                modules.append(".".join(parts if parts[0] == "driftline" else ("driftline", *parts)))
     return modules
 
 
@@ -71,7 +72,7 @@ def metric_names(expr: str) -> set[str]:
     expr = re.sub(r"\b(?:by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)", "", expr)
     names = set()
     for match in re.finditer(r"(?<![\w$.])[A-Za-z_:][A-Za-z0-9_:]*", expr):
-        if expr[match.end():].lstrip().startswith("("):
+        if expr[match.end() :].lstrip().startswith("("):
             continue  # a function or aggregation
         if match.group(0).lower() not in PROMQL_WORDS:
             names.add(match.group(0))
@@ -123,9 +124,9 @@ def test_every_query_selects_only_metrics_that_the_code_defines() -> None:
 
 def test_every_streaming_and_monitoring_metric_has_a_panel() -> None:
     """Each metric of streams/metrics.py (throughput, dead letters, latency, lag, models, Redis) and of
-    monitoring/metrics_drift.py (drift, quality, alerts, labels, estimates) is shown."""
-    import monitoring.metrics_drift as drift
-    import streams.metrics as streaming
+    streams/metrics_drift.py (drift, quality, alerts, labels, estimates) is shown."""
+    import driftline.streams.metrics as streaming
+    import driftline.streams.metrics_drift as drift
 
     shown = {name for _, expr in _queries() for name in metric_names(expr)}
     metrics = [value for value in vars(streaming).values() if isinstance(value, MetricWrapperBase)]

@@ -10,10 +10,10 @@ from typing import Any
 import pytest
 from river import metrics
 
-from models.features import FeatureSchema
-from models.learner import CHECKPOINT_MAGIC, OnlineLearner, coerce_label
-from models.registry import IntegrityError
-from models.specs import build_model
+from driftline.contract.signing import IntegrityError
+from driftline.models.features import FeatureSchema
+from driftline.models.learner import CHECKPOINT_MAGIC, OnlineLearner, coerce_label
+from driftline.models.specs import build_model
 
 SCHEMA = FeatureSchema({"x": "numeric", "c": "categorical"})
 KEY = b"learner-key"

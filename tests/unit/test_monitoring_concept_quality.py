@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from river import drift
 
-from monitoring.concept import BernoulliCUSUM, ErrorStream, detectors_for_task
-from monitoring.performance_estimate import ConfidenceEstimate, RealisedMetric
-from monitoring.quality import DataQuality, QualityCheck, out_of_range_rate, unseen_rate
+from driftline.monitoring.concept import BernoulliCUSUM, ErrorStream, detectors_for_task
+from driftline.monitoring.performance_estimate import ConfidenceEstimate, RealisedMetric
+from driftline.monitoring.quality import DataQuality, QualityCheck, out_of_range_rate, unseen_rate
 
 
 def bernoulli(rng: np.random.Generator, *segments: tuple[float, int]) -> np.ndarray:
@@ -74,7 +74,11 @@ def test_cusum_in_batches_equals_cusum_fed_the_same_batches_after_a_pickle_round
 
 def test_error_stream_picks_the_detectors_that_fit_the_task() -> None:
     assert detectors_for_task("binary", ("cusum", "adwin", "ddm", "eddm", "page_hinkley")) == [
-        "cusum", "adwin", "ddm", "eddm"]  # fmt: skip
+        "cusum",
+        "adwin",
+        "ddm",
+        "eddm",
+    ]
     assert ErrorStream("regression", ("cusum", "adwin", "page_hinkley")).names == ["adwin", "page_hinkley"]
     with pytest.raises(ValueError):
         ErrorStream("binary", ("magic",))
@@ -84,8 +88,9 @@ def test_error_stream_reports_each_detection_once_with_its_position() -> None:
     rng = np.random.default_rng(4)
     stream = ErrorStream("binary", ("cusum", "adwin", "ddm", "eddm"), alpha=1e-6, arl=1e7)
     errors = bernoulli(rng, (0.05, 6000), (0.45, 2000))
-    found = [(t.test, s + t.position) for s in range(0, errors.size, 500)
-             for t in stream.update_many(errors[s : s + 500])]  # fmt: skip
+    found = [
+        (t.test, s + t.position) for s in range(0, errors.size, 500) for t in stream.update_many(errors[s : s + 500])
+    ]
     assert {name for name, _ in found} >= {"cusum", "adwin"}
     assert all(position >= 6000 for _, position in found)
 
@@ -108,8 +113,9 @@ def test_quality_checks_alert_on_a_jump_of_missing_values_but_not_on_the_referen
 
 
 def test_quality_min_excess_keeps_a_significant_but_negligible_increase_quiet() -> None:
-    quality = DataQuality([QualityCheck("missing", "x", 0.0001)], window=10_000, hop=10_000, alpha=1e-5,
-                          min_excess=0.01)  # fmt: skip
+    quality = DataQuality(
+        [QualityCheck("missing", "x", 0.0001)], window=10_000, hop=10_000, alpha=1e-5, min_excess=0.01
+    )
     tests = quality.update(10_000, np.array([20]))  # 0.2% missing: p tiny, but only 0.19 points above reference
     assert tests[0].p_value < 1e-5 and not tests[0].rejected
 

@@ -12,11 +12,11 @@ import pytest
 from river import drift
 from scipy import stats
 
-from monitoring.drift_categorical import CategoricalDrift, js_distance
-from monitoring.drift_numeric import GridLookup, NumericDrift, NumericDriftBank, NumericReference
-from monitoring.drift_prediction import PredictionDrift
-from monitoring.streaming import StreamingBank, StreamingDrift, TabulatedKSWIN, ks_equal_sizes_p_values
-from monitoring.window import BinnedWindow, hop_chunks
+from driftline.monitoring.drift_categorical import CategoricalDrift, js_distance
+from driftline.monitoring.drift_numeric import GridLookup, NumericDrift, NumericDriftBank, NumericReference
+from driftline.monitoring.drift_prediction import PredictionDrift
+from driftline.monitoring.streaming import StreamingBank, StreamingDrift, TabulatedKSWIN, ks_equal_sizes_p_values
+from driftline.monitoring.window import BinnedWindow, hop_chunks
 
 
 def test_binned_window_counts_equal_a_brute_force_count_of_the_last_values() -> None:
@@ -105,8 +105,9 @@ def test_fixed_probability_lattice_ignores_a_small_creep_inside_a_narrow_score_b
     before, after = rng.uniform(0.470, 0.490, 1000), rng.uniform(0.465, 0.485, 500)
     quantile = NumericDrift(before, window=500, hop=500, alpha=1e-4).update_many(after).tests
     assert any(t.rejected for t in quantile)
-    lattice = NumericDriftBank({"p": NumericReference.of(before, edges=np.linspace(0.1, 0.9, 9),
-                                                         grid=np.linspace(0, 1, 21))}, 500, 500, 1e-4)  # fmt: skip
+    lattice = NumericDriftBank(
+        {"p": NumericReference.of(before, edges=np.linspace(0.1, 0.9, 9), grid=np.linspace(0, 1, 21))}, 500, 500, 1e-4
+    )
     lattice.update_many(after.reshape(-1, 1))
     assert not any(t.rejected for t in lattice.tests(0))
 

@@ -11,26 +11,32 @@ from typing import Any
 import numpy as np
 import pytest
 
-from models.features import FeatureSchema
-from monitoring.dedup import InMemoryDeduplicator
-from monitoring.metrics_drift import DriftMetrics
-from monitoring.monitor import Monitor, MonitorConfig
-from monitoring.reference import ReferenceProfile
+from driftline.models.features import FeatureSchema
+from driftline.models.reference import ReferenceProfile
+from driftline.monitoring.dedup import InMemoryDeduplicator
+from driftline.monitoring.monitor import Monitor, MonitorConfig
+from driftline.streams.metrics_drift import DriftMetrics
 
 SCHEMA = FeatureSchema({"amount": "numeric", "age": "numeric", "country": "categorical"})
 CONFIG = MonitorConfig(reference_events=2000, cooldown_events=0, cooldown_seconds=0)
 
 
-def rows(rng: np.random.Generator, n: int, shift: float = 0.0, countries: str = "abc",
-         missing: float = 0.0) -> list[dict[str, Any]]:  # fmt: skip
+def rows(
+    rng: np.random.Generator, n: int, shift: float = 0.0, countries: str = "abc", missing: float = 0.0
+) -> list[dict[str, Any]]:
     out = []
-    for amount, age, country, gone in zip(rng.normal(shift, 1, n), rng.integers(18, 80, n),
-                                          rng.choice(list(countries), n), rng.random(n) < missing, strict=True):
+    for amount, age, country, gone in zip(
+        rng.normal(shift, 1, n),
+        rng.integers(18, 80, n),
+        rng.choice(list(countries), n),
+        rng.random(n) < missing,
+        strict=True,
+    ):
         row: dict[str, Any] = {"age": float(age), "country": str(country)}
         if not gone:
             row["amount"] = float(amount)
         out.append(row)
-    return out  # fmt: skip
+    return out
 
 
 def batches(rng: np.random.Generator, count: int, start: int = 0, **kwargs: Any) -> Iterator[tuple[Any, ...]]:
@@ -213,9 +219,15 @@ def test_gauges_feed_every_prometheus_metric_the_dashboard_uses() -> None:
     registry = CollectorRegistry()
     DriftMetrics(registry).update(monitor.gauges())
     text = generate_latest(registry).decode()
-    for name in ("driftline_drift_statistic", "driftline_drift_p_value", "driftline_quality_rate",
-                 "driftline_label_coverage_ratio", "driftline_rolling_metric", "driftline_estimated_metric"):
-        assert f'{name}{{' in text, name  # fmt: skip
+    for name in (
+        "driftline_drift_statistic",
+        "driftline_drift_p_value",
+        "driftline_quality_rate",
+        "driftline_label_coverage_ratio",
+        "driftline_rolling_metric",
+        "driftline_estimated_metric",
+    ):
+        assert f"{name}{{" in text, name
     assert 'detector="adwin"' in text and 'detector="psi"' in text and 'detector="cusum"' in text
 
 

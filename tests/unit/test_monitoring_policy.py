@@ -10,10 +10,11 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from monitoring.actions import choose_action, default_actions, recommend_threshold, retrain_request
-from monitoring.budget import FalseAlarmBudget, cusum_threshold, page_hinkley_threshold
-from monitoring.dedup import Deduplicator, InMemoryDeduplicator, RedisDeduplicator
-from monitoring.policy import AlertPolicy, DetectorResult, PolicyConfig
+from driftline.monitoring.actions import choose_action, default_actions, recommend_threshold, retrain_request
+from driftline.monitoring.budget import FalseAlarmBudget, cusum_threshold, page_hinkley_threshold
+from driftline.monitoring.dedup import Deduplicator, InMemoryDeduplicator
+from driftline.monitoring.policy import AlertPolicy, DetectorResult, PolicyConfig
+from driftline.streams.redis_dedup import RedisDeduplicator
 
 
 def result(score: float, samples: int = 500, key: str = "data_drift:ks:x", resets: bool = False) -> DetectorResult:

@@ -7,18 +7,20 @@ import dataclasses
 import pandas as pd
 import pytest
 
-from offline.data import check_frame, load_table
-from offline.errors import OfflineError
-from offline.framing import draft_card
+from driftline.offline.data import check_frame, load_table
+from driftline.offline.errors import OfflineError
+from driftline.offline.framing import draft_card
 
 
 def frame() -> pd.DataFrame:
-    return pd.DataFrame({
-        "ts": pd.date_range("2024-01-01", periods=8, freq="h").astype(str),
-        "amount": [1.0, 2.5, 3.0, 4.5, 5.0, 6.5, 7.0, 8.5],
-        "country": list("ababcabc"),
-        "label": [0, 1, 0, 1, 0, 1, 1, 0],
-    })
+    return pd.DataFrame(
+        {
+            "ts": pd.date_range("2024-01-01", periods=8, freq="h").astype(str),
+            "amount": [1.0, 2.5, 3.0, 4.5, 5.0, 6.5, 7.0, 8.5],
+            "country": list("ababcabc"),
+            "label": [0, 1, 0, 1, 0, 1, 1, 0],
+        }
+    )
 
 
 def test_load_table_reads_csv_and_parquet_to_the_same_frame(tmp_path) -> None:
@@ -70,11 +72,15 @@ def test_check_frame_accepts_data_matching_its_card() -> None:
         (lambda df, card: (df.assign(label=1), card), "target 'label' has a single value (1)"),
         (lambda df, card: (df.assign(label=None), card), "target column 'label' is entirely empty"),
         (lambda df, card: (df.assign(amount=None), card), "column 'amount' is entirely empty"),
-        (lambda df, card: (df, dataclasses.replace(card, id_columns=("client",))),
-         "the card names column(s) not in the data: 'client' ([columns] id)"),
+        (
+            lambda df, card: (df, dataclasses.replace(card, id_columns=("client",))),
+            "the card names column(s) not in the data: 'client' ([columns] id)",
+        ),
         (lambda df, card: (df, dataclasses.replace(card, exclude=("zzz",))), "'zzz' ([columns] exclude)"),
-        (lambda df, card: (df.assign(ts=["2024-01-01"] * 7 + ["next tuesday-ish"]), card),
-         "time column 'ts' does not parse as a date/time (row 7: 'next tuesday-ish')"),
+        (
+            lambda df, card: (df.assign(ts=["2024-01-01"] * 7 + ["next tuesday-ish"]), card),
+            "time column 'ts' does not parse as a date/time (row 7: 'next tuesday-ish')",
+        ),
         (lambda df, card: (df, dataclasses.replace(card, positive_class=7)), "positive_class 7 is not a value"),
         (lambda df, card: (df.assign(label=[0, 1, 2, 0, 1, 2, 0, 1]), card), "has 3 values but the card's task is"),
     ],

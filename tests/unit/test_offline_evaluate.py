@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from offline.evaluate import Estimate, choose_threshold, decide_verdict, evaluate_models, expected_cost
+from driftline.offline.evaluate import Estimate, choose_threshold, decide_verdict, evaluate_models, expected_cost
 
 
 def noisy_binary(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -39,8 +39,16 @@ def test_bootstrap_interval_contains_the_estimate_and_narrows_with_more_rows() -
     widths = []
     for n in (500, 2000):
         y, proba = noisy_binary(n, 2)
-        estimates, _ = evaluate_models("accuracy", y, {"m": proba, "b": np.full_like(proba, 0.5)}, task="binary",
-                                       thresholds={}, baseline="b", primary="m", resamples=400)
+        estimates, _ = evaluate_models(
+            "accuracy",
+            y,
+            {"m": proba, "b": np.full_like(proba, 0.5)},
+            task="binary",
+            thresholds={},
+            baseline="b",
+            primary="m",
+            resamples=400,
+        )
         m = estimates["m"]
         assert m.ci_low <= m.value <= m.ci_high
         widths.append(m.ci_high - m.ci_low)
@@ -52,8 +60,9 @@ def test_paired_improvement_interval_is_narrower_than_the_difference_of_independ
     y, proba = noisy_binary(1000, 3)
     better = proba.copy()
     better[:20] = np.eye(2)[y[:20]]  # 20 more rows right, otherwise identical
-    estimates, gain = evaluate_models("accuracy", y, {"m": better, "b": proba}, task="binary", thresholds={},
-                                      baseline="b", primary="m", resamples=500)
+    estimates, gain = evaluate_models(
+        "accuracy", y, {"m": better, "b": proba}, task="binary", thresholds={}, baseline="b", primary="m", resamples=500
+    )
     assert gain.value > 0 and gain.ci_low > 0
     assert gain.ci_high - gain.ci_low < (estimates["m"].ci_high - estimates["m"].ci_low) / 2
 
@@ -62,16 +71,25 @@ def test_improvement_for_lower_is_better_metrics_is_positive_when_error_drops() 
     """RMSE: a model with smaller errors than the baseline has a positive improvement."""
     rng = np.random.default_rng(4)
     y = rng.normal(size=800)
-    _, gain = evaluate_models("rmse", y, {"m": y + rng.normal(scale=0.1, size=800), "b": np.zeros(800)},
-                              task="regression", thresholds={}, baseline="b", primary="m", resamples=300)
+    _, gain = evaluate_models(
+        "rmse",
+        y,
+        {"m": y + rng.normal(scale=0.1, size=800), "b": np.zeros(800)},
+        task="regression",
+        thresholds={},
+        baseline="b",
+        primary="m",
+        resamples=300,
+    )
     assert gain.ci_low > 0.5
 
 
 def test_improvement_over_a_number_from_the_card_shifts_the_model_interval() -> None:
     """A numeric baseline (the current system's score) is subtracted from every resample."""
     y, proba = noisy_binary(500, 5)
-    estimates, gain = evaluate_models("accuracy", y, {"m": proba}, task="binary", thresholds={}, baseline=0.5,
-                                      primary="m", resamples=300)
+    estimates, gain = evaluate_models(
+        "accuracy", y, {"m": proba}, task="binary", thresholds={}, baseline=0.5, primary="m", resamples=300
+    )
     assert gain.value == pytest.approx(estimates["m"].value - 0.5)
     assert gain.ci_low == pytest.approx(estimates["m"].ci_low - 0.5)
 
@@ -86,12 +104,14 @@ def test_improvement_over_a_number_from_the_card_shifts_the_model_interval() -> 
         (Estimate(0.1, 0.05, 0.15), 0.0, 0.75, True),
     ],
 )
-def test_verdict_requires_the_improvement_ci_and_the_metric_ci_to_clear_the_card(gain, min_improvement, min_score,
-                                                                                 go) -> None:
+def test_verdict_requires_the_improvement_ci_and_the_metric_ci_to_clear_the_card(
+    gain, min_improvement, min_score, go
+) -> None:
     """GO only when the improvement CI is above min_improvement and the metric CI clears min_score."""
     model = Estimate(0.85, 0.8, 0.9)
-    verdict = decide_verdict("f1", model, Estimate(0.75, 0.7, 0.8), gain, min_improvement=min_improvement,
-                             min_score=min_score)
+    verdict = decide_verdict(
+        "f1", model, Estimate(0.75, 0.7, 0.8), gain, min_improvement=min_improvement, min_score=min_score
+    )
     assert verdict.go is go
     assert verdict.to_dict()["decision"] == ("go" if go else "no-go")
 

@@ -7,8 +7,15 @@ import pickle
 
 import pytest
 
-from offline.errors import OfflineError
-from offline.export import OnlineArtifact, atomic_directory, sha256_file, verify_manifest, write_json, write_manifest
+from driftline.offline.errors import OfflineError
+from driftline.offline.export import (
+    OnlineArtifact,
+    atomic_directory,
+    sha256_file,
+    verify_manifest,
+    write_json,
+    write_manifest,
+)
 
 
 def test_a_failure_inside_atomic_directory_leaves_nothing_behind(tmp_path) -> None:
@@ -50,8 +57,10 @@ def test_manifest_records_every_file_and_detects_a_changed_one(tmp_path) -> None
 def test_online_artifact_refuses_a_river_pickle_swapped_after_training(tmp_path) -> None:
     """A different pickle in place of river_model.pkl is refused before it is unpickled."""
     (tmp_path / "river_model.pkl").write_bytes(pickle.dumps({"model": 1}))
-    write_json(tmp_path / "online_model.json", {"task": "binary", "schema": {"x": "numeric"},
-                                                "sha256": sha256_file(tmp_path / "river_model.pkl")})
+    write_json(
+        tmp_path / "online_model.json",
+        {"task": "binary", "schema": {"x": "numeric"}, "sha256": sha256_file(tmp_path / "river_model.pkl")},
+    )
     write_manifest(tmp_path)
     assert OnlineArtifact.load(tmp_path).model == {"model": 1}
     (tmp_path / "river_model.pkl").write_bytes(pickle.dumps({"model": 2}))

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import accuracy_score, f1_score, mean_absolute_error, mean_squared_error, roc_auc_score
 
-from offline.metrics import confusion, decide, score
+from driftline.offline.metrics import confusion, decide, score
 
 
 @pytest.fixture
@@ -32,11 +32,14 @@ def test_binary_metrics_match_scikit_learn_including_ties(binary, weighted) -> N
     weights = w if weighted else None
     decided = decide(proba, 0.4)
     assert score("accuracy", y, proba=proba, threshold=0.4, weights=weights) == pytest.approx(
-        accuracy_score(y, decided, sample_weight=weights))
+        accuracy_score(y, decided, sample_weight=weights)
+    )
     assert score("f1", y, proba=proba, threshold=0.4, weights=weights) == pytest.approx(
-        f1_score(y, decided, sample_weight=weights))
+        f1_score(y, decided, sample_weight=weights)
+    )
     assert score("roc_auc", y, proba=proba, weights=weights) == pytest.approx(
-        roc_auc_score(y, proba[:, 1], sample_weight=weights))
+        roc_auc_score(y, proba[:, 1], sample_weight=weights)
+    )
 
 
 @pytest.mark.parametrize("weighted", [False, True])
@@ -45,9 +48,11 @@ def test_multiclass_metrics_match_scikit_learn_macro_averages(multiclass, weight
     y, proba, w = multiclass
     weights = w if weighted else None
     assert score("f1", y, proba=proba, weights=weights) == pytest.approx(
-        f1_score(y, proba.argmax(axis=1), average="macro", sample_weight=weights))
+        f1_score(y, proba.argmax(axis=1), average="macro", sample_weight=weights)
+    )
     assert score("roc_auc", y, proba=proba, weights=weights) == pytest.approx(
-        roc_auc_score(y, proba, multi_class="ovr", average="macro", sample_weight=weights))
+        roc_auc_score(y, proba, multi_class="ovr", average="macro", sample_weight=weights)
+    )
 
 
 @pytest.mark.parametrize("weighted", [False, True])
@@ -57,9 +62,11 @@ def test_regression_metrics_match_scikit_learn(weighted) -> None:
     y, pred, w = rng.normal(size=300), rng.normal(size=300), rng.integers(0, 3, 300).astype(float)
     weights = w if weighted else None
     assert score("rmse", y, pred=pred, weights=weights) == pytest.approx(
-        np.sqrt(mean_squared_error(y, pred, sample_weight=weights)))
+        np.sqrt(mean_squared_error(y, pred, sample_weight=weights))
+    )
     assert score("mae", y, pred=pred, weights=weights) == pytest.approx(
-        mean_absolute_error(y, pred, sample_weight=weights))
+        mean_absolute_error(y, pred, sample_weight=weights)
+    )
 
 
 def test_roc_auc_with_one_class_only_is_nan_not_an_error() -> None:

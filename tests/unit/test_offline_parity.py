@@ -18,11 +18,11 @@ import pandas as pd
 import pytest
 from sklearn.datasets import load_breast_cancer
 
-from models.features import FeatureSchema
-from offline.export import OnlineArtifact
-from offline.framing import TrainingPlan, draft_card
-from offline.prepare import prepared_rows
-from offline.train import train_frame
+from driftline.models.features import FeatureSchema
+from driftline.offline.export import OnlineArtifact
+from driftline.offline.framing import TrainingPlan, draft_card
+from driftline.offline.prepare import prepared_rows
+from driftline.offline.train import train_frame
 
 EVENTS = [
     {"mean radius": 14.2, "mean texture": None, "site": 2, "clinic": "north", "referred": True},
@@ -40,8 +40,11 @@ def trained(tmp_path_factory):
     df["clinic"] = pd.Series(rng.choice(["north", "south"], n)).mask(rng.random(n) < 0.1)
     df["referred"] = rng.random(n) < 0.4
     df.loc[rng.random(n) < 0.1, "mean texture"] = np.nan
-    card = dataclasses.replace(draft_card(df, "target"), categorical=("site",),
-                               training=TrainingPlan(candidates=("linear",), search_rows=400, bootstrap=100))
+    card = dataclasses.replace(
+        draft_card(df, "target"),
+        categorical=("site",),
+        training=TrainingPlan(candidates=("linear",), search_rows=400, bootstrap=100),
+    )
     card = dataclasses.replace(card, split=dataclasses.replace(card.split, folds=3))
     out = tmp_path_factory.mktemp("parity") / "run"
     train_frame(df, card, out)
@@ -53,8 +56,13 @@ def test_stream_path_and_offline_path_give_the_same_scores_for_raw_events(traine
     for events with a missing number, a missing category, a number-coded category and an unseen category."""
     meta = json.loads((trained / "online_model.json").read_text())
     schema = FeatureSchema(meta["schema"])
-    assert schema.kinds == {"mean radius": "numeric", "mean texture": "numeric", "site": "categorical",
-                            "clinic": "categorical", "referred": "numeric"}
+    assert schema.kinds == {
+        "mean radius": "numeric",
+        "mean texture": "numeric",
+        "site": "categorical",
+        "clinic": "categorical",
+        "referred": "numeric",
+    }
     with open(trained / "river_model.pkl", "rb") as handle:
         stream_model = pickle.load(handle)
     stream_scores = [stream_model.predict_proba_one(schema.prepare(event)) for event in EVENTS]
@@ -77,7 +85,7 @@ def test_the_offline_scikit_learn_model_prepares_raw_rows_as_the_stream_does(tra
 
 def test_the_reference_profile_describes_the_features_as_the_stream_prepares_them(trained) -> None:
     """reference_profile.json has the online schema's features, string categories and a score profile."""
-    from monitoring.reference import ReferenceProfile
+    from driftline.models.reference import ReferenceProfile
 
     profile = ReferenceProfile.from_json((trained / "reference_profile.json").read_text())
     meta = json.loads((trained / "online_model.json").read_text())

@@ -10,26 +10,43 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from models.features import FeatureSchema
-from offline.errors import OfflineError
-from offline.framing import draft_card
-from offline.prepare import build_preprocessor, deduplicate, feature_schema, prepare_frame, prepared_rows, to_events
+from driftline.models.features import FeatureSchema
+from driftline.offline.errors import OfflineError
+from driftline.offline.framing import draft_card
+from driftline.offline.prepare import (
+    build_preprocessor,
+    deduplicate,
+    feature_schema,
+    prepare_frame,
+    prepared_rows,
+    to_events,
+)
 
-SCHEMA = FeatureSchema({"amount": "numeric", "vip": "numeric", "zip": "categorical", "country": "categorical",
-                        "score": "numeric", "store": "categorical"})
+SCHEMA = FeatureSchema(
+    {
+        "amount": "numeric",
+        "vip": "numeric",
+        "zip": "categorical",
+        "country": "categorical",
+        "score": "numeric",
+        "store": "categorical",
+    }
+)
 
 
 def raw() -> pd.DataFrame:
     """Typed like a CSV load: float with NaN, bool, int codes as categories, text with None, nullable ints,
     and integer category codes turned to floats by a missing value."""
-    return pd.DataFrame({
-        "amount": [3.5, np.nan, -1.0, 0.0],
-        "vip": [True, False, True, False],
-        "zip": [75001, 75002, 75001, 10115],
-        "country": ["FR", None, "DE", "FR"],
-        "score": pd.array([1, None, 3, 4], dtype="Int64"),
-        "store": [12.0, np.nan, 7.0, 12.0],
-    })
+    return pd.DataFrame(
+        {
+            "amount": [3.5, np.nan, -1.0, 0.0],
+            "vip": [True, False, True, False],
+            "zip": [75001, 75002, 75001, 10115],
+            "country": ["FR", None, "DE", "FR"],
+            "score": pd.array([1, None, 3, 4], dtype="Int64"),
+            "store": [12.0, np.nan, 7.0, 12.0],
+        }
+    )
 
 
 def test_prepare_frame_row_by_row_equals_schema_prepare_of_the_raw_event() -> None:
@@ -39,8 +56,14 @@ def test_prepare_frame_row_by_row_equals_schema_prepare_of_the_raw_event() -> No
     events = to_events(df, SCHEMA)
     assert events[1] == {"amount": None, "vip": False, "zip": 75002, "country": None, "score": None, "store": None}
     assert prepared_rows(prepare_frame(df, SCHEMA)) == [SCHEMA.prepare(e) for e in events]
-    assert SCHEMA.prepare(events[0]) == {"amount": 3.5, "vip": 1.0, "zip": "75001", "country": "FR", "score": 1.0,
-                                         "store": "12"}
+    assert SCHEMA.prepare(events[0]) == {
+        "amount": 3.5,
+        "vip": 1.0,
+        "zip": "75001",
+        "country": "FR",
+        "score": 1.0,
+        "store": "12",
+    }
 
 
 def test_prepare_frame_adds_an_absent_feature_as_missing() -> None:
@@ -52,8 +75,10 @@ def test_prepare_frame_adds_an_absent_feature_as_missing() -> None:
 
 @pytest.mark.parametrize(
     ("column", "values", "message"),
-    [("amount", ["1.5", "x", None, 2.0], "feature 'amount' expects a number, got str"),
-     ("amount", [1.0, math.inf, 0.0, 2.0], "feature 'amount' has infinite values")],
+    [
+        ("amount", ["1.5", "x", None, 2.0], "feature 'amount' expects a number, got str"),
+        ("amount", [1.0, math.inf, 0.0, 2.0], "feature 'amount' has infinite values"),
+    ],
 )
 def test_prepare_frame_rejects_what_the_stream_would_dead_letter(column, values, message) -> None:
     """Text in a numeric feature and infinite numbers are refused, as schema.prepare refuses them."""

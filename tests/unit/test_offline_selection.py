@@ -6,11 +6,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from models.features import FeatureSchema
-from models.specs import build_model
-from offline.candidates import AveragingEnsemble, RiverEstimator, TrainedModel
-from offline.metrics import score
-from offline.selection import SelectionSetup, best, candidate_order, select_model
+from driftline.models.features import FeatureSchema
+from driftline.models.specs import build_model
+from driftline.offline.candidates import AveragingEnsemble, RiverEstimator, TrainedModel
+from driftline.offline.metrics import score
+from driftline.offline.selection import SelectionSetup, best, candidate_order, select_model
 
 SCHEMA = FeatureSchema({"x": "numeric", "z": "numeric", "c": "categorical"})
 
@@ -25,8 +25,16 @@ def data(n: int = 400, seed: int = 0, classes: int = 2) -> tuple[pd.DataFrame, n
 
 
 def setup(task: str = "binary", labels: list | None = None, **kw) -> SelectionSetup:
-    return SelectionSetup(schema=SCHEMA, task=task, metric=kw.pop("metric", "accuracy"), labels=labels or [0, 1],
-                          folds=kw.pop("folds", 3), strategy=kw.pop("strategy", "stratified"), seed=0, **kw)
+    return SelectionSetup(
+        schema=SCHEMA,
+        task=task,
+        metric=kw.pop("metric", "accuracy"),
+        labels=labels or [0, 1],
+        folds=kw.pop("folds", 3),
+        strategy=kw.pop("strategy", "stratified"),
+        seed=0,
+        **kw,
+    )
 
 
 def test_river_estimator_learns_exactly_like_the_stream_replay_of_the_same_rows() -> None:
@@ -124,7 +132,7 @@ def test_a_chosen_ensemble_is_rebuilt_from_its_members_and_survives_joblib(tmp_p
     saved with joblib it predicts the same probabilities after loading."""
     import joblib
 
-    from offline.selection import build_chosen
+    from driftline.offline.selection import build_chosen
 
     X, y = data()
     s = setup(ensemble=True)
@@ -132,6 +140,7 @@ def test_a_chosen_ensemble_is_rebuilt_from_its_members_and_survives_joblib(tmp_p
     ensemble = next(r for r in result.results if r.name == "ensemble")
     model = build_chosen(ensemble, s).fit(X, y)
     assert isinstance(model, AveragingEnsemble) and [n for n, _ in model.members] == [
-        m["name"] for m in ensemble.params["members"]]
+        m["name"] for m in ensemble.params["members"]
+    ]
     joblib.dump(model, tmp_path / "m.joblib")
     assert np.array_equal(joblib.load(tmp_path / "m.joblib").predict_proba(X.head(25)), model.predict_proba(X.head(25)))

@@ -6,16 +6,17 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from models.features import FeatureSchema
-from offline.slices import OTHER, slice_masks, slice_metrics
+from driftline.models.features import FeatureSchema
+from driftline.offline.slices import OTHER, slice_masks, slice_metrics
 
 SCHEMA = FeatureSchema({"c": "categorical", "x": "numeric"})
 
 
 def test_slices_cover_each_category_pooled_rare_ones_quantile_bins_and_missing() -> None:
     """Top categories each get a slice, the rest pool into '(other)', numbers get 4 bins, missing its own."""
-    X = pd.DataFrame({"c": ["a"] * 40 + ["b"] * 30 + [f"r{i}" for i in range(30)],
-                      "x": [float(i) for i in range(90)] + [None] * 10})
+    X = pd.DataFrame(
+        {"c": ["a"] * 40 + ["b"] * 30 + [f"r{i}" for i in range(30)], "x": [float(i) for i in range(90)] + [None] * 10}
+    )
     slices = slice_masks(X, SCHEMA, bins=4, top=2)
     labels = [(feature, label) for feature, label, _ in slices]
     assert labels[:3] == [("c", "a"), ("c", "b"), ("c", OTHER)]
@@ -28,8 +29,7 @@ def test_slice_metric_finds_the_segment_where_the_model_is_wrong() -> None:
     X = pd.DataFrame({"c": ["a", "b"] * 50, "x": np.linspace(0, 1, 100)})
     y = np.array([0, 1] * 50)
     proba = np.tile([[0.9, 0.1]], (100, 1))  # always predicts class 0
-    rows = {(r["feature"], r["slice"]): r for r in slice_metrics(X, SCHEMA, y, proba, task="binary",
-                                                                   metric="f1")}
+    rows = {(r["feature"], r["slice"]): r for r in slice_metrics(X, SCHEMA, y, proba, task="binary", metric="f1")}
     assert rows[("c", "a")]["error_rate"] == 0.0
     assert rows[("c", "b")]["error_rate"] == 1.0
     assert rows[("c", "b")]["rows"] == 50
@@ -40,7 +40,6 @@ def test_regression_slices_report_the_metric_and_mean_absolute_error() -> None:
     X = pd.DataFrame({"c": ["a", "b"] * 10, "x": np.arange(20.0)})
     y = np.zeros(20)
     pred = np.where(X["c"] == "a", 1.0, 3.0)
-    rows = {(r["feature"], r["slice"]): r for r in slice_metrics(X, SCHEMA, y, pred, task="regression",
-                                                                   metric="rmse")}
+    rows = {(r["feature"], r["slice"]): r for r in slice_metrics(X, SCHEMA, y, pred, task="regression", metric="rmse")}
     assert rows[("c", "b")]["rmse"] == pytest.approx(3.0)
     assert rows[("c", "a")]["mae"] == pytest.approx(1.0)

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from offline.split import TestSetReuseError, cv_folds, sample_positions, split_train_test
+from driftline.offline.split import TestSetReuseError, cv_folds, sample_positions, split_train_test
 
 
 def frame(n: int = 1000) -> pd.DataFrame:
@@ -41,8 +41,9 @@ def test_stratified_split_keeps_the_class_share_and_never_shares_a_row() -> None
 def test_time_split_puts_only_later_rows_in_the_test_set_and_keeps_train_in_time_order() -> None:
     """Every test time is after every train time; train rows come in time order."""
     df = frame()
-    train, test = split_train_test(df, y_codes=df["y"].to_numpy(), strategy="time", test_size=0.25, seed=0,
-                                   order=df["t"].to_numpy())
+    train, test = split_train_test(
+        df, y_codes=df["y"].to_numpy(), strategy="time", test_size=0.25, seed=0, order=df["t"].to_numpy()
+    )
     assert test.open()["t"].min() > train["t"].max()
     assert train["t"].is_monotonic_increasing
 
@@ -50,8 +51,9 @@ def test_time_split_puts_only_later_rows_in_the_test_set_and_keeps_train_in_time
 def test_group_split_keeps_every_group_on_one_side() -> None:
     """With strategy group no id appears in both train and test."""
     df = frame()
-    train, test = split_train_test(df, y_codes=df["y"].to_numpy(), strategy="group", test_size=0.2, seed=0,
-                                   groups=df["g"].to_numpy())
+    train, test = split_train_test(
+        df, y_codes=df["y"].to_numpy(), strategy="group", test_size=0.2, seed=0, groups=df["g"].to_numpy()
+    )
     assert set(train["g"]).isdisjoint(set(test.open()["g"]))
 
 

@@ -6,7 +6,7 @@ from aiokafka.partitioner import DefaultPartitioner, murmur2
 from hypothesis import given
 from hypothesis import strategies as st
 
-from streams.partitioning import default_partitions, murmur2_many
+from driftline.streams.partitioning import default_partitions, murmur2_many
 
 
 @given(st.lists(st.binary(max_size=80), max_size=60))

@@ -6,17 +6,8 @@ import pickle
 
 import pytest
 
-from models.registry import (
-    IntegrityError,
-    ModelVersion,
-    UnknownModelError,
-    check_name,
-    dump_model,
-    parse_ref,
-    sha256_hex,
-    sign_blob,
-    verify_blob,
-)
+from driftline.contract.signing import IntegrityError, sha256_hex, sign_blob, verify_blob
+from driftline.models.version import ModelVersion, UnknownModelError, check_name, dump_model, parse_ref
 
 
 def test_verify_blob_accepts_the_blob_it_signed() -> None:
@@ -81,9 +72,17 @@ def test_parse_ref_rejects_malformed_references(text: str) -> None:
 def test_model_version_json_round_trip_keeps_every_field() -> None:
     """ModelVersion survives to_json/from_json unchanged, including nested summary data."""
     meta = ModelVersion(
-        name="m", version=3, parent=2, created_ms=123, sha256="s", hmac="h", task="multiclass",
-        schema={"x": "numeric", "c": "categorical"}, metrics={"accuracy": 0.9},
-        data_summary={"rows": 10, "classes": ["a", "b"]}, note="retrained",
+        name="m",
+        version=3,
+        parent=2,
+        created_ms=123,
+        sha256="s",
+        hmac="h",
+        task="multiclass",
+        schema={"x": "numeric", "c": "categorical"},
+        metrics={"accuracy": 0.9},
+        data_summary={"rows": 10, "classes": ["a", "b"]},
+        note="retrained",
     )
     assert ModelVersion.from_json(meta.to_json()) == meta
     assert meta.feature_schema().categorical == ["c"]

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from driftline.settings import Settings
+from driftline.contract.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -41,9 +41,11 @@ def test_the_readme_documents_every_setting():
     assert not missing, f"README lacks {missing}"
 
 
-def test_the_code_is_ruff_clean():
+def test_the_code_is_ruff_clean_and_ruff_formatted():
     ruff = shutil.which("ruff") or str(Path(sys.executable).with_name("ruff"))
     if not Path(ruff).exists():
         pytest.fail("ruff is a test dependency and must be installed")
     result = subprocess.run([ruff, "check", str(ROOT)], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout[-3000:]
+    formatted = subprocess.run([ruff, "format", "--check", str(ROOT)], capture_output=True, text=True)
+    assert formatted.returncode == 0, f"run `ruff format .`:\n{formatted.stdout[-3000:]}"

@@ -12,9 +12,9 @@ import pandas as pd
 import pytest
 from river import linear_model, multiclass, preprocessing, tree
 
-from models.features import FeatureSchema
-from models.scoring import Scored, from_probabilities, score_batch, score_frame
-from models.specs import build_model
+from driftline.models.features import FeatureSchema
+from driftline.models.scoring import Scored, from_probabilities, score_batch, score_frame
+from driftline.models.specs import build_model
 
 SCHEMA = FeatureSchema({"x": "numeric", "y": "numeric", "c": "categorical"})
 
@@ -197,6 +197,8 @@ def test_the_frame_path_builds_exactly_what_from_probabilities_builds_for_each_r
     model = trained(build_model(SCHEMA, task), task)
     batch = rows(50, seed=4)
     proba = model.predict_proba_many(pd.DataFrame.from_records(batch))
-    expected = [from_probabilities(task, dict(zip(proba.columns, line, strict=True)))
-                for line in proba.to_numpy(dtype=float).tolist()]  # fmt: skip
+    expected = [
+        from_probabilities(task, dict(zip(proba.columns, line, strict=True)))
+        for line in proba.to_numpy(dtype=float).tolist()
+    ]
     assert score_frame(model, task, batch) == expected

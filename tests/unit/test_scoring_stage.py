@@ -8,16 +8,26 @@ from dataclasses import dataclass
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from models.bootstrap import bootstrap_model
-from models.registry import ModelVersion
-from streams.model_cache import LoadedModel
-from streams.scoring_stage import ScoringPolicy, model_names, score_records
+from driftline.models.bootstrap import bootstrap_model
+from driftline.models.version import ModelVersion
+from driftline.streams.scoring_stage import LoadedModel, ScoringPolicy, model_names, score_records
 from tests.strategies import malformed_events, valid_events
 
 MODEL, SCHEMA, TASK = bootstrap_model(samples=300)
 LOADED = LoadedModel(
-    ModelVersion(name="default", version=3, parent=None, created_ms=0, sha256="", hmac="", task=TASK,
-                 schema=SCHEMA.to_dict(), metrics={}, data_summary={}, note=""),
+    ModelVersion(
+        name="default",
+        version=3,
+        parent=None,
+        created_ms=0,
+        sha256="",
+        hmac="",
+        task=TASK,
+        schema=SCHEMA.to_dict(),
+        metrics={},
+        data_summary={},
+        note="",
+    ),
     MODEL,
 )
 POLICY = ScoringPolicy(default_model="default", review_confidence_threshold=0.99)
@@ -62,7 +72,7 @@ def test_a_malformed_message_is_dead_lettered_never_scored(value):
 def test_a_valid_event_is_scored_with_model_version_and_confidence(event):
     batch = run([json.dumps(event).encode()])
     assert batch.dead_letters == []
-    (key, value), = batch.predictions
+    ((key, value),) = batch.predictions
     prediction = json.loads(value)
     assert prediction["event_id"] == event["event_id"] and key == event["event_id"].encode()
     assert prediction["model_version"] == 3 and prediction["prediction"] in (True, False)

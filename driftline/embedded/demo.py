@@ -20,18 +20,18 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from driftline.connections import async_redis_client, kafka_kwargs, redis_client
-from driftline.runtime import EmbeddedStack, embedded_stack, free_port, stop_process, wait_for_port
-from driftline.settings import Settings
-from models.bootstrap import bootstrap_model, synthetic_stream
-from models.features import FeatureSchema
-from models.registry import ModelRegistry
-from models.specs import build_model, infer_task
-from streams.learning import learned_count
-from streams.producer import message_key, read_messages
-from streams.publisher import producer_for
-from streams.records import DLQ_SOURCE_TOPIC, RecordError, parse_event, parse_label
-from streams.topics import ensure_topics
+from driftline.contract.records import DLQ_SOURCE_TOPIC, RecordError, parse_event, parse_label
+from driftline.contract.settings import Settings
+from driftline.embedded.stack import EmbeddedStack, embedded_stack, free_port, stop_process, wait_for_port
+from driftline.models.bootstrap import bootstrap_model, synthetic_stream
+from driftline.models.features import FeatureSchema
+from driftline.models.registry import ModelRegistry
+from driftline.models.specs import build_model, infer_task
+from driftline.streams.connections import async_redis_client, kafka_kwargs, redis_client
+from driftline.streams.learning import learned_count
+from driftline.streams.producer import message_key, read_messages
+from driftline.streams.publisher import producer_for
+from driftline.streams.topics import ensure_topics
 
 SCHEMA_SAMPLE = 1000
 

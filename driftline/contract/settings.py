@@ -20,7 +20,7 @@ from typing import Literal
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from streams.records import AlertKind
+from driftline.contract.records import AlertKind
 
 MissingFeaturePolicy = Literal["impute", "reject"]
 UnknownFeaturePolicy = Literal["ignore", "reject"]

@@ -1,4 +1,4 @@
-"""Record schemas of the topic contract, shared by producers, agents and tests (see DESIGN.md).
+"""Record schemas of the topic contract, shared by producers, agents and tests (docs/ARCHITECTURE.md).
 
 Parsing and validation happen in one step (:func:`parse_event`, :func:`parse_label`), and every failure says
 at which stage it failed (``deserialize`` or ``validate``) and why.
@@ -11,7 +11,7 @@ Examples
 >>> parse_event(b'{"event_id": "e1"')
 Traceback (most recent call last):
 ...
-streams.records.RecordError: deserialize: JSONDecodeError: EOF while parsing an object at line 1 column 17
+driftline.contract.records.RecordError: deserialize: JSONDecodeError: EOF while parsing an object at line 1 column 17
 >>> try:
 ...     parse_event(b'{"event_id": "e1", "ts": 1, "features": {"x": [1]}}')
 ... except RecordError as error:
@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import time
 from datetime import datetime
 from typing import Annotated, Any, Literal
@@ -39,11 +40,13 @@ from pydantic import (
     ValidationError,
 )
 
+#: Model names: letters, digits, ``.``, ``_`` and ``-``, at most 128, starting with a letter or digit (they are part
+#: of Redis keys and Prometheus labels).
+MODEL_NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+
 Stage = Literal["deserialize", "validate", "score", "learn", "join", "monitor"]
 
-AlertKind = Literal[
-    "data_drift", "prediction_drift", "concept_drift", "data_quality", "performance", "model_integrity"
-]
+AlertKind = Literal["data_drift", "prediction_drift", "concept_drift", "data_quality", "performance", "model_integrity"]
 Severity = Literal["info", "warning", "critical"]
 
 # Dead-letter headers (Kafka Connect style: original value untouched, the reason in headers).

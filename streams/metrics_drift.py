@@ -1,6 +1,6 @@
 """Prometheus metrics of the monitors: drift statistics per feature and detector, alerts, labels, performance.
 
-:class:`DriftMetrics` turns :meth:`monitoring.monitor.Monitor.gauges` into gauges and counts alerts and
+:class:`DriftMetrics` turns :meth:`driftline.monitoring.monitor.Monitor.gauges` into gauges and counts alerts and
 webhook deliveries; :data:`METRICS` is the instance registered in the process registry (what ``/metrics``
 serves), tests pass their own registry. Names (all prefixed ``driftline_``; the Grafana dashboard is built from them):
 
@@ -51,7 +51,7 @@ from typing import Any
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge
 
-from streams.records import Alert
+from driftline.contract.records import Alert
 
 DETECTOR_LABELS = ("model", "kind", "feature", "detector")
 
@@ -77,10 +77,12 @@ class DriftMetrics:
             "driftline_quality_reference_rate", "Reference data-quality rate.", ("model", "feature", "check")
         )
         self.alerts = counter("driftline_alerts_total", "Alerts raised.", ("model", "kind", "severity"))
-        self.deduplicated = counter("driftline_alerts_deduplicated_total", "Alerts another worker already raised.",
-                                    ("model",))  # fmt: skip
-        self.dedup_fallbacks = counter("driftline_alert_dedup_fallbacks_total", "Local dedup while Redis was down.",
-                                       ("model",))  # fmt: skip
+        self.deduplicated = counter(
+            "driftline_alerts_deduplicated_total", "Alerts another worker already raised.", ("model",)
+        )
+        self.dedup_fallbacks = counter(
+            "driftline_alert_dedup_fallbacks_total", "Local dedup while Redis was down.", ("model",)
+        )
         self.label_lag = gauge("driftline_label_lag_seconds", "Median delay from event to joined label.", ("model",))
         self.label_coverage = gauge("driftline_label_coverage_ratio", "Labelled outcomes / scored events.", ("model",))
         self.rolling = gauge("driftline_rolling_metric", "Realised metric over the last labels.", ("model", "metric"))
@@ -91,7 +93,7 @@ class DriftMetrics:
         self._seen: dict[str, tuple[int, int]] = {}
 
     def update(self, gauges: dict[str, Any]) -> None:
-        """Set every gauge from :meth:`monitoring.monitor.Monitor.gauges`."""
+        """Set every gauge from :meth:`driftline.monitoring.monitor.Monitor.gauges`."""
         model = gauges["model"]
         for d in gauges.get("detectors", []):
             labels = (model, d["kind"], d["feature"], d["detector"])

@@ -27,7 +27,7 @@ from typing import Any
 import aiohttp
 from aiokafka import AIOKafkaConsumer
 
-from streams.records import Alert
+from driftline.contract.records import Alert
 
 log = logging.getLogger(__name__)
 
@@ -43,8 +43,10 @@ def summary(alert: Alert) -> str:
         if alert.threshold is not None:
             value += f" (threshold {alert.threshold:.4g})"
     where = f" at event {alert.event_id}" if alert.event_id else ""
-    return (f"{when} {alert.severity.upper()} {alert.kind} {alert.model}{version}{feature}{value}{where} "
-            f"action={alert.action}: {alert.message}")  # fmt: skip
+    return (
+        f"{when} {alert.severity.upper()} {alert.kind} {alert.model}{version}{feature}{value}{where} "
+        f"action={alert.action}: {alert.message}"
+    )
 
 
 def backoff_delays(retries: int, base: float) -> list[float]:
@@ -67,7 +69,7 @@ class WebhookSender:
         Seconds per attempt.
     on_outcome
         Called with True (delivered) or False (failed after all retries), e.g.
-        :meth:`monitoring.metrics_drift.DriftMetrics.count_webhook`.
+        :meth:`driftline.streams.metrics_drift.DriftMetrics.count_webhook`.
     """
 
     def __init__(
@@ -108,8 +110,9 @@ class WebhookSender:
                 await asyncio.sleep(delay)
             self.attempts += 1
             try:
-                async with self._session.post(self.url, data=body,
-                                              headers={"Content-Type": "application/json"}) as response:
+                async with self._session.post(
+                    self.url, data=body, headers={"Content-Type": "application/json"}
+                ) as response:
                     if 200 <= response.status < 300:
                         return self._outcome(True)
                     if response.status < 500 and response.status != 429:
@@ -118,8 +121,9 @@ class WebhookSender:
                     reason = f"HTTP {response.status}"
             except (aiohttp.ClientError, TimeoutError, OSError) as exc:
                 reason = exc.__class__.__name__
-            log.warning("webhook attempt %d/%d for alert %s failed: %s", attempt + 1, len(delays), alert.alert_id,
-                        reason)  # fmt: skip
+            log.warning(
+                "webhook attempt %d/%d for alert %s failed: %s", attempt + 1, len(delays), alert.alert_id, reason
+            )
         return self._outcome(False)
 
     def _outcome(self, delivered: bool) -> bool:
@@ -150,9 +154,12 @@ async def tail_alerts(
     consumer's starting offsets are fixed (alerts published after it are seen).
     """
     consumer = AIOKafkaConsumer(
-        topic, **kafka_kwargs, group_id=None, enable_auto_commit=False,
+        topic,
+        **kafka_kwargs,
+        group_id=None,
+        enable_auto_commit=False,
         auto_offset_reset="earliest" if from_beginning else "latest",
-    )  # fmt: skip
+    )
     await consumer.start()
     seen = 0
     try:

@@ -10,7 +10,7 @@ import redis.asyncio as aioredis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from driftline.settings import Settings
+from driftline.contract.settings import Settings
 
 
 def kafka_kwargs(settings: Settings, bootstrap: str) -> dict[str, Any]:
@@ -48,8 +48,11 @@ def redis_tls_url(settings: Settings, url: str) -> str:
 
 
 def _redis_kwargs(settings: Settings, url: str, socket_timeout: float = 5.0) -> dict[str, Any]:
-    kwargs: dict[str, Any] = {"socket_timeout": socket_timeout, "socket_connect_timeout": socket_timeout,
-                              "health_check_interval": 10}  # fmt: skip
+    kwargs: dict[str, Any] = {
+        "socket_timeout": socket_timeout,
+        "socket_connect_timeout": socket_timeout,
+        "health_check_interval": 10,
+    }
     if settings.redis_username:
         kwargs["username"] = settings.redis_username
     if settings.redis_password is not None:

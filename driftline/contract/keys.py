@@ -1,0 +1,83 @@
+"""Every Redis key driftline writes, in one place.
+
+``P`` is the deployment's prefix (``Settings.redis_prefix``, the topic prefix with ``:``, ``driftline:`` by
+default), ``N`` a model name (:data:`driftline.contract.records.MODEL_NAME_PATTERN`), ``V`` a version number::
+
+    P models                   set      model names                                        (registry)
+    P model:N:seq              counter  INCR gives version numbers 1, 2, 3, ...             (registry)
+    P model:N:versions         hash     version -> metadata JSON                            (registry)
+    P model:N:blob:V           string   the signed model blob of version V                  (registry)
+    P model:N:reference:V      string   reference profile JSON stored with version V        (registry)
+    P model:N:current          string   the version scorers serve                           (registry)
+    P model:N:history          list     promoted versions, the current one last             (registry)
+    P model:N:challenger       string   the version scored in shadow                        (registry)
+    P compare:N                string   champion/challenger paired comparison JSON          (learner)
+    P learner:N                hash     signed learner checkpoint, offsets, learned count   (learner)
+    P labelled:N               stream   rows learned, for `offline retrain`                 (learner)
+    P join:N:EVENT_ID          string   the scored event waiting for its label (TTL)        (scorer)
+    P monitor:N:ROLE           string   signed detector checkpoint of the scorer or learner (both)
+    P threshold:N              string   decision threshold set by an alert action           (scorer)
+    P retrain:N                list     retrain requests for `offline retrain`              (scorer)
+    P alert-dedup:KEY          string   first worker to raise an alert key (PX cooldown)    (scorer, learner)
+
+Examples
+--------
+>>> model("driftline:", "fraud", "current"), learner("acme:", "fraud"), join("driftline:", "m", "e1")
+('driftline:model:fraud:current', 'acme:learner:fraud', 'driftline:join:m:e1')
+"""
+
+from __future__ import annotations
+
+
+def models(prefix: str) -> str:
+    """The set of registered model names."""
+    return f"{prefix}models"
+
+
+def model(prefix: str, name: str, part: str) -> str:
+    """One part of model ``name`` in the registry (``seq``, ``versions``, ``blob:V``, ``current``, ...)."""
+    return f"{prefix}model:{name}:{part}"
+
+
+def compare(prefix: str, name: str) -> str:
+    """The champion/challenger comparison of model ``name``.
+
+    >>> compare("driftline:", "fraud")
+    'driftline:compare:fraud'
+    """
+    return f"{prefix}compare:{name}"
+
+
+def learner(prefix: str, name: str) -> str:
+    """The learner checkpoint hash of model ``name``."""
+    return f"{prefix}learner:{name}"
+
+
+def labelled(prefix: str, name: str) -> str:
+    """The stream of rows learned for model ``name`` (retrain data)."""
+    return f"{prefix}labelled:{name}"
+
+
+def join(prefix: str, name: str, event_id: str) -> str:
+    """The join record of event ``event_id`` scored by model ``name``."""
+    return f"{prefix}join:{name}:{event_id}"
+
+
+def monitor(prefix: str, name: str, role: str) -> str:
+    """The detector checkpoint of model ``name`` kept by ``role`` (``scoring`` or ``learning``)."""
+    return f"{prefix}monitor:{name}:{role}"
+
+
+def threshold(prefix: str, name: str) -> str:
+    """The decision threshold of model ``name`` set by an alert action."""
+    return f"{prefix}threshold:{name}"
+
+
+def retrain(prefix: str, name: str) -> str:
+    """The retrain requests of model ``name``."""
+    return f"{prefix}retrain:{name}"
+
+
+def alert_dedup(prefix: str) -> str:
+    """The prefix of the alert dedup claims."""
+    return f"{prefix}alert-dedup:"
