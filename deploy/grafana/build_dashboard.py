@@ -1,6 +1,6 @@
 """Build the driftline Grafana dashboard (``dashboards/driftline.json``) from a short list of panels.
 
-Every query uses only metric names the code defines (``tests/unit/test_dashboard.py`` checks it) and the
+Every query uses only metric names the code defines (``tests/deploy/test_dashboard.py`` checks it) and the
 provisioned Prometheus data source. Edit the panels here, then run::
 
     python deploy/grafana/build_dashboard.py

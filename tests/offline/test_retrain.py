@@ -14,7 +14,7 @@ from driftline.cli import main
 from driftline.contract import keys
 from driftline.models.bootstrap import synthetic_stream
 from driftline.models.registry import ModelRegistry
-from tests.integration.harness import WorkerProcess, publish, settings_env
+from tests.harness import WorkerProcess, publish, settings_env
 
 pytestmark = pytest.mark.integration
 

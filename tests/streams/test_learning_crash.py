@@ -33,7 +33,7 @@ from driftline.models.learner import OnlineLearner, coerce_label
 from driftline.streams.producer import message_key
 from driftline.streams.publisher import MAX_REQUEST_BYTES
 from driftline.streams.topics import ensure_topics
-from tests.integration.harness import WorkerProcess, prediction_ids, read_until
+from tests.harness import WorkerProcess, prediction_ids, read_until
 
 pytestmark = pytest.mark.integration
 

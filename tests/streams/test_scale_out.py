@@ -24,7 +24,7 @@ from driftline.contract.settings import Settings
 from driftline.embedded.stack import free_port, wait_for_port
 from driftline.streams.publisher import MAX_REQUEST_BYTES
 from driftline.streams.topics import ensure_topics
-from tests.integration.harness import WorkerProcess, event, prediction_ids, read_until
+from tests.harness import WorkerProcess, event, prediction_ids, read_until
 
 pytestmark = pytest.mark.integration
 

@@ -14,7 +14,7 @@ from driftline.streams.deadletter import MAX_DEAD_LETTER_VALUE_BYTES
 from driftline.streams.dlq import DeadLetterInfo, ReplayPolicy, describe, format_line, header
 from driftline.streams.publisher import MAX_REQUEST_BYTES
 from driftline.streams.topics import ensure_topics
-from tests.integration.harness import WorkerProcess, event, read_until
+from tests.harness import WorkerProcess, event, read_until
 
 pytestmark = pytest.mark.integration
 

@@ -13,7 +13,7 @@ import pytest
 
 from driftline.contract.settings import Settings
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def quick_start() -> list[str]:

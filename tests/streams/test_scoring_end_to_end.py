@@ -9,7 +9,7 @@ from collections import defaultdict
 import pytest
 
 from driftline.contract.records import DLQ_ERROR_CLASS, DLQ_SOURCE_OFFSET, DLQ_SOURCE_TOPIC, DLQ_STAGE
-from tests.integration.harness import WorkerProcess, event, prediction_ids, publish, read_until
+from tests.harness import WorkerProcess, event, prediction_ids, publish, read_until
 
 pytestmark = pytest.mark.integration
 

@@ -20,7 +20,7 @@ from driftline.offline.export import CHOSEN_MODEL, OnlineArtifact
 from driftline.offline.framing import TrainingPlan, draft_card
 from driftline.offline.register import register_challenger_dir
 from driftline.offline.train import train_frame
-from tests.integration.harness import WorkerProcess, publish, read_until
+from tests.harness import WorkerProcess, publish, read_until
 
 pytestmark = pytest.mark.integration
 

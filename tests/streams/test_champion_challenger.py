@@ -17,7 +17,7 @@ from driftline.models.champion import load_comparison
 from driftline.models.learner import OnlineLearner
 from driftline.models.registry import ModelRegistry
 from driftline.models.specs import build_model
-from tests.integration.harness import WorkerProcess, publish, settings_env
+from tests.harness import WorkerProcess, publish, settings_env
 
 pytestmark = pytest.mark.integration
 

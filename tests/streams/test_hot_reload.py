@@ -14,7 +14,7 @@ import pytest
 
 from driftline.models.bootstrap import bootstrap_model
 from driftline.models.registry import ModelRegistry
-from tests.integration.harness import WorkerProcess, event, publish, read_until
+from tests.harness import WorkerProcess, event, publish, read_until
 
 pytestmark = pytest.mark.integration
 

@@ -11,7 +11,7 @@ from aiokafka.partitioner import murmur2
 
 from driftline.streams.publisher import Publisher
 from driftline.streams.topics import ensure_topics
-from tests.integration.harness import read_until
+from tests.harness import read_until
 
 pytestmark = pytest.mark.integration
 

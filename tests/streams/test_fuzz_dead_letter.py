@@ -9,7 +9,7 @@ import random
 import pytest
 
 from driftline.contract.records import DLQ_ERROR_CLASS, DLQ_ERROR_MESSAGE, DLQ_STAGE
-from tests.integration.harness import WorkerProcess, publish, read_until
+from tests.harness import WorkerProcess, publish, read_until
 from tests.strategies import draw_many, malformed_events, valid_events
 
 pytestmark = pytest.mark.integration
