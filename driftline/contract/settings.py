@@ -1,8 +1,10 @@
 """One frozen, typed settings object for every driftline process.
 
 Every field can be set from the environment with the ``DRIFTLINE_`` prefix
-(``DRIFTLINE_BROKER_URL``, ``DRIFTLINE_REDIS_URL``, ...). Nothing else in the
-code reads ``os.environ``.
+(``DRIFTLINE_BROKER_URL``, ``DRIFTLINE_REDIS_URL``, ...), or from a file of that
+name in :data:`SECRETS_DIR` when the directory exists (a mounted Kubernetes
+Secret: no secret in the process environment; the environment wins). Nothing
+else in the code reads ``os.environ``.
 
 Examples
 --------
@@ -15,6 +17,7 @@ True
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, SecretStr, model_validator
@@ -26,6 +29,9 @@ MissingFeaturePolicy = Literal["impute", "reject"]
 UnknownFeaturePolicy = Literal["ignore", "reject"]
 AlertAction = Literal["none", "rollback", "adjust_threshold", "retrain"]
 
+#: Directory of one file per secret setting (``DRIFTLINE_MODEL_HMAC_KEY``, ...), read when it exists.
+SECRETS_DIR = Path("/run/secrets/driftline")
+
 #: Development key used only when the embedded stack is used and no key was configured.
 EMBEDDED_DEV_HMAC_KEY = "driftline-embedded-dev-key-not-for-production"
 
@@ -33,7 +39,9 @@ EMBEDDED_DEV_HMAC_KEY = "driftline-embedded-dev-key-not-for-production"
 class Settings(BaseSettings):
     """Settings of a driftline process (broker, redis, topics, policies, metrics)."""
 
-    model_config = SettingsConfigDict(env_prefix="DRIFTLINE_", frozen=True, extra="ignore")
+    model_config = SettingsConfigDict(
+        env_prefix="DRIFTLINE_", frozen=True, extra="ignore", secrets_dir=SECRETS_DIR if SECRETS_DIR.is_dir() else None
+    )
 
     # --- connections -------------------------------------------------------------------------
     broker_url: str | None = Field(
