@@ -37,7 +37,7 @@ from driftline.streams.metrics import (
     SCORING_LATENCY,
     serve_metrics,
 )
-from driftline.streams.metrics_drift import METRICS
+from driftline.streams.metrics_drift import METRICS, init_model_metrics
 from driftline.streams.model_cache import ModelCache
 from driftline.streams.publisher import Publisher, producer_for
 from driftline.streams.redis_dedup import RedisDeduplicator
@@ -254,6 +254,7 @@ class Worker:
             Watch("learning", self.settings, self.registry, self.registry.client, dedup),
         )
         self.learning.publisher = Publisher(self.publisher.producer)
+        init_model_metrics(self.settings.model_name)
         if self.settings.metrics_port:
             serve_metrics(self.settings.metrics_host, self.settings.metrics_port)
 

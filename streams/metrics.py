@@ -29,6 +29,24 @@ REVIEW_REQUESTS = Counter("driftline_review_requests_total", "Low-confidence pre
 REDIS_ERRORS = Counter("driftline_redis_errors_total", "Redis operations that failed and were retried", ["op"])
 
 
+#: Counters with a ``model`` label, created at 0 for each model a worker serves (see :func:`init_model_counters`).
+PER_MODEL_COUNTERS = (
+    EVENTS_SCORED,
+    MODEL_RELOADS,
+    MODEL_INTEGRITY_FAILURES,
+    LABELS_LEARNED,
+    CHALLENGER_SCORED,
+    REVIEW_REQUESTS,
+)
+
+
+def init_model_counters(model: str) -> None:
+    """Create every per-model counter of ``model`` at 0: a rate panel shows 0 instead of "No data" until the
+    first increment, and ``increase()`` counts that first increment."""
+    for counter in PER_MODEL_COUNTERS:
+        counter.labels(model)
+
+
 def serve_metrics(host: str, port: int) -> None:
     """Serve /metrics on ``host:port`` (bind the configured address, never every interface by default)."""
     start_http_server(port, addr=host)

@@ -23,7 +23,7 @@ from driftline.models.version import ModelVersion, UnknownModelError
 from driftline.monitoring.actions import retrain_request
 from driftline.monitoring.monitor import Monitor, MonitorConfig
 from driftline.streams.metrics import REDIS_ERRORS
-from driftline.streams.metrics_drift import METRICS
+from driftline.streams.metrics_drift import METRICS, init_model_metrics
 from driftline.streams.redis_dedup import RedisDeduplicator
 
 log = logging.getLogger(__name__)
@@ -82,6 +82,7 @@ class Watch:
             except (UnknownModelError, redis.RedisError):
                 reference = None
             monitor = Monitor(meta.name, meta.feature_schema(), meta.task, reference, self.config, self.dedup)
+        init_model_metrics(meta.name)
         self.monitors[meta.name] = monitor
         return monitor
 
@@ -99,7 +100,7 @@ class Watch:
     def export(self) -> None:
         """Set the Prometheus gauges of every monitor."""
         for monitor in self.monitors.values():
-            METRICS.update(monitor.gauges())
+            METRICS.update(monitor.gauges(), stage=self.role)
 
     def act(self, alert: Alert) -> Alert:
         """Carry out the alert's configured action; the alert comes back saying what was done."""

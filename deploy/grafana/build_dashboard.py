@@ -225,11 +225,17 @@ ROWS: list[tuple[str, list[Panel]]] = [
             ),
             Panel(
                 "Label lag and coverage",
-                "Median delay from event to joined label, and labelled outcomes / scored "
-                "events. Coverage falling to 0: labels stopped or arrive after the TTL (dead-letter LateLabel).",
+                "Median delay from event to joined label, and coverage: labels learned / events "
+                "scored by the whole fleet over the last hour (about 1 in steady state; it lags a change of rate by "
+                "the label delay). Falling well below 1: labels stopped, or arrive after the TTL (dead-letter "
+                "LateLabel).",
                 [
                     Target(f"max by (model) (driftline_label_lag_seconds{MODEL})", "lag {{model}}"),
-                    Target(f"max by (model) (driftline_label_coverage_ratio{MODEL})", "coverage {{model}}"),
+                    Target(
+                        f"sum by (model) (increase(driftline_labels_learned_total{MODEL}[1h])) / clamp_min(sum by "
+                        f"(model) (increase(driftline_events_scored_total{MODEL}[1h])), 1)",
+                        "coverage {{model}}",
+                    ),
                 ],
             ),
         ],
@@ -287,12 +293,12 @@ ROWS: list[tuple[str, list[Panel]]] = [
             ),
             Panel(
                 "Monitor health",
-                "Events each monitor observed, the per-test level after the false-alarm budget, "
-                "alerts suppressed as duplicates, local dedup fallbacks while Redis was down, and webhook "
-                "deliveries.",
+                "Events the scoring monitor and labelled outcomes the learning monitor observed (label stage), "
+                "the per-test level after the false-alarm budget, alerts suppressed as duplicates, local dedup "
+                "fallbacks while Redis was down, and webhook deliveries.",
                 [
-                    Target(f"max by (model) (driftline_monitor_events{MODEL})", "events {{model}}"),
-                    Target(f"max by (model) (driftline_false_alarm_alpha{MODEL})", "alpha {{model}}"),
+                    Target(f"max by (model, stage) (driftline_monitor_events{MODEL})", "{{stage}} events {{model}}"),
+                    Target(f"max by (model, stage) (driftline_false_alarm_alpha{MODEL})", "{{stage}} alpha {{model}}"),
                     Target(rate("driftline_alerts_deduplicated_total", "model"), "deduplicated {{model}}"),
                     Target(rate("driftline_alert_dedup_fallbacks_total", "model"), "dedup fallback {{model}}"),
                     Target(rate("driftline_webhook_deliveries_total", "outcome", ""), "webhook {{outcome}}"),

@@ -217,13 +217,14 @@ def test_gauges_feed_every_prometheus_metric_the_dashboard_uses() -> None:
     feed(monitor, rng, 8)
     monitor.observe_outcomes(["e1", "e2"], [True, False], [True, True], [None, None], 1, 5000)
     registry = CollectorRegistry()
-    DriftMetrics(registry).update(monitor.gauges())
+    DriftMetrics(registry).update(monitor.gauges(), stage="scoring")
     text = generate_latest(registry).decode()
     for name in (
         "driftline_drift_statistic",
         "driftline_drift_p_value",
         "driftline_quality_rate",
-        "driftline_label_coverage_ratio",
+        "driftline_label_lag_seconds",
+        "driftline_monitor_events",
         "driftline_rolling_metric",
         "driftline_estimated_metric",
     ):
