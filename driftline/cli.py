@@ -134,11 +134,13 @@ def worker(loglevel: str) -> None:
     """Run a Faust worker: score events, learn from labels, monitor, alert.
 
     Connects to DRIFTLINE_BROKER_URL and DRIFTLINE_REDIS_URL; when both are unset it starts the embedded stack
-    itself and stops it on exit.
+    itself and stops it on exit. Serves the real-time V2 inference API (KServe/MLServer/Triton protocol) on
+    DRIFTLINE_HTTP_HOST:DRIFTLINE_HTTP_PORT (127.0.0.1:8080; port 0 disables it).
     """
     import redis
 
     from driftline.streams.app import run_worker
+    from driftline.streams.http_api import BindError
 
     settings = load_settings()
     if bool(settings.broker_url) != bool(settings.redis_url):
@@ -152,6 +154,8 @@ def worker(loglevel: str) -> None:
             run_worker(settings, stack.broker_url, stack.redis_url, loglevel)
     except redis.RedisError as exc:
         raise click.ClickException(f"Redis unreachable at {settings.redis_url}: {exc}") from None
+    except BindError as exc:
+        raise click.ClickException(str(exc)) from None
 
 
 @main.command()

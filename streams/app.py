@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 import uuid
+from collections.abc import Sequence
 
 import faust
 import mode
@@ -25,6 +27,7 @@ from driftline.monitoring.actions import choose_action
 from driftline.streams.alerts_io import WebhookSender
 from driftline.streams.batch_source import BatchSource
 from driftline.streams.connections import async_redis_client, kafka_kwargs, redis_client
+from driftline.streams.http_api import InferenceApi, listen
 from driftline.streams.join_store import JoinStore
 from driftline.streams.learning import RETRIABLE_ERRORS, LabelLearner
 from driftline.streams.learning_stage import JoinRecord
@@ -41,7 +44,7 @@ from driftline.streams.metrics_drift import METRICS, init_model_metrics
 from driftline.streams.model_cache import ModelCache
 from driftline.streams.publisher import Publisher, producer_for
 from driftline.streams.redis_dedup import RedisDeduplicator
-from driftline.streams.scoring_stage import ScoredBatch, ScoringPolicy, model_names, score_records
+from driftline.streams.scoring_stage import RawRecord, ScoredBatch, ScoringPolicy, model_names, score_records
 from driftline.streams.topics import ensure_topics
 from driftline.streams.watch import Watch
 
@@ -87,15 +90,29 @@ class Worker:
         self.learning: LabelLearner
         self._pending_alerts: list[Alert] = []
         self.thresholds: dict[str, float] = {}
+        #: The V2 inference API's listening socket (bound before start, so a taken port fails the command).
+        self.http_socket: socket.socket | None = None
+        self.http: InferenceApi | None = None
 
     # --- scoring -----------------------------------------------------------------------------
     async def score(self, records: list) -> asyncio.Future:
         """Score a batch and queue its output; returns the future of the output's acknowledgements."""
+        batch = await self.score_batch(records)
+        await self.emit(batch, self.publisher)
+        return self.publisher.acknowledged()
+
+    async def score_batch(self, records: Sequence[RawRecord]) -> ScoredBatch:
+        """Validate, prepare and score ``records`` with the served versions (the pure stage); nothing sent yet."""
         names, parsed = model_names(records, self.policy)
         await self.models.ensure(names)
-        batch = score_records(records, parsed, self.models.get, self.policy, thresholds=self.thresholds)
+        return score_records(records, parsed, self.models.get, self.policy, thresholds=self.thresholds)
+
+    async def emit(self, batch: ScoredBatch, publisher: Publisher, join: bool = True) -> None:
+        """What a scored batch leads to, for the stream and the HTTP API alike: join records (unless ``join`` is
+        False), the monitors and their alerts, predictions, reviews, dead letters and metrics, queued on
+        ``publisher`` (the caller waits for its acknowledgements)."""
         ttl_ms = self.settings.label_ttl_seconds * 1000
-        for name, group in batch.by_model.items():
+        for name, group in batch.by_model.items() if join else ():
             shadow = self._shadow(name, group.rows)
             await self.joins.put_many(
                 name,
@@ -119,12 +136,11 @@ class Worker:
         if alerts:  # actions write to Redis (registry, thresholds, retrain requests): off the event loop
             self._pending_alerts += await asyncio.to_thread(lambda: [self.scoring_watch.act(a) for a in alerts])
         topic = self.settings.topic
-        await self.publisher.send_many(topic("predictions"), batch.predictions)
-        await self.publisher.send_many(topic("review"), batch.reviews)
-        await self.publisher.send_dead_letters(topic("dead-letter"), batch.dead_letters)
+        await publisher.send_many(topic("predictions"), batch.predictions)
+        await publisher.send_many(topic("review"), batch.reviews)
+        await publisher.send_dead_letters(topic("dead-letter"), batch.dead_letters)
         alerts, self._pending_alerts = self._pending_alerts, []
-        await self.publisher.send_alerts(topic("alerts"), alerts)
-        acknowledged = self.publisher.acknowledged()
+        await publisher.send_alerts(topic("alerts"), alerts)
         for name, group in batch.by_model.items():
             EVENTS_SCORED.labels(name).inc(len(group.events))
         if batch.reviews:
@@ -133,7 +149,6 @@ class Worker:
             DEAD_LETTERED.labels("events", letter.stage, letter.error_class).inc()
         for latency in batch.latencies_ms:
             SCORING_LATENCY.observe(latency / 1000)
-        return acknowledged
 
     def _shadow(self, name: str, rows: list[dict]) -> list[list | None] | None:
         """The challenger's output for ``rows`` ([version, prediction, probabilities, score] each), if any."""
@@ -257,9 +272,14 @@ class Worker:
         init_model_metrics(self.settings.model_name)
         if self.settings.metrics_port:
             serve_metrics(self.settings.metrics_host, self.settings.metrics_port)
+        if self.http_socket is not None:
+            self.http = InferenceApi(self, self.settings)
+            await self.http.start(self.http_socket)
 
     async def stop(self) -> None:
-        """Checkpoint the monitors and stop the producer (of a start that got that far)."""
+        """Stop the HTTP API, checkpoint the monitors and stop the producer (of a start that got that far)."""
+        if self.http is not None:
+            await self.http.stop()
         if hasattr(self, "scoring_watch"):
             await asyncio.to_thread(self.scoring_watch.save)
         if hasattr(self, "publisher"):
@@ -372,7 +392,10 @@ class WorkerService(mode.Service):
 
 def run_worker(settings: Settings, broker_url: str, redis_url: str, loglevel: str = "warning") -> None:
     """Run a worker until SIGTERM/SIGINT (blocks). Raises :class:`redis.RedisError` when Redis is unreachable
-    at start (Faust would only log the crash of a half-started worker)."""
+    at start and :class:`~driftline.streams.http_api.BindError` when the HTTP port cannot be bound (Faust would
+    only log the crash of a half-started worker)."""
     worker = Worker(settings, broker_url, redis_url, loglevel)
     worker.registry.client.ping()
+    if settings.http_port:
+        worker.http_socket = listen(settings.http_host, settings.http_port)
     faust.Worker(worker.create_app(), loglevel=loglevel, quiet=True).execute_from_commandline()

@@ -28,6 +28,20 @@ CHALLENGER_SCORED = Counter("driftline_challenger_scored_total", "Events scored 
 REVIEW_REQUESTS = Counter("driftline_review_requests_total", "Low-confidence predictions sent to review", ["model"])
 REDIS_ERRORS = Counter("driftline_redis_errors_total", "Redis operations that failed and were retried", ["op"])
 
+HTTP_REQUESTS = Counter("driftline_http_requests_total", "V2 API requests by route and status", ["route", "status"])
+HTTP_LATENCY = Histogram(
+    "driftline_http_request_seconds",
+    "V2 API request -> response",
+    ["route"],
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+)
+HTTP_REJECTED_ROWS = Counter(
+    "driftline_http_rejected_rows_total", "Rows of V2 inference requests answered 400", ["stage", "reason"]
+)
+HTTP_PUBLISH_FAILURES = Counter(
+    "driftline_http_publish_failures_total", "HTTP predictions whose Kafka copy was not acknowledged"
+)
+
 
 #: Counters with a ``model`` label, created at 0 for each model a worker serves (see :func:`init_model_counters`).
 PER_MODEL_COUNTERS = (

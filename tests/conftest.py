@@ -41,6 +41,7 @@ def settings(stack: EmbeddedStack) -> Settings:
         topic_prefix=f"t{uuid.uuid4().hex[:8]}.",
         model_hmac_key=TEST_HMAC_KEY,
         metrics_port=0,
+        http_port=0,
         session_timeout_ms=6000,
         heartbeat_interval_ms=500,
         rebalance_timeout_ms=6000,

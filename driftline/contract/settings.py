@@ -119,6 +119,15 @@ class Settings(BaseSettings):
     metrics_host: str = Field("127.0.0.1", description="Address /metrics binds to.")
     metrics_port: int = Field(9464, ge=0, le=65535, description="Port of /metrics; 0 disables it.")
 
+    # --- real-time HTTP (Open Inference Protocol V2) -----------------------------------------
+    http_host: str = Field("127.0.0.1", description="Address the worker's V2 inference API binds to.")
+    http_port: int = Field(
+        8080, ge=0, le=65535, description="Port of the V2 inference API (/v2/models/NAME/infer); 0 disables it."
+    )
+    http_token: SecretStr | None = Field(
+        None, description="Bearer token the V2 API requires (Authorization: Bearer ...); unset: no auth."
+    )
+
     # --- monitoring and alerts --------------------------------------------------------------
     false_alarms_per_100k: float = Field(
         1.0, gt=0, description="Fleet-wide false-alarm budget over every detector, per 100,000 events."

@@ -48,8 +48,10 @@ class Tally:
     last_output: float = 0.0
 
 
-def worker_env(settings: Settings, stack: EmbeddedStack, hmac_key: str, metrics_port: int) -> dict[str, str]:
-    """Environment of a worker process talking to the embedded stack."""
+def worker_env(
+    settings: Settings, stack: EmbeddedStack, hmac_key: str, metrics_port: int, http_port: int = 0
+) -> dict[str, str]:
+    """Environment of a worker process talking to the embedded stack (its V2 HTTP API off unless ``http_port``)."""
     return {
         **os.environ,
         "DRIFTLINE_BROKER_URL": stack.broker_url,
@@ -57,6 +59,7 @@ def worker_env(settings: Settings, stack: EmbeddedStack, hmac_key: str, metrics_
         "DRIFTLINE_MODEL_HMAC_KEY": hmac_key,
         "DRIFTLINE_TOPIC_PREFIX": settings.topic_prefix,
         "DRIFTLINE_METRICS_PORT": str(metrics_port),
+        "DRIFTLINE_HTTP_PORT": str(http_port),
     }
 
 
@@ -204,11 +207,15 @@ async def run_demo(
         console.print(f"[bold]embedded stack[/]: broker {stack.broker_url}, redis {stack.redis_url}")
         console.print(f"model '{settings.model_name}': {source}")
         await ensure_topics(settings, stack.broker_url)
-        metrics_port = free_port()
-        worker = start_worker(worker_env(settings, stack, hmac_key, metrics_port), stack.workdir / "worker.log")
+        metrics_port, http_port = free_port(), free_port()
+        env = worker_env(settings, stack, hmac_key, metrics_port, http_port)
+        worker = start_worker(env, stack.workdir / "worker.log")
         try:
             wait_for_port(metrics_port, timeout=60, proc=worker)
-            console.print(f"worker pid {worker.pid}, metrics http://127.0.0.1:{metrics_port}/metrics")
+            console.print(
+                f"worker pid {worker.pid}, metrics http://127.0.0.1:{metrics_port}/metrics, "
+                f"V2 inference http://127.0.0.1:{http_port}/v2/models/{settings.model_name}/infer"
+            )
             return await _drive(settings, stack, events, labels, label_delay, timeout, console, worker)
         finally:
             stop_process(worker)

@@ -1,0 +1,238 @@
+"""The worker's real-time HTTP API: the Open Inference Protocol V2 (KServe, MLServer, Triton) on aiohttp.
+
+========================================  ==========================================================================
+``GET  /v2``                              server metadata
+``GET  /v2/health/live``                  200 while the worker runs
+``GET  /v2/health/ready``                 200 once the default model is served, else 503
+``GET  /v2/models/NAME[/versions/V]``     model metadata: inputs (one per feature) with datatypes, served version
+``GET  /v2/models/NAME[/versions/V]/ready``  200 when that model (version) is served
+``POST /v2/models/NAME[/versions/V]/infer``  predictions, probabilities, score, confidence, model version
+========================================  ==========================================================================
+
+Requests go through the stream's own path (:meth:`driftline.streams.app.Worker.score_batch` and ``emit``): same
+validation, preparation, served version, decision threshold, monitors, join records (rows with
+``parameters.event_id``) and ``predictions`` topic. A row the stream would dead-letter makes the request a 400
+whose ``error`` is the dead letter's reason (nothing of that request is scored or published); a model that is not
+served is a 404. With ``DRIFTLINE_HTTP_TOKEN`` set, every route but ``/v2/health/*`` needs
+``Authorization: Bearer TOKEN``.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import socket
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from importlib.metadata import version as package_version
+from typing import Any, Protocol
+
+import orjson
+from aiohttp import web
+
+from driftline.contract.records import MODEL_NAME_PATTERN, now_ms
+from driftline.contract.settings import Settings
+from driftline.streams.inference_protocol import ProtocolError, model_metadata, parse_request, response
+from driftline.streams.metrics import HTTP_LATENCY, HTTP_PUBLISH_FAILURES, HTTP_REJECTED_ROWS, HTTP_REQUESTS
+from driftline.streams.publisher import Publisher
+from driftline.streams.scoring_stage import LoadedModel, RawRecord, ScoredBatch
+
+log = logging.getLogger(__name__)
+
+#: Largest request body (a 10,000-row request of a few dozen features fits).
+MAX_BODY_BYTES = 16 * 1024 * 1024
+#: Routes a probe may call without the bearer token.
+OPEN_ROUTES = ("/v2/health/live", "/v2/health/ready")
+
+
+class Scorer(Protocol):
+    """What the API needs of a worker (:class:`driftline.streams.app.Worker`)."""
+
+    publisher: Publisher
+
+    @property
+    def models(self) -> ModelSource: ...
+
+    async def score_batch(self, records: Sequence[RawRecord]) -> ScoredBatch: ...
+
+    async def emit(self, batch: ScoredBatch, publisher: Publisher, join: bool = True) -> None: ...
+
+
+class ModelSource(Protocol):
+    """The served models (:class:`driftline.streams.model_cache.ModelCache`)."""
+
+    def get(self, name: str) -> LoadedModel | None: ...
+
+    async def ensure(self, names: set[str], retry_unknown_after: float = 1.0) -> None: ...
+
+
+class BindError(OSError):
+    """The API's address cannot be listened on (the message says which and why)."""
+
+
+def listen(host: str, port: int) -> socket.socket:
+    """A listening TCP socket on ``host:port``; raises :class:`BindError` when it cannot be bound."""
+    try:
+        return socket.create_server((host, port), backlog=1024)
+    except OSError as exc:
+        raise BindError(f"cannot serve the V2 HTTP API on {host}:{port}: {exc.strerror or exc}") from None
+
+
+def _json(body: Any, status: int = 200) -> web.Response:
+    return web.Response(body=orjson.dumps(body), status=status, content_type="application/json")
+
+
+def _error(status: int, message: str, **extra: Any) -> web.Response:
+    return _json({"error": message, **extra}, status)
+
+
+class InferenceApi:
+    """The V2 routes of one worker, served from a socket bound beforehand (:func:`listen`)."""
+
+    def __init__(self, worker: Scorer, settings: Settings):
+        self.worker = worker
+        self.settings = settings
+        #: Its own publisher: the stream's waits for its own records' acknowledgements before committing offsets.
+        self.publisher = Publisher(worker.publisher.producer)
+        token = settings.http_token.get_secret_value() if settings.http_token is not None else None
+        self.expected_auth = f"Bearer {token}".encode() if token else None
+        self._runner: web.AppRunner | None = None
+
+    def app(self) -> web.Application:
+        app = web.Application(client_max_size=MAX_BODY_BYTES, middlewares=[self._middleware])
+        model = "/v2/models/{name}"
+        versioned = "/v2/models/{name}/versions/{version}"
+        app.router.add_get("/v2", self.server_metadata)
+        app.router.add_get("/v2/health/live", self.live)
+        app.router.add_get("/v2/health/ready", self.ready)
+        for prefix in (model, versioned):
+            app.router.add_get(prefix, self.metadata)
+            app.router.add_get(prefix + "/ready", self.model_ready)
+            app.router.add_post(prefix + "/infer", self.infer)
+        return app
+
+    async def start(self, sock: socket.socket) -> None:
+        self._runner = web.AppRunner(self.app(), access_log=None, handle_signals=False)
+        await self._runner.setup()
+        await web.SockSite(self._runner, sock).start()
+        host, port = sock.getsockname()[:2]
+        log.info("V2 inference API on http://%s:%s/v2", host, port)
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    # --- middleware ----------------------------------------------------------------------------
+    @web.middleware
+    async def _middleware(
+        self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    ) -> web.StreamResponse:
+        started = time.perf_counter()
+        info = request.match_info
+        route = info.route.resource.canonical if info.route.resource is not None else "unmatched"
+        if self.expected_auth is not None and request.path not in OPEN_ROUTES:
+            given = request.headers.get("Authorization", "").encode()
+            if not hmac.compare_digest(given, self.expected_auth):
+                answer: web.StreamResponse = _error(401, "missing or wrong bearer token")
+                answer.headers["WWW-Authenticate"] = "Bearer"
+                return self._count(route, answer, started)
+        try:
+            answer = await handler(request)
+        except web.HTTPException as exc:  # aiohttp's own 404/405/413: the protocol's error body
+            answer = _error(exc.status, exc.reason if exc.status != 413 else exc.text or exc.reason)
+        except Exception:  # noqa: BLE001 - a failure of ours is a 500 with a line in the log, never a dead worker
+            log.exception("V2 API %s %s failed", request.method, request.path)
+            answer = _error(500, "internal error; see the worker's log")
+        return self._count(route, answer, started)
+
+    @staticmethod
+    def _count(route: str, answer: web.StreamResponse, started: float) -> web.StreamResponse:
+        HTTP_REQUESTS.labels(route, str(answer.status)).inc()
+        HTTP_LATENCY.labels(route).observe(time.perf_counter() - started)
+        return answer
+
+    # --- health and metadata -------------------------------------------------------------------
+    async def server_metadata(self, request: web.Request) -> web.Response:
+        return _json({"name": "driftline", "version": package_version("driftline"), "extensions": []})
+
+    async def live(self, request: web.Request) -> web.Response:
+        return _json({"live": True})
+
+    async def ready(self, request: web.Request) -> web.Response:
+        ready = await self._served(self.settings.model_name) is not None
+        return _json({"ready": ready}, 200 if ready else 503)
+
+    async def _served(self, name: str) -> LoadedModel | None:
+        """The served version of ``name`` (loaded on first use, like the stream does), or None."""
+        if not MODEL_NAME_PATTERN.match(name):
+            return None
+        loaded = self.worker.models.get(name)
+        if loaded is None:
+            await self.worker.models.ensure({name})
+            loaded = self.worker.models.get(name)
+        return loaded
+
+    async def _model(self, request: web.Request) -> LoadedModel | web.Response:
+        """The model a request names, or the 404 to answer with."""
+        name = request.match_info["name"]
+        loaded = await self._served(name)
+        if loaded is None:
+            return _error(404, f"validate: UnknownModel: no model named '{name}'")
+        asked = request.match_info.get("version")
+        if asked is not None and asked != str(loaded.version):
+            return _error(404, f"model '{name}' version {asked} is not served (serving version {loaded.version})")
+        return loaded
+
+    async def metadata(self, request: web.Request) -> web.Response:
+        loaded = await self._model(request)
+        if isinstance(loaded, web.Response):
+            return loaded
+        platform = "river" if type(loaded.model).__module__.startswith("river") else "sklearn"
+        return _json(model_metadata(loaded.name, loaded.version, loaded.task, loaded.schema, platform))
+
+    async def model_ready(self, request: web.Request) -> web.Response:
+        loaded = await self._model(request)
+        if isinstance(loaded, web.Response):
+            return loaded
+        return _json({"name": loaded.name, "ready": True})
+
+    # --- inference -----------------------------------------------------------------------------
+    async def infer(self, request: web.Request) -> web.Response:
+        loaded = await self._model(request)
+        if isinstance(loaded, web.Response):
+            return loaded
+        try:
+            parsed = parse_request(await request.read(), loaded.name, now_ms())
+        except ProtocolError as exc:
+            return _error(exc.status, str(exc))
+        batch = await self.worker.score_batch(parsed.records)
+        if batch.dead_letters:
+            for letter in batch.dead_letters:
+                HTTP_REJECTED_ROWS.labels(letter.stage, letter.error_class).inc()
+            first = min(batch.dead_letters, key=lambda letter: letter.offset)
+            return _error(
+                400,
+                f"row {first.offset} ({parsed.event_ids[first.offset]}): "
+                f"{first.stage}: {first.error_class}: {first.message}",
+                row=first.offset,
+                stage=first.stage,
+                error_class=first.error_class,
+                reason=first.message,
+                rejected_rows=len(batch.dead_letters),
+            )
+        group = batch.by_model[loaded.name]
+        await self.worker.emit(batch, self.publisher, join=parsed.joinable)
+        self.publisher.acknowledged().add_done_callback(_count_publish_failure)
+        events = [event.event_id for event in group.events]
+        return _json(response(loaded.name, group.loaded.version, parsed, events, group.scored))
+
+
+def _count_publish_failure(acknowledged: Any) -> None:
+    """Done-callback of an HTTP batch's Kafka records: a failure is logged and counted (the client has its answer)."""
+    if acknowledged.cancelled():
+        return
+    error = acknowledged.exception()
+    if error is not None:
+        HTTP_PUBLISH_FAILURES.inc()
+        log.warning("HTTP predictions not acknowledged by Kafka: %r", error)
