@@ -140,6 +140,35 @@ ROWS: list[tuple[str, list[Panel]]] = [
         ],
     ),
     (
+        "Real-time HTTP (V2 inference API)",
+        [
+            Panel(
+                "HTTP requests / s",
+                "V2 API requests by route and status over all workers, with rows refused (400: the reason a "
+                "dead letter would carry, by stage and reason) and predictions whose copy on the predictions topic "
+                "Kafka did not acknowledge. 4xx rising: a client sends what the model's schema refuses; 5xx or "
+                "publish failures: the worker log.",
+                [
+                    Target(rate("driftline_http_requests_total", "route, status", ""), "{{route}} {{status}}"),
+                    Target(rate("driftline_http_rejected_rows_total", "stage, reason", ""), "refused {{reason}}"),
+                    Target("sum(rate(driftline_http_publish_failures_total[$__rate_interval]))", "not published"),
+                ],
+                width=12,
+            ),
+            Panel(
+                "HTTP latency",
+                "Request received -> answer, by route, over all workers (the goal: p99 under 10 ms for single "
+                "rows). Rising with the Kafka path's lag: the worker is saturated, add workers.",
+                [
+                    Target(quantile(q, "driftline_http_request_seconds", "route"), f"p{round(q * 100)} {{{{route}}}}")
+                    for q in (0.5, 0.99)
+                ],
+                unit="s",
+                width=12,
+            ),
+        ],
+    ),
+    (
         "Models",
         [
             Panel(
