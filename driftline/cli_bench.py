@@ -10,7 +10,12 @@ import click
 
 
 def _run(module: str, **kwargs: Any) -> None:
-    result = importlib.import_module(f"bench.{module}").run(**kwargs)
+    from driftline.bench.peers import MissingExtras
+
+    try:
+        result = importlib.import_module(f"driftline.bench.{module}").run(**kwargs)
+    except MissingExtras as exc:
+        raise click.ClickException(str(exc)) from exc
     click.echo(json.dumps(result, sort_keys=True))
 
 
@@ -58,3 +63,58 @@ def drift(seeds: int, calibration_seeds: int, as_json: bool) -> None:
 def parity(events: int, delay: int, as_json: bool) -> None:
     """Live prequential metric through Kafka against river.evaluate.progressive_val_score."""
     _run("parity", events=events, delay=delay)
+
+
+@bench.command()
+@click.option("--events", default=30_000, show_default=True, help="Raw events through the stage.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (the only output format).")
+def stage(events: int, as_json: bool) -> None:
+    """The scoring stage alone (decode, validate, prepare, score, build records): no Kafka, Redis or monitors."""
+    _run("stage", events=events)
+
+
+@bench.command()
+@click.option("--events", default=60_000, show_default=True, help="Records consumed and produced by each client.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (the only output format).")
+def clients(events: int, as_json: bool) -> None:
+    """aiokafka against confluent-kafka for the scorer's source (consume) and sink (produce)."""
+    _run("clients", events=events)
+
+
+@bench.command()
+@click.option("--events", default=60_000, show_default=True, help="Events pre-loaded for each run of each system.")
+@click.option("--rounds", default=3, show_default=True, help="Runs of each system (interleaved); medians reported.")
+@click.option("--rate", default=1000.0, show_default=True, help="Events/s at which latency is measured.")
+@click.option("--latency-events", default=5000, show_default=True, help="Events published at --rate per run.")
+@click.option(
+    "--systems",
+    default="driftline,quix,bytewax,raw_confluent",
+    show_default=True,
+    help="Comma-separated systems to run (the peers need pip install 'driftline[bench]').",
+)
+@click.option("--json", "as_json", is_flag=True, help="End with one JSON line instead of a table.")
+def peers(events: int, rounds: int, rate: float, latency_events: int, systems: str, as_json: bool) -> None:
+    """driftline's worker against Quix Streams, Bytewax and a raw librdkafka loop on the same events and model."""
+    from driftline.bench import peers as bench_peers
+
+    chosen = [s.strip() for s in systems.split(",") if s.strip()]
+    try:
+        bench_peers.check_installed(chosen)
+    except (ValueError, bench_peers.MissingExtras) as exc:
+        raise click.ClickException(str(exc)) from exc
+
+    def progress(figures: dict[str, Any]) -> None:
+        click.echo(json.dumps(figures, sort_keys=True), err=True)
+
+    result = bench_peers.run(events, rounds, rate, latency_events, chosen, progress)
+    if as_json:
+        click.echo(json.dumps(result, sort_keys=True))
+        return
+    click.echo(
+        f"{'system':<14} {'events/s':>10} {'CPU us/ev':>10} {'p50 ms':>8} {'p99 ms':>8} {'missing':>8} {'dupes':>6}"
+    )
+    for name, f in result["systems"].items():
+        click.echo(
+            f"{name:<14} {f['eps'] or 0:>10,.0f} {f['cpu_us_per_event'] or 0:>10.1f} {f['p50_ms'] or 0:>8.1f} "
+            f"{f['p99_ms'] or 0:>8.1f} {f['missing']:>8} {f['duplicates']:>6}"
+        )
