@@ -197,7 +197,7 @@ def _cusum_detections(arl: float, errors: np.ndarray) -> list[int]:
 def _error_stream_detections(names: tuple[str, ...], monitor: Monitor, errors: np.ndarray) -> dict[str, list[int]]:
     """Detections of the monitor's error-stream detectors (same parameters) on ``errors``."""
     stream = ErrorStream(
-        "binary", names, alpha=monitor.errors.alpha, arl=monitor.errors.arl, grace=monitor.config.error_grace
+        "binary", names, alpha=monitor.levels.error_alpha, arl=monitor.levels.arl, grace=monitor.config.error_grace
     )
     found: dict[str, list[int]] = {name: [] for name in stream.names}
     for start in range(0, errors.size, BATCH):

@@ -26,7 +26,7 @@ Examples
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
 import numpy as np
@@ -212,6 +212,37 @@ class _RiverErrorDetector:
         return z
 
 
+def _adwin(alpha: float, arl: float, grace: int) -> _RiverErrorDetector:
+    return _RiverErrorDetector("adwin", drift.ADWIN(delta=alpha), 0, None)
+
+
+def _ddm(alpha: float, arl: float, grace: int) -> _RiverErrorDetector:
+    z = float(special.ndtri(1 - alpha))
+    return _RiverErrorDetector(
+        "ddm", binary.DDM(warm_start=grace, warning_threshold=z - 1, drift_threshold=z), grace, None
+    )
+
+
+def _eddm(alpha: float, arl: float, grace: int) -> _RiverErrorDetector:
+    eddm = binary.EDDM(warm_start=EDDM_WARM_ERRORS, alpha=EDDM_WARNING, beta=EDDM_DRIFT)
+    return _RiverErrorDetector("eddm", eddm, grace, None)
+
+
+def _page_hinkley(alpha: float, arl: float, grace: int) -> _RiverErrorDetector:
+    threshold = page_hinkley_threshold(max(2.0, arl / REGRESSION_BLOCK), 0.5)
+    ph = drift.PageHinkley(min_instances=30, delta=0.5, threshold=threshold)
+    return _RiverErrorDetector("page_hinkley", ph, grace, (0.0, 1.0), REGRESSION_BLOCK)
+
+
+#: River error-stream detectors by name: ``(alpha, arl, grace) -> detector`` held to the budget's share.
+ERROR_STREAM_FACTORIES: dict[str, Callable[[float, float, int], _RiverErrorDetector]] = {
+    "adwin": _adwin,
+    "ddm": _ddm,
+    "eddm": _eddm,
+    "page_hinkley": _page_hinkley,
+}
+
+
 class ErrorStream:
     """The concept-drift detectors of one model's error stream.
 
@@ -241,21 +272,7 @@ class ErrorStream:
         self.names = detectors_for_task(task, detectors)
         self.alpha, self.arl = alpha, arl
         self.cusum = BernoulliCUSUM(arl=arl) if "cusum" in self.names else None
-        z = float(special.ndtri(1 - alpha))
-        self._river: list[_RiverErrorDetector] = []
-        for name in self.names:
-            if name == "adwin":
-                self._river.append(_RiverErrorDetector(name, drift.ADWIN(delta=alpha), 0, None))
-            elif name == "ddm":
-                ddm = binary.DDM(warm_start=grace, warning_threshold=z - 1, drift_threshold=z)
-                self._river.append(_RiverErrorDetector(name, ddm, grace, None))
-            elif name == "eddm":
-                eddm = binary.EDDM(warm_start=EDDM_WARM_ERRORS, alpha=EDDM_WARNING, beta=EDDM_DRIFT)
-                self._river.append(_RiverErrorDetector(name, eddm, grace, None))
-            elif name == "page_hinkley":
-                threshold = page_hinkley_threshold(max(2.0, arl / REGRESSION_BLOCK), 0.5)
-                ph = drift.PageHinkley(min_instances=30, delta=0.5, threshold=threshold)
-                self._river.append(_RiverErrorDetector(name, ph, grace, (0.0, 1.0), REGRESSION_BLOCK))
+        self._river = [ERROR_STREAM_FACTORIES[name](alpha, arl, grace) for name in self.names if name != "cusum"]
         self.outcomes = 0
 
     def update_many(self, errors: Sequence[float] | np.ndarray) -> list[WindowTest]:

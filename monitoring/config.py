@@ -52,6 +52,8 @@ class MonitorConfig:
     streaming_features: tuple[str, ...] | None = None
     streaming_block: int = 250
     kswin_block: int = 1000
+    #: Detector families the monitor runs, by registered name (driftline.monitoring.families), in this order.
+    detectors: tuple[str, ...] = ("data_drift", "data_quality", "prediction_drift", "performance", "concept_drift")
     #: Error-stream (concept drift) detectors; those that do not fit the task are skipped.
     error_detectors: tuple[ErrorDetectorName, ...] = ("cusum", "adwin", "ddm", "eddm", "page_hinkley")
     error_grace: int = 1000

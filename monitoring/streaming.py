@@ -126,20 +126,33 @@ def make_detector(
     name: StreamingName, block: int, alpha: float | None, arl: float | None, seed: int = 0
 ) -> tuple[Any, float]:
     """A River detector for block means of ``block`` values, and its threshold, from the budget's share."""
-    if name == "adwin":
-        if alpha is None:
-            raise ValueError("adwin needs alpha")
-        return drift.ADWIN(delta=alpha, clock=ADWIN_CLOCK), math.nan
-    if name == "page_hinkley":
-        if arl is None:
-            raise ValueError("page_hinkley needs arl")
-        threshold = page_hinkley_threshold(max(2.0, arl / block), PAGE_HINKLEY_DELTA)
-        return drift.PageHinkley(min_instances=30, delta=PAGE_HINKLEY_DELTA, threshold=threshold), threshold
-    if name == "kswin":
-        if alpha is None:
-            raise ValueError("kswin needs alpha")
-        return TabulatedKSWIN(alpha=alpha, window_size=100, stat_size=30, seed=seed), alpha
-    raise ValueError(f"unknown streaming detector {name!r}; expected one of {STREAMING_DETECTORS}")
+    factory = _FACTORIES.get(name)
+    if factory is None:
+        raise ValueError(f"unknown streaming detector {name!r}; expected one of {STREAMING_DETECTORS}")
+    return factory(block, alpha, arl, seed)
+
+
+def _needs(value: float | None, what: str) -> float:
+    if value is None:
+        raise ValueError(what)
+    return value
+
+
+def _adwin(block: int, alpha: float | None, arl: float | None, seed: int) -> tuple[Any, float]:
+    return drift.ADWIN(delta=_needs(alpha, "adwin needs alpha"), clock=ADWIN_CLOCK), math.nan
+
+
+def _page_hinkley(block: int, alpha: float | None, arl: float | None, seed: int) -> tuple[Any, float]:
+    threshold = page_hinkley_threshold(max(2.0, _needs(arl, "page_hinkley needs arl") / block), PAGE_HINKLEY_DELTA)
+    return drift.PageHinkley(min_instances=30, delta=PAGE_HINKLEY_DELTA, threshold=threshold), threshold
+
+
+def _kswin(block: int, alpha: float | None, arl: float | None, seed: int) -> tuple[Any, float]:
+    level = _needs(alpha, "kswin needs alpha")
+    return TabulatedKSWIN(alpha=level, window_size=100, stat_size=30, seed=seed), level
+
+
+_FACTORIES = {"adwin": _adwin, "page_hinkley": _page_hinkley, "kswin": _kswin}
 
 
 def detector_statistic(name: str, detector: Any) -> float:

@@ -1,0 +1,489 @@
+"""The detector families a monitor is assembled from, each registered by name with its own budget count.
+
+* ``data_drift``: PSI and KS per numeric feature (:class:`driftline.monitoring.drift_numeric.NumericDriftBank`),
+  chi-square per categorical feature (:class:`driftline.monitoring.drift_categorical.CategoricalDrift`), and the
+  optional River streaming detectors on block means of the features (:mod:`driftline.monitoring.streaming`);
+* ``data_quality``: missing, out-of-range, unseen categories and schema violations
+  (:mod:`driftline.monitoring.quality`);
+* ``prediction_drift``: the model's output (:mod:`driftline.monitoring.drift_prediction`), and the streaming
+  detectors on the score when ``streaming_features`` names ``prediction``;
+* ``performance``: the label-free estimate and the realised metric
+  (:mod:`driftline.monitoring.performance_estimate`);
+* ``concept_drift``: the error stream (:mod:`driftline.monitoring.concept`).
+
+Feature detectors need a reference: from the profile given, else from the first events
+(:meth:`learn_reference`). Every family follows :class:`driftline.monitoring.detector.Detector`.
+
+Examples
+--------
+>>> from driftline.monitoring.config import MonitorConfig
+>>> from driftline.monitoring.detector import REGISTRY
+>>> scope = Scope("binary", ("x", "y"), ("c",), MonitorConfig(streaming_detectors=("adwin",)))
+>>> {name: family.count(scope) for name, family in REGISTRY.items()}
+{'data_drift': 7, 'data_quality': 7, 'prediction_drift': 2, 'performance': 1, 'concept_drift': 4}
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import numpy as np
+
+from driftline.models.reference import CategoricalProfile, NumericProfile, ReferenceProfile
+from driftline.monitoring.concept import ErrorStream, detectors_for_task
+from driftline.monitoring.detector import (
+    EventBatch,
+    Finding,
+    InvalidBatch,
+    Levels,
+    Observation,
+    OutcomeBatch,
+    Scope,
+    finite,
+    register,
+    source,
+)
+from driftline.monitoring.drift_categorical import CategoricalDrift
+from driftline.monitoring.drift_numeric import NumericDriftBank, NumericReference
+from driftline.monitoring.drift_prediction import PREDICTION, PredictionDrift
+from driftline.monitoring.performance_estimate import ConfidenceEstimate, RealisedMetric
+from driftline.monitoring.quality import DataQuality, QualityCheck, out_of_range_rate, unseen_rate
+from driftline.monitoring.streaming import StreamingBank
+
+__all__ = ["ConceptDrift", "DataDrift", "DataQualityChecks", "Performance", "PredictionOutput"]
+
+
+def gauge(
+    kind: str,
+    feature: str | None,
+    detector: str,
+    statistic: float,
+    p_value: float | None = None,
+    threshold: float | None = None,
+    score: float | None = None,
+) -> dict[str, Any]:
+    """One row of the ``detectors`` gauges."""
+    return {
+        "kind": kind,
+        "feature": feature or "",
+        "detector": detector,
+        "statistic": float(statistic),
+        "p_value": p_value,
+        "threshold": threshold,
+        "score": score,
+    }
+
+
+def present_count(profile: NumericProfile | CategoricalProfile) -> int:
+    """Non-missing values a profile was computed from."""
+    return max(1, round(profile.count * (1 - profile.missing_rate)))
+
+
+def streaming_bank(scope: Scope, levels: Levels, streams: dict[str, tuple[float, float]]) -> StreamingBank | None:
+    """River's streaming detectors on the streams of ``streams`` (name -> reference mean, std) in scope."""
+    cfg = scope.config
+    wanted = scope.streaming_scope()
+    streams = {name: ref for name, ref in streams.items() if name in wanted}
+    if not streams or not cfg.streaming_detectors:
+        return None
+    return StreamingBank(
+        streams,
+        cfg.streaming_detectors,
+        cfg.streaming_block,
+        cfg.kswin_block,
+        levels.block_alpha,
+        levels.kswin_alpha,
+        levels.arl,
+    )
+
+
+def bank_findings(
+    kind: str, bank: NumericDriftBank, window: int, batch: EventBatch, out: list[Finding], floor: float
+) -> None:
+    """The tests of a bank that can change the policy's state (past the re-arm ``floor`` or disarmed)."""
+    for position, statistics in bank.evaluations:
+        for test in ("psi", "ks"):
+            scores = statistics[f"{test}_score"]
+            for f, name in enumerate(bank.features):
+                feature = None if kind == "prediction_drift" else name
+                src = source(kind, test, feature, window)  # type: ignore[arg-type]
+                if scores[f] >= floor or batch.relevant(src.key, float(scores[f])):
+                    out.append(Finding(src, bank.tests(f, statistics, position)[0 if test == "psi" else 1]))
+
+
+def bank_gauges(kind: str, bank: NumericDriftBank | None) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = []
+    if bank is None:
+        return rows
+    s = bank.statistics
+    for f, name in enumerate(bank.features):
+        feature = None if kind == "prediction_drift" else name
+        for test in ("psi", "ks"):
+            rows.append(
+                gauge(
+                    kind,
+                    feature,
+                    test,
+                    s[test][f],
+                    float(s[f"{test}_p_value"][f]),
+                    finite(float(s[f"{test}_threshold"][f])),
+                    float(s[f"{test}_score"][f]),
+                )
+            )
+        rows.append(gauge(kind, feature, "wasserstein", s["wasserstein"][f]))
+    return rows
+
+
+def streaming_gauges(kind: str, bank: StreamingBank | None) -> list[dict[str, Any]]:
+    if bank is None:
+        return []
+    return [
+        gauge(kind, None if stream == PREDICTION else stream, name, statistic, None, finite(threshold))
+        for stream, name, statistic, threshold in bank.statistics()
+    ]
+
+
+def streaming_findings(kind: str, bank: StreamingBank, matrix: np.ndarray) -> list[Finding]:
+    return [
+        Finding(source(kind, test.test, None if stream == PREDICTION else stream, None, resets=True), test)  # type: ignore[arg-type]
+        for stream, test in bank.update_many(matrix)
+    ]
+
+
+@register
+class DataDrift:
+    """Feature drift: PSI and KS per numeric feature, chi-square per categorical one, optional streaming tests."""
+
+    name: ClassVar[str] = "data_drift"
+
+    @classmethod
+    def count(cls, scope: Scope) -> int:
+        features = [n for n in scope.streaming_scope() if n != PREDICTION]
+        return 2 * len(scope.numeric) + len(scope.categorical) + len(features) * len(scope.config.streaming_detectors)
+
+    def __init__(self, scope: Scope, levels: Levels, reference: ReferenceProfile | None):
+        self.scope, self.levels = scope, levels
+        self.bank: NumericDriftBank | None = None
+        self.bank_columns: list[int] = []
+        self.categorical: dict[str, CategoricalDrift] = {}
+        self.streaming: StreamingBank | None = None
+        self.streaming_columns: list[int] = []
+        if reference is not None:
+            self.learn_reference(reference)
+
+    def learn_reference(self, profile: ReferenceProfile) -> None:
+        cfg, numeric = self.scope.config, list(self.scope.numeric)
+        refs: dict[str, NumericReference] = {}
+        moments: dict[str, tuple[float, float]] = {}
+        for name in numeric:
+            feature = profile.features.get(name)
+            if isinstance(feature, NumericProfile) and feature.sample:
+                refs[name] = NumericReference.of(feature.sample, feature.quantiles)
+                moments[name] = (feature.mean, feature.std)
+        for name in self.scope.categorical:
+            feature = profile.features.get(name)
+            if isinstance(feature, CategoricalProfile) and feature.frequencies:
+                self.categorical[name] = CategoricalDrift(
+                    feature.frequencies, present_count(feature), cfg.window, cfg.hop, self.levels.alpha
+                )
+        if refs:
+            self.bank = NumericDriftBank(refs, cfg.window, cfg.hop, self.levels.alpha)
+            self.bank_columns = [numeric.index(name) for name in refs]
+        self.streaming = streaming_bank(self.scope, self.levels, moments)
+        if self.streaming is not None:
+            self.streaming_columns = [numeric.index(name) for name in self.streaming.streams]
+
+    def observe(self, observation: Observation) -> list[Finding]:
+        if not isinstance(observation, EventBatch) or observation.learning:
+            return []
+        batch, cfg = observation, self.scope.config
+        found: list[Finding] = []
+        if self.bank is not None:
+            self.bank.update_many(batch.matrix[:, self.bank_columns])
+            bank_findings("data_drift", self.bank, cfg.window, batch, found, cfg.rearm_score)
+        for name, detector in self.categorical.items():
+            idx = detector.indices(batch.column(name))
+            batch.unseen[name] = int(np.count_nonzero(idx == len(detector.categories)))
+            found += [
+                Finding(source("data_drift", "chi2", name, cfg.window), t) for t in detector.update_indices(idx).tests
+            ]
+        if self.streaming is not None:
+            found += streaming_findings("data_drift", self.streaming, batch.matrix[:, self.streaming_columns])
+        return found
+
+    def reset(self) -> None:
+        """Feature references do not depend on the model."""
+
+    def gauges(self) -> dict[str, Any]:
+        rows = bank_gauges("data_drift", self.bank)
+        for name, detector in self.categorical.items():
+            for test in detector.last:
+                rows.append(
+                    gauge("data_drift", name, "chi2", test.statistic, test.p_value, finite(test.threshold), test.score)
+                )
+            rows.append(gauge("data_drift", name, "jensen_shannon", detector.js_distance))
+        return {"detectors": rows + streaming_gauges("data_drift", self.streaming)}
+
+
+@register
+class DataQualityChecks:
+    """Rolling rates of missing values, out-of-range values, unseen categories and schema violations."""
+
+    name: ClassVar[str] = "data_quality"
+
+    @classmethod
+    def count(cls, scope: Scope) -> int:
+        nf, nc = len(scope.numeric), len(scope.categorical)
+        return (nf + nc) + nf + nc + 1  # missing, out of range, unseen, schema
+
+    def __init__(self, scope: Scope, levels: Levels, reference: ReferenceProfile | None):
+        self.scope, self.levels = scope, levels
+        self.quality: DataQuality | None = None
+        self.lows = np.full(len(scope.numeric), -np.inf)
+        self.highs = np.full(len(scope.numeric), np.inf)
+        self.range_columns: list[int] = []
+        self.known: dict[str, frozenset[str]] = {}  # categorical features with reference categories
+        if reference is not None:
+            self.learn_reference(reference)
+
+    def learn_reference(self, profile: ReferenceProfile) -> None:
+        cfg = self.scope.config
+        checks: list[QualityCheck] = []
+        for i, name in enumerate(self.scope.numeric):
+            feature = profile.features.get(name)
+            checks.append(QualityCheck("missing", name, feature.missing_rate if feature is not None else 0.0))
+            if isinstance(feature, NumericProfile) and feature.sample:
+                self.lows[i], self.highs[i] = feature.minimum, feature.maximum
+                self.range_columns.append(i)
+        for name in self.scope.categorical:
+            feature = profile.features.get(name)
+            checks.append(QualityCheck("missing", name, feature.missing_rate if feature is not None else 0.0))
+            if isinstance(feature, CategoricalProfile) and feature.frequencies:
+                self.known[name] = frozenset(feature.frequencies)
+        for i in self.range_columns:
+            feature = profile.features[self.scope.numeric[i]]
+            checks.append(
+                QualityCheck("out_of_range", self.scope.numeric[i], out_of_range_rate(present_count(feature)))
+            )
+        for name in self.known:
+            feature = profile.features[name]
+            assert isinstance(feature, CategoricalProfile)
+            checks.append(QualityCheck("unseen", name, unseen_rate(feature.frequencies, present_count(feature))))
+        checks.append(QualityCheck("schema", None, 1 / (max(profile.rows, 0) + 1)))
+        self.quality = DataQuality(checks, cfg.window, cfg.hop, self.levels.alpha, cfg.quality_min_excess)
+
+    def observe(self, observation: Observation) -> list[Finding]:
+        if self.quality is None:
+            return []
+        if isinstance(observation, InvalidBatch):
+            counts = np.zeros(len(self.quality.checks), dtype=np.int64)
+            counts[-1] = observation.count
+            return self._findings(self.quality.update(observation.count, counts), None)
+        if not isinstance(observation, EventBatch) or observation.learning:
+            return []
+        batch = observation
+        matrix, n = batch.matrix, len(batch.features)
+        missing = np.isnan(matrix).sum(axis=0) if matrix.size else np.zeros(0, dtype=np.int64)
+        cat_missing = [sum(v is None for v in batch.column(name)) for name in self.scope.categorical]
+        cols = self.range_columns
+        ranged = matrix[:, cols]
+        out = ((ranged < self.lows[cols]) | (ranged > self.highs[cols])).sum(axis=0)
+        unseen = [batch.unseen.get(name, self._unseen(batch.column(name), name)) for name in self.known]
+        counts = np.concatenate([missing, cat_missing, out, unseen, [0]]).astype(np.int64)
+        return self._findings(self.quality.update(n, counts, n - 1), batch)
+
+    def _unseen(self, values: list[Any], name: str) -> int:
+        known = self.known[name]
+        return sum(v is not None and v not in known for v in values)
+
+    def _findings(self, tests: list[Any], batch: EventBatch | None) -> list[Finding]:
+        assert self.quality is not None
+        floor = self.scope.config.rearm_score
+        found = []
+        for check, test in zip(self.quality.checks, tests, strict=False):
+            src = source("data_quality", check.kind, check.feature, self.quality.window)
+            if test.score >= floor or batch is None or batch.relevant(src.key, test.score):
+                found.append(Finding(src, test))
+        return found
+
+    def reset(self) -> None:
+        """Quality references do not depend on the model."""
+
+    def gauges(self) -> dict[str, Any]:
+        rows = []
+        if self.quality is not None:
+            for check, rate in zip(self.quality.checks, self.quality.rates, strict=True):
+                rows.append(
+                    {
+                        "feature": check.feature or "",
+                        "check": check.kind,
+                        "rate": float(rate),
+                        "reference_rate": check.reference_rate,
+                    }
+                )
+        return {"detectors": [], "quality": rows}
+
+
+@register
+class PredictionOutput:
+    """Prediction drift: the score, class or value against a reference of the model's outputs."""
+
+    name: ClassVar[str] = "prediction_drift"
+
+    @classmethod
+    def count(cls, scope: Scope) -> int:
+        streaming = PREDICTION in scope.streaming_scope()
+        return (2 if scope.prediction_numeric else 1) + streaming * len(scope.config.streaming_detectors)
+
+    def __init__(self, scope: Scope, levels: Levels, reference: ReferenceProfile | None):
+        self.scope, self.levels = scope, levels
+        self.streaming: StreamingBank | None = None
+        self.drift = self._drift()
+        profile = reference.prediction if reference is not None else None
+        if profile is not None and (profile.kind == "numeric") == scope.prediction_numeric:
+            if scope.config.prediction_reference == "profile":
+                self.drift = self._drift(profile)
+            if isinstance(profile, NumericProfile) and profile.sample:
+                self.streaming = streaming_bank(scope, levels, {PREDICTION: (profile.mean, profile.std)})
+
+    def _drift(self, profile: NumericProfile | CategoricalProfile | None = None) -> PredictionDrift:
+        cfg = self.scope.config
+        return PredictionDrift(
+            "numeric" if self.scope.prediction_numeric else "categorical",
+            cfg.window,
+            cfg.hop,
+            self.levels.alpha,
+            lag=10**15 if profile is not None else cfg.prediction_lag,
+            reference_size=cfg.reference_events,
+            initial=profile,
+            probability=self.scope.task == "binary",
+        )
+
+    def learn_reference(self, profile: ReferenceProfile) -> None:
+        """The output reference is learnt by :class:`PredictionDrift` itself."""
+
+    def observe(self, observation: Observation) -> list[Finding]:
+        if not isinstance(observation, EventBatch):
+            return []
+        batch, window = observation, self.scope.config.window
+        values = batch.scores if self.scope.prediction_numeric else [str(p) for p in batch.predictions]
+        found: list[Finding] = []
+        if values is not None:
+            floor = self.scope.config.rearm_score
+            for test in self.drift.update_many(values).tests:
+                src = source("prediction_drift", test.test, None, window)
+                if test.score >= floor or batch.relevant(src.key, test.score):
+                    found.append(Finding(src, test))
+        if self.streaming is not None and batch.scores is not None:
+            found += streaming_findings("prediction_drift", self.streaming, batch.scores.reshape(-1, 1))
+        return found
+
+    def reset(self) -> None:
+        self.drift = self._drift()
+        self.streaming = None
+
+    def gauges(self) -> dict[str, Any]:
+        rows = bank_gauges("prediction_drift", self.drift.bank)
+        if self.drift.categorical is not None:
+            for test in self.drift.categorical.last:
+                rows.append(
+                    gauge(
+                        "prediction_drift",
+                        None,
+                        "chi2",
+                        test.statistic,
+                        test.p_value,
+                        finite(test.threshold),
+                        test.score,
+                    )
+                )
+            rows.append(gauge("prediction_drift", None, "jensen_shannon", self.drift.categorical.js_distance))
+        return {"detectors": rows + streaming_gauges("prediction_drift", self.streaming)}
+
+
+@register
+class Performance:
+    """The label-free performance estimate (classifiers) and the realised metric once labels arrive."""
+
+    name: ClassVar[str] = "performance"
+
+    @classmethod
+    def count(cls, scope: Scope) -> int:
+        return 0 if scope.task == "regression" else 1
+
+    def __init__(self, scope: Scope, levels: Levels, reference: ReferenceProfile | None):
+        cfg = scope.config
+        self.scope = scope
+        self.realised = RealisedMetric(scope.task, cfg.performance_window)
+        self.estimate = (
+            None
+            if scope.task == "regression"
+            else ConfidenceEstimate(cfg.performance_window, cfg.hop, levels.alpha, cfg.performance_tolerance)
+        )
+
+    def learn_reference(self, profile: ReferenceProfile) -> None:
+        """The estimate's reference is the first full window of confidences."""
+
+    def observe(self, observation: Observation) -> list[Finding]:
+        if isinstance(observation, OutcomeBatch):
+            self.realised.update_many(observation.errors)
+            return []
+        if not isinstance(observation, EventBatch) or self.estimate is None or observation.confidences is None:
+            return []
+        src = source("performance", "cbpe", None, self.scope.config.performance_window)
+        return [Finding(src, t) for t in self.estimate.update_many(observation.confidences).tests]
+
+    def reset(self) -> None:
+        if self.estimate is not None:
+            self.estimate.reset_reference()
+
+    def gauges(self) -> dict[str, Any]:
+        estimate = self.estimate
+        return {
+            "detectors": [],
+            "performance": {
+                "metric": self.realised.name,
+                "rolling": self.realised.value,
+                "estimated": estimate.estimate if estimate is not None else None,
+                "estimated_reference": estimate.reference if estimate is not None else None,
+            },
+        }
+
+
+@register
+class ConceptDrift:
+    """Concept drift: changes of the error rate once labels are joined."""
+
+    name: ClassVar[str] = "concept_drift"
+
+    @classmethod
+    def count(cls, scope: Scope) -> int:
+        return len(detectors_for_task(scope.task, scope.config.error_detectors))
+
+    def __init__(self, scope: Scope, levels: Levels, reference: ReferenceProfile | None):
+        cfg = scope.config
+        self.errors = ErrorStream(
+            scope.task, cfg.error_detectors, alpha=levels.error_alpha, arl=levels.arl, grace=cfg.error_grace
+        )
+
+    def learn_reference(self, profile: ReferenceProfile) -> None:
+        """The error baseline is learnt from the error stream."""
+
+    def observe(self, observation: Observation) -> list[Finding]:
+        if not isinstance(observation, OutcomeBatch):
+            return []
+        return [
+            Finding(source("concept_drift", test.test, None, None, resets=True), test)
+            for test in self.errors.update_many(observation.errors)
+        ]
+
+    def reset(self) -> None:
+        """The error detectors restart themselves after each detection."""
+
+    def gauges(self) -> dict[str, Any]:
+        return {
+            "detectors": [
+                gauge("concept_drift", None, name, stats["statistic"], None, finite(stats["threshold"]))
+                for name, stats in self.errors.statistics().items()
+            ]
+        }
