@@ -26,6 +26,7 @@ SUBCOMMANDS = {
     "alerts": "driftline.cli_alerts:alerts",
     "bench": "driftline.cli_bench:bench",
     "dlq": "driftline.cli_dlq:dlq",
+    "score": "driftline.cli_score:score",
 }
 
 

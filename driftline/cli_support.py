@@ -17,3 +17,9 @@ def load_settings() -> Settings:
         where = ".".join(str(p) for p in first["loc"])
         message = first["msg"].removeprefix("Value error, ")
         raise click.ClickException(f"invalid settings: {where + ': ' if where else ''}{message}") from None
+
+
+class Unreachable(click.ClickException):
+    """The broker or Redis cannot be reached (or is not configured): one line on stderr, exit status 2."""
+
+    exit_code = 2

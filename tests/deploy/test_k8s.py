@@ -177,9 +177,11 @@ def test_retrain_cronjob_runs_offline_retrain_with_valid_options() -> None:
 
 def test_score_cronjob_runs_driftline_score_with_valid_options() -> None:
     container = _pod_specs()["CronJob/driftline-score"]["containers"][0]
-    if "score" not in cli.list_commands(click.Context(cli)):
-        pytest.skip("`driftline score` (issue 16) is not on this branch yet")
-    assert _parse(container["args"]).command.name == "score"
+    ctx = _parse(container["args"])
+    assert ctx.command.name == "score"
+    batch = next(m["mountPath"] for m in container["volumeMounts"] if m["name"] == "batch")
+    assert str(ctx.params["data"]).startswith(batch) and str(ctx.params["out"]).startswith(batch)
+    assert ctx.params["data"].suffix == ".parquet" and ctx.params["ref"] == "default"
 
 
 def test_keda_scales_the_worker_on_the_scoring_groups_lag_up_to_one_per_partition() -> None:
