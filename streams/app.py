@@ -9,13 +9,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import signal
 import socket
+import threading
 import uuid
 from collections.abc import Sequence
 
 import faust
 import mode
 import redis
+from aiokafka.errors import KafkaError
 
 from driftline.contract import keys
 from driftline.contract.records import Alert, now_ms
@@ -27,6 +31,7 @@ from driftline.monitoring.actions import choose_action
 from driftline.streams.alerts_io import WebhookSender
 from driftline.streams.batch_source import BatchSource
 from driftline.streams.connections import async_redis_client, kafka_kwargs, redis_client
+from driftline.streams.health import Health
 from driftline.streams.http_api import InferenceApi, listen
 from driftline.streams.join_store import JoinStore
 from driftline.streams.learning import RETRIABLE_ERRORS, LabelLearner
@@ -51,6 +56,14 @@ from driftline.streams.watch import Watch
 log = logging.getLogger(__name__)
 
 MONITOR_CHECKPOINT_SECONDS = 10.0
+#: How often the event loop beats and the readiness checks run (/healthz, /readyz).
+HEALTH_CHECK_SECONDS = 2.0
+#: Seconds a readiness check may wait for the broker or Redis.
+PROBE_TIMEOUT = 3.0
+#: A worker whose service crashed stops gracefully, or is ended this many seconds after the crash.
+CRASH_EXIT_SECONDS = 4.0
+#: Exit status of a worker that stopped because one of its services crashed.
+EXIT_CRASHED = 1
 #: Seconds an alert's cross-worker dedup claim may wait for Redis (it runs on the event loop).
 DEDUP_SOCKET_TIMEOUT = 0.5
 
@@ -93,6 +106,9 @@ class Worker:
         #: The V2 inference API's listening socket (bound before start, so a taken port fails the command).
         self.http_socket: socket.socket | None = None
         self.http: InferenceApi | None = None
+        #: What /healthz and /readyz answer.
+        self.health = Health()
+        self.running: list[BatchSource] = []
 
     # --- scoring -----------------------------------------------------------------------------
     async def score(self, records: list) -> asyncio.Future:
@@ -166,8 +182,8 @@ class Worker:
 
     # --- monitoring and alerts ---------------------------------------------------------------
     def _watch(self, batch: ScoredBatch) -> list[Alert]:
-        """Feed the monitors; their alerts (actions not done yet), which go out with this batch. Monitors run on
-        the events' event time (cooldowns, dedup, alert timestamps), never on this machine's clock."""
+        """Feed the monitors; their alerts (actions not done yet), which go out with this batch."""
+        ts = now_ms()
         fired: list[Alert] = []
         for group in batch.by_model.values():
             monitor = self.scoring_watch.monitor(group.loaded.meta)
@@ -178,13 +194,13 @@ class Worker:
                 [s.prediction for s in scored],
                 [s.probabilities for s in scored],
                 group.loaded.version,
-                [e.ts for e in group.events],
+                ts,
             )
             fired += alerts
         invalid = [d for d in batch.dead_letters if d.stage in ("deserialize", "validate")]
         default = self.scoring_watch.monitors.get(self.settings.model_name)
         if invalid and default is not None:
-            fired += default.observe_invalid(len(invalid), [d.error_class for d in invalid])
+            fired += default.observe_invalid(len(invalid), [d.error_class for d in invalid], ts)
         return fired
 
     def _integrity_failure(self, name: str, version: int, reason: str) -> None:
@@ -231,6 +247,7 @@ class Worker:
                 retry_on=RETRIABLE_ERRORS,
                 max_records=settings.batch_size,
                 timeout_ms=settings.batch_timeout_ms,
+                on_crash=self._service_crashed,
             ),
             BatchSource(
                 name="score",
@@ -243,6 +260,7 @@ class Worker:
                 durable=lambda: self.joins.buffered == 0,  # a kill never loses join records waiting for Redis
                 max_records=settings.batch_size,
                 timeout_ms=settings.batch_timeout_ms,
+                on_crash=self._service_crashed,
             ),
         ]
 
@@ -271,7 +289,7 @@ class Worker:
         self.learning.publisher = Publisher(self.publisher.producer)
         init_model_metrics(self.settings.model_name)
         if self.settings.metrics_port:
-            serve_metrics(self.settings.metrics_host, self.settings.metrics_port)
+            serve_metrics(self.settings.metrics_host, self.settings.metrics_port, self.health)
         if self.http_socket is not None:
             self.http = InferenceApi(self, self.settings)
             await self.http.start(self.http_socket)
@@ -284,6 +302,46 @@ class Worker:
             await asyncio.to_thread(self.scoring_watch.save)
         if hasattr(self, "publisher"):
             await self.publisher.producer.stop()
+
+    # --- health --------------------------------------------------------------------------------
+    async def _service_crashed(self, source: BatchSource, reason: BaseException) -> None:
+        """A hot-path service crashed: /healthz says so, and the worker stops (non-zero exit) so that its
+        supervisor (systemd, compose, Kubernetes) restarts it instead of it idling as a zombie."""
+        self.health.crashed(source.label, repr(reason))
+        log.critical("%s crashed: %r; the worker stops (exit %d)", source.label, reason, EXIT_CRASHED)
+        ender = threading.Timer(CRASH_EXIT_SECONDS, os._exit, (EXIT_CRASHED,))  # if the graceful stop hangs
+        ender.daemon = True
+        ender.start()
+        os.kill(os.getpid(), signal.SIGTERM)  # Faust's own graceful stop; run_worker turns it into EXIT_CRASHED
+
+    async def check_health(self) -> None:
+        """Beat, and run the readiness checks: partitions assigned, broker and Redis reachable, model loaded."""
+        self.health.beat()
+        if not hasattr(self, "joins"):  # not started yet
+            return
+        joined = [s for s in self.running if s.assigned is not None]
+        self.health.check(
+            "partitions",
+            bool(self.running) and len(joined) == len(self.running),
+            ", ".join(f"{s.source_name}: {len(s.assigned or ())} assigned" for s in joined) or "no group joined yet",
+        )
+        try:
+            cluster = await asyncio.wait_for(self.publisher.producer.client.fetch_all_metadata(), PROBE_TIMEOUT)
+            self.health.check("broker", True, f"{len(cluster.brokers())} broker(s) at {self.broker_url}")
+        except (KafkaError, TimeoutError) as exc:
+            self.health.check("broker", False, f"{self.broker_url} unreachable: {exc!r}")
+        try:
+            await asyncio.wait_for(self.joins.client.ping(), PROBE_TIMEOUT)
+            self.health.check("redis", True, "ping answered")
+        except (redis.RedisError, TimeoutError) as exc:
+            self.health.check("redis", False, f"unreachable: {exc!r}")
+        await self.models.ensure({self.settings.model_name})  # loaded before the first event asks for it
+        served = self.models.get(self.settings.model_name)
+        self.health.check(
+            "model",
+            served is not None,
+            f"{self.settings.model_name} v{served.version}" if served else f"{self.settings.model_name} not loaded",
+        )
 
     async def _refresh_thresholds(self) -> None:
         """Decision thresholds set by ``adjust_threshold`` actions (any worker's) for the loaded models."""
@@ -323,6 +381,10 @@ class Worker:
             await self._refresh_thresholds()
             self.scoring_watch.export()
             self.learning.watch.export()
+
+        @app.timer(HEALTH_CHECK_SECONDS)
+        async def _health() -> None:
+            await self.check_health()
 
         @app.timer(MONITOR_CHECKPOINT_SECONDS)
         async def _checkpoint_monitors() -> None:
@@ -372,7 +434,7 @@ class WorkerService(mode.Service):
 
     def __init__(self, worker: Worker, **kwargs: object) -> None:
         self.worker = worker
-        self.running: list[BatchSource] = []
+        self.running = worker.running
         super().__init__(**kwargs)
 
     async def on_start(self) -> None:
@@ -381,12 +443,16 @@ class WorkerService(mode.Service):
         logging.getLogger().setLevel(self.worker.loglevel)
         await self.worker.start()
         for source in self.worker.sources():
+            self.worker.health.service(source.label, "starting")
             await source.start()
             self.running.append(source)
+            self.worker.health.service(source.label, "running")
+        await self.worker.check_health()
 
     async def on_stop(self) -> None:
         for source in reversed(self.running):
             await source.stop()
+            self.worker.health.service(source.label, "stopped")
         await self.worker.stop()
 
 
@@ -398,4 +464,8 @@ def run_worker(settings: Settings, broker_url: str, redis_url: str, loglevel: st
     worker.registry.client.ping()
     if settings.http_port:
         worker.http_socket = listen(settings.http_host, settings.http_port)
-    faust.Worker(worker.create_app(), loglevel=loglevel, quiet=True).execute_from_commandline()
+    try:
+        faust.Worker(worker.create_app(), loglevel=loglevel, quiet=True).execute_from_commandline()
+    finally:
+        if worker.health.crash is not None:  # stopped because a service crashed: a supervisor must restart it
+            raise SystemExit(EXIT_CRASHED)

@@ -40,6 +40,8 @@ AssignedHook = Callable[[AIOKafkaConsumer, set[TopicPartition]], Awaitable[None]
 FlushHook = Callable[[], Awaitable[object]]
 #: True when everything the handled batches stored outside Kafka is durable (their offsets may be committed).
 DurableCheck = Callable[[], bool]
+#: Told that the service crashed, and why (the worker then reports it and stops).
+CrashHook = Callable[["BatchSource", BaseException], Awaitable[None]]
 
 
 class _Rebalance(ConsumerRebalanceListener):
@@ -55,6 +57,7 @@ class _Rebalance(ConsumerRebalanceListener):
                 self.source.held.pop(tp, None)
 
     async def on_partitions_assigned(self, assigned: Iterable[TopicPartition]) -> None:
+        self.source.assigned = set(assigned)
         if self.source.on_assigned is not None:
             await self.source.on_assigned(self.source.consumer, set(assigned))
 
@@ -78,6 +81,7 @@ class BatchSource(mode.Service):
         timeout_ms: int = 50,
         retry_on: tuple[type[BaseException], ...] = (),
         retry_pause: float = 1.0,
+        on_crash: CrashHook | None = None,
         **kwargs: Any,
     ) -> None:
         self.source_name = name
@@ -96,6 +100,9 @@ class BatchSource(mode.Service):
         self.retry_on = retry_on
         self.retry_pause = retry_pause
         self.retries = 0
+        self.on_crash = on_crash
+        #: Partitions of the last assignment; None until the consumer joined its group.
+        self.assigned: set[TopicPartition] | None = None
         self.in_flight = asyncio.Lock()
         self.consumer: AIOKafkaConsumer | None = None
         self.pending: Pending | None = None
@@ -122,6 +129,13 @@ class BatchSource(mode.Service):
                 await self.flush()
                 await self.commit_held()
                 await self.consumer.stop()
+
+    async def crash(self, reason: BaseException) -> None:
+        """A task of this service raised (mode marks it crashed): tell ``on_crash``."""
+        first = not self.crashed
+        await super().crash(reason)
+        if first and self.on_crash is not None:
+            await self.on_crash(self, reason)
 
     async def flush(self) -> None:
         """Let the handler persist what it deferred (no batch is in flight when this runs)."""

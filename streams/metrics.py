@@ -1,8 +1,19 @@
-"""Prometheus metrics of the streaming path (scoring, dead letters, batches, lag, model versions)."""
+"""Prometheus metrics of the streaming path (scoring, dead letters, batches, lag, model versions), served with the
+worker's probes (``/healthz``, ``/readyz``) on the metrics port."""
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge, Histogram, start_http_server
+import socket
+import threading
+from collections.abc import Callable, Iterable
+from socketserver import ThreadingMixIn
+from typing import Any
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+
+import orjson
+from prometheus_client import Counter, Gauge, Histogram, make_wsgi_app
+
+from driftline.streams.health import Health
 
 EVENTS_SCORED = Counter("driftline_events_scored_total", "Events scored", ["model"])
 DEAD_LETTERED = Counter(
@@ -61,6 +72,36 @@ def init_model_counters(model: str) -> None:
         counter.labels(model)
 
 
-def serve_metrics(host: str, port: int) -> None:
-    """Serve /metrics on ``host:port`` (bind the configured address, never every interface by default)."""
-    start_http_server(port, addr=host)
+class _Server(ThreadingMixIn, WSGIServer):
+    daemon_threads = True
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base class's name
+        """Probes every few seconds would flood the log."""
+
+
+def probes_app(health: Health, metrics: Callable | None = None) -> Callable:
+    """A WSGI app answering ``/healthz`` and ``/readyz`` from ``health`` (200 or 503, JSON saying why), and
+    everything else with ``metrics`` (Prometheus' exposition by default)."""
+    metrics = metrics or make_wsgi_app()
+    probes = {"/healthz": health.liveness, "/readyz": health.readiness}
+
+    def app(environ: dict, start_response: Callable) -> Iterable[bytes]:
+        probe = probes.get(environ.get("PATH_INFO", ""))
+        if probe is None:
+            return metrics(environ, start_response)
+        ok, body = probe()
+        start_response("200 OK" if ok else "503 Service Unavailable", [("Content-Type", "application/json")])
+        return [orjson.dumps(body)]
+
+    return app
+
+
+def serve_metrics(host: str, port: int, health: Health) -> None:
+    """Serve /metrics, /healthz and /readyz on ``host:port`` from a daemon thread (bind the configured address,
+    never every interface by default): the probes answer even while the event loop is busy."""
+    family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]  # an IPv6 address works too
+    server_class = type("Server", (_Server,), {"address_family": family})
+    server = make_server(host, port, probes_app(health), server_class, handler_class=_QuietHandler)
+    threading.Thread(target=server.serve_forever, name="metrics", daemon=True).start()

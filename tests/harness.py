@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import subprocess
+import sys
 import time
-from collections.abc import Callable, Iterable
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
@@ -58,6 +62,32 @@ class WorkerProcess:
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
+
+
+@contextlib.contextmanager
+def busy_cores(n: int | None = None) -> Iterator[list[subprocess.Popen]]:
+    """``n`` (default: every core) processes spinning a CPU for the duration, stopped by their pids: fault tests
+    must hold on a machine whose cores are all busy."""
+    spinners = [
+        subprocess.Popen([sys.executable, "-c", "while True: pass"], start_new_session=True)
+        for _ in range(n or os.cpu_count() or 2)
+    ]
+    try:
+        yield spinners
+    finally:
+        for proc in spinners:
+            stop_process(proc, timeout=5)
+
+
+def probe(port: int, path: str) -> tuple[int, dict] | None:
+    """``GET path`` on a worker's metrics port: (status, JSON body), or None when nothing answers."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+    except OSError:
+        return None
 
 
 async def publish(settings: Settings, topic: str, messages: Iterable[tuple[bytes | None, bytes | None]]) -> int:

@@ -266,13 +266,13 @@ def test_every_variable_in_env_example_is_one_the_compose_file_reads() -> None:
 
 def test_prometheus_discovers_every_worker_replica_on_the_metrics_port() -> None:
     """Prometheus scrapes the `worker` service by DNS (all replicas) on the port the workers serve, which is
-    also the port the worker healthcheck asks."""
+    also the port whose /healthz the worker healthcheck asks."""
     config = yaml.safe_load((ROOT / "deploy/prometheus/prometheus.yml").read_text())
     worker_port = int(_env(_services()["worker"])["DRIFTLINE_METRICS_PORT"])
     jobs = {job["job_name"]: job for job in config["scrape_configs"]}
     sd = jobs["driftline-worker"]["dns_sd_configs"][0]
     assert sd["names"] == ["worker"] and sd["type"] == "A" and sd["port"] == worker_port
-    assert f"127.0.0.1:{worker_port}/metrics" in " ".join(_services()["worker"]["healthcheck"]["test"])
+    assert f"127.0.0.1:{worker_port}/healthz" in " ".join(_services()["worker"]["healthcheck"]["test"])
     mounts = _services()["prometheus"]["volumes"]
     assert "./deploy/prometheus/prometheus.yml:/etc/prometheus/prometheus.yml:ro" in mounts
 
