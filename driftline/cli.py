@@ -15,7 +15,7 @@ from aiokafka.errors import KafkaError
 from rich.console import Console
 from rich.progress import Progress
 
-from driftline.cli_support import load_settings
+from driftline.cli_support import Misconfigured, Unreachable, connection_error_line, load_settings, require_broker
 from driftline.embedded.stack import embedded_stack
 from driftline.streams.connections import kafka_kwargs
 
@@ -27,7 +27,6 @@ SUBCOMMANDS = {
     "bench": "driftline.cli_bench:bench",
     "dlq": "driftline.cli_dlq:dlq",
     "score": "driftline.cli_score:score",
-    "report": "driftline.cli_report:report",
 }
 
 
@@ -42,6 +41,18 @@ class LazyGroup(click.Group):
             module, attribute = SUBCOMMANDS[name].split(":")
             return getattr(importlib.import_module(module), attribute)
         return super().get_command(ctx, name)
+
+    def invoke(self, ctx: click.Context) -> object:
+        """Run the command; a broker or Redis connection failure that escaped it becomes one line, exit 2."""
+        try:
+            return super().invoke(ctx)
+        except (click.ClickException, click.exceptions.Exit, click.Abort):
+            raise
+        except Exception as exc:
+            line = connection_error_line(exc)
+            if line is None:
+                raise
+            raise Unreachable(line) from None
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -142,11 +153,12 @@ def worker(loglevel: str) -> None:
     import redis
 
     from driftline.streams.app import run_worker
+    from driftline.streams.connections import BrokerUnreachable
     from driftline.streams.http_api import BindError
 
     settings = load_settings()
     if bool(settings.broker_url) != bool(settings.redis_url):
-        raise click.ClickException("set both DRIFTLINE_BROKER_URL and DRIFTLINE_REDIS_URL, or neither (embedded)")
+        raise Misconfigured("set both DRIFTLINE_BROKER_URL and DRIFTLINE_REDIS_URL, or neither (embedded)")
     try:
         if settings.broker_url and settings.redis_url:
             run_worker(settings, settings.broker_url, settings.redis_url, loglevel)
@@ -155,7 +167,9 @@ def worker(loglevel: str) -> None:
             click.echo(f"embedded stack: broker {stack.broker_url}, redis {stack.redis_url}", err=True)
             run_worker(settings, stack.broker_url, stack.redis_url, loglevel)
     except redis.RedisError as exc:
-        raise click.ClickException(f"Redis unreachable at {settings.redis_url}: {exc}") from None
+        raise Unreachable(f"Redis unreachable at {settings.redis_url}: {exc}; check DRIFTLINE_REDIS_URL") from None
+    except BrokerUnreachable as exc:
+        raise Unreachable(f"{exc}; check DRIFTLINE_BROKER_URL") from None
     except BindError as exc:
         raise click.ClickException(str(exc)) from None
 
@@ -181,19 +195,20 @@ def produce(path: Path, rate: float | None, topic_name: str) -> None:
 
     settings = load_settings()
     if settings.broker_url is None:
-        raise click.ClickException("DRIFTLINE_BROKER_URL is not set; start `driftline up` and export what it prints")
+        raise Unreachable("DRIFTLINE_BROKER_URL is not set; start `driftline up` and export what it prints")
     try:
         messages = list(read_messages(path))
     except (ValueError, OSError, UnicodeDecodeError) as exc:
         raise click.ClickException(f"cannot read {path}: {exc}") from None
+    require_broker(settings)
 
     async def run() -> int:
         await ensure_topics(settings, settings.broker_url)
         producer = producer_for(kafka_kwargs(settings, settings.broker_url))
-        await producer.start()
         label_key = settings.model_name.encode()
         keyed = [(message_key(m) if topic_name == "events" else label_key, m) for m in messages]
         try:
+            await producer.start()
             with Progress(console=Console(stderr=True)) as progress:
                 task = progress.add_task(f"publishing to {settings.topic(topic_name)}", total=len(keyed))
                 return await publish(

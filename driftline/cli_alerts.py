@@ -7,7 +7,7 @@ import contextlib
 
 import click
 
-from driftline.cli_support import load_settings
+from driftline.cli_support import load_settings, require_broker
 from driftline.contract.records import Alert
 from driftline.streams.alerts_io import summary, tail_alerts
 from driftline.streams.connections import kafka_kwargs
@@ -36,6 +36,7 @@ def tail(as_json: bool, from_beginning: bool, max_alerts: int | None, timeout: f
     settings = load_settings()
     if settings.broker_url is None:
         raise click.ClickException("no broker: set DRIFTLINE_BROKER_URL to the broker the workers publish alerts to")
+    require_broker(settings)
 
     def show(alert: Alert) -> None:
         click.echo(alert.model_dump_json() if as_json else summary(alert))

@@ -23,7 +23,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.errors import KafkaError
 from aiokafka.structs import ConsumerRecord, TopicPartition
 
-from driftline.cli_support import load_settings
+from driftline.cli_support import Unreachable, load_settings, require_broker
 from driftline.contract.settings import Settings
 from driftline.streams.connections import kafka_kwargs
 from driftline.streams.dlq import (
@@ -44,15 +44,15 @@ T = TypeVar("T")
 
 
 def broker_settings(topic_prefix: str | None = None) -> tuple[Settings, str]:
-    """Settings from the environment and the broker URL; a one-line :class:`click.ClickException` if unusable."""
+    """Settings from the environment and the broker URL, once the broker answered; one line (exit 2) if unusable."""
     settings = load_settings()
     if topic_prefix is not None:
         settings = settings.model_copy(update={"topic_prefix": topic_prefix})
     if settings.broker_url is None:
-        raise click.ClickException(
+        raise Unreachable(
             "DRIFTLINE_BROKER_URL is not set: `driftline dlq` reads the dead-letter topic of a running broker"
         )
-    return settings, settings.broker_url
+    return settings, require_broker(settings)
 
 
 def run_on_broker(bootstrap: str, work: Coroutine[Any, Any, T]) -> T:

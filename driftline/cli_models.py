@@ -17,7 +17,7 @@ from typing import Any
 import click
 import redis
 
-from driftline.cli_support import load_settings
+from driftline.cli_support import Unreachable, load_settings
 from driftline.contract.signing import IntegrityError
 from driftline.models.champion import load_comparison
 from driftline.models.registry import ModelRegistry
@@ -61,6 +61,8 @@ def clean_errors() -> Iterator[None]:
         yield
     except (UnknownModelError, IntegrityError, ValueError) as exc:
         raise click.ClickException(str(exc)) from None
+    except (redis.ConnectionError, redis.TimeoutError) as exc:
+        raise Unreachable(f"Redis error: {type(exc).__name__}: {exc}; check DRIFTLINE_REDIS_URL") from None
     except redis.RedisError as exc:
         raise click.ClickException(f"Redis error: {type(exc).__name__}: {exc}") from None
 

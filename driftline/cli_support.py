@@ -1,25 +1,86 @@
-"""What every command group shares: settings from the environment, or one clear line and a non-zero exit."""
+"""What every command group shares: settings from the environment, or one clear line and a non-zero exit.
+
+Misconfiguration (invalid settings, a broker or Redis that cannot be reached) is one line naming the setting and
+the fix, exit status 2, never a traceback.
+
+>>> setting_name("alert_actions")
+'DRIFTLINE_ALERT_ACTIONS'
+"""
 
 from __future__ import annotations
 
+import asyncio
+import re
+
 import click
 from pydantic import ValidationError
+from pydantic_settings import SettingsError
 
 from driftline.contract.settings import Settings
 
+#: Seconds a command waits for the broker to answer as Kafka before it says it cannot reach it.
+BROKER_CHECK_SECONDS = 10.0
 
-def load_settings() -> Settings:
-    """The settings of this process; invalid ones become a one-line :class:`click.ClickException`."""
-    try:
-        return Settings()
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        message = first["msg"].removeprefix("Value error, ")
-        raise click.ClickException(f"invalid settings: {where + ': ' if where else ''}{message}") from None
+
+class Misconfigured(click.ClickException):
+    """Settings that cannot work: one line on stderr, exit status 2."""
+
+    exit_code = 2
 
 
 class Unreachable(click.ClickException):
     """The broker or Redis cannot be reached (or is not configured): one line on stderr, exit status 2."""
 
     exit_code = 2
+
+
+def setting_name(field: str) -> str:
+    """The environment variable of a settings field."""
+    return f"DRIFTLINE_{field.upper()}"
+
+
+def load_settings() -> Settings:
+    """The settings of this process; invalid ones become one :class:`Misconfigured` line."""
+    try:
+        return Settings()
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        name = setting_name(where) if where in Settings.model_fields else where
+        message = first["msg"].removeprefix("Value error, ")
+        raise Misconfigured(f"invalid settings: {name + ': ' if name else ''}{message}") from None
+    except SettingsError as exc:  # a complex field (dict, list) whose value is not JSON
+        field = re.search(r'field "(\w+)"', str(exc))
+        name = setting_name(field.group(1)) if field else "a DRIFTLINE_* variable"
+        cause = f" ({exc.__cause__})" if exc.__cause__ is not None else ""
+        raise Misconfigured(
+            f"invalid settings: {name} is not valid JSON{cause}; set it to a JSON object, "
+            'e.g. {"concept_drift": "retrain"}, or unset it'
+        ) from None
+
+
+def require_broker(settings: Settings) -> str:
+    """The configured broker URL once a Kafka broker answered there within :data:`BROKER_CHECK_SECONDS`;
+    :class:`Unreachable` when it is unset, down or not Kafka (a bounded wait, not aiokafka's minutes)."""
+    from driftline.streams.connections import BrokerUnreachable, check_broker
+
+    if settings.broker_url is None:
+        raise Unreachable("DRIFTLINE_BROKER_URL is not set: set it to the broker's host:port (e.g. localhost:9092)")
+    try:
+        asyncio.run(check_broker(settings, settings.broker_url, BROKER_CHECK_SECONDS))
+    except BrokerUnreachable as exc:
+        raise Unreachable(f"{exc}; check DRIFTLINE_BROKER_URL") from None
+    return settings.broker_url
+
+
+def connection_error_line(exc: BaseException) -> str | None:
+    """One line for a broker or Redis connection failure that escaped a command, else None."""
+    import redis
+    from aiokafka import errors
+
+    broker_errors = (errors.KafkaConnectionError, errors.KafkaTimeoutError, errors.NodeNotReadyError)
+    if isinstance(exc, broker_errors + (errors.RequestTimedOutError,)):
+        return f"broker unreachable: {type(exc).__name__}: {exc}; check DRIFTLINE_BROKER_URL and that it is up"
+    if isinstance(exc, redis.ConnectionError | redis.TimeoutError):
+        return f"Redis unreachable: {type(exc).__name__}: {exc}; check DRIFTLINE_REDIS_URL and that it is up"
+    return None

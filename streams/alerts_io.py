@@ -160,9 +160,9 @@ async def tail_alerts(
         enable_auto_commit=False,
         auto_offset_reset="earliest" if from_beginning else "latest",
     )
-    await consumer.start()
     seen = 0
     try:
+        await consumer.start()
         await _wait_for_assignment(consumer)
         if on_ready is not None:
             on_ready()

@@ -30,7 +30,7 @@ from driftline.models.version import UnknownModelError
 from driftline.monitoring.actions import choose_action
 from driftline.streams.alerts_io import WebhookSender
 from driftline.streams.batch_source import BatchSource
-from driftline.streams.connections import async_redis_client, kafka_kwargs, redis_client
+from driftline.streams.connections import async_redis_client, check_broker, kafka_kwargs, redis_client
 from driftline.streams.health import Health
 from driftline.streams.http_api import InferenceApi, listen
 from driftline.streams.join_store import JoinStore
@@ -62,6 +62,8 @@ HEALTH_CHECK_SECONDS = 2.0
 PROBE_TIMEOUT = 3.0
 #: A worker whose service crashed stops gracefully, or is ended this many seconds after the crash.
 CRASH_EXIT_SECONDS = 4.0
+#: Seconds a starting worker waits for the broker to answer before it gives up (BrokerUnreachable).
+BROKER_CHECK_SECONDS = 10.0
 #: Exit status of a worker that stopped because one of its services crashed.
 EXIT_CRASHED = 1
 #: Seconds an alert's cross-worker dedup claim may wait for Redis (it runs on the event loop).
@@ -109,6 +111,7 @@ class Worker:
         #: What /healthz and /readyz answer.
         self.health = Health()
         self.running: list[BatchSource] = []
+        self.webhook: WebhookSender | None = None
 
     # --- scoring -----------------------------------------------------------------------------
     async def score(self, records: list) -> asyncio.Future:
@@ -302,6 +305,8 @@ class Worker:
             await asyncio.to_thread(self.scoring_watch.save)
         if hasattr(self, "publisher"):
             await self.publisher.producer.stop()
+        if self.webhook is not None:  # its aiohttp session ("Unclosed client session" otherwise)
+            await self.webhook.close()
 
     # --- health --------------------------------------------------------------------------------
     async def _service_crashed(self, source: BatchSource, reason: BaseException) -> None:
@@ -398,7 +403,9 @@ class Worker:
     def _deliver_alerts(self, app: faust.App, url: str) -> None:
         """A Faust agent POSTs each alert to the webhook (low volume: Faust's stream path is the right tool;
         the consumer group delivers each alert once across workers)."""
-        sender = WebhookSender(url, retries=self.settings.webhook_retries, on_outcome=METRICS.count_webhook)
+        self.webhook = sender = WebhookSender(
+            url, retries=self.settings.webhook_retries, on_outcome=METRICS.count_webhook
+        )
         topic = app.topic(
             self.settings.topic("alerts"), value_serializer="raw", internal=True, partitions=self.settings.partitions
         )
@@ -458,10 +465,16 @@ class WorkerService(mode.Service):
 
 def run_worker(settings: Settings, broker_url: str, redis_url: str, loglevel: str = "warning") -> None:
     """Run a worker until SIGTERM/SIGINT (blocks). Raises :class:`redis.RedisError` when Redis is unreachable
-    at start and :class:`~driftline.streams.http_api.BindError` when the HTTP port cannot be bound (Faust would
+    at start, :class:`~driftline.streams.connections.BrokerUnreachable` when no Kafka broker answers, and
+    :class:`~driftline.streams.http_api.BindError` when the HTTP port cannot be bound (Faust would
     only log the crash of a half-started worker)."""
     worker = Worker(settings, broker_url, redis_url, loglevel)
     worker.registry.client.ping()
+    checking = asyncio.new_event_loop()  # not asyncio.run: that would leave no current loop for Faust
+    try:
+        checking.run_until_complete(check_broker(settings, broker_url, BROKER_CHECK_SECONDS))
+    finally:
+        checking.close()
     if settings.http_port:
         worker.http_socket = listen(settings.http_host, settings.http_port)
     try:

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import ssl
 from typing import Any
 
 import redis
 import redis.asyncio as aioredis
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import KafkaError
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
@@ -31,6 +35,29 @@ def kafka_kwargs(settings: Settings, bootstrap: str) -> dict[str, Any]:
         if settings.kafka_sasl_password is not None:
             kwargs["sasl_plain_password"] = settings.kafka_sasl_password.get_secret_value()
     return kwargs
+
+
+class BrokerUnreachable(ConnectionError):
+    """No Kafka broker answered at the configured bootstrap servers in time (the message says where)."""
+
+
+async def check_broker(settings: Settings, bootstrap: str, timeout: float) -> None:
+    """Return once a Kafka broker at ``bootstrap`` answered a metadata request; raise :class:`BrokerUnreachable`
+    after ``timeout`` seconds otherwise (nothing listening, or a port that does not speak Kafka, which aiokafka
+    would wait on for minutes)."""
+    admin = AIOKafkaAdminClient(**kafka_kwargs(settings, bootstrap), request_timeout_ms=int(timeout * 1000))
+    quiet = logging.getLogger("aiokafka")
+    level, quiet.level = quiet.level, logging.CRITICAL  # the failure is raised below, once, not logged on the way
+    try:
+        await asyncio.wait_for(admin.start(), timeout)
+    except (KafkaError, OSError, TimeoutError) as exc:
+        reason = str(exc) if str(exc).startswith(type(exc).__name__) else f"{type(exc).__name__}: {exc}"
+        if isinstance(exc, TimeoutError):
+            reason = "no Kafka answer: is it a Kafka listener's port?"
+        raise BrokerUnreachable(f"no Kafka broker answered at {bootstrap} within {timeout:g} s ({reason})") from None
+    finally:
+        await admin.close()
+        quiet.setLevel(level)
 
 
 def redis_tls_url(settings: Settings, url: str) -> str:

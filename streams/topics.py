@@ -30,8 +30,8 @@ async def ensure_topics(settings: Settings, bootstrap: str, names: list[str] | N
     """Create the contract topics (or ``names``) with ``settings.partitions`` partitions if missing."""
     names = names or topic_names(settings)
     admin = AIOKafkaAdminClient(**kafka_kwargs(settings, bootstrap))
-    await admin.start()
     try:
+        await admin.start()
         existing = set(await admin.list_topics())
         missing = [n for n in names if n not in existing]
         if missing:

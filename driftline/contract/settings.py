@@ -17,10 +17,11 @@ True
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from driftline.contract.records import AlertKind
@@ -31,6 +32,11 @@ AlertAction = Literal["none", "rollback", "adjust_threshold", "retrain"]
 
 #: Directory of one file per secret setting (``DRIFTLINE_MODEL_HMAC_KEY``, ...), read when it exists.
 SECRETS_DIR = Path("/run/secrets/driftline")
+
+#: One bootstrap server: a host name, IPv4 address or bracketed IPv6 address, and a port; no scheme, no path.
+BOOTSTRAP_SERVER = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+):[0-9]{1,5}$")
+#: Schemes redis-py connects with.
+REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
 
 #: Development key used only when the embedded stack is used and no key was configured.
 EMBEDDED_DEV_HMAC_KEY = "driftline-embedded-dev-key-not-for-production"
@@ -145,6 +151,33 @@ class Settings(BaseSettings):
     session_timeout_ms: int = Field(10_000, ge=1000, description="A silent worker leaves the group after this.")
     heartbeat_interval_ms: int = Field(1_000, ge=100, description="Consumer heartbeat interval.")
     rebalance_timeout_ms: int = Field(10_000, ge=1000, description="Time members get to rejoin on a rebalance.")
+
+    @field_validator("broker_url")
+    @classmethod
+    def _bootstrap_servers(cls, value: str | None) -> str | None:
+        """``host:port[,host:port...]``, as Kafka clients take it (a scheme would be read as the host name).
+
+        >>> Settings(broker_url="kafka-1:9092,kafka-2:9092", model_hmac_key="k").broker_url
+        'kafka-1:9092,kafka-2:9092'
+        >>> Settings(broker_url="http://localhost:9092/", model_hmac_key="k")  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        pydantic_core._pydantic_core.ValidationError: 1 validation error for Settings
+        broker_url
+          Value error, 'http://localhost:9092/' is not host:port[,host:port...] (no scheme, no path): ...
+        """
+        if value is None:
+            return None
+        if not all(BOOTSTRAP_SERVER.match(server.strip()) for server in value.split(",")):
+            raise ValueError(f"{value!r} is not host:port[,host:port...] (no scheme, no path): e.g. localhost:9092")
+        return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_scheme(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(REDIS_SCHEMES):
+            raise ValueError(f"{value!r} is not a Redis URL: e.g. redis://localhost:6379/0 (or rediss://, unix://)")
+        return value
 
     @model_validator(mode="after")
     def _hmac_key_required_off_embedded(self) -> Settings:

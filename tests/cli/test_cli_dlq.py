@@ -245,16 +245,17 @@ def test_dlq_commands_without_a_broker_url_fail_with_one_clear_line(monkeypatch:
         monkeypatch.delenv(name, raising=False)
     for command in (["dlq", "replay"], ["dlq", "inspect"]):
         result = CliRunner().invoke(main, command)
-        assert result.exit_code == 1
+        assert result.exit_code == 2
         lines = result.output.strip().splitlines()
         assert len(lines) == 1 and "DRIFTLINE_BROKER_URL is not set" in lines[0], result.output
 
 
 def test_dlq_replay_against_an_unreachable_broker_fails_with_one_line_naming_it() -> None:
-    """A broker URL where nothing listens: exit 1 with an error naming the broker, no traceback."""
+    """A broker URL where nothing listens: exit 2 with an error naming the broker and the setting, no traceback."""
     address = f"127.0.0.1:{free_port()}"
     env = {"DRIFTLINE_BROKER_URL": address, "DRIFTLINE_MODEL_HMAC_KEY": "k"}
     result = CliRunner().invoke(main, ["dlq", "replay", "--timeout", "5"], env=env)
-    assert result.exit_code == 1, result.output
-    assert f"Error: broker {address}: KafkaConnectionError" in result.output
+    assert result.exit_code == 2, result.output
+    assert f"Error: no Kafka broker answered at {address} within 10 s (KafkaConnectionError" in result.output
+    assert result.output.rstrip().endswith("check DRIFTLINE_BROKER_URL")
     assert "Traceback" not in result.output

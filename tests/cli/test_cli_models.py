@@ -143,13 +143,13 @@ def test_redis_url_without_hmac_key_is_an_invalid_settings_error(stack) -> None:
     result = CliRunner().invoke(
         main, ["models", "list"], env={"DRIFTLINE_REDIS_URL": stack.redis_url, "DRIFTLINE_MODEL_HMAC_KEY": None}
     )
-    assert result.exit_code == 1 and "DRIFTLINE_MODEL_HMAC_KEY is required" in result.output
+    assert result.exit_code == 2 and "DRIFTLINE_MODEL_HMAC_KEY is required" in result.output
 
 
 def test_unreachable_redis_is_a_one_line_error(env: dict[str, str]) -> None:
     """A URL nothing listens on gives 'Redis error: ConnectionError ...' and a non-zero exit."""
     result = invoke({**env, "DRIFTLINE_REDIS_URL": "redis://127.0.0.1:1/0"}, "list")
-    assert result.exit_code == 1 and "Redis error: ConnectionError" in result.output
+    assert result.exit_code == 2 and "Redis error: ConnectionError" in result.output
 
 
 def test_compare_without_stored_data_says_no_challenger_data_yet(env: dict[str, str], registry: ModelRegistry) -> None:

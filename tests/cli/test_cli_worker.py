@@ -15,7 +15,7 @@ def test_worker_with_unreachable_redis_prints_one_line_error_and_exits_non_zero(
         "DRIFTLINE_METRICS_PORT": "0",
     }
     result = CliRunner().invoke(main, ["worker"], env=env)
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     lines = result.output.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("Error: Redis unreachable at redis://127.0.0.1:1/0")
 
@@ -24,4 +24,4 @@ def test_worker_with_only_one_of_broker_and_redis_refuses_to_start():
     result = CliRunner().invoke(
         main, ["worker"], env={"DRIFTLINE_BROKER_URL": "127.0.0.1:1", "DRIFTLINE_MODEL_HMAC_KEY": "k"}
     )
-    assert result.exit_code == 1 and "set both DRIFTLINE_BROKER_URL and DRIFTLINE_REDIS_URL" in result.output
+    assert result.exit_code == 2 and "set both DRIFTLINE_BROKER_URL and DRIFTLINE_REDIS_URL" in result.output

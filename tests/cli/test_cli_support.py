@@ -1,0 +1,91 @@
+"""Misconfiguration is one line naming the setting and the fix, exit status 2, no traceback, nothing left open:
+real ``driftline`` processes, with a broker or Redis URL that is wrong, unreachable or not Kafka."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from driftline.embedded.stack import free_port
+
+HMAC = {"DRIFTLINE_MODEL_HMAC_KEY": "k", "DRIFTLINE_METRICS_PORT": "0", "DRIFTLINE_HTTP_PORT": "0"}
+
+
+def driftline(*args: str, tmp_path=None, **env: str) -> subprocess.CompletedProcess:
+    """``driftline ARGS`` with only these DRIFTLINE_* settings; a minute at most (a hang fails the test)."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("DRIFTLINE_")}
+    return subprocess.run(
+        [sys.executable, "-m", "driftline", *args],
+        env={**clean, **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+    )
+
+
+def assert_one_line(result: subprocess.CompletedProcess, *expected: str) -> str:
+    """Exit 2, no output but one ``Error:`` line on stderr that contains each of ``expected``."""
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 2, result.stderr
+    assert len(lines) == 1 and lines[0].startswith("Error: "), result.stderr
+    assert "Traceback" not in result.stderr + result.stdout and "Unclosed" not in result.stderr
+    for text in expected:
+        assert text in lines[0], lines[0]
+    return lines[0]
+
+
+@pytest.fixture
+def events_file(tmp_path):
+    path = tmp_path / "events.jsonl"
+    path.write_text('{"event_id": "a", "ts": 1, "features": {}}\n')
+    return str(path)
+
+
+def commands(events_file: str) -> list[list[str]]:
+    """A command of every group that talks to the broker or Redis."""
+    return [["worker"], ["produce", events_file], ["alerts", "tail"], ["dlq", "inspect"], ["models", "list"]]
+
+
+def test_settings_json_that_does_not_parse_is_one_line_naming_the_variable(events_file) -> None:
+    for args in commands(events_file):
+        result = driftline(*args, DRIFTLINE_ALERT_ACTIONS="{rollback", **HMAC)
+        assert_one_line(result, "DRIFTLINE_ALERT_ACTIONS is not valid JSON", "set it to a JSON object")
+
+
+def test_a_broker_url_with_a_scheme_is_refused_before_anything_connects(events_file) -> None:
+    env = {"DRIFTLINE_BROKER_URL": "http://localhost:9092/", "DRIFTLINE_REDIS_URL": "redis://127.0.0.1:1/0", **HMAC}
+    for args in commands(events_file):
+        assert_one_line(driftline(*args, **env), "DRIFTLINE_BROKER_URL", "no scheme", "e.g. localhost:9092")
+    env = {"DRIFTLINE_BROKER_URL": "127.0.0.1:9092", "DRIFTLINE_REDIS_URL": "localhost:6379", **HMAC}
+    assert_one_line(driftline("models", "list", **env), "DRIFTLINE_REDIS_URL", "e.g. redis://localhost:6379/0")
+
+
+def test_a_broker_where_nothing_listens_is_one_line_naming_it(events_file) -> None:
+    address = f"127.0.0.1:{free_port()}"
+    for args in [["produce", events_file], ["alerts", "tail"], ["dlq", "inspect"]]:
+        line = assert_one_line(driftline(*args, DRIFTLINE_BROKER_URL=address, **HMAC), address)
+        assert line.endswith("check DRIFTLINE_BROKER_URL"), line
+
+
+def test_redis_where_nothing_listens_is_one_line_naming_it() -> None:
+    env = {"DRIFTLINE_REDIS_URL": f"redis://127.0.0.1:{free_port()}/0", **HMAC}
+    assert_one_line(driftline("models", "list", **env), "ConnectionError", "check DRIFTLINE_REDIS_URL")
+
+
+@pytest.mark.integration
+def test_a_worker_with_redis_up_but_no_broker_says_so_in_one_line(stack) -> None:
+    env = {"DRIFTLINE_BROKER_URL": f"127.0.0.1:{free_port()}", "DRIFTLINE_REDIS_URL": stack.redis_url, **HMAC}
+    assert_one_line(driftline("worker", **env), "no Kafka broker answered", "check DRIFTLINE_BROKER_URL")
+
+
+@pytest.mark.integration
+def test_a_port_that_does_not_speak_kafka_is_one_line_after_a_bounded_wait(stack, events_file) -> None:
+    """The broker URL points at redis-server: it accepts the connection but never answers as Kafka."""
+    not_kafka = f"127.0.0.1:{stack.redis.port}"
+    env = {"DRIFTLINE_BROKER_URL": not_kafka, "DRIFTLINE_REDIS_URL": stack.redis_url, **HMAC}
+    for args in [["worker"], ["alerts", "tail"], ["produce", events_file]]:
+        assert_one_line(driftline(*args, **env), f"no Kafka broker answered at {not_kafka} within 10 s")
