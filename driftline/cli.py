@@ -27,6 +27,7 @@ SUBCOMMANDS = {
     "bench": "driftline.cli_bench:bench",
     "dlq": "driftline.cli_dlq:dlq",
     "score": "driftline.cli_score:score",
+    "report": "driftline.cli_report:report",
 }
 
 

@@ -122,6 +122,22 @@ class CategoricalDrift(LatestTests):
         self.seen += len(idx)
         return self
 
+    def distributions(self) -> dict[str, list]:
+        """``categories`` (the reference's, then ``"(unseen)"``) with their ``reference`` and ``window`` fractions
+        (missing values excluded; the window's are all zeros when it is empty).
+
+        >>> detector = CategoricalDrift({"a": 0.5, "b": 0.5}, reference_count=100, window=4, hop=4)
+        >>> detector.update_many(["a", "a", "z", None]).distributions()["window"]
+        [0.6666666666666666, 0.0, 0.3333333333333333]
+        """
+        counts = self._window.counts[: self._missing].astype(float)
+        n = float(counts.sum())
+        return {
+            "categories": [*self.categories, "(unseen)"],
+            "reference": self._p.tolist(),
+            "window": (counts / n if n else counts).tolist(),
+        }
+
     def _evaluate(self, position: int) -> WindowTest:
         counts = self._window.counts[: self._missing].astype(float)
         n = float(counts.sum())

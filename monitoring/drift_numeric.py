@@ -334,6 +334,36 @@ class NumericDriftBank:
             for name in ("psi", "ks")
         ]
 
+    def distributions(self, feature: int) -> dict[str, list[float]]:
+        """Reference and current window of feature number ``feature`` as the tests see them.
+
+        ``edges``: the PSI bin edges (bins ``(edge[j-1], edge[j]]``, open at both ends); ``reference`` and
+        ``window``: the fraction of values in each bin (the reference's with PSI's smoothing; ``window`` is all
+        zeros for an empty window); ``grid``, ``reference_cdf`` and ``window_cdf``: both empirical CDFs at the
+        points the KS distance is taken at.
+
+        >>> bank = NumericDriftBank({"x": NumericReference.of(np.arange(100.0))}, window=10, hop=10)
+        >>> d = bank.update_many(np.full((10, 1), 95.0)).distributions(0)
+        >>> len(d["edges"]) + 1 == len(d["reference"]) == len(d["window"]), d["window"][-1], d["window_cdf"][-1]
+        (True, 1.0, 1.0)
+        """
+        grid = self._grids[feature]
+        k = grid.size
+        counts = self.counts[feature, : self._missing_col].astype(float)
+        n = float(counts.sum())
+        bins = int(self._psi_bins[feature])
+        index = self._psi_index[feature] - feature * self._psi_width
+        window = np.bincount(index, weights=counts, minlength=self._psi_width)[:bins]
+        edges = grid[np.flatnonzero(np.diff(index[: k + 1]))]
+        return {
+            "edges": edges.tolist(),
+            "reference": self._expected[feature, :bins].tolist(),
+            "window": (window / n if n else window).tolist(),
+            "grid": grid.tolist(),
+            "reference_cdf": self._ref_cdf[feature, :k].tolist(),
+            "window_cdf": (np.cumsum(counts)[:k] / n if n else np.zeros(k)).tolist(),
+        }
+
     def _push(self, idx: np.ndarray) -> None:
         k = idx.shape[0]
         size = self.counts.size

@@ -78,6 +78,7 @@ from driftline.monitoring.detector import (
     Scope,
 )
 from driftline.monitoring.gauges import monitor_gauges
+from driftline.monitoring.history import History
 
 __all__ = ["Monitor", "MonitorConfig", "assemble"]
 
@@ -144,6 +145,7 @@ class Monitor:
         self._getter = itemgetter(*self.numeric) if self.numeric else None
         self._event_ts: dict[str, int] = {}
         self._ts_batches: deque[list[str]] = deque()
+        self.history, self.outcome_history = _histories(config)
         prediction = reference.prediction if reference is not None else None
         if isinstance(prediction, NumericProfile) and prediction.sample and task == "binary":
             self._positive_rate = float(np.mean(np.asarray(prediction.sample) >= 0.5))
@@ -209,7 +211,9 @@ class Monitor:
         found = self._observe(batch)
         if self.scope.prediction_numeric and scores is not None:
             self._recent_scores.append(scores)
-        return self.alerting.build(found, event_ids, model_version, self.events, ts_ms)
+        alerts = self.alerting.build(found, event_ids, model_version, self.events, ts_ms)
+        self.history.observe(self.events, ts_ms, self.gauges)
+        return alerts
 
     def _numeric_matrix(self, features: Sequence[dict[str, Any]]) -> np.ndarray:
         if self._getter is None:
@@ -303,7 +307,9 @@ class Monitor:
         if lags:
             self._label_lag_ms = float(np.median(lags))
         found = self._observe(OutcomeBatch(errors))
-        return self.alerting.build(found, event_ids, model_version, self.events, ts_ms)
+        alerts = self.alerting.build(found, event_ids, model_version, self.events, ts_ms)
+        self.outcome_history.observe(self.outcomes, ts_ms, self.gauges)
+        return alerts
 
     # ---------------------------------------------------------------------------------------------- state
 
@@ -335,6 +341,8 @@ class Monitor:
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
+        if "history" not in state:  # checkpoint written before the history existed
+            state["history"], state["outcome_history"] = _histories(state["config"])
         self.__dict__.update(state)
         self.alerting.dedup = InMemoryDeduplicator()
 
@@ -352,6 +360,14 @@ class Monitor:
         if deduplicator is not None:
             monitor.alerting.dedup = deduplicator
         return monitor
+
+
+def _histories(config: MonitorConfig) -> tuple[History, History]:
+    """Statistics over time of what the scorer watches (per event) and of what the learner watches (per label)."""
+    return (
+        History(config.hop, kinds=("data_drift", "prediction_drift", "quality", "performance|estimated")),
+        History(config.hop, kinds=("concept_drift", "performance|realised")),
+    )
 
 
 def _errors(y_true: Sequence[Any], y_pred: Sequence[Any]) -> np.ndarray:
