@@ -116,7 +116,7 @@ def inprocess_rates(dataset: Sequence[Row], model: Any) -> tuple[float, float]:
     learner = OnlineLearner(copy.deepcopy(model), "binary")
     started = time.perf_counter()
     for i, ((x, y), (pred, proba)) in enumerate(zip(dataset, served, strict=True)):
-        learner.learn(f"e{i}", x, y, pred, {str(k): v for k, v in proba.items()}, ts=i)
+        learner.learn(f"e{i}", x, y, pred, {str(k): v for k, v in proba.items()})
     learner_rate = len(dataset) / (time.perf_counter() - started)
     bare = copy.deepcopy(model)
     started = time.perf_counter()

@@ -6,12 +6,10 @@ learned event ids and metrics in one signed blob) in ONE Redis write. After a cr
 seeks every partition to :meth:`OnlineLearner.next_offset`: labels before the checkpoint are in the model
 and are not consumed again, labels after it were never applied, so every label is learned exactly once.
 
-Duplicate labels (same ``event_id``) are learned once. Memory for this is bounded: learned ids are kept
-with their ``ts`` and forgotten once older than ``label_ttl_ms`` behind the newest ``ts`` seen (by then the
-event has left the label join, so a later duplicate finds nothing to join and never reaches the learner), and
-at most ``max_learned_ids`` are held (the oldest are forgotten first and counted in ``forgotten_early``: a
-duplicate of one of those, still inside the TTL, would be learned again). Pass a trusted ``ts`` (e.g. the
-Kafka message timestamp): a far-future ``ts`` would make the learner forget every id at once.
+Duplicate labels (same ``event_id``) are learned once. Memory for this is bounded: the last ``max_learned_ids``
+learned ids are held, the oldest forgotten first (a duplicate of a forgotten id whose event can still be joined
+would be learned again; size ``max_learned_ids`` above the labels a label TTL brings). The learner's notion of time
+is its own count of learned labels: no label's ``ts``, which a producer sets, decides what it remembers.
 
 Prequential metrics compare the label with what was *served* at score time (``y_pred_at_score_time`` and
 ``proba_at_score_time`` from the predictions topic), cumulative and over a rolling window.
@@ -21,9 +19,9 @@ Examples
 >>> from driftline.models.features import FeatureSchema
 >>> from driftline.models.specs import build_model
 >>> learner = OnlineLearner(build_model(FeatureSchema({"x": "numeric"}), "binary"), "binary")
->>> learner.learn("e1", {"x": 1.0}, 1, True, {"True": 0.8, "False": 0.2}, ts=1_000)
+>>> learner.learn("e1", {"x": 1.0}, 1, True, {"True": 0.8, "False": 0.2})
 True
->>> learner.learn("e1", {"x": 1.0}, 1, True, {"True": 0.8, "False": 0.2}, ts=1_000)
+>>> learner.learn("e1", {"x": 1.0}, 1, True, {"True": 0.8, "False": 0.2})
 False
 >>> learner.mark_offset("labels", 0, 41)
 >>> restored = OnlineLearner.restore(learner.checkpoint(hmac_key=b"k"), hmac_key=b"k")
@@ -45,7 +43,6 @@ from river import utils
 
 from driftline.contract.signing import IntegrityError, sign_blob
 
-DEFAULT_LABEL_TTL_MS = 7 * 24 * 3600 * 1000
 DEFAULT_MAX_LEARNED_IDS = 100_000
 CHECKPOINT_MAGIC = b"driftline-learner-checkpoint/1\n"
 _TRUE = {"true", "1", "yes", "1.0"}
@@ -162,10 +159,8 @@ class OnlineLearner:
         ``'binary'``, ``'multiclass'`` or ``'regression'``.
     metric_window
         Size of the rolling window of every ``*_rolling`` metric.
-    label_ttl_ms
-        How long a learned event id is remembered behind the newest label ``ts`` (the label TTL).
     max_learned_ids
-        Upper bound on remembered ids; the oldest are forgotten first.
+        How many learned event ids are remembered for de-duplication; the oldest are forgotten first.
     classes
         Classes the model already knows (e.g. from the offline training data); labels are coerced to them.
     """
@@ -176,25 +171,22 @@ class OnlineLearner:
         task: str,
         metric_window: int = 1000,
         *,
-        label_ttl_ms: int = DEFAULT_LABEL_TTL_MS,
         max_learned_ids: int = DEFAULT_MAX_LEARNED_IDS,
         classes: Collection[Any] = (),
     ):
         if task not in ("binary", "multiclass", "regression"):
             raise ValueError(f"unknown task {task!r}")
-        if metric_window < 1 or label_ttl_ms < 0 or max_learned_ids < 1:
-            raise ValueError("metric_window and max_learned_ids must be >= 1 and label_ttl_ms >= 0")
+        if metric_window < 1 or max_learned_ids < 1:
+            raise ValueError("metric_window and max_learned_ids must be >= 1")
         self.model = model
         self.task = task
         self.metric_window = metric_window
-        self.label_ttl_ms = label_ttl_ms
         self.max_learned_ids = max_learned_ids
         self.classes: set[Any] = set(classes) if task != "regression" else set()
         self.learned = 0
         self._offsets: dict[tuple[str, int], int] = {}
-        self._ids: OrderedDict[str, int] = OrderedDict()
-        self._watermark_ms: int | None = None
-        self.forgotten_early = 0
+        #: Learned event ids, oldest first (the values are unused).
+        self._ids: OrderedDict[str, None] = OrderedDict()
         self._metrics = _metric_set(task, metric_window)
         self._counts = {"label": 0, "proba": 0}
 
@@ -216,8 +208,6 @@ class OnlineLearner:
         y: Any,
         y_pred_at_score_time: Any = None,
         proba_at_score_time: Mapping[str, float] | None = None,
-        *,
-        ts: int | None = None,
     ) -> bool:
         """Learn one joined label; False (nothing changes) when ``event_id`` was already learned.
 
@@ -232,9 +222,6 @@ class OnlineLearner:
         y_pred_at_score_time, proba_at_score_time
             What was served for the event (``prediction`` and ``probabilities`` or ``score`` of the
             predictions topic); they feed the prequential metrics. None skips the metric they feed.
-        ts
-            A trusted time of the label (epoch ms), used to forget ids older than the TTL; None counts as the
-            newest ``ts`` seen.
         """
         if event_id in self._ids:
             return False
@@ -245,7 +232,7 @@ class OnlineLearner:
         if self.task != "regression":
             self.classes.add(target)
         self._update_metrics(target, predicted, proba)
-        self._remember(event_id, ts)
+        self._remember(event_id)
         self.learned += 1
         return True
 
@@ -274,19 +261,10 @@ class OnlineLearner:
         self._counts["label"] += y_pred is not None
         self._counts["proba"] += proba is not None
 
-    def _remember(self, event_id: str, ts: int | None) -> None:
-        if ts is not None and (self._watermark_ms is None or ts > self._watermark_ms):
-            self._watermark_ms = ts
-        stamp = ts if ts is not None else (self._watermark_ms or 0)
-        self._ids[event_id] = stamp
-        cutoff = None if self._watermark_ms is None else self._watermark_ms - self.label_ttl_ms
-        while self._ids:
-            oldest_id, oldest_ts = next(iter(self._ids.items()))
-            expired = cutoff is not None and oldest_ts < cutoff
-            if not expired and len(self._ids) <= self.max_learned_ids:
-                break
-            del self._ids[oldest_id]
-            self.forgotten_early += not expired
+    def _remember(self, event_id: str) -> None:
+        self._ids[event_id] = None
+        if len(self._ids) > self.max_learned_ids:
+            self._ids.popitem(last=False)
 
     # --- offsets ------------------------------------------------------------------------------
     def mark_offset(self, topic: str, partition: int, offset: int) -> None:

@@ -98,6 +98,8 @@ class Worker:
             missing_feature_policy=settings.missing_feature_policy,
             unknown_feature_policy=settings.unknown_feature_policy,
             review_confidence_threshold=settings.review_confidence_threshold,
+            max_ts_future_ms=int(settings.max_ts_future_seconds * 1000),
+            max_ts_past_ms=None if settings.max_ts_past_seconds is None else int(settings.max_ts_past_seconds * 1000),
         )
         # created on startup: asyncio clients need the running loop
         self.publisher: Publisher

@@ -130,7 +130,7 @@ class LabelLearner:
             self.watch.monitor(meta, stored.get(b"monitor"))
         else:
             meta, model = await asyncio.to_thread(self.registry.load, name, None)
-            learner = OnlineLearner(model, meta.task, label_ttl_ms=self.settings.label_ttl_seconds * 1000)
+            learner = OnlineLearner(model, meta.task)
             state = ModelLearner(name, learner, meta.version, positive)
         self.learners[name] = state
         return state
@@ -308,7 +308,7 @@ class LabelLearner:
             return
         versions = {join.challenger[0] for _, join, _ in learned if join.challenger}
         lineage = {v for v in versions if await self._root(state.name, v) == shadow.root}
-        shadow.learn([(label.event_id, join.x, y, join.challenger, label.ts) for label, join, y in learned], lineage)
+        shadow.learn([(label.event_id, join.x, y, join.challenger) for label, join, y in learned], lineage)
         # events scored before the challenger was promoted, cleared or replaced carry another lineage: skip them
         shadowed = [(join, y) for _, join, y in learned if join.challenger and join.challenger[0] in lineage]
         if shadowed:
@@ -330,7 +330,7 @@ class LabelLearner:
             return None
         learner = None
         if hasattr(model, "learn_one"):
-            learner = OnlineLearner(model, meta.task, label_ttl_ms=self.settings.label_ttl_seconds * 1000)
+            learner = OnlineLearner(model, meta.task)
         state.challenger = ShadowChallenger(await self._root(state.name, current), current, learner)
         return state.challenger
 

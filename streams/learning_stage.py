@@ -113,7 +113,7 @@ def learn_batch(
         served = join.probabilities if join.probabilities is not None else None
         try:
             learned = learner.learn(
-                label.event_id, join.x, target_for(label.label, positive_class), join.prediction, served, ts=label.ts
+                label.event_id, join.x, target_for(label.label, positive_class), join.prediction, served
             )
         except ValueError as exc:
             outcome.rejected.append((i, "validate", "LabelError"))

@@ -1,8 +1,11 @@
 """The models a worker scores with, hot-reloaded from the registry when a new version becomes current.
 
-A version whose blob fails verification is never loaded: the worker keeps the last good version and reports
-the failure once per version through ``on_integrity_failure``. Redis being unreachable never stops scoring:
-the loaded models stay in use and the next check tries again.
+A version whose blob fails verification is never loaded: the worker keeps the last good version (at start, the
+newest earlier promoted version that verifies) and reports the failure once per version through
+``on_integrity_failure``. Redis being unreachable never stops scoring: the loaded models stay in use and the next
+check tries again. Names asked for that the registry does not know are remembered for a second, at most
+:data:`MAX_UNKNOWN_NAMES` of them (least recently asked forgotten first), and looked up with one ``SMEMBERS`` a
+batch however many there are: random model names cannot grow memory or cost a registry round trip each.
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
@@ -25,6 +29,10 @@ from driftline.streams.scoring_stage import LoadedModel
 log = logging.getLogger(__name__)
 
 IntegrityCallback = Callable[[str, int, str], None]
+#: Unknown model names remembered (each is asked again after ``retry_unknown_after`` seconds).
+MAX_UNKNOWN_NAMES = 10_000
+#: Earlier promoted versions tried, newest first, when the current one is refused at first load.
+MAX_FALLBACK_VERSIONS = 5
 
 
 class ModelCache:
@@ -35,7 +43,7 @@ class ModelCache:
         self.on_integrity_failure = on_integrity_failure
         self.role = role
         self._loaded: dict[str, LoadedModel] = {}
-        self._unknown_until: dict[str, float] = {}
+        self._unknown_until: OrderedDict[str, float] = OrderedDict()
         self._refused: set[tuple[str, int]] = set()
         #: Challengers scored in shadow: model name -> (version, adapter).
         self.challengers: dict[str, tuple[int, Challenger]] = {}
@@ -44,16 +52,57 @@ class ModelCache:
         """The loaded model called ``name``, if any (no I/O)."""
         return self._loaded.get(name)
 
+    @property
+    def unknown_names(self) -> int:
+        """How many unknown names are remembered (bounded by :data:`MAX_UNKNOWN_NAMES`)."""
+        return len(self._unknown_until)
+
     async def ensure(self, names: set[str], retry_unknown_after: float = 1.0) -> None:
         """Load each model in ``names`` that is not loaded yet (unknown names are re-asked at most each second)."""
         now = time.monotonic()
-        for name in names:
-            if name in self._loaded or self._unknown_until.get(name, 0) > now:
-                continue
-            if await self._load(name, None):
-                await self._refresh_challenger(name)
+        wanted = [n for n in names if n not in self._loaded and self._unknown_until.get(n, 0) <= now]
+        if not wanted:
+            return
+        try:
+            registered = set(await asyncio.to_thread(self.registry.names))
+        except redis.RedisError as exc:
+            REDIS_ERRORS.labels("model_load").inc()
+            log.warning("registry unreachable while looking up %d model names: %r", len(wanted), exc)
+            registered = set()
+        for name in wanted:
+            try:
+                loaded = name in registered and await self._load_first(name)
+                if loaded:
+                    await self._refresh_challenger(name)
+            except Exception as exc:  # noqa: BLE001 - a name must never stop the scorer: its events are dead-lettered
+                log.error("model %s could not be loaded: %r", name, exc)
+            if name in self._loaded:
+                self._unknown_until.pop(name, None)
             else:
                 self._unknown_until[name] = now + retry_unknown_after
+                self._unknown_until.move_to_end(name)
+                while len(self._unknown_until) > MAX_UNKNOWN_NAMES:
+                    self._unknown_until.popitem(last=False)
+
+    async def _load_first(self, name: str) -> bool:
+        """Load the current version of ``name``; when it is refused, the newest promoted one that verifies (the
+        integrity action may have rolled back meanwhile: the new current version comes first)."""
+        if await self._load(name, None):
+            return True
+        if not any(refused == name for refused, _ in self._refused):
+            return False  # unknown or unreachable, nothing refused
+        try:
+            current = await asyncio.to_thread(self.registry.current_version, name)
+            history = await asyncio.to_thread(self.registry.history, name)
+        except redis.RedisError:
+            REDIS_ERRORS.labels("model_load").inc()
+            return False
+        candidates = ([current] if current is not None else []) + [v for v in reversed(history) if v != current]
+        for version in [v for v in candidates if (name, v) not in self._refused][:MAX_FALLBACK_VERSIONS]:
+            if await self._load(name, version):
+                log.warning("%s: serving v%s, the newest promoted version that verifies", name, version)
+                return True
+        return False
 
     async def refresh(self) -> None:
         """Load the current version of every loaded model when it changed in the registry."""
@@ -107,6 +156,9 @@ class ModelCache:
         except redis.RedisError as exc:
             REDIS_ERRORS.labels("model_load").inc()
             log.warning("registry unreachable while loading %s: %r", name, exc)
+            return None
+        except Exception as exc:  # noqa: BLE001 - e.g. a verified blob that no longer unpickles: never stop scoring
+            log.error("model %s v%s could not be loaded: %r", name, version, exc)
             return None
 
     async def _load(self, name: str, version: int | None) -> bool:

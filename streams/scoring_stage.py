@@ -1,19 +1,22 @@
 """Turn a batch of raw ``events`` records into predictions and dead letters (pure: no I/O).
 
-Every record ends up in exactly one of ``ScoredBatch.predictions`` or ``ScoredBatch.dead_letters``.
+Every record ends up in exactly one of ``ScoredBatch.predictions`` or ``ScoredBatch.dead_letters``, whatever
+it holds: an exception no check anticipated dead-letters that record alone (stage ``unexpected``), and a batch
+call that fails is repeated row by row, so one bad record never takes its batch with it.
 """
 
 from __future__ import annotations
 
 import functools
 import time
+import traceback
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 import orjson
 
-from driftline.contract.records import Event, RecordError, parse_event
+from driftline.contract.records import Event, RecordError, parse_event, ts_window
 from driftline.models.champion import Challenger, as_challenger
 from driftline.models.features import FeatureError, FeatureSchema
 from driftline.models.scoring import Scored
@@ -71,6 +74,9 @@ class ScoringPolicy:
     missing_feature_policy: str = "impute"
     unknown_feature_policy: str = "ignore"
     review_confidence_threshold: float | None = None
+    #: Events whose ts is further ahead of / behind the scorer's clock are dead-lettered (None: no limit).
+    max_ts_future_ms: int | None = None
+    max_ts_past_ms: int | None = None
 
 
 @dataclass
@@ -111,15 +117,38 @@ def dead_letter(record: RawRecord, stage: str, error_class: str, message: str) -
     )
 
 
-def model_names(records: Sequence[RawRecord], policy: ScoringPolicy) -> tuple[set[str], list[Event | RecordError]]:
-    """Parse every record once; return the model names asked for and the parse results in order."""
-    parsed: list[Event | RecordError] = []
+def unexpected(record: RawRecord, exc: BaseException) -> DeadLetter:
+    """The dead letter of a record whose handling raised what no check anticipated: stage ``unexpected``, the
+    error class, and the last line of the traceback as the reason.
+
+    >>> from types import SimpleNamespace
+    >>> record = SimpleNamespace(topic="events", partition=0, offset=7, key=None, value=b"{}", timestamp=0)
+    >>> letter = unexpected(record, OverflowError("int too large"))
+    >>> letter.stage, letter.error_class, letter.message
+    ('unexpected', 'OverflowError', 'OverflowError: int too large')
+    """
+    reason = traceback.format_exception_only(type(exc), exc)[-1].strip()
+    return dead_letter(record, "unexpected", type(exc).__name__, reason)
+
+
+def model_names(
+    records: Sequence[RawRecord], policy: ScoringPolicy, now_ms: int | None = None
+) -> tuple[set[str], list[Event | RecordError | DeadLetter]]:
+    """Parse every record once; return the model names asked for and the parse results in order (an event, the
+    validation error, or the dead letter of an unexpected failure). ``now_ms`` (default: now) centres the
+    accepted ts window."""
+    now = int(time.time() * 1000) if now_ms is None else now_ms
+    bounds = ts_window(now, policy.max_ts_future_ms, policy.max_ts_past_ms)
+    parsed: list[Event | RecordError | DeadLetter] = []
     names: set[str] = set()
     for record in records:
         try:
-            event = parse_event(record.value, policy.max_event_bytes)
+            event = parse_event(record.value, policy.max_event_bytes, bounds)
         except RecordError as exc:
             parsed.append(exc)
+            continue
+        except Exception as exc:  # noqa: BLE001 - no message may stop the scorer
+            parsed.append(unexpected(record, exc))
             continue
         parsed.append(event)
         names.add(event.model or policy.default_model)
@@ -128,7 +157,7 @@ def model_names(records: Sequence[RawRecord], policy: ScoringPolicy) -> tuple[se
 
 def score_records(
     records: Sequence[RawRecord],
-    parsed: Sequence[Event | RecordError],
+    parsed: Sequence[Event | RecordError | DeadLetter],
     models: Callable[[str], LoadedModel | None],
     policy: ScoringPolicy,
     now_ms: Callable[[], float] = lambda: time.time() * 1000,
@@ -138,15 +167,18 @@ def score_records(
     out = ScoredBatch()
     groups: dict[str, ModelBatch] = {}
     for record, event in zip(records, parsed, strict=True):
+        if isinstance(event, DeadLetter):
+            out.dead_letters.append(event)
+            continue
         if isinstance(event, RecordError):
             out.dead_letters.append(dead_letter(record, event.stage, event.error_class, event.reason))
             continue
         name = event.model or policy.default_model
-        loaded = models(name)
-        if loaded is None:
-            out.dead_letters.append(dead_letter(record, "validate", "UnknownModel", f"no model named '{name}'"))
-            continue
         try:
+            loaded = models(name)
+            if loaded is None:
+                out.dead_letters.append(dead_letter(record, "validate", "UnknownModel", f"no model named '{name}'"))
+                continue
             row = loaded.schema.prepare(
                 event.features,
                 policy.missing_feature_policy,
@@ -154,6 +186,9 @@ def score_records(
             )
         except FeatureError as exc:
             out.dead_letters.append(dead_letter(record, "validate", "FeatureError", str(exc)))
+            continue
+        except Exception as exc:  # noqa: BLE001 - no message may stop the scorer
+            out.dead_letters.append(unexpected(record, exc))
             continue
         group = groups.get(name)
         if group is None:  # not setdefault: it would build a ModelBatch per event (measured 3% of the scorer)
@@ -166,19 +201,34 @@ def score_records(
         if group.events:
             out.by_model[name] = group
     done_ms = now_ms()
-    for name, group in out.by_model.items():
+    for name, group in list(out.by_model.items()):
         _emit(group, policy, done_ms, out, (thresholds or {}).get(name))
+        if not group.events:
+            del out.by_model[name]
     return out
 
 
 def _score_group(group: ModelBatch, out: ScoredBatch) -> None:
-    """Score the group in one batch; rows the model could not score are dead-lettered at stage ``score``."""
-    scored = group.loaded.scorer.score_batch(group.rows)
-    if all(result.error is None for result in scored):
-        group.scored = scored
+    """Score the group in one batch; rows the model could not score are dead-lettered at stage ``score``.
+
+    When the batch call itself raises, every row is scored alone: only the rows that raise are dead-lettered
+    (stage ``unexpected``)."""
+    isolated = False
+    try:
+        scored: list[Scored | BaseException] = list(group.loaded.scorer.score_batch(group.rows))
+        if len(scored) != len(group.rows):
+            raise RuntimeError(f"the model scored {len(scored)} of {len(group.rows)} rows")
+    except Exception:  # noqa: BLE001 - isolate the row that fails
+        isolated = True
+        scored = [_score_one(group.loaded.scorer, row) for row in group.rows]
+    if not isolated and all(result.error is None for result in scored):  # type: ignore[union-attr]
+        group.scored = scored  # type: ignore[assignment]
         return
     kept = ModelBatch(group.loaded)
     for record, event, row, result in zip(group.records, group.events, group.rows, scored, strict=True):
+        if isinstance(result, BaseException):
+            out.dead_letters.append(unexpected(record, result))
+            continue
         if result.error is not None:
             error_class, _, message = result.error.partition(": ")
             out.dead_letters.append(dead_letter(record, "score", error_class, message or result.error))
@@ -188,6 +238,13 @@ def _score_group(group: ModelBatch, out: ScoredBatch) -> None:
         kept.rows.append(row)
         kept.scored.append(result)
     group.records, group.events, group.rows, group.scored = kept.records, kept.events, kept.rows, kept.scored
+
+
+def _score_one(scorer: Challenger, row: dict[str, Any]) -> Scored | BaseException:
+    try:
+        return scorer.score_batch([row])[0]
+    except Exception as exc:  # noqa: BLE001 - returned: the caller dead-letters this row alone
+        return exc
 
 
 def apply_threshold(scored: Scored, threshold: float | None) -> Scored:
@@ -210,24 +267,40 @@ def _emit(group: ModelBatch, policy: ScoringPolicy, done_ms: float, out: ScoredB
     loaded = group.loaded
     if threshold is not None and loaded.task == "binary":
         group.scored = [apply_threshold(s, threshold) for s in group.scored]
-    for record, event, scored in zip(group.records, group.events, group.scored, strict=True):
+    review_below = policy.review_confidence_threshold
+    failed: list[int] = []
+    for i, (record, event, scored) in enumerate(zip(group.records, group.events, group.scored, strict=True)):
         latency = max(0.0, done_ms - record.timestamp)
+        try:
+            value = orjson.dumps(
+                {
+                    "event_id": event.event_id,
+                    "model": loaded.name,
+                    "model_version": loaded.version,
+                    "prediction": scored.prediction,
+                    "probabilities": scored.probabilities,
+                    "score": scored.score,
+                    "confidence": scored.confidence,
+                    "latency_ms": round(latency, 3),
+                    "ts": int(done_ms),
+                }
+            )
+            key = record.key if record.key is not None else event.event_id.encode()
+        except Exception as exc:  # noqa: BLE001 - e.g. a prediction orjson cannot write: this event alone
+            out.dead_letters.append(unexpected(record, exc))
+            failed.append(i)
+            continue
         out.latencies_ms.append(latency)
-        value = orjson.dumps(
-            {
-                "event_id": event.event_id,
-                "model": loaded.name,
-                "model_version": loaded.version,
-                "prediction": scored.prediction,
-                "probabilities": scored.probabilities,
-                "score": scored.score,
-                "confidence": scored.confidence,
-                "latency_ms": round(latency, 3),
-                "ts": int(done_ms),
-            }
-        )
-        key = record.key if record.key is not None else event.event_id.encode()
         out.predictions.append((key, value))
-        threshold = policy.review_confidence_threshold
-        if threshold is not None and scored.confidence is not None and scored.confidence < threshold:
+        if review_below is not None and scored.confidence is not None and scored.confidence < review_below:
             out.reviews.append((key, value))
+    if failed:  # the join records and monitors see only what was published
+        _drop(group, set(failed))
+
+
+def _drop(group: ModelBatch, indices: set[int]) -> None:
+    keep = [i for i in range(len(group.events)) if i not in indices]
+    group.records = [group.records[i] for i in keep]
+    group.events = [group.events[i] for i in keep]
+    group.rows = [group.rows[i] for i in keep]
+    group.scored = [group.scored[i] for i in keep]

@@ -14,7 +14,7 @@ Examples
 >>> from driftline.models.specs import build_model
 >>> shadow = ShadowChallenger(root=2, version=2,
 ...                           learner=OnlineLearner(build_model(FeatureSchema({"x": "numeric"}), "binary"), "binary"))
->>> shadow.learn([("e1", {"x": 1.0}, True, [2, True, {"True": 0.7, "False": 0.3}, 0.7], 1_000)], {2})
+>>> shadow.learn([("e1", {"x": 1.0}, True, [2, True, {"True": 0.7, "False": 0.3}, 0.7])], {2})
 1
 >>> shadow.since_snapshot, shadow.learner.metrics()["accuracy"]
 (1, 1.0)
@@ -34,9 +34,9 @@ from driftline.models.learner import OnlineLearner
 
 log = logging.getLogger(__name__)
 
-#: One learned label as the challenger gets it: event id, features, target, the challenger's shadow output
-#: (``[version, prediction, probabilities, score]`` or None) and the label's time.
-Shadowed = tuple[str, dict[str, Any], Any, Sequence[Any] | None, int]
+#: One learned label as the challenger gets it: event id, features, target and the challenger's shadow output
+#: (``[version, prediction, probabilities, score]`` or None).
+Shadowed = tuple[str, dict[str, Any], Any, Sequence[Any] | None]
 
 
 @dataclass
@@ -64,11 +64,11 @@ class ShadowChallenger:
             return 0
         assert self.learner is not None
         count = 0
-        for event_id, x, y, shadow, ts in learned:
+        for event_id, x, y, shadow in learned:
             ours = shadow is not None and shadow[0] in lineage
             prediction, probabilities = (shadow[1], shadow[2]) if ours else (None, None)  # type: ignore[index]
             try:
-                count += self.learner.learn(event_id, x, y, prediction, probabilities, ts=ts)
+                count += self.learner.learn(event_id, x, y, prediction, probabilities)
             except ValueError as exc:
                 log.debug("challenger v%s skipped the label of %s: %s", self.version, event_id, exc)
         self.since_snapshot += count

@@ -107,8 +107,9 @@ class Watch:
         METRICS.count_alert(alert)
         try:
             done = self._act(alert)
-        except (redis.RedisError, UnknownModelError, ValueError) as exc:
-            done = f"{alert.action} failed: {exc}"
+        except Exception as exc:  # noqa: BLE001 - e.g. IntegrityError: the version to roll back to is refused too
+            log.error("%s of %s failed: %r", alert.action, alert.model, exc)
+            done = f"{alert.action} failed: {type(exc).__name__}: {exc}"
         return alert.model_copy(update={"action": done})
 
     def _act(self, alert: Alert) -> str:

@@ -1,13 +1,20 @@
-"""Hypothesis strategies for valid and malformed ``events`` messages (shared by unit and integration fuzz)."""
+"""Hypothesis strategies for valid, malformed and hostile ``events`` and ``labels`` messages (shared by unit and
+integration fuzz)."""
 
 from __future__ import annotations
 
 import json
+import time
 
 from hypothesis import strategies as st
 
+from driftline.contract.records import MAX_TS_MS, MODEL_NAME_PATTERN
+
 AGRAWAL = ("salary", "commission", "age", "elevel", "car", "zipcode", "hvalue", "hyears", "loan")
 ONE_MB = 1024 * 1024
+#: "Now" of the test session: valid timestamps are at most this (the default window accepts a day ahead).
+NOW_MS = int(time.time() * 1000)
+DAY_MS = 86_400_000
 
 finite = st.floats(allow_nan=False, allow_infinity=False, min_value=-1e12, max_value=1e12)
 event_ids = st.text(st.characters(codec="utf-8", exclude_categories=("Cs",)), min_size=1, max_size=40)
@@ -19,7 +26,7 @@ def valid_events(draw: st.DrawFn) -> dict:
     features = {name: draw(st.one_of(finite, st.integers(-(10**9), 10**9), st.none())) for name in AGRAWAL}
     for name in draw(st.sets(st.sampled_from(AGRAWAL), max_size=3)):
         features.pop(name)
-    return {"event_id": draw(event_ids), "ts": draw(st.integers(0, 4_102_444_800_000)), "features": features}
+    return {"event_id": draw(event_ids), "ts": draw(st.integers(0, NOW_MS)), "features": features}
 
 
 def _encode(event: dict) -> bytes:
@@ -105,3 +112,74 @@ def draw_many(strategy: st.SearchStrategy, n: int) -> list:
 
     collect()
     return drawn
+
+
+# --- hostile: values that fit the record's types but not the system -------------------------------------------
+any_text = st.text(st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=300)
+#: Numbers beyond float64, at its edges, and integers JSON carries but no float holds.
+hostile_numbers = st.one_of(
+    st.sampled_from([10**400, -(10**400), 10**309, 2**1024, -(2**1024), 10**25, 2**63, 2**64]),
+    st.sampled_from([1.7976931348623157e308, -1.7976931348623157e308, 5e-324, -0.0]),
+    st.integers(min_value=2**1024, max_value=10**500),
+    st.integers(max_value=-(2**1024), min_value=-(10**500)),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.integers(),
+)
+hostile_model_names = st.one_of(
+    st.sampled_from(["bad name", "a:b", "café", "", "x" * 129, "default\n", "-lead", ".", "a/b", "*", "default "]),
+    any_text,
+    st.from_regex(MODEL_NAME_PATTERN, fullmatch=True),  # well-formed names of models that do not exist
+    st.integers(),
+    st.lists(st.integers(), max_size=2),
+)
+hostile_ts = st.one_of(
+    st.sampled_from(
+        [1e300, 10**25, 10**400, -1, -1e300, MAX_TS_MS, MAX_TS_MS + 1, 2**63, 2**64, 7_226 * 31_556_952_000]
+    ),
+    st.sampled_from(["9999-12-31T23:59:59-14:00", "0001-01-01T00:00:00+14:00", "9226-01-01T00:00:00Z", "2026-13-01Z"]),
+    st.integers(NOW_MS + 2 * DAY_MS, MAX_TS_MS),  # beyond the default window
+    st.integers(0, NOW_MS),
+    st.floats(allow_nan=False),
+    st.booleans(),
+    any_text,
+)
+hostile_feature_names = st.one_of(any_text, st.sampled_from(AGRAWAL), st.text(min_size=1000, max_size=2000))
+hostile_feature_values = st.one_of(hostile_numbers, any_text, st.booleans(), st.none(), st.lists(st.integers()))
+
+
+@st.composite
+def hostile_events(draw: st.DrawFn, tag: str = "h") -> dict:
+    """A valid-looking event with one or more fields replaced by hostile values (its ``event_id`` starts with
+    ``tag`` unless the id itself is replaced by a non-string)."""
+    event = draw(valid_events())
+    event["event_id"] = f"{tag}-{event['event_id']}"
+    for field in draw(
+        st.sets(st.sampled_from(["event_id", "ts", "model", "feature_name", "feature_value"]), min_size=1)
+    ):
+        if field == "event_id":
+            event["event_id"] = draw(st.one_of(any_text.map(lambda t: f"{tag}-{t}"), st.integers(), st.just("")))
+        elif field == "ts":
+            event["ts"] = draw(hostile_ts)
+        elif field == "model":
+            event["model"] = draw(hostile_model_names)
+        elif field == "feature_name":
+            event["features"][draw(hostile_feature_names)] = draw(hostile_feature_values)
+        else:
+            event["features"][draw(st.sampled_from(AGRAWAL))] = draw(hostile_feature_values)
+    return event
+
+
+@st.composite
+def hostile_labels(draw: st.DrawFn, event_id: str) -> dict:
+    """A label of ``event_id`` with one or more fields replaced by hostile values."""
+    label = {"event_id": event_id, "label": draw(st.booleans()), "ts": draw(st.integers(NOW_MS - DAY_MS, NOW_MS))}
+    for field in draw(st.sets(st.sampled_from(["event_id", "label", "ts", "model"]), min_size=1)):
+        if field == "event_id":
+            label["event_id"] = draw(st.one_of(any_text, st.integers(), st.just(event_id + "\u0000")))
+        elif field == "label":
+            label["label"] = draw(st.one_of(hostile_numbers, any_text, st.none(), st.lists(st.booleans(), max_size=2)))
+        elif field == "ts":
+            label["ts"] = draw(hostile_ts)
+        else:
+            label["model"] = draw(hostile_model_names)
+    return label

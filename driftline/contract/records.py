@@ -17,6 +17,24 @@ driftline.contract.records.RecordError: deserialize: JSONDecodeError: EOF while 
 ... except RecordError as error:
 ...     print(error.stage, error.reason)
 validate features.x: expects a number, string, bool or null (nested values are not allowed)
+
+Values that fit the types but not the system are refused too: model names outside :data:`MODEL_NAME_PATTERN`,
+numbers beyond float64, timestamps outside the window the caller accepts (``ts_bounds``: by default any time from
+1970 to :data:`MAX_TS_MS`; the worker passes ``Settings.ts_bounds``, a window around now):
+
+>>> def reason(parse, raw, **limits):
+...     try:
+...         parse(raw, **limits)
+...     except RecordError as error:
+...         return f"{error.error_class}: {error.reason}"
+>>> reason(parse_event, b'{"event_id": "e1", "ts": 1, "model": "bad name", "features": {}}')
+"ValidationError: model: a model name is 1-128 letters, digits, '.', '_' or '-', starting with a letter or digit"
+>>> reason(parse_event, b'{"event_id": "e1", "ts": 1, "features": {"x": 1' + b"0" * 400 + b'}}')
+'ValidationError: features.x: does not fit a float64'
+>>> reason(parse_label, b'{"event_id": "e1", "ts": 1e300, "label": true}')
+'ValidationError: ts: ts must be an epoch-ms between 0 and 253402300799999 (9999-12-31)'
+>>> reason(parse_label, b'{"event_id": "e1", "ts": 5000, "label": true}', ts_bounds=(0, 1000))
+'TimestampOutOfWindow: ts 5000 is outside the accepted window [0, 1000]'
 """
 
 from __future__ import annotations
@@ -26,7 +44,7 @@ import math
 import re
 import time
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, NoReturn
 
 from pydantic import (
     BaseModel,
@@ -43,8 +61,16 @@ from pydantic import (
 #: Model names: letters, digits, ``.``, ``_`` and ``-``, at most 128, starting with a letter or digit (they are part
 #: of Redis keys and Prometheus labels).
 MODEL_NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+MODEL_NAME_RULE = "a model name is 1-128 letters, digits, '.', '_' or '-', starting with a letter or digit"
+#: The latest timestamp any record may carry (9999-12-31T23:59:59.999Z, the last one ISO-8601 can write).
+MAX_TS_MS = 253_402_300_799_999
+#: The largest magnitude of a number in a record: the largest float64 (a larger integer cannot become a feature).
+MAX_NUMBER = 1.7976931348623157e308
+_MAX_INT = int(MAX_NUMBER)
 
-Stage = Literal["deserialize", "validate", "score", "learn", "join", "monitor"]
+#: Where a message was dead-lettered; ``unexpected``: an exception nobody anticipated (a bug or a hostile value
+#: nothing checked), its class and the last line of its traceback in the reason.
+Stage = Literal["deserialize", "validate", "score", "learn", "join", "monitor", "unexpected"]
 
 AlertKind = Literal["data_drift", "prediction_drift", "concept_drift", "data_quality", "performance", "model_integrity"]
 Severity = Literal["info", "warning", "critical"]
@@ -79,14 +105,21 @@ def epoch_ms(value: Any) -> int:
     if isinstance(value, bool):
         raise ValueError("ts must be epoch-ms or ISO-8601, got bool")
     if isinstance(value, int | float):
-        if not math.isfinite(value) or value < 0:
-            raise ValueError("ts must be a finite, non-negative epoch-ms")
+        # compared before any conversion: a 400-digit int or 1e300 must not reach int()/float() arithmetic
+        if not (isinstance(value, int) or math.isfinite(value)) or not 0 <= value <= MAX_TS_MS:
+            raise ValueError(f"ts must be an epoch-ms between 0 and {MAX_TS_MS} (9999-12-31)")
         return int(value)
     if isinstance(value, str):
         parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
         if parsed.tzinfo is None:
             raise ValueError("ISO-8601 ts needs a timezone")
-        return int(parsed.timestamp() * 1000)
+        try:
+            ms = int(parsed.timestamp() * 1000)
+        except (OverflowError, ValueError):  # 9999-12-31 with a negative offset is after the last datetime
+            ms = -1
+        if not 0 <= ms <= MAX_TS_MS:
+            raise ValueError(f"ts must be between 1970-01-01 and 9999-12-31, got {value!r}")
+        return ms
     raise ValueError(f"ts must be epoch-ms or ISO-8601, got {type(value).__name__}")
 
 
@@ -95,6 +128,9 @@ def now_ms() -> int:
 
 
 Timestamp = Annotated[int, BeforeValidator(epoch_ms)]
+#: An integer a float64 can hold (compared in pydantic's core: costs nothing for floats, ~0.1 µs an int).
+BoundedInt = Annotated[StrictInt, Field(ge=-_MAX_INT, le=_MAX_INT)]
+ModelName = Annotated[str, Field(min_length=1, max_length=128, pattern=MODEL_NAME_PATTERN.pattern)]
 
 
 class Event(BaseModel):
@@ -104,9 +140,9 @@ class Event(BaseModel):
 
     event_id: str = Field(min_length=1, max_length=256)
     ts: Timestamp
-    model: str | None = Field(None, min_length=1, max_length=128)
+    model: ModelName | None = None
     #: Scalars only, checked in pydantic's core (a Python validator here cost ~8 µs an event).
-    features: dict[str, StrictBool | StrictInt | StrictFloat | StrictStr | None]
+    features: dict[str, StrictBool | BoundedInt | StrictFloat | StrictStr | None]
 
 
 class Label(BaseModel):
@@ -115,9 +151,9 @@ class Label(BaseModel):
     model_config = ConfigDict(extra="ignore", frozen=True, allow_inf_nan=False)
 
     event_id: str = Field(min_length=1, max_length=256)
-    label: float | int | str | bool
+    label: float | Annotated[int, Field(ge=-_MAX_INT, le=_MAX_INT)] | str | bool
     ts: Timestamp
-    model: str | None = Field(None, min_length=1, max_length=128)
+    model: ModelName | None = None
 
 
 class Prediction(BaseModel):
@@ -157,38 +193,68 @@ class Alert(BaseModel):
     action: str = "none"
 
 
-def _parse(model: type[BaseModel], raw: bytes | None, max_bytes: int) -> Any:
+#: Every timestamp a record may carry (the default ``ts_bounds``).
+ANY_TS = (0, MAX_TS_MS)
+
+
+def ts_window(now: int, future_ms: int | None, past_ms: int | None) -> tuple[int, int]:
+    """The ``ts_bounds`` at ``now`` accepting up to ``future_ms`` ahead and ``past_ms`` behind (None: no limit).
+
+    >>> ts_window(10_000, 1_000, None), ts_window(10_000, None, 4_000)
+    ((0, 11000), (6000, 253402300799999))
+    """
+    low = 0 if past_ms is None else max(0, now - past_ms)
+    return low, MAX_TS_MS if future_ms is None else min(MAX_TS_MS, now + future_ms)
+
+
+def _parse(model: type[BaseModel], raw: bytes | None, max_bytes: int, ts_bounds: tuple[int, int]) -> Any:
     if raw is None:
         raise RecordError("deserialize", "EmptyMessage", "message has no value")
     if len(raw) > max_bytes:
         raise RecordError("validate", "PayloadTooLarge", f"{len(raw)} bytes > limit {max_bytes}")
     try:
-        return model.model_validate_json(raw)
+        record = model.model_validate_json(raw)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        if first["type"] in ("json_invalid", "json_type"):
-            raise RecordError("deserialize", "JSONDecodeError", first["msg"].removeprefix("Invalid JSON: ")) from exc
-        loc = first["loc"]
-        if len(loc) >= 2 and loc[0] == "features":
-            where = f"features.{loc[1]}"
-            if any(e["type"] == "finite_number" for e in exc.errors()):
-                message = "NaN and infinity are not allowed"
-            else:
-                message = "expects a number, string, bool or null (nested values are not allowed)"
+        _raise_validation_error(exc)
+    low, high = ts_bounds
+    if not low <= record.ts <= high:
+        raise RecordError(
+            "validate", "TimestampOutOfWindow", f"ts {record.ts} is outside the accepted window [{low}, {high}]"
+        )
+    return record
+
+
+def _raise_validation_error(exc: ValidationError) -> NoReturn:
+    errors = exc.errors()
+    first = errors[0]
+    if first["type"] in ("json_invalid", "json_type"):
+        raise RecordError("deserialize", "JSONDecodeError", first["msg"].removeprefix("Invalid JSON: ")) from exc
+    loc = first["loc"]
+    if len(loc) >= 2 and loc[0] == "features":
+        where = f"features.{loc[1]}"
+        types = {e["type"] for e in errors}
+        if types & {"less_than_equal", "greater_than_equal"}:  # an int beyond float64 (also inf as a float)
+            message = "does not fit a float64"
+        elif "finite_number" in types:
+            message = "NaN and infinity are not allowed"
         else:
-            where = ".".join(str(p) for p in loc) or "record"
-            message = first["msg"].removeprefix("Value error, ")
-        raise RecordError("validate", "ValidationError", f"{where}: {message}") from exc
+            message = "expects a number, string, bool or null (nested values are not allowed)"
+    elif first["type"] == "string_pattern_mismatch" and loc == ("model",):
+        where, message = "model", MODEL_NAME_RULE
+    else:
+        where = ".".join(str(p) for p in loc) or "record"
+        message = first["msg"].removeprefix("Value error, ")
+    raise RecordError("validate", "ValidationError", f"{where}: {message}") from exc
 
 
-def parse_event(raw: bytes | None, max_bytes: int = 65_536) -> Event:
-    """Parse and validate one ``events`` message."""
-    return _parse(Event, raw, max_bytes)
+def parse_event(raw: bytes | None, max_bytes: int = 65_536, ts_bounds: tuple[int, int] = ANY_TS) -> Event:
+    """Parse and validate one ``events`` message; its ``ts`` must lie within ``ts_bounds`` (epoch-ms, inclusive)."""
+    return _parse(Event, raw, max_bytes, ts_bounds)
 
 
-def parse_label(raw: bytes | None, max_bytes: int = 65_536) -> Label:
-    """Parse and validate one ``labels`` message."""
-    return _parse(Label, raw, max_bytes)
+def parse_label(raw: bytes | None, max_bytes: int = 65_536, ts_bounds: tuple[int, int] = ANY_TS) -> Label:
+    """Parse and validate one ``labels`` message; its ``ts`` must lie within ``ts_bounds`` (epoch-ms, inclusive)."""
+    return _parse(Label, raw, max_bytes, ts_bounds)
 
 
 def dumps(record: BaseModel | dict[str, Any]) -> bytes:

@@ -24,7 +24,7 @@ from typing import Literal
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from driftline.contract.records import AlertKind
+from driftline.contract.records import AlertKind, ts_window
 
 MissingFeaturePolicy = Literal["impute", "reject"]
 UnknownFeaturePolicy = Literal["ignore", "reject"]
@@ -93,6 +93,12 @@ class Settings(BaseSettings):
     )
     unknown_feature_policy: UnknownFeaturePolicy = Field(
         "ignore", description="ignore: drop features not in the schema; reject: dead-letter."
+    )
+    max_ts_future_seconds: float = Field(
+        86_400.0, ge=0, description="Events and labels whose ts is further ahead of now are dead-lettered."
+    )
+    max_ts_past_seconds: float | None = Field(
+        None, ge=0, description="Events and labels whose ts is further behind now are dead-lettered (unset: any)."
     )
 
     # --- scoring -----------------------------------------------------------------------------
@@ -198,6 +204,17 @@ class Settings(BaseSettings):
     def topic(self, name: str) -> str:
         """Full topic name for a contract topic name (``events``, ``labels``, ...)."""
         return f"{self.topic_prefix}{name}"
+
+    def ts_bounds(self, now_ms: int) -> tuple[int, int]:
+        """The record timestamps accepted at ``now_ms`` (epoch-ms, inclusive; see ``max_ts_*_seconds``).
+
+        >>> Settings(max_ts_future_seconds=60, max_ts_past_seconds=3600).ts_bounds(10_000_000)
+        (6400000, 10060000)
+        >>> Settings().ts_bounds(10_000_000)
+        (0, 96400000)
+        """
+        past = self.max_ts_past_seconds
+        return ts_window(now_ms, int(self.max_ts_future_seconds * 1000), None if past is None else int(past * 1000))
 
     def hmac_key(self) -> bytes:
         """The model-signing key; the embedded development key when none is set."""

@@ -179,29 +179,21 @@ def test_offsets_are_per_partition_monotone_and_resume_after_the_last_applied() 
     assert lr.offsets == {("labels", 0): 10, ("labels", 1): 0}
 
 
-def test_learned_ids_older_than_the_ttl_are_forgotten() -> None:
-    """With a TTL of 100 ms, ids 100+ ms behind the newest ts are dropped; newer ones still deduplicate."""
-    lr = learner(label_ttl_ms=100)
-    for i in range(10):
-        lr.learn(f"e{i}", {"x": 1.0, "c": "a"}, True, ts=i * 50)
-    assert lr.remembered_ids == 3  # ts 350, 400, 450 are within 100 ms of 450
-    assert lr.learn("e9", {"x": 1.0, "c": "a"}, True, ts=460) is False
-    assert lr.forgotten_early == 0
-
-
-def test_learned_ids_are_capped_and_early_forgetting_is_counted() -> None:
-    """max_learned_ids bounds memory even inside the TTL; evictions before the TTL are counted."""
+def test_learned_ids_are_capped_oldest_forgotten_first() -> None:
+    """max_learned_ids bounds memory: the oldest ids are forgotten, the newest still deduplicate."""
     lr = learner(max_learned_ids=5)
     for i in range(12):
-        lr.learn(f"e{i}", {"x": 1.0, "c": "a"}, True, ts=i)
-    assert lr.remembered_ids == 5 and lr.forgotten_early == 7
+        lr.learn(f"e{i}", {"x": 1.0, "c": "a"}, True)
+    assert lr.remembered_ids == 5
+    assert lr.learn("e11", {"x": 1.0, "c": "a"}, True) is False and lr.learn("e7", {"x": 1.0, "c": "a"}, True) is False
+    assert lr.learn("e0", {"x": 1.0, "c": "a"}, True) is True, "forgotten: learned again"
 
 
 def test_checkpoint_round_trip_restores_model_offsets_ids_and_metrics() -> None:
     """A restored learner predicts the same, resumes at the same offsets, dedups the same ids."""
     lr = learner()
     for i in range(30):
-        lr.learn(f"e{i}", {"x": float(i % 3), "c": "ab"[i % 2]}, i % 2, True, {"True": 0.6, "False": 0.4}, ts=i)
+        lr.learn(f"e{i}", {"x": float(i % 3), "c": "ab"[i % 2]}, i % 2, True, {"True": 0.6, "False": 0.4})
         lr.mark_offset("labels", i % 2, i)
     back = OnlineLearner.restore(lr.checkpoint(hmac_key=KEY), hmac_key=KEY)
     assert probe(back.model) == probe(lr.model)
@@ -255,7 +247,7 @@ def run(lr: OnlineLearner, stream: list[Any], stop: int | None = None, every: in
             continue
         if stop is not None and n == stop:
             return saved  # kill -9: everything after the last checkpoint is lost
-        lr.learn(eid, x, y, y, {"True": 0.5, "False": 0.5}, ts=n)
+        lr.learn(eid, x, y, y, {"True": 0.5, "False": 0.5})
         lr.mark_offset("labels", part, offset)
         if (n + 1) % every == 0:
             saved = lr.checkpoint(hmac_key=KEY)

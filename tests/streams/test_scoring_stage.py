@@ -9,9 +9,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from driftline.models.bootstrap import bootstrap_model
+from driftline.models.scoring import Scored
 from driftline.models.version import ModelVersion
 from driftline.streams.scoring_stage import LoadedModel, ScoringPolicy, model_names, score_records
-from tests.strategies import malformed_events, valid_events
+from tests.strategies import DAY_MS, NOW_MS, hostile_events, malformed_events, valid_events
 
 MODEL, SCHEMA, TASK = bootstrap_model(samples=300)
 LOADED = LoadedModel(
@@ -30,7 +31,7 @@ LOADED = LoadedModel(
     ),
     MODEL,
 )
-POLICY = ScoringPolicy(default_model="default", review_confidence_threshold=0.99)
+POLICY = ScoringPolicy(default_model="default", review_confidence_threshold=0.99, max_ts_future_ms=DAY_MS)
 
 
 @dataclass
@@ -43,9 +44,9 @@ class Record:
     timestamp: int = 0
 
 
-def run(values: list[bytes | None], models=lambda name: LOADED if name == "default" else None):
-    records = [Record(v, offset=i) for i, v in enumerate(values)]
-    _, parsed = model_names(records, POLICY)
+def run(values: list[bytes | None], models=lambda name: LOADED if name == "default" else None, keyed=False):
+    records = [Record(v, offset=i, key=f"m{i}".encode() if keyed else None) for i, v in enumerate(values)]
+    _, parsed = model_names(records, POLICY, NOW_MS)
     return score_records(records, parsed, models, POLICY, now_ms=lambda: 5.0)
 
 
@@ -89,3 +90,75 @@ def test_low_confidence_predictions_also_go_to_review():
     batch = run([json.dumps({"event_id": str(i), "ts": 1, "features": {"salary": 1e5}}).encode() for i in range(20)])
     assert len(batch.predictions) == 20
     assert batch.reviews and all(json.loads(v)["confidence"] < 0.99 for _, v in batch.reviews)
+
+
+@settings(max_examples=200, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large], deadline=None)
+@given(st.lists(st.one_of(hostile_events(), valid_events()).map(lambda e: json.dumps(e).encode()), max_size=8))
+def test_hostile_values_in_any_field_become_exactly_one_prediction_or_one_dead_letter(values):
+    batch = run(values, keyed=True)
+    keys = sorted([key for key, _ in batch.predictions] + [letter.key for letter in batch.dead_letters])
+    assert keys == sorted(f"m{i}".encode() for i in range(len(values))), "each message: one output, exactly"
+    for letter in batch.dead_letters:
+        assert letter.stage in ("deserialize", "validate", "score") and letter.error_class and letter.message
+    for _, value in batch.predictions:
+        assert json.loads(value)["model"] == "default"
+
+
+def hostile(**fields: object) -> bytes:
+    event = {"event_id": "x", "ts": NOW_MS, "features": {"salary": 1.0}}
+    return json.dumps({**event, **fields}).encode()
+
+
+def test_values_that_fit_the_types_but_not_the_system_are_dead_lettered_at_the_record_boundary():
+    cases = {
+        "model": hostile(model="bad name"),
+        "model_colon": hostile(model="a:b"),
+        "model_unicode": hostile(model="modèle"),
+        "ts_1e300": hostile(ts=1e300),
+        "ts_10**25": hostile(ts=10**25),
+        "ts_9226": hostile(ts="9226-01-01T00:00:00Z"),
+        "ts_ahead": hostile(ts=NOW_MS + 2 * DAY_MS),
+        "int_400_digits": hostile(features={"salary": 10**400}),
+    }
+    batch = run(list(cases.values()))
+    assert batch.predictions == []
+    reasons = {list(cases)[letter.offset]: (letter.error_class, letter.message) for letter in batch.dead_letters}
+    assert reasons["model"] == reasons["model_colon"] == reasons["model_unicode"]
+    assert "model name is 1-128 letters" in reasons["model"][1]
+    assert "between 0 and" in reasons["ts_1e300"][1] and "between 0 and" in reasons["ts_10**25"][1]
+    assert reasons["ts_9226"][0] == reasons["ts_ahead"][0] == "TimestampOutOfWindow"
+    assert reasons["int_400_digits"] == ("ValidationError", "features.salary: does not fit a float64")
+
+
+class ScorerFailingOn:
+    """A scorer whose batch call raises when a row has ``salary == bad`` (and so does that row alone)."""
+
+    def __init__(self, bad: float):
+        self.bad = bad
+
+    def score_batch(self, rows: list[dict]) -> list[Scored]:
+        if any(row.get("salary") == self.bad for row in rows):
+            raise ZeroDivisionError("float division by zero")
+        return [Scored(True, {"True": 0.9, "False": 0.1}, 0.9, 0.9) for _ in rows]
+
+
+def test_an_exception_no_check_anticipated_dead_letters_that_event_alone_and_the_batch_is_scored():
+    loaded = LoadedModel(LOADED.meta, MODEL)
+    loaded.__dict__["scorer"] = ScorerFailingOn(bad=13.0)
+    values = [
+        json.dumps({"event_id": str(i), "ts": NOW_MS, "features": {"salary": float(i)}}).encode() for i in range(30)
+    ]
+    batch = run(values, models=lambda name: loaded)
+    (letter,) = batch.dead_letters
+    assert (letter.offset, letter.stage, letter.error_class) == (13, "unexpected", "ZeroDivisionError")
+    assert letter.message == "ZeroDivisionError: float division by zero", "the traceback's last line"
+    assert sorted(int(json.loads(v)["event_id"]) for _, v in batch.predictions) == [i for i in range(30) if i != 13]
+    assert len(batch.by_model["default"].events) == 29, "join records and monitors see the scored events only"
+
+
+def test_a_model_lookup_that_raises_dead_letters_its_events_as_unexpected():
+    def lookup(name: str) -> LoadedModel:
+        raise RuntimeError(f"registry exploded on {name}")
+
+    (letter,) = run([hostile()], models=lookup).dead_letters
+    assert (letter.stage, letter.error_class) == ("unexpected", "RuntimeError") and "exploded" in letter.message
