@@ -8,14 +8,21 @@ Everything is one namespace; docs/ARCHITECTURE.md draws its floors. The entry po
 * :mod:`driftline.streams`: the worker (Kafka, Redis) and its pure stages;
 * :mod:`driftline.embedded`: the embedded stack and the demo; :mod:`driftline.bench`: the benchmarks.
 
-Importing this package imports nothing else (the CLI starts fast).
+Importing this package imports nothing else (the CLI starts fast); ``__version__`` is read from the installed
+metadata when first asked for.
 """
 
-from importlib.metadata import PackageNotFoundError, version
-
-try:
-    __version__ = version("driftline")
-except PackageNotFoundError:  # run from a source tree that was never installed
-    __version__ = "0+unknown"
+from __future__ import annotations
 
 __all__ = ["__version__"]
+
+
+def __getattr__(name: str) -> str:
+    if name == "__version__":
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            return version("driftline")
+        except PackageNotFoundError:  # run from a source tree that was never installed
+            return "0+unknown"
+    raise AttributeError(f"module 'driftline' has no attribute {name!r}")

@@ -1,5 +1,5 @@
-"""``python -m driftline`` runs the CLI."""
+"""``python -m driftline`` runs the CLI (named ``driftline`` in help and shell completion)."""
 
 from driftline.cli import main
 
-main()
+main(prog_name="driftline")

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from typing import TYPE_CHECKING
 
 import click
 
 from driftline.cli_support import load_settings, require_broker
-from driftline.contract.records import Alert
-from driftline.streams.alerts_io import summary, tail_alerts
-from driftline.streams.connections import kafka_kwargs
+
+if TYPE_CHECKING:  # imported when a command runs, not by `driftline --help`
+    from driftline.contract.records import Alert
 
 
 @click.group()
@@ -33,6 +34,9 @@ def tail(as_json: bool, from_beginning: bool, max_alerts: int | None, timeout: f
 
     Needs DRIFTLINE_BROKER_URL (the broker the workers publish to).
     """
+    from driftline.streams.alerts_io import summary, tail_alerts
+    from driftline.streams.connections import kafka_kwargs
+
     settings = load_settings()
     if settings.broker_url is None:
         raise click.ClickException("no broker: set DRIFTLINE_BROKER_URL to the broker the workers publish alerts to")

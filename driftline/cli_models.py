@@ -12,17 +12,15 @@ import json
 from collections.abc import Iterator
 from dataclasses import asdict
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
-import redis
 
 from driftline.cli_support import Unreachable, load_settings
-from driftline.contract.signing import IntegrityError
-from driftline.models.champion import load_comparison
-from driftline.models.registry import ModelRegistry
-from driftline.models.version import ModelVersion, UnknownModelError, parse_ref
-from driftline.streams.connections import redis_client
+
+if TYPE_CHECKING:  # the modules below are imported by the commands that run, not by `driftline --help`
+    from driftline.models.registry import ModelRegistry
+    from driftline.models.version import ModelVersion
 
 NO_REDIS = (
     "DRIFTLINE_REDIS_URL is not set; start `driftline up` (the embedded stack) and export the Redis URL it "
@@ -57,6 +55,11 @@ def fmt(value: Any) -> str:
 @contextlib.contextmanager
 def clean_errors() -> Iterator[None]:
     """Turn expected failures into one-line :class:`click.ClickException` s (no traceback)."""
+    import redis
+
+    from driftline.contract.signing import IntegrityError
+    from driftline.models.version import UnknownModelError
+
     try:
         yield
     except (UnknownModelError, IntegrityError, ValueError) as exc:
@@ -69,6 +72,9 @@ def clean_errors() -> Iterator[None]:
 
 def open_registry(prefix: str | None) -> ModelRegistry:
     """The registry of the configured Redis (ClickException when settings or Redis are unusable)."""
+    from driftline.models.registry import ModelRegistry
+    from driftline.streams.connections import redis_client
+
     settings = load_settings()
     if settings.redis_url is None:
         raise click.ClickException(NO_REDIS)
@@ -135,6 +141,8 @@ def list_models(obj: dict[str, Any], as_json: bool) -> None:
 @click.pass_obj
 def show(obj: dict[str, Any], ref: str, as_json: bool) -> None:
     """Show a version's metadata (the current one without @VERSION) after verifying its signature."""
+    from driftline.models.version import parse_ref
+
     registry = open_registry(obj["prefix"])
     with clean_errors():
         name, version = parse_ref(ref)
@@ -170,6 +178,8 @@ def show(obj: dict[str, Any], ref: str, as_json: bool) -> None:
 @click.pass_obj
 def promote(obj: dict[str, Any], ref: str) -> None:
     """Make NAME@VERSION the version scorers serve (its signature is verified first)."""
+    from driftline.models.version import parse_ref
+
     registry = open_registry(obj["prefix"])
     with clean_errors():
         name, version = parse_ref(ref)
@@ -189,6 +199,8 @@ def challenge(obj: dict[str, Any], ref: str, clear: bool) -> None:
 
     A River challenger also learns the labels in shadow; its snapshots replace it as the challenger.
     """
+    from driftline.models.version import parse_ref
+
     registry = open_registry(obj["prefix"])
     with clean_errors():
         name, version = parse_ref(ref)
@@ -208,6 +220,8 @@ def challenge(obj: dict[str, Any], ref: str, clear: bool) -> None:
 @click.pass_obj
 def rollback(obj: dict[str, Any], name: str) -> None:
     """Serve the previously promoted version of NAME again."""
+    from driftline.models.version import parse_ref
+
     registry = open_registry(obj["prefix"])
     with clean_errors():
         if "@" in name:
@@ -224,6 +238,9 @@ def rollback(obj: dict[str, Any], name: str) -> None:
 @click.pass_obj
 def compare(obj: dict[str, Any], name: str, as_json: bool) -> None:
     """Champion vs challenger on the same labels, as last stored by the streaming learner."""
+    from driftline.models.champion import load_comparison
+    from driftline.models.version import parse_ref
+
     registry = open_registry(obj["prefix"])
     with clean_errors():
         parse_ref(name)

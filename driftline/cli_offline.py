@@ -11,14 +11,15 @@ import contextlib
 import json
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
-from rich.console import Console
-from rich.table import Table
 
 from driftline.cli_support import load_settings
 from driftline.offline.errors import OfflineError
+
+if TYPE_CHECKING:  # rich is imported by the commands that print tables, not by `driftline --help`
+    from rich.table import Table
 
 
 @contextlib.contextmanager
@@ -64,6 +65,9 @@ def frame(data: Path, target: str, out: Path, decision: str | None, force: bool)
         tmp = out.with_name(f".{out.name}.tmp")
         tmp.write_text(text, encoding="utf-8")
         tmp.replace(out)
+    from rich.console import Console
+    from rich.table import Table
+
     console = Console()
     console.print(_profile_table(facts))
     if facts.class_balance:
@@ -89,6 +93,8 @@ def frame(data: Path, target: str, out: Path, decision: str | None, force: bool)
 
 
 def _profile_table(facts: Any) -> Table:
+    from rich.table import Table
+
     table = Table(title=f"profile: {facts.rows:,} rows")
     for name, justify in (
         ("column", "left"),
@@ -127,12 +133,16 @@ def train(data: Path, framing: Path, out: Path, as_json: bool, force: bool) -> N
     if as_json:
         click.echo(json.dumps(json.loads((out / "metrics.json").read_text()), sort_keys=True))
         return
+    from rich.console import Console
+
     console = Console()
     for part in _train_summary(result.metrics, out):
         console.print(part)
 
 
 def _train_summary(m: dict[str, Any], out: Path) -> list[Any]:
+    from rich.table import Table
+
     metric = m["primary_metric"]
     table = Table(
         title=f"{m['target']} ({m['task']}): candidates, {m['search']['folds']}-fold CV {metric} "

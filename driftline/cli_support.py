@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import re
+from typing import TYPE_CHECKING
 
 import click
-from pydantic import ValidationError
-from pydantic_settings import SettingsError
 
-from driftline.contract.settings import Settings
+if TYPE_CHECKING:  # imported when settings are loaded, not by `driftline --help`
+    from driftline.contract.settings import Settings
 
 #: Seconds a command waits for the broker to answer as Kafka before it says it cannot reach it.
 BROKER_CHECK_SECONDS = 10.0
@@ -41,6 +41,11 @@ def setting_name(field: str) -> str:
 
 def load_settings() -> Settings:
     """The settings of this process; invalid ones become one :class:`Misconfigured` line."""
+    from pydantic import ValidationError
+    from pydantic_settings import SettingsError
+
+    from driftline.contract.settings import Settings
+
     try:
         return Settings()
     except ValidationError as exc:

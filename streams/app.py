@@ -79,6 +79,18 @@ def ensure_default_model(registry: ModelRegistry, name: str) -> None:
         registry.register(name, model, schema=schema, task=task, note="bootstrap: River Agrawal synth, 2000 rows")
 
 
+def faust_datadir(settings: Settings, app_id: str) -> str:
+    """Faust's data directory for ``app_id``: under the state folder, never the current one.
+
+    Faust formats the path with ``str.format``, so braces in it are escaped.
+
+    >>> from pathlib import Path
+    >>> faust_datadir(Settings(state_dir=Path("/var/lib/{x}")), "driftline.worker")
+    '/var/lib/{{x}}/driftline.worker-data'
+    """
+    return str(settings.state_dir / f"{app_id}-data").replace("{", "{{").replace("}", "}}")
+
+
 class Worker:
     """Everything one worker process runs, built from settings."""
 
@@ -367,8 +379,10 @@ class Worker:
     def create_app(self) -> faust.App:
         """The Faust app running this worker's services and timers."""
         settings = self.settings
+        app_id = f"{settings.topic_prefix}worker"
         app = faust.App(
-            f"{settings.topic_prefix}worker",
+            app_id,
+            datadir=faust_datadir(settings, app_id),
             broker=f"kafka://{self.broker_url}",
             broker_credentials=faust_credentials(settings, self.kafka),
             store="memory://",

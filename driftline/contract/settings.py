@@ -42,6 +42,17 @@ REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
 EMBEDDED_DEV_HMAC_KEY = "driftline-embedded-dev-key-not-for-production"
 
 
+def default_state_dir() -> Path:
+    """The user's state folder for driftline (XDG ``$XDG_STATE_HOME/driftline`` on Linux, via platformdirs).
+
+    >>> default_state_dir().name
+    'driftline'
+    """
+    from platformdirs import user_state_path
+
+    return user_state_path("driftline", appauthor=False)
+
+
 class Settings(BaseSettings):
     """Settings of a driftline process (broker, redis, topics, policies, metrics)."""
 
@@ -157,6 +168,13 @@ class Settings(BaseSettings):
     session_timeout_ms: int = Field(10_000, ge=1000, description="A silent worker leaves the group after this.")
     heartbeat_interval_ms: int = Field(1_000, ge=100, description="Consumer heartbeat interval.")
     rebalance_timeout_ms: int = Field(10_000, ge=1000, description="Time members get to rejoin on a rebalance.")
+
+    # --- local state -------------------------------------------------------------------------
+    state_dir: Path = Field(
+        default_factory=lambda: default_state_dir(),
+        description="Folder of a process's local state (the worker's Faust data directory); default: the "
+        "user's state folder (~/.local/state/driftline on Linux), never the current folder.",
+    )
 
     @field_validator("broker_url")
     @classmethod

@@ -1,0 +1,32 @@
+"""The worker's Faust application keeps its data directory under the state folder, never the current one."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+from driftline.contract.settings import Settings
+from driftline.streams.app import Worker
+
+
+def test_faust_data_directory_is_under_the_state_folder_not_the_current_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("DRIFTLINE_STATE_DIR", str(tmp_path / "state"))
+    worker = Worker(Settings(metrics_port=0, http_port=0), "127.0.0.1:1", "redis://127.0.0.1:1/0")
+    app = worker.create_app()
+    assert Path(app.conf.datadir) == tmp_path / "state" / "driftline.worker-data"
+    assert Path(app.conf.appdir).is_relative_to(tmp_path / "state")
+
+
+def test_default_state_folder_is_the_users_not_the_current_one(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("DRIFTLINE_STATE_DIR", raising=False)
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "xdg"))
+    assert Settings().state_dir == tmp_path / "xdg" / "driftline"
+    monkeypatch.delenv("XDG_STATE_HOME")
+    if sys.platform.startswith("linux"):
+        assert Settings().state_dir == Path.home() / ".local" / "state" / "driftline"
