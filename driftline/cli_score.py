@@ -5,27 +5,15 @@ from __future__ import annotations
 import json
 from dataclasses import asdict
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
-import redis
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-from rich.table import Table
 
-from driftline.cli_support import Unreachable, load_settings
-from driftline.contract.signing import IntegrityError
-from driftline.models.registry import ModelRegistry
-from driftline.models.version import UnknownModelError, parse_ref
-from driftline.monitoring.batch_drift import FeatureDrift
-from driftline.streams.batch_job import (
-    DEFAULT_CHUNK_ROWS,
-    BatchInputError,
-    BatchResult,
-    load_for_batch,
-    rejected_path_for,
-    score_file,
-)
-from driftline.streams.connections import redis_client
+if TYPE_CHECKING:  # imported when the command runs, not by `driftline --help` (see driftline.cli)
+    from rich.table import Table
+
+    from driftline.monitoring.batch_drift import FeatureDrift
+    from driftline.streams.batch_job import BatchResult
 
 
 def _fmt(value: float | None, digits: int = 3) -> str:
@@ -34,6 +22,8 @@ def _fmt(value: float | None, digits: int = 3) -> str:
 
 def drift_table(drift: list[FeatureDrift]) -> Table:
     """The batch's drift summary as a table, one row per feature and the prediction."""
+    from rich.table import Table
+
     table = Table(title="drift of this batch against the reference profile")
     for column in ("feature", "kind", "missing ref→batch", "outside ref", "PSI", "KS", "JS", "p-value", "drift"):
         table.add_column(column, justify="left" if column in ("feature", "kind") else "right")
@@ -81,12 +71,11 @@ def _report(result: BatchResult) -> dict:
 @click.option(
     "--chunk-rows",
     type=click.IntRange(min=1),
-    default=DEFAULT_CHUNK_ROWS,
-    show_default=True,
-    help="Rows read and scored at a time (memory is bounded by the chunk, not the file).",
+    default=None,
+    help="Rows read and scored at a time (memory is bounded by the chunk, not the file) [default: 20,000].",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the outcome and drift summary as JSON.")
-def score(data: Path, ref: str | None, out: Path, rejected: Path | None, chunk_rows: int, as_json: bool) -> None:
+def score(data: Path, ref: str | None, out: Path, rejected: Path | None, chunk_rows: int | None, as_json: bool) -> None:
     """Score a CSV or Parquet file with a registered model version, the way the stream scores events.
 
     Each row is validated, prepared and scored exactly as a Kafka event with those fields would be (same
@@ -103,6 +92,23 @@ def score(data: Path, ref: str | None, out: Path, rejected: Path | None, chunk_r
     \b
         0 1 * * * driftline score --data /data/in/events.parquet --model default --out /data/out/scored.parquet
     """
+    import redis
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from driftline.cli_support import Unreachable, load_settings
+    from driftline.contract.signing import IntegrityError
+    from driftline.models.registry import ModelRegistry
+    from driftline.models.version import UnknownModelError, parse_ref
+    from driftline.streams.batch_job import (
+        DEFAULT_CHUNK_ROWS,
+        BatchInputError,
+        load_for_batch,
+        rejected_path_for,
+        score_file,
+    )
+    from driftline.streams.connections import redis_client
+
     settings = load_settings()
     if settings.redis_url is None:
         raise Unreachable("DRIFTLINE_REDIS_URL is not set: batch scoring reads the model from the registry")
@@ -136,7 +142,7 @@ def score(data: Path, ref: str | None, out: Path, rejected: Path | None, chunk_r
                 threshold=threshold,
                 reference=reference,
                 rejected_path=rejected or rejected_path_for(out),
-                chunk_rows=chunk_rows,
+                chunk_rows=chunk_rows or DEFAULT_CHUNK_ROWS,
                 progress=advance,
             )
     except redis.RedisError as exc:

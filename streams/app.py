@@ -380,6 +380,7 @@ class Worker:
         """The Faust app running this worker's services and timers."""
         settings = self.settings
         app_id = f"{settings.topic_prefix}worker"
+        settings.state_dir.mkdir(parents=True, exist_ok=True)  # Faust creates only the last level
         app = faust.App(
             app_id,
             datadir=faust_datadir(settings, app_id),

@@ -15,11 +15,13 @@ def test_faust_data_directory_is_under_the_state_folder_not_the_current_one(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ):
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("DRIFTLINE_STATE_DIR", str(tmp_path / "state"))
+    monkeypatch.setenv("DRIFTLINE_STATE_DIR", str(tmp_path / "user" / "state"))
     worker = Worker(Settings(metrics_port=0, http_port=0), "127.0.0.1:1", "redis://127.0.0.1:1/0")
     app = worker.create_app()
-    assert Path(app.conf.datadir) == tmp_path / "state" / "driftline.worker-data"
-    assert Path(app.conf.appdir).is_relative_to(tmp_path / "state")
+    assert Path(app.conf.datadir) == tmp_path / "user" / "state" / "driftline.worker-data"
+    assert Path(app.conf.appdir).is_relative_to(tmp_path / "user" / "state")
+    assert (tmp_path / "user" / "state").is_dir()  # Faust makes only the last level of its folders
+    assert list(tmp_path.iterdir()) == [tmp_path / "user"]
 
 
 def test_default_state_folder_is_the_users_not_the_current_one(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
