@@ -118,3 +118,11 @@ def peers(events: int, rounds: int, rate: float, latency_events: int, systems: s
             f"{name:<14} {f['eps'] or 0:>10,.0f} {f['cpu_us_per_event'] or 0:>10.1f} {f['p50_ms'] or 0:>8.1f} "
             f"{f['p99_ms'] or 0:>8.1f} {f['missing']:>8} {f['duplicates']:>6}"
         )
+
+
+@bench.command()
+@click.option("--rows", default=1_000_000, show_default=True, help="Rows of the large CSV (the small one has a tenth).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (the only output format).")
+def score(rows: int, as_json: bool) -> None:
+    """Wall time, rows/s and peak memory of `driftline score` on a large CSV and on one a tenth of its size."""
+    _run("score", rows=rows)

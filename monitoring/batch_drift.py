@@ -96,7 +96,10 @@ class _Numeric:
         self.rows = self.missing = self.outside = 0
 
     def update(self, values: Sequence[Any]) -> None:
-        array = np.array([math.nan if v is None else float(v) for v in values], dtype=float)
+        try:
+            array = np.asarray(values, dtype=float)  # None becomes NaN
+        except (TypeError, ValueError):
+            array = np.array([math.nan if v is None else float(v) for v in values], dtype=float)
         present = array[~np.isnan(array)]
         self.rows += array.size
         self.missing += array.size - present.size

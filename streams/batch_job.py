@@ -14,7 +14,7 @@ Output columns: ``row`` (0-based row of the input), ``event_id``, ``model``, ``m
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,8 +32,8 @@ from driftline.monitoring.batch_drift import BatchDrift, FeatureDrift
 from driftline.streams.file_scoring import ScoredChunk, chunk_records, csv_columns, score_chunk, scoring_policy
 from driftline.streams.scoring_stage import LoadedModel
 
-#: Rows per chunk (memory grows with it; ~20,000 rows of ten features is a few tens of MB in flight).
-DEFAULT_CHUNK_ROWS = 20_000
+#: Rows per chunk: memory grows with it (measured ~12 KB a row in flight), speed hardly (the stream's batch is 500).
+DEFAULT_CHUNK_ROWS = 2_000
 FORMATS = (".csv", ".parquet", ".pq")
 
 
@@ -71,7 +71,9 @@ def rejected_path_for(out: Path) -> Path:
     return out.with_name(out.stem + ".rejected.jsonl")
 
 
-def _csv_chunks(path: Path, chunk_rows: int, progress: Progress) -> Iterator[dict[str, list[Any]]]:
+def _csv_chunks(
+    path: Path, chunk_rows: int, progress: Progress, numeric: Collection[str]
+) -> Iterator[dict[str, list[Any]]]:
     total = path.stat().st_size
     with path.open("rb") as handle:
         reader = pd.read_csv(
@@ -79,7 +81,7 @@ def _csv_chunks(path: Path, chunk_rows: int, progress: Progress) -> Iterator[dic
         )
         done = 0
         for frame in reader:
-            yield csv_columns(frame)
+            yield csv_columns(frame, numeric)
             position = min(handle.tell(), total)
             progress(position - done, total)
             done = position
@@ -93,8 +95,10 @@ def _parquet_chunks(path: Path, chunk_rows: int, progress: Progress) -> Iterator
         progress(batch.num_rows, total)
 
 
-def read_chunks(path: Path, chunk_rows: int, progress: Progress) -> Iterator[dict[str, list[Any]]]:
-    """Column lists of ``chunk_rows`` rows at a time of a CSV or Parquet file."""
+def read_chunks(
+    path: Path, chunk_rows: int, progress: Progress, numeric: Collection[str] = ()
+) -> Iterator[dict[str, list[Any]]]:
+    """Column lists of ``chunk_rows`` rows at a time of a CSV or Parquet file (``numeric``: see ``csv_columns``)."""
     suffix = path.suffix.lower()
     if suffix not in FORMATS:
         raise BatchInputError(f"{path}: expected a .csv or .parquet file, got '{suffix or path.name}'")
@@ -102,7 +106,7 @@ def read_chunks(path: Path, chunk_rows: int, progress: Progress) -> Iterator[dic
         raise BatchInputError(f"{path}: no such file")
     try:
         if suffix == ".csv":
-            yield from _csv_chunks(path, chunk_rows, progress)
+            yield from _csv_chunks(path, chunk_rows, progress, numeric)
         else:
             yield from _parquet_chunks(path, chunk_rows, progress)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, pa.ArrowException, UnicodeDecodeError) as exc:
@@ -122,32 +126,28 @@ def load_for_batch(registry: ModelRegistry, name: str, version: int | None) -> t
 
 def _drift_values(loaded: LoadedModel, chunk: ScoredChunk) -> list[Any]:
     """What the prediction profile holds: the positive-class score (binary), else the prediction."""
-    field_name = "score" if loaded.task == "binary" else "prediction"
-    return [p[field_name] for p in chunk.predictions]
+    return chunk.predictions["score" if loaded.task == "binary" else "prediction"]
 
 
-def _table(predictions: list[dict[str, Any]], schema: pa.Schema | None) -> pa.Table:
-    columns = {name: [p[name] for p in predictions] for name in ("row", "event_id", "model", "model_version")}
-    columns["prediction"] = [p["prediction"] for p in predictions]
-    columns["probabilities"] = [
-        None if p["probabilities"] is None else list(p["probabilities"].items()) for p in predictions
-    ]
-    columns["score"] = [p["score"] for p in predictions]
-    columns["confidence"] = [p["confidence"] for p in predictions]
+#: Types of the output columns (``prediction`` takes the type of the model's classes or values).
+OUTPUT_TYPES = {
+    "row": pa.int64(),
+    "event_id": pa.string(),
+    "model": pa.string(),
+    "model_version": pa.int64(),
+    "prediction": None,
+    "probabilities": pa.map_(pa.string(), pa.float64()),
+    "score": pa.float64(),
+    "confidence": pa.float64(),
+}
+
+
+def _table(predictions: dict[str, list[Any]], schema: pa.Schema | None) -> pa.Table:
+    columns = {name: predictions.get(name, []) for name in OUTPUT_TYPES}
+    columns["probabilities"] = [None if p is None else list(p.items()) for p in columns["probabilities"]]
     if schema is not None:
         return pa.table(columns, schema=schema)
-    return pa.table(
-        {
-            "row": pa.array(columns["row"], pa.int64()),
-            "event_id": pa.array(columns["event_id"], pa.string()),
-            "model": pa.array(columns["model"], pa.string()),
-            "model_version": pa.array(columns["model_version"], pa.int64()),
-            "prediction": pa.array(columns["prediction"]),
-            "probabilities": pa.array(columns["probabilities"], pa.map_(pa.string(), pa.float64())),
-            "score": pa.array(columns["score"], pa.float64()),
-            "confidence": pa.array(columns["confidence"], pa.float64()),
-        }
-    )
+    return pa.table({name: pa.array(values, OUTPUT_TYPES[name]) for name, values in columns.items()})
 
 
 def score_file(
@@ -178,25 +178,26 @@ def score_file(
     rejected_path.parent.mkdir(parents=True, exist_ok=True)
     try:
         with rejected_path.open("wb") as rejected_file:
-            for columns in read_chunks(data, chunk_rows, progress):
+            for columns in read_chunks(data, chunk_rows, progress, set(loaded.schema.numeric)):
                 records = chunk_records(columns, result.rows, loaded.name, default_ts)
                 chunk = score_chunk(records, loaded, policy, threshold)
                 result.rows += len(records)
-                result.scored += len(chunk.predictions)
+                result.scored += len(chunk.kept)
                 result.rejected += len(chunk.rejected)
                 for row in chunk.rejected:
                     rejected_file.write(orjson.dumps(row) + b"\n")
-                if chunk.predictions:
+                if chunk.kept:
                     table = _table(chunk.predictions, writer.schema if writer is not None else None)
                     if writer is None:
                         writer = pq.ParquetWriter(out, table.schema)
                     writer.write_table(table)
                 if drift is not None:
                     kept = chunk.kept
-                    features = {name: [values[i] for i in kept] for name, values in columns.items()}
-                    drift.update(features, _drift_values(loaded, chunk))
+                    if len(kept) < len(records):
+                        columns = {name: [values[i] for i in kept] for name, values in columns.items()}
+                    drift.update(columns, _drift_values(loaded, chunk))
         if writer is None:  # nothing scored: an empty file with the columns, so readers need no special case
-            writer = pq.ParquetWriter(out, _table([], None).schema)
+            writer = pq.ParquetWriter(out, _table({}, None).schema)
     finally:
         if writer is not None:
             writer.close()
