@@ -35,6 +35,8 @@ from driftline.streams.scoring_stage import LoadedModel
 #: Rows per chunk: memory grows with it (measured ~12 KB a row in flight), speed hardly (the stream's batch is 500).
 DEFAULT_CHUNK_ROWS = 2_000
 FORMATS = (".csv", ".parquet", ".pq")
+#: Rows per row group of the output.
+ROW_GROUP_ROWS = 20_000
 
 
 class BatchInputError(ValueError):
@@ -150,6 +152,40 @@ def _table(predictions: dict[str, list[Any]], schema: pa.Schema | None) -> pa.Ta
     return pa.table({name: pa.array(values, OUTPUT_TYPES[name]) for name, values in columns.items()})
 
 
+class _ParquetSink:
+    """Appends prediction tables to a Parquet file in row groups of :data:`ROW_GROUP_ROWS` (a row group per chunk
+    would make many tiny ones, and the writer keeps every row group's metadata until it closes)."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.writer: pq.ParquetWriter | None = None
+        self.pending: list[pa.Table] = []
+        self.rows = 0
+
+    def append(self, predictions: dict[str, list[Any]]) -> None:
+        schema = self.writer.schema if self.writer is not None else None
+        table = _table(predictions, schema or (self.pending[0].schema if self.pending else None))
+        self.pending.append(table)
+        self.rows += table.num_rows
+        if self.rows >= ROW_GROUP_ROWS:
+            self._flush()
+
+    def _flush(self) -> None:
+        if not self.pending:
+            return
+        table = pa.concat_tables(self.pending)
+        if self.writer is None:
+            self.writer = pq.ParquetWriter(self.path, table.schema)
+        self.writer.write_table(table, row_group_size=max(ROW_GROUP_ROWS, table.num_rows))
+        self.pending, self.rows = [], 0
+
+    def close(self) -> None:
+        self._flush()
+        if self.writer is None:  # nothing scored: an empty file with the columns, so readers need no special case
+            self.writer = pq.ParquetWriter(self.path, _table({}, None).schema)
+        self.writer.close()
+
+
 def score_file(
     data: Path,
     out: Path,
@@ -173,7 +209,7 @@ def score_file(
     result = BatchResult(loaded.name, loaded.version, out=out, rejected_path=rejected_path, threshold=threshold)
     result.has_reference = drift is not None
     default_ts = now_ms()
-    writer: pq.ParquetWriter | None = None
+    sink = _ParquetSink(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     rejected_path.parent.mkdir(parents=True, exist_ok=True)
     try:
@@ -187,20 +223,14 @@ def score_file(
                 for row in chunk.rejected:
                     rejected_file.write(orjson.dumps(row) + b"\n")
                 if chunk.kept:
-                    table = _table(chunk.predictions, writer.schema if writer is not None else None)
-                    if writer is None:
-                        writer = pq.ParquetWriter(out, table.schema)
-                    writer.write_table(table)
+                    sink.append(chunk.predictions)
                 if drift is not None:
                     kept = chunk.kept
                     if len(kept) < len(records):
                         columns = {name: [values[i] for i in kept] for name, values in columns.items()}
                     drift.update(columns, _drift_values(loaded, chunk))
-        if writer is None:  # nothing scored: an empty file with the columns, so readers need no special case
-            writer = pq.ParquetWriter(out, _table({}, None).schema)
     finally:
-        if writer is not None:
-            writer.close()
+        sink.close()
     result.drift = drift.summary() if drift is not None else []
     result.seconds = time.perf_counter() - started
     return result
