@@ -33,6 +33,8 @@ SUBCOMMANDS = {
     "dlq": "driftline.cli_dlq:dlq",
     "score": "driftline.cli_score:score",
     "report": "driftline.cli_report:report",
+    "status": "driftline.cli_status:status",
+    "trace": "driftline.cli_status:trace",
 }
 
 
