@@ -273,6 +273,20 @@ class OnlineLearner:
         if offset > self._offsets.get(key, -1):
             self._offsets[key] = int(offset)
 
+    def forget_offset(self, topic: str, partition: int) -> None:
+        """Forget where ``topic``/``partition`` was: its log was replaced (a new broker, offsets from 0 again), so
+        every offset of it is new; learned ids still make a label already learned a duplicate.
+
+        >>> from driftline.models.features import FeatureSchema
+        >>> from driftline.models.specs import build_model
+        >>> learner = OnlineLearner(build_model(FeatureSchema({"x": "numeric"}), "binary"), "binary")
+        >>> learner.mark_offset("labels", 0, 41)
+        >>> learner.forget_offset("labels", 0)
+        >>> learner.next_offset("labels", 0) is None
+        True
+        """
+        self._offsets.pop((topic, int(partition)), None)
+
     def next_offset(self, topic: str, partition: int) -> int | None:
         """The offset to resume ``topic``/``partition`` from, or None when nothing was applied there."""
         last = self._offsets.get((topic, int(partition)))

@@ -31,7 +31,8 @@ ACTIONS: tuple[AlertAction, ...] = ("none", "rollback", "adjust_threshold", "ret
 
 
 def default_actions() -> dict[AlertKind, AlertAction]:
-    """Conservative defaults: retrain on concept drift, roll back on a model-integrity failure, else notify."""
+    """Conservative defaults: retrain on concept drift, roll back on a model-integrity failure, else notify (a
+    broker whose offsets went backwards, ``offsets_reset``, too)."""
     return {
         "data_drift": "none",
         "prediction_drift": "none",
@@ -39,6 +40,7 @@ def default_actions() -> dict[AlertKind, AlertAction]:
         "data_quality": "none",
         "performance": "none",
         "model_integrity": "rollback",
+        "offsets_reset": "none",
     }
 
 

@@ -50,7 +50,7 @@ from driftline.streams.model_cache import ModelCache
 from driftline.streams.publisher import Publisher, producer_for
 from driftline.streams.redis_dedup import RedisDeduplicator
 from driftline.streams.scoring_stage import RawRecord, ScoredBatch, ScoringPolicy, model_names, score_records
-from driftline.streams.topics import ensure_topics
+from driftline.streams.topics import ensure_topics, topic_names
 from driftline.streams.watch import Watch
 
 log = logging.getLogger(__name__)
@@ -347,6 +347,10 @@ class Worker:
         try:
             cluster = await asyncio.wait_for(self.publisher.producer.client.fetch_all_metadata(), PROBE_TIMEOUT)
             self.health.check("broker", True, f"{len(cluster.brokers())} broker(s) at {self.broker_url}")
+            missing = sorted(set(topic_names(self.settings)) - cluster.topics())
+            if missing:  # a broker that lost its data (the embedded one keeps nothing across a restart)
+                log.warning("topics missing on the broker (a new or restarted broker?), creating them: %s", missing)
+                await asyncio.wait_for(ensure_topics(self.settings, self.broker_url, missing), PROBE_TIMEOUT)
         except (KafkaError, TimeoutError) as exc:
             self.health.check("broker", False, f"{self.broker_url} unreachable: {exc!r}")
         try:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import uuid
 from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,7 +24,7 @@ from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.errors import KafkaError
 
 from driftline.contract import keys
-from driftline.contract.records import Alert, Label, RecordError, parse_label
+from driftline.contract.records import Alert, Label, RecordError, now_ms, parse_label
 from driftline.contract.settings import Settings
 from driftline.contract.signing import IntegrityError
 from driftline.models.champion import PairedComparison, PromotionPolicy, label_loss, save_comparison
@@ -156,11 +157,41 @@ class LabelLearner:
         self.dirty.clear()
         names = await asyncio.to_thread(self.registry.names)
         states = [s for s in [await self._learner(n) for n in names] if s is not None]
+        ends = await consumer.end_offsets(list(partitions)) if partitions else {}
         for tp in partitions:
             offsets = [s.learner.next_offset(tp.topic, tp.partition) for s in states]
             known = [o for o in offsets if o is not None] + ([unread[tp]] if tp in unread else [])
-            if known:
+            if known and min(known) > ends[tp]:  # the log is shorter than what was learned from it: a new broker
+                self._offsets_went_backwards(tp, min(known), ends[tp], states)
+                await consumer.seek_to_beginning(tp)
+            elif known:
                 consumer.seek(tp, min(known))
+
+    def _offsets_went_backwards(self, tp: TopicPartition, resume: int, end: int, states: list[ModelLearner]) -> None:
+        """The checkpoints point past the end of ``tp``: its log was replaced (a broker that lost its data, e.g.
+        the embedded one restarted). Learning resumes from its earliest offset, never skips the new labels
+        (ids already learned are duplicates); a warning and an ``offsets_reset`` alert say so."""
+        for state in states:
+            state.learner.forget_offset(tp.topic, tp.partition)
+            self.dirty.add(state.name)
+        message = (
+            f"{tp.topic}[{tp.partition}] ends at offset {end} but learning had reached {resume}: the broker lost "
+            "its log (a new or restarted broker); learning resumes from the earliest offset"
+        )
+        log.warning(message)
+        self.alerts.append(
+            Alert(
+                alert_id=uuid.uuid4().hex,
+                kind="offsets_reset",
+                severity="warning",
+                model=self.settings.model_name,
+                detector="offsets",
+                statistic=float(resume - end),
+                ts=now_ms(),
+                message=message,
+                action="none",
+            )
+        )
 
     async def on_scoring_assigned(self, consumer: AIOKafkaConsumer, assigned: set[TopicPartition]) -> None:
         """This worker's scorer (re)joined its group: labels waiting for their events get the grace from now.

@@ -72,7 +72,9 @@ _MAX_INT = int(MAX_NUMBER)
 #: nothing checked), its class and the last line of its traceback in the reason.
 Stage = Literal["deserialize", "validate", "score", "learn", "join", "monitor", "unexpected"]
 
-AlertKind = Literal["data_drift", "prediction_drift", "concept_drift", "data_quality", "performance", "model_integrity"]
+AlertKind = Literal[
+    "data_drift", "prediction_drift", "concept_drift", "data_quality", "performance", "model_integrity", "offsets_reset"
+]
 Severity = Literal["info", "warning", "critical"]
 
 # Dead-letter headers (Kafka Connect style: original value untouched, the reason in headers).
