@@ -39,8 +39,8 @@ Examples
 >>> for alert in sorted(fired, key=lambda a: (a.event_id, a.detector)):
 ...     print(alert.kind, alert.feature, alert.detector, alert.severity, alert.event_id)
 data_drift x ks critical e5249
+data_quality x out_of_range critical e5249
 data_drift x psi critical e5249
-data_quality x out_of_range critical e5499
 >>> Monitor.restore(monitor.snapshot()).gauges()["events"]
 10000
 >>> list(monitor.families)  # the detector families, registered by name (driftline.monitoring.families)
@@ -50,7 +50,7 @@ data_quality x out_of_range critical e5499
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from operator import itemgetter
 from typing import Any
 
@@ -79,6 +79,7 @@ from driftline.monitoring.detector import (
 )
 from driftline.monitoring.gauges import monitor_gauges
 from driftline.monitoring.history import History
+from driftline.monitoring.window import hop_chunks
 
 __all__ = ["Monitor", "MonitorConfig", "assemble"]
 
@@ -142,6 +143,8 @@ class Monitor:
         self._positive_class: Any = None
         self._recent_scores: deque[np.ndarray] = deque(maxlen=max(1, config.window // 100))
         self._label_lag_ms: float | None = None
+        #: Event time (epoch ms) of the latest event or outcome: the clock of cooldowns and dedup.
+        self.event_time = -(2**62)
         self._getter = itemgetter(*self.numeric) if self.numeric else None
         self._event_ts: dict[str, int] = {}
         self._ts_batches: deque[list[str]] = deque()
@@ -187,33 +190,58 @@ class Monitor:
         predictions: Sequence[Any],
         probabilities: Sequence[dict[Any, float] | None],
         model_version: int,
-        ts_ms: int,
+        ts_ms: int | Sequence[int],
         frame: Any = None,
     ) -> list[Alert]:
         """Watch a scored batch (``features`` as prepared by the schema); the alerts it raises.
 
-        ``frame``, optional: the pandas DataFrame the scorer built from ``features`` for ``predict_proba_many``;
-        the numeric columns are then read from it instead of from the dicts (cheaper).
+        ``ts_ms``: the events' event times (epoch ms, one per event, or one for the batch). ``frame``, optional:
+        the pandas DataFrame the scorer built from ``features`` for ``predict_proba_many``; the numeric columns
+        are then read from it instead of from the dicts (cheaper). The batch is watched in chunks ending at
+        multiples of ``hop`` events, so the alerts do not depend on how the caller batched the stream.
         """
         n = len(event_ids)
         if not n:
             return []
         if not len(features) == len(predictions) == len(probabilities) == n:
             raise ValueError("event_ids, features, predictions and probabilities must have one entry per event")
-        self.events += n
-        self._remember(event_ids, ts_ms)
+        clock = self._clock(ts_ms, n)
         matrix = self._numeric_matrix(features) if frame is None else self._frame_matrix(frame)
         scores, confidences = self._outputs(predictions, probabilities)
-        learning = self._feature_rows is not None
-        if learning:
-            self._learn_features(features)
-        batch = EventBatch(features, matrix, predictions, scores, confidences, learning, self.alerting.relevant)
-        found = self._observe(batch)
+        alerts: list[Alert] = []
+        for a, b, _ in hop_chunks(self.events, n, self.config.hop):
+            self.events += b - a
+            ids = event_ids[a:b]
+            self._remember(ids, clock[a:b])
+            rows = features[a:b]
+            learning = self._feature_rows is not None
+            if learning:
+                self._learn_features(rows)
+            batch = EventBatch(
+                rows,
+                matrix[a:b],
+                predictions[a:b],
+                None if scores is None else scores[a:b],
+                None if confidences is None else confidences[a:b],
+                learning,
+                self.alerting.relevant,
+            )
+            found = self._observe(batch)
+            alerts += self.alerting.build(found, ids, model_version, self.events, _at(clock, a))
         if self.scope.prediction_numeric and scores is not None:
             self._recent_scores.append(scores)
-        alerts = self.alerting.build(found, event_ids, model_version, self.events, ts_ms)
-        self.history.observe(self.events, ts_ms, self.gauges)
+        self.history.observe(self.events, self.event_time, self.gauges)
         return alerts
+
+    def _clock(self, ts_ms: int | Sequence[int], n: int) -> np.ndarray:
+        """The monitor's event-time clock at each of ``n`` events: the latest event time seen so far (a late
+        event does not move it back; one far in the future moves it on, which only shortens cooldowns)."""
+        times = np.full(n, ts_ms, dtype=np.int64) if isinstance(ts_ms, int | np.integer) else np.asarray(ts_ms)
+        if times.shape != (n,):
+            raise ValueError("ts_ms must be one event time or one per event")
+        clock = np.maximum.accumulate(np.maximum(times.astype(np.int64), self.event_time))
+        self.event_time = int(clock[-1])
+        return clock
 
     def _numeric_matrix(self, features: Sequence[dict[str, Any]]) -> np.ndarray:
         if self._getter is None:
@@ -267,13 +295,15 @@ class Monitor:
 
     # ---------------------------------------------------------------------------------------------- invalid
 
-    def observe_invalid(self, count: int, reasons: Sequence[str], ts_ms: int) -> list[Alert]:
-        """Watch ``count`` events that failed validation (schema violations), with their reasons."""
+    def observe_invalid(self, count: int, reasons: Sequence[str], ts_ms: int | None = None) -> list[Alert]:
+        """Watch ``count`` events that failed validation (schema violations), with their reasons. They have no
+        trustworthy event time: by default they happen at the monitor's clock (the latest event time seen)."""
         if count <= 0:
             return []
         self.invalid += count
         self.alerting.invalid_reasons.update(reasons)
-        return self.alerting.build(self._observe(InvalidBatch(count)), [], None, self.events, ts_ms)
+        ts = self.event_time if ts_ms is None else int(self._clock(ts_ms, 1)[0])
+        return self.alerting.build(self._observe(InvalidBatch(count)), [], None, self.events, ts)
 
     # ---------------------------------------------------------------------------------------------- outcomes
 
@@ -284,13 +314,14 @@ class Monitor:
         y_pred: Sequence[Any],
         probabilities: Sequence[dict[Any, float] | None],
         model_version: int,
-        ts_ms: int,
+        ts_ms: int | Sequence[int],
         event_ts: Sequence[int] | None = None,
     ) -> list[Alert]:
         """Watch joined labels (concept drift, realised metric, label lag and coverage); the alerts raised.
 
-        ``event_ts`` (epoch ms of each event) gives the label lag; without it the lag is measured for the events
-        this monitor saw scored (the latest ``max_tracked_events``).
+        ``ts_ms``: the labels' event times (one per outcome, or one for the batch). ``event_ts`` (epoch ms of
+        each labelled event) gives the label lag; without it the lag is measured for the events this monitor saw
+        scored (the latest ``max_tracked_events``).
         """
         n = len(event_ids)
         if not n:
@@ -302,13 +333,15 @@ class Monitor:
             errors = np.abs(np.array(y_true, dtype=float) - np.array(y_pred, dtype=float))
         else:
             errors = _errors(y_true, y_pred)
+        labelled = np.full(n, ts_ms, dtype=np.int64) if isinstance(ts_ms, int | np.integer) else np.asarray(ts_ms)
         times = list(event_ts) if event_ts is not None else [self._event_ts.get(e) for e in event_ids]
-        lags = [ts_ms - t for t in times if t is not None]
+        lags = [int(at) - t for at, t in zip(labelled.tolist(), times, strict=True) if t is not None]
         if lags:
             self._label_lag_ms = float(np.median(lags))
+        clock = self._clock(labelled, n)
         found = self._observe(OutcomeBatch(errors))
-        alerts = self.alerting.build(found, event_ids, model_version, self.events, ts_ms)
-        self.outcome_history.observe(self.outcomes, ts_ms, self.gauges)
+        alerts = self.alerting.build(found, event_ids, model_version, self.events, _at(clock, 0))
+        self.outcome_history.observe(self.outcomes, self.event_time, self.gauges)
         return alerts
 
     # ---------------------------------------------------------------------------------------------- state
@@ -325,9 +358,9 @@ class Monitor:
         """Current statistics (see :func:`driftline.monitoring.gauges.monitor_gauges`)."""
         return monitor_gauges(self)
 
-    def _remember(self, event_ids: Sequence[str], ts_ms: int) -> None:
+    def _remember(self, event_ids: Sequence[str], times: np.ndarray) -> None:
         batch = list(event_ids)
-        self._event_ts.update(dict.fromkeys(batch, ts_ms))
+        self._event_ts.update(zip(batch, times.tolist(), strict=True))
         self._ts_batches.append(batch)
         while len(self._event_ts) > self.config.max_tracked_events and len(self._ts_batches) > 1:
             for event_id in self._ts_batches.popleft():
@@ -343,6 +376,7 @@ class Monitor:
     def __setstate__(self, state: dict[str, Any]) -> None:
         if "history" not in state:  # checkpoint written before the history existed
             state["history"], state["outcome_history"] = _histories(state["config"])
+        state.setdefault("event_time", -(2**62))  # checkpoint written before the event-time clock
         self.__dict__.update(state)
         self.alerting.dedup = InMemoryDeduplicator()
 
@@ -368,6 +402,12 @@ def _histories(config: MonitorConfig) -> tuple[History, History]:
         History(config.hop, kinds=("data_drift", "prediction_drift", "quality", "performance|estimated")),
         History(config.hop, kinds=("concept_drift", "performance|realised")),
     )
+
+
+def _at(clock: np.ndarray, offset: int) -> Callable[[int], int]:
+    """The event time at a finding's position (positions index the chunk starting at ``offset``)."""
+    last = len(clock) - 1
+    return lambda position: int(clock[min(last, offset + position)] if position >= 0 else clock[last])
 
 
 def _errors(y_true: Sequence[Any], y_pred: Sequence[Any]) -> np.ndarray:

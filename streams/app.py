@@ -199,8 +199,8 @@ class Worker:
 
     # --- monitoring and alerts ---------------------------------------------------------------
     def _watch(self, batch: ScoredBatch) -> list[Alert]:
-        """Feed the monitors; their alerts (actions not done yet), which go out with this batch."""
-        ts = now_ms()
+        """Feed the monitors; their alerts (actions not done yet), which go out with this batch. Monitors run on
+        the events' event time (cooldowns, dedup, alert timestamps), never on this machine's clock."""
         fired: list[Alert] = []
         for group in batch.by_model.values():
             monitor = self.scoring_watch.monitor(group.loaded.meta)
@@ -211,13 +211,13 @@ class Worker:
                 [s.prediction for s in scored],
                 [s.probabilities for s in scored],
                 group.loaded.version,
-                ts,
+                [e.ts for e in group.events],
             )
             fired += alerts
         invalid = [d for d in batch.dead_letters if d.stage in ("deserialize", "validate")]
         default = self.scoring_watch.monitors.get(self.settings.model_name)
         if invalid and default is not None:
-            fired += default.observe_invalid(len(invalid), [d.error_class for d in invalid], ts)
+            fired += default.observe_invalid(len(invalid), [d.error_class for d in invalid])
         return fired
 
     def _integrity_failure(self, name: str, version: int, reason: str) -> None:

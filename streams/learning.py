@@ -325,7 +325,7 @@ class LabelLearner:
             [join.prediction for _, join, _ in learned],
             [join.probabilities for _, join, _ in learned],
             state.base_version,
-            int(time.time() * 1000),
+            [label.ts for label, _, _ in learned],  # event time: the labels' own timestamps
             event_ts=[join.expires_ms - ttl_ms for _, join, _ in learned],
         )
         self.alerts += [await asyncio.to_thread(self.watch.act, alert) for alert in alerts]

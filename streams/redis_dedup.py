@@ -1,9 +1,13 @@
-"""Alert deduplication across workers and partitions: ``SET key NX PX ttl`` on the shared Redis.
+"""Alert deduplication across workers and partitions, on event time, in the shared Redis.
 
-Of several workers that detect the same drift within the cooldown only one publishes. If Redis is unavailable it
-does not raise: it falls back to a local :class:`~driftline.monitoring.dedup.InMemoryDeduplicator`, counts the
-fallback in :attr:`RedisDeduplicator.fallbacks`, and leaves Redis alone for ``retry_after`` seconds (a dead Redis
-costs one timeout, not one per alert).
+Of several workers that detect the same drift within the cooldown (``ttl_ms`` of *event time*) only one
+publishes: a Lua script compares the event time of the claim with the one stored under the key (see
+:mod:`driftline.monitoring.dedup`), so a replay dedups the same at any speed. The key's Redis expiry is only
+housekeeping (``ttl_ms`` plus a day of wall-clock time, longer than any replay of the cooldown).
+If Redis is unavailable it does not raise: it falls back to a local
+:class:`~driftline.monitoring.dedup.InMemoryDeduplicator`, counts the fallback in
+:attr:`RedisDeduplicator.fallbacks`, and leaves Redis alone for ``retry_after`` seconds (a dead Redis costs one
+timeout, not one per alert).
 """
 
 from __future__ import annotations
@@ -20,8 +24,20 @@ from driftline.monitoring.dedup import InMemoryDeduplicator
 log = logging.getLogger(__name__)
 
 
+#: KEYS[1] the claim; ARGV: event time, ttl (ms of event time), housekeeping expiry (ms). 1 when claimed.
+CLAIM = """
+local at = redis.call('GET', KEYS[1])
+local now, ttl = tonumber(ARGV[1]), tonumber(ARGV[2])
+if at and math.abs(now - tonumber(at)) < ttl then return 0 end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[3])
+return 1
+"""
+#: Wall-clock lifetime of a claim beyond its event-time ttl (housekeeping only).
+HOUSEKEEPING_MS = 24 * 3600 * 1000
+
+
 class RedisDeduplicator:
-    """Dedup across workers with ``SET NX PX`` on a synchronous :class:`redis.Redis` client.
+    """Dedup across workers with a compare-and-set script on a synchronous :class:`redis.Redis` client.
 
     Parameters
     ----------
@@ -47,6 +63,7 @@ class RedisDeduplicator:
         self._local = InMemoryDeduplicator()
         self._retry_after, self._clock = retry_after, clock
         self._down_until = float("-inf")
+        self._claim = client.register_script(CLAIM)
         self.fallbacks = 0
 
     def first(self, key: str, ttl_ms: int, now_ms: int) -> bool:
@@ -54,7 +71,8 @@ class RedisDeduplicator:
             self.fallbacks += 1
             return self._local.first(key, ttl_ms, now_ms)
         try:
-            claimed = self._client.set(self._prefix + key, str(now_ms), nx=True, px=max(1, int(ttl_ms)))
+            ttl = max(1, int(ttl_ms))
+            claimed = self._claim(keys=[self._prefix + key], args=[int(now_ms), ttl, ttl + HOUSEKEEPING_MS])
         except (redis.RedisError, OSError) as exc:
             self.fallbacks += 1
             self._down_until = self._clock() + self._retry_after

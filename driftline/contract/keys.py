@@ -18,7 +18,7 @@ default), ``N`` a model name (:data:`driftline.contract.records.MODEL_NAME_PATTE
     P monitor:N:ROLE           string   signed detector checkpoint of the scorer or learner (both)
     P threshold:N              string   decision threshold set by an alert action           (scorer)
     P retrain:N                list     retrain requests for `offline retrain`              (scorer)
-    P alert-dedup:KEY          string   first worker to raise an alert key (PX cooldown)    (scorer, learner)
+    P alert-dedup:KEY          string   event time of the first claim of an alert key       (scorer, learner)
 
 Examples
 --------

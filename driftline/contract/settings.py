@@ -155,7 +155,9 @@ class Settings(BaseSettings):
     false_alarms_per_100k: float = Field(
         1.0, gt=0, description="Fleet-wide false-alarm budget over every detector, per 100,000 events."
     )
-    alert_cooldown_seconds: float = Field(60.0, ge=0, description="An alert is not repeated within this time.")
+    alert_cooldown_seconds: float = Field(
+        60.0, ge=0, description="An alert is not repeated within this much event time (the events' timestamps)."
+    )
     alert_actions: dict[AlertKind, AlertAction] = Field(
         default_factory=dict,
         description='Action per alert kind, JSON, e.g. {"concept_drift": "retrain", "prediction_drift": '

@@ -247,3 +247,27 @@ def test_batches_with_mismatched_lengths_are_refused() -> None:
         monitor.observe_events(["e1", "e2"], [{}], [True], [None], 1, 0)
     with pytest.raises(ValueError):
         Monitor("m", SCHEMA, "ranking", None)
+
+
+def test_a_replay_at_another_speed_raises_the_same_alerts_on_event_time() -> None:
+    """Event time and event counts decide, never batch sizes or the machine's clock: the same stream cut into
+    batches of 500 (paced) or of random sizes (a backlog read in bursts) gives identical alerts."""
+    rng = np.random.default_rng(21)
+    stream = [part for b in batches(rng, 12) for part in zip(*b, strict=True)]
+    stream += [part for b in batches(rng, 12, start=6000, shift=1.0, missing=0.1) for part in zip(*b, strict=True)]
+    config = dataclasses.replace(CONFIG, cooldown_events=1000, cooldown_seconds=30)
+
+    def replay(sizes: Iterator[int]) -> list[dict[str, Any]]:
+        monitor, alerts, start = Monitor("m", SCHEMA, "binary", None, config), [], 0
+        while start < len(stream):
+            ids, features, predictions, probabilities = zip(*stream[start : start + next(sizes)], strict=True)
+            ts = [int(i[1:]) * 20 for i in ids]  # 50 events per second of event time
+            alerts += monitor.observe_events(list(ids), list(features), predictions, probabilities, 1, ts)
+            start += len(ids)
+        return [a.model_dump() for a in alerts]
+
+    paced = replay(iter(lambda: 500, None))
+    sizes = np.random.default_rng(3).integers(1, 1500, 1000)
+    assert paced and replay(iter(sizes.tolist())) == paced
+    assert {a["kind"] for a in paced} >= {"data_drift", "data_quality"}
+    assert len([a for a in paced if (a["feature"], a["detector"]) == ("amount", "ks")]) == 1  # cooled down

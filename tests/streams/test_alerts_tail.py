@@ -15,7 +15,7 @@ from driftline.contract.records import Alert, dumps
 from driftline.contract.settings import Settings
 from driftline.streams.alerts_io import tail_alerts
 from driftline.streams.connections import kafka_kwargs
-from driftline.streams.redis_dedup import RedisDeduplicator
+from driftline.streams.redis_dedup import HOUSEKEEPING_MS, RedisDeduplicator
 
 pytestmark = pytest.mark.integration
 
@@ -114,6 +114,8 @@ def test_redis_dedup_lets_one_of_two_workers_publish_the_same_alert_within_the_c
     workers = [RedisDeduplicator(redis.Redis.from_url(settings.redis_url)) for _ in range(2)]
     key = "fraud:data_drift:amount:ks"
     assert [w.first(key, ttl_ms=60_000, now_ms=0) for w in workers] == [True, False]
-    assert 0 < redis_client.pttl("driftline:alert-dedup:" + key) <= 60_000
+    assert workers[1].first(key, 60_000, now_ms=-59_999) is False  # a worker behind in event time
+    assert workers[1].first(key, 60_000, now_ms=60_000) is True  # a cooldown of event time later
+    assert 60_000 < redis_client.pttl("driftline:alert-dedup:" + key) <= 60_000 + HOUSEKEEPING_MS
     assert workers[0].first("fraud:data_drift:age:ks", 60_000, 0) is True
     assert all(w.fallbacks == 0 for w in workers)
