@@ -63,6 +63,8 @@ BATCH = 500
 #: Average run lengths tried, smallest first, when calibrating the CUSUM to ADWIN's false-alarm count.
 ARL_GRID = (1e4, 2e4, 5e4, 1e5, 2e5, 5e5, 1e6, 2e6, 5e6, 1e7)
 MS_PER_EVENT = 10
+#: Events between served versions (the worker snapshots every 1,000 labels by default).
+VERSION_EVERY = 1000
 ALL_DETECTORS = MonitorConfig(streaming_detectors=("adwin", "page_hinkley", "kswin"))
 
 Row = tuple[dict[str, float], Any]
@@ -120,10 +122,16 @@ def _pretrained(rows: list[Row], warmup: int) -> tuple[FeatureSchema, Any]:
 
 
 def _prequential(
-    model: Any, rows: list[Row]
+    model: Any, rows: list[Row], monitor: Monitor | None = None
 ) -> Iterator[tuple[int, list[dict[str, float]], list[Any], pd.DataFrame, pd.DataFrame]]:
-    """Batches of ``rows`` scored, then learnt: (offset, features, labels, frame, probabilities)."""
+    """Batches of ``rows`` scored, then learnt: (offset, features, labels, frame, probabilities). With a
+    monitor, the model's state every ``VERSION_EVERY`` events is a served version, which scores the monitor's
+    reference inputs for prediction drift (as the worker's snapshots do)."""
     for start in range(0, len(rows), BATCH):
+        version = 1 + start // VERSION_EVERY
+        if monitor is not None and monitor.prediction_reference_due(version):
+            reference = model.predict_proba_many(pd.DataFrame(monitor.reference_inputs))
+            monitor.set_prediction_reference(version, (reference[True] >= 0.5).tolist(), reference.to_dict("records"))
         batch = rows[start : start + BATCH]
         features = [x for x, _ in batch]
         labels = [y for _, y in batch]
@@ -146,7 +154,7 @@ def _monitored(rows: list[Row], warmup: int, config: MonitorConfig, name: str) -
     monitor = Monitor(name, schema, "binary", reference, config)
     alerts: list[tuple[int, Any]] = []
     errors: list[np.ndarray] = []
-    for start, features, labels, frame, proba in _prequential(model, rows[warmup:]):
+    for start, features, labels, frame, proba in _prequential(model, rows[warmup:], monitor):
         probabilities = proba.to_dict("records")
         predictions = (proba[True] >= 0.5).tolist()
         ids = [str(start + i) for i in range(len(features))]

@@ -6,9 +6,10 @@
   ``arl`` (Lorden's bound, Bonferroni over the scales). It only reacts to *increases* of the error rate, and is
   computed per batch with numpy (Lindley's recursion as a cumulative minimum).
 * River's ADWIN (any error stream), DDM and EDDM (0/1 errors), and Page-Hinkley (standardised block means of
-  regression errors), each held to
-  its share of the false-alarm budget where its parameters allow it, and kept quiet for ``grace`` outcomes after
-  each of its resets (DDM and EDDM are unstable right after one).
+  regression errors, upward side only), each held to its share of the false-alarm budget where its parameters
+  allow it, and kept quiet for ``grace`` outcomes after each of its resets (DDM and EDDM are unstable right after
+  one). Every error-stream detector alarms on *degradation* only: ADWIN's cuts where the error rate fell are
+  improvements, logged and counted, never alerts (an improvement is no reason to retrain).
 
 Examples
 --------
@@ -25,6 +26,7 @@ Examples
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Callable, Sequence
 from typing import Any, Literal
@@ -36,6 +38,8 @@ from scipy import special
 
 from driftline.monitoring.budget import cusum_threshold, page_hinkley_threshold
 from driftline.monitoring.window import WindowTest
+
+log = logging.getLogger(__name__)
 
 ErrorDetectorName = Literal["cusum", "adwin", "ddm", "eddm", "page_hinkley"]
 ERROR_DETECTORS: tuple[ErrorDetectorName, ...] = ("cusum", "adwin", "ddm", "eddm", "page_hinkley")
@@ -164,7 +168,9 @@ class BernoulliCUSUM:
 
 
 class _RiverErrorDetector:
-    """A River detector on an error stream, silent for ``grace`` outcomes after each of its resets.
+    """A River detector on an error stream, silent for ``grace`` outcomes after each of its resets, alarming on
+    *degradation* only: a detection where the error estimate fell (ADWIN is two-sided) is an improvement, logged
+    and counted in :attr:`improvements`, never a detection (an improvement is no reason to retrain).
 
     With ``scale``, errors are standardised (mean and std learnt over the first ``grace`` outcomes) and fed as
     standardised means of ``block`` outcomes: regression errors are skewed, their block means nearly normal.
@@ -179,6 +185,7 @@ class _RiverErrorDetector:
         self._warm: list[float] = []
         self._partial: list[float] = []
         self.detections: list[int] = []
+        self.improvements = 0
 
     def update_many(self, errors: np.ndarray) -> None:
         self.detections = []
@@ -188,10 +195,17 @@ class _RiverErrorDetector:
                 x = self._block_mean(x)
                 if x is None:
                     continue
+            before = getattr(detector, "estimation", None)
             detector.update(x)
             self._since_reset += self.block
             if detector.drift_detected:
-                if self._since_reset > self.grace:
+                after = getattr(detector, "estimation", None)
+                if before is not None and after is not None and after < before:
+                    self.improvements += 1
+                    log.info(
+                        "%s: the error rate fell from %.4f to %.4f (improvement, no alert)", self.name, before, after
+                    )
+                elif self._since_reset > self.grace:
                     self.detections.append(i)
                 self._since_reset = 0
 
@@ -230,7 +244,7 @@ def _eddm(alpha: float, arl: float, grace: int) -> _RiverErrorDetector:
 
 def _page_hinkley(alpha: float, arl: float, grace: int) -> _RiverErrorDetector:
     threshold = page_hinkley_threshold(max(2.0, arl / REGRESSION_BLOCK), 0.5)
-    ph = drift.PageHinkley(min_instances=30, delta=0.5, threshold=threshold)
+    ph = drift.PageHinkley(min_instances=30, delta=0.5, threshold=threshold, mode="up")
     return _RiverErrorDetector("page_hinkley", ph, grace, (0.0, 1.0), REGRESSION_BLOCK)
 
 

@@ -32,10 +32,17 @@ class MonitorConfig:
     hop: int = 250
     #: Events learnt as the reference when no reference profile is given.
     reference_events: int = 2000
-    #: Prediction drift reference: "trailing" (a period trailing the tested window by ``prediction_lag`` events,
-    #: for models that keep learning) or "profile" (the reference profile's prediction, fixed: static models).
-    prediction_reference: Literal["trailing", "profile"] = "trailing"
+    #: Prediction drift reference (see driftline.monitoring.families.PredictionOutput): "model" (the served
+    #: version's outputs on a sample of ``reference_inputs`` reference inputs, scored again for every version, so
+    #: a model that keeps learning does not flag its own learning), "trailing" (a period trailing the window by
+    #: ``prediction_lag`` events) or "profile" (the reference profile's prediction, fixed: static models).
+    prediction_reference: Literal["model", "trailing", "profile"] = "model"
+    reference_inputs: int = 500
     prediction_lag: int = 2000
+    #: Against the trailing reference, prediction drift also needs an effect this large: a model that keeps
+    #: learning moves its own output distribution by up to KS 0.18 / PSI 0.20 over 2,000 events on stationary
+    #: streams (measured on the four River generators), which is learning, not drift.
+    prediction_min_effect: dict[str, float] = field(default_factory=lambda: {"psi": 0.25, "ks": 0.25, "chi2": 0.1})
     #: Fleet-wide false alarms per 100,000 events, and how per-test levels are corrected for their number.
     false_alarms_per_100k: float = 1.0
     correction: Correction = "sidak"

@@ -61,7 +61,8 @@ class PredictionDrift:
     window, hop, alpha
         Events per window, evaluation period, level of each test.
     lag
-        Events between the end of the reference period and the end of the tested window.
+        Events between the end of the reference period and the end of the tested window; None: the reference is
+        ``initial`` and never moves (no history is kept).
     reference_size
         Events in the reference period.
     refresh
@@ -81,7 +82,7 @@ class PredictionDrift:
         window: int = 500,
         hop: int = 250,
         alpha: float = 1e-4,
-        lag: int = 5000,
+        lag: int | None = 5000,
         reference_size: int = 2000,
         refresh: int | None = None,
         initial: NumericProfile | CategoricalProfile | None = None,
@@ -93,7 +94,7 @@ class PredictionDrift:
         self.kind = kind
         self.window, self.hop, self.alpha = window, hop, alpha
         self.lag, self.reference_size = lag, reference_size
-        self.refresh = refresh or lag
+        self.refresh = refresh or lag or 0
         self.probability = probability
         self.tests_per_window = 2 if kind == "numeric" else 1
         self._rng = np.random.default_rng(seed)
@@ -137,6 +138,8 @@ class PredictionDrift:
         return np.asarray(values, dtype=float)
 
     def _remember(self, batch: Any) -> None:
+        if self.lag is None:
+            return
         self._history.append(batch)
         self._history_len += len(batch)
         self._since_refresh += len(batch)
@@ -150,6 +153,8 @@ class PredictionDrift:
         return [v for chunk in self._history for v in chunk]
 
     def _maybe_refresh(self) -> None:
+        if self.lag is None:
+            return
         if not self.ready and self._history_len >= self.reference_size:
             values = self._flat()
             self._build(self._profile(values[: self.reference_size]), values[self.reference_size :])

@@ -25,11 +25,12 @@ Examples
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any, ClassVar
 
 import numpy as np
 
-from driftline.models.reference import CategoricalProfile, NumericProfile, ReferenceProfile
+from driftline.models.reference import CategoricalProfile, NumericProfile, ReferenceProfile, profile_values
 from driftline.monitoring.concept import ErrorStream, detectors_for_task
 from driftline.monitoring.detector import (
     EventBatch,
@@ -49,6 +50,7 @@ from driftline.monitoring.drift_prediction import PREDICTION, PredictionDrift
 from driftline.monitoring.performance_estimate import ConfidenceEstimate, RealisedMetric
 from driftline.monitoring.quality import DataQuality, QualityCheck, out_of_range_rate, unseen_rate
 from driftline.monitoring.streaming import StreamingBank
+from driftline.monitoring.window import WindowTest
 
 __all__ = ["ConceptDrift", "DataDrift", "DataQualityChecks", "Performance", "PredictionOutput"]
 
@@ -326,7 +328,18 @@ class DataQualityChecks:
 
 @register
 class PredictionOutput:
-    """Prediction drift: the score, class or value against a reference of the model's outputs."""
+    """Prediction drift: the score, class or value against a reference of the model's outputs.
+
+    The reference, by ``MonitorConfig.prediction_reference``:
+
+    * ``"model"`` (default): the served version's outputs on a fixed sample of reference *inputs*, scored again
+      by the caller whenever another version is served (:meth:`use_reference`). Window and reference then come
+      from the same model, so a model that keeps learning does not flag its own learning; what is left is
+      output drift caused by the inputs. Until the first reference is scored, nothing is tested;
+    * ``"trailing"``: the outputs of a period trailing the window by ``prediction_lag`` events, with an effect
+      floor (``prediction_min_effect``);
+    * ``"profile"``: the reference profile's prediction, fixed (static models).
+    """
 
     name: ClassVar[str] = "prediction_drift"
 
@@ -338,29 +351,43 @@ class PredictionOutput:
     def __init__(self, scope: Scope, levels: Levels, reference: ReferenceProfile | None):
         self.scope, self.levels = scope, levels
         self.streaming: StreamingBank | None = None
-        self.drift = self._drift()
+        mode = scope.config.prediction_reference
+        self.drift: PredictionDrift | None = self._drift(None, trailing=True) if mode == "trailing" else None
         profile = reference.prediction if reference is not None else None
         if profile is not None and (profile.kind == "numeric") == scope.prediction_numeric:
-            if scope.config.prediction_reference == "profile":
+            if mode == "profile":
                 self.drift = self._drift(profile)
             if isinstance(profile, NumericProfile) and profile.sample:
                 self.streaming = streaming_bank(scope, levels, {PREDICTION: (profile.mean, profile.std)})
+        #: The served version the ``"model"`` reference was scored by.
+        self.version: int | None = None
 
-    def _drift(self, profile: NumericProfile | CategoricalProfile | None = None) -> PredictionDrift:
+    def _drift(self, profile: NumericProfile | CategoricalProfile | None, trailing: bool = False) -> PredictionDrift:
         cfg = self.scope.config
         return PredictionDrift(
             "numeric" if self.scope.prediction_numeric else "categorical",
             cfg.window,
             cfg.hop,
             self.levels.alpha,
-            lag=10**15 if profile is not None else cfg.prediction_lag,
+            lag=cfg.prediction_lag if trailing else None,
             reference_size=cfg.reference_events,
             initial=profile,
             probability=self.scope.task == "binary",
         )
 
+    def reference_due(self, version: int) -> bool:
+        """The ``"model"`` reference must be scored by ``version`` (another version is served)."""
+        return self.scope.config.prediction_reference == "model" and version != self.version
+
+    def use_reference(self, version: int, outputs: np.ndarray | list[str]) -> None:
+        """The outputs of ``version`` on the reference inputs: the reference from now on (a fresh window)."""
+        kind = "numeric" if self.scope.prediction_numeric else "categorical"
+        values = outputs.tolist() if isinstance(outputs, np.ndarray) else list(outputs)
+        self.drift = self._drift(profile_values(values, kind))  # type: ignore[arg-type]
+        self.version = version
+
     def learn_reference(self, profile: ReferenceProfile) -> None:
-        """The output reference is learnt by :class:`PredictionDrift` itself."""
+        """Output references come from the model (see the class docstring)."""
 
     def observe(self, observation: Observation) -> list[Finding]:
         if not isinstance(observation, EventBatch):
@@ -368,9 +395,9 @@ class PredictionOutput:
         batch, window = observation, self.scope.config.window
         values = batch.scores if self.scope.prediction_numeric else [str(p) for p in batch.predictions]
         found: list[Finding] = []
-        if values is not None:
+        if values is not None and self.drift is not None:
             floor = self.scope.config.rearm_score
-            for test in self.drift.update_many(values).tests:
+            for test in self._effect_gated(self.drift.update_many(values).tests):
                 src = source("prediction_drift", test.test, None, window)
                 if test.score >= floor or batch.relevant(src.key, test.score):
                     found.append(Finding(src, test))
@@ -378,14 +405,34 @@ class PredictionOutput:
             found += streaming_findings("prediction_drift", self.streaming, batch.scores.reshape(-1, 1))
         return found
 
+    def _effect_gated(self, tests: list[WindowTest]) -> list[WindowTest]:
+        """Against the trailing reference, a test is past its threshold only with a large enough effect too
+        (``prediction_min_effect``: PSI, KS distance, Jensen-Shannon distance for classes)."""
+        floors = self.scope.config.prediction_min_effect
+        if self.drift is None or self.drift.lag is None or not floors:
+            return tests
+        gated = []
+        for test in tests:
+            floor = floors.get(test.test)
+            if not floor:
+                gated.append(test)
+                continue
+            effect = self.drift.categorical.js_distance if self.drift.categorical is not None else test.statistic
+            threshold = test.threshold if test.test == "chi2" else max(test.threshold, floor)
+            gated.append(replace(test, score=min(test.score, effect / floor), threshold=threshold))
+        return gated
+
     def reset(self) -> None:
-        self.drift = self._drift()
+        mode = self.scope.config.prediction_reference
+        self.drift = self._drift(None, trailing=True) if mode == "trailing" else None
+        self.version = None
         self.streaming = None
 
     def gauges(self) -> dict[str, Any]:
-        rows = bank_gauges("prediction_drift", self.drift.bank)
-        if self.drift.categorical is not None:
-            for test in self.drift.categorical.last:
+        drift = self.drift
+        rows = bank_gauges("prediction_drift", drift.bank if drift is not None else None)
+        if drift is not None and drift.categorical is not None:
+            for test in drift.categorical.last:
                 rows.append(
                     gauge(
                         "prediction_drift",
@@ -397,7 +444,7 @@ class PredictionOutput:
                         test.score,
                     )
                 )
-            rows.append(gauge("prediction_drift", None, "jensen_shannon", self.drift.categorical.js_distance))
+            rows.append(gauge("prediction_drift", None, "jensen_shannon", drift.categorical.js_distance))
         return {"detectors": rows + streaming_gauges("prediction_drift", self.streaming)}
 
 

@@ -139,6 +139,10 @@ class Monitor:
         self.events = self.outcomes = self.invalid = 0
         self.reference = reference
         self._feature_rows: list[dict[str, Any]] | None = None if reference is not None else []
+        self._input_rows: list[dict[str, Any]] | None = []
+        #: A sample of the first ``reference_events`` inputs, which every served version scores for the
+        #: prediction-drift reference (see :meth:`prediction_reference_due`); None until collected.
+        self.reference_inputs: list[dict[str, Any]] | None = None
         self._positive_rate: float | None = None
         self._positive_class: Any = None
         self._recent_scores: deque[np.ndarray] = deque(maxlen=max(1, config.window // 100))
@@ -169,6 +173,31 @@ class Monitor:
     def duplicates(self) -> int:
         """Alerts another worker raised first (suppressed here)."""
         return self.alerting.duplicates
+
+    def prediction_reference_due(self, version: int) -> bool:
+        """True when ``version`` must score :attr:`reference_inputs` for :meth:`set_prediction_reference` (the
+        reference inputs are collected and another version is served than the one that scored them)."""
+        family = self.families.get("prediction_drift")
+        return self.reference_inputs is not None and family is not None and family.reference_due(version)  # type: ignore[attr-defined]
+
+    def set_prediction_reference(
+        self, version: int, predictions: Sequence[Any], probabilities: Sequence[dict[Any, float] | None]
+    ) -> None:
+        """The outputs of ``version`` on :attr:`reference_inputs`: the prediction-drift reference from now on."""
+        family = self.families.get("prediction_drift")
+        if family is None:
+            return
+        scores, _ = self._outputs(predictions, probabilities)
+        outputs = scores if self.scope.prediction_numeric and scores is not None else [str(p) for p in predictions]
+        family.use_reference(version, outputs)  # type: ignore[attr-defined]
+
+    def _collect_inputs(self, rows: Sequence[dict[str, Any]]) -> None:
+        assert self._input_rows is not None
+        self._input_rows.extend(rows)
+        if len(self._input_rows) >= self.config.reference_events:
+            step = max(1, len(self._input_rows) // self.config.reference_inputs)
+            self.reference_inputs = self._input_rows[::step][: self.config.reference_inputs]
+            self._input_rows = None
 
     def reset_prediction_reference(self) -> None:
         """Learn the model-dependent references again (call after a rollback or a promotion)."""
@@ -214,6 +243,8 @@ class Monitor:
             ids = event_ids[a:b]
             self._remember(ids, clock[a:b])
             rows = features[a:b]
+            if self._input_rows is not None:
+                self._collect_inputs(rows)
             learning = self._feature_rows is not None
             if learning:
                 self._learn_features(rows)
@@ -377,6 +408,8 @@ class Monitor:
         if "history" not in state:  # checkpoint written before the history existed
             state["history"], state["outcome_history"] = _histories(state["config"])
         state.setdefault("event_time", -(2**62))  # checkpoint written before the event-time clock
+        state.setdefault("_input_rows", None)  # ... or before the reference inputs
+        state.setdefault("reference_inputs", None)
         self.__dict__.update(state)
         self.alerting.dedup = InMemoryDeduplicator()
 

@@ -204,6 +204,11 @@ class Worker:
         fired: list[Alert] = []
         for group in batch.by_model.values():
             monitor = self.scoring_watch.monitor(group.loaded.meta)
+            if monitor.prediction_reference_due(group.loaded.version):  # once per served version
+                reference = group.loaded.scorer.score_batch(monitor.reference_inputs or [])
+                monitor.set_prediction_reference(
+                    group.loaded.version, [s.prediction for s in reference], [s.probabilities for s in reference]
+                )
             scored = group.scored
             alerts = monitor.observe_events(
                 [e.event_id for e in group.events],

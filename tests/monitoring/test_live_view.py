@@ -35,6 +35,10 @@ def run_monitors() -> tuple[Monitor, Monitor, list]:
         ]
         p = rng.uniform(0.5, 1.0, n)
         probabilities = [{True: float(x), False: float(1 - x)} for x in p]
+        if scoring.prediction_reference_due(1):  # the served version scores the reference inputs, as the worker
+            k = len(scoring.reference_inputs or [])
+            reference = [{True: float(x), False: float(1 - x)} for x in rng.uniform(0.5, 1.0, k)]
+            scoring.set_prediction_reference(1, [True] * k, reference)
         alerts += scoring.observe_events(ids, rows, [True] * n, probabilities, 1, batch * 1000)
         truth = rng.uniform(0, 1, n) < (0.5 if drifted else p)
         alerts += learning.observe_outcomes(ids, truth.tolist(), [True] * n, probabilities, 1, batch * 1000 + 500)

@@ -190,23 +190,63 @@ def test_budget_splits_the_fleet_rate_over_every_detector_of_the_monitor() -> No
 
 
 def test_multiclass_and_regression_models_are_monitored_too() -> None:
+    """Prediction drift against the served model's outputs on the reference inputs: x shifts, so do the outputs."""
     rng = random.Random(12)
     schema = FeatureSchema({"x": "numeric"})
-    multi = Monitor("m", schema, "multiclass", None, dataclasses.replace(CONFIG, prediction_lag=1000))
-    regression = Monitor("r", schema, "regression", None, dataclasses.replace(CONFIG, prediction_lag=1000))
+    multi = Monitor("m", schema, "multiclass", None, CONFIG)
+    regression = Monitor("r", schema, "regression", None, CONFIG)
+
+    def classify(rows: list[dict[str, Any]]) -> list[str]:
+        return ["p" if r["x"] < 0 else "q" if r["x"] < 1 else "r" for r in rows]
+
     alerts_multi, alerts_regression = [], []
     for b in range(14):
-        weights = [6, 3, 1] if b < 10 else [1, 3, 6]
-        classes = rng.choices("pqr", weights=weights, k=500)
-        probabilities = [{c: 0.8 if c == k else 0.1 for c in "pqr"} for k in classes]
         ids = [f"e{b * 500 + i}" for i in range(500)]
-        features = [{"x": rng.gauss(0, 1)} for _ in range(500)]
-        values = [rng.gauss(0 if b < 10 else 3, 1) for _ in range(500)]
+        features = [{"x": rng.gauss(0 if b < 10 else 1.5, 1)} for _ in range(500)]
+        for monitor in (multi, regression):
+            if monitor.prediction_reference_due(1):
+                rows = monitor.reference_inputs or []
+                outputs = classify(rows) if monitor is multi else [2 * r["x"] for r in rows]
+                monitor.set_prediction_reference(1, outputs, [None] * len(rows))
+        classes = classify(features)
+        probabilities = [{c: 0.8 if c == k else 0.1 for c in "pqr"} for k in classes]
         alerts_multi += multi.observe_events(ids, features, classes, probabilities, 1, b)
+        values = [2 * f["x"] for f in features]
         alerts_regression += regression.observe_events(ids, features, values, [None] * 500, 1, b)
     assert ("prediction_drift", "chi2") in {(a.kind, a.detector) for a in alerts_multi}
     assert "prediction_drift" in {a.kind for a in alerts_regression}
+    assert min(int(a.event_id[1:]) for a in alerts_multi + alerts_regression if a.kind == "prediction_drift") >= 5000
     assert regression.gauges()["performance"]["metric"] == "mae"
+
+
+def test_a_model_that_keeps_learning_does_not_flag_its_own_learning_as_prediction_drift() -> None:
+    """Stationary inputs, a model whose scores creep version after version: the trailing reference alerts on the
+    creep, the served version's outputs on the reference inputs do not."""
+    schema = FeatureSchema({"x": "numeric"})
+    rng = np.random.default_rng(15)
+    by_mode = {}
+    for mode in ("trailing", "model"):
+        config = dataclasses.replace(CONFIG, prediction_reference=mode, prediction_min_effect={})
+        monitor, alerts = Monitor("m", schema, "binary", None, config), []
+        for b in range(60):
+            version = 1 + b // 2  # a new version every 1,000 events, each more confident than the last
+            weight = 0.2 + 0.05 * version
+
+            def score(rows: list[dict[str, Any]], weight: float = weight) -> list[dict[Any, float]]:
+                p = 1 / (1 + np.exp(-weight * np.array([r["x"] for r in rows])))
+                return [{False: 1 - s, True: s} for s in p.tolist()]
+
+            if monitor.prediction_reference_due(version):
+                rows = monitor.reference_inputs or []
+                monitor.set_prediction_reference(version, [None] * len(rows), score(rows))
+            features = [{"x": x} for x in rng.normal(0, 3, 500).tolist()]
+            probabilities = score(features)
+            ids = [f"e{b * 500 + i}" for i in range(500)]
+            alerts += monitor.observe_events(
+                ids, features, [p[True] >= 0.5 for p in probabilities], probabilities, version, b
+            )
+        by_mode[mode] = [a for a in alerts if a.kind == "prediction_drift"]
+    assert by_mode["trailing"] and not by_mode["model"]
 
 
 def test_gauges_feed_every_prometheus_metric_the_dashboard_uses() -> None:
