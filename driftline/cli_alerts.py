@@ -13,6 +13,11 @@ from driftline.cli_support import load_settings, require_broker
 if TYPE_CHECKING:  # imported when a command runs, not by `driftline --help`
     from driftline.contract.records import Alert
 
+#: The alert kinds and severities of driftline.contract.records (repeated here: this module imports only click;
+#: tests/cli/test_cli_alerts.py checks they match).
+KINDS = ("data_drift", "prediction_drift", "concept_drift", "data_quality", "performance", "model_integrity")
+SEVERITIES = ("info", "warning", "critical")
+
 
 @click.group()
 def alerts() -> None:
@@ -29,12 +34,24 @@ def alerts() -> None:
     default=None,
     help="Stop after S seconds without a new alert.",
 )
-def tail(as_json: bool, from_beginning: bool, max_alerts: int | None, timeout: float | None) -> None:
-    """Print alerts as they arrive, one per line (Ctrl-C stops).
+@click.option("--kind", "kinds", multiple=True, type=click.Choice(KINDS), help="Only this kind (repeatable).")
+@click.option("--model", "models", multiple=True, help="Only alerts of this model (repeatable).")
+@click.option("--severity", type=click.Choice(SEVERITIES), default=None, help="Only this severity and above.")
+def tail(
+    as_json: bool,
+    from_beginning: bool,
+    max_alerts: int | None,
+    timeout: float | None,
+    kinds: tuple[str, ...],
+    models: tuple[str, ...],
+    severity: str | None,
+) -> None:
+    """Print alerts as they arrive, one per line (Ctrl-C stops); --kind, --model and --severity filter them
+    (--max counts the alerts shown).
 
     Needs DRIFTLINE_BROKER_URL (the broker the workers publish to).
     """
-    from driftline.streams.alerts_io import summary, tail_alerts
+    from driftline.streams.alerts_io import AlertFilter, summary, tail_alerts
     from driftline.streams.connections import kafka_kwargs
 
     settings = load_settings()
@@ -56,6 +73,7 @@ def tail(as_json: bool, from_beginning: bool, max_alerts: int | None, timeout: f
         max_alerts=max_alerts,
         timeout=timeout,
         on_invalid=skipped,
+        only=AlertFilter(kinds, models, severity),
     )
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(run)

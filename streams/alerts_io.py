@@ -21,6 +21,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -47,6 +48,35 @@ def summary(alert: Alert) -> str:
         f"{when} {alert.severity.upper()} {alert.kind} {alert.model}{version}{feature}{value}{where} "
         f"action={alert.action}: {alert.message}"
     )
+
+
+#: Severities from least to most severe (``--severity warning`` shows warning and critical).
+SEVERITY_ORDER = ("info", "warning", "critical")
+
+
+@dataclass(frozen=True)
+class AlertFilter:
+    """Which alerts ``alerts tail`` shows: any of ``kinds`` and of ``models`` (empty: all), at least ``severity``.
+
+    >>> a = Alert(alert_id="a", kind="data_drift", severity="warning", model="fraud", detector="ks", ts=0, message="")
+    >>> AlertFilter().accepts(a), AlertFilter(kinds=("concept_drift",)).accepts(a)
+    (True, False)
+    >>> AlertFilter(models=("fraud", "churn"), severity="warning").accepts(a)
+    True
+    >>> AlertFilter(severity="critical").accepts(a)
+    False
+    """
+
+    kinds: tuple[str, ...] = ()
+    models: tuple[str, ...] = ()
+    severity: str | None = None
+
+    def accepts(self, alert: Alert) -> bool:
+        if self.kinds and alert.kind not in self.kinds:
+            return False
+        if self.models and alert.model not in self.models:
+            return False
+        return self.severity is None or SEVERITY_ORDER.index(alert.severity) >= SEVERITY_ORDER.index(self.severity)
 
 
 def backoff_delays(retries: int, base: float) -> list[float]:
@@ -146,10 +176,11 @@ async def tail_alerts(
     timeout: float | None = None,
     on_invalid: Callable[[bytes | None, Exception], None] | None = None,
     on_ready: Callable[[], None] | None = None,
+    only: AlertFilter | None = None,
 ) -> int:
-    """Consume ``topic`` and call ``on_alert`` for each alert; returns how many were seen.
+    """Consume ``topic`` and call ``on_alert`` for each alert ``only`` accepts; returns how many were seen.
 
-    Stops after ``max_alerts`` alerts, after ``timeout`` seconds without a new alert, or when cancelled.
+    Stops after ``max_alerts`` (accepted) alerts, after ``timeout`` seconds without a new alert, or when cancelled.
     Messages that are not alerts go to ``on_invalid`` (skipped by default); ``on_ready`` is called once the
     consumer's starting offsets are fixed (alerts published after it are seen).
     """
@@ -179,6 +210,8 @@ async def tail_alerts(
                     except ValueError as exc:
                         if on_invalid is not None:
                             on_invalid(message.value, exc)
+                        continue
+                    if only is not None and not only.accepts(alert):
                         continue
                     result = on_alert(alert)
                     if asyncio.iscoroutine(result):

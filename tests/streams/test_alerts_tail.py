@@ -83,6 +83,39 @@ def test_tail_summary_lines_say_kind_feature_detector_severity_and_event(setting
     assert "WARNING data_drift fraud v2 amount ks=0.3 (threshold 0.13) at event e7" in result.stdout
 
 
+def test_tail_filters_by_kind_model_and_severity_and_max_counts_the_alerts_shown(settings: Settings) -> None:
+    base = alert(0)
+    mixed = [
+        base.model_copy(update={"alert_id": "drift-fraud-warning"}),
+        base.model_copy(update={"alert_id": "drift-fraud-critical", "severity": "critical"}),
+        base.model_copy(update={"alert_id": "drift-churn-critical", "model": "churn", "severity": "critical"}),
+        base.model_copy(update={"alert_id": "concept-fraud-critical", "kind": "concept_drift", "severity": "critical"}),
+        base.model_copy(update={"alert_id": "quality-fraud-info", "kind": "data_quality", "severity": "info"}),
+    ]
+    asyncio.run(publish(settings, [dumps(a) for a in mixed]))
+
+    def shown(*options: str) -> list[str]:
+        args = ["alerts", "tail", "--json", "--from-beginning", "--timeout", "3", *options]
+        result = CliRunner().invoke(main, args, env=env(settings))
+        assert result.exit_code == 0, result.output
+        return sorted(json.loads(line)["alert_id"] for line in result.stdout.splitlines() if line.startswith("{"))
+
+    assert shown("--kind", "data_drift", "--model", "fraud") == ["drift-fraud-critical", "drift-fraud-warning"]
+    assert shown("--severity", "critical", "--kind", "data_drift", "--kind", "concept_drift") == [
+        "concept-fraud-critical",
+        "drift-churn-critical",
+        "drift-fraud-critical",
+    ]
+    assert shown("--model", "churn") == ["drift-churn-critical"]
+    assert shown("--severity", "warning", "--model", "fraud", "--max", "3") == [
+        "concept-fraud-critical",
+        "drift-fraud-critical",
+        "drift-fraud-warning",
+    ]
+    bad = CliRunner().invoke(main, ["alerts", "tail", "--kind", "drift"], env=env(settings))
+    assert bad.exit_code == 2 and "Invalid value for '--kind'" in bad.output
+
+
 def test_tail_from_the_end_sees_alerts_published_after_it_started_and_stops_on_timeout(settings: Settings) -> None:
     assert settings.broker_url is not None
     asyncio.run(publish(settings, [dumps(alert(0))]))  # older: not shown without --from-beginning
