@@ -42,9 +42,21 @@ from driftline.cli_support import Misconfigured, Unreachable, load_settings, req
     help="Size of the synthetic stream (ignored with --events).",
 )
 @click.option("--timeout", default=300.0, show_default=True, help="Seconds to wait for every event to come out.")
+@click.option(
+    "--task",
+    type=click.Choice(["binary", "multiclass", "regression"]),
+    default=None,
+    help="Task of the fresh model (default: the one most labels agree on; needed when the labels are ambiguous).",
+)
 @click.option("--json", "as_json", is_flag=True, help="End with one JSON line of the summary.")
 def demo(
-    events_path: Path | None, labels_path: Path | None, label_delay: int, n_events: int, timeout: float, as_json: bool
+    events_path: Path | None,
+    labels_path: Path | None,
+    label_delay: int,
+    n_events: int,
+    timeout: float,
+    task: str | None,
+    as_json: bool,
 ) -> None:
     """Start the embedded stack and a worker, publish events (and labels), show every event come out."""
     from rich.console import Console
@@ -53,7 +65,7 @@ def demo(
 
     console = Console(stderr=True)
     try:
-        summary = asyncio.run(run_demo(events_path, labels_path, label_delay, n_events, timeout, console))
+        summary = asyncio.run(run_demo(events_path, labels_path, label_delay, n_events, timeout, console, task))
     except (ValueError, RuntimeError, TimeoutError, OSError) as exc:
         raise click.ClickException(str(exc)) from None
     console.print(

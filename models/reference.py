@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from driftline.models.features import FeatureSchema
+from driftline.models.features import FeatureSchema, category_text
 
 QUANTILE_LEVELS = tuple(i / 10 for i in range(11))
 HISTOGRAM_BINS = 10
@@ -118,7 +118,7 @@ def profile_values(values: list[Any], kind: str, seed: int = 0) -> FeatureProfil
     present = [v for v in values if v is not None and not (isinstance(v, float) and math.isnan(v))]
     missing_rate = 1 - len(present) / len(values) if values else 0.0
     if kind == "categorical":
-        counts = Counter(str(v) for v in present)
+        counts = Counter(category_text(v) for v in present)
         total = sum(counts.values()) or 1
         return CategoricalProfile(len(values), missing_rate, {k: c / total for k, c in sorted(counts.items())})
     data = np.asarray([float(v) for v in present], dtype=float)

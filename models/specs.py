@@ -6,7 +6,7 @@ as the one-at-a-time one.
 
 Examples
 --------
->>> from driftline.models.features import FeatureSchema
+>>> from driftline.models.features import FeatureSchema, category_text
 >>> model = build_model(FeatureSchema({"x": "numeric", "c": "categorical"}), "binary")
 >>> for i in range(200):
 ...     model.learn_one({"x": float(i % 2), "c": "ab"[i % 2]}, bool(i % 2))
@@ -14,16 +14,24 @@ Examples
 (True, True, False)
 >>> infer_task([0, 1, 1, 0]), infer_task(["a", "b", "c"]), infer_task([0.5, 1.7, 3.2])
 ('binary', 'multiclass', 'regression')
+
+A stray label does not decide the task: one ``2`` among a thousand 0/1 labels leaves the task binary (the stray
+is reported, and the learner rejects labels like it):
+
+>>> print(infer_task_of([0, 1] * 500 + [2]).describe())
+binary from 1001 labels (classes 0, 1); 1 stray label (2: 1) does not fit and is rejected
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from river import compose, linear_model, multiclass, optim, preprocessing
 
-from driftline.models.features import FeatureSchema
+from driftline.models.features import FeatureSchema, category_text
 
 Task = Literal["binary", "multiclass", "regression"]
 TASKS: tuple[Task, ...] = ("binary", "multiclass", "regression")
@@ -79,14 +87,85 @@ def build_model(schema: FeatureSchema, task: Task, learning_rate: float = 0.01, 
     return features | head
 
 
-def infer_task(target: Sequence[Any]) -> Task:
-    """Binary for two classes, multiclass for strings/few integer classes, regression otherwise."""
+#: A label value rarer than this share of the labels is a stray (a typo, a bad row), not a class.
+STRAY_SHARE = 0.01
+#: A value at least this common is a class; between the two shares the task is ambiguous.
+CLASS_SHARE = 0.05
+#: Integer labels with more distinct values than this are a regression target.
+MAX_CLASSES = 20
+
+
+class AmbiguousTask(ValueError):
+    """The labels do not say which task they are for; the message names the values and how to decide."""
+
+
+@dataclass(frozen=True)
+class TaskInference:
+    """The task the labels agree on, the classes kept and the stray labels that do not fit it."""
+
+    task: Task
+    labels: int
+    classes: tuple[str, ...] = ()
+    #: value (as text) -> count of the labels that do not fit the task
+    strays: dict[str, int] = field(default_factory=dict)
+
+    def describe(self) -> str:
+        classes = f" (classes {', '.join(self.classes)})" if self.classes else ""
+        line = f"{self.task} from {self.labels} labels{classes}"
+        if self.strays:
+            count = sum(self.strays.values())
+            values = ", ".join(f"{v}: {n}" for v, n in sorted(self.strays.items(), key=lambda kv: -kv[1])[:5])
+            line += f"; {count} stray label{'s' if count > 1 else ''} ({values}) does not fit and is rejected"
+            if count > 1:
+                line = line.replace("does not fit and is", "do not fit and are")
+        return line
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"task": self.task, "labels": self.labels, "classes": list(self.classes), "strays": dict(self.strays)}
+
+
+def infer_task_of(target: Sequence[Any]) -> TaskInference:
+    """The task most labels agree on (missing labels ignored).
+
+    Texts and numbers: the more common kind wins, the other is stray. Numbers with fractions (more than
+    :data:`STRAY_SHARE` of the labels) or more than :data:`MAX_CLASSES` integer values are a regression target.
+    Otherwise each value at least :data:`CLASS_SHARE` of the labels is a class (two or fewer: binary, more:
+    multiclass) and each value under :data:`STRAY_SHARE` a stray; a value in between raises
+    :class:`AmbiguousTask`, whose message says what to set.
+
+    >>> infer_task_of(["yes", "no"] * 300 + ["maybe"] * 20).task  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    driftline.models.specs.AmbiguousTask: the labels do not say the task: 'maybe' is 3.2% of 620 labels (a class ...
+    >>> infer_task_of([1.5, 2.25, 3.0, "n/a"] * 100).strays
+    {'n/a': 100}
+    """
     values = [v for v in target if v is not None]
-    distinct = set(values)
-    if len(distinct) <= 2:
-        return "binary"
-    if any(isinstance(v, str) for v in values):
-        return "multiclass"
-    if all(float(v).is_integer() for v in values) and len(distinct) <= 20:
-        return "multiclass"
-    return "regression"
+    if not values:
+        raise AmbiguousTask("no labels to infer the task from: set the task explicitly")
+    n = len(values)
+    texts = [v for v in values if isinstance(v, str)]
+    numbers = [v for v in values if not isinstance(v, str)]
+    kept, stray_kind = (texts, numbers) if len(texts) > len(numbers) else (numbers, texts)
+    strays = Counter(category_text(v) for v in stray_kind)
+    if kept is numbers:
+        fractional = sum(1 for v in numbers if not isinstance(v, bool) and not float(v).is_integer())
+        if fractional >= STRAY_SHARE * n or len(set(numbers)) > MAX_CLASSES:
+            return TaskInference("regression", n, (), dict(strays))
+    counts = Counter(category_text(v) for v in kept)
+    classes = sorted(value for value, count in counts.items() if count >= CLASS_SHARE * n)
+    unclear = sorted(value for value, count in counts.items() if STRAY_SHARE * n <= count < CLASS_SHARE * n)
+    if unclear:
+        value = unclear[0]
+        raise AmbiguousTask(
+            f"the labels do not say the task: {value!r} is {counts[value] / n:.1%} of {n} labels (a class if "
+            f"{CLASS_SHARE:.0%} or more, a stray if under {STRAY_SHARE:.0%}): set the task (binary or multiclass) "
+            "explicitly"
+        )
+    strays.update({value: count for value, count in counts.items() if count < STRAY_SHARE * n})
+    return TaskInference("binary" if len(classes) <= 2 else "multiclass", n, tuple(classes), dict(strays))
+
+
+def infer_task(target: Sequence[Any]) -> Task:
+    """The task of :func:`infer_task_of`: binary for two classes, multiclass for more, regression for numbers."""
+    return infer_task_of(target).task

@@ -9,7 +9,7 @@ The scikit-learn candidates start with :class:`SchemaPreparer` so a saved pipeli
 Examples
 --------
 >>> import pandas as pd
->>> from driftline.models.features import FeatureSchema
+>>> from driftline.models.features import FeatureSchema, category_text
 >>> schema = FeatureSchema({"amount": "numeric", "zip": "categorical", "vip": "numeric"})
 >>> df = pd.DataFrame({"amount": [3.5, None], "zip": [75001, 75002], "vip": [True, False]})
 >>> to_events(df, schema)
@@ -33,7 +33,7 @@ from sklearn.impute import SimpleImputer
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, OrdinalEncoder, StandardScaler
 
-from driftline.models.features import FeatureSchema
+from driftline.models.features import FeatureSchema, category_text
 from driftline.offline.errors import OfflineError
 from driftline.offline.framing import FramingCard
 
@@ -127,7 +127,7 @@ def _numeric(column: pd.Series) -> np.ndarray:
 
 def _categorical(column: pd.Series) -> np.ndarray:
     values = _raw_values(column, "categorical")
-    return np.array([np.nan if v is None else str(v) for v in values], dtype=object)
+    return np.array([np.nan if v is None else category_text(v) for v in values], dtype=object)
 
 
 def prepared_rows(prepared: pd.DataFrame) -> list[dict[str, float | str]]:

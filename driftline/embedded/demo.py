@@ -24,9 +24,9 @@ from driftline.contract.records import DLQ_SOURCE_TOPIC, RecordError, parse_even
 from driftline.contract.settings import Settings
 from driftline.embedded.stack import EmbeddedStack, embedded_stack, free_port, stop_process, wait_for_port
 from driftline.models.bootstrap import bootstrap_model, synthetic_stream
-from driftline.models.features import FeatureSchema
+from driftline.models.features import SchemaInference, infer_schema
 from driftline.models.registry import ModelRegistry
-from driftline.models.specs import build_model, infer_task
+from driftline.models.specs import Task, TaskInference, build_model, infer_task_of
 from driftline.streams.connections import async_redis_client, kafka_kwargs, redis_client
 from driftline.streams.learning import learned_count
 from driftline.streams.producer import message_key, read_messages
@@ -91,8 +91,9 @@ def demo_messages(events_path: Path | None, labels_path: Path | None, n_events: 
     return events, labels
 
 
-def infer_stream_schema(events: list[bytes]) -> FeatureSchema:
-    """Feature schema from the first valid events of a file."""
+def infer_stream_schema(events: list[bytes]) -> SchemaInference:
+    """Feature schema from the first valid events of a file: each feature's kind is the one most events agree on
+    (events conflicting with it are dead-lettered by the worker)."""
     rows = []
     for raw in events:
         try:
@@ -103,34 +104,61 @@ def infer_stream_schema(events: list[bytes]) -> FeatureSchema:
             break
     if not rows:
         raise ValueError("the events file has no valid event to take a feature schema from")
-    return FeatureSchema.infer(rows)
+    return infer_schema(rows)
 
 
-def register_demo_model(
-    registry: ModelRegistry, name: str, events: list[bytes], labels: list[bytes], synthetic: bool
-) -> str:
-    """Register the model the demo scores with; returns where its schema came from."""
-    if synthetic:
-        model, schema, task = bootstrap_model()
-        registry.register(name, model, schema=schema, task=task, note="demo bootstrap (River Agrawal)")
-        return "bootstrap model trained on River's Agrawal generator"
-    reference = registry.reference(name) if name in registry.names() else None
-    schema, source = (
-        (reference.schema(), "registered reference profile")
-        if reference
-        else (infer_stream_schema(events), "first valid events of the file")
-    )
+def infer_label_task(labels: list[bytes]) -> TaskInference | None:
+    """The task the first valid labels agree on (None without labels); :class:`AmbiguousTask` when unclear."""
     targets = []
     for raw in labels[:SCHEMA_SAMPLE]:
         try:
             targets.append(parse_label(raw).label)
         except RecordError:
             continue
-    task = infer_task(targets) if targets else "binary"
+    return infer_task_of(targets) if targets else None
+
+
+def register_demo_model(
+    registry: ModelRegistry,
+    name: str,
+    events: list[bytes],
+    labels: list[bytes],
+    synthetic: bool,
+    task: Task | None = None,
+) -> list[str]:
+    """Register the model the demo scores with; returns lines saying where its schema and task came from.
+
+    A fresh model's inferred schema and task are stored with the version (``data_summary["inferred"]``).
+    """
+    if synthetic:
+        model, schema, bootstrap_task = bootstrap_model()
+        registry.register(name, model, schema=schema, task=bootstrap_task, note="demo bootstrap (River Agrawal)")
+        return ["bootstrap model trained on River's Agrawal generator"]
+    reference = registry.reference(name) if name in registry.names() else None
+    inferred: dict[str, object] = {}
+    if reference:
+        schema, lines = reference.schema(), ["schema from the registered reference profile"]
+    else:
+        inference = infer_stream_schema(events)
+        schema, lines = inference.schema, [f"schema inferred from the first valid events: {inference.describe()}"]
+        inferred["schema"] = inference.to_dict()
+    if task is None:
+        labelled = infer_label_task(labels)
+        task = labelled.task if labelled else "binary"
+        lines.append(f"task inferred: {labelled.describe()}" if labelled else "task: binary (no labels to infer from)")
+        if labelled:
+            inferred["task"] = labelled.to_dict()
+    else:
+        lines.append(f"task: {task} (given)")
     registry.register(
-        name, build_model(schema, task), schema=schema, task=task, note=f"demo: fresh model, schema from {source}"
+        name,
+        build_model(schema, task),
+        schema=schema,
+        task=task,
+        data_summary={"inferred": inferred} if inferred else None,
+        note="demo: fresh model, " + "; ".join(lines),
     )
-    return source
+    return lines
 
 
 def interleave(events: list[bytes], labels: list[bytes], delay: int) -> Iterator[tuple[str, bytes]]:
@@ -192,8 +220,9 @@ async def run_demo(
     n_events: int = 20_000,
     timeout: float = 300.0,
     console: Console | None = None,
+    task: Task | None = None,
 ) -> dict[str, Any]:
-    """Run the whole demo and return its summary."""
+    """Run the whole demo and return its summary (``task`` overrides the task inferred from the labels)."""
     console = console or Console(stderr=True)
     settings = Settings()
     events, labels = demo_messages(events_path, labels_path, n_events)
@@ -203,9 +232,10 @@ async def run_demo(
         registry = ModelRegistry(
             redis_client(worker_settings, stack.redis_url), hmac_key.encode(), prefix=settings.redis_prefix
         )
-        source = register_demo_model(registry, settings.model_name, events, labels, events_path is None)
+        sources = register_demo_model(registry, settings.model_name, events, labels, events_path is None, task)
         console.print(f"[bold]embedded stack[/]: broker {stack.broker_url}, redis {stack.redis_url}")
-        console.print(f"model '{settings.model_name}': {source}")
+        for line in sources:
+            console.print(f"model '{settings.model_name}': {line}", markup=False, highlight=False, soft_wrap=True)
         await ensure_topics(settings, stack.broker_url)
         metrics_port, http_port = free_port(), free_port()
         env = worker_env(settings, stack, hmac_key, metrics_port, http_port)

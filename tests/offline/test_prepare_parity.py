@@ -93,3 +93,31 @@ def test_the_reference_profile_describes_the_features_as_the_stream_prepares_the
     assert set(profile.features["site"].frequencies) == {"1", "2", "3"}
     assert 0.05 < profile.features["mean texture"].missing_rate < 0.15
     assert profile.prediction is not None and 0.0 <= profile.prediction.minimum <= profile.prediction.maximum <= 1.0
+
+
+def test_a_float_coded_category_is_one_category_in_training_and_in_the_stream(tmp_path) -> None:
+    """Training on a float-coded category (site 1.0, 2.0, 3.0, as a CSV column with a blank cell reads) and
+    scoring events that send 2.0 or 2 or "2": the stream meets the category training saw, not an unseen one."""
+    rng = np.random.default_rng(1)
+    n = 300
+    site = rng.integers(1, 4, n).astype(float)
+    df = pd.DataFrame({"x": rng.normal(size=n), "site": site, "y": (site == 2) ^ (rng.random(n) < 0.1)})
+    card = dataclasses.replace(
+        draft_card(df, "y"),
+        categorical=("site",),
+        training=TrainingPlan(candidates=("linear",), search_rows=300, bootstrap=50),
+    )
+    card = dataclasses.replace(card, split=dataclasses.replace(card.split, folds=3))
+    train_frame(df, card, tmp_path / "run")
+    schema = FeatureSchema(json.loads((tmp_path / "run" / "online_model.json").read_text())["schema"])
+    with open(tmp_path / "run" / "river_model.pkl", "rb") as handle:
+        stream_model = pickle.load(handle)
+
+    def stream(site_value):
+        return stream_model.predict_proba_one(schema.prepare({"x": 0.0, "site": site_value}))
+
+    assert {schema.prepare({"site": v})["site"] for v in (2.0, 2, "2")} == {"2"}
+    assert stream(2.0) == stream(2) == stream("2")
+    assert stream(2.0) != stream(99.0)  # a category training saw scores apart from an unseen one
+    offline = OnlineArtifact.load(tmp_path / "run").predict_proba(pd.DataFrame({"x": [0.0], "site": [2.0]}))
+    assert offline == [stream(2.0)]
