@@ -3,7 +3,10 @@
 What the worker does to each batch of :data:`BATCH` raw ``events`` messages (``model_names`` + ``score_records``:
 decode, validate, prepare, score, build the prediction records), timed in-process over the same Agrawal events
 and bootstrap model as `driftline bench peers`, beside River's own ``predict_proba_one`` loop on the decoded
-events as a reference. Median of :data:`RUNS` runs.
+events as a reference. Median of :data:`RUNS` runs. With ``explain=K`` the stage also runs with
+``explain_top_k=K`` (every prediction carries its top K contributions), interleaved run by run with the plain
+stage, and the difference per event is the explanations' cost; the explanations alone are timed beside it
+(``explain_rows`` on prepared events, less noisy on a shared machine).
 
 >>> figures = run(events=600)
 >>> figures["stage_eps"] > 0 and figures["river_predict_proba_one_eps"] > 0
@@ -20,6 +23,7 @@ from typing import Any
 import orjson
 
 from driftline.models.bootstrap import bootstrap_model, synthetic_stream
+from driftline.models.explain import explain_rows
 from driftline.models.version import ModelVersion
 from driftline.streams.scoring_stage import LoadedModel, ScoringPolicy, model_names, score_records
 
@@ -75,17 +79,44 @@ def river_eps(loaded: LoadedModel, records: list[Message]) -> float:
     return len(rows) / (time.perf_counter() - started)
 
 
-def run(events: int = 30_000) -> dict[str, Any]:
+def explain_us(loaded: LoadedModel, records: list[Message], top_k: int) -> float:
+    """Microseconds per event of the explanations alone, on decoded and prepared events, batch after batch."""
+    rows = [loaded.schema.prepare(orjson.loads(r.value)["features"]) for r in records]
+    started = time.perf_counter()
+    for i in range(0, len(rows), BATCH):
+        explain_rows(loaded.model, loaded.task, rows[i : i + BATCH], top_k)
+    return (time.perf_counter() - started) * 1e6 / len(rows)
+
+
+def run(events: int = 30_000, explain: int = 0) -> dict[str, Any]:
     loaded = loaded_bootstrap()
     records = messages(events)
     policy = ScoringPolicy(default_model="default")
+    explained = ScoringPolicy(default_model="default", explain_top_k=explain)
     stage_eps(loaded, records[:BATCH], policy)  # warm-up
-    stage = statistics.median(stage_eps(loaded, records, policy) for _ in range(RUNS))
+    plain_runs, explained_runs = [], []
+    for _ in range(RUNS):
+        plain_runs.append(stage_eps(loaded, records, policy))
+        if explain:
+            explained_runs.append(stage_eps(loaded, records, explained))
+    stage = statistics.median(plain_runs)
     river = statistics.median(river_eps(loaded, records) for _ in range(RUNS))
-    return {
+    figures: dict[str, Any] = {
         "events": events,
         "batch": BATCH,
         "stage_eps": round(stage, 1),
         "stage_us_per_event": round(1e6 / stage, 2),
         "river_predict_proba_one_eps": round(river, 1),
     }
+    if explain:
+        with_explanations = statistics.median(explained_runs)
+        figures |= {
+            "explain_top_k": explain,
+            "stage_explained_eps": round(with_explanations, 1),
+            "stage_explained_us_per_event": round(1e6 / with_explanations, 2),
+            "explanation_us_per_event": round(1e6 / with_explanations - 1e6 / stage, 2),
+            "explain_rows_alone_us_per_event": round(
+                statistics.median(explain_us(loaded, records, explain) for _ in range(RUNS)), 2
+            ),
+        }
+    return figures

@@ -67,10 +67,17 @@ def parity(events: int, delay: int, as_json: bool) -> None:
 
 @bench.command()
 @click.option("--events", default=30_000, show_default=True, help="Raw events through the stage.")
+@click.option(
+    "--explain",
+    default=0,
+    show_default=True,
+    type=click.IntRange(0, 1000),
+    help="Also time the stage adding the top K feature contributions to every prediction.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (the only output format).")
-def stage(events: int, as_json: bool) -> None:
+def stage(events: int, explain: int, as_json: bool) -> None:
     """The scoring stage alone (decode, validate, prepare, score, build records): no Kafka, Redis or monitors."""
-    _run("stage", events=events)
+    _run("stage", events=events, explain=explain)
 
 
 @bench.command()

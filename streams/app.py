@@ -112,6 +112,7 @@ class Worker:
             review_confidence_threshold=settings.review_confidence_threshold,
             max_ts_future_ms=int(settings.max_ts_future_seconds * 1000),
             max_ts_past_ms=None if settings.max_ts_past_seconds is None else int(settings.max_ts_past_seconds * 1000),
+            explain_top_k=settings.explain_top_k,
         )
         # created on startup: asyncio clients need the running loop
         self.publisher: Publisher

@@ -32,6 +32,7 @@ from aiohttp import web
 
 from driftline.contract.records import MODEL_NAME_PATTERN, now_ms
 from driftline.contract.settings import Settings
+from driftline.models.explain import explain_rows
 from driftline.streams.inference_protocol import ProtocolError, model_metadata, parse_request, response
 from driftline.streams.metrics import HTTP_LATENCY, HTTP_PUBLISH_FAILURES, HTTP_REJECTED_ROWS, HTTP_REQUESTS
 from driftline.streams.publisher import Publisher
@@ -225,7 +226,10 @@ class InferenceApi:
         await self.worker.emit(batch, self.publisher, join=parsed.joinable)
         self.publisher.acknowledged().add_done_callback(_count_publish_failure)
         events = [event.event_id for event in group.events]
-        return _json(response(loaded.name, group.loaded.version, parsed, events, group.scored))
+        explanations = group.explanations
+        if parsed.explain_top_k is not None:
+            explanations = explain_rows(group.loaded.model, group.loaded.task, group.rows, parsed.explain_top_k)
+        return _json(response(loaded.name, group.loaded.version, parsed, events, group.scored, explanations))
 
 
 def _count_publish_failure(acknowledged: Any) -> None:

@@ -6,7 +6,9 @@ validation, preparation and scoring the stream uses (:mod:`driftline.streams.sco
 stream would dead-letter makes the request a 400 whose message is the dead letter's reason.
 
 Optional request ``parameters``: ``event_id`` (a list, one per row, or a string for one row) makes the rows join
-their labels like Kafka events; ``ts`` (epoch-ms or ISO-8601, one per row or one for all) is their event time.
+their labels like Kafka events; ``ts`` (epoch-ms or ISO-8601, one per row or one for all) is their event time;
+``explain`` (1 to 1000) adds an ``explanation`` output: per row, the JSON of the top ``explain`` feature
+contributions (:mod:`driftline.models.explain`; null for a model that cannot be explained).
 
 Examples
 --------
@@ -37,6 +39,8 @@ import orjson
 from driftline.models.features import FeatureSchema
 from driftline.models.scoring import Scored
 
+#: Most feature contributions a request may ask for per row.
+MAX_EXPLAIN = 1000
 #: Rows one request may carry (a larger request would hold the worker's event loop for too long).
 MAX_ROWS = 10_000
 #: Topic name the HTTP rows carry in their records (it names where a row came from in logs and errors).
@@ -77,6 +81,7 @@ class InferenceRequest:
     joinable: bool
     outputs: list[str] | None = None
     parameters: dict[str, Any] = field(default_factory=dict)
+    explain_top_k: int | None = None
 
 
 def _per_row(value: Any, rows: int, name: str) -> list[Any]:
@@ -162,6 +167,9 @@ def parse_request(body: bytes, model: str, now_ms: int = 0, max_rows: int = MAX_
         stem = uuid.uuid4().hex
         event_ids = [f"http-{stem}-{i}" for i in range(n)]
     times = _per_row(parameters.get("ts", now_ms), n, "ts")
+    explain = parameters.get("explain")
+    if explain is not None and (type(explain) is not int or not 1 <= explain <= MAX_EXPLAIN):
+        raise ProtocolError(f"parameters.explain must be an integer from 1 to {MAX_EXPLAIN} (top features)")
     outputs = _requested_outputs(request.get("outputs"))
     names = list(columns)
     records = []
@@ -169,7 +177,7 @@ def parse_request(body: bytes, model: str, now_ms: int = 0, max_rows: int = MAX_
         event = {"event_id": event_id, "ts": ts, "model": model, "features": {c: columns[c][i] for c in names}}
         key = event_id.encode() if isinstance(event_id, str) else b""
         records.append(HttpRecord(i, key, orjson.dumps(event), now_ms))
-    return InferenceRequest(request_id, records, [str(e) for e in event_ids], joinable, outputs, parameters)
+    return InferenceRequest(request_id, records, [str(e) for e in event_ids], joinable, outputs, parameters, explain)
 
 
 def _requested_outputs(outputs: Any) -> list[str] | None:
@@ -187,7 +195,7 @@ def _requested_outputs(outputs: Any) -> list[str] | None:
 
 
 #: What a response can hold, in this order.
-OUTPUTS = ("prediction", "probabilities", "score", "confidence", "model_version", "event_id")
+OUTPUTS = ("prediction", "probabilities", "score", "confidence", "model_version", "event_id", "explanation")
 
 
 def datatype_of(values: Sequence[Any]) -> str:
@@ -217,13 +225,19 @@ def _tensor(name: str, data: list[Any], datatype: str | None = None, **parameter
 
 
 def response(
-    model: str, version: int, request: InferenceRequest, event_ids: Sequence[str], scored: Sequence[Scored]
+    model: str,
+    version: int,
+    request: InferenceRequest,
+    event_ids: Sequence[str],
+    scored: Sequence[Scored],
+    explanations: Sequence[dict[str, Any] | None] | None = None,
 ) -> dict[str, Any]:
     """The V2 inference response for ``scored`` rows (in request order).
 
     ``probabilities`` is an ``FP64`` tensor of shape ``[rows, classes]`` whose class names are its
     ``parameters.classes``; ``score`` (positive-class probability or regression value) and ``confidence`` are
-    left out when the model gives none.
+    left out when the model gives none. ``explanation`` (when ``explanations`` are given) is a ``BYTES`` tensor
+    of one JSON document per row.
 
     >>> request = InferenceRequest("r1", [], ["a"], False)
     >>> out = response("m", 3, request, ["a"], [Scored(True, {"False": 0.2, "True": 0.8}, 0.8, 0.8)])
@@ -246,6 +260,8 @@ def response(
             tensors[name] = _tensor(name, values, "FP64")
     tensors["model_version"] = _tensor("model_version", [version] * n, "INT64")
     tensors["event_id"] = _tensor("event_id", list(event_ids), "BYTES")
+    if explanations is not None:
+        tensors["explanation"] = _tensor("explanation", [orjson.dumps(e).decode() for e in explanations], "BYTES")
     wanted = request.outputs or [name for name in OUTPUTS if name in tensors]
     body: dict[str, Any] = {"model_name": model, "model_version": str(version)}
     if request.id is not None:

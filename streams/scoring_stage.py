@@ -18,6 +18,7 @@ import orjson
 
 from driftline.contract.records import Event, RecordError, parse_event, ts_window
 from driftline.models.champion import Challenger, as_challenger
+from driftline.models.explain import Explanation, explain_rows
 from driftline.models.features import FeatureError, FeatureSchema
 from driftline.models.scoring import Scored
 from driftline.models.version import ModelVersion
@@ -77,6 +78,8 @@ class ScoringPolicy:
     #: Events whose ts is further ahead of / behind the scorer's clock are dead-lettered (None: no limit).
     max_ts_future_ms: int | None = None
     max_ts_past_ms: int | None = None
+    #: Add the top K feature contributions to each prediction (0: off).
+    explain_top_k: int = 0
 
 
 @dataclass
@@ -88,6 +91,8 @@ class ModelBatch:
     events: list[Event] = field(default_factory=list)
     rows: list[dict[str, Any]] = field(default_factory=list)
     scored: list[Scored] = field(default_factory=list)
+    #: One per event when the policy asks for explanations (None for a model that cannot be explained).
+    explanations: list[Explanation | None] | None = None
 
 
 @dataclass
@@ -269,22 +274,28 @@ def _emit(group: ModelBatch, policy: ScoringPolicy, done_ms: float, out: ScoredB
         group.scored = [apply_threshold(s, threshold) for s in group.scored]
     review_below = policy.review_confidence_threshold
     failed: list[int] = []
+    if policy.explain_top_k:
+        group.explanations = _explanations(group, policy.explain_top_k)
     for i, (record, event, scored) in enumerate(zip(group.records, group.events, group.scored, strict=True)):
         latency = max(0.0, done_ms - record.timestamp)
         try:
-            value = orjson.dumps(
-                {
-                    "event_id": event.event_id,
-                    "model": loaded.name,
-                    "model_version": loaded.version,
-                    "prediction": scored.prediction,
-                    "probabilities": scored.probabilities,
-                    "score": scored.score,
-                    "confidence": scored.confidence,
-                    "latency_ms": round(latency, 3),
-                    "ts": int(done_ms),
-                }
-            )
+            payload = {
+                "event_id": event.event_id,
+                "model": loaded.name,
+                "model_version": loaded.version,
+                "prediction": scored.prediction,
+                "probabilities": scored.probabilities,
+                "score": scored.score,
+                "confidence": scored.confidence,
+                "latency_ms": round(latency, 3),
+                "ts": int(done_ms),
+            }
+            if group.explanations is not None:
+                explanation = group.explanations[i]
+                if isinstance(explanation, Exception):
+                    raise explanation
+                payload["explanation"] = explanation
+            value = orjson.dumps(payload)
             key = record.key if record.key is not None else event.event_id.encode()
         except Exception as exc:  # noqa: BLE001 - e.g. a prediction orjson cannot write: this event alone
             out.dead_letters.append(unexpected(record, exc))
@@ -298,9 +309,26 @@ def _emit(group: ModelBatch, policy: ScoringPolicy, done_ms: float, out: ScoredB
         _drop(group, set(failed))
 
 
+def _explanations(group: ModelBatch, top_k: int) -> list[Any]:
+    """The batch's explanations; when the batch fails, each row's, its exception in place of a failing one's."""
+    loaded = group.loaded
+    try:
+        return list(explain_rows(loaded.model, loaded.task, group.rows, top_k))
+    except Exception:  # noqa: BLE001 - find the rows to dead-letter
+        found: list[Any] = []
+        for row in group.rows:
+            try:
+                found += explain_rows(loaded.model, loaded.task, [row], top_k)
+            except Exception as exc:  # noqa: BLE001 - this event alone is dead-lettered
+                found.append(exc)
+        return found
+
+
 def _drop(group: ModelBatch, indices: set[int]) -> None:
     keep = [i for i in range(len(group.events)) if i not in indices]
     group.records = [group.records[i] for i in keep]
     group.events = [group.events[i] for i in keep]
     group.rows = [group.rows[i] for i in keep]
     group.scored = [group.scored[i] for i in keep]
+    if group.explanations is not None:
+        group.explanations = [group.explanations[i] for i in keep]

@@ -172,6 +172,9 @@ class Prediction(BaseModel):
     confidence: float | None = None
     latency_ms: float
     ts: int
+    #: Opt-in (``DRIFTLINE_EXPLAIN_TOP_K``): the top feature contributions to this score, see
+    #: :mod:`driftline.models.explain` (method, output, intercept, contributions, others).
+    explanation: dict[str, Any] | None = None
 
 
 class Alert(BaseModel):

@@ -118,6 +118,12 @@ class Settings(BaseSettings):
     review_confidence_threshold: float | None = Field(
         None, ge=0, le=1, description="Predictions below this confidence also go to the review topic."
     )
+    explain_top_k: int = Field(
+        0,
+        ge=0,
+        le=1000,
+        description="Add the top K feature contributions to each prediction (River linear models; 0: off).",
+    )
 
     # --- learning ----------------------------------------------------------------------------
     label_ttl_seconds: int = Field(7 * 24 * 3600, gt=0, description="How long events wait for a label.")

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import shutil
 import subprocess
 import time
@@ -170,3 +171,35 @@ def test_http_and_kafka_give_the_same_predictions_and_bad_requests_get_400(setti
     finally:
         worker.stop()
     assert "Traceback" not in worker.log()
+
+
+def test_explanations_on_the_predictions_topic_and_over_http_are_the_model_s_logit(settings, tmp_path):
+    """DRIFTLINE_EXPLAIN_TOP_K=3 adds an explanation to every Kafka prediction; ``parameters.explain`` asks for
+    one over HTTP; both are the same contributions, and intercept + contributions + others is the score's logit."""
+    n, port = 100, free_port()
+    worker = WorkerProcess(
+        settings, tmp_path, DRIFTLINE_HTTP_PORT=str(port), DRIFTLINE_HTTP_TOKEN=TOKEN, DRIFTLINE_EXPLAIN_TOP_K="3"
+    ).start()
+    raw = [event(i, age=float(20 + i % 50), car=None if i % 7 == 0 else float(i % 20)) for i in range(n)]
+    try:
+        wait_ready(port, worker)
+        asyncio.run(publish(settings, "events", [(f"e{i}".encode(), r) for i, r in enumerate(raw)]))
+        out = asyncio.run(read_until(settings, ["predictions"], lambda seen: len(seen["predictions"]) >= n))
+        kafka = {p["event_id"]: p for p in (json.loads(r.value) for r in out["predictions"])}
+        request = columns([json.loads(r)["features"] for r in raw[:10]])
+        request["parameters"] = {"explain": 3}
+        status, answer = curl(port, "/v2/models/default/infer", request)
+    finally:
+        worker.stop()
+    assert status == 200, answer
+    for prediction in kafka.values():
+        e = prediction["explanation"]
+        assert e["method"] == "linear" and e["output"] == "logit" and len(e["contributions"]) == 3
+        logit = e["intercept"] + sum(e["contributions"].values()) + e["others"]
+        assert 1 / (1 + math.exp(-logit)) == pytest.approx(prediction["score"], rel=1e-9)
+    assert "car" not in kafka["e7"]["explanation"]["contributions"]  # absent (imputed) features contribute 0
+    over_http = next(o for o in answer["outputs"] if o["name"] == "explanation")["data"]
+    for i, document in enumerate(over_http):
+        got, want = json.loads(document), kafka[f"e{i}"]["explanation"]
+        assert got["contributions"].keys() == want["contributions"].keys()
+        assert list(got["contributions"].values()) == pytest.approx(list(want["contributions"].values()), rel=1e-12)

@@ -37,6 +37,9 @@ def tensor(name: str, data: list, datatype: str = "FP64", shape: list | None = N
         (request(tensor("x", [1.0]), outputs=[{"name": "shap"}]), "unknown output(s) ['shap']"),
         (request(tensor("x", [1.0]), id=7), "'id' must be a string"),
         (request(tensor("x", [0.0] * (MAX_ROWS + 1))), f"1 to {MAX_ROWS} rows"),
+        (request(tensor("x", [1.0]), parameters={"explain": 0}), "parameters.explain must be an integer"),
+        (request(tensor("x", [1.0]), parameters={"explain": "3"}), "parameters.explain must be an integer"),
+        (request(tensor("x", [1.0]), parameters={"explain": True}), "parameters.explain must be an integer"),
     ],
 )
 def test_requests_the_protocol_cannot_read_are_refused_with_a_reason(body: bytes, reason: str) -> None:
@@ -87,3 +90,14 @@ def test_the_response_has_one_element_per_row_and_only_the_outputs_asked_for() -
     probabilities = next(o for o in everything["outputs"] if o["name"] == "probabilities")
     assert probabilities["shape"] == [2, 2] and probabilities["data"] == [0.6, 0.4, 0.1, 0.9]
     assert "score" not in {o["name"] for o in everything["outputs"]}, "a multiclass model gives no score"
+
+
+def test_explanations_are_one_json_document_per_row_when_asked_for() -> None:
+    parsed = parse_request(request(tensor("x", [1.0, 2.0]), parameters={"explain": 2}), "m")
+    assert parsed.explain_top_k == 2
+    scored = [Scored(True, {"False": 0.4, "True": 0.6}, 0.6, 0.6)] * 2
+    explained = {"method": "linear", "output": "logit", "intercept": 0.1, "contributions": {"x": 0.3}, "others": 0}
+    answer = response("m", 1, parsed, parsed.event_ids, scored, [explained, None])
+    [tensor_] = [o for o in answer["outputs"] if o["name"] == "explanation"]
+    assert tensor_["datatype"] == "BYTES" and [json.loads(d) for d in tensor_["data"]] == [explained, None]
+    assert "explanation" not in {o["name"] for o in response("m", 1, parsed, parsed.event_ids, scored)["outputs"]}

@@ -162,3 +162,35 @@ def test_a_model_lookup_that_raises_dead_letters_its_events_as_unexpected():
 
     (letter,) = run([hostile()], models=lookup).dead_letters
     assert (letter.stage, letter.error_class) == ("unexpected", "RuntimeError") and "exploded" in letter.message
+
+
+def test_explanations_ride_on_the_predictions_and_one_that_fails_dead_letters_its_event_alone(monkeypatch):
+    from driftline.streams import scoring_stage
+
+    values = [
+        json.dumps({"event_id": str(i), "ts": NOW_MS, "features": {"salary": float(i) * 1000, "age": 40.0}}).encode()
+        for i in range(20)
+    ]
+    records = [Record(v, offset=i) for i, v in enumerate(values)]
+    explaining = ScoringPolicy(default_model="default", explain_top_k=2)
+    _, parsed = model_names(records, explaining, NOW_MS)
+    batch = score_records(records, parsed, lambda name: LOADED, explaining, now_ms=lambda: 5.0)
+    predictions = [json.loads(v) for _, v in batch.predictions]
+    assert len(predictions) == 20 and not batch.dead_letters
+    assert all(
+        p["explanation"]["method"] == "linear" and len(p["explanation"]["contributions"]) <= 2 for p in predictions
+    )
+    assert "explanation" not in json.loads(run(values[:1]).predictions[0][1]), "off unless asked for"
+
+    real = scoring_stage.explain_rows
+
+    def failing(model, task, rows, top_k):
+        if any(row.get("salary") == 13_000.0 for row in rows):
+            raise FloatingPointError("overflow")
+        return real(model, task, rows, top_k)
+
+    monkeypatch.setattr(scoring_stage, "explain_rows", failing)
+    batch = score_records(records, parsed, lambda name: LOADED, explaining, now_ms=lambda: 5.0)
+    (letter,) = batch.dead_letters
+    assert (letter.offset, letter.stage, letter.error_class) == (13, "unexpected", "FloatingPointError")
+    assert len(batch.predictions) == 19 and len(batch.by_model["default"].explanations) == 19
