@@ -281,6 +281,7 @@ class Worker:
                 on_assigned=self.learning.on_scoring_assigned,
                 on_flush=self.joins.flush,  # join records buffered while Redis was unreachable (never raises)
                 durable=lambda: self.joins.buffered == 0,  # a kill never loses join records waiting for Redis
+                backpressure=lambda: self.joins.full,  # while Redis is unreachable, join records never drop
                 max_records=settings.batch_size,
                 timeout_ms=settings.batch_timeout_ms,
                 on_crash=self._service_crashed,
@@ -294,7 +295,12 @@ class Worker:
         self.publisher = Publisher(producer_for(self.kafka))
         await self.publisher.producer.start()
         client = async_redis_client(self.settings, self.redis_url)
-        self.joins = JoinStore(client, self.settings.redis_prefix, self.settings.label_ttl_seconds)
+        self.joins = JoinStore(
+            client,
+            self.settings.redis_prefix,
+            self.settings.label_ttl_seconds,
+            max_buffered=self.settings.join_buffer_max,
+        )
         # Alert claims run on the event loop: a short timeout, so that a hung Redis costs one short wait before
         # the deduplicator falls back to local dedup (a 5 s timeout there stalled scoring while Redis was frozen).
         dedup = RedisDeduplicator(

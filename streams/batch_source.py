@@ -12,6 +12,8 @@ application (lifecycle, worker, services) while the hot path reads whole batches
   are rewound to the batch's first offsets and it is handled again after ``retry_pause`` seconds (the handler
   must leave no half-applied state behind); a flush (``on_flush``) failing with one of them is tried again on a
   later idle poll. Any other exception crashes the service;
+* with ``backpressure``, the source pauses its partitions while it says True (a store it writes to is full) and
+  resumes them once it says False; it keeps polling meanwhile, so it stays in its group, and flushes;
 * with ``durable``, offsets are committed only while it says that what the handled batches stored outside Kafka
   (the scorer's join records) has reached its store: until then they are held, and committed by a later batch or
   idle poll, so a worker killed meanwhile reads those records again instead of losing what they stored.
@@ -28,7 +30,7 @@ import mode
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, ConsumerRecord, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 
-from driftline.streams.metrics import BATCH_SIZE, CONSUMER_LAG
+from driftline.streams.metrics import BATCH_SIZE, CONSUMER_LAG, CONSUMPTION_PAUSED
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +42,8 @@ AssignedHook = Callable[[AIOKafkaConsumer, set[TopicPartition]], Awaitable[None]
 FlushHook = Callable[[], Awaitable[object]]
 #: True when everything the handled batches stored outside Kafka is durable (their offsets may be committed).
 DurableCheck = Callable[[], bool]
+#: True while consumption must pause (a store the handler writes to is full).
+BackpressureCheck = Callable[[], bool]
 #: Told that the service crashed, and why (the worker then reports it and stops).
 CrashHook = Callable[["BatchSource", BaseException], Awaitable[None]]
 
@@ -82,6 +86,7 @@ class BatchSource(mode.Service):
         retry_on: tuple[type[BaseException], ...] = (),
         retry_pause: float = 1.0,
         on_crash: CrashHook | None = None,
+        backpressure: BackpressureCheck | None = None,
         **kwargs: Any,
     ) -> None:
         self.source_name = name
@@ -101,6 +106,7 @@ class BatchSource(mode.Service):
         self.retry_pause = retry_pause
         self.retries = 0
         self.on_crash = on_crash
+        self.backpressure = backpressure
         #: Partitions of the last assignment; None until the consumer joined its group.
         self.assigned: set[TopicPartition] | None = None
         self.in_flight = asyncio.Lock()
@@ -147,6 +153,8 @@ class BatchSource(mode.Service):
         assert self.consumer is not None
         consumer = self.consumer
         while not self.should_stop:
+            if self.backpressure is not None:
+                self._pause_or_resume(consumer)
             try:
                 fetched = await consumer.getmany(timeout_ms=self.timeout_ms, max_records=self.max_records)
             except (KafkaError, IllegalStateError) as exc:  # transient broker trouble: retry, never crash
@@ -181,6 +189,21 @@ class BatchSource(mode.Service):
                     await self.commit_held()
             if failed:  # outside the lock: a rebalance or a stop need not wait for the pause
                 await self.sleep(self.retry_pause)
+
+    def _pause_or_resume(self, consumer: AIOKafkaConsumer) -> None:
+        """Pause every assigned partition while ``backpressure`` says so (newly assigned ones too); resume after."""
+        assert self.backpressure is not None
+        paused, assigned = consumer.paused(), consumer.assignment()
+        if self.backpressure():
+            if paused != assigned:
+                if not paused:
+                    log.warning("%s: pausing consumption until the join store drains (back-pressure)", self.label)
+                consumer.pause(*assigned)
+                CONSUMPTION_PAUSED.labels(self.source_name).set(1)
+        elif paused:
+            log.warning("%s: resuming consumption", self.label)
+            consumer.resume(*paused)
+            CONSUMPTION_PAUSED.labels(self.source_name).set(0)
 
     def _rewind(
         self,

@@ -3,9 +3,11 @@ kept in Redis under ``{prefix}join:{model}:{event_id}``.
 
 A record expires from Redis twice the label TTL after it was written; the record itself says when its label
 becomes late (``expires_ms``), so a late label is told apart from one whose event was never seen.
-When Redis is unreachable, writes wait in a bounded buffer. After a failed write, or while a write is still
-waiting for Redis (a hung server answers nothing until the socket timeout), the scorer only buffers, so scoring
-keeps its pace; the next batch after ``retry_seconds``, and the worker's timer, retry.
+When Redis is unreachable, writes wait in a buffer. After a failed write, or while a write is still waiting for
+Redis (a hung server answers nothing until the socket timeout), the scorer only buffers, so scoring keeps its
+pace; the next batch after ``retry_seconds``, and the worker's timer, retry. The buffer never drops a record: once
+it holds ``max_buffered`` records it is :attr:`JoinStore.full` and the scorer pauses consumption until Redis
+took them (back-pressure; ``driftline_join_buffered`` and ``driftline_consumption_paused`` say so).
 
 >>> JoinRecord.from_json(JoinRecord({"x": 1.0}, True, {"True": 0.9}, 0.9, 3, 10).to_json()).version
 3
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import itertools
 import logging
 import time
 
@@ -23,11 +26,12 @@ import redis.asyncio as aioredis
 
 from driftline.contract import keys
 from driftline.streams.learning_stage import JoinRecord
-from driftline.streams.metrics import REDIS_ERRORS
+from driftline.streams.metrics import JOIN_BUFFERED, REDIS_ERRORS
 
 log = logging.getLogger(__name__)
 
-MAX_BUFFERED_WRITES = 1_000_000
+#: Records written to Redis in one command when a buffer is flushed.
+FLUSH_CHUNK = 5_000
 #: Seconds after a failed write during which batches only buffer (the timer still retries).
 RETRY_SECONDS = 1.0
 SET_MANY_WITH_TTL = """
@@ -41,12 +45,20 @@ return #KEYS
 class JoinStore:
     """Redis-backed join records, written by scorers and read by the learner."""
 
-    def __init__(self, client: aioredis.Redis, prefix: str, ttl_seconds: int, retry_seconds: float = RETRY_SECONDS):
+    def __init__(
+        self,
+        client: aioredis.Redis,
+        prefix: str,
+        ttl_seconds: int,
+        retry_seconds: float = RETRY_SECONDS,
+        max_buffered: int = 200_000,
+    ):
         self.client = client
         self.prefix = prefix
         self.redis_ttl = 2 * ttl_seconds
         self.retry_seconds = retry_seconds
-        self._buffer: collections.deque[tuple[str, bytes]] = collections.deque(maxlen=MAX_BUFFERED_WRITES)
+        self.max_buffered = max_buffered
+        self._buffer: collections.deque[tuple[str, bytes]] = collections.deque()
         self._set_many = client.register_script(SET_MANY_WITH_TTL)
         self._flushing = asyncio.Lock()
         self._retry_at = 0.0
@@ -59,12 +71,18 @@ class JoinStore:
         """Writes waiting for Redis to come back."""
         return len(self._buffer)
 
+    @property
+    def full(self) -> bool:
+        """The buffer holds ``max_buffered`` records or more: the scorer must not consume until it drains."""
+        return len(self._buffer) >= self.max_buffered
+
     async def put_many(self, model: str, records: list[tuple[str, JoinRecord]]) -> None:
         """Store records (event_id, record); never raises: on Redis errors they are kept and retried.
 
         Only buffers while another write is waiting for Redis or ``retry_seconds`` after a failed one.
         """
         self._buffer.extend((self.key(model, event_id), record.to_json()) for event_id, record in records)
+        JOIN_BUFFERED.set(len(self._buffer))
         if self._flushing.locked() or time.monotonic() < self._retry_at:
             return
         await self.flush()
@@ -76,19 +94,20 @@ class JoinStore:
         outage reach Redis even when no event follows; one flush at a time.
         """
         async with self._flushing:
-            if not self._buffer:
-                return 0
-            pending = list(self._buffer)
-            try:
-                # One command per batch: a server-side loop of SET ... EX (500 pipelined SETs cost ~10x more CPU)
-                await self._set_many(keys=[k for k, _ in pending], args=[self.redis_ttl, *(v for _, v in pending)])
-            except (redis.RedisError, OSError) as exc:
-                self._retry_at = time.monotonic() + self.retry_seconds
-                REDIS_ERRORS.labels("join_write").inc()
-                log.warning("join store unreachable, %d writes buffered: %r", len(self._buffer), exc)
-                return len(self._buffer)
-            for _ in pending:
-                self._buffer.popleft()
+            while self._buffer:
+                # records are only appended meanwhile: the first len(pending) are the ones written
+                pending = list(itertools.islice(self._buffer, FLUSH_CHUNK))
+                try:
+                    # One command per chunk: a server-side loop of SET ... EX (pipelined SETs cost ~10x more CPU)
+                    await self._set_many(keys=[k for k, _ in pending], args=[self.redis_ttl, *(v for _, v in pending)])
+                except (redis.RedisError, OSError) as exc:
+                    self._retry_at = time.monotonic() + self.retry_seconds
+                    REDIS_ERRORS.labels("join_write").inc()
+                    log.warning("join store unreachable, %d writes buffered: %r", len(self._buffer), exc)
+                    break
+                for _ in pending:
+                    self._buffer.popleft()
+            JOIN_BUFFERED.set(len(self._buffer))
             return len(self._buffer)
 
     async def get_many(self, model: str, event_ids: list[str]) -> list[JoinRecord | None]:

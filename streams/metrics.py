@@ -37,6 +37,10 @@ LEARNER_METRIC = Gauge("driftline_prequential_metric", "Prequential metric of th
 LABELS_LEARNED = Counter("driftline_labels_learned_total", "Labels joined and learned", ["model"])
 CHALLENGER_SCORED = Counter("driftline_challenger_scored_total", "Events scored in shadow by a challenger", ["model"])
 REVIEW_REQUESTS = Counter("driftline_review_requests_total", "Low-confidence predictions sent to review", ["model"])
+JOIN_BUFFERED = Gauge("driftline_join_buffered", "Join records waiting for Redis (the scorer pauses when full)")
+CONSUMPTION_PAUSED = Gauge(
+    "driftline_consumption_paused", "1 while a source has paused consumption (back-pressure)", ["stage"]
+)
 REDIS_ERRORS = Counter("driftline_redis_errors_total", "Redis operations that failed and were retried", ["op"])
 
 HTTP_REQUESTS = Counter("driftline_http_requests_total", "V2 API requests by route and status", ["route", "status"])

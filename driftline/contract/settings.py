@@ -130,6 +130,11 @@ class Settings(BaseSettings):
     join_grace_seconds: float = Field(
         30.0, ge=0, description="A label whose event is not scored yet waits this long for it before dead-letter."
     )
+    join_buffer_max: int = Field(
+        200_000,
+        ge=1,
+        description="Join records held while Redis is unreachable; when full, scoring pauses until they are written.",
+    )
     checkpoint_interval_ms: int = Field(
         500, ge=0, description="Under load the learner checkpoints at most this often (always when caught up)."
     )

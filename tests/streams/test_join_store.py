@@ -3,20 +3,27 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
+import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import redis
 import redis.asyncio as aioredis
 from prometheus_client import REGISTRY
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
-from driftline.embedded.stack import EmbeddedServer, start_redis
+from driftline.contract.settings import Settings
+from driftline.embedded.stack import EmbeddedServer, free_port, start_redis
 from driftline.streams.join_store import JoinStore
 from driftline.streams.learning_stage import JoinRecord
+from tests.harness import WorkerProcess, busy_cores, event, prediction_ids, publish, read_until
+from tests.streams.test_faults import metric
 
 
 @pytest.fixture
@@ -65,3 +72,53 @@ def test_while_redis_hangs_batches_only_buffer_and_reach_redis_once_it_answers(o
     assert result["after_failure"] == 190, "the batches written while Redis hung are buffered, none dropped"
     assert result["left"] == 0
     assert result["stored"] == 210, "every buffered record reaches Redis once it answers"
+
+
+@pytest.mark.integration
+def test_a_full_join_buffer_pauses_scoring_drops_nothing_and_scoring_resumes_when_redis_answers(
+    own_redis, tmp_path, stack
+):
+    """A worker whose Redis hangs with a 300-record join buffer: it pauses consumption (metric says so) instead
+    of dropping records; once Redis answers every event is scored once and every join record is stored."""
+    settings = Settings(
+        broker_url=stack.broker_url,
+        redis_url=f"redis://127.0.0.1:{own_redis.port}/0",
+        topic_prefix=f"t{uuid.uuid4().hex[:8]}.",
+        model_hmac_key="k",
+        http_port=0,
+        join_buffer_max=300,
+        batch_size=100,
+    )
+    port = free_port()
+    worker = WorkerProcess(settings, tmp_path, DRIFTLINE_METRICS_PORT=str(port)).start()
+    client = redis.Redis(host="127.0.0.1", port=own_redis.port)
+    n = 2000
+    try:
+        asyncio.run(publish(settings, "events", [(b"k", event(i)) for i in range(100)]))
+        asyncio.run(read_until(settings, ["predictions"], lambda seen: len(seen["predictions"]) >= 100))
+        with busy_cores():
+            os.kill(own_redis.pid, signal.SIGSTOP)
+            try:
+                asyncio.run(publish(settings, "events", [(b"k", event(i)) for i in range(100, n)]))
+                deadline = time.monotonic() + 120
+                while metric(port, "driftline_consumption_paused") != 1:
+                    assert worker.alive() and time.monotonic() < deadline, worker.log()[-3000:]
+                    time.sleep(0.1)
+                buffered = metric(port, "driftline_join_buffered")
+                scored_while_paused = metric(port, "driftline_events_scored_total")
+            finally:
+                os.kill(own_redis.pid, signal.SIGCONT)
+            out = asyncio.run(read_until(settings, ["predictions"], lambda seen: len(seen["predictions"]) >= n))
+        deadline = time.monotonic() + 60
+        while (stored := len(client.keys(f"{settings.redis_prefix}join:default:*"))) < n:
+            assert time.monotonic() < deadline, f"{stored} join records stored"
+            time.sleep(0.1)
+        resumed = metric(port, "driftline_consumption_paused") == 0
+    finally:
+        worker.stop()
+        client.close()
+    ids = prediction_ids(out["predictions"])
+    print(json.dumps({"buffered_when_paused": buffered, "scored_when_paused": scored_while_paused}), flush=True)
+    assert 300 <= buffered < 300 + 100 and scored_while_paused < n, "paused at the bound, not after everything"
+    assert sorted(ids) == sorted(f"e{i}" for i in range(n)), "every event scored once"
+    assert stored == n and resumed, "every join record reached Redis; consumption resumed"
