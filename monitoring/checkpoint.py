@@ -36,7 +36,16 @@ _SIGNED, _UNSIGNED = b"S", b"U"
 
 def seal(obj: Any, key: bytes | None = None) -> bytes:
     """``obj`` pickled and compressed; signed when ``key`` is given."""
-    payload = zlib.compress(pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL), 1)  # 2x faster than 6, 9% larger
+    return seal_pickled(pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL), key)
+
+
+def seal_pickled(pickled: bytes, key: bytes | None = None) -> bytes:
+    """:func:`seal` of an object pickled beforehand (pickle where the object is consistent, seal anywhere).
+
+    >>> unseal(seal_pickled(pickle.dumps({"events": 3}), b"k"), b"k")
+    {'events': 3}
+    """
+    payload = zlib.compress(pickled, 1)  # 2x faster than 6, 9% larger
     if key is None:
         return MAGIC + _UNSIGNED + payload
     return MAGIC + _SIGNED + hmac.new(key, payload, hashlib.sha256).digest() + payload

@@ -119,6 +119,8 @@ class Worker:
         self.joins: JoinStore
         self.learning: LabelLearner
         self._pending_alerts: list[Alert] = []
+        #: Alerts whose action is still to be taken (see _act).
+        self._to_act: list[Alert] = []
         self.thresholds: dict[str, float] = {}
         #: The V2 inference API's listening socket (bound before start, so a taken port fails the command).
         self.http_socket: socket.socket | None = None
@@ -166,9 +168,9 @@ class Worker:
                     for i, (event, row, s) in enumerate(zip(group.events, group.rows, group.scored, strict=True))
                 ],
             )
-        alerts = self._watch(batch)
-        if alerts:  # actions write to Redis (registry, thresholds, retrain requests): off the event loop
-            self._pending_alerts += await asyncio.to_thread(lambda: [self.scoring_watch.act(a) for a in alerts])
+        await self.scoring_watch.ensure([group.loaded.meta for group in batch.by_model.values()])  # off the loop
+        alerts, self._to_act = self._to_act + self._watch(batch), []
+        await self._act(alerts)
         topic = self.settings.topic
         await publisher.send_many(topic("predictions"), batch.predictions)
         await publisher.send_many(topic("review"), batch.reviews)
@@ -239,7 +241,13 @@ class Worker:
             message=f"model {name} v{version} refused: {reason}; kept the last good version",
             action=choose_action("model_integrity", self.scoring_watch.config.actions),
         )
-        self._pending_alerts.append(self.scoring_watch.act(alert))
+        self._to_act.append(alert)  # its action (a rollback: Redis calls) runs off the event loop, see _act
+
+    async def _act(self, alerts: list[Alert]) -> None:
+        """Carry out the alerts' actions (they write to Redis: registry, thresholds, retrain requests) off the
+        event loop; the alerts go out with the next batch."""
+        if alerts:
+            self._pending_alerts += await asyncio.to_thread(lambda: [self.scoring_watch.act(a) for a in alerts])
 
     # --- wiring ------------------------------------------------------------------------------
     def consumer_kwargs(self) -> dict:
@@ -328,7 +336,7 @@ class Worker:
         if self.http is not None:
             await self.http.stop()
         if hasattr(self, "scoring_watch"):
-            await asyncio.to_thread(self.scoring_watch.save)
+            await self.scoring_watch.save()
         if hasattr(self, "publisher"):
             await self.publisher.producer.stop()
         if self.webhook is not None:  # its aiohttp session ("Unclosed client session" otherwise)
@@ -416,6 +424,8 @@ class Worker:
         async def _reload() -> None:
             await self.joins.flush()  # join writes buffered during a Redis outage, also when no event follows
             await self.models.refresh()
+            to_act, self._to_act = self._to_act, []
+            await self._act(to_act)  # e.g. a version refused by the refresh: its rollback
             await self._refresh_thresholds()
             self.scoring_watch.export()
             self.learning.watch.export()
@@ -426,7 +436,7 @@ class Worker:
 
         @app.timer(MONITOR_CHECKPOINT_SECONDS)
         async def _checkpoint_monitors() -> None:
-            await asyncio.to_thread(self.scoring_watch.save)
+            await self.scoring_watch.save()
 
         if settings.webhook_url:
             self._deliver_alerts(app, settings.webhook_url)

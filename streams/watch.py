@@ -10,7 +10,10 @@ previous version, ``adjust_threshold`` stores the decision threshold scorers app
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import pickle
+import time
 from typing import Literal
 
 import redis
@@ -21,6 +24,7 @@ from driftline.contract.settings import Settings
 from driftline.models.registry import ModelRegistry
 from driftline.models.version import ModelVersion, UnknownModelError
 from driftline.monitoring.actions import retrain_request
+from driftline.monitoring.checkpoint import seal_pickled
 from driftline.monitoring.monitor import Monitor, MonitorConfig
 from driftline.streams.metrics import REDIS_ERRORS
 from driftline.streams.metrics_drift import METRICS, init_model_metrics
@@ -31,6 +35,8 @@ log = logging.getLogger(__name__)
 Role = Literal["scoring", "learning"]
 MAX_RETRAIN_REQUESTS = 1000
 RETRAIN_LOOKBACK_MS = 24 * 3600 * 1000
+#: Seconds between attempts to restore a monitor whose checkpoint Redis could not give.
+RESTORE_RETRY_SECONDS = 5.0
 
 
 def monitor_config(settings: Settings) -> MonitorConfig:
@@ -56,46 +62,97 @@ class Watch:
         self.prefix = settings.redis_prefix
         self.config = monitor_config(settings)
         self.monitors: dict[str, Monitor] = {}
+        #: Monitors started while Redis could not give their checkpoint: never saved (they would overwrite the
+        #: checkpoint's evidence), replaced by the checkpoint once Redis answers; name -> next attempt (monotonic).
+        self.provisional: dict[str, float] = {}
 
     def key(self, name: str) -> str:
         return keys.monitor(self.prefix, name, self.role)
 
+    async def ensure(self, metas: list[ModelVersion]) -> None:
+        """Restore (off the event loop) the monitors of ``metas`` not in memory yet, and retry provisional ones."""
+        now = time.monotonic()
+        for meta in metas:
+            due = self.provisional.get(meta.name)
+            if (meta.name in self.monitors and due is None) or (due is not None and now < due):
+                continue
+            try:
+                blob = await asyncio.to_thread(self.client.get, self.key(meta.name))
+            except redis.RedisError as exc:
+                self._provisional(meta, exc)
+                continue
+            restored = await asyncio.to_thread(self._build, meta, blob)
+            if due is not None:
+                log.warning("monitor of %s restored from its checkpoint once Redis answered", meta.name)
+            self.provisional.pop(meta.name, None)
+            self.monitors[meta.name] = restored
+
     def monitor(self, meta: ModelVersion, blob: bytes | None = None) -> Monitor:
-        """The monitor of ``meta.name``: in memory, else restored from ``blob``/its checkpoint, else new."""
+        """The monitor of ``meta.name``: in memory, else restored from ``blob``/its checkpoint, else new (when
+        Redis cannot say whether a checkpoint exists: a provisional one, see :attr:`provisional`)."""
         if meta.name in self.monitors:
             return self.monitors[meta.name]
-        key = self.settings.hmac_key()
-        try:
-            blob = blob if blob is not None else self.client.get(self.key(meta.name))
-        except redis.RedisError:
-            REDIS_ERRORS.labels("monitor_restore").inc()
-            blob = None
-        monitor = None
+        if blob is None:
+            try:
+                blob = self.client.get(self.key(meta.name))
+            except redis.RedisError as exc:
+                return self._provisional(meta, exc)
+        self.monitors[meta.name] = self._build(meta, blob)
+        return self.monitors[meta.name]
+
+    def _provisional(self, meta: ModelVersion, exc: Exception) -> Monitor:
+        REDIS_ERRORS.labels("monitor_restore").inc()
+        if meta.name not in self.monitors:
+            log.warning(
+                "monitor checkpoint of %s unreachable (%r): a provisional monitor watches until Redis answers, "
+                "then the checkpoint replaces it",
+                meta.name,
+                exc,
+            )
+            self.monitors[meta.name] = self._build(meta, None, reference=False)
+        self.provisional[meta.name] = time.monotonic() + RESTORE_RETRY_SECONDS
+        return self.monitors[meta.name]
+
+    def _build(self, meta: ModelVersion, blob: bytes | None, reference: bool = True) -> Monitor:
+        """The monitor restored from ``blob``, else a new one (with the version's reference profile)."""
+        init_model_metrics(meta.name)
         if blob:
             try:
-                monitor = Monitor.restore(blob, key, deduplicator=self.dedup)
+                return Monitor.restore(blob, self.settings.hmac_key(), deduplicator=self.dedup)
             except Exception as exc:  # noqa: BLE001 - refused, or pickled by another code version: start fresh
                 log.error("monitor checkpoint of %s not restored, starting fresh: %r", meta.name, exc)
-        if monitor is None:
+        profile = None
+        if reference:
             try:
-                reference = self.registry.reference(meta.name, meta.version)
+                profile = self.registry.reference(meta.name, meta.version)
             except (UnknownModelError, redis.RedisError):
-                reference = None
-            monitor = Monitor(meta.name, meta.feature_schema(), meta.task, reference, self.config, self.dedup)
-        init_model_metrics(meta.name)
-        self.monitors[meta.name] = monitor
-        return monitor
+                profile = None
+        return Monitor(meta.name, meta.feature_schema(), meta.task, profile, self.config, self.dedup)
 
     def snapshot(self, name: str) -> bytes:
         return self.monitors[name].snapshot(self.settings.hmac_key())
 
-    def save(self) -> None:
-        """Checkpoint every monitor (scoring role); Redis errors are counted, never raised."""
-        for name in list(self.monitors):
+    def pickled(self) -> dict[str, bytes]:
+        """Every checkpointable monitor pickled now (on the event loop: a consistent state, not one torn by
+        batches observed while a thread pickles it)."""
+        return {
+            name: pickle.dumps(monitor, protocol=pickle.HIGHEST_PROTOCOL)
+            for name, monitor in self.monitors.items()
+            if name not in self.provisional
+        }
+
+    def write(self, pickled: dict[str, bytes]) -> None:
+        """Seal and store :meth:`pickled` checkpoints (blocking: run it in a thread); Redis errors are counted."""
+        key = self.settings.hmac_key()
+        for name, state in pickled.items():
             try:
-                self.client.set(self.key(name), self.snapshot(name))
+                self.client.set(self.key(name), seal_pickled(state, key))
             except redis.RedisError:
                 REDIS_ERRORS.labels("monitor_checkpoint").inc()
+
+    async def save(self) -> None:
+        """Checkpoint every monitor (scoring role): pickled on the loop, sealed and written off it."""
+        await asyncio.to_thread(self.write, self.pickled())
 
     def export(self) -> None:
         """Set the Prometheus gauges of every monitor."""
