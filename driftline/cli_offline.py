@@ -154,8 +154,12 @@ def _train_summary(m: dict[str, Any], out: Path) -> list[Any]:
     for c in m["candidates"]:
         mark = " <- chosen" if c["name"] == m["chosen"]["name"] else ""
         table.add_row(c["name"] + mark, c["role"], f"{_num(c['cv_mean'])} ± {_num(c['cv_std'])}")
-    test, base, gain = m["test"], m["baseline"], m["improvement"]
+    test, base, gain, data = m["test"], m["baseline"], m["improvement"], m["data"]
+    kinds = ", ".join(f"{name} {kind}" for name, kind in data["features"].items())
+    conflicts = ", ".join(f"{name}: {count}" for name, count in data.get("conflicts", {}).items())
     return [
+        f"task {m['task']}; schema: {kinds}",
+        *([f"dropped {data['conflicting_dropped']:,} conflicting rows ({conflicts})"] if conflicts else []),
         table,
         (
             f"test {metric} {_num(test['value'])} [{_num(test['ci_low'])}, {_num(test['ci_high'])}] on "

@@ -25,7 +25,7 @@ binary from 1001 labels (classes 0, 1); 1 stray label (2: 1) does not fit and is
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -140,29 +140,37 @@ def infer_task_of(target: Sequence[Any]) -> TaskInference:
     >>> infer_task_of([1.5, 2.25, 3.0, "n/a"] * 100).strays
     {'n/a': 100}
     """
-    values = [v for v in target if v is not None]
-    if not values:
+    return task_from_counts(Counter(v for v in target if v is not None))
+
+
+def task_from_counts(counts: Mapping[Any, int]) -> TaskInference:
+    """:func:`infer_task_of` from each label value's count (a table's ``value_counts``)."""
+    n = sum(counts.values())
+    if not n:
         raise AmbiguousTask("no labels to infer the task from: set the task explicitly")
-    n = len(values)
-    texts = [v for v in values if isinstance(v, str)]
-    numbers = [v for v in values if not isinstance(v, str)]
-    kept, stray_kind = (texts, numbers) if len(texts) > len(numbers) else (numbers, texts)
-    strays = Counter(category_text(v) for v in stray_kind)
+    texts = {v: c for v, c in counts.items() if isinstance(v, str)}
+    numbers = {v: c for v, c in counts.items() if not isinstance(v, str)}
+    kept, stray_kind = (texts, numbers) if sum(texts.values()) > sum(numbers.values()) else (numbers, texts)
+    strays: Counter[str] = Counter()
+    for value, count in stray_kind.items():
+        strays[category_text(value)] += count
     if kept is numbers:
-        fractional = sum(1 for v in numbers if not isinstance(v, bool) and not float(v).is_integer())
-        if fractional >= STRAY_SHARE * n or len(set(numbers)) > MAX_CLASSES:
+        fractional = sum(c for v, c in numbers.items() if not isinstance(v, bool) and not float(v).is_integer())
+        if fractional >= STRAY_SHARE * n or len(numbers) > MAX_CLASSES:
             return TaskInference("regression", n, (), dict(strays))
-    counts = Counter(category_text(v) for v in kept)
-    classes = sorted(value for value, count in counts.items() if count >= CLASS_SHARE * n)
-    unclear = sorted(value for value, count in counts.items() if STRAY_SHARE * n <= count < CLASS_SHARE * n)
+    by_text: Counter[str] = Counter()
+    for value, count in kept.items():
+        by_text[category_text(value)] += count
+    classes = sorted(value for value, count in by_text.items() if count >= CLASS_SHARE * n)
+    unclear = sorted(value for value, count in by_text.items() if STRAY_SHARE * n <= count < CLASS_SHARE * n)
     if unclear:
         value = unclear[0]
         raise AmbiguousTask(
-            f"the labels do not say the task: {value!r} is {counts[value] / n:.1%} of {n} labels (a class if "
+            f"the labels do not say the task: {value!r} is {by_text[value] / n:.1%} of {n} labels (a class if "
             f"{CLASS_SHARE:.0%} or more, a stray if under {STRAY_SHARE:.0%}): set the task (binary or multiclass) "
             "explicitly"
         )
-    strays.update({value: count for value, count in counts.items() if count < STRAY_SHARE * n})
+    strays.update({value: count for value, count in by_text.items() if count < STRAY_SHARE * n})
     return TaskInference("binary" if len(classes) <= 2 else "multiclass", n, tuple(classes), dict(strays))
 
 

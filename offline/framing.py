@@ -29,7 +29,8 @@ from typing import Any, Literal
 import pandas as pd
 import tomli_w
 
-from driftline.models.specs import TASKS, Task, infer_task
+from driftline.models.features import category_text
+from driftline.models.specs import TASKS, AmbiguousTask, Task, TaskInference, task_from_counts
 from driftline.offline.errors import OfflineError
 from driftline.offline.targets import native
 
@@ -148,14 +149,29 @@ def default_costs(task: Task) -> dict[str, float]:
     return dict.fromkeys(COST_KEYS[task], 1.0)
 
 
+def target_inference(values: pd.Series) -> TaskInference:
+    """The task most of a target column's values agree on, and its stray values
+    (see :func:`driftline.models.specs.infer_task_of`); :class:`OfflineError` when the column is ambiguous.
+
+    >>> target_inference(pd.Series([0, 1] * 200 + [7])).describe()
+    'binary from 401 labels (classes 0, 1); 1 stray label (7: 1) does not fit and is rejected'
+    """
+    counts: dict[Any, int] = {}
+    for value, count in values.dropna().value_counts(sort=False).items():
+        counts[native(value)] = counts.get(native(value), 0) + int(count)
+    try:
+        return task_from_counts(counts)
+    except AmbiguousTask as exc:
+        raise OfflineError(f"target '{values.name}': {exc} ([problem] task in the card)") from None
+
+
 def target_task(values: pd.Series) -> Task:
-    """The task implied by a target column (see :func:`driftline.models.specs.infer_task`), from its distinct values.
+    """The task implied by a target column (see :func:`target_inference`).
 
     >>> target_task(pd.Series([0.5, 1.5, 2.25, 3.0]))
     'regression'
     """
-    distinct = pd.unique(values.dropna())
-    return infer_task([native(v) for v in distinct])
+    return target_inference(values).task
 
 
 def default_positive_class(values: pd.Series) -> Any:
@@ -165,7 +181,8 @@ def default_positive_class(values: pd.Series) -> Any:
     >>> default_positive_class(pd.Series([1, 0, 0])), default_positive_class(pd.Series(["ok", "fraud", "ok"]))
     (1, 'fraud')
     """
-    classes = sorted((native(v) for v in pd.unique(values.dropna())), key=str)
+    strays = set(target_inference(values).strays)
+    classes = sorted((native(v) for v in pd.unique(values.dropna()) if category_text(native(v)) not in strays), key=str)
     if {str(c) for c in classes} in ({"0", "1"}, {"False", "True"}, {"0.0", "1.0"}):
         return next(c for c in classes if str(c) in ("1", "True", "1.0"))
     counts = values.map(native).value_counts()

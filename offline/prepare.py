@@ -23,6 +23,7 @@ Examples
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
@@ -35,11 +36,81 @@ from sklearn.preprocessing import OneHotEncoder, OrdinalEncoder, StandardScaler
 
 from driftline.models.features import FeatureSchema, category_text
 from driftline.offline.errors import OfflineError
-from driftline.offline.framing import FramingCard
+from driftline.offline.framing import FramingCard, target_inference
+from driftline.offline.targets import native
 
 MISSING_CATEGORY = "__missing__"
 #: Category levels kept by the one-hot / ordinal encoders; rarer ones share an "infrequent" level.
 MAX_CATEGORIES = 50
+
+
+@dataclass(frozen=True)
+class Conformed:
+    """A table whose columns hold the kind most of their values agree on, without the rows that conflict."""
+
+    frame: pd.DataFrame
+    #: column -> rows whose value conflicts with the column's kind (text in a numeric column, a stray label)
+    conflicts: dict[str, int]
+    #: rows dropped (a row conflicting in two columns counts once)
+    dropped: int
+
+    def describe(self) -> str:
+        """One line for the report (empty when nothing conflicted)."""
+        if not self.dropped:
+            return ""
+        where = ", ".join(f"{name}: {count}" for name, count in self.conflicts.items())
+        return f"dropped {self.dropped} rows whose values conflict with their column's kind ({where})"
+
+
+def conform_columns(df: pd.DataFrame, card: FramingCard) -> Conformed:
+    """Make each column the kind most of its values agree on and drop the rows that conflict, with a count.
+
+    A text column (one ``?`` cell is enough for pandas) whose values are mostly numbers becomes numeric unless
+    the card lists it as categorical; a regression target the same; a classification target drops its stray
+    labels (values under 1% of the rows, see :func:`driftline.offline.framing.target_inference`) when the
+    card's task is the one the labels agree on.
+
+    >>> df = pd.DataFrame({"age": ["31", "?", "45", "52"], "y": [0, 1, 0, 1]})
+    >>> from driftline.offline.framing import draft_card
+    >>> conformed = conform_columns(df, draft_card(df, "y"))
+    >>> conformed.frame["age"].tolist(), conformed.conflicts, conformed.describe()
+    ([31.0, 45.0, 52.0], {'age': 1}, "dropped 1 rows whose values conflict with their column's kind (age: 1)")
+    """
+    skip = {card.time_column, *card.id_columns, *card.exclude, *card.categorical}
+    numeric = [n for n in df.columns if n not in skip and (n != card.target or card.task == "regression")]
+    bad = pd.Series(False, index=df.index)
+    conflicts: dict[str, int] = {}
+    columns: dict[str, pd.Series] = {}
+    for name in numeric:
+        column = df[name]
+        if pd.api.types.is_numeric_dtype(column) or pd.api.types.is_datetime64_any_dtype(column):
+            continue
+        parsed = pd.to_numeric(column.astype(object).where(column.notna(), None), errors="coerce")
+        texts = column.notna() & parsed.isna()
+        if int(parsed.notna().sum()) > int(texts.sum()):
+            columns[name] = parsed
+            if texts.any():
+                conflicts[name] = int(texts.sum())
+                bad |= texts
+    if card.target in df.columns and card.task != "regression":
+        stray = _stray_targets(df[card.target], card)
+        if stray.any():
+            conflicts[card.target] = int(stray.sum())
+            bad |= stray
+    frame = df.assign(**columns) if columns else df
+    dropped = int(bad.sum())
+    return Conformed(frame[~bad] if dropped else frame, conflicts, dropped)
+
+
+def _stray_targets(target: pd.Series, card: FramingCard) -> pd.Series:
+    try:
+        inferred = target_inference(target)
+    except OfflineError:  # ambiguous: the card's task decides, nothing is a stray
+        return pd.Series(False, index=target.index)
+    if inferred.task != card.task or not inferred.strays:
+        return pd.Series(False, index=target.index)
+    strays = set(inferred.strays)
+    return target.map(lambda v: not _missing(v) and category_text(native(v)) in strays).astype(bool)
 
 
 def feature_schema(df: pd.DataFrame, card: FramingCard) -> FeatureSchema:

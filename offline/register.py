@@ -47,6 +47,12 @@ def data_summary(metrics: dict[str, Any], online: OnlineArtifact, directory: Pat
         "positive_class": online.positive_class,
         "label_encoding": online.meta.get("label_encoding"),
         "rows_used": metrics["data"]["rows_used"],
+        "inferred": {
+            "task": metrics.get("task"),
+            "schema": metrics["data"].get("features"),
+            "conflicts": metrics["data"].get("conflicts", {}),
+            "conflicting_dropped": metrics["data"].get("conflicting_dropped", 0),
+        },
         "train_rows": metrics["split"]["train_rows"],
         "test_sha256": metrics["split"]["test_sha256"],
         "offline_chosen_model": metrics["chosen"]["name"],

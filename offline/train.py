@@ -24,7 +24,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -57,7 +57,7 @@ from driftline.offline.export import (
     write_pickle,
 )
 from driftline.offline.framing import FramingCard, card_to_dict, load_card
-from driftline.offline.prepare import deduplicate, feature_schema
+from driftline.offline.prepare import conform_columns, deduplicate, feature_schema
 from driftline.offline.profile import reference_profile
 from driftline.offline.progress import NullProgress, Progress
 from driftline.offline.report import ReportInputs, render_report
@@ -151,24 +151,38 @@ class PreparedRows:
     missing_target: int
     duplicates: int
     rows_used: int
+    conflicts: dict[str, int] = field(default_factory=dict)
+    conflicting: int = 0
 
 
 def prepare_rows(df: pd.DataFrame, card: FramingCard) -> PreparedRows:
     """Check ``df`` against the card, keep the used columns, drop rows without a target and exact duplicates,
     encode the target, and parse the time order / group ids the split needs."""
+    rows_read = len(df)
+    conformed = conform_columns(df, card)
+    df = conformed.frame
     check_frame(df, card)
     schema = feature_schema(df, card)
     used = [c for c in df.columns if c in {card.target, card.time_column, *card.id_columns, *schema.kinds}]
     frame = df[used]
-    rows_read = len(frame)
     frame = frame[frame[card.target].notna()]
-    missing_target = rows_read - len(frame)
+    missing_target = len(df) - len(frame)
     frame, duplicates = deduplicate(frame)
     codes, labels = encode_target(frame[card.target], card.task, card.positive_class)
     order = _time_order(frame[card.time_column]) if card.time_column else None
     groups = frame[card.id_columns[0]].to_numpy() if card.split.strategy == "group" else None
     return PreparedRows(
-        frame.assign(**{CODE: codes}), schema, labels, order, groups, rows_read, missing_target, duplicates, len(frame)
+        frame.assign(**{CODE: codes}),
+        schema,
+        labels,
+        order,
+        groups,
+        rows_read,
+        missing_target,
+        duplicates,
+        len(frame),
+        conformed.conflicts,
+        conformed.dropped,
     )
 
 
@@ -313,6 +327,8 @@ def fit_and_evaluate(df: pd.DataFrame, card: FramingCard, progress: Progress, so
             "rows_read": data.rows_read,
             "missing_target_dropped": data.missing_target,
             "duplicates_dropped": data.duplicates,
+            "conflicting_dropped": data.conflicting,
+            "conflicts": data.conflicts,
             "rows_used": data.rows_used,
             "features": schema.to_dict(),
             "feature_count": len(schema.kinds),

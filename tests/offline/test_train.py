@@ -201,3 +201,27 @@ def test_when_the_card_baseline_is_the_chosen_model_the_verdict_is_no_go(tmp_pat
     assert metrics["improvement"] == {"value": 0.0, "ci_low": 0.0, "ci_high": 0.0}
     assert metrics["verdict"]["go"] is False
     assert metrics["verdict"]["reasons"][0] == "no candidate beat the card's baseline (linear) in cross-validation"
+
+
+def test_one_question_mark_and_one_stray_label_do_not_change_a_columns_kind_or_the_task(tmp_path) -> None:
+    """A CSV whose 'mean radius' has one '?' cell and whose 0/1 target has one '2': frame infers binary, train
+    keeps 'mean radius' numeric and drops the two conflicting rows with a count, printed and in metrics.json."""
+    df = load_breast_cancer(as_frame=True).frame[["mean radius", "mean texture", "target"]]
+    df = df.astype({"mean radius": object, "target": object})
+    df.loc[10, "mean radius"], df.loc[20, "target"] = "?", 2
+    df.to_csv(tmp_path / "dirty.csv", index=False)
+    runner = CliRunner()
+    args = ["--data", str(tmp_path / "dirty.csv")]
+    framed = runner.invoke(main, ["offline", "frame", *args, "--target", "target", "--out", str(tmp_path / "c.toml")])
+    assert framed.exit_code == 0, framed.output
+    assert load_card(tmp_path / "c.toml").task == "binary"
+    (tmp_path / "c.toml").write_text((tmp_path / "c.toml").read_text().replace("bootstrap = 1000", "bootstrap = 100"))
+    result = runner.invoke(
+        main, ["offline", "train", *args, "--framing", str(tmp_path / "c.toml"), "--out", str(tmp_path / "run")]
+    )
+    assert result.exit_code == 0, result.output
+    assert "dropped 2 conflicting rows (mean radius: 1, target: 1)" in result.output
+    assert "task binary; schema: mean radius numeric, mean texture numeric" in result.output
+    data = json.loads((tmp_path / "run" / "metrics.json").read_text())["data"]
+    assert data["features"] == {"mean radius": "numeric", "mean texture": "numeric"}
+    assert (data["rows_read"], data["conflicting_dropped"], data["rows_used"]) == (569, 2, 567)
