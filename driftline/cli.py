@@ -26,6 +26,7 @@ SUBCOMMANDS = {
     "up": "driftline.cli_run:up",
     "worker": "driftline.cli_run:worker",
     "produce": "driftline.cli_run:produce",
+    "contract": "driftline.cli_contract:contract",
     "offline": "driftline.cli_offline:offline",
     "models": "driftline.cli_models:models",
     "alerts": "driftline.cli_alerts:alerts",

@@ -56,6 +56,7 @@ from pydantic import (
     StrictInt,
     StrictStr,
     ValidationError,
+    WithJsonSchema,
 )
 
 #: Model names: letters, digits, ``.``, ``_`` and ``-``, at most 128, starting with a letter or digit (they are part
@@ -129,7 +130,20 @@ def now_ms() -> int:
     return int(time.time() * 1000)
 
 
-Timestamp = Annotated[int, BeforeValidator(epoch_ms)]
+#: Epoch-ms in the records; producers may also send ISO-8601 with a timezone (the JSON Schema says both).
+Timestamp = Annotated[
+    int,
+    BeforeValidator(epoch_ms),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "integer", "minimum": 0, "maximum": MAX_TS_MS, "description": "epoch milliseconds"},
+                {"type": "string", "format": "date-time", "description": "ISO-8601 with a timezone"},
+            ]
+        },
+        mode="validation",
+    ),
+]
 #: An integer a float64 can hold (compared in pydantic's core: costs nothing for floats, ~0.1 µs an int).
 BoundedInt = Annotated[StrictInt, Field(ge=-_MAX_INT, le=_MAX_INT)]
 ModelName = Annotated[str, Field(min_length=1, max_length=128, pattern=MODEL_NAME_PATTERN.pattern)]
