@@ -7,6 +7,7 @@ Everything is one namespace; docs/ARCHITECTURE.md draws its floors. The entry po
 * :mod:`driftline.models`, :mod:`driftline.monitoring`, :mod:`driftline.offline`: the pure floors;
 * :mod:`driftline.streams`: the worker (Kafka, Redis) and its pure stages;
 * :mod:`driftline.embedded`: the embedded stack and the demo; :mod:`driftline.bench`: the benchmarks.
+* :mod:`driftline.testing`: an in-memory source and producer, to test a stage without a broker.
 
 Importing this package imports nothing else (the CLI starts fast); ``__version__`` is read from the installed
 metadata when first asked for.

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
-from dataclasses import dataclass
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from driftline.contract.records import DLQ_ERROR_CLASS, DLQ_SOURCE_OFFSET, DLQ_STAGE
 from driftline.models.bootstrap import bootstrap_model
 from driftline.models.scoring import Scored
 from driftline.models.version import ModelVersion
+from driftline.streams.publisher import Publisher
 from driftline.streams.scoring_stage import LoadedModel, ScoringPolicy, model_names, score_records
+from driftline.testing import InMemoryProducer, InMemoryRecord, InMemorySource
 from tests.strategies import DAY_MS, NOW_MS, hostile_events, malformed_events, valid_events
 
 MODEL, SCHEMA, TASK = bootstrap_model(samples=300)
@@ -34,18 +37,16 @@ LOADED = LoadedModel(
 POLICY = ScoringPolicy(default_model="default", review_confidence_threshold=0.99, max_ts_future_ms=DAY_MS)
 
 
-@dataclass
-class Record:
-    value: bytes | None
-    offset: int = 0
-    topic: str = "t.events"
-    partition: int = 0
-    key: bytes | None = None
-    timestamp: int = 0
+def records_of(values: list[bytes | None], keyed: bool = False) -> list[InMemoryRecord]:
+    """The records a consumer of ``t.events`` would read for ``values`` (offsets 0, 1, ...)."""
+    source = InMemorySource("t.events")
+    for i, value in enumerate(values):
+        source.send(value, key=f"m{i}".encode() if keyed else None)
+    return source.poll()
 
 
 def run(values: list[bytes | None], models=lambda name: LOADED if name == "default" else None, keyed=False):
-    records = [Record(v, offset=i, key=f"m{i}".encode() if keyed else None) for i, v in enumerate(values)]
+    records = records_of(values, keyed)
     _, parsed = model_names(records, POLICY, NOW_MS)
     return score_records(records, parsed, models, POLICY, now_ms=lambda: 5.0)
 
@@ -171,7 +172,7 @@ def test_explanations_ride_on_the_predictions_and_one_that_fails_dead_letters_it
         json.dumps({"event_id": str(i), "ts": NOW_MS, "features": {"salary": float(i) * 1000, "age": 40.0}}).encode()
         for i in range(20)
     ]
-    records = [Record(v, offset=i) for i, v in enumerate(values)]
+    records = records_of(values)
     explaining = ScoringPolicy(default_model="default", explain_top_k=2)
     _, parsed = model_names(records, explaining, NOW_MS)
     batch = score_records(records, parsed, lambda name: LOADED, explaining, now_ms=lambda: 5.0)
@@ -194,3 +195,32 @@ def test_explanations_ride_on_the_predictions_and_one_that_fails_dead_letters_it
     (letter,) = batch.dead_letters
     assert (letter.offset, letter.stage, letter.error_class) == (13, "unexpected", "FloatingPointError")
     assert len(batch.predictions) == 19 and len(batch.by_model["default"].explanations) == 19
+
+
+def test_a_polled_batch_published_in_memory_gives_each_message_one_output_and_dead_letters_their_reason():
+    """Source -> stage -> the worker's Publisher, no broker: predictions keyed by event id, each dead letter
+    the original bytes with the stage, class and source offset in its headers; the batch is committed whole."""
+    source = InMemorySource("t.events")
+    good = [json.dumps(e).encode() for e in ({"event_id": f"e{i}", "ts": NOW_MS, "features": {}} for i in range(3))]
+    source.extend([good[0], b"{", good[1], b'{"event_id": "x", "ts": 1, "features": {"age": [1]}}', good[2]])
+    batch = source.poll(max_records=10)
+    _, parsed = model_names(batch, POLICY, NOW_MS)
+    scored = score_records(batch, parsed, lambda name: LOADED, POLICY, now_ms=lambda: 5.0)
+    producer = InMemoryProducer(partitions=3)
+
+    async def publish() -> None:
+        publisher = Publisher(producer)
+        await publisher.send_many("t.predictions", scored.predictions)
+        await publisher.send_dead_letters("t.dead-letter", scored.dead_letters)
+        await publisher.flush()
+
+    asyncio.run(publish())
+    source.commit(batch)
+    assert sorted(r.key for r in producer.published("t.predictions")) == [b"e0", b"e1", b"e2"]
+    letters = producer.published("t.dead-letter")
+    assert [r.value for r in letters] == [b"{", b'{"event_id": "x", "ts": 1, "features": {"age": [1]}}']
+    assert [(r.header(DLQ_STAGE), r.header(DLQ_ERROR_CLASS), r.header(DLQ_SOURCE_OFFSET)) for r in letters] == [
+        ("deserialize", "JSONDecodeError", "1"),
+        ("validate", "ValidationError", "3"),
+    ]
+    assert source.pending() == 0 and source.poll() == []
