@@ -127,6 +127,8 @@ class Worker:
         self.http: InferenceApi | None = None
         #: What /healthz and /readyz answer.
         self.health = Health()
+        #: True once :meth:`start` created the clients the timers use (they may fire before it finished).
+        self.started = False
         self.running: list[BatchSource] = []
         self.webhook: WebhookSender | None = None
 
@@ -330,6 +332,7 @@ class Worker:
         if self.http_socket is not None:
             self.http = InferenceApi(self, self.settings)
             await self.http.start(self.http_socket)
+        self.started = True
 
     async def stop(self) -> None:
         """Stop the HTTP API, checkpoint the monitors and stop the producer (of a start that got that far)."""
@@ -422,6 +425,8 @@ class Worker:
 
         @app.timer(settings.reload_check_seconds)
         async def _reload() -> None:
+            if not self.started:  # timers start with the app, before WorkerService has started the worker
+                return
             await self.joins.flush()  # join writes buffered during a Redis outage, also when no event follows
             await self.models.refresh()
             to_act, self._to_act = self._to_act, []
@@ -436,7 +441,8 @@ class Worker:
 
         @app.timer(MONITOR_CHECKPOINT_SECONDS)
         async def _checkpoint_monitors() -> None:
-            await self.scoring_watch.save()
+            if self.started:
+                await self.scoring_watch.save()
 
         if settings.webhook_url:
             self._deliver_alerts(app, settings.webhook_url)

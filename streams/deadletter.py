@@ -14,6 +14,7 @@ so (``dlq.value.truncated``: the original size); the source offset still points 
 
 from __future__ import annotations
 
+import traceback
 from dataclasses import dataclass
 
 from driftline.contract.records import (
@@ -79,3 +80,12 @@ def dead_letter_headers(
         (DLQ_ERROR_CLASS, error_class.encode()),
         (DLQ_ERROR_MESSAGE, message[:MAX_REASON_CHARS].encode("utf-8", "replace")),
     ]
+
+
+def unexpected_reason(exc: BaseException) -> tuple[str, str]:
+    """Error class and reason of an exception no check anticipated (stage ``unexpected``): the traceback's last line.
+
+    >>> unexpected_reason(OverflowError("int too large to convert to float"))
+    ('OverflowError', 'OverflowError: int too large to convert to float')
+    """
+    return type(exc).__name__, traceback.format_exception_only(type(exc), exc)[-1].strip()

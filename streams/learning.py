@@ -14,6 +14,7 @@ import logging
 import time
 import uuid
 from collections import defaultdict
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,12 +32,19 @@ from driftline.models.champion import PairedComparison, PromotionPolicy, label_l
 from driftline.models.learner import OnlineLearner
 from driftline.models.registry import ModelRegistry
 from driftline.models.scoring import Scored
-from driftline.models.version import UnknownModelError
+from driftline.models.version import ModelVersion, UnknownModelError
+from driftline.streams.deadletter import DeadLetter
 from driftline.streams.join_store import JoinStore
 from driftline.streams.learning_stage import JoinRecord, learn_batch, snapshot_due, target_for
-from driftline.streams.metrics import DEAD_LETTERED, LABELS_LEARNED, LEARNER_METRIC, MODEL_VERSION
+from driftline.streams.metrics import (
+    DEAD_LETTERED,
+    LABELS_LEARNED,
+    LEARNER_METRIC,
+    LEARNING_STEP_FAILURES,
+    MODEL_VERSION,
+)
 from driftline.streams.publisher import Publisher
-from driftline.streams.scoring_stage import dead_letter
+from driftline.streams.scoring_stage import dead_letter, unexpected
 from driftline.streams.shadow_challenger import ShadowChallenger
 from driftline.streams.watch import Watch
 
@@ -68,6 +76,8 @@ class ModelLearner:
     comparison: tuple[int, PairedComparison] | None = None
     #: The challenger's lineage and, for a River challenger, its learner (checkpointed with this learner).
     challenger: ShadowChallenger | None = None
+    #: Versions made current by someone else whose blob is refused: the learner keeps its base version.
+    refused: set[int] = field(default_factory=set)
 
 
 class LabelLearner:
@@ -130,11 +140,29 @@ class LabelLearner:
                 state.challenger = ShadowChallenger.from_state(orjson.loads(stored[b"challenger"]), shadow)
             self.watch.monitor(meta, stored.get(b"monitor"))
         else:
-            meta, model = await asyncio.to_thread(self.registry.load, name, None)
+            meta, model = await self._load_newest_verified(name)
             learner = OnlineLearner(model, meta.task)
             state = ModelLearner(name, learner, meta.version, positive)
         self.learners[name] = state
         return state
+
+    async def _load_newest_verified(self, name: str) -> tuple[ModelVersion, Any]:
+        """The current version of ``name``; when its blob is refused, the newest earlier promoted one that verifies
+        (as the scorers do; the learner's next snapshot then becomes current). Raises the refusal if none does."""
+        try:
+            return await asyncio.to_thread(self.registry.load, name, None)
+        except IntegrityError as refused:
+            history = await asyncio.to_thread(self.registry.history, name)
+            for version in reversed(history[:-1]):
+                try:
+                    loaded = await asyncio.to_thread(self.registry.load, name, version)
+                except IntegrityError:
+                    continue
+                log.warning(
+                    "learner of %s starts from v%s: the current version is refused (%s)", name, version, refused
+                )
+                return loaded
+            raise
 
     async def on_assigned(self, consumer: AIOKafkaConsumer, assigned: set[TopicPartition]) -> None:
         """Seek each assigned partition to where the checkpoints say learning stopped (Redis unreachable: the
@@ -156,7 +184,17 @@ class LabelLearner:
         self.learners.clear()  # another worker may have learned since: reload from the checkpoints
         self.dirty.clear()
         names = await asyncio.to_thread(self.registry.names)
-        states = [s for s in [await self._learner(n) for n in names] if s is not None]
+        states = []
+        for name in names:
+            try:
+                state = await self._learner(name)
+            except RETRIABLE_ERRORS:
+                raise
+            except Exception as exc:  # noqa: BLE001 - one broken model must not stop learning the others
+                log.error("learner of %s not restored: %r; its labels are dead-lettered until it is fixed", name, exc)
+                continue
+            if state is not None:
+                states.append(state)
         ends = await consumer.end_offsets(list(partitions)) if partitions else {}
         for tp in partitions:
             offsets = [s.learner.next_offset(tp.topic, tp.partition) for s in states]
@@ -204,8 +242,15 @@ class LabelLearner:
     async def _follow_registry(self, state: ModelLearner) -> None:
         """Continue from the current version when someone else promoted or rolled back."""
         current = await asyncio.to_thread(self.registry.current_version, state.name)
-        if current is not None and current != state.base_version:
-            _, model = await asyncio.to_thread(self.registry.load, state.name, current)
+        if current is not None and current != state.base_version and current not in state.refused:
+            try:
+                _, model = await asyncio.to_thread(self.registry.load, state.name, current)
+            except IntegrityError as exc:  # the scorers refuse it too, and alert
+                state.refused.add(current)
+                log.error(
+                    "learner of %s stays on v%s: v%s is refused: %s", state.name, state.base_version, current, exc
+                )
+                return
             state.learner.model = model
             state.base_version = current
             log.info("learner of %s continues from v%s", state.name, current)
@@ -248,42 +293,30 @@ class LabelLearner:
 
     async def _handle(self, records: list[ConsumerRecord]) -> None:
         groups: dict[str, list[tuple[ConsumerRecord, Label]]] = defaultdict(list)
-        letters = []
+        letters: list[DeadLetter] = []
+        bounds = self.settings.ts_bounds(now_ms())
         for record in records:
             try:
-                label = parse_label(record.value, self.settings.max_event_bytes)
+                label = parse_label(record.value, self.settings.max_event_bytes, bounds)
             except RecordError as exc:
                 letters.append(dead_letter(record, exc.stage, exc.error_class, exc.reason))
+                continue
+            except Exception as exc:  # noqa: BLE001 - no label may stop learning
+                letters.append(unexpected(record, exc))
                 continue
             groups[label.model or self.settings.model_name].append((record, label))
         touched = []
         for name, items in groups.items():
-            state = await self._learner(name)
-            if state is None:
-                letters += [dead_letter(r, "join", "UnknownModel", f"no model named '{name}'") for r, _ in items]
+            try:
+                state = await self._learn(name, items, letters)
+            except RETRIABLE_ERRORS:
+                raise
+            except Exception as exc:  # noqa: BLE001 - raised before any of them was learned: they alone go
+                log.error("labels of %s not learned: %r", name, exc)
+                letters += [unexpected(record, exc) for record, _ in items]
                 continue
-            fresh = [(r, lab) for r, lab in items if r.offset >= (state.learner.next_offset(r.topic, r.partition) or 0)]
-            if not fresh:
-                continue
-            await self._follow_registry(state)
-            joins = await self._join(name, fresh)
-            outcome = learn_batch(
-                state.learner, [(lab, j) for (_, lab), j in zip(fresh, joins, strict=True)], state.positive_class
-            )
-            for index, stage, error_class in outcome.rejected:
-                letters.append(dead_letter(fresh[index][0], stage, error_class, outcome.messages[index]))
-            for record, _ in fresh:
-                state.learner.mark_offset(record.topic, record.partition, record.offset)
-            learned = [
-                (fresh[i][1], joins[i], state.learner.coerce(target_for(fresh[i][1].label, state.positive_class)))
-                for i in outcome.learned_indices
-            ]
-            await self._observe(state, learned)  # type: ignore[arg-type]
-            await self._shadow(state, learned)  # type: ignore[arg-type]
-            state.rows += [(join.x, y) for _, join, y in learned]  # type: ignore[union-attr]
-            state.since_snapshot += outcome.learned
-            LABELS_LEARNED.labels(name).inc(outcome.learned)
-            touched.append(state)
+            if state is not None:
+                touched.append(state)
         await self.publisher.send_dead_letters(self.settings.topic("dead-letter"), letters)
         alerts, self.alerts = self.alerts, []
         await self.publisher.send_alerts(self.settings.topic("alerts"), alerts)
@@ -299,6 +332,50 @@ class LabelLearner:
                 await self._checkpoint(state)
             else:
                 self.dirty.add(state.name)
+
+    async def _learn(
+        self, name: str, items: list[tuple[ConsumerRecord, Label]], letters: list[DeadLetter]
+    ) -> ModelLearner | None:
+        """Join and learn the labels of model ``name``; their dead letters go to ``letters``. The learner when it
+        took any label (learned or dead-lettered), for its checkpoint."""
+        state = await self._learner(name)
+        if state is None:
+            letters += [dead_letter(r, "join", "UnknownModel", f"no model named '{name}'") for r, _ in items]
+            return None
+        fresh = [(r, lab) for r, lab in items if r.offset >= (state.learner.next_offset(r.topic, r.partition) or 0)]
+        if not fresh:
+            return None
+        await self._follow_registry(state)
+        joins = await self._join(name, fresh)
+        outcome = learn_batch(
+            state.learner, [(lab, j) for (_, lab), j in zip(fresh, joins, strict=True)], state.positive_class
+        )
+        for index, stage, error_class in outcome.rejected:
+            letters.append(dead_letter(fresh[index][0], stage, error_class, outcome.messages[index]))
+        for record, _ in fresh:
+            state.learner.mark_offset(record.topic, record.partition, record.offset)
+        learned = [
+            (fresh[i][1], joins[i], state.learner.coerce(target_for(fresh[i][1].label, state.positive_class)))
+            for i in outcome.learned_indices
+        ]
+        # Learned: from here on a failure (other than Redis or the broker) costs monitoring, never the labels
+        await self._beside(self._observe(state, learned), "monitor outcomes", name)  # type: ignore[arg-type]
+        await self._beside(self._shadow(state, learned), "shadow challenger", name)  # type: ignore[arg-type]
+        state.rows += [(join.x, y) for _, join, y in learned]  # type: ignore[union-attr]
+        state.since_snapshot += outcome.learned
+        LABELS_LEARNED.labels(name).inc(outcome.learned)
+        return state
+
+    @staticmethod
+    async def _beside(work: Awaitable[None], what: str, name: str) -> None:
+        """Run what follows learning; an unexpected failure is logged and counted, Redis and broker errors raise."""
+        try:
+            await work
+        except RETRIABLE_ERRORS:
+            raise
+        except Exception as exc:  # noqa: BLE001 - the labels are learned: they must not be lost or dead-lettered
+            LEARNING_STEP_FAILURES.labels(name, what).inc()
+            log.error("%s of %s failed after learning: %r", what, name, exc)
 
     async def flush(self) -> None:
         """Write the deferred checkpoints (called between batches: idle poll, before a revoke, at stop)."""
@@ -408,19 +485,20 @@ class LabelLearner:
             log.warning("promoted challenger %s v%s: %s", state.name, shadow.version, decision.reason)
 
     async def _join(self, name: str, items: list[tuple[ConsumerRecord, Label]]) -> list[JoinRecord | None]:
-        """Join records; a young label whose event is not scored yet waits up to the grace period."""
+        """Join records; a young label whose event is not scored yet waits up to the grace period.
+
+        A label is young by its Kafka timestamp, at most the time this join began (the producer may set it: one
+        ten years ahead would hold learning for ten years)."""
         ids = [label.event_id for _, label in items]
         await self.joins.flush()  # this worker's own join writes buffered during a Redis outage come first
         joins = await self.joins.get_many(name, ids)
         grace_ms = self.settings.join_grace_seconds * 1000
+        began = int(time.time() * 1000)
+        arrived = [min(record.timestamp, began) for record, _ in items]
         while True:
             now = int(time.time() * 1000)
             since = self.scoring_since_ms if self.scoring_since_ms is not None else now
-            waiting = [
-                i
-                for i, (record, _) in enumerate(items)
-                if joins[i] is None and max(record.timestamp, since) + grace_ms > now
-            ]
+            waiting = [i for i in range(len(items)) if joins[i] is None and max(arrived[i], since) + grace_ms > now]
             if not waiting:
                 return joins
             await asyncio.sleep(JOIN_RETRY_SECONDS)

@@ -5,7 +5,8 @@ Every label record ends up learned or dead-lettered with a reason, exactly once:
 * ``validate`` / ``LabelError``: the label does not fit the model's task;
 * ``join`` / ``UnknownEvent``: no scored event with that id (never seen, or long expired);
 * ``join`` / ``LateLabel``: the event is known but the label came after the label TTL;
-* ``join`` / ``DuplicateLabel``: that event's label was already learned.
+* ``join`` / ``DuplicateLabel``: that event's label was already learned;
+* ``unexpected`` / the error class: learning it raised what no check anticipated (the traceback's last line).
 
 >>> from driftline.models.features import FeatureSchema
 >>> from driftline.models.learner import OnlineLearner
@@ -30,6 +31,7 @@ import orjson
 
 from driftline.contract.records import Label
 from driftline.models.learner import OnlineLearner
+from driftline.streams.deadletter import unexpected_reason
 
 
 @dataclass(frozen=True)
@@ -118,6 +120,10 @@ def learn_batch(
         except ValueError as exc:
             outcome.rejected.append((i, "validate", "LabelError"))
             outcome.messages[i] = str(exc)
+            continue
+        except Exception as exc:  # noqa: BLE001 - no label may stop learning: this one alone is dead-lettered
+            error_class, outcome.messages[i] = unexpected_reason(exc)
+            outcome.rejected.append((i, "unexpected", error_class))
             continue
         if learned:
             outcome.learned_indices.append(i)

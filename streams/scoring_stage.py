@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import functools
 import time
-import traceback
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
@@ -22,7 +21,7 @@ from driftline.models.explain import Explanation, explain_rows
 from driftline.models.features import FeatureError, FeatureSchema
 from driftline.models.scoring import Scored
 from driftline.models.version import ModelVersion
-from driftline.streams.deadletter import DeadLetter
+from driftline.streams.deadletter import DeadLetter, unexpected_reason
 from driftline.streams.dlq import carry_replay_count
 
 
@@ -132,8 +131,7 @@ def unexpected(record: RawRecord, exc: BaseException) -> DeadLetter:
     >>> letter.stage, letter.error_class, letter.message
     ('unexpected', 'OverflowError', 'OverflowError: int too large')
     """
-    reason = traceback.format_exception_only(type(exc), exc)[-1].strip()
-    return dead_letter(record, "unexpected", type(exc).__name__, reason)
+    return dead_letter(record, "unexpected", *unexpected_reason(exc))
 
 
 def model_names(

@@ -170,9 +170,9 @@ def hostile_events(draw: st.DrawFn, tag: str = "h") -> dict:
 
 
 @st.composite
-def hostile_labels(draw: st.DrawFn, event_id: str) -> dict:
-    """A label of ``event_id`` with one or more fields replaced by hostile values."""
-    label = {"event_id": event_id, "label": draw(st.booleans()), "ts": draw(st.integers(NOW_MS - DAY_MS, NOW_MS))}
+def hostile_labels(draw: st.DrawFn, event_id: str, event_ts: int) -> dict:
+    """A label of ``event_id`` (scored at ``event_ts``) with one or more fields replaced by hostile values."""
+    label = {"event_id": event_id, "label": draw(st.booleans()), "ts": draw(st.integers(event_ts, event_ts + DAY_MS))}
     for field in draw(st.sets(st.sampled_from(["event_id", "label", "ts", "model"]), min_size=1)):
         if field == "event_id":
             label["event_id"] = draw(st.one_of(any_text, st.integers(), st.just(event_id + "\u0000")))
