@@ -31,7 +31,8 @@ from matplotlib.figure import Figure  # noqa: E402
 
 from driftline.models.reference import CategoricalProfile, NumericProfile, ReferenceProfile  # noqa: E402
 
-MAX_FEATURE_PLOTS = 12
+MAX_FEATURE_PLOTS = 48
+MAX_IMPORTANCE_BARS = 25
 MAX_SLICES_SHOWN = 20
 MAX_SCATTER_POINTS = 5000
 CSS = """
@@ -147,9 +148,79 @@ def figure_slices(slices: Sequence[Mapping[str, Any]], error_name: str) -> Figur
     return fig
 
 
-def figure_features(reference: ReferenceProfile) -> Figure:
-    """Histograms (numeric) and category frequencies (categorical) of the reference profile."""
-    names = list(reference.features)[:MAX_FEATURE_PLOTS]
+def figure_importance(ranked: Sequence[Mapping[str, Any]], metric: str) -> Figure:
+    """Permutation importance: the drop of the metric when each feature is shuffled, with one standard deviation."""
+    shown = list(ranked[:MAX_IMPORTANCE_BARS])
+    fig, ax = plt.subplots(figsize=(7, 0.6 + 0.3 * max(len(shown), 1)))
+    ax.barh([r["feature"] for r in shown], [r["mean"] for r in shown], xerr=[r["std"] for r in shown], color="#4c72b0")
+    ax.axvline(0, color="black", linewidth=0.8)
+    ax.invert_yaxis()
+    ax.set_xlabel(f"drop of test {metric} when the feature is shuffled")
+    return fig
+
+
+def figure_effects(effects: Sequence[Mapping[str, Any]]) -> Figure:
+    """Partial dependence of the model's output on each of the top features."""
+    columns = 3
+    rows = max(1, math.ceil(len(effects) / columns))
+    fig, axes = plt.subplots(rows, columns, figsize=(12, 2.6 * rows), squeeze=False)
+    for ax in axes.flat:
+        ax.set_visible(False)
+    for ax, effect in zip(axes.flat, effects, strict=False):
+        ax.set_visible(True)
+        if effect["kind"] == "numeric":
+            ax.plot(effect["values"], effect["mean"], marker=".", color="#dd8452")
+        else:
+            ax.bar([str(v)[:10] for v in effect["values"]], effect["mean"], color="#dd8452")
+            ax.tick_params(axis="x", rotation=45, labelsize=7)
+        ax.set_title(effect["feature"], fontsize=9)
+        ax.set_ylabel(effect["output"], fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def figure_shap(rows: Sequence[Mapping[str, Any]]) -> Figure:
+    """Mean absolute SHAP value per feature (tree models)."""
+    shown = list(rows[:MAX_IMPORTANCE_BARS])
+    fig, ax = plt.subplots(figsize=(7, 0.6 + 0.3 * max(len(shown), 1)))
+    ax.barh([r["feature"] for r in shown], [r["mean_abs_shap"] for r in shown], color="#55a868")
+    ax.invert_yaxis()
+    ax.set_xlabel("mean |SHAP value| on test rows")
+    return fig
+
+
+def _explanation_parts(explanations: Mapping[str, Any] | None) -> list[str]:
+    if not explanations:
+        return []
+    ranked = explanations["permutation_importance"]
+    if not ranked:
+        return []
+    repeats, baseline = ranked[0]["repeats"], _fmt(ranked[0]["baseline"])
+    parts = [
+        "<h2>What the model relies on (test set)</h2>",
+        f"<p class='muted'>Permutation importance: each feature's column shuffled {repeats} times on "
+        f"{explanations['rows']:,} test rows; the bar is how much test {_e(explanations['metric'])} drops "
+        f"(from {baseline}). Near zero or negative: the model does not use it.</p>",
+        _img(figure_importance(ranked, explanations["metric"])),
+    ]
+    if len(ranked) > MAX_IMPORTANCE_BARS:
+        rest = ", ".join(f"{r['feature']} ({_fmt(r['mean'])})" for r in ranked[MAX_IMPORTANCE_BARS:])
+        parts.append(f"<p class='muted'>Not drawn ({len(ranked) - MAX_IMPORTANCE_BARS}): {_e(rest)}</p>")
+    if explanations.get("effects"):
+        parts += [
+            "<h3>Effects of the top features (partial dependence)</h3>",
+            "<p class='muted'>The model's mean output when the feature is set to each value on every test row.</p>",
+            _img(figure_effects(explanations["effects"])),
+        ]
+    if explanations.get("shap"):
+        parts += ["<h3>SHAP values (tree model)</h3>", _img(figure_shap(explanations["shap"]))]
+    return parts
+
+
+def figure_features(reference: ReferenceProfile, order: Sequence[str] | None = None) -> Figure:
+    """Histograms (numeric) and category frequencies (categorical) of the reference profile: the first
+    :data:`MAX_FEATURE_PLOTS` features of ``order`` (default: the profile's order)."""
+    names = [n for n in (order or reference.features) if n in reference.features][:MAX_FEATURE_PLOTS]
     columns = 4
     rows = max(1, math.ceil(len(names) / columns))
     fig, axes = plt.subplots(rows, columns, figsize=(12, 2.4 * rows), squeeze=False)
@@ -243,9 +314,19 @@ def render_report(inputs: ReportInputs) -> str:
                 [[s["feature"], s["slice"], s["rows"], _fmt(s[metric]), _fmt(s[error_name])] for s in worst],
             ),
         ]
+    parts += _explanation_parts(m.get("explanations"))
+    importance = (m.get("explanations") or {}).get("permutation_importance") or []
+    order = [r["feature"] for r in importance] or list(inputs.reference.features)
+    shown = order[:MAX_FEATURE_PLOTS]
+    note = (
+        f"all {len(order)} features"
+        if len(order) <= MAX_FEATURE_PLOTS
+        else f"the {len(shown)} most important of {len(order)} features; not drawn: {', '.join(order[len(shown) :])}"
+    )
     parts += [
         "<h2>Feature distributions (reference profile of the training set)</h2>",
-        _img(figure_features(inputs.reference)),
+        f"<p class='muted'>{_e(note)}{', most important first' if importance else ''}.</p>",
+        _img(figure_features(inputs.reference, order)),
         "<h2>Data</h2>",
         _table(["fact", "value"], [[k, v] for k, v in m["data"].items() if not isinstance(v, dict | list)]),
         "</body></html>",

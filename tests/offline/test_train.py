@@ -100,7 +100,11 @@ def test_binary_breast_cancer_through_the_cli_goes_with_a_confident_interval(tmp
     assert 0.0 < metrics["threshold"]["value"] < 0.5  # missed positives cost 5x: threshold below 0.5
     assert len(metrics["test"]["secondary"]["confusion_matrix"]) == 2
     assert abs(metrics["split"]["test_rows"] - 569 * 0.2) <= 1  # 20% of each class, rounded per class
-    assert len(re.findall("data:image/png;base64,", (tmp_path / "run" / "report.html").read_text())) == 5
+    html = (tmp_path / "run" / "report.html").read_text()
+    shap_plot = 1 if metrics["explanations"]["shap"] else 0  # with the [explain] extra and a tree model
+    assert len(re.findall("data:image/png;base64,", html)) == 7 + shap_plot  # + importance and effects
+    assert "all 30 features, most important first" in html  # every feature's distribution is drawn
+    assert len(metrics["explanations"]["permutation_importance"]) == 30
 
 
 def test_multiclass_wine_reports_macro_f1_and_a_three_by_three_confusion_matrix(tmp_path) -> None:
