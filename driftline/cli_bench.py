@@ -133,3 +133,15 @@ def peers(events: int, rounds: int, rate: float, latency_events: int, systems: s
 def score(rows: int, as_json: bool) -> None:
     """Wall time, rows/s and peak memory of `driftline score` on a large CSV and on one a tenth of its size."""
     _run("score", rows=rows)
+
+
+@bench.command()
+@click.option("--rate", default=500.0, show_default=True, help="Single-row requests/s of the fixed-rate phase.")
+@click.option("--batch-rate", default=50.0, show_default=True, help="100-row requests/s of the fixed-rate phase.")
+@click.option("--seconds", default=10.0, show_default=True, help="Length of each fixed-rate phase.")
+@click.option("--concurrency", default=8, show_default=True, help="Requests in flight in the as-fast-as-possible runs.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (the only output format).")
+def http(rate: float, batch_rate: float, seconds: float, concurrency: int, as_json: bool) -> None:
+    """The worker's V2 inference API (single-row and 100-row requests, p50/p99 at a fixed rate, requests/s)
+    against the in-process score of the same rows."""
+    _run("http", rate=rate, batch_rate=batch_rate, seconds=seconds, concurrency=concurrency)

@@ -29,6 +29,7 @@ from typing import Any, Protocol
 
 import orjson
 from aiohttp import web
+from aiokafka.errors import KafkaError
 
 from driftline.contract.records import MODEL_NAME_PATTERN, now_ms
 from driftline.contract.settings import Settings
@@ -94,7 +95,7 @@ class InferenceApi:
         self.worker = worker
         self.settings = settings
         #: Its own publisher: the stream's waits for its own records' acknowledgements before committing offsets.
-        self.publisher = Publisher(worker.publisher.producer)
+        self.publisher = Publisher(worker.publisher.producer, per_record=True)
         token = settings.http_token.get_secret_value() if settings.http_token is not None else None
         self.expected_auth = f"Bearer {token}".encode() if token else None
         self._runner: web.AppRunner | None = None
@@ -223,7 +224,13 @@ class InferenceApi:
                 rejected_rows=len(batch.dead_letters),
             )
         group = batch.by_model[loaded.name]
-        await self.worker.emit(batch, self.publisher, join=parsed.joinable)
+        try:
+            await self.worker.emit(batch, self.publisher, join=parsed.joinable)
+        except KafkaError as exc:  # the producer cannot queue more: back-pressure, not a server error
+            HTTP_PUBLISH_FAILURES.inc()
+            answer = _error(503, f"Kafka is not taking predictions fast enough ({type(exc).__name__}); retry")
+            answer.headers["Retry-After"] = "1"
+            return answer
         self.publisher.acknowledged().add_done_callback(_count_publish_failure)
         events = [event.event_id for event in group.events]
         explanations = group.explanations

@@ -17,8 +17,11 @@ from collections import defaultdict
 from collections.abc import Sequence
 
 import numpy as np
+from aiokafka.partitioner import murmur2
 
 SEED, M, R = 0x9747B28C, np.uint32(0x5BD1E995), np.uint32(24)
+#: Batches with fewer keys are hashed one key at a time.
+MIN_VECTOR_KEYS = 8
 
 
 def murmur2_many(keys: Sequence[bytes]) -> np.ndarray:
@@ -59,6 +62,16 @@ def _murmur2_same_length(keys: list[bytes], length: int) -> np.ndarray:
 
 
 def default_partitions(keys: Sequence[bytes], partitions: Sequence[int]) -> list[int]:
-    """The partition of each key, as Kafka's default partitioner picks it from the sorted ``partitions``."""
+    """The partition of each key, as Kafka's default partitioner picks it from the sorted ``partitions``.
+
+    Fewer than :data:`MIN_VECTOR_KEYS` keys (a single-row HTTP request) are hashed one by one: numpy's fixed cost
+    per call is larger than the pure-Python hash of a key or two.
+
+    >>> keys = [b"evt-1", b"evt-22", b"", b"a" * 37, b"x" * 9, b"y" * 9, b"z" * 9, b"w" * 9]
+    >>> [default_partitions([k], [0, 1, 2]) for k in keys] == [[p] for p in default_partitions(keys, [0, 1, 2])]
+    True
+    """
+    if len(keys) < MIN_VECTOR_KEYS:
+        return [partitions[(murmur2(key) & 0x7FFFFFFF) % len(partitions)] for key in keys]
     index = (murmur2_many(keys) & np.uint32(0x7FFFFFFF)) % np.uint32(len(partitions))
     return [partitions[i] for i in index.tolist()]
