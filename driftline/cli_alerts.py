@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from typing import TYPE_CHECKING
 
@@ -51,6 +50,8 @@ def tail(
 
     Needs DRIFTLINE_BROKER_URL (the broker the workers publish to).
     """
+    import asyncio
+
     from driftline.streams.alerts_io import AlertFilter, summary, tail_alerts
     from driftline.streams.connections import kafka_kwargs
 

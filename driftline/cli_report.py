@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 from pathlib import Path
 
 import click
-import redis
-from aiokafka.errors import KafkaError
 
 from driftline.cli_support import load_settings
-from driftline.streams.connections import redis_client
 
 
 @click.command()
@@ -38,8 +34,14 @@ def report(name: str | None, out: Path | None, as_json: bool, alerts_wait: float
     Reads the monitors' checkpoints and the registry in DRIFTLINE_REDIS_URL and the alerts topic on
     DRIFTLINE_BROKER_URL (alerts are left out, with a note, when no broker is set).
     """
+    import asyncio
+
+    import redis
+    from aiokafka.errors import KafkaError
+
     from driftline.monitoring.live_view import report_data
     from driftline.offline.live_report import render_live_report
+    from driftline.streams.connections import redis_client
     from driftline.streams.report_io import read_alerts, read_monitors, read_versions
 
     if out is None and not as_json:

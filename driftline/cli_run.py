@@ -5,7 +5,6 @@ Imports beyond click happen inside the commands (`driftline --help` stays cheap;
 
 from __future__ import annotations
 
-import asyncio
 import json
 from pathlib import Path
 
@@ -59,6 +58,8 @@ def demo(
     as_json: bool,
 ) -> None:
     """Start the embedded stack and a worker, publish events (and labels), show every event come out."""
+    import asyncio
+
     from rich.console import Console
 
     from driftline.embedded.demo import run_demo
@@ -160,6 +161,8 @@ def worker(loglevel: str) -> None:
 )
 def produce(path: Path, rate: float | None, topic_name: str) -> None:
     """Publish a JSONL or CSV file of events (or labels) with a progress bar."""
+    import asyncio
+
     from aiokafka.errors import KafkaError
     from rich.console import Console
     from rich.progress import Progress

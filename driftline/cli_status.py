@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -16,6 +15,8 @@ if TYPE_CHECKING:  # imported when the command runs, not by `driftline --help` (
 
 
 def _run(coroutine: Any) -> dict[str, Any]:
+    import asyncio
+
     from driftline.streams.inspection import StackUnreachable
 
     try:

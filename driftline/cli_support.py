@@ -9,7 +9,6 @@ the fix, exit status 2, never a traceback.
 
 from __future__ import annotations
 
-import asyncio
 import re
 from typing import TYPE_CHECKING
 
@@ -67,6 +66,8 @@ def load_settings() -> Settings:
 def require_broker(settings: Settings) -> str:
     """The configured broker URL once a Kafka broker answered there within :data:`BROKER_CHECK_SECONDS`;
     :class:`Unreachable` when it is unset, down or not Kafka (a bounded wait, not aiokafka's minutes)."""
+    import asyncio
+
     from driftline.streams.connections import BrokerUnreachable, check_broker
 
     if settings.broker_url is None:

@@ -29,7 +29,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, get_args
 
-from driftline.contract.records import (
+from driftline.contract.headers import (
     DLQ_ERROR_CLASS,
     DLQ_ERROR_MESSAGE,
     DLQ_SOURCE_OFFSET,

@@ -59,6 +59,8 @@ from pydantic import (
     WithJsonSchema,
 )
 
+from driftline.contract import headers
+
 #: Model names: letters, digits, ``.``, ``_`` and ``-``, at most 128, starting with a letter or digit (they are part
 #: of Redis keys and Prometheus labels).
 MODEL_NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
@@ -69,24 +71,20 @@ MAX_TS_MS = 253_402_300_799_999
 MAX_NUMBER = 1.7976931348623157e308
 _MAX_INT = int(MAX_NUMBER)
 
-#: Where a message was dead-lettered; ``unexpected``: an exception nobody anticipated (a bug or a hostile value
-#: nothing checked), its class and the last line of its traceback in the reason.
-Stage = Literal["deserialize", "validate", "score", "learn", "join", "monitor", "unexpected"]
-
 AlertKind = Literal[
     "data_drift", "prediction_drift", "concept_drift", "data_quality", "performance", "model_integrity", "offsets_reset"
 ]
 Severity = Literal["info", "warning", "critical"]
 
-# Dead-letter headers (Kafka Connect style: original value untouched, the reason in headers).
-DLQ_SOURCE_TOPIC = "dlq.source.topic"
-DLQ_SOURCE_PARTITION = "dlq.source.partition"
-DLQ_SOURCE_OFFSET = "dlq.source.offset"
-DLQ_STAGE = "dlq.stage"
-DLQ_ERROR_CLASS = "dlq.error.class"
-DLQ_ERROR_MESSAGE = "dlq.error.message"
-#: Set when the dead letter carries only the head of the original value: the original size in bytes.
-DLQ_VALUE_TRUNCATED = "dlq.value.truncated"
+# The dead-letter vocabulary lives in driftline.contract.headers (no pydantic there), and is named here as well.
+Stage = headers.Stage
+DLQ_SOURCE_TOPIC = headers.DLQ_SOURCE_TOPIC
+DLQ_SOURCE_PARTITION = headers.DLQ_SOURCE_PARTITION
+DLQ_SOURCE_OFFSET = headers.DLQ_SOURCE_OFFSET
+DLQ_STAGE = headers.DLQ_STAGE
+DLQ_ERROR_CLASS = headers.DLQ_ERROR_CLASS
+DLQ_ERROR_MESSAGE = headers.DLQ_ERROR_MESSAGE
+DLQ_VALUE_TRUNCATED = headers.DLQ_VALUE_TRUNCATED
 
 
 class RecordError(ValueError):

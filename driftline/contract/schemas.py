@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from pydantic import BaseModel
 
@@ -36,7 +36,7 @@ DEAD_LETTER_HEADERS = {
     records.DLQ_SOURCE_TOPIC: "topic the message was read from",
     records.DLQ_SOURCE_PARTITION: "its partition (decimal text)",
     records.DLQ_SOURCE_OFFSET: "its offset (decimal text)",
-    records.DLQ_STAGE: "stage that rejected it: deserialize, validate, score, learn, join or monitor",
+    records.DLQ_STAGE: "stage that rejected it: " + ", ".join(get_args(records.Stage)),
     records.DLQ_ERROR_CLASS: "class of the error, e.g. ValidationError",
     records.DLQ_ERROR_MESSAGE: "the reason, one line",
     records.DLQ_VALUE_TRUNCATED: "set when the value kept is only the head of the original: its size in bytes",
