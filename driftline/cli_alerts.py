@@ -14,7 +14,15 @@ if TYPE_CHECKING:  # imported when a command runs, not by `driftline --help`
 
 #: The alert kinds and severities of driftline.contract.records (repeated here: this module imports only click;
 #: tests/cli/test_cli_alerts.py checks they match).
-KINDS = ("data_drift", "prediction_drift", "concept_drift", "data_quality", "performance", "model_integrity")
+KINDS = (
+    "data_drift",
+    "prediction_drift",
+    "concept_drift",
+    "data_quality",
+    "performance",
+    "model_integrity",
+    "offsets_reset",
+)
 SEVERITIES = ("info", "warning", "critical")
 
 
