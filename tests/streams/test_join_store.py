@@ -22,7 +22,7 @@ from driftline.contract.settings import Settings
 from driftline.embedded.stack import EmbeddedServer, free_port, start_redis
 from driftline.streams.join_store import JoinStore
 from driftline.streams.learning_stage import JoinRecord
-from tests.harness import WorkerProcess, busy_cores, event, prediction_ids, publish, read_until
+from tests.harness import WorkerProcess, busy_cores, event, prediction_ids, probe, publish, read_until
 from tests.streams.test_faults import metric
 
 
@@ -74,12 +74,17 @@ def test_while_redis_hangs_batches_only_buffer_and_reach_redis_once_it_answers(o
     assert result["stored"] == 210, "every buffered record reaches Redis once it answers"
 
 
+def redis_failing(answer: tuple[int, dict] | None) -> bool:
+    return answer is not None and answer[0] == 503 and not answer[1]["checks"]["redis"]["ok"]
+
+
 @pytest.mark.integration
 def test_a_full_join_buffer_pauses_scoring_drops_nothing_and_scoring_resumes_when_redis_answers(
     own_redis, tmp_path, stack
 ):
     """A worker whose Redis hangs with a 300-record join buffer: it pauses consumption (metric says so) instead
-    of dropping records; once Redis answers every event is scored once and every join record is stored."""
+    of dropping records and /readyz says Redis fails; once Redis answers every event is scored once, every join
+    record is stored and /readyz is 200 again."""
     settings = Settings(
         broker_url=stack.broker_url,
         redis_url=f"redis://127.0.0.1:{own_redis.port}/0",
@@ -106,6 +111,9 @@ def test_a_full_join_buffer_pauses_scoring_drops_nothing_and_scoring_resumes_whe
                     time.sleep(0.1)
                 buffered = metric(port, "driftline_join_buffered")
                 scored_while_paused = metric(port, "driftline_events_scored_total")
+                while not redis_failing(probe(port, "/readyz")):  # readiness says which dependency fails
+                    assert time.monotonic() < deadline, probe(port, "/readyz")
+                    time.sleep(0.1)
             finally:
                 os.kill(own_redis.pid, signal.SIGCONT)
             out = asyncio.run(read_until(settings, ["predictions"], lambda seen: len(seen["predictions"]) >= n))
@@ -114,6 +122,9 @@ def test_a_full_join_buffer_pauses_scoring_drops_nothing_and_scoring_resumes_whe
             assert time.monotonic() < deadline, f"{stored} join records stored"
             time.sleep(0.1)
         resumed = metric(port, "driftline_consumption_paused") == 0
+        while probe(port, "/readyz")[0] != 200:
+            assert time.monotonic() < deadline, probe(port, "/readyz")
+            time.sleep(0.1)
     finally:
         worker.stop()
         client.close()
