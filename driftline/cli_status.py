@@ -107,18 +107,26 @@ def status(as_json: bool, last_alerts: int) -> None:
 @click.command()
 @click.argument("event_id")
 @click.option("--model", default=None, help="Model of the event [default: the event's, else DRIFTLINE_MODEL_NAME].")
+@click.option(
+    "--depth",
+    type=click.IntRange(min=1),
+    default=1_000_000,
+    show_default=True,
+    help="Read at most this many of the newest records of each partition.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the trace as JSON.")
-def trace(event_id: str, model: str | None, as_json: bool) -> None:
+def trace(event_id: str, model: str | None, depth: int, as_json: bool) -> None:
     """Follow one event: its message, prediction(s) with version and probabilities, join record, label(s) and
     whether each was learned, dead letters and why, alerts it triggered.
 
-    Scans the partitions of events, predictions, labels and alerts its keys hash to, and the dead-letter topic.
+    Scans the newest --depth records of the partitions of events, predictions, labels and alerts its keys hash
+    to, and of the dead-letter topic.
     Exit status 1 when nothing of the event is found, 2 with one line when the broker or Redis cannot be reached.
     """
     from driftline.streams.trace import trace_event
 
     settings = load_settings()
-    report = _run(trace_event(settings, event_id, model))
+    report = _run(trace_event(settings, event_id, model, depth))
     if as_json:
         click.echo(json.dumps(report, indent=2, sort_keys=True))
     else:

@@ -9,6 +9,8 @@ topic, which is small, whole):
 * ``labels``: its labels, each learned (before the learner's checkpointed position), dead-lettered (why) or not yet;
 * ``dead-letter``: the event's or its labels' dead letters with stage, error class and reason;
 * ``alerts``: alerts whose triggering event it is.
+
+Only the last ``depth`` records of each partition are read (an old event of a busy topic is out of reach).
 """
 
 from __future__ import annotations
@@ -63,17 +65,24 @@ def dead_letter_row(record: ConsumerRecord) -> dict[str, Any]:
     }
 
 
-async def _scan(broker: Broker, topic: str, key: bytes | None, keep: Any) -> list[ConsumerRecord]:
-    """Records of contract ``topic`` that ``keep`` accepts, on the partition of ``key`` (every partition: None)."""
-    partitions = await broker.partition_of(topic, key) if key is not None else await broker.partitions(topic)
-    ends = await broker.end_offsets(partitions)
-    return await broker.read({tp: (0, end) for tp, end in ends.items()}, keep)
+#: Records read at most from the end of each partition scanned.
+DEFAULT_DEPTH = 1_000_000
 
 
-async def trace_event(settings: Settings, event_id: str, model: str | None = None) -> dict[str, Any]:
-    """Everything the stack knows of ``event_id`` (see the module docstring); ``found`` is False when nothing."""
+async def trace_event(
+    settings: Settings, event_id: str, model: str | None = None, depth: int = DEFAULT_DEPTH
+) -> dict[str, Any]:
+    """Everything the stack knows of ``event_id`` (see the module docstring) in the last ``depth`` records of each
+    partition read; ``found`` is False when nothing."""
     client = open_redis(settings)
     key = event_id.encode()
+
+    async def _scan(broker: Broker, topic: str, key: bytes | None, keep: Any) -> list[ConsumerRecord]:
+        """Records of ``topic`` that ``keep`` accepts, on the partition of ``key`` (every partition: None)."""
+        partitions = await broker.partition_of(topic, key) if key is not None else await broker.partitions(topic)
+        ends = await broker.end_offsets(partitions)
+        return await broker.read({tp: (max(0, end - depth), end) for tp, end in ends.items()}, keep)
+
     async with Broker(settings) as broker:
         events = await _scan(broker, "events", key, lambda r: r.key == key or _event_id_of(r.value) == event_id)
         event = None

@@ -75,6 +75,10 @@ def test_status_and_trace_follow_events_labels_dead_letters_and_alerts(settings,
         assert traced["join_record"]["prediction"] == prediction["prediction"]
         assert [lb["status"] for lb in traced["labels"]] == ["learned"] and traced["learned"]
 
+        shallow = json.loads(invoke(env, "trace", "e3", "--depth", "1", "--json")[1])  # the newest record of each
+        assert shallow["event"] is None and shallow["predictions"] == shallow["labels"] == []  # partition only
+        assert shallow["join_record"] == traced["join_record"]  # Redis is not a topic
+
         traced = json.loads(invoke(env, "trace", "e5", "--json")[1])
         statuses = sorted(lb["status"] for lb in traced["labels"])
         assert statuses[0].startswith("dead-lettered: validate") and statuses[1] == "learned"
