@@ -8,6 +8,7 @@ at concurrency 1, learning from ``labels``.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import os
 import signal
@@ -153,22 +154,21 @@ class Worker:
         ttl_ms = self.settings.label_ttl_seconds * 1000
         for name, group in batch.by_model.items() if join else ():
             shadow = self._shadow(name, group.rows)
+            version = group.loaded.version
             await self.joins.put_many(
                 name,
                 [
-                    (
-                        event.event_id,
-                        JoinRecord(
-                            row,
-                            s.prediction,
-                            s.probabilities,
-                            s.score,
-                            group.loaded.version,
-                            event.ts + ttl_ms,
-                            shadow[i] if shadow else None,
-                        ),
+                    (event_id, JoinRecord(row, prediction, probabilities, score, version, ts + ttl_ms, challenger))
+                    for event_id, row, prediction, probabilities, score, ts, challenger in zip(
+                        group.event_ids,
+                        group.rows,
+                        group.predictions,
+                        group.probabilities,
+                        group.scores,
+                        group.ts,
+                        shadow or itertools.repeat(None),
+                        strict=False,
                     )
-                    for i, (event, row, s) in enumerate(zip(group.events, group.rows, group.scored, strict=True))
                 ],
             )
         await self.scoring_watch.ensure([group.loaded.meta for group in batch.by_model.values()])  # off the loop
@@ -181,7 +181,7 @@ class Worker:
         alerts, self._pending_alerts = self._pending_alerts, []
         await publisher.send_alerts(topic("alerts"), alerts)
         for name, group in batch.by_model.items():
-            EVENTS_SCORED.labels(name).inc(len(group.events))
+            EVENTS_SCORED.labels(name).inc(len(group))
         if batch.reviews:
             REVIEW_REQUESTS.labels(self.settings.model_name).inc(len(batch.reviews))
         for letter in batch.dead_letters:
@@ -215,14 +215,13 @@ class Worker:
                 monitor.set_prediction_reference(
                     group.loaded.version, [s.prediction for s in reference], [s.probabilities for s in reference]
                 )
-            scored = group.scored
             alerts = monitor.observe_events(
-                [e.event_id for e in group.events],
+                group.event_ids,
                 group.rows,
-                [s.prediction for s in scored],
-                [s.probabilities for s in scored],
+                group.predictions,
+                group.probabilities,
                 group.loaded.version,
-                [e.ts for e in group.events],
+                group.ts,
             )
             fired += alerts
         invalid = [d for d in batch.dead_letters if d.stage in ("deserialize", "validate")]

@@ -232,11 +232,10 @@ class InferenceApi:
             answer.headers["Retry-After"] = "1"
             return answer
         self.publisher.acknowledged().add_done_callback(_count_publish_failure)
-        events = [event.event_id for event in group.events]
         explanations = group.explanations
         if parsed.explain_top_k is not None:
             explanations = explain_rows(group.loaded.model, group.loaded.task, group.rows, parsed.explain_top_k)
-        return _json(response(loaded.name, group.loaded.version, parsed, events, group.scored, explanations))
+        return _json(response(loaded.name, group.loaded.version, parsed, group.event_ids, group.scored, explanations))
 
 
 def _count_publish_failure(acknowledged: Any) -> None:

@@ -1,4 +1,11 @@
-"""Turn a batch of raw ``events`` records into predictions and dead letters (pure: no I/O).
+"""Turn a batch of raw ``events`` records into predictions and dead letters (pure: no I/O), per column.
+
+The batch is decoded once (:func:`~driftline.contract.event_batch.decode_events`: one orjson decode a message),
+its features gathered and checked per column (:func:`~driftline.models.feature_columns.prepare_columns`) and
+scored per column: River linear pipelines with their own weights and scaler
+(:mod:`driftline.models.linear_columns`, equal to ``predict_proba_one`` on every row), other models through their
+batch scorer. The prediction records are built in one pass. Every record is accepted or dead-lettered with the
+same stage, error class and reason as one at a time (tests/streams/test_scoring_stage.py checks it).
 
 Every record ends up in exactly one of ``ScoredBatch.predictions`` or ``ScoredBatch.dead_letters``, whatever
 it holds: an exception no check anticipated dead-letters that record alone (stage ``unexpected``), and a batch
@@ -13,12 +20,16 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
+import numpy as np
 import orjson
 
-from driftline.contract.records import Event, RecordError, parse_event, ts_window
-from driftline.models.champion import Challenger, as_challenger
+from driftline.contract.event_batch import EventColumns, decode_events
+from driftline.contract.records import RecordError, parse_event, ts_window
+from driftline.models.champion import Challenger, RiverChallenger, as_challenger
 from driftline.models.explain import Explanation, explain_rows
+from driftline.models.feature_columns import FeatureColumns, prepare_columns
 from driftline.models.features import FeatureError, FeatureSchema
+from driftline.models.linear_columns import LinearPlan, linear_plan
 from driftline.models.scoring import Scored
 from driftline.models.version import ModelVersion
 from driftline.streams.deadletter import DeadLetter, unexpected_reason
@@ -55,9 +66,15 @@ class LoadedModel:
     def task(self) -> str:
         return self.meta.task
 
-    @property
+    @functools.cached_property
     def schema(self) -> FeatureSchema:
         return self.meta.feature_schema()
+
+    @functools.cached_property
+    def plan(self) -> LinearPlan | None:
+        """The exact per-column evaluation of a River linear pipeline (None: scored through ``scorer``)."""
+        scorer = self.scorer
+        return linear_plan(scorer.model, self.task) if isinstance(scorer, RiverChallenger) else None
 
     @functools.cached_property
     def scorer(self) -> Challenger:
@@ -83,15 +100,45 @@ class ScoringPolicy:
 
 @dataclass
 class ModelBatch:
-    """The valid events of one model in a batch, with their prepared features and scores."""
+    """The valid events of one model in a batch, as columns: their records, ids, event times, prepared features
+    and outputs (prediction, class probabilities, score and confidence of each event, in order)."""
 
     loaded: LoadedModel
-    records: list[RawRecord] = field(default_factory=list)
-    events: list[Event] = field(default_factory=list)
-    rows: list[dict[str, Any]] = field(default_factory=list)
-    scored: list[Scored] = field(default_factory=list)
+    records: list[RawRecord]
+    event_ids: list[str]
+    ts: list[int]
+    columns: FeatureColumns
+    predictions: list[Any] = field(default_factory=list)
+    probabilities: list[dict[str, float] | None] = field(default_factory=list)
+    scores: list[float | None] = field(default_factory=list)
+    confidences: list[float | None] = field(default_factory=list)
     #: One per event when the policy asks for explanations (None for a model that cannot be explained).
     explanations: list[Explanation | None] | None = None
+
+    def __len__(self) -> int:
+        return len(self.event_ids)
+
+    @functools.cached_property
+    def rows(self) -> list[dict[str, Any]]:
+        """The prepared feature dicts (built on first use: the join records and monitors read them)."""
+        return self.columns.rows()
+
+    @property
+    def scored(self) -> list[Scored]:
+        return [
+            Scored(*output)
+            for output in zip(self.predictions, self.probabilities, self.scores, self.confidences, strict=True)
+        ]
+
+    def take(self, positions: Sequence[int]) -> ModelBatch:
+        """The events at ``positions`` (outputs not copied)."""
+        return ModelBatch(
+            self.loaded,
+            [self.records[i] for i in positions],
+            [self.event_ids[i] for i in positions],
+            [self.ts[i] for i in positions],
+            self.columns.take(positions),
+        )
 
 
 @dataclass
@@ -134,113 +181,142 @@ def unexpected(record: RawRecord, exc: BaseException) -> DeadLetter:
     return dead_letter(record, "unexpected", *unexpected_reason(exc))
 
 
+def rejected(record: RawRecord, exc: Exception) -> DeadLetter:
+    """The dead letter of a record refused by a check (its stage and reason), or of an unanticipated failure."""
+    if isinstance(exc, RecordError):
+        return dead_letter(record, exc.stage, exc.error_class, exc.reason)
+    if isinstance(exc, FeatureError):
+        return dead_letter(record, "validate", "FeatureError", str(exc))
+    return unexpected(record, exc)
+
+
 def model_names(
     records: Sequence[RawRecord], policy: ScoringPolicy, now_ms: int | None = None
-) -> tuple[set[str], list[Event | RecordError | DeadLetter]]:
-    """Parse every record once; return the model names asked for and the parse results in order (an event, the
-    validation error, or the dead letter of an unexpected failure). ``now_ms`` (default: now) centres the
-    accepted ts window."""
+) -> tuple[set[str], EventColumns]:
+    """Decode the batch once (:func:`decode_events`); return the model names asked for and the decoded columns.
+    ``now_ms`` (default: now) centres the accepted ts window."""
     now = int(time.time() * 1000) if now_ms is None else now_ms
     bounds = ts_window(now, policy.max_ts_future_ms, policy.max_ts_past_ms)
-    parsed: list[Event | RecordError | DeadLetter] = []
-    names: set[str] = set()
-    for record in records:
-        try:
-            event = parse_event(record.value, policy.max_event_bytes, bounds)
-        except RecordError as exc:
-            parsed.append(exc)
-            continue
-        except Exception as exc:  # noqa: BLE001 - no message may stop the scorer
-            parsed.append(unexpected(record, exc))
-            continue
-        parsed.append(event)
-        names.add(event.model or policy.default_model)
-    return names, parsed
+    decoded = decode_events([record.value for record in records], policy.max_event_bytes, bounds)
+    names = set(decoded.models)
+    if None in names:
+        names.discard(None)
+        names.add(policy.default_model)
+    return names, decoded  # type: ignore[return-value]
 
 
 def score_records(
     records: Sequence[RawRecord],
-    parsed: Sequence[Event | RecordError | DeadLetter],
+    decoded: EventColumns,
     models: Callable[[str], LoadedModel | None],
     policy: ScoringPolicy,
     now_ms: Callable[[], float] = lambda: time.time() * 1000,
     thresholds: Mapping[str, float] | None = None,
 ) -> ScoredBatch:
-    """Validate, route to a model, prepare, score; returns everything to publish."""
+    """Validate, route to a model, prepare and score per column; returns everything to publish."""
     out = ScoredBatch()
-    groups: dict[str, ModelBatch] = {}
-    for record, event in zip(records, parsed, strict=True):
-        if isinstance(event, DeadLetter):
-            out.dead_letters.append(event)
-            continue
-        if isinstance(event, RecordError):
-            out.dead_letters.append(dead_letter(record, event.stage, event.error_class, event.reason))
-            continue
-        name = event.model or policy.default_model
+    for row, error in decoded.errors:
+        out.dead_letters.append(rejected(records[row], error))
+    default = policy.default_model
+    names = [model or default for model in decoded.models]
+    by_name: dict[str, list[int]] = {}
+    if len(set(names)) == 1:
+        by_name[names[0]] = list(range(len(names)))
+    else:
+        for i, name in enumerate(names):
+            by_name.setdefault(name, []).append(i)
+    for name, positions in by_name.items():
         try:
             loaded = models(name)
-            if loaded is None:
-                out.dead_letters.append(dead_letter(record, "validate", "UnknownModel", f"no model named '{name}'"))
-                continue
-            row = loaded.schema.prepare(
-                event.features,
-                policy.missing_feature_policy,
-                policy.unknown_feature_policy,  # type: ignore[arg-type]
-            )
-        except FeatureError as exc:
-            out.dead_letters.append(dead_letter(record, "validate", "FeatureError", str(exc)))
+        except Exception as exc:  # noqa: BLE001 - no model lookup may stop the scorer: its events alone
+            out.dead_letters += [unexpected(records[decoded.rows[i]], exc) for i in positions]
             continue
-        except Exception as exc:  # noqa: BLE001 - no message may stop the scorer
-            out.dead_letters.append(unexpected(record, exc))
+        if loaded is None:
+            for i in positions:
+                out.dead_letters.append(
+                    dead_letter(records[decoded.rows[i]], "validate", "UnknownModel", f"no model named '{name}'")
+                )
             continue
-        group = groups.get(name)
-        if group is None:  # not setdefault: it would build a ModelBatch per event (measured 3% of the scorer)
-            group = groups[name] = ModelBatch(loaded)
-        group.records.append(record)
-        group.events.append(event)
-        group.rows.append(row)
-    for name, group in groups.items():
-        _score_group(group, out)
-        if group.events:
+        group = _prepare(loaded, records, decoded, positions, policy, out)
+        group = _score(group, out)
+        if len(group):
             out.by_model[name] = group
     done_ms = now_ms()
     for name, group in list(out.by_model.items()):
-        _emit(group, policy, done_ms, out, (thresholds or {}).get(name))
-        if not group.events:
+        out.by_model[name] = group = _emit(group, policy, done_ms, out, (thresholds or {}).get(name))
+        if not len(group):
             del out.by_model[name]
     return out
 
 
-def _score_group(group: ModelBatch, out: ScoredBatch) -> None:
-    """Score the group in one batch; rows the model could not score are dead-lettered at stage ``score``.
+def _prepare(
+    loaded: LoadedModel,
+    records: Sequence[RawRecord],
+    decoded: EventColumns,
+    positions: list[int],
+    policy: ScoringPolicy,
+    out: ScoredBatch,
+) -> ModelBatch:
+    """The model's events with their features prepared per column; invalid ones dead-lettered at ``validate``."""
+    raws = [records[decoded.rows[i]] for i in positions]
 
-    When the batch call itself raises, every row is scored alone: only the rows that raise are dead-lettered
-    (stage ``unexpected``)."""
-    isolated = False
+    def reread(j: int) -> Any:  # the contract's own reading of a row with a number orjson may read differently
+        return parse_event(raws[j].value, policy.max_event_bytes).features
+
+    columns, errors = prepare_columns(
+        loaded.schema,
+        [decoded.features[i] for i in positions],
+        policy.missing_feature_policy,
+        policy.unknown_feature_policy,
+        reread,
+    )
+    for j, error in errors:
+        out.dead_letters.append(rejected(raws[j], error))
+    kept = columns.kept
+    return ModelBatch(
+        loaded,
+        [raws[j] for j in kept],
+        [decoded.event_ids[positions[j]] for j in kept],
+        [decoded.ts[positions[j]] for j in kept],
+        replace(columns, kept=list(range(len(kept)))),
+    )
+
+
+def _score(group: ModelBatch, out: ScoredBatch) -> ModelBatch:
+    """Score the group: River linear pipelines per column (exact), other models through their batch scorer;
+    rows the model could not score are dead-lettered at stage ``score``. When the batch call itself raises,
+    every row is scored alone: only the rows that raise are dead-lettered (stage ``unexpected``)."""
+    plan = group.loaded.plan
+    if plan is not None and len(group):
+        try:
+            _score_linear(group, plan)
+            return group
+        except Exception:  # noqa: BLE001 - e.g. a weight that is not finite: the generic path decides each row
+            pass
+    scorer = group.loaded.scorer
     try:
-        scored: list[Scored | BaseException] = list(group.loaded.scorer.score_batch(group.rows))
-        if len(scored) != len(group.rows):
-            raise RuntimeError(f"the model scored {len(scored)} of {len(group.rows)} rows")
+        scored: list[Scored | BaseException] = list(scorer.score_batch(group.rows))
+        if len(scored) != len(group):
+            raise RuntimeError(f"the model scored {len(scored)} of {len(group)} rows")
     except Exception:  # noqa: BLE001 - isolate the row that fails
-        isolated = True
-        scored = [_score_one(group.loaded.scorer, row) for row in group.rows]
-    if not isolated and all(result.error is None for result in scored):  # type: ignore[union-attr]
-        group.scored = scored  # type: ignore[assignment]
-        return
-    kept = ModelBatch(group.loaded)
-    for record, event, row, result in zip(group.records, group.events, group.rows, scored, strict=True):
-        if isinstance(result, BaseException):
-            out.dead_letters.append(unexpected(record, result))
-            continue
-        if result.error is not None:
-            error_class, _, message = result.error.partition(": ")
-            out.dead_letters.append(dead_letter(record, "score", error_class, message or result.error))
-            continue
-        kept.records.append(record)
-        kept.events.append(event)
-        kept.rows.append(row)
-        kept.scored.append(result)
-    group.records, group.events, group.rows, group.scored = kept.records, kept.events, kept.rows, kept.scored
+        scored = [_score_one(scorer, row) for row in group.rows]
+    failed = [i for i, result in enumerate(scored) if isinstance(result, BaseException) or result.error is not None]
+    if failed:
+        for i in failed:
+            result = scored[i]
+            if isinstance(result, BaseException):
+                out.dead_letters.append(unexpected(group.records[i], result))
+                continue
+            error_class, _, message = result.error.partition(": ")  # type: ignore[union-attr]
+            out.dead_letters.append(dead_letter(group.records[i], "score", error_class, message or result.error))
+        bad = set(failed)
+        keep = [i for i in range(len(scored)) if i not in bad]
+        group, scored = group.take(keep), [scored[i] for i in keep]
+    group.predictions = [s.prediction for s in scored]  # type: ignore[union-attr]
+    group.probabilities = [s.probabilities for s in scored]  # type: ignore[union-attr]
+    group.scores = [s.score for s in scored]  # type: ignore[union-attr]
+    group.confidences = [s.confidence for s in scored]  # type: ignore[union-attr]
+    return group
 
 
 def _score_one(scorer: Challenger, row: dict[str, Any]) -> Scored | BaseException:
@@ -250,61 +326,114 @@ def _score_one(scorer: Challenger, row: dict[str, Any]) -> Scored | BaseExceptio
         return exc
 
 
-def apply_threshold(scored: Scored, threshold: float | None) -> Scored:
+def _score_linear(group: ModelBatch, plan: LinearPlan) -> None:
+    if plan.task == "regression":
+        values = plan.raw(group.columns).tolist()
+        group.predictions = group.scores = values
+        group.probabilities = group.confidences = [None] * len(values)
+        return
+    positive = plan.positive_probabilities(group.columns)
+    negative = 1.0 - positive
+    group.predictions = (positive > negative).tolist()
+    group.confidences = np.maximum(positive, negative).tolist()
+    group.scores = positive.tolist()
+    group.probabilities = [{"False": q, "True": p} for q, p in zip(negative.tolist(), group.scores, strict=True)]
+
+
+def decide(prediction: Any, score: float | None, threshold: float) -> Any:
     """A binary prediction decided by ``score >= threshold`` (set by an ``adjust_threshold`` action).
 
     Only bool and 0/1 predictions are re-decided; other class types keep the model's own decision.
 
-    >>> apply_threshold(Scored(False, {"False": 0.6, "True": 0.4}, 0.4, 0.6), 0.3).prediction
-    True
-    >>> apply_threshold(Scored(1, {"0": 0.3, "1": 0.7}, 0.7, 0.7), 0.8).prediction
-    0
+    >>> decide(False, 0.4, 0.3), decide(1, 0.7, 0.8), decide("yes", 0.1, 0.5)
+    (True, 0, 'yes')
     """
-    if threshold is None or scored.score is None or not isinstance(scored.prediction, bool | int):
-        return scored
-    decided = scored.score >= threshold
-    return replace(scored, prediction=decided if isinstance(scored.prediction, bool) else int(decided))
+    if score is None or not isinstance(prediction, bool | int):
+        return prediction
+    decided = score >= threshold
+    return decided if isinstance(prediction, bool) else int(decided)
 
 
-def _emit(group: ModelBatch, policy: ScoringPolicy, done_ms: float, out: ScoredBatch, threshold: float | None) -> None:
+def _emit(
+    group: ModelBatch, policy: ScoringPolicy, done_ms: float, out: ScoredBatch, threshold: float | None
+) -> ModelBatch:
+    """Build the prediction records of the group in one pass; returns the group without the events whose record
+    could not be built (each dead-lettered as ``unexpected``: join records and monitors see what is published)."""
     loaded = group.loaded
     if threshold is not None and loaded.task == "binary":
-        group.scored = [apply_threshold(s, threshold) for s in group.scored]
-    review_below = policy.review_confidence_threshold
-    failed: list[int] = []
+        group.predictions = [
+            decide(prediction, score, threshold)
+            for prediction, score in zip(group.predictions, group.scores, strict=True)
+        ]
     if policy.explain_top_k:
         group.explanations = _explanations(group, policy.explain_top_k)
-    for i, (record, event, scored) in enumerate(zip(group.records, group.events, group.scored, strict=True)):
-        latency = max(0.0, done_ms - record.timestamp)
-        try:
-            payload = {
-                "event_id": event.event_id,
-                "model": loaded.name,
-                "model_version": loaded.version,
-                "prediction": scored.prediction,
-                "probabilities": scored.probabilities,
-                "score": scored.score,
-                "confidence": scored.confidence,
-                "latency_ms": round(latency, 3),
-                "ts": int(done_ms),
-            }
-            if group.explanations is not None:
-                explanation = group.explanations[i]
-                if isinstance(explanation, Exception):
-                    raise explanation
-                payload["explanation"] = explanation
-            value = orjson.dumps(payload)
-            key = record.key if record.key is not None else event.event_id.encode()
-        except Exception as exc:  # noqa: BLE001 - e.g. a prediction orjson cannot write: this event alone
-            out.dead_letters.append(unexpected(record, exc))
-            failed.append(i)
-            continue
-        out.latencies_ms.append(latency)
-        out.predictions.append((key, value))
-        if review_below is not None and scored.confidence is not None and scored.confidence < review_below:
-            out.reviews.append((key, value))
-    if failed:  # the join records and monitors see only what was published
-        _drop(group, set(failed))
+    latencies = np.maximum(0.0, done_ms - np.array([record.timestamp for record in group.records], dtype=np.float64))
+    columns = [group.event_ids, group.predictions, group.probabilities, group.scores, group.confidences]
+    columns.append(np.round(latencies, 3).tolist())
+    if group.explanations is not None:
+        columns.append(group.explanations)
+    fields = list(zip(*columns, strict=True))
+    build = functools.partial(_prediction, loaded.name, loaded.version, int(done_ms))
+    try:
+        values = [build(*row) for row in fields]
+    except Exception:  # noqa: BLE001 - e.g. a prediction orjson cannot write: find the events, dead-letter them alone
+        built = [_try(build, row) for row in fields]
+        failed = [i for i, value in enumerate(built) if isinstance(value, BaseException)]
+        out.dead_letters += [unexpected(group.records[i], built[i]) for i in failed]  # type: ignore[arg-type]
+        keep = [i for i in range(len(built)) if i not in set(failed)]
+        kept = group.take(keep)
+        kept.predictions, kept.probabilities, kept.scores, kept.confidences = (
+            [column[i] for i in keep]
+            for column in (group.predictions, group.probabilities, group.scores, group.confidences)
+        )
+        if group.explanations is not None:
+            kept.explanations = [group.explanations[i] for i in keep]
+        group, values, latencies = kept, [built[i] for i in keep], latencies[keep]  # type: ignore[misc]
+    out.latencies_ms += latencies.tolist()
+    keys = [
+        record.key if record.key is not None else event_id.encode()
+        for record, event_id in zip(group.records, group.event_ids, strict=True)
+    ]
+    out.predictions += zip(keys, values, strict=True)
+    review = policy.review_confidence_threshold
+    if review is not None:
+        out.reviews += [
+            (key, value)
+            for key, value, confidence in zip(keys, values, group.confidences, strict=True)
+            if confidence is not None and confidence < review
+        ]
+    return group
+
+
+def _prediction(
+    model: str,
+    version: int,
+    ts: int,
+    event_id: str,
+    prediction: Any,
+    probabilities: dict[str, float] | None,
+    score: float | None,
+    confidence: float | None,
+    latency_ms: float,
+    *explanation: Explanation | Exception | None,
+) -> bytes:
+    """One ``predictions`` record (with its explanation when one is given; an exception in its place is raised)."""
+    record = {
+        "event_id": event_id,
+        "model": model,
+        "model_version": version,
+        "prediction": prediction,
+        "probabilities": probabilities,
+        "score": score,
+        "confidence": confidence,
+        "latency_ms": latency_ms,
+        "ts": ts,
+    }
+    if explanation:
+        if isinstance(explanation[0], Exception):
+            raise explanation[0]
+        record["explanation"] = explanation[0]
+    return orjson.dumps(record)
 
 
 def _explanations(group: ModelBatch, top_k: int) -> list[Any]:
@@ -322,11 +451,8 @@ def _explanations(group: ModelBatch, top_k: int) -> list[Any]:
         return found
 
 
-def _drop(group: ModelBatch, indices: set[int]) -> None:
-    keep = [i for i in range(len(group.events)) if i not in indices]
-    group.records = [group.records[i] for i in keep]
-    group.events = [group.events[i] for i in keep]
-    group.rows = [group.rows[i] for i in keep]
-    group.scored = [group.scored[i] for i in keep]
-    if group.explanations is not None:
-        group.explanations = [group.explanations[i] for i in keep]
+def _try(build: Callable[..., bytes], row: tuple) -> bytes | BaseException:
+    try:
+        return build(*row)
+    except Exception as exc:  # noqa: BLE001 - returned: the caller dead-letters this event alone
+        return exc

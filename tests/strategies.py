@@ -183,3 +183,39 @@ def hostile_labels(draw: st.DrawFn, event_id: str, event_ts: int) -> dict:
         else:
             label["model"] = draw(hostile_model_names)
     return label
+
+
+@st.composite
+def edge_events(draw: st.DrawFn) -> bytes:
+    """Messages near the edges of the contract, mostly one edge at a time (a hostile event usually fails early):
+    numbers around 2**63 and 2**64 (where orjson and pydantic read integers differently) and beyond float64, bools
+    and strings where numbers go, float and ISO timestamps, odd model names, extra fields and features."""
+    big = st.sampled_from(
+        [2**63, 2**64, -(2**63) - 1, 10**30, -(10**25), 2**53 + 1, 1e300, int(1.7976931348623157e308) + 1]
+    )
+    value = st.one_of(finite, st.integers(-(10**6), 10**6), big, st.booleans(), st.none(), st.text(max_size=4))
+    plain = st.one_of(finite, st.integers(-(10**6), 10**6))
+    features = {name: draw(plain) for name in AGRAWAL if draw(st.integers(0, 9))}
+    for name in draw(st.lists(st.sampled_from([*AGRAWAL, "extra"]), max_size=2)):
+        features[name] = draw(value)
+    odd = draw(st.sampled_from(["none", "event_id", "ts", "model", "extra"]))
+    event: dict = {
+        "event_id": draw(st.one_of(st.just(""), st.integers(0, 9))) if odd == "event_id" else draw(event_ids),
+        "ts": draw(st.integers(0, NOW_MS)),
+        "features": features,
+    }
+    if odd == "ts":
+        event["ts"] = draw(
+            st.one_of(
+                st.integers(-5, 2**60),
+                st.integers(NOW_MS, NOW_MS + 2 * DAY_MS),
+                st.floats(-1, 2e12, allow_nan=False),
+                st.sampled_from(["2026-01-01T00:00:00Z", "2026-01-01T00:00:00", "soon"]),
+                st.booleans(),
+            )
+        )
+    if odd == "model" or draw(st.booleans()):
+        event["model"] = draw(st.sampled_from([None, "default", "other", "", 7, "m" * 129, "a b", "default\n"]))
+    if odd == "extra":
+        event["extra"] = draw(st.sampled_from([1, [1, [2]], {"a": None}]))
+    return json.dumps(event).encode()

@@ -4,18 +4,28 @@ from __future__ import annotations
 
 import asyncio
 import json
+import traceback
+from dataclasses import replace
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from driftline.contract.records import DLQ_ERROR_CLASS, DLQ_SOURCE_OFFSET, DLQ_STAGE
+from driftline.contract.records import (
+    DLQ_ERROR_CLASS,
+    DLQ_SOURCE_OFFSET,
+    DLQ_STAGE,
+    RecordError,
+    parse_event,
+    ts_window,
+)
 from driftline.models.bootstrap import bootstrap_model
+from driftline.models.features import FeatureError
 from driftline.models.scoring import Scored
 from driftline.models.version import ModelVersion
 from driftline.streams.publisher import Publisher
 from driftline.streams.scoring_stage import LoadedModel, ScoringPolicy, model_names, score_records
 from driftline.testing import InMemoryProducer, InMemoryRecord, InMemorySource
-from tests.strategies import DAY_MS, NOW_MS, hostile_events, malformed_events, valid_events
+from tests.strategies import DAY_MS, NOW_MS, edge_events, hostile_events, malformed_events, valid_events
 
 MODEL, SCHEMA, TASK = bootstrap_model(samples=300)
 LOADED = LoadedModel(
@@ -154,7 +164,7 @@ def test_an_exception_no_check_anticipated_dead_letters_that_event_alone_and_the
     assert (letter.offset, letter.stage, letter.error_class) == (13, "unexpected", "ZeroDivisionError")
     assert letter.message == "ZeroDivisionError: float division by zero", "the traceback's last line"
     assert sorted(int(json.loads(v)["event_id"]) for _, v in batch.predictions) == [i for i in range(30) if i != 13]
-    assert len(batch.by_model["default"].events) == 29, "join records and monitors see the scored events only"
+    assert len(batch.by_model["default"]) == 29, "join records and monitors see the scored events only"
 
 
 def test_a_model_lookup_that_raises_dead_letters_its_events_as_unexpected():
@@ -224,3 +234,52 @@ def test_a_polled_batch_published_in_memory_gives_each_message_one_output_and_de
         ("validate", "ValidationError", "3"),
     ]
     assert source.pending() == 0 and source.poll() == []
+
+
+def one_at_a_time(value: bytes | None, policy: ScoringPolicy) -> tuple:
+    """What the stage did before it worked per column: parse_event, prepare, predict_proba_one, one event at a time."""
+    try:
+        event = parse_event(value, policy.max_event_bytes, ts_window(NOW_MS, policy.max_ts_future_ms, None))
+    except RecordError as error:
+        return ("dead", error.stage, error.error_class, error.reason)
+    name = event.model or policy.default_model
+    if name != "default":
+        return ("dead", "validate", "UnknownModel", f"no model named '{name}'")
+    try:
+        row = SCHEMA.prepare(event.features, policy.missing_feature_policy, policy.unknown_feature_policy)
+    except FeatureError as error:
+        return ("dead", "validate", "FeatureError", str(error))
+    except Exception as error:  # noqa: BLE001 - the stage dead-letters what no check anticipated
+        return ("dead", "unexpected", type(error).__name__, traceback.format_exception_only(error)[-1].strip())
+    proba = MODEL.predict_proba_one(row)
+    return ("scored", event.event_id, proba[False] < proba[True], proba[True], max(proba.values()), row)
+
+
+small_malformed = malformed_events().filter(lambda raw: raw is None or len(raw) < 4096)
+messages = st.one_of(
+    small_malformed,
+    edge_events(),
+    st.one_of(hostile_events(), valid_events()).map(lambda e: json.dumps(e).encode()).filter(lambda v: len(v) < 4096),
+)
+
+
+@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large], deadline=None)
+@given(st.lists(messages, max_size=8), st.sampled_from(["impute", "reject"]), st.sampled_from(["ignore", "reject"]))
+def test_per_column_the_stage_decides_and_scores_every_message_as_one_at_a_time(values, missing, unknown):
+    policy = replace(POLICY, missing_feature_policy=missing, unknown_feature_policy=unknown)
+    records = records_of(values)
+    _, decoded = model_names(records, policy, NOW_MS)
+    batch = score_records(records, decoded, lambda name: LOADED if name == "default" else None, policy)
+    outcome = {d.offset: ("dead", d.stage, d.error_class, d.message) for d in batch.dead_letters}
+    group = batch.by_model.get("default")
+    for i, (_, value) in enumerate(batch.predictions):
+        p = json.loads(value)
+        outcome[group.records[i].offset] = (
+            "scored",
+            p["event_id"],
+            p["prediction"],
+            p["score"],
+            p["confidence"],
+            group.rows[i],
+        )
+    assert outcome == {i: one_at_a_time(v, policy) for i, v in enumerate(values)}
