@@ -81,6 +81,14 @@ def stage(events: int, explain: int, as_json: bool) -> None:
 
 
 @bench.command()
+@click.option("--rounds", default=5, show_default=True, type=click.IntRange(min=1), help="Starts of each kind.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (the only output format).")
+def cli(rounds: int, as_json: bool) -> None:
+    """Start-up of driftline --help, --version and completion beside importing what the commands run."""
+    _run("cli", rounds=rounds)
+
+
+@bench.command()
 @click.option("--events", default=60_000, show_default=True, help="Records consumed and produced by each client.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (the only output format).")
 def clients(events: int, as_json: bool) -> None:
