@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import redis
@@ -12,6 +13,16 @@ from driftline.contract.settings import Settings
 from driftline.embedded.stack import EmbeddedStack, embedded_stack
 
 TEST_HMAC_KEY = "test-hmac-key"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def state_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Workers and commands the tests start keep their local state (Faust's data directory) in the session's
+    temporary folder, not in the user's state folder."""
+    with pytest.MonkeyPatch.context() as patch:
+        path = tmp_path_factory.mktemp("state")
+        patch.setenv("DRIFTLINE_STATE_DIR", str(path))
+        yield path
 
 
 @pytest.fixture(scope="session")
