@@ -50,10 +50,22 @@ def offline(rows: int, features: int, as_json: bool) -> None:
     help="Extra stationary error streams per generator (30,000 outcomes each) on which ADWIN's and the "
     "CUSUM's false-alarm rates are measured.",
 )
+@click.option(
+    "--live",
+    is_flag=True,
+    help="The drift and stationary scenarios through the real stack (embedded broker, 4 partitions, 1 and 2 "
+    "worker processes, backlog and paced) beside the same events in process; CBPE's estimate error beside "
+    "NannyML's when installed.",
+)
+@click.option("--events", default=20_000, show_default=True, help="Events per scenario (--live).")
+@click.option("--rate", default=2000.0, show_default=True, help="Events per second of the paced runs (--live).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (the only output format).")
-def drift(seeds: int, calibration_seeds: int, as_json: bool) -> None:
+def drift(seeds: int, calibration_seeds: int, live: bool, events: int, rate: float, as_json: bool) -> None:
     """False alarms, detection delays and monitoring overhead on streams with known drift points."""
-    _run("drift", seeds=seeds, calibration_seeds=calibration_seeds)
+    if live:
+        _run("drift_live", n_events=events, rate=rate)
+    else:
+        _run("drift", seeds=seeds, calibration_seeds=calibration_seeds)
 
 
 @bench.command()

@@ -164,9 +164,16 @@ class EventBatch:
 
 @dataclass(frozen=True)
 class OutcomeBatch:
-    """Joined outcomes: the error of each (0/1 for classifiers, absolute error for regression)."""
+    """Joined outcomes: the error of each (0/1 for classifiers, absolute error for regression); for binary
+    classifiers also the positive-class score, whether the label and the prediction were positive, the event ids
+    and the version that scored them (what CBPE calibrates on and compares with)."""
 
     errors: np.ndarray
+    scores: np.ndarray | None = None
+    positives: np.ndarray | None = None
+    predicted: np.ndarray | None = None
+    event_ids: Sequence[str] = ()
+    version: int | None = None
 
 
 @dataclass(frozen=True)

@@ -25,12 +25,14 @@ Examples
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import replace
 from typing import Any, ClassVar
 
 import numpy as np
 
 from driftline.models.reference import CategoricalProfile, NumericProfile, ReferenceProfile, profile_values
+from driftline.monitoring.cbpe import Calibrator, estimate, realised
 from driftline.monitoring.concept import ErrorStream, detectors_for_task
 from driftline.monitoring.detector import (
     EventBatch,
@@ -51,6 +53,9 @@ from driftline.monitoring.performance_estimate import ConfidenceEstimate, Realis
 from driftline.monitoring.quality import DataQuality, QualityCheck, out_of_range_rate, unseen_rate
 from driftline.monitoring.streaming import StreamingBank
 from driftline.monitoring.window import WindowTest
+
+#: Windows of estimated and realised performance kept (the latest).
+MAX_WINDOWS = 500
 
 __all__ = ["ConceptDrift", "DataDrift", "DataQualityChecks", "Performance", "PredictionOutput"]
 
@@ -450,7 +455,16 @@ class PredictionOutput:
 
 @register
 class Performance:
-    """The label-free performance estimate (classifiers) and the realised metric once labels arrive."""
+    """Model performance: the label-free estimate (classifiers) and the realised metric once labels arrive.
+
+    Binary classifiers get CBPE (:mod:`driftline.monitoring.cbpe`): on the labelled side, every
+    ``performance_window`` outcomes form a window with its estimated metrics (from the calibrated scores alone,
+    with the calibrator fitted *before* the window) beside the realised ones (:attr:`windows`); the calibrator is
+    fitted again on the latest ``performance_window`` labelled outcomes whenever another version shows up. On the
+    scoring side the alert tests the estimated accuracy per window of predictions
+    (:class:`driftline.monitoring.performance_estimate.ConfidenceEstimate`) on calibrated expected correctness once
+    a calibrator is given (:meth:`use_calibration`), on the top-class probability before.
+    """
 
     name: ClassVar[str] = "performance"
 
@@ -467,34 +481,113 @@ class Performance:
             if scope.task == "regression"
             else ConfidenceEstimate(cfg.performance_window, cfg.hop, levels.alpha, cfg.performance_tolerance)
         )
+        self.calibrator: Calibrator | None = None
+        self.calibrated_version: int | None = None
+        #: Per window of labelled outcomes: ``{"end_event_id", "estimated": {...}, "realised": {...}}``.
+        self.windows: deque[dict[str, Any]] = deque(maxlen=MAX_WINDOWS)
+        self._labelled: deque[tuple[np.ndarray, np.ndarray]] = deque()  # (scores, positives) of recent outcomes
+        self._window: list[tuple[np.ndarray, np.ndarray, np.ndarray, list[str]]] = []
+        self._window_n = 0
 
     def learn_reference(self, profile: ReferenceProfile) -> None:
         """The estimate's reference is the first full window of confidences."""
 
+    def use_calibration(self, calibrator: Calibrator) -> None:
+        """Estimate with ``calibrator`` from now on (the scoring side; the reference window is learnt again)."""
+        if calibrator != self.calibrator:
+            self.calibrator = calibrator
+            if self.estimate is not None:
+                self.estimate.reset_reference()
+
     def observe(self, observation: Observation) -> list[Finding]:
         if isinstance(observation, OutcomeBatch):
             self.realised.update_many(observation.errors)
+            if observation.scores is not None and observation.positives is not None:
+                self._labelled_outcomes(observation)
             return []
         if not isinstance(observation, EventBatch) or self.estimate is None or observation.confidences is None:
             return []
+        confidences = observation.confidences
+        if self.calibrator is not None and observation.scores is not None:
+            p = self.calibrator.transform(observation.scores)
+            confidences = np.where(observation.scores >= self.calibrator.threshold, p, 1 - p)
         src = source("performance", "cbpe", None, self.scope.config.performance_window)
-        return [Finding(src, t) for t in self.estimate.update_many(observation.confidences).tests]
+        return [Finding(src, t) for t in self.estimate.update_many(confidences).tests]
+
+    def _labelled_outcomes(self, batch: OutcomeBatch) -> None:
+        assert batch.scores is not None and batch.positives is not None
+        size = self.scope.config.performance_window
+        predicted = batch.predicted if batch.predicted is not None else batch.scores >= 0.5
+        if batch.version is not None and batch.version != self.calibrated_version:
+            scores, positives = self._recent()
+            if scores.size >= size:
+                self.calibrator = Calibrator.fit(scores[-size:], positives[-size:])
+                self.calibrated_version = batch.version
+        self._labelled.append((batch.scores, batch.positives))
+        kept = sum(len(s) for s, _ in self._labelled)
+        while len(self._labelled) > 1 and kept - len(self._labelled[0][0]) >= size:
+            kept -= len(self._labelled.popleft()[0])
+        start = 0
+        ids = list(batch.event_ids) or [""] * len(batch.scores)
+        while start < len(batch.scores):
+            take = min(size - self._window_n, len(batch.scores) - start)
+            part = slice(start, start + take)
+            self._window.append((batch.scores[part], batch.positives[part], predicted[part], ids[part]))
+            self._window_n += take
+            start += take
+            if self._window_n == size:
+                self._close_window()
+
+    def _recent(self) -> tuple[np.ndarray, np.ndarray]:
+        if not self._labelled:
+            return np.zeros(0), np.zeros(0, dtype=bool)
+        return np.concatenate([s for s, _ in self._labelled]), np.concatenate([p for _, p in self._labelled])
+
+    def _close_window(self) -> None:
+        scores = np.concatenate([w[0] for w in self._window])
+        positives = np.concatenate([w[1] for w in self._window])
+        predicted = np.concatenate([w[2] for w in self._window])
+        end_event_id = self._window[-1][3][-1] if self._window[-1][3] else None
+        self._window, self._window_n = [], 0
+        if self.calibrator is None:
+            return  # no labelled reference before this window: nothing to estimate from
+        estimated = estimate(self.calibrator.transform(scores), predicted=predicted)
+        self.windows.append(
+            {
+                "end_event_id": end_event_id,
+                "estimated": _rounded(estimated),
+                "realised": _rounded(realised(scores, positives, predicted=predicted)),
+            }
+        )
 
     def reset(self) -> None:
         if self.estimate is not None:
             self.estimate.reset_reference()
 
     def gauges(self) -> dict[str, Any]:
-        estimate = self.estimate
+        estimate_ = self.estimate
         return {
             "detectors": [],
             "performance": {
                 "metric": self.realised.name,
                 "rolling": self.realised.value,
-                "estimated": estimate.estimate if estimate is not None else None,
-                "estimated_reference": estimate.reference if estimate is not None else None,
+                "estimated": estimate_.estimate if estimate_ is not None else None,
+                "estimated_reference": estimate_.reference if estimate_ is not None else None,
             },
         }
+
+
+def _rounded(metrics: dict[str, Any]) -> dict[str, Any]:
+    """JSON-friendly: floats to 4 decimals, NaN to None."""
+    out: dict[str, Any] = {}
+    for key, value in metrics.items():
+        if isinstance(value, dict):
+            out[key] = _rounded(value)
+        elif isinstance(value, float):
+            out[key] = round(value, 4) if np.isfinite(value) else None
+        else:
+            out[key] = value
+    return out
 
 
 @register

@@ -63,6 +63,7 @@ from driftline.models.specs import TASKS
 from driftline.monitoring import families
 from driftline.monitoring.actions import recommend_threshold
 from driftline.monitoring.alerting import AlertBuilder
+from driftline.monitoring.cbpe import Calibrator
 from driftline.monitoring.checkpoint import seal, unseal
 from driftline.monitoring.config import MonitorConfig
 from driftline.monitoring.dedup import Deduplicator, InMemoryDeduplicator
@@ -370,10 +371,50 @@ class Monitor:
         if lags:
             self._label_lag_ms = float(np.median(lags))
         clock = self._clock(labelled, n)
-        found = self._observe(OutcomeBatch(errors))
+        found = self._observe(self._outcome_batch(event_ids, y_true, y_pred, probabilities, errors, model_version))
         alerts = self.alerting.build(found, event_ids, model_version, self.events, _at(clock, 0))
         self.outcome_history.observe(self.outcomes, self.event_time, self.gauges)
         return alerts
+
+    def _outcome_batch(
+        self,
+        event_ids: Sequence[str],
+        y_true: Sequence[Any],
+        y_pred: Sequence[Any],
+        probabilities: Sequence[dict[Any, float] | None],
+        errors: np.ndarray,
+        version: int,
+    ) -> OutcomeBatch:
+        """Errors for every task; for binary classifiers with probabilities also what CBPE needs."""
+        if self.task != "binary":
+            return OutcomeBatch(errors)
+        scores, _ = self._outputs(y_pred, probabilities)
+        if scores is None or self._positive_class is None:
+            return OutcomeBatch(errors)
+        positive = self._positive_class
+        positives = np.array([_same(t, positive) for t in y_true], dtype=bool)
+        predicted = np.array([_same(p, positive) for p in y_pred], dtype=bool)
+        return OutcomeBatch(errors, scores, positives, predicted, list(event_ids), version)
+
+    # ---------------------------------------------------------------------------------------------- performance
+
+    @property
+    def calibrator(self) -> Calibrator | None:
+        """The CBPE calibrator fitted on this monitor's labelled outcomes (the learning monitor's), if any."""
+        family = self.families.get("performance")
+        return getattr(family, "calibrator", None)
+
+    def use_calibration(self, calibrator: Calibrator) -> None:
+        """Estimate performance with ``calibrator`` (the scoring monitor, given the learning monitor's)."""
+        family = self.families.get("performance")
+        if family is not None:
+            family.use_calibration(calibrator)  # type: ignore[attr-defined]
+
+    def performance_windows(self) -> list[dict[str, Any]]:
+        """Per window of ``performance_window`` labelled outcomes: ``{"end_event_id", "estimated": {...},
+        "realised": {...}}`` (CBPE's estimate from the scores alone beside the metrics from the labels)."""
+        family = self.families.get("performance")
+        return list(getattr(family, "windows", []))
 
     # ---------------------------------------------------------------------------------------------- state
 

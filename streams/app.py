@@ -215,6 +215,9 @@ class Worker:
                 monitor.set_prediction_reference(
                     group.loaded.version, [s.prediction for s in reference], [s.probabilities for s in reference]
                 )
+            learner = self.learning.watch.monitors.get(group.loaded.name)  # CBPE: calibrated on labels learnt here
+            if learner is not None and learner.calibrator is not None:
+                monitor.use_calibration(learner.calibrator)
             alerts = monitor.observe_events(
                 group.event_ids,
                 group.rows,
@@ -296,6 +299,7 @@ class Worker:
                 on_flush=self.joins.flush,  # join records buffered while Redis was unreachable (never raises)
                 durable=lambda: self.joins.buffered == 0,  # a kill never loses join records waiting for Redis
                 backpressure=lambda: self.joins.full,  # while Redis is unreachable, join records never drop
+                ordered=True,  # monitors see each model's events in time order across partitions (KIP-353)
                 max_records=settings.batch_size,
                 timeout_ms=settings.batch_timeout_ms,
                 on_crash=self._service_crashed,

@@ -16,7 +16,11 @@ application (lifecycle, worker, services) while the hot path reads whole batches
   resumes them once it says False; it keeps polling meanwhile, so it stays in its group, and flushes;
 * with ``durable``, offsets are committed only while it says that what the handled batches stored outside Kafka
   (the scorer's join records) has reached its store: until then they are held, and committed by a later batch or
-  idle poll, so a worker killed meanwhile reads those records again instead of losing what they stored.
+  idle poll, so a worker killed meanwhile reads those records again instead of losing what they stored;
+* with ``ordered``, the partitions are consumed timestamp-synchronised (KIP-353,
+  :class:`driftline.streams.event_order.EventTimeMerger`): batches hold records in timestamp order across the
+  assigned partitions, partitions far ahead are paused, and offsets are committed up to the records handed over
+  (what is still buffered is read again by the next owner).
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ import mode
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, ConsumerRecord, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 
+from driftline.streams.event_order import EventTimeMerger
 from driftline.streams.metrics import BATCH_SIZE, CONSUMER_LAG, CONSUMPTION_PAUSED
 
 log = logging.getLogger(__name__)
@@ -59,6 +64,9 @@ class _Rebalance(ConsumerRebalanceListener):
             await self.source.commit_held()
             for tp in revoked:  # not durable yet: the next owner reads them again from the last commit
                 self.source.held.pop(tp, None)
+            if self.source.merger is not None:
+                self.source.merger.drop(revoked)
+                self.source.ahead -= set(revoked)
 
     async def on_partitions_assigned(self, assigned: Iterable[TopicPartition]) -> None:
         self.source.assigned = set(assigned)
@@ -87,6 +95,7 @@ class BatchSource(mode.Service):
         retry_pause: float = 1.0,
         on_crash: CrashHook | None = None,
         backpressure: BackpressureCheck | None = None,
+        ordered: bool = False,
         **kwargs: Any,
     ) -> None:
         self.source_name = name
@@ -112,6 +121,11 @@ class BatchSource(mode.Service):
         self.in_flight = asyncio.Lock()
         self.consumer: AIOKafkaConsumer | None = None
         self.pending: Pending | None = None
+        #: Timestamp-synchronised consumption (``ordered``): what was fetched and not handed over yet, and the
+        #: partitions paused because they are far ahead of the others.
+        self.merger = EventTimeMerger(max_buffered=4 * max_records, idle_polls=10) if ordered else None
+        self.ahead: set[TopicPartition] = set()
+        self.held_back = False  # paused by back-pressure
         super().__init__(**kwargs)
 
     @property
@@ -164,7 +178,14 @@ class BatchSource(mode.Service):
             failed = False
             async with self.in_flight:
                 assigned = consumer.assignment()
-                records = [r for tp, rs in fetched.items() if tp in assigned for r in rs]
+                if self.merger is not None:  # timestamp order across partitions
+                    taken = self._in_time_order(consumer, fetched, assigned)
+                else:
+                    taken = [(tp, r) for tp, rs in fetched.items() if tp in assigned for r in rs]
+                records = [r for _, r in taken]
+                handed: dict[TopicPartition, list[ConsumerRecord]] = {}
+                for tp, r in taken:
+                    handed.setdefault(tp, []).append(r)
                 done: Pending | None = None
                 if records:
                     BATCH_SIZE.labels(self.source_name).observe(len(records))
@@ -172,11 +193,15 @@ class BatchSource(mode.Service):
                         acked = await self.handler(records)
                     except self.retry_on as exc:
                         failed = True
-                        self._rewind(consumer, fetched, assigned, exc)
+                        if self.merger is not None:  # taken again from the buffers, no seek
+                            self.retries += 1
+                            log.warning("%s: batch failed, handling it again: %r", self.label, exc)
+                            self.merger.requeue(taken)
+                        else:
+                            self._rewind(consumer, handed, exc)
                     else:
-                        offsets = {tp: rs[-1].offset + 1 for tp, rs in fetched.items() if rs and tp in assigned}
-                        done = (acked, offsets)
-                        self._export_lag(consumer, fetched)
+                        done = (acked, {tp: rs[-1].offset + 1 for tp, rs in handed.items()})
+                        self._export_lag(consumer, handed)
                 await self.finish_pending()
                 self.pending = done
                 if not fetched:
@@ -196,28 +221,49 @@ class BatchSource(mode.Service):
         paused, assigned = consumer.paused(), consumer.assignment()
         if self.backpressure():
             if paused != assigned:
-                if not paused:
+                if not self.held_back:
                     log.warning("%s: pausing consumption until the join store drains (back-pressure)", self.label)
                 consumer.pause(*assigned)
                 CONSUMPTION_PAUSED.labels(self.source_name).set(1)
-        elif paused:
+            self.held_back = True
+        elif self.held_back:
             log.warning("%s: resuming consumption", self.label)
-            consumer.resume(*paused)
+            consumer.resume(*(paused - self.ahead))  # partitions far ahead in time stay paused
             CONSUMPTION_PAUSED.labels(self.source_name).set(0)
+            self.held_back = False
 
-    def _rewind(
+    def _in_time_order(
         self,
         consumer: AIOKafkaConsumer,
         fetched: dict[TopicPartition, list[ConsumerRecord]],
         assigned: set[TopicPartition],
-        exc: BaseException,
+    ) -> list[tuple[TopicPartition, ConsumerRecord]]:
+        """Buffer the fetch; the next batch in timestamp order; pause partitions far ahead, resume the others."""
+        merger = self.merger
+        assert merger is not None
+        merger.add({tp: rs for tp, rs in fetched.items() if tp in assigned}, assigned)
+        caught_up = set()  # nothing buffered and nothing more on the broker (never waits on the broker here)
+        for tp in assigned:
+            highwater, fetched_to = consumer.highwater(tp), merger.next_offset.get(tp)
+            if not merger.buffers.get(tp) and None not in (highwater, fetched_to) and fetched_to >= highwater:
+                caught_up.add(tp)
+        taken = merger.take(assigned, self.max_records, caught_up)
+        full = {tp for tp in assigned if merger.full(tp)}
+        if full - self.ahead:
+            consumer.pause(*(full - self.ahead))
+        if (self.ahead - full) & assigned and not self.held_back:
+            consumer.resume(*((self.ahead - full) & assigned))
+        self.ahead = full
+        return taken
+
+    def _rewind(
+        self, consumer: AIOKafkaConsumer, handed: dict[TopicPartition, list[ConsumerRecord]], exc: BaseException
     ) -> None:
         """Seek the partitions of a failed batch back to its first records: it is read and handled again."""
         self.retries += 1
         log.warning("%s: batch failed, handling it again in %.1f s: %r", self.label, self.retry_pause, exc)
-        for tp, records in fetched.items():
-            if records and tp in assigned:
-                consumer.seek(tp, records[0].offset)
+        for tp, records in handed.items():
+            consumer.seek(tp, records[0].offset)
 
     async def finish_pending(self) -> None:
         """Wait until the previous batch's output is acknowledged, then commit its offsets."""

@@ -31,6 +31,7 @@ from driftline.streams.connections import async_redis_client, kafka_kwargs, redi
 from driftline.streams.learning import learned_count
 from driftline.streams.producer import message_key, read_messages
 from driftline.streams.publisher import producer_for
+from driftline.streams.report_io import read_monitors
 from driftline.streams.topics import ensure_topics
 
 SCHEMA_SAMPLE = 1000
@@ -213,6 +214,17 @@ def _count(topic: str, record: Any, settings: Settings, tally: Tally) -> None:
         tally.alerts.append(json.loads(record.value))
 
 
+def performance_windows(settings: Settings, redis_url: str, name: str) -> dict[str, list[dict[str, Any]]]:
+    """Per model, CBPE's estimated metrics beside the realised ones per window of labels, from the learning
+    monitor's checkpoint (``[{"end_event_id", "estimated": {...}, "realised": {...}}]``)."""
+    client = redis_client(settings, redis_url)
+    try:
+        _, learning = read_monitors(client, settings, name)
+    finally:
+        client.close()
+    return {name: learning.performance_windows() if learning is not None else []}
+
+
 async def run_demo(
     events_path: Path | None = None,
     labels_path: Path | None = None,
@@ -246,9 +258,11 @@ async def run_demo(
                 f"worker pid {worker.pid}, metrics http://127.0.0.1:{metrics_port}/metrics, "
                 f"V2 inference http://127.0.0.1:{http_port}/v2/models/{settings.model_name}/infer"
             )
-            return await _drive(settings, stack, events, labels, label_delay, timeout, console, worker)
+            summary = await _drive(settings, stack, events, labels, label_delay, timeout, console, worker)
         finally:
             stop_process(worker)
+        summary["performance"] = performance_windows(worker_settings, stack.redis_url, settings.model_name)
+        return summary
 
 
 async def _drive(

@@ -1,0 +1,106 @@
+"""Timestamp-synchronised consumption of several partitions (Kafka Streams' KIP-353): records in time order.
+
+A consumer reading a backlog of 4 partitions gets whole runs of one partition, then of the next, so what it
+hands on jumps back and forth in time, and a monitor's windows mix events from before and after a change.
+:class:`EventTimeMerger` buffers what was fetched per partition and hands records over in timestamp order: the
+next record is always the head with the lowest timestamp, and it is taken only while every assigned partition
+that may still have older records has something buffered (a partition caught up with its high watermark, or idle
+for ``idle_polls`` fetches that brought nothing at all, is not waited for). A partition with ``max_buffered``
+records buffered should be paused (:meth:`full`) until the others catch up. The timestamp is the record's Kafka
+timestamp: for records a producer publishes in event-time order (``driftline produce`` replays a file in order),
+the event time's order.
+
+Pure: no Kafka. Records need ``.timestamp`` and ``.offset``; partitions are any hashable keys.
+
+Examples
+--------
+>>> from collections import namedtuple
+>>> R = namedtuple("R", "timestamp offset")
+>>> merger = EventTimeMerger(max_buffered=10, idle_polls=2)
+>>> merger.add({"p0": [R(1, 0), R(4, 1), R(9, 2)], "p1": [R(2, 0), R(3, 1)]})
+>>> [(tp, r.timestamp) for tp, r in merger.take({"p0", "p1"}, max_records=10)]  # p1 may still have 5..8
+[('p0', 1), ('p1', 2), ('p1', 3)]
+>>> merger.add({"p1": [R(8, 2)]})
+>>> [r.timestamp for _, r in merger.take({"p0", "p1"}, 10)]
+[4, 8]
+>>> merger.take({"p0", "p1"}, 10, caught_up={"p1"})  # nothing more in p1: p0 goes on
+[('p0', R(timestamp=9, offset=2))]
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections import deque
+from collections.abc import Hashable, Iterable, Mapping, Sequence
+from typing import Any
+
+__all__ = ["EventTimeMerger"]
+
+
+class EventTimeMerger:
+    """Per-partition buffers handed over in timestamp order (see the module docstring)."""
+
+    def __init__(self, max_buffered: int = 2000, idle_polls: int = 3):
+        self.max_buffered, self.idle_polls = max_buffered, idle_polls
+        self.buffers: dict[Hashable, deque[Any]] = {}
+        #: Offset after the last record fetched, per partition (caught up once it reaches the high watermark).
+        self.next_offset: dict[Hashable, int] = {}
+        self._empty_polls: dict[Hashable, int] = {}
+
+    @property
+    def buffered(self) -> int:
+        """Records waiting."""
+        return sum(len(b) for b in self.buffers.values())
+
+    def add(self, fetched: Mapping[Hashable, Sequence[Any]], polled: Iterable[Hashable] = ()) -> None:
+        """Buffer the records of one fetch; ``polled`` are the partitions it asked for. A fetch that brought
+        nothing at all is an idle poll of each of them (one that brought records of others says nothing)."""
+        empty = True
+        for tp, records in fetched.items():
+            if records:
+                empty = False
+                self.buffers.setdefault(tp, deque()).extend(records)
+                self.next_offset[tp] = records[-1].offset + 1
+                self._empty_polls[tp] = 0
+        if empty:
+            for tp in polled:
+                self._empty_polls[tp] = self._empty_polls.get(tp, 0) + 1
+
+    def full(self, tp: Hashable) -> bool:
+        """Partition ``tp`` has ``max_buffered`` records waiting: pause it until the others catch up."""
+        buffer = self.buffers.get(tp)
+        return buffer is not None and len(buffer) >= self.max_buffered
+
+    def take(
+        self, assigned: Iterable[Hashable], max_records: int, caught_up: Iterable[Hashable] = ()
+    ) -> list[tuple[Hashable, Any]]:
+        """Up to ``max_records`` ``(partition, record)`` pairs in timestamp order, taken while every partition of
+        ``assigned`` that is neither caught up nor idle has records buffered."""
+        assigned = set(assigned)
+        done = set(caught_up) | {tp for tp in assigned if self._empty_polls.get(tp, 0) >= self.idle_polls}
+        waiting = [tp for tp in assigned if tp not in done]
+        heap = [(b[0].timestamp, b[0].offset, i, tp) for i, (tp, b) in enumerate(self.buffers.items()) if b]
+        heapq.heapify(heap)
+        order = {tp: i for i, tp in enumerate(self.buffers)}
+        out: list[tuple[Hashable, Any]] = []
+        while heap and len(out) < max_records:
+            if any(not self.buffers.get(tp) for tp in waiting):
+                break  # a partition that may hold older records has none buffered: wait for it
+            _, _, _, tp = heapq.heappop(heap)
+            buffer = self.buffers[tp]
+            out.append((tp, buffer.popleft()))
+            if buffer:
+                heapq.heappush(heap, (buffer[0].timestamp, buffer[0].offset, order[tp], tp))
+        return out
+
+    def requeue(self, taken: Sequence[tuple[Hashable, Any]]) -> None:
+        """Put records taken back at the front of their buffers (their batch failed and is handled again)."""
+        for tp, record in reversed(taken):
+            self.buffers.setdefault(tp, deque()).appendleft(record)
+
+    def drop(self, partitions: Iterable[Hashable]) -> None:
+        """Forget what is buffered for ``partitions`` (revoked: their next owner reads them again)."""
+        for tp in partitions:
+            self.buffers.pop(tp, None)
+            self.next_offset.pop(tp, None)
+            self._empty_polls.pop(tp, None)

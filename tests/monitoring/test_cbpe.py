@@ -1,0 +1,52 @@
+"""CBPE: calibrated estimates of a window's metrics come close to the realised ones, closer than the mean
+top-class probability; the monitor keeps one window of estimated and realised metrics per 1,000 labels."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from driftline.models.features import FeatureSchema
+from driftline.monitoring.cbpe import METRICS, Calibrator, estimate, realised
+from driftline.monitoring.monitor import Monitor, MonitorConfig
+
+
+def overconfident(rng: np.random.Generator, n: int, shift: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+    """Scores of a model far too sure of itself, and labels drawn from the true chances (shifted later)."""
+    x = rng.normal(shift, 1, n)
+    truth = 1 / (1 + np.exp(-x))
+    return 1 / (1 + np.exp(-4 * x)), rng.random(n) < truth
+
+
+def test_calibrated_estimates_fall_within_their_bands_and_beat_the_top_class_probability() -> None:
+    rng = np.random.default_rng(0)
+    scores, labels = overconfident(rng, 4000)
+    calibrator = Calibrator.fit(scores[:2000], labels[:2000])
+    errors, naive = {m: [] for m in METRICS}, []
+    for shift in (0.0, 0.8, 1.6):  # the population moves: accuracy changes, CBPE follows it without labels
+        s, y = overconfident(rng, 1000, shift)
+        est, real = estimate(calibrator.transform(s), predicted=s >= 0.5), realised(s, y)
+        for m in METRICS:
+            errors[m].append(abs(est[m] - real[m]))
+            if m == "accuracy" or shift < 1:  # far out, the isotonic map is clipped at its last step
+                assert abs(est[m] - real[m]) <= est["bands"][m], (shift, m, est[m], real[m])
+        naive.append(abs(np.maximum(s, 1 - s).mean() - real["accuracy"]))
+    assert max(errors["accuracy"]) < 0.03 < min(naive)
+
+
+def test_the_learning_monitor_keeps_estimated_and_realised_metrics_per_window_of_labels() -> None:
+    rng = np.random.default_rng(1)
+    monitor = Monitor("m", FeatureSchema({"x": "numeric"}), "binary", None, MonitorConfig())
+    for b in range(12):
+        scores, labels = overconfident(rng, 500, shift=0.0 if b < 6 else 1.0)
+        ids = [f"e{b * 500 + i}" for i in range(500)]
+        probabilities = [{True: s, False: 1 - s} for s in scores.tolist()]
+        predictions = (scores >= 0.5).tolist()
+        monitor.observe_outcomes(ids, labels.tolist(), predictions, probabilities, 1 + b // 2, b * 1000)
+    windows = monitor.performance_windows()
+    assert [w["end_event_id"] for w in windows] == [f"e{i}" for i in range(1999, 6000, 1000)]
+    assert monitor.calibrator is not None and monitor.calibrator.fitted_on == 1000
+    for w in windows:
+        assert set(w["estimated"]) >= set(METRICS) and set(w["realised"]) >= set(METRICS)
+        assert abs(w["estimated"]["accuracy"] - w["realised"]["accuracy"]) <= w["estimated"]["bands"]["accuracy"]
+    assert windows[-1]["realised"]["accuracy"] > windows[0]["realised"]["accuracy"] + 0.02  # shifted: easier
+    assert windows[-1]["estimated"]["accuracy"] > windows[0]["estimated"]["accuracy"] + 0.02

@@ -1,0 +1,92 @@
+"""Timestamp-synchronised consumption: the pure merger, and the scorer's source on the real broker."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections import namedtuple
+
+from aiokafka import AIOKafkaProducer
+from hypothesis import given
+from hypothesis import strategies as st
+
+from driftline.contract.settings import Settings
+from driftline.streams.batch_source import BatchSource
+from driftline.streams.event_order import EventTimeMerger
+from driftline.streams.topics import ensure_topics
+
+R = namedtuple("R", "timestamp offset")
+
+
+@given(st.lists(st.lists(st.integers(0, 1000), max_size=30), min_size=1, max_size=5), st.integers(1, 7))
+def test_merged_records_come_in_timestamp_order_each_once_whatever_the_fetches(
+    partitions: list[list[int]], chunk: int
+) -> None:
+    streams = {p: [R(t, o) for o, t in enumerate(sorted(ts))] for p, ts in enumerate(partitions)}
+    merger, out = EventTimeMerger(max_buffered=10), []
+    cursor = dict.fromkeys(streams, 0)
+    rng = random.Random(len(partitions) * 31 + chunk)
+    while any(cursor[p] < len(s) for p, s in streams.items()):
+        fetched = {}
+        for p, s in streams.items():  # each fetch brings a few records of some partitions
+            if rng.random() < 0.6 and not merger.full(p):
+                fetched[p] = s[cursor[p] : cursor[p] + chunk]
+                cursor[p] += len(fetched[p])
+        merger.add(fetched)
+        caught_up = {p for p, s in streams.items() if cursor[p] == len(s)}
+        taken = merger.take(streams, chunk, caught_up)
+        if taken and rng.random() < 0.2:  # a failed batch is handled again
+            merger.requeue(taken)
+            taken = merger.take(streams, chunk, caught_up)
+        out += taken
+    out += merger.take(streams, 10_000, set(streams))
+    assert [r.timestamp for _, r in out] == sorted(t for ts in partitions for t in ts)
+    assert sorted((p, r.offset) for p, r in out) == sorted((p, r.offset) for p, s in streams.items() for r in s)
+
+
+def test_the_scorers_source_hands_a_four_partition_backlog_over_in_time_order(settings: Settings) -> None:
+    """4,000 records spread over 4 partitions by key, timestamps in publishing order: the ordered source hands them
+    over sorted by timestamp, each exactly once; the plain source (control) hands over runs of one partition."""
+    count = 4000
+
+    async def scenario() -> tuple[list[int], list[int]]:
+        await ensure_topics(settings, settings.broker_url)
+        topic = settings.topic("events")
+        producer = AIOKafkaProducer(bootstrap_servers=settings.broker_url, linger_ms=5)
+        await producer.start()
+        try:
+            keys = [str(random.Random(i).random()).encode() for i in range(count)]
+            futures = [await producer.send(topic, b"{}", key=k, timestamp_ms=1_000 + i) for i, k in enumerate(keys)]
+            await asyncio.gather(*futures)
+        finally:
+            await producer.stop()
+        return await consume(True), await consume(False)
+
+    async def consume(ordered: bool) -> list[int]:
+        seen: list[int] = []
+        enough = asyncio.Event()
+
+        async def handler(records: list) -> None:
+            seen.extend(r.timestamp for r in records)
+            if len(seen) >= count:
+                enough.set()
+
+        source = BatchSource(
+            name="score",
+            consumer_kwargs={"bootstrap_servers": settings.broker_url, "fetch_max_wait_ms": 50},
+            topics=[settings.topic("events")],
+            group_id=f"{settings.topic_prefix}{'ordered' if ordered else 'plain'}",
+            handler=handler,
+            max_records=100,
+            ordered=ordered,
+        )
+        await source.start()
+        try:
+            await asyncio.wait_for(enough.wait(), 60)
+        finally:
+            await source.stop()
+        return seen
+
+    ordered, plain = asyncio.run(scenario())
+    assert ordered == list(range(1_000, 1_000 + count))
+    assert sorted(plain) == ordered and plain != ordered
