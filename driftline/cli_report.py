@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from driftline.cli_support import load_settings
+from driftline.cli_support import Unreachable, load_settings, require_broker
 
 
 @click.command()
@@ -54,8 +54,10 @@ def report(name: str | None, out: Path | None, as_json: bool, alerts_wait: float
     try:
         scoring, learning = read_monitors(client, settings, name)
         versions = read_versions(client, settings, name)
+    except (redis.ConnectionError, redis.TimeoutError) as exc:
+        raise Unreachable(f"Redis unreachable at {settings.redis_url}: {exc}; check DRIFTLINE_REDIS_URL") from None
     except redis.RedisError as exc:
-        raise click.ClickException(f"Redis unreachable at {settings.redis_url}: {exc}") from None
+        raise click.ClickException(f"Redis error at {settings.redis_url}: {exc}") from None
     except ValueError as exc:
         raise click.ClickException(f"monitor checkpoint of {name!r} cannot be read: {exc}") from None
     finally:
@@ -66,6 +68,7 @@ def report(name: str | None, out: Path | None, as_json: bool, alerts_wait: float
     if settings.broker_url is None:
         click.echo("DRIFTLINE_BROKER_URL is not set: the report has no alerts", err=True)
     else:
+        require_broker(settings)  # a broker that is down or not Kafka: one line, exit 2, after a bounded wait
         try:
             alerts = asyncio.run(read_alerts(settings, settings.broker_url, alerts_wait))
         except (KafkaError, OSError) as exc:

@@ -47,7 +47,14 @@ def events_file(tmp_path):
 
 def commands(events_file: str) -> list[list[str]]:
     """A command of every group that talks to the broker or Redis."""
-    return [["worker"], ["produce", events_file], ["alerts", "tail"], ["dlq", "inspect"], ["models", "list"]]
+    return [
+        ["worker"],
+        ["produce", events_file],
+        ["alerts", "tail"],
+        ["dlq", "inspect"],
+        ["models", "list"],
+        ["report", "--json"],
+    ]
 
 
 def test_settings_json_that_does_not_parse_is_one_line_naming_the_variable(events_file) -> None:
