@@ -52,7 +52,7 @@ def offline() -> None:
 def frame(data: Path, target: str, out: Path, decision: str | None, force: bool) -> None:
     """Profile the data and write a framing card to edit before training."""
     from driftline.offline.data import load_table
-    from driftline.offline.framing import card_to_toml, draft_card
+    from driftline.offline.framing import card_to_toml, draft_card, target_inference
     from driftline.offline.profile import profile_frame
 
     with one_line_errors():
@@ -60,6 +60,7 @@ def frame(data: Path, target: str, out: Path, decision: str | None, force: bool)
             raise OfflineError(f"{out} exists (edit it, or use --force to replace it)")
         df = load_table(data)
         card = draft_card(df, target, decision)
+        inferred = target_inference(df[target])
         facts = profile_frame(df, target)
         text = card_to_toml(card)
         tmp = out.with_name(f".{out.name}.tmp")
@@ -82,7 +83,9 @@ def frame(data: Path, target: str, out: Path, decision: str | None, force: bool)
         console.print(f"target '{target}': " + ", ".join(f"{k} {v:.4g}" for k, v in facts.target_summary.items()))
     console.print(
         f"{facts.rows:,} rows, {len(facts.columns)} columns, {facts.duplicates:,} duplicate rows; "
-        f"task inferred: {card.task}, metric: {card.primary_metric}"
+        f"task inferred: {inferred.describe()}; metric: {card.primary_metric}",
+        highlight=False,
+        soft_wrap=True,
     )
     if card.exclude:
         console.print(f"entirely empty, excluded in the card: {', '.join(card.exclude)}")

@@ -219,6 +219,7 @@ def test_one_question_mark_and_one_stray_label_do_not_change_a_columns_kind_or_t
     framed = runner.invoke(main, ["offline", "frame", *args, "--target", "target", "--out", str(tmp_path / "c.toml")])
     assert framed.exit_code == 0, framed.output
     assert load_card(tmp_path / "c.toml").task == "binary"
+    assert "task inferred: binary from 569 labels (classes 0, 1); 1 stray label (2: 1)" in framed.output
     (tmp_path / "c.toml").write_text((tmp_path / "c.toml").read_text().replace("bootstrap = 1000", "bootstrap = 100"))
     result = runner.invoke(
         main, ["offline", "train", *args, "--framing", str(tmp_path / "c.toml"), "--out", str(tmp_path / "run")]
