@@ -28,7 +28,8 @@ ENV PATH=/opt/venv/bin:$PATH \
 RUN groupadd --system --gid 10001 driftline \
  && useradd --system --uid 10001 --gid driftline --home-dir /home/driftline --create-home --shell /usr/sbin/nologin driftline
 COPY --from=build /opt/venv /opt/venv
-# Faust keeps its per-app data directory in the working directory: it must be writable by the user.
+# Faust keeps its per-app data directory under DRIFTLINE_STATE_DIR (default $HOME/.local/state/driftline): the
+# home folder must be writable by the user.
 WORKDIR /home/driftline
 USER driftline:driftline
 # /metrics (Prometheus). In a container it binds 0.0.0.0; docker-compose publishes it to no host address.
