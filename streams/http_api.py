@@ -13,17 +13,22 @@ Requests go through the stream's own path (:meth:`driftline.streams.app.Worker.s
 validation, preparation, served version, decision threshold, monitors, join records (rows with
 ``parameters.event_id``) and ``predictions`` topic. A row the stream would dead-letter makes the request a 400
 whose ``error`` is the dead letter's reason (nothing of that request is scored or published); a model that is not
-served is a 404. With ``DRIFTLINE_HTTP_TOKEN`` set, every route but ``/v2/health/*`` needs
+served is a 404. Requests that arrive while an earlier one of the same model is being scored wait and are scored
+together, one stage call for all (adaptive batching, as MLServer does): the monitors, join records and publishing
+cost once per batch instead of once per request; a batch with a bad row is scored again request by request, so
+only the bad request gets its 400. With ``DRIFTLINE_HTTP_TOKEN`` set, every route but ``/v2/health/*`` needs
 ``Authorization: Bearer TOKEN``.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import logging
 import socket
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import replace
 from importlib.metadata import version as package_version
 from typing import Any, Protocol
 
@@ -34,7 +39,14 @@ from aiokafka.errors import KafkaError
 from driftline.contract.records import MODEL_NAME_PATTERN, now_ms
 from driftline.contract.settings import Settings
 from driftline.models.explain import explain_rows
-from driftline.streams.inference_protocol import ProtocolError, model_metadata, parse_request, response
+from driftline.streams.inference_protocol import (
+    HttpRecord,
+    InferenceRequest,
+    ProtocolError,
+    model_metadata,
+    parse_request,
+    response,
+)
 from driftline.streams.metrics import HTTP_LATENCY, HTTP_PUBLISH_FAILURES, HTTP_REJECTED_ROWS, HTTP_REQUESTS
 from driftline.streams.publisher import Publisher
 from driftline.streams.scoring_stage import LoadedModel, RawRecord, ScoredBatch
@@ -43,6 +55,8 @@ log = logging.getLogger(__name__)
 
 #: Largest request body (a 10,000-row request of a few dozen features fits).
 MAX_BODY_BYTES = 16 * 1024 * 1024
+#: Rows scored together at most when concurrent requests are batched.
+MAX_BATCH_ROWS = 2_000
 #: Routes a probe may call without the bearer token.
 OPEN_ROUTES = ("/v2/health/live", "/v2/health/ready")
 
@@ -99,6 +113,9 @@ class InferenceApi:
         token = settings.http_token.get_secret_value() if settings.http_token is not None else None
         self.expected_auth = f"Bearer {token}".encode() if token else None
         self._runner: web.AppRunner | None = None
+        #: Requests waiting to be scored, and the task scoring them, per (model, joinable).
+        self._waiting: dict[tuple[str, bool], list[tuple[InferenceRequest, asyncio.Future[web.Response]]]] = {}
+        self._drainers: dict[tuple[str, bool], asyncio.Task[None]] = {}
 
     def app(self) -> web.Application:
         app = web.Application(client_max_size=MAX_BODY_BYTES, middlewares=[self._middleware])
@@ -208,6 +225,68 @@ class InferenceApi:
             parsed = parse_request(await request.read(), loaded.name, now_ms())
         except ProtocolError as exc:
             return _error(exc.status, str(exc))
+        return await self._coalesced(loaded.name, parsed)
+
+    async def _coalesced(self, model: str, parsed: InferenceRequest) -> web.Response:
+        """Score ``parsed``; requests that arrive while an earlier batch of the same model is scored wait and go
+        through the stage together (one stage call, one monitor update, one publish): adaptive batching."""
+        key = (model, parsed.joinable)
+        answer: asyncio.Future[web.Response] = asyncio.get_running_loop().create_future()
+        self._waiting.setdefault(key, []).append((parsed, answer))
+        if key not in self._drainers:
+            self._drainers[key] = asyncio.create_task(self._drain(key))
+        return await answer
+
+    async def _drain(self, key: tuple[str, bool]) -> None:
+        """Score the waiting requests of ``key``, a batch at a time, until none waits."""
+        try:
+            while self._waiting.get(key):
+                waiting, self._waiting[key] = self._take(self._waiting[key])
+                try:
+                    answers = await self._score_together(key[0], [parsed for parsed, _ in waiting])
+                except Exception as exc:  # noqa: BLE001 - each waiting request gets the failure (a 500)
+                    for _, answer in waiting:
+                        if not answer.done():
+                            answer.set_exception(exc)
+                    continue
+                for (_, answer), response_ in zip(waiting, answers, strict=True):
+                    if not answer.done():
+                        answer.set_result(response_)
+        finally:
+            del self._drainers[key]
+
+    @staticmethod
+    def _take(waiting: list[Any]) -> tuple[list[Any], list[Any]]:
+        """The next batch (at most :data:`MAX_BATCH_ROWS` rows, at least one request) and the rest."""
+        rows = 0
+        for i, (parsed, _) in enumerate(waiting):
+            rows += len(parsed.records)
+            if i and rows > MAX_BATCH_ROWS:
+                return waiting[:i], waiting[i:]
+        return waiting, []
+
+    async def _score_together(self, model: str, requests: list[InferenceRequest]) -> list[web.Response]:
+        if len(requests) == 1:
+            return [await self._score(model, requests[0])]
+        records: list[HttpRecord] = []
+        for parsed in requests:
+            records += [replace(r, offset=len(records) + i) for i, r in enumerate(parsed.records)]
+        batch = await self.worker.score_batch(records)
+        if batch.dead_letters or model not in batch.by_model:  # a bad row: each request on its own, for its 400
+            return [await self._score(model, parsed) for parsed in requests]
+        published = await self._emit(batch, requests[0].joinable)
+        if published is not None:
+            return [published] * len(requests)
+        group = batch.by_model[model]
+        answers, start = [], 0
+        for parsed in requests:
+            end = start + len(parsed.records)
+            answers.append(self._answer(model, parsed, group, slice(start, end)))
+            start = end
+        return answers
+
+    async def _score(self, model: str, parsed: InferenceRequest) -> web.Response:
+        """One request through the stage: 400 with the dead letter's reason, 503 when Kafka cannot keep up."""
         batch = await self.worker.score_batch(parsed.records)
         if batch.dead_letters:
             for letter in batch.dead_letters:
@@ -223,19 +302,33 @@ class InferenceApi:
                 reason=first.message,
                 rejected_rows=len(batch.dead_letters),
             )
-        group = batch.by_model[loaded.name]
+        published = await self._emit(batch, parsed.joinable)
+        if published is not None:
+            return published
+        group = batch.by_model[model]
+        return self._answer(model, parsed, group, slice(0, len(parsed.records)))
+
+    async def _emit(self, batch: ScoredBatch, joinable: bool) -> web.Response | None:
+        """Join records, monitors and predictions of a scored batch; the 503 to answer when Kafka cannot keep up."""
         try:
-            await self.worker.emit(batch, self.publisher, join=parsed.joinable)
+            await self.worker.emit(batch, self.publisher, join=joinable)
         except KafkaError as exc:  # the producer cannot queue more: back-pressure, not a server error
             HTTP_PUBLISH_FAILURES.inc()
             answer = _error(503, f"Kafka is not taking predictions fast enough ({type(exc).__name__}); retry")
             answer.headers["Retry-After"] = "1"
             return answer
         self.publisher.acknowledged().add_done_callback(_count_publish_failure)
-        explanations = group.explanations
+        return None
+
+    @staticmethod
+    def _answer(model: str, parsed: InferenceRequest, group: Any, rows: slice) -> web.Response:
+        """The response of ``parsed``, whose rows are ``rows`` of the scored ``group``."""
+        events = group.event_ids[rows]
+        scored = group.scored[rows]
+        explanations = group.explanations[rows] if group.explanations is not None else None
         if parsed.explain_top_k is not None:
-            explanations = explain_rows(group.loaded.model, group.loaded.task, group.rows, parsed.explain_top_k)
-        return _json(response(loaded.name, group.loaded.version, parsed, group.event_ids, group.scored, explanations))
+            explanations = explain_rows(group.loaded.model, group.loaded.task, group.rows[rows], parsed.explain_top_k)
+        return _json(response(model, group.loaded.version, parsed, events, scored, explanations))
 
 
 def _count_publish_failure(acknowledged: Any) -> None:

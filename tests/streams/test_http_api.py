@@ -203,3 +203,49 @@ def test_explanations_on_the_predictions_topic_and_over_http_are_the_model_s_log
         got, want = json.loads(document), kafka[f"e{i}"]["explanation"]
         assert got["contributions"].keys() == want["contributions"].keys()
         assert list(got["contributions"].values()) == pytest.approx(list(want["contributions"].values()), rel=1e-12)
+
+
+def test_concurrent_requests_batched_together_each_get_their_own_rows_and_a_bad_one_only_its_400(settings, tmp_path):
+    """Hundreds of requests in flight at once are scored in shared batches (adaptive batching): each answer holds
+    its own rows' predictions, the same as each request alone gets, and a bad request among them is the only 400."""
+    import aiohttp
+
+    port = free_port()
+    worker = WorkerProcess(settings, tmp_path, DRIFTLINE_HTTP_PORT=str(port), DRIFTLINE_HTTP_TOKEN=TOKEN).start()
+    rows = [json.loads(event(i, age=float(20 + i % 50)))["features"] for i in range(600)]
+    requests = [rows[i : i + 1 + i % 3] for i in range(0, 600, 3)]  # 1 to 3 rows each
+    bad = {17, 101, 150}
+    url = f"http://127.0.0.1:{port}/v2/models/default/infer"
+    headers = {"Authorization": f"Bearer {TOKEN}"}
+
+    async def post_all(bodies: list[dict]) -> list[tuple[int, dict]]:
+        async with aiohttp.ClientSession(headers=headers) as session:
+
+            async def post(body: dict) -> tuple[int, dict]:
+                async with session.post(url, json=body) as answer:
+                    return answer.status, await answer.json()
+
+            return await asyncio.gather(*(post(body) for body in bodies))
+
+    try:
+        wait_ready(port, worker)
+        bodies = [columns(r) for r in requests]
+        for i in bad:
+            bodies[i]["inputs"][0]["data"][0] = "not a number"
+            bodies[i]["inputs"][0]["datatype"] = "BYTES"
+        together = asyncio.run(post_all(bodies))
+        alone = [curl(port, "/v2/models/default/infer", columns(requests[i])) for i in (0, 1, 2, 99, 199)]
+    finally:
+        worker.stop()
+    assert "Traceback" not in worker.log()
+    assert {i for i, (status, _) in enumerate(together) if status != 200} == bad
+    assert all(together[i][1]["error_class"] == "FeatureError" for i in bad)
+    for i, (status, answer) in enumerate(together):
+        if status == 200:
+            assert len(by_row(answer)) == len(requests[i])
+    for i, (status, answer) in zip((0, 1, 2, 99, 199), alone, strict=True):
+        assert status == 200
+        got, want = by_row(together[i][1]), by_row(answer)
+        assert [r["prediction"] for r in got] == [r["prediction"] for r in want]
+        for g, w in zip(got, want, strict=True):
+            assert g["probabilities"] == pytest.approx(w["probabilities"], rel=1e-12)
