@@ -31,7 +31,8 @@ COPY --from=build /opt/venv /opt/venv
 # Faust keeps its per-app data directory under DRIFTLINE_STATE_DIR (default $HOME/.local/state/driftline): the
 # home folder must be writable by the user.
 WORKDIR /home/driftline
-USER driftline:driftline
+# Numeric, so Kubernetes runAsNonRoot can check it without reading /etc/passwd (hadolint DL3066).
+USER 10001:10001
 # /metrics (Prometheus). In a container it binds 0.0.0.0; docker-compose publishes it to no host address.
 EXPOSE 9464
 # Healthy while /metrics answers; the port comes from the same variable the worker reads.

@@ -177,7 +177,7 @@ def run(events: int = 60_000) -> dict[str, Any]:
         side["eps"].append(figures[0])
         side["cpu_us_per_event"].append(figures[1])
 
-    with embedded_stack() as stack:
+    with embedded_stack(key_prefix="clients") as stack:
         broker = stack.broker_url
         for _ in range(ROUNDS):
             settings = Settings(topic_prefix=f"clients{uuid.uuid4().hex[:8]}.")

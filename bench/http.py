@@ -185,7 +185,7 @@ def run(rate: float = 500.0, batch_rate: float = 50.0, seconds: float = 10.0, co
     batches = [request_body(rows[i * BATCH_ROWS : (i + 1) * BATCH_ROWS]) for i in range(n_batch)]
     settings = Settings(topic_prefix=f"bench{uuid.uuid4().hex[:6]}.")
     key = secrets.token_hex(16)
-    with embedded_stack() as stack:
+    with embedded_stack(key_prefix=settings.redis_prefix) as stack:
         http_port = free_port()
         env = worker_env(settings, stack, key, free_port(), http_port)
         worker = start_worker(env, stack.workdir / "worker.log")

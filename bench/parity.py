@@ -151,7 +151,7 @@ class LiveRun:
 
     def learner(self) -> OnlineLearner:
         blob = self.redis.hget(keys.learner(self.settings.redis_prefix, MODEL), "checkpoint")
-        return OnlineLearner.restore(blob, hmac_key=self.hmac_key.encode())
+        return OnlineLearner.restore(blob, hmac_key=self.hmac_key.encode(), purpose=f"learner:{MODEL}")
 
     async def read_predictions(self) -> None:
         """Keep the first prediction of every event (its version and served class) until stopped."""
@@ -253,7 +253,7 @@ def run(events: int = 20_000, delay: int = 100, stack: EmbeddedStack | None = No
 
     hmac_key = secrets.token_hex(16)
     settings = Settings(topic_prefix=f"parity{uuid.uuid4().hex[:6]}.", partitions=1)
-    with embedded_stack() if stack is None else contextlib.nullcontext(stack) as stack:
+    with embedded_stack(key_prefix=settings.redis_prefix) if stack is None else contextlib.nullcontext(stack) as stack:
         asyncio.run(ensure_topics(settings, stack.broker_url))
         live = LiveRun(stack, settings, hmac_key)
         live.registry.register(MODEL, copy.deepcopy(model), schema=schema, task=task, note="bench parity: bootstrap")

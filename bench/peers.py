@@ -306,7 +306,7 @@ def run(
     if events <= WARMUP:
         raise ValueError(f"--events must be more than the {WARMUP} warm-up outputs")
     runs: list[dict[str, Any]] = []
-    with embedded_stack() as stack:
+    with embedded_stack(key_prefix="peers") as stack:
         bench = Bench(stack, events, latency_events, rate)
         # driftline's scores are the reference of max_score_diff: it comes first in the first round
         order = interleaved(sorted(systems, key=SYSTEMS.index), rounds)

@@ -191,7 +191,7 @@ def run(events: int = 50_000) -> dict[str, Any]:
         inprocess_eps(stream[:events], [y for _, y in pairs[:events]]) for _ in range(INPROCESS_RUNS)
     )
     settings = Settings(topic_prefix=f"bench{uuid.uuid4().hex[:6]}.")
-    with embedded_stack() as stack:
+    with embedded_stack(key_prefix=settings.redis_prefix) as stack:
         asyncio.run(ensure_topics(settings, stack.broker_url))
         port = free_port()
         worker = start_worker(worker_env(settings, stack, secrets.token_hex(16), port), stack.workdir / "worker.log")

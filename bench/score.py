@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import subprocess
 import sys
 import tempfile
@@ -29,7 +30,7 @@ import pandas as pd
 import redis
 
 from driftline.bench.offline import _cpus
-from driftline.embedded.stack import start_redis
+from driftline.embedded.stack import REDIS_USER, start_redis
 from driftline.models.bootstrap import bootstrap_model
 from driftline.models.reference import ReferenceProfile
 from driftline.models.registry import ModelRegistry
@@ -88,9 +89,11 @@ def run(rows: int) -> dict[str, Any]:
     """Score a ``rows``-row CSV and a ``rows // 10``-row one; report time, rows/s, peak RSS of each."""
     with tempfile.TemporaryDirectory(prefix="driftline-bench-score-") as tmp:
         root = Path(tmp)
-        server = start_redis(root)
+        password = secrets.token_urlsafe(16)
+        server = start_redis(root, password)
+        url = f"redis://{REDIS_USER}:{password}@127.0.0.1:{server.port}/0"
         try:
-            client = redis.Redis.from_url(f"redis://127.0.0.1:{server.port}/0")
+            client = redis.Redis.from_url(url)
             model, schema, task = bootstrap_model()
             reference = ReferenceProfile.from_rows(
                 synthetic_rows(5000, seed=99).drop(columns="event_id").to_dict("records")
@@ -99,7 +102,7 @@ def run(rows: int) -> dict[str, Any]:
                 "default", model, schema=schema, task=task, reference=reference, note="bench score"
             )
             env = {k: v for k, v in os.environ.items() if not k.startswith("DRIFTLINE_")}
-            env.update(DRIFTLINE_REDIS_URL=f"redis://127.0.0.1:{server.port}/0", DRIFTLINE_MODEL_HMAC_KEY=HMAC_KEY)
+            env.update(DRIFTLINE_REDIS_URL=url, DRIFTLINE_MODEL_HMAC_KEY=HMAC_KEY)
             figures: dict[str, Any] = {"bench": "score", "cpu_count": _cpus()}
             for label, n in (("small", max(1, rows // 10)), ("large", rows)):
                 data = root / f"{label}.csv"

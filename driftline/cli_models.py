@@ -1,4 +1,4 @@
-"""`driftline models` commands: list, show, promote, roll back and compare registered models.
+"""`driftline models` commands: list, show, promote, roll back, compare and re-sign registered models.
 
 They talk to the Redis of ``DRIFTLINE_REDIS_URL`` with the key of ``DRIFTLINE_MODEL_HMAC_KEY``. Every error
 (unknown model, bad ``NAME@VERSION``, a blob failing verification, Redis unreachable) is one line on stderr and
@@ -78,10 +78,11 @@ def open_registry(prefix: str | None) -> ModelRegistry:
     settings = load_settings()
     if settings.redis_url is None:
         raise click.ClickException(NO_REDIS)
-    client = redis_client(settings, settings.redis_url)
     with clean_errors():
+        keyring = settings.keyring()
+        client = redis_client(settings, settings.redis_url)
         client.ping()
-    return ModelRegistry(client, settings.hmac_key(), prefix=prefix or settings.redis_prefix)
+    return ModelRegistry(client, keyring, prefix=prefix or settings.redis_prefix)
 
 
 def emit_json(data: Any) -> None:
@@ -109,7 +110,7 @@ def summary(registry: ModelRegistry, name: str) -> dict[str, Any]:
 )
 @click.pass_context
 def models(ctx: click.Context, prefix: str | None) -> None:
-    """Registered models: list, show, promote, roll back, compare champion and challenger."""
+    """Registered models: list, show, promote, roll back, compare champion and challenger, re-sign."""
     ctx.obj = {"prefix": prefix}
 
 
@@ -162,7 +163,7 @@ def show(obj: dict[str, Any], ref: str, as_json: bool) -> None:
     click.echo(f"  task        {meta.task}")
     click.echo(f"  parent      {fmt(meta.parent)}")
     click.echo(f"  created     {iso(meta.created_ms)}")
-    click.echo(f"  integrity   verified (sha256 {meta.sha256[:16]}…, HMAC ok)")
+    click.echo(f"  integrity   verified (sha256 {meta.sha256[:16]}…, signed by key {meta.hmac.partition(':')[0]})")
     click.echo(f"  features    {', '.join(f'{k}:{v}' for k, v in meta.schema.items())}")
     click.echo(f"  metrics     {', '.join(f'{k}={fmt(v)}' for k, v in meta.metrics.items()) or '-'}")
     click.echo(f"  reference   {'yes' if details['has_reference'] else 'no'}")
@@ -262,3 +263,27 @@ def compare(obj: dict[str, Any], name: str, as_json: bool) -> None:
     click.echo(f"  {result['test']} test   p={fmt(result['p_value'])} (alpha {result['alpha']})")
     click.echo(f"  winner      {result['winner'] or 'none (not significant)'}")
     click.echo(f"  updated     {iso(result.get('updated_ms'))}")
+
+
+@models.command()
+@click.argument("names", nargs=-1)
+@click.pass_obj
+def resign(obj: dict[str, Any], names: tuple[str, ...]) -> None:
+    """Re-sign versions and checkpoints (learner, challenger, monitors) with the current key (key rotation).
+
+    Every model, or only NAMES. Run it once every worker signs with the new DRIFTLINE_MODEL_HMAC_KEY and still
+    verifies with the old one (DRIFTLINE_MODEL_HMAC_OLD_KEYS); afterwards the old key can go. Anything that does
+    not verify stops it with one line (nothing unverified is ever re-signed).
+    """
+    from driftline.models.resign import resign_model
+    from driftline.models.version import parse_ref
+
+    registry = open_registry(obj["prefix"])
+    with clean_errors():
+        for name in names or registry.names():
+            parse_ref(name)
+            done = resign_model(registry, name)
+            click.echo(
+                f"{name}: {len(done.versions)} versions and {len(done.checkpoints)} checkpoints re-signed "
+                f"with key {registry.keyring.current_id}"
+            )

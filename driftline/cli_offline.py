@@ -127,12 +127,19 @@ def _profile_table(facts: Any) -> Table:
 @click.option("--json", "as_json", is_flag=True, help="Print metrics.json on stdout instead of a summary.")
 @click.option("--force", is_flag=True, help="Replace a non-empty output directory (only once training succeeded).")
 def train(data: Path, framing: Path, out: Path, as_json: bool, force: bool) -> None:
-    """Prepare, split, select, evaluate once on the locked test set, and write models, profile and report."""
+    """Prepare, split, select, evaluate once on the locked test set, and write models, profile and report.
+
+    With DRIFTLINE_MODEL_HMAC_KEY set, the manifest is signed: `offline register` accepts the directory.
+    """
+    from driftline.offline.export import sign_manifest
     from driftline.offline.progress import RichProgress
     from driftline.offline.train import train as run_training
 
+    settings = load_settings()
     with one_line_errors(), RichProgress() as progress:
         result = run_training(data, framing, out, force=force, progress=progress)
+        if settings.model_hmac_key is not None:
+            sign_manifest(out, settings.keyring())
     if as_json:
         click.echo(json.dumps(json.loads((out / "metrics.json").read_text()), sort_keys=True))
         return
@@ -189,10 +196,25 @@ def _num(value: Any) -> str:
     is_flag=True,
     help="Register DIRECTORY's scikit-learn model instead, as the challenger scored in shadow.",
 )
+@click.option(
+    "--trust-unsigned",
+    is_flag=True,
+    help="Accept a directory whose manifest is not signed with the key (loading its pickles runs their code).",
+)
 def register(
-    directory: Path, name: str | None, prefix: str | None, note: str | None, no_promote: bool, challenger: bool
+    directory: Path,
+    name: str | None,
+    prefix: str | None,
+    note: str | None,
+    no_promote: bool,
+    challenger: bool,
+    trust_unsigned: bool,
 ) -> None:
-    """Store DIRECTORY's River model and reference profile as a new version in the registry (Redis)."""
+    """Store DIRECTORY's River model and reference profile as a new version in the registry (Redis).
+
+    The directory's manifest must be signed with DRIFTLINE_MODEL_HMAC_KEY (`offline train` signs it when the key
+    is set); it is checked before any of its files is unpickled.
+    """
     from driftline.cli_models import clean_errors, open_registry
     from driftline.offline.register import register_challenger_dir, register_dir
 
@@ -200,9 +222,18 @@ def register(
     registry = open_registry(prefix or settings.redis_prefix)
     with one_line_errors(), clean_errors():
         if challenger:
-            version = register_challenger_dir(directory, registry, name or settings.model_name, note=note)
+            version = register_challenger_dir(
+                directory, registry, name or settings.model_name, note=note, trust_unsigned=trust_unsigned
+            )
         else:
-            version = register_dir(directory, registry, name or settings.model_name, promote=not no_promote, note=note)
+            version = register_dir(
+                directory,
+                registry,
+                name or settings.model_name,
+                promote=not no_promote,
+                note=note,
+                trust_unsigned=trust_unsigned,
+            )
     state = "challenger, scored in shadow" if challenger else "current" if not no_promote else "not promoted"
     click.echo(f"registered {version.name} version {version.version} ({state}) from {directory}")
 

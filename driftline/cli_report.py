@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from driftline.cli_support import Unreachable, load_settings, require_broker
+from driftline.contract.urls import masked
 
 
 @click.command()
@@ -55,15 +56,19 @@ def report(name: str | None, out: Path | None, as_json: bool, alerts_wait: float
         scoring, learning = read_monitors(client, settings, name)
         versions = read_versions(client, settings, name)
     except (redis.ConnectionError, redis.TimeoutError) as exc:
-        raise Unreachable(f"Redis unreachable at {settings.redis_url}: {exc}; check DRIFTLINE_REDIS_URL") from None
+        raise Unreachable(
+            f"Redis unreachable at {masked(settings.redis_url)}: {exc}; check DRIFTLINE_REDIS_URL"
+        ) from None
     except redis.RedisError as exc:
-        raise click.ClickException(f"Redis error at {settings.redis_url}: {exc}") from None
+        raise click.ClickException(f"Redis error at {masked(settings.redis_url)}: {exc}") from None
     except ValueError as exc:
         raise click.ClickException(f"monitor checkpoint of {name!r} cannot be read: {exc}") from None
     finally:
         client.close()
     if scoring is None and learning is None and versions["served"] is None:
-        raise click.ClickException(f"no model {name!r} in {settings.redis_url}: nothing registered or monitored")
+        raise click.ClickException(
+            f"no model {name!r} in {masked(settings.redis_url or '')}: nothing registered or monitored"
+        )
     alerts = []
     if settings.broker_url is None:
         click.echo("DRIFTLINE_BROKER_URL is not set: the report has no alerts", err=True)

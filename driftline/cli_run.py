@@ -11,6 +11,7 @@ from pathlib import Path
 import click
 
 from driftline.cli_support import Misconfigured, Unreachable, load_settings, require_broker
+from driftline.contract.urls import masked
 
 
 @click.command()
@@ -85,18 +86,19 @@ def demo(
 
 @click.command()
 def up() -> None:
-    """Start only the embedded broker and Redis, print their URLs, stop them on Ctrl-C."""
-    import secrets
+    """Start only the embedded broker and Redis, print their URLs and the stack's own signing key, stop them on
+    Ctrl-C. Each stack has a new random key (kept in a 0600 file in its folder) and a Redis password (in the URL):
+    nothing of it is public."""
     import signal
     import threading
 
     from driftline.embedded.stack import embedded_stack
 
-    with embedded_stack() as stack:
-        key = secrets.token_hex(16)
+    settings = load_settings()
+    with embedded_stack(key_prefix=settings.redis_prefix) as stack:
         click.echo(f"export DRIFTLINE_BROKER_URL={stack.broker_url}")
         click.echo(f"export DRIFTLINE_REDIS_URL={stack.redis_url}")
-        click.echo(f"export DRIFTLINE_MODEL_HMAC_KEY={key}")
+        click.echo(f"export DRIFTLINE_MODEL_HMAC_KEY={stack.hmac_key}")
         click.echo(f"# broker pid {stack.broker.pid}, redis pid {stack.redis.pid}; Ctrl-C stops both", err=True)
         stop = threading.Event()
         signal.signal(signal.SIGTERM, lambda *_: stop.set())
@@ -122,6 +124,7 @@ def worker(loglevel: str) -> None:
     DRIFTLINE_HTTP_HOST:DRIFTLINE_HTTP_PORT (127.0.0.1:8080; port 0 disables it).
     """
     import redis
+    from pydantic import SecretStr
 
     from driftline.embedded.stack import embedded_stack
     from driftline.streams.app import run_worker
@@ -133,13 +136,20 @@ def worker(loglevel: str) -> None:
         raise Misconfigured("set both DRIFTLINE_BROKER_URL and DRIFTLINE_REDIS_URL, or neither (embedded)")
     try:
         if settings.broker_url and settings.redis_url:
+            settings.keyring()
             run_worker(settings, settings.broker_url, settings.redis_url, loglevel)
             return
-        with embedded_stack() as stack:
-            click.echo(f"embedded stack: broker {stack.broker_url}, redis {stack.redis_url}", err=True)
+        with embedded_stack(key_prefix=settings.redis_prefix) as stack:
+            click.echo(f"embedded stack: broker {stack.broker_url}, redis {masked(stack.redis_url)}", err=True)
+            if settings.model_hmac_key is None:
+                settings = settings.model_copy(update={"model_hmac_key": SecretStr(stack.hmac_key)})
             run_worker(settings, stack.broker_url, stack.redis_url, loglevel)
+    except ValueError as exc:
+        raise Misconfigured(str(exc)) from None
     except redis.RedisError as exc:
-        raise Unreachable(f"Redis unreachable at {settings.redis_url}: {exc}; check DRIFTLINE_REDIS_URL") from None
+        raise Unreachable(
+            f"Redis unreachable at {masked(settings.redis_url)}: {exc}; check DRIFTLINE_REDIS_URL"
+        ) from None
     except BrokerUnreachable as exc:
         raise Unreachable(f"{exc}; check DRIFTLINE_BROKER_URL") from None
     except BindError as exc:

@@ -98,6 +98,7 @@ def score(data: Path, ref: str | None, out: Path, rejected: Path | None, chunk_r
 
     from driftline.cli_support import Unreachable, load_settings
     from driftline.contract.signing import IntegrityError
+    from driftline.contract.urls import masked
     from driftline.models.registry import ModelRegistry
     from driftline.models.version import UnknownModelError, parse_ref
     from driftline.streams.batch_job import (
@@ -116,7 +117,7 @@ def score(data: Path, ref: str | None, out: Path, rejected: Path | None, chunk_r
         name, version = parse_ref(ref or settings.model_name)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--model") from None
-    registry = ModelRegistry(redis_client(settings, settings.redis_url), settings.hmac_key(), settings.redis_prefix)
+    registry = ModelRegistry(redis_client(settings, settings.redis_url), settings.keyring(), settings.redis_prefix)
     err = Console(stderr=True)
     try:
         loaded, threshold = load_for_batch(registry, name, version)
@@ -146,7 +147,7 @@ def score(data: Path, ref: str | None, out: Path, rejected: Path | None, chunk_r
                 progress=advance,
             )
     except redis.RedisError as exc:
-        raise Unreachable(f"Redis at {settings.redis_url} unreachable: {type(exc).__name__}: {exc}") from None
+        raise Unreachable(f"Redis at {masked(settings.redis_url)} unreachable: {type(exc).__name__}: {exc}") from None
     except (UnknownModelError, IntegrityError, BatchInputError) as exc:
         raise click.ClickException(str(exc)) from None
     if as_json:

@@ -31,7 +31,6 @@ False
 
 from __future__ import annotations
 
-import hmac
 import math
 import pickle
 from collections import OrderedDict
@@ -41,10 +40,9 @@ from typing import Any
 from river import metrics as river_metrics
 from river import utils
 
-from driftline.contract.signing import IntegrityError, sign_blob
+from driftline.contract.signing import Keyring, as_keyring, seal, unseal
 
 DEFAULT_MAX_LEARNED_IDS = 100_000
-CHECKPOINT_MAGIC = b"driftline-learner-checkpoint/1\n"
 _TRUE = {"true", "1", "yes", "1.0"}
 _FALSE = {"false", "0", "no", "0.0"}
 
@@ -313,7 +311,7 @@ class OnlineLearner:
         return out
 
     # --- checkpoint ---------------------------------------------------------------------------
-    def checkpoint(self, *, hmac_key: bytes) -> bytes:
+    def checkpoint(self, *, hmac_key: Keyring | bytes, purpose: str = "learner") -> bytes:
         """Everything needed to resume (model, offsets, learned ids, metrics) as one signed blob.
 
         A model that does not learn online is left out (``model`` is None once restored): it never changes, so
@@ -321,17 +319,13 @@ class OnlineLearner:
         """
         state = self.__dict__ if self.updates_model else {**self.__dict__, "model": None}
         payload = pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL)
-        return CHECKPOINT_MAGIC + sign_blob(hmac_key, payload).encode() + b"\n" + payload
+        return seal(as_keyring(hmac_key), payload, purpose)
 
     @classmethod
-    def restore(cls, blob: bytes, *, hmac_key: bytes) -> OnlineLearner:
-        """The learner saved by :meth:`checkpoint`; its HMAC is verified before anything is unpickled."""
-        if not blob.startswith(CHECKPOINT_MAGIC):
-            raise IntegrityError("not a driftline learner checkpoint")
-        body = blob[len(CHECKPOINT_MAGIC) :]
-        mac, _, payload = body.partition(b"\n")
-        if not hmac.compare_digest(mac, sign_blob(hmac_key, payload).encode()):
-            raise IntegrityError("learner checkpoint HMAC does not match (wrong key or forged checkpoint)")
+    def restore(cls, blob: bytes, *, hmac_key: Keyring | bytes, purpose: str = "learner") -> OnlineLearner:
+        """The learner saved by :meth:`checkpoint` for ``purpose``; its signature is verified before anything
+        is unpickled (:class:`~driftline.contract.signing.IntegrityError` otherwise)."""
+        payload = unseal(as_keyring(hmac_key), blob, purpose)
         learner = cls.__new__(cls)
         learner.__dict__.update(pickle.loads(payload))  # noqa: S301 - verified with the HMAC just above
         return learner

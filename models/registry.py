@@ -1,8 +1,11 @@
 """Redis-backed, versioned and signed model registry.
 
-Every model is stored as a pickle together with its SHA-256 and an HMAC-SHA256 made with the configured key.
-:meth:`ModelRegistry.load` verifies both with :func:`hmac.compare_digest` *before* unpickling: a blob that
-fails raises :class:`IntegrityError` and is never passed to :func:`pickle.loads` (loading a pickle runs code).
+Every model is stored as a pickle; its metadata holds the blob's SHA-256, the reference profile's SHA-256, the
+schema, task, parent, version number and name, all under one signature made with the keyring's current key
+(:meth:`ModelVersion.signed_bytes`, :mod:`driftline.contract.signing`). Reading a version verifies the signature
+and the digests in constant time *before* unpickling: anything that fails raises :class:`IntegrityError` and is
+never passed to :func:`pickle.loads` (loading a pickle runs code). A blob copied under another version number,
+a schema cut, a reference profile swapped: each breaks the signature.
 
 Its Redis keys (``models``, ``model:N:*``) are laid out in :mod:`driftline.contract.keys`; ``current`` is one GET,
 cheap to poll.
@@ -13,15 +16,17 @@ A version number is reserved with ``INCR`` and everything else of a registration
 
 from __future__ import annotations
 
+import hmac
 import pickle
 import time
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 import redis
 
 from driftline.contract import keys
-from driftline.contract.signing import IntegrityError, sha256_hex, sign_blob, verify_blob
+from driftline.contract.signing import IntegrityError, Keyring, as_keyring, sha256_hex
 from driftline.models.features import FeatureSchema
 from driftline.models.reference import ReferenceProfile
 from driftline.models.specs import TASKS
@@ -39,19 +44,17 @@ class ModelRegistry:
     ----------
     client
         A synchronous :class:`redis.Redis` that returns bytes (``decode_responses`` must be off).
-    hmac_key
-        Key of the HMAC-SHA256 that signs every blob.
+    keyring
+        The signing keyring (or one key): its current key signs new versions, every key of it verifies.
     prefix
         Prefix of every key the registry uses.
     """
 
-    def __init__(self, client: redis.Redis, hmac_key: bytes, prefix: str = "driftline:"):
+    def __init__(self, client: redis.Redis, keyring: Keyring | bytes, prefix: str = "driftline:"):
         if client.get_connection_kwargs().get("decode_responses"):
             raise ValueError("ModelRegistry needs a Redis client with decode_responses=False (blobs are bytes)")
-        if not hmac_key:
-            raise ValueError("ModelRegistry needs a non-empty HMAC key")
         self.client = client
-        self.hmac_key = bytes(hmac_key)
+        self.keyring = as_keyring(keyring)
         self.prefix = prefix
 
     # --- keys ---------------------------------------------------------------------------------
@@ -84,25 +87,29 @@ class ModelRegistry:
         if parent is not None and not self.client.hexists(self._key(name, "versions"), str(parent)):
             raise UnknownModelError(f"model {name!r} has no parent version {parent}")
         blob = dump_model(model)
+        reference_json = reference.to_json() if reference is not None else None
         version = int(self.client.incr(self._key(name, "seq")))
-        meta = ModelVersion(
-            name=name,
-            version=version,
-            parent=parent,
-            created_ms=int(time.time() * 1000),
-            sha256=sha256_hex(blob),
-            hmac=sign_blob(self.hmac_key, blob),
-            task=task,
-            schema=schema.to_dict(),
-            metrics={k: float(v) for k, v in (metrics or {}).items()},
-            data_summary=dict(data_summary or {}),
-            note=note,
+        meta = self.sign(
+            ModelVersion(
+                name=name,
+                version=version,
+                parent=parent,
+                created_ms=int(time.time() * 1000),
+                sha256=sha256_hex(blob),
+                hmac="",
+                task=task,
+                schema=schema.to_dict(),
+                metrics={k: float(v) for k, v in (metrics or {}).items()},
+                data_summary=dict(data_summary or {}),
+                note=note,
+                reference_sha256=sha256_hex(reference_json.encode()) if reference_json is not None else None,
+            )
         )
         with self.client.pipeline(transaction=True) as pipe:
             pipe.set(self._key(name, f"blob:{version}"), blob)
             pipe.hset(self._key(name, "versions"), str(version), meta.to_json())
-            if reference is not None:
-                pipe.set(self._key(name, f"reference:{version}"), reference.to_json())
+            if reference_json is not None:
+                pipe.set(self._key(name, f"reference:{version}"), reference_json)
             pipe.sadd(self._names_key, name)
             if promote:
                 pipe.set(self._key(name, "current"), version)
@@ -191,12 +198,12 @@ class ModelRegistry:
         return None if raw is None else int(raw)
 
     def get(self, name: str, version: int | None = None) -> ModelVersion:
-        """Metadata of ``version`` (the current one when None)."""
+        """Metadata of ``version`` (the current one when None), its signature verified (:class:`IntegrityError`)."""
         version = self._resolve(name, version)
         raw = self.client.hget(self._key(name, "versions"), str(version))
         if raw is None:
             raise UnknownModelError(f"model {name!r} has no version {version}")
-        return ModelVersion.from_json(raw)
+        return self._verified(name, version, ModelVersion.from_json(raw))
 
     def load(self, name: str, version: int | None = None) -> tuple[ModelVersion, Any]:
         """Metadata and model of ``version`` (current when None), verified before it is unpickled."""
@@ -227,16 +234,45 @@ class ModelRegistry:
         return [int(v) for v in self.client.lrange(self._key(name, "history"), 0, -1)]
 
     def reference(self, name: str, version: int | None = None) -> ReferenceProfile | None:
-        """Reference profile stored with ``version``, else the nearest one up its parent chain, else None."""
+        """Reference profile stored with ``version``, else the nearest one up its parent chain, else None.
+
+        Each profile must match the digest its version signed (:class:`IntegrityError` otherwise).
+        """
         meta: ModelVersion | None = self.get(name, version)
         seen: set[int] = set()
         while meta is not None and meta.version not in seen:
             seen.add(meta.version)
             raw = self.client.get(self._key(name, f"reference:{meta.version}"))
-            if raw is not None:
+            if raw is not None or meta.reference_sha256 is not None:
+                where = f"model {name!r} version {meta.version}"
+                if raw is None or meta.reference_sha256 is None:
+                    raise IntegrityError(f"{where}: reference profile {'missing' if raw is None else 'not signed'}")
+                if not hmac.compare_digest(
+                    sha256_hex(raw if isinstance(raw, bytes) else raw.encode()), meta.reference_sha256
+                ):
+                    raise IntegrityError(f"{where}: reference profile does not match its signed SHA-256")
                 return ReferenceProfile.from_json(_text(raw))
             meta = self.get(name, meta.parent) if meta.parent is not None else None
         return None
+
+    # --- signing ------------------------------------------------------------------------------
+    def sign(self, meta: ModelVersion) -> ModelVersion:
+        """``meta`` with its signature made by the current key."""
+        return replace(meta, hmac=self.keyring.sign(meta.signed_bytes(), "model-version"))
+
+    def resign(self, name: str) -> list[int]:
+        """Re-sign every version of ``name`` not signed by the current key (each verified first); the versions
+        re-signed, oldest first. Blobs and profiles are untouched: only the signatures change."""
+        done = []
+        key = self._key(name, "versions")
+        for field, raw in self.client.hgetall(key).items():
+            meta = self._verified(name, int(field), ModelVersion.from_json(raw))
+            self._check(meta, self.client.get(self._key(name, f"blob:{meta.version}")))
+            if self.keyring.signed_by_current(meta.hmac):
+                continue
+            self.client.hset(key, str(meta.version), self.sign(meta).to_json())
+            done.append(meta.version)
+        return sorted(done)
 
     # --- helpers ------------------------------------------------------------------------------
     def _require_name(self, name: str) -> None:
@@ -251,16 +287,25 @@ class ModelRegistry:
             raw_meta, blob = pipe.execute()
         if raw_meta is None:
             raise UnknownModelError(f"model {name!r} has no version {version}")
-        return ModelVersion.from_json(raw_meta), blob
+        return self._verified(name, version, ModelVersion.from_json(raw_meta)), blob
+
+    def _verified(self, name: str, version: int, meta: ModelVersion) -> ModelVersion:
+        """``meta`` if its signature checks out and it is what was asked for (name, version)."""
+        where = f"model {name!r} version {version}"
+        try:
+            self.keyring.verify(meta.signed_bytes(), meta.hmac, "model-version")
+        except IntegrityError as exc:
+            raise IntegrityError(f"{where}: metadata {exc}") from None
+        if (meta.name, meta.version) != (name, version):
+            raise IntegrityError(f"{where}: holds the signed metadata of {meta.name!r} version {meta.version}")
+        return meta
 
     def _check(self, meta: ModelVersion, blob: bytes | None) -> None:
         where = f"model {meta.name!r} version {meta.version}"
         if blob is None:
             raise IntegrityError(f"{where} has metadata but no blob")
-        try:
-            verify_blob(self.hmac_key, blob, meta.sha256, meta.hmac)
-        except IntegrityError as exc:
-            raise IntegrityError(f"{where}: {exc}") from None
+        if not hmac.compare_digest(sha256_hex(blob), meta.sha256):
+            raise IntegrityError(f"{where}: blob SHA-256 does not match its signed metadata (replaced blob)")
 
     def _resolve(self, name: str, version: int | None) -> int:
         if version is not None:

@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from driftline.contract.records import MODEL_NAME_PATTERN
+from driftline.contract.signing import canonical
 from driftline.models.features import FeatureSchema
 
 
@@ -26,7 +27,12 @@ class UnknownModelError(KeyError):
 
 @dataclass(frozen=True)
 class ModelVersion:
-    """Metadata of one stored model version (the blob itself is stored apart)."""
+    """Metadata of one stored model version (the blob and the reference profile are stored apart).
+
+    ``hmac`` is the signature (:mod:`driftline.contract.signing`) of every other field, :meth:`signed_bytes`:
+    the blob's and the reference profile's digests stand for them, so changing any of them, or the version
+    number, name, schema, task or parent, breaks it.
+    """
 
     name: str
     version: int
@@ -39,6 +45,19 @@ class ModelVersion:
     metrics: dict[str, float] = field(default_factory=dict)
     data_summary: dict[str, Any] = field(default_factory=dict)
     note: str = ""
+    reference_sha256: str | None = None
+
+    def signed_bytes(self) -> bytes:
+        """What :attr:`hmac` signs: the canonical encoding of every field but ``hmac``.
+
+        >>> from dataclasses import replace
+        >>> v = ModelVersion("m", 1, None, 0, "ab", "sig", "binary", {"x": "numeric"})
+        >>> v.signed_bytes() == replace(v, hmac="other").signed_bytes() != replace(v, version=2).signed_bytes()
+        True
+        """
+        document = asdict(self)
+        del document["hmac"]
+        return canonical(document)
 
     def feature_schema(self) -> FeatureSchema:
         """The :class:`~driftline.models.features.FeatureSchema` the model expects.

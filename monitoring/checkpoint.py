@@ -1,9 +1,10 @@
-"""Checkpoint envelopes: compressed pickles, optionally signed with HMAC-SHA256 and verified before loading.
+"""Checkpoint envelopes: compressed pickles, optionally signed and verified before loading.
 
-Detector state holds River objects, so checkpoints are pickles, and loading a pickle runs code: with a key, the
-signature is checked *before* anything is unpickled and a bad one is refused (as for model blobs, see
-:mod:`driftline.contract.signing`); with a key configured, unsigned blobs are refused too. Every refusal, including
-a blob written by an incompatible version of the code, is a ``ValueError``.
+Detector state holds River objects, so checkpoints are pickles, and loading a pickle runs code: with a key (or a
+keyring), the blob is sealed in driftline's one signing format (:func:`driftline.contract.signing.seal`, the
+same as learner checkpoints) and its signature is checked *before* anything is unpickled; with a key configured,
+unsigned blobs are refused too. Every refusal, including a blob written by an incompatible version of the code,
+is a ``ValueError``.
 
 Examples
 --------
@@ -13,10 +14,10 @@ Examples
 >>> unseal(blob, key=b"wrong")
 Traceback (most recent call last):
 ...
-ValueError: checkpoint signature mismatch: refusing to load it
+ValueError: checkpoint signature refused: monitor signed with a key not in the keyring (key id ...)
 >>> unseal(seal([1, 2]))
 [1, 2]
->>> unseal(MAGIC + b"U" + b"garbage")
+>>> unseal(MAGIC + b"garbage")
 Traceback (most recent call last):
 ...
 ValueError: checkpoint cannot be loaded: error: Error -3 while decompressing data: incorrect header check
@@ -24,22 +25,24 @@ ValueError: checkpoint cannot be loaded: error: Error -3 while decompressing dat
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import pickle
 import zlib
 from typing import Any
 
-MAGIC = b"DLMON1"
-_SIGNED, _UNSIGNED = b"S", b"U"
+from driftline.contract import signing
+from driftline.contract.signing import IntegrityError, Keyring, as_keyring
+
+#: First bytes of an unsigned checkpoint (signed ones start with :data:`driftline.contract.signing.SEAL_MAGIC`).
+MAGIC = b"DLMON1U"
+PURPOSE = "monitor"
 
 
-def seal(obj: Any, key: bytes | None = None) -> bytes:
-    """``obj`` pickled and compressed; signed when ``key`` is given."""
-    return seal_pickled(pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL), key)
+def seal(obj: Any, key: Keyring | bytes | None = None, purpose: str = PURPOSE) -> bytes:
+    """``obj`` pickled and compressed; signed for ``purpose`` when ``key`` is given."""
+    return seal_pickled(pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL), key, purpose)
 
 
-def seal_pickled(pickled: bytes, key: bytes | None = None) -> bytes:
+def seal_pickled(pickled: bytes, key: Keyring | bytes | None = None, purpose: str = PURPOSE) -> bytes:
     """:func:`seal` of an object pickled beforehand (pickle where the object is consistent, seal anywhere).
 
     >>> unseal(seal_pickled(pickle.dumps({"events": 3}), b"k"), b"k")
@@ -47,25 +50,25 @@ def seal_pickled(pickled: bytes, key: bytes | None = None) -> bytes:
     """
     payload = zlib.compress(pickled, 1)  # 2x faster than 6, 9% larger
     if key is None:
-        return MAGIC + _UNSIGNED + payload
-    return MAGIC + _SIGNED + hmac.new(key, payload, hashlib.sha256).digest() + payload
+        return MAGIC + payload
+    return signing.seal(as_keyring(key), payload, purpose)
 
 
-def unseal(blob: bytes, key: bytes | None = None) -> Any:
-    """The object in ``blob``; with ``key``, only after its signature checked out."""
-    if not blob.startswith(MAGIC) or len(blob) <= len(MAGIC):
-        raise ValueError("not a driftline checkpoint")
-    mode, body = blob[len(MAGIC) : len(MAGIC) + 1], blob[len(MAGIC) + 1 :]
-    if mode == _SIGNED:
+def unseal(blob: bytes, key: Keyring | bytes | None = None, purpose: str = PURPOSE) -> Any:
+    """The object in ``blob``; with ``key``, only after its signature (for ``purpose``) checked out."""
+    if blob.startswith(signing.SEAL_MAGIC):
         if key is None:
             raise ValueError("signed checkpoint: a key is required")
-        mac, body = body[:32], body[32:]
-        if not hmac.compare_digest(mac, hmac.new(key, body, hashlib.sha256).digest()):
-            raise ValueError("checkpoint signature mismatch: refusing to load it")
-    elif mode != _UNSIGNED:
+        try:
+            body = signing.unseal(as_keyring(key), blob, purpose)
+        except IntegrityError as exc:
+            raise ValueError(f"checkpoint signature refused: {exc}") from None
+    elif not blob.startswith(MAGIC) or len(blob) <= len(MAGIC):
         raise ValueError("not a driftline checkpoint")
     elif key is not None:
         raise ValueError("unsigned checkpoint refused: a key was given")
+    else:
+        body = blob[len(MAGIC) :]
     try:
         return pickle.loads(zlib.decompress(body))  # noqa: S301 - verified above when a key is configured
     except (pickle.UnpicklingError, zlib.error, EOFError, AttributeError, ImportError, TypeError) as exc:

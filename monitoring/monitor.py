@@ -57,6 +57,7 @@ from typing import Any
 import numpy as np
 
 from driftline.contract.records import Alert
+from driftline.contract.signing import Keyring
 from driftline.models.features import FeatureSchema
 from driftline.models.reference import NumericProfile, ReferenceProfile
 from driftline.models.specs import TASKS
@@ -454,15 +455,22 @@ class Monitor:
         self.__dict__.update(state)
         self.alerting.dedup = InMemoryDeduplicator()
 
-    def snapshot(self, key: bytes | None = None) -> bytes:
-        """Checkpoint of every detector and the policy state; signed with HMAC-SHA256 when ``key`` is given."""
-        return seal(self, key)
+    def snapshot(self, key: Keyring | bytes | None = None, purpose: str = "monitor") -> bytes:
+        """Checkpoint of every detector and the policy state; signed for ``purpose`` when ``key`` is given."""
+        return seal(self, key, purpose)
 
     @classmethod
-    def restore(cls, blob: bytes, key: bytes | None = None, deduplicator: Deduplicator | None = None) -> Monitor:
-        """A monitor from :meth:`snapshot`. With ``key``, the blob must carry a valid signature (it is verified
-        before anything is unpickled); already-fired alerts stay fired (no alert storm after a restart)."""
-        monitor = unseal(blob, key)
+    def restore(
+        cls,
+        blob: bytes,
+        key: Keyring | bytes | None = None,
+        deduplicator: Deduplicator | None = None,
+        purpose: str = "monitor",
+    ) -> Monitor:
+        """A monitor from :meth:`snapshot`. With ``key``, the blob must carry a valid signature for ``purpose``
+        (verified before anything is unpickled); already-fired alerts stay fired (no alert storm after a
+        restart)."""
+        monitor = unseal(blob, key, purpose)
         if not isinstance(monitor, cls):
             raise ValueError("checkpoint does not hold a Monitor")
         if deduplicator is not None:

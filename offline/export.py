@@ -11,7 +11,11 @@ Files of an output directory::
     online_model.json       its task, feature schema, class values and sha256
     reference_profile.json  driftline.models.reference.ReferenceProfile of the training features and scores
     report.html             one self-contained page with the plots
-    manifest.json           sha256 and size of every file above
+    manifest.json           sha256 and size of every file above, signed when a key is set
+
+``offline train`` signs the manifest with the deployment's key (:func:`sign_manifest`) and ``offline register``
+checks that signature before anything of the directory is unpickled (:func:`verify_manifest` with a keyring): a
+directory rewritten with matching SHA-256 values still fails, since only the key's holder can sign.
 
 Examples
 --------
@@ -44,6 +48,7 @@ import joblib
 import numpy as np
 import pandas as pd
 
+from driftline.contract.signing import IntegrityError, Keyring, canonical
 from driftline.models.features import FeatureSchema
 from driftline.offline.errors import OfflineError
 from driftline.offline.prepare import prepare_frame, prepared_rows
@@ -111,15 +116,42 @@ def write_manifest(directory: Path) -> dict[str, Any]:
     return manifest
 
 
-def verify_manifest(directory: Path, names: list[str] | None = None) -> None:
-    """Raise :class:`OfflineError` when a listed file is missing or its SHA-256 differs from the manifest."""
+MANIFEST_PURPOSE = "offline-manifest"
+
+
+def sign_manifest(directory: Path, keyring: Keyring) -> None:
+    """Sign ``directory``'s manifest (its file list and digests) with the keyring's current key, in place."""
+    path = Path(directory) / MANIFEST
+    manifest = json.loads(path.read_text())
+    manifest["signature"] = keyring.sign(canonical(manifest["files"]), MANIFEST_PURPOSE)
+    tmp = path.with_name(f".{MANIFEST}.{uuid.uuid4().hex}")
+    write_json(tmp, manifest)
+    os.replace(tmp, path)
+
+
+def verify_manifest(
+    directory: Path, names: list[str] | None = None, keyring: Keyring | None = None, trust_unsigned: bool = False
+) -> None:
+    """Raise :class:`OfflineError` when a listed file is missing or its SHA-256 differs from the manifest; with
+    ``keyring``, also when the manifest is unsigned or its signature fails (unless ``trust_unsigned``)."""
     path = Path(directory) / MANIFEST
     try:
-        files = json.loads(path.read_text())["files"]
-    except (OSError, ValueError, KeyError) as exc:
+        manifest = json.loads(path.read_text())
+        files = manifest["files"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
         raise OfflineError(
             f"{directory} has no readable {MANIFEST}: is it a `driftline offline train` output?"
         ) from exc
+    if keyring is not None and not trust_unsigned:
+        if "signature" not in manifest:
+            raise OfflineError(
+                f"{path} is not signed: train it with DRIFTLINE_MODEL_HMAC_KEY set, or pass --trust-unsigned "
+                "if you trust whoever wrote the directory"
+            )
+        try:
+            keyring.verify(canonical(files), manifest["signature"], MANIFEST_PURPOSE)
+        except IntegrityError as exc:
+            raise OfflineError(f"{path} refused: {exc}; nothing of {directory} was loaded") from None
     for name in names or list(files):
         if name not in files:
             raise OfflineError(f"{name} is not listed in {path}")

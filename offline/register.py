@@ -60,13 +60,22 @@ def data_summary(metrics: dict[str, Any], online: OnlineArtifact, directory: Pat
     }
 
 
-def register_dir(directory: Path, registry: Any, name: str, *, promote: bool = True, note: str | None = None) -> Any:
-    """Verify the directory's manifest, load its River model and reference profile, and register them as
-    the next version of ``name`` in ``registry`` (a :class:`driftline.models.registry.ModelRegistry`)."""
+def register_dir(
+    directory: Path,
+    registry: Any,
+    name: str,
+    *,
+    promote: bool = True,
+    note: str | None = None,
+    trust_unsigned: bool = False,
+) -> Any:
+    """Verify the directory's manifest (its signature with the registry's keyring, unless ``trust_unsigned``),
+    then load its River model and reference profile, and register them as the next version of ``name`` in
+    ``registry`` (a :class:`driftline.models.registry.ModelRegistry`). Nothing is unpickled before the check."""
     directory = Path(directory)
     if not directory.is_dir():
         raise OfflineError(f"{directory} is not a directory")
-    verify_manifest(directory, [METRICS, REFERENCE])
+    verify_manifest(directory, [METRICS, REFERENCE], registry.keyring, trust_unsigned)
     online = OnlineArtifact.load(directory)
     metrics = json.loads((directory / METRICS).read_text())
     reference = ReferenceProfile.from_json((directory / REFERENCE).read_text())
@@ -85,13 +94,16 @@ def register_dir(directory: Path, registry: Any, name: str, *, promote: bool = T
     )
 
 
-def register_challenger_dir(directory: Path, registry: Any, name: str, *, note: str | None = None) -> Any:
+def register_challenger_dir(
+    directory: Path, registry: Any, name: str, *, note: str | None = None, trust_unsigned: bool = False
+) -> Any:
     """Register DIRECTORY's chosen scikit-learn model (``model.joblib``) as a new, not promoted version of
-    ``name`` and make it the challenger the workers score in shadow beside the current version."""
+    ``name`` and make it the challenger the workers score in shadow beside the current version (the manifest's
+    signature is checked first, as in :func:`register_dir`)."""
     directory = Path(directory)
     if not directory.is_dir():
         raise OfflineError(f"{directory} is not a directory")
-    verify_manifest(directory, [METRICS, REFERENCE, CHOSEN_MODEL])
+    verify_manifest(directory, [METRICS, REFERENCE, CHOSEN_MODEL], registry.keyring, trust_unsigned)
     online = OnlineArtifact.load(directory)
     metrics = json.loads((directory / METRICS).read_text())
     chosen = joblib.load(directory / CHOSEN_MODEL)

@@ -23,6 +23,7 @@ from driftline.models.registry import ModelRegistry
 from driftline.models.version import ModelVersion
 from driftline.monitoring.actions import RetrainRequest
 from driftline.offline.errors import OfflineError
+from driftline.offline.export import sign_manifest
 from driftline.offline.framing import draft_card
 from driftline.offline.register import register_dir
 from driftline.offline.train import train_frame
@@ -85,6 +86,7 @@ def retrain(
     if bootstrap is not None:
         card = replace(card, training=replace(card.training, bootstrap=bootstrap))
     train_frame(frame, card, out_dir, force=force)
+    sign_manifest(out_dir, registry.keyring)
     reason = f" for {request.kind} alert {request.alert_id}" if request is not None else ""
     version = register_dir(
         out_dir,

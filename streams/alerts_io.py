@@ -2,7 +2,9 @@
 the one-line human summary of an alert.
 
 The webhook never raises: a delivery is retried with exponential backoff on connection errors, timeouts and
-5xx/429 answers, and its final outcome is counted (``delivered`` / ``failed``).
+5xx/429 answers, and its final outcome is counted (``delivered`` / ``failed``). Every POST carries an
+``X-Driftline-Signature`` header (:func:`driftline.contract.signing.sign_alert` of the body, as GitHub and Stripe
+webhooks do), and ``tail_alerts`` with ``verify`` refuses alerts whose Kafka signature header does not check out.
 
 Examples
 --------
@@ -29,6 +31,7 @@ import aiohttp
 from aiokafka import AIOKafkaConsumer
 
 from driftline.contract.records import Alert
+from driftline.contract.signing import ALERT_SIGNATURE_HEADER, IntegrityError, Keyring, sign_alert, verify_alert
 
 log = logging.getLogger(__name__)
 
@@ -95,6 +98,8 @@ class WebhookSender:
         Retries after the first attempt.
     backoff
         First retry delay in seconds (doubles each retry).
+    alert_keys
+        Keys signing the body (:func:`driftline.contract.signing.alert_keyring`), sent as ``X-Driftline-Signature``.
     timeout
         Seconds per attempt.
     on_outcome
@@ -105,12 +110,14 @@ class WebhookSender:
     def __init__(
         self,
         url: str,
+        alert_keys: Keyring,
         retries: int = 3,
         backoff: float = 0.5,
         timeout: float = 5.0,
         on_outcome: Callable[[bool], None] | None = None,
     ):
         self.url, self.retries, self.backoff = url, retries, backoff
+        self.alert_keys = alert_keys
         self.timeout = aiohttp.ClientTimeout(total=timeout)
         self.on_outcome = on_outcome
         self.delivered = 0
@@ -133,16 +140,15 @@ class WebhookSender:
         """Deliver one alert; True when the receiver answered 2xx."""
         if self._session is None:
             self._session = aiohttp.ClientSession(timeout=self.timeout)
-        body = alert.model_dump_json()
+        body = alert.model_dump_json().encode()
+        headers = {"Content-Type": "application/json", "X-Driftline-Signature": sign_alert(self.alert_keys, body)}
         delays = [0.0, *backoff_delays(self.retries, self.backoff)]
         for attempt, delay in enumerate(delays):
             if delay:
                 await asyncio.sleep(delay)
             self.attempts += 1
             try:
-                async with self._session.post(
-                    self.url, data=body, headers={"Content-Type": "application/json"}
-                ) as response:
+                async with self._session.post(self.url, data=body, headers=headers) as response:
                     if 200 <= response.status < 300:
                         return self._outcome(True)
                     if response.status < 500 and response.status != 429:
@@ -177,12 +183,14 @@ async def tail_alerts(
     on_invalid: Callable[[bytes | None, Exception], None] | None = None,
     on_ready: Callable[[], None] | None = None,
     only: AlertFilter | None = None,
+    verify: Keyring | None = None,
 ) -> int:
     """Consume ``topic`` and call ``on_alert`` for each alert ``only`` accepts; returns how many were seen.
 
     Stops after ``max_alerts`` (accepted) alerts, after ``timeout`` seconds without a new alert, or when cancelled.
-    Messages that are not alerts go to ``on_invalid`` (skipped by default); ``on_ready`` is called once the
-    consumer's starting offsets are fixed (alerts published after it are seen).
+    Messages that are not alerts, and with ``verify`` (the alert keys) alerts whose signature header fails, go
+    to ``on_invalid`` (skipped by default); ``on_ready`` is called once the consumer's starting offsets are
+    fixed (alerts published after it are seen).
     """
     consumer = AIOKafkaConsumer(
         topic,
@@ -206,8 +214,11 @@ async def tail_alerts(
             for messages in batches.values():
                 for message in messages:
                     try:
+                        if verify is not None:
+                            signature = dict(message.headers or ()).get(ALERT_SIGNATURE_HEADER, b"")
+                            verify_alert(verify, message.value or b"", signature.decode("ascii", "replace"))
                         alert = Alert.model_validate_json(message.value or b"")
-                    except ValueError as exc:
+                    except (ValueError, IntegrityError) as exc:
                         if on_invalid is not None:
                             on_invalid(message.value, exc)
                         continue

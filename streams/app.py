@@ -25,6 +25,7 @@ from aiokafka.errors import KafkaError
 from driftline.contract import keys
 from driftline.contract.records import Alert, now_ms
 from driftline.contract.settings import Settings
+from driftline.contract.signing import ALERT_SIGNATURE_HEADER, IntegrityError, alert_keyring, verify_alert
 from driftline.models.bootstrap import bootstrap_model
 from driftline.models.registry import ModelRegistry
 from driftline.models.version import UnknownModelError
@@ -75,7 +76,7 @@ DEDUP_SOCKET_TIMEOUT = 0.5
 def ensure_default_model(registry: ModelRegistry, name: str) -> None:
     """Register the bootstrap model as version 1 of ``name`` when the registry has no such model."""
     try:
-        registry.get(name)
+        registry.current_version(name) or registry.get(name)
     except UnknownModelError:
         model, schema, task = bootstrap_model()
         registry.register(name, model, schema=schema, task=task, note="bootstrap: River Agrawal synth, 2000 rows")
@@ -103,8 +104,9 @@ class Worker:
         self.redis_url = redis_url
         self.kafka = kafka_kwargs(settings, broker_url)
         self.registry = ModelRegistry(
-            redis_client(settings, redis_url), settings.hmac_key(), prefix=settings.redis_prefix
+            redis_client(settings, redis_url), settings.keyring(), prefix=settings.redis_prefix
         )
+        self.alert_keys = alert_keyring(self.registry.keyring)
         self.models = ModelCache(self.registry, self._integrity_failure)
         self.policy = ScoringPolicy(
             default_model=settings.model_name,
@@ -179,7 +181,7 @@ class Worker:
         await publisher.send_many(topic("review"), batch.reviews)
         await publisher.send_dead_letters(topic("dead-letter"), batch.dead_letters)
         alerts, self._pending_alerts = self._pending_alerts, []
-        await publisher.send_alerts(topic("alerts"), alerts)
+        await publisher.send_alerts(topic("alerts"), alerts, self.alert_keys)
         for name, group in batch.by_model.items():
             EVENTS_SCORED.labels(name).inc(len(group))
         if batch.reviews:
@@ -464,7 +466,7 @@ class Worker:
         """A Faust agent POSTs each alert to the webhook (low volume: Faust's stream path is the right tool;
         the consumer group delivers each alert once across workers)."""
         self.webhook = sender = WebhookSender(
-            url, retries=self.settings.webhook_retries, on_outcome=METRICS.count_webhook
+            url, self.alert_keys, retries=self.settings.webhook_retries, on_outcome=METRICS.count_webhook
         )
         topic = app.topic(
             self.settings.topic("alerts"), value_serializer="raw", internal=True, partitions=self.settings.partitions
@@ -472,11 +474,13 @@ class Worker:
 
         @app.agent(topic, name="deliver-alerts")
         async def deliver_alerts(stream: faust.StreamT) -> None:
-            async for value in stream:
+            async for event in stream.events():
+                value, headers = event.value, dict(event.message.headers or ())
                 try:
+                    verify_alert(self.alert_keys, value, (headers.get(ALERT_SIGNATURE_HEADER) or b"").decode())
                     alert = Alert.model_validate_json(value)
-                except ValueError as exc:
-                    log.error("not an alert on %s: %s", topic.get_topic_name(), exc)
+                except (ValueError, IntegrityError) as exc:  # forged or foreign: never forwarded
+                    log.error("not delivered to the webhook, not a signed alert on %s: %s", topic.get_topic_name(), exc)
                     continue
                 await sender.send(alert)
 

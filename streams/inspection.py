@@ -22,6 +22,7 @@ from aiokafka.coordinator.protocol import ConsumerProtocolMemberAssignment
 from aiokafka.errors import KafkaError
 
 from driftline.contract.settings import Settings
+from driftline.contract.urls import masked
 from driftline.streams.connections import kafka_kwargs, redis_client
 from driftline.streams.partitioning import default_partitions
 
@@ -48,7 +49,9 @@ def open_redis(settings: Settings) -> redis.Redis:
     try:
         client.ping()
     except redis.RedisError as exc:
-        raise StackUnreachable(f"Redis at {settings.redis_url} unreachable: {type(exc).__name__}: {exc}") from None
+        raise StackUnreachable(
+            f"Redis at {masked(settings.redis_url)} unreachable: {type(exc).__name__}: {exc}"
+        ) from None
     return client
 
 

@@ -27,7 +27,7 @@ from aiokafka.errors import KafkaError
 from driftline.contract import keys
 from driftline.contract.records import Alert, Label, RecordError, now_ms, parse_label
 from driftline.contract.settings import Settings
-from driftline.contract.signing import IntegrityError
+from driftline.contract.signing import IntegrityError, alert_keyring
 from driftline.models.champion import PairedComparison, PromotionPolicy, label_loss, save_comparison
 from driftline.models.learner import OnlineLearner
 from driftline.models.registry import ModelRegistry
@@ -127,7 +127,9 @@ class LabelLearner:
         positive = meta.data_summary.get("positive_class") if meta.task == "binary" else None
         self.watch.monitors.pop(name, None)
         if stored:
-            learner = OnlineLearner.restore(stored[b"checkpoint"], hmac_key=self.settings.hmac_key())
+            learner = OnlineLearner.restore(
+                stored[b"checkpoint"], hmac_key=self.settings.keyring(), purpose=keys.learner_purpose(name)
+            )
             state = ModelLearner(name, learner, int(stored[b"base_version"]), positive)
             if learner.model is None:  # a model that does not learn online is not in the checkpoint
                 _, learner.model = await asyncio.to_thread(self.registry.load, name, state.base_version)
@@ -136,7 +138,11 @@ class LabelLearner:
                 state.comparison = (held["version"], PairedComparison.from_state(held["state"]))
             if b"challenger" in stored:
                 blob = stored.get(b"challenger_checkpoint")
-                shadow = OnlineLearner.restore(blob, hmac_key=self.settings.hmac_key()) if blob else None
+                shadow = (
+                    OnlineLearner.restore(blob, hmac_key=self.settings.keyring(), purpose=keys.challenger_purpose(name))
+                    if blob
+                    else None
+                )
                 state.challenger = ShadowChallenger.from_state(orjson.loads(stored[b"challenger"]), shadow)
             self.watch.monitor(meta, stored.get(b"monitor"))
         else:
@@ -306,7 +312,7 @@ class LabelLearner:
                 touched.append(state)
         await self.publisher.send_dead_letters(self.settings.topic("dead-letter"), letters)
         alerts, self.alerts = self.alerts, []
-        await self.publisher.send_alerts(self.settings.topic("alerts"), alerts)
+        await self.publisher.send_alerts(self.settings.topic("alerts"), alerts, alert_keyring(self.settings.keyring()))
         await self.publisher.flush()
         for letter in letters:
             DEAD_LETTERED.labels("labels", letter.stage, letter.error_class).inc()
@@ -527,7 +533,7 @@ class LabelLearner:
         )
 
     async def _write_checkpoint(self, state: ModelLearner) -> None:
-        blob = state.learner.checkpoint(hmac_key=self.settings.hmac_key())
+        blob = state.learner.checkpoint(hmac_key=self.settings.keyring(), purpose=keys.learner_purpose(state.name))
         mapping: dict[str, Any] = {
             "checkpoint": blob,
             "base_version": state.base_version,
@@ -542,7 +548,9 @@ class LabelLearner:
         if shadow is not None:
             mapping["challenger"] = orjson.dumps(shadow.state())
             if shadow.learner is not None:
-                mapping["challenger_checkpoint"] = shadow.learner.checkpoint(hmac_key=self.settings.hmac_key())
+                mapping["challenger_checkpoint"] = shadow.learner.checkpoint(
+                    hmac_key=self.settings.keyring(), purpose=keys.challenger_purpose(state.name)
+                )
         absent = [k for k in ("comparison", "challenger", "challenger_checkpoint") if k not in mapping]
         # One transaction: the checkpoint and the rows it learned (the retrain data) land together or not at all
         async with self.client.pipeline(transaction=True) as pipe:

@@ -9,6 +9,7 @@ from typing import Any
 from aiokafka import AIOKafkaProducer
 
 from driftline.contract.records import Alert, dumps
+from driftline.contract.signing import ALERT_SIGNATURE_HEADER, Keyring, sign_alert
 from driftline.streams.deadletter import DeadLetter
 from driftline.streams.partitioning import default_partitions
 
@@ -70,10 +71,12 @@ class Publisher:
         for letter in letters:
             await self.send(topic, letter.sent_value, letter.sent_key, letter.headers())
 
-    async def send_alerts(self, topic: str, alerts: Iterable[Alert]) -> None:
-        """Typed alerts, keyed by model (one model's alerts stay in order)."""
+    async def send_alerts(self, topic: str, alerts: Iterable[Alert], alert_keys: Keyring) -> None:
+        """Typed alerts, keyed by model (one model's alerts stay in order), each signed in a header."""
         for alert in alerts:
-            await self.send(topic, dumps(alert), alert.model.encode())
+            value = dumps(alert)
+            signature = sign_alert(alert_keys, value).encode()
+            await self.send(topic, value, alert.model.encode(), [(ALERT_SIGNATURE_HEADER, signature)])
 
     def acknowledged(self) -> asyncio.Future:
         """A future that completes when every record queued so far is acknowledged (fails if one failed)."""

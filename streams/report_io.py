@@ -15,6 +15,7 @@ import redis
 from driftline.contract import keys
 from driftline.contract.records import Alert
 from driftline.contract.settings import Settings
+from driftline.contract.signing import alert_keyring
 from driftline.models.registry import ModelRegistry
 from driftline.monitoring.monitor import Monitor
 from driftline.streams.alerts_io import tail_alerts
@@ -26,17 +27,21 @@ def read_monitors(client: redis.Redis, settings: Settings, name: str) -> tuple[M
 
     A checkpoint that does not verify or load raises ``ValueError``.
     """
-    prefix, key = settings.redis_prefix, settings.hmac_key()
+    prefix, key = settings.redis_prefix, settings.keyring()
     scoring_blob = client.get(keys.monitor(prefix, name, "scoring"))
     learning_blob = client.hget(keys.learner(prefix, name), "monitor")
-    scoring = Monitor.restore(scoring_blob, key) if scoring_blob else None
-    learning = Monitor.restore(learning_blob, key) if learning_blob else None
+    scoring = (
+        Monitor.restore(scoring_blob, key, purpose=keys.monitor_purpose(name, "scoring")) if scoring_blob else None
+    )
+    learning = (
+        Monitor.restore(learning_blob, key, purpose=keys.monitor_purpose(name, "learning")) if learning_blob else None
+    )
     return scoring, learning
 
 
 def read_versions(client: redis.Redis, settings: Settings, name: str) -> dict[str, Any]:
     """The served and challenger versions of model ``name`` and the promotion history."""
-    registry = ModelRegistry(client, settings.hmac_key(), prefix=settings.redis_prefix)
+    registry = ModelRegistry(client, settings.keyring(), prefix=settings.redis_prefix)
     return {
         "served": registry.current_version(name),
         "challenger": registry.challenger_version(name),
@@ -45,7 +50,8 @@ def read_versions(client: redis.Redis, settings: Settings, name: str) -> dict[st
 
 
 async def read_alerts(settings: Settings, broker_url: str, quiet_seconds: float = 2.0) -> list[Alert]:
-    """Every alert the broker keeps on the ``alerts`` topic (read until ``quiet_seconds`` without a new one)."""
+    """Every alert the broker keeps on the ``alerts`` topic signed by the workers (read until ``quiet_seconds``
+    without a new one; an alert without a valid signature header is left out)."""
     found: list[Alert] = []
     await tail_alerts(
         settings.topic("alerts"),
@@ -53,5 +59,6 @@ async def read_alerts(settings: Settings, broker_url: str, quiet_seconds: float 
         found.append,
         from_beginning=True,
         timeout=quiet_seconds,
+        verify=alert_keyring(settings.keyring()),
     )
     return found

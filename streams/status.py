@@ -23,6 +23,7 @@ from driftline.contract import keys
 from driftline.contract.records import Alert
 from driftline.contract.settings import Settings
 from driftline.contract.signing import IntegrityError
+from driftline.contract.urls import masked
 from driftline.models.learner import OnlineLearner
 from driftline.models.registry import ModelRegistry
 from driftline.streams.inspection import Broker, lag_rows, open_redis, total
@@ -44,7 +45,9 @@ def learner_positions(
         "base_version": int(stored.get(b"base_version", 0)),
     }
     try:
-        learner = OnlineLearner.restore(stored[b"checkpoint"], hmac_key=settings.hmac_key())
+        learner = OnlineLearner.restore(
+            stored[b"checkpoint"], hmac_key=settings.keyring(), purpose=keys.learner_purpose(name)
+        )
     except (IntegrityError, KeyError) as exc:
         info["error"] = f"checkpoint unreadable: {exc}"
         return info, {}
@@ -68,7 +71,7 @@ async def _alerts(broker: Broker, last: int) -> list[dict[str, Any]]:
 async def collect_status(settings: Settings, last_alerts: int = LAST_ALERTS) -> dict[str, Any]:
     """The status report (see the module docstring); :class:`StackUnreachable` when the broker or Redis is down."""
     client = open_redis(settings)
-    registry = ModelRegistry(client, settings.hmac_key(), prefix=settings.redis_prefix)
+    registry = ModelRegistry(client, settings.keyring(), prefix=settings.redis_prefix)
     async with Broker(settings) as broker:
         cluster = await broker.call(broker.admin.describe_cluster(), "describe cluster")
         report: dict[str, Any] = {
@@ -78,7 +81,7 @@ async def collect_status(settings: Settings, last_alerts: int = LAST_ALERTS) -> 
                 "cluster_id": cluster.get("cluster_id"),
                 "brokers": [f"{b['host']}:{b['port']}" for b in cluster.get("brokers", [])],
             },
-            "redis": {"url": settings.redis_url, "reachable": True},
+            "redis": {"url": masked(settings.redis_url), "reachable": True},
         }
         events = await broker.partitions("events")
         labels = await broker.partitions("labels")

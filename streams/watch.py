@@ -87,6 +87,10 @@ class Watch:
             self.provisional.pop(meta.name, None)
             self.monitors[meta.name] = restored
 
+    def purpose(self, name: str) -> str:
+        """What this role's checkpoint of ``name`` is signed for (it verifies for nothing else)."""
+        return keys.monitor_purpose(name, self.role)
+
     def monitor(self, meta: ModelVersion, blob: bytes | None = None) -> Monitor:
         """The monitor of ``meta.name``: in memory, else restored from ``blob``/its checkpoint, else new (when
         Redis cannot say whether a checkpoint exists: a provisional one, see :attr:`provisional`)."""
@@ -118,7 +122,9 @@ class Watch:
         init_model_metrics(meta.name)
         if blob:
             try:
-                return Monitor.restore(blob, self.settings.hmac_key(), deduplicator=self.dedup)
+                return Monitor.restore(
+                    blob, self.settings.keyring(), deduplicator=self.dedup, purpose=self.purpose(meta.name)
+                )
             except Exception as exc:  # noqa: BLE001 - refused, or pickled by another code version: start fresh
                 log.error("monitor checkpoint of %s not restored, starting fresh: %r", meta.name, exc)
         profile = None
@@ -130,7 +136,7 @@ class Watch:
         return Monitor(meta.name, meta.feature_schema(), meta.task, profile, self.config, self.dedup)
 
     def snapshot(self, name: str) -> bytes:
-        return self.monitors[name].snapshot(self.settings.hmac_key())
+        return self.monitors[name].snapshot(self.settings.keyring(), self.purpose(name))
 
     def pickled(self) -> dict[str, bytes]:
         """Every checkpointable monitor pickled now (on the event loop: a consistent state, not one torn by
@@ -143,10 +149,10 @@ class Watch:
 
     def write(self, pickled: dict[str, bytes]) -> None:
         """Seal and store :meth:`pickled` checkpoints (blocking: run it in a thread); Redis errors are counted."""
-        key = self.settings.hmac_key()
+        key = self.settings.keyring()
         for name, state in pickled.items():
             try:
-                self.client.set(self.key(name), seal_pickled(state, key))
+                self.client.set(self.key(name), seal_pickled(state, key, self.purpose(name)))
             except redis.RedisError:
                 REDIS_ERRORS.labels("monitor_checkpoint").inc()
 

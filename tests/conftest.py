@@ -13,6 +13,8 @@ from driftline.contract.settings import Settings
 from driftline.embedded.stack import EmbeddedStack, embedded_stack
 
 TEST_HMAC_KEY = "test-hmac-key"
+#: Commands tests use to look at Redis that driftline itself never sends (its ACL allows only its own).
+TEST_ONLY_REDIS_COMMANDS = ("flushdb", "exists", "pttl", "xlen")
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -27,8 +29,9 @@ def state_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 
 @pytest.fixture(scope="session")
 def stack() -> Iterator[EmbeddedStack]:
-    """Tansu + redis-server on free loopback ports for the whole session."""
-    with embedded_stack() as started:
+    """Tansu + redis-server on free loopback ports for the whole session (Redis: every key, since each test has
+    its own prefix, and :data:`TEST_ONLY_REDIS_COMMANDS`; otherwise the same ACL as ``driftline up``)."""
+    with embedded_stack(key_prefix="", extra_redis_commands=TEST_ONLY_REDIS_COMMANDS) as started:
         yield started
     for server in (started.broker, started.redis):
         assert server.proc.poll() is not None, f"{server.name} (pid {server.pid}) still running"

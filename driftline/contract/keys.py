@@ -20,6 +20,10 @@ default), ``N`` a model name (:data:`driftline.contract.records.MODEL_NAME_PATTE
     P retrain:N                list     retrain requests for `offline retrain`              (scorer)
     P alert-dedup:KEY          string   event time of the first claim of an alert key       (scorer, learner)
 
+Redis itself enforces that layout: :func:`acl_rule` is the ACL of the user driftline connects as, every key under
+the prefix and only :data:`COMMANDS` (used by the embedded stack and ``docker-compose.yml``; a new Redis command in
+the code must be added there, the integration tests run with it).
+
 Examples
 --------
 >>> model("driftline:", "fraud", "current"), learner("acme:", "fraud"), join("driftline:", "m", "e1")
@@ -81,3 +85,41 @@ def retrain(prefix: str, name: str) -> str:
 def alert_dedup(prefix: str) -> str:
     """The prefix of the alert dedup claims."""
     return f"{prefix}alert-dedup:"
+
+
+# --- what each signed value's signature is for (driftline.contract.signing: a signature verifies nothing else) ---
+def learner_purpose(name: str) -> str:
+    """Purpose of the learner checkpoint of ``name`` (field ``checkpoint`` of :func:`learner`)."""
+    return f"learner:{name}"
+
+
+def challenger_purpose(name: str) -> str:
+    """Purpose of the shadow challenger's checkpoint (field ``challenger_checkpoint`` of :func:`learner`)."""
+    return f"challenger:{name}"
+
+
+def monitor_purpose(name: str, role: str) -> str:
+    """Purpose of a detector checkpoint (:func:`monitor`; the learning role's is field ``monitor`` of :func:`learner`).
+
+    >>> monitor_purpose("fraud", "scoring")
+    'monitor:fraud:scoring'
+    """
+    return f"monitor:{name}:{role}"
+
+
+#: Every Redis command driftline sends (scripts included), and nothing else: no FLUSHALL, KEYS, CONFIG, DEBUG.
+COMMANDS = (
+    *("get", "set", "mget", "del", "incr", "incrby", "hget", "hset", "hgetall", "hexists", "hdel", "sadd", "smembers"),
+    *("sismember", "rpush", "lpush", "lpop", "rpop", "lrange", "ltrim", "xadd", "xrevrange", "multi", "exec"),
+    *("discard", "watch", "unwatch", "eval", "evalsha", "script|load", "script|exists", "ping"),
+)
+
+
+def acl_rule(prefix: str) -> str:
+    """The ACL rules of the driftline Redis user: keys under ``prefix`` only (every key when empty), no pub/sub
+    channels, only :data:`COMMANDS`.
+
+    >>> acl_rule("driftline:")[:48]
+    'resetkeys ~driftline:* resetchannels -@all +get '
+    """
+    return f"resetkeys ~{prefix}* resetchannels -@all " + " ".join(f"+{c}" for c in COMMANDS)

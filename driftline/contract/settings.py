@@ -25,6 +25,7 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from driftline.contract.records import AlertKind, ts_window
+from driftline.contract.signing import Keyring
 
 MissingFeaturePolicy = Literal["impute", "reject"]
 UnknownFeaturePolicy = Literal["ignore", "reject"]
@@ -37,9 +38,10 @@ SECRETS_DIR = Path("/run/secrets/driftline")
 BOOTSTRAP_SERVER = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+):[0-9]{1,5}$")
 #: Schemes redis-py connects with.
 REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
-
-#: Development key used only when the embedded stack is used and no key was configured.
-EMBEDDED_DEV_HMAC_KEY = "driftline-embedded-dev-key-not-for-production"
+NO_KEY = (
+    "DRIFTLINE_MODEL_HMAC_KEY is not set: start `driftline up` and export what it prints, or set the key "
+    "(a file model_hmac_key in /run/secrets/driftline works too)"
+)
 
 
 def default_state_dir() -> Path:
@@ -93,7 +95,12 @@ class Settings(BaseSettings):
     # --- model -------------------------------------------------------------------------------
     model_name: str = Field("default", description="Model an event without a 'model' field is scored by.")
     model_hmac_key: SecretStr | None = Field(
-        None, description="Key signing every stored model blob. Required unless the embedded stack is used."
+        None,
+        description="Key signing every model version, checkpoint and alert. Required (`driftline up` prints one).",
+    )
+    model_hmac_old_keys: SecretStr | None = Field(
+        None,
+        description="Old signing keys, comma-separated, still accepted for verification during a key rotation.",
     )
     reload_check_seconds: float = Field(1.0, gt=0, description="How often scorers look for a new version.")
 
@@ -250,8 +257,13 @@ class Settings(BaseSettings):
         past = self.max_ts_past_seconds
         return ts_window(now_ms, int(self.max_ts_future_seconds * 1000), None if past is None else int(past * 1000))
 
-    def hmac_key(self) -> bytes:
-        """The model-signing key; the embedded development key when none is set."""
-        if self.model_hmac_key is not None:
-            return self.model_hmac_key.get_secret_value().encode()
-        return EMBEDDED_DEV_HMAC_KEY.encode()
+    def keyring(self) -> Keyring:
+        """The signing keyring: the current key signs, old keys verify. ``ValueError`` (one line) without a key.
+
+        >>> Settings(model_hmac_key="new", model_hmac_old_keys="old1, old2").keyring()
+        Keyring(current=..., old=[..., ...])
+        """
+        if self.model_hmac_key is None or not self.model_hmac_key.get_secret_value():
+            raise ValueError(NO_KEY)
+        old = (self.model_hmac_old_keys.get_secret_value() if self.model_hmac_old_keys else "").split(",")
+        return Keyring(self.model_hmac_key.get_secret_value().encode(), [k.strip().encode() for k in old if k.strip()])

@@ -6,7 +6,6 @@ import asyncio
 import itertools
 import json
 import os
-import secrets
 import subprocess
 import sys
 import time
@@ -238,14 +237,14 @@ async def run_demo(
     console = console or Console(stderr=True)
     settings = Settings()
     events, labels = demo_messages(events_path, labels_path, n_events)
-    with embedded_stack() as stack:
-        hmac_key = secrets.token_hex(16)
+    with embedded_stack(key_prefix=settings.redis_prefix) as stack:
+        hmac_key = stack.hmac_key
         worker_settings = Settings(broker_url=stack.broker_url, redis_url=stack.redis_url, model_hmac_key=hmac_key)
         registry = ModelRegistry(
             redis_client(worker_settings, stack.redis_url), hmac_key.encode(), prefix=settings.redis_prefix
         )
         sources = register_demo_model(registry, settings.model_name, events, labels, events_path is None, task)
-        console.print(f"[bold]embedded stack[/]: broker {stack.broker_url}, redis {stack.redis_url}")
+        console.print(f"[bold]embedded stack[/]: broker {stack.broker_url}, redis {stack.redis_url.rpartition('@')[2]}")
         for line in sources:
             console.print(f"model '{settings.model_name}': {line}", markup=False, highlight=False, soft_wrap=True)
         await ensure_topics(settings, stack.broker_url)

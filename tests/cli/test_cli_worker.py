@@ -25,3 +25,15 @@ def test_worker_with_only_one_of_broker_and_redis_refuses_to_start():
         main, ["worker"], env={"DRIFTLINE_BROKER_URL": "127.0.0.1:1", "DRIFTLINE_MODEL_HMAC_KEY": "k"}
     )
     assert result.exit_code == 2 and "set both DRIFTLINE_BROKER_URL and DRIFTLINE_REDIS_URL" in result.output
+
+
+def test_worker_error_lines_never_print_the_redis_password():
+    env = {
+        "DRIFTLINE_BROKER_URL": "127.0.0.1:1",
+        "DRIFTLINE_REDIS_URL": "redis://driftline:s3cret-pass@127.0.0.1:1/0",
+        "DRIFTLINE_MODEL_HMAC_KEY": "k",
+        "DRIFTLINE_METRICS_PORT": "0",
+    }
+    result = CliRunner().invoke(main, ["worker"], env=env)
+    assert result.exit_code == 2 and "s3cret-pass" not in result.output
+    assert "Redis unreachable at redis://driftline:***@127.0.0.1:1/0" in result.output

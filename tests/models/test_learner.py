@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 from river import metrics
 
-from driftline.contract.signing import IntegrityError
+from driftline.contract.signing import SEAL_MAGIC, IntegrityError
 from driftline.models.features import FeatureSchema
-from driftline.models.learner import CHECKPOINT_MAGIC, OnlineLearner, coerce_label
+from driftline.models.learner import OnlineLearner, coerce_label
 from driftline.models.specs import build_model
 
 SCHEMA = FeatureSchema({"x": "numeric", "c": "categorical"})
@@ -214,12 +214,14 @@ def test_restore_refuses_a_forged_or_foreign_checkpoint_without_unpickling(tmp_p
     marker = tmp_path / "pwned"
     evil = pickle.dumps(TouchOnUnpickle(marker))
     good = learner().checkpoint(hmac_key=KEY)
-    header = good[: good.index(b"\n", len(CHECKPOINT_MAGIC)) + 1]
-    with pytest.raises(IntegrityError, match="HMAC"):
+    header = good[: good.index(b"\n", len(SEAL_MAGIC)) + 1]
+    with pytest.raises(IntegrityError, match="does not match"):
         OnlineLearner.restore(header + evil, hmac_key=KEY)
-    with pytest.raises(IntegrityError, match="HMAC"):
+    with pytest.raises(IntegrityError, match="not in the keyring"):
         OnlineLearner.restore(good, hmac_key=b"other")
-    with pytest.raises(IntegrityError, match="not a driftline"):
+    with pytest.raises(IntegrityError, match="does not match"):
+        OnlineLearner.restore(good, hmac_key=KEY, purpose="learner:another-model")
+    with pytest.raises(IntegrityError, match="not a signed"):
         OnlineLearner.restore(evil, hmac_key=KEY)
     assert not marker.exists()
 

@@ -3,41 +3,33 @@
 from __future__ import annotations
 
 import pickle
+from dataclasses import replace
 
 import pytest
 
-from driftline.contract.signing import IntegrityError, sha256_hex, sign_blob, verify_blob
+from driftline.contract.signing import IntegrityError, Keyring
 from driftline.models.version import ModelVersion, UnknownModelError, check_name, dump_model, parse_ref
 
 
-def test_verify_blob_accepts_the_blob_it_signed() -> None:
-    """A blob verified with the key that signed it passes silently."""
-    blob = dump_model({"a": 1})
-    assert verify_blob(b"k", blob, sha256_hex(blob), sign_blob(b"k", blob)) is None
-
-
-def test_verify_blob_refuses_a_blob_modified_after_signing() -> None:
-    """Flipping one byte of the blob breaks its SHA-256: IntegrityError."""
-    blob = dump_model({"a": 1})
-    digest, mac = sha256_hex(blob), sign_blob(b"k", blob)
-    tampered = blob[:-2] + bytes([blob[-2] ^ 1]) + blob[-1:]
-    with pytest.raises(IntegrityError, match="SHA-256"):
-        verify_blob(b"k", tampered, digest, mac)
-
-
-def test_verify_blob_refuses_a_forged_blob_with_a_recomputed_sha256() -> None:
-    """An attacker who rewrites the blob and its SHA-256 but lacks the key fails the HMAC."""
-    forged = dump_model({"evil": True})
-    with pytest.raises(IntegrityError, match="HMAC"):
-        verify_blob(b"k", forged, sha256_hex(forged), sign_blob(b"attacker-key", forged))
-
-
-def test_sign_blob_is_hmac_sha256_hex_and_depends_on_the_key() -> None:
-    """The signature is 64 hex chars, deterministic per key, different across keys."""
-    blob = b"payload"
-    assert sign_blob(b"k", blob) == sign_blob(b"k", blob)
-    assert sign_blob(b"k", blob) != sign_blob(b"k2", blob)
-    assert len(sign_blob(b"k", blob)) == 64
+def test_signed_metadata_covers_every_field_that_decides_what_is_served() -> None:
+    """Changing the version number, name, schema, task, parent, blob digest or reference digest changes the
+    signed bytes, so a signature over one version never verifies a copy of it edited in any of these."""
+    meta = ModelVersion("m", 1, None, 0, "blob-sha", "", "binary", {"x": "numeric", "y": "numeric"})
+    ring = Keyring(b"k")
+    signature = ring.sign(meta.signed_bytes(), "model-version")
+    edits = [
+        {"version": 2},
+        {"name": "n"},
+        {"schema": {"x": "numeric"}},
+        {"task": "regression"},
+        {"parent": 1},
+        {"sha256": "other"},
+        {"reference_sha256": "other"},
+    ]
+    for edit in edits:
+        with pytest.raises(IntegrityError):
+            ring.verify(replace(meta, **edit).signed_bytes(), signature, "model-version")
+    ring.verify(replace(meta, hmac=signature).signed_bytes(), signature, "model-version")
 
 
 def test_dump_model_round_trips_through_pickle() -> None:

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import pickle
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 import redis
 
-from driftline.contract.signing import IntegrityError, sha256_hex, sign_blob
+from driftline.contract.signing import IntegrityError, Keyring, sha256_hex
 from driftline.models.features import FeatureSchema
 from driftline.models.reference import ReferenceProfile
 from driftline.models.registry import ModelRegistry
@@ -80,22 +81,79 @@ def test_load_refuses_a_tampered_blob_without_unpickling_it(registry: ModelRegis
 def test_load_refuses_a_forged_blob_whose_metadata_digest_was_also_rewritten(
     registry: ModelRegistry, tmp_path: Path
 ) -> None:
-    """Rewriting blob + sha256 + an HMAC made with another key still fails the HMAC check: never unpickled."""
+    """Rewriting blob + sha256 + a signature made with another key fails the signature check: never unpickled."""
     meta = registry.register("m", {"ok": True}, schema=SCHEMA, task="binary")
     marker = tmp_path / "pwned"
     evil = pickle.dumps(TouchOnUnpickle(marker))
-    forged = meta.__class__(**{**meta.__dict__, "sha256": sha256_hex(evil), "hmac": sign_blob(b"guess", evil)})
+    forged = ModelRegistry(registry.client, b"guess", prefix="test:").sign(replace(meta, sha256=sha256_hex(evil)))
     registry.client.set("test:model:m:blob:1", evil)
     registry.client.hset("test:model:m:versions", "1", forged.to_json())
-    with pytest.raises(IntegrityError, match="HMAC"):
+    with pytest.raises(IntegrityError, match="not in the keyring"):
         registry.load("m", 1)
     assert not marker.exists()
+
+
+def test_a_signed_blob_copied_under_a_new_version_with_a_cut_schema_is_refused(registry: ModelRegistry) -> None:
+    """The attack of issue 14: v1's metadata and blob copied as v2 with the schema cut to one feature and made
+    current. Every field is signed, so v2 is refused (load, verify, get) and cannot be promoted."""
+    meta = registry.register("m", trained_model(), schema=SCHEMA, task="binary")
+    client = registry.client
+    client.set("test:model:m:blob:2", client.get("test:model:m:blob:1"))
+    cut = replace(meta, version=2, schema={"x": "numeric"})
+    client.hset("test:model:m:versions", "2", cut.to_json())
+    client.set("test:model:m:current", 2)
+    for read in (registry.load, registry.verify, registry.get):
+        with pytest.raises(IntegrityError, match="version 2: metadata model-version signature does not match"):
+            read("m", None)
+    client.hset("test:model:m:versions", "2", replace(meta, schema={"x": "numeric"}).to_json())
+    with pytest.raises(IntegrityError, match="does not match"):
+        registry.promote("m", 2)
+    client.hset("test:model:m:versions", "2", meta.to_json())  # v1's metadata untouched, under key 2
+    with pytest.raises(IntegrityError, match="holds the signed metadata of 'm' version 1"):
+        registry.load("m", 2)
+
+
+def test_a_swapped_or_deleted_reference_profile_is_refused(registry: ModelRegistry) -> None:
+    """The reference profile decides what drift is: its SHA-256 is signed with the version, so a replaced,
+    deleted or added profile raises IntegrityError instead of silently changing the monitors' baseline."""
+    rows = [{"x": float(i), "c": "ab"[i % 2]} for i in range(30)]
+    registry.register("m", 1, schema=SCHEMA, task="binary", reference=ReferenceProfile.from_rows(rows))
+    registry.register("m", 2, schema=SCHEMA, task="binary", parent=1)
+    shifted = ReferenceProfile.from_rows([{"x": 1000.0 + r["x"], "c": r["c"]} for r in rows])
+    registry.client.set("test:model:m:reference:1", shifted.to_json())
+    with pytest.raises(IntegrityError, match="version 1: reference profile does not match"):
+        registry.reference("m", 1)
+    registry.client.set("test:model:m:reference:2", shifted.to_json())
+    with pytest.raises(IntegrityError, match="version 2: reference profile not signed"):
+        registry.reference("m", 2)
+    registry.client.delete("test:model:m:reference:1", "test:model:m:reference:2")
+    with pytest.raises(IntegrityError, match="version 1: reference profile missing"):
+        registry.reference("m", 2)
+
+
+def test_resign_moves_every_version_to_the_current_key_and_refuses_forgeries(redis_client: redis.Redis) -> None:
+    """Rotation: versions signed with the old key load under old+new, resign re-signs them, then the new key
+    alone loads them; a forged version makes resign fail before it touches anything."""
+    old = ModelRegistry(redis_client, KEY, prefix="test:")
+    for i in range(3):
+        old.register("m", i, schema=SCHEMA, task="binary")
+    rotating = ModelRegistry(redis_client, Keyring(b"new-key", old=[KEY]), prefix="test:")
+    assert rotating.load("m", 2)[1] == 1
+    assert rotating.resign("m") == [1, 2, 3]
+    assert rotating.resign("m") == []
+    new_only = ModelRegistry(redis_client, b"new-key", prefix="test:")
+    assert [new_only.load("m", v)[1] for v in (1, 2, 3)] == [0, 1, 2]
+    with pytest.raises(IntegrityError, match="not in the keyring"):
+        old.load("m", 1)
+    redis_client.set("test:model:m:blob:2", pickle.dumps("forged"))
+    with pytest.raises(IntegrityError, match="SHA-256"):
+        rotating.resign("m")
 
 
 def test_registry_with_a_different_key_refuses_to_load(redis_client: redis.Redis) -> None:
     """A blob signed with one key is refused by a registry configured with another key."""
     ModelRegistry(redis_client, KEY, prefix="test:").register("m", [1, 2], schema=SCHEMA, task="binary")
-    with pytest.raises(IntegrityError, match="HMAC"):
+    with pytest.raises(IntegrityError, match="not in the keyring"):
         ModelRegistry(redis_client, b"another-key", prefix="test:").load("m")
 
 

@@ -4,7 +4,9 @@ profile become a new, current, signed registry version the scorers load."""
 from __future__ import annotations
 
 import dataclasses
+import json
 import pickle
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -13,8 +15,8 @@ from sklearn.datasets import load_breast_cancer
 from driftline.cli import main
 from driftline.models.reference import ReferenceProfile
 from driftline.models.registry import ModelRegistry
-from driftline.offline.framing import SplitPlan, TrainingPlan, draft_card
-from driftline.offline.train import train_frame
+from driftline.offline.export import sha256_file, verify_manifest
+from driftline.offline.framing import SplitPlan, TrainingPlan, card_to_toml, draft_card
 from tests.conftest import TEST_HMAC_KEY
 
 pytestmark = pytest.mark.integration
@@ -22,13 +24,38 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
+    """`driftline offline train` with the key set: its manifest comes out signed."""
     df = load_breast_cancer(as_frame=True).frame
     card = dataclasses.replace(
         draft_card(df, "target"), split=SplitPlan(folds=3), training=TrainingPlan(candidates=("linear",), bootstrap=100)
     )
-    out = tmp_path_factory.mktemp("register") / "run"
-    train_frame(df, card, out)
-    return out
+    work = tmp_path_factory.mktemp("register")
+    df.to_csv(work / "data.csv", index=False)
+    (work / "card.toml").write_text(card_to_toml(card))
+    args = ["offline", "train", "--data", str(work / "data.csv"), "--framing", str(work / "card.toml")]
+    result = CliRunner().invoke(
+        main, [*args, "--out", str(work / "run")], env={"DRIFTLINE_MODEL_HMAC_KEY": TEST_HMAC_KEY}
+    )
+    assert result.exit_code == 0, result.output
+    assert "signature" in json.loads((work / "run" / "manifest.json").read_text())
+    return work / "run"
+
+
+class TouchOnUnpickle:
+    """An object whose unpickling creates a file: proof of whether a pickle ran."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def __reduce__(self):  # type: ignore[no-untyped-def]
+        return (Path.touch, (self.path,))
+
+
+def copy_of(trained: Path, where: Path) -> Path:
+    where.mkdir()
+    for path in trained.iterdir():
+        (where / path.name).write_bytes(path.read_bytes())
+    return where
 
 
 def register(stack, *args: str):
@@ -68,10 +95,7 @@ def test_register_refuses_a_directory_whose_model_changed_after_training(
     stack, redis_client, trained, tmp_path
 ) -> None:
     """A river_model.pkl that no longer matches the manifest: one-line error, exit 1, nothing registered."""
-    copy = tmp_path / "run"
-    copy.mkdir()
-    for path in trained.iterdir():
-        (copy / path.name).write_bytes(path.read_bytes())
+    copy = copy_of(trained, tmp_path / "run")
     (copy / "river_model.pkl").write_bytes(pickle.dumps({"not": "the trained model"}))
     result = register(stack, str(copy), "--model", "tampered")
     assert result.exit_code == 1
@@ -84,3 +108,41 @@ def test_register_of_a_directory_that_is_not_a_training_output_says_so(stack, re
     result = register(stack, str(tmp_path))
     assert result.exit_code == 1
     assert "has no readable manifest.json" in result.stderr
+
+
+def test_register_refuses_a_rewritten_directory_with_rewritten_hashes_before_unpickling_anything(
+    stack, redis_client, trained, tmp_path
+) -> None:
+    """Issue 14: a pickle that runs code, put in place with every SHA-256 rewritten to match (manifest and
+    online_model.json). The unkeyed hashes all agree, but the manifest's signature does not: refused in one
+    line, the pickle never ran, nothing registered."""
+    copy = copy_of(trained, tmp_path / "run")
+    marker = tmp_path / "code-ran"
+    (copy / "river_model.pkl").write_bytes(pickle.dumps(TouchOnUnpickle(marker)))
+    online = json.loads((copy / "online_model.json").read_text())
+    online["sha256"] = sha256_file(copy / "river_model.pkl")
+    (copy / "online_model.json").write_text(json.dumps(online))
+    manifest = json.loads((copy / "manifest.json").read_text())
+    for name in ("river_model.pkl", "online_model.json"):
+        manifest["files"][name]["sha256"] = sha256_file(copy / name)
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    verify_manifest(copy)  # the unkeyed check alone is fooled: this is what was accepted before
+    result = register(stack, str(copy), "--model", "forged")
+    assert result.exit_code == 1
+    assert result.stderr.strip().startswith(f"Error: {copy / 'manifest.json'} refused: offline-manifest signature")
+    assert not marker.exists(), "the forged pickle never ran in the process holding the key"
+    assert ModelRegistry(redis_client, TEST_HMAC_KEY.encode(), prefix="driftline:").names() == []
+
+
+def test_an_unsigned_directory_is_refused_unless_trusted_explicitly(stack, redis_client, trained, tmp_path) -> None:
+    """A directory trained without the key: refused, naming --trust-unsigned; accepted with it."""
+    copy = copy_of(trained, tmp_path / "run")
+    manifest = json.loads((copy / "manifest.json").read_text())
+    del manifest["signature"]
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    refused = register(stack, str(copy), "--model", "unsigned")
+    assert refused.exit_code == 1 and "is not signed" in refused.stderr and "--trust-unsigned" in refused.stderr
+    assert ModelRegistry(redis_client, TEST_HMAC_KEY.encode(), prefix="driftline:").names() == []
+    trusted = register(stack, str(copy), "--model", "unsigned", "--trust-unsigned")
+    assert trusted.exit_code == 0, trusted.output
+    assert ModelRegistry(redis_client, TEST_HMAC_KEY.encode(), prefix="driftline:").current_version("unsigned") == 1

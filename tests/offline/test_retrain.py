@@ -46,7 +46,7 @@ def test_concept_drift_requests_a_retrain_that_the_cli_serves_with_a_candidate_v
     ]
     assert requests and requests[0]["kind"] == "concept_drift", "the concept-drift alert requested a retrain"
 
-    registry = ModelRegistry(redis_client, settings.hmac_key(), prefix=settings.redis_prefix)
+    registry = ModelRegistry(redis_client, settings.keyring(), prefix=settings.redis_prefix)
     before = registry.current_version(settings.model_name)
     result = CliRunner().invoke(
         main, ["offline", "retrain", "--out", str(tmp_path / "candidate")], env=settings_env(settings)

@@ -13,6 +13,7 @@ from click.testing import CliRunner
 from driftline.cli import main
 from driftline.contract.records import Alert, dumps
 from driftline.contract.settings import Settings
+from driftline.contract.signing import ALERT_SIGNATURE_HEADER, Keyring, alert_keyring, sign_alert
 from driftline.streams.alerts_io import tail_alerts
 from driftline.streams.connections import kafka_kwargs
 from driftline.streams.redis_dedup import HOUSEKEEPING_MS, RedisDeduplicator
@@ -39,13 +40,14 @@ def alert(i: int) -> Alert:
     )
 
 
-async def publish(settings: Settings, records: list[bytes]) -> None:
+async def publish(settings: Settings, records: list[bytes], signatures: list[str | None] | None = None) -> None:
     assert settings.broker_url is not None
     producer = AIOKafkaProducer(**kafka_kwargs(settings, settings.broker_url))
     await producer.start()
     try:
-        for record in records:
-            await producer.send_and_wait(settings.topic("alerts"), record)
+        for record, signature in zip(records, signatures or [None] * len(records), strict=True):
+            headers = [(ALERT_SIGNATURE_HEADER, signature.encode())] if signature else None
+            await producer.send_and_wait(settings.topic("alerts"), record, headers=headers)
     finally:
         await producer.stop()
 
@@ -72,6 +74,28 @@ def test_tail_json_from_beginning_prints_each_published_alert_record_and_skips_f
     shown = [Alert.model_validate(json.loads(line)) for line in lines]  # partitions: no order across them
     assert sorted(shown, key=lambda a: a.alert_id) == [alert(1), alert(2), alert(3)]
     assert "skipped a message that is not an alert" in result.stderr
+
+
+def test_tail_verify_shows_only_alerts_signed_by_the_workers_keys(settings: Settings) -> None:
+    """Issue 14: anyone who can write to the alerts topic could publish a forged alert, and `alerts tail` showed
+    it. With --verify only the alert signed with the deployment's alert key is shown; one without a signature
+    and one signed with another key are skipped, each with a line on stderr."""
+    keys_here = alert_keyring(Keyring(b"test"))
+    good, unsigned, foreign = dumps(alert(21)), dumps(alert(22)), dumps(alert(23))
+    signatures = [
+        sign_alert(keys_here, good),
+        None,
+        sign_alert(alert_keyring(Keyring(b"attacker")), foreign),
+    ]
+    asyncio.run(publish(settings, [good, unsigned, foreign], signatures))
+    args = ["alerts", "tail", "--verify", "--json", "--from-beginning", "--timeout", "3"]
+    result = CliRunner().invoke(main, args, env=env(settings))
+    assert result.exit_code == 0, result.output
+    shown = [Alert.model_validate_json(line) for line in result.stdout.splitlines() if line.startswith("{")]
+    assert shown == [alert(21)]
+    assert result.stderr.count("skipped an alert that is not signed by the workers") == 2
+    unverified = CliRunner().invoke(main, args[:2] + args[3:], env=env(settings))
+    assert len([line for line in unverified.stdout.splitlines() if line.startswith("{")]) == 3, "before: all shown"
 
 
 def test_tail_summary_lines_say_kind_feature_detector_severity_and_event(settings: Settings) -> None:

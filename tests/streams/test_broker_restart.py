@@ -45,7 +45,7 @@ def wait_for(condition, what: str, worker: WorkerProcess, timeout: float = 180.0
 
 
 def test_broker_killed_and_restarted_empty_loses_nothing_new_and_learns_each_new_label_once(tmp_path) -> None:
-    with embedded_stack() as stack, busy_cores():
+    with embedded_stack(key_prefix="restart:") as stack, busy_cores():
         settings = Settings(
             broker_url=stack.broker_url,
             redis_url=stack.redis_url,

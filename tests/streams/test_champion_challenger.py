@@ -24,7 +24,7 @@ pytestmark = pytest.mark.integration
 
 def untrained_champion_trained_challenger(settings, redis_client) -> ModelRegistry:
     """v1 (untrained) serves, v2 (trained on the bootstrap stream) is its challenger."""
-    registry = ModelRegistry(redis_client, settings.hmac_key(), prefix=settings.redis_prefix)
+    registry = ModelRegistry(redis_client, settings.keyring(), prefix=settings.redis_prefix)
     trained, schema, task = bootstrap_model(samples=2000)
     registry.register(settings.model_name, build_model(schema, task), schema=schema, task=task, note="untrained")
     registry.register(settings.model_name, trained, schema=schema, task=task, promote=False, note="trained")
@@ -105,7 +105,9 @@ def test_the_paired_comparison_is_checkpointed_with_the_learner_and_continues_af
 
     def learned_in_shadow() -> int:
         blob = redis_client.hget(f"{settings.redis_prefix}learner:{settings.model_name}", "challenger_checkpoint")
-        return OnlineLearner.restore(blob, hmac_key=settings.hmac_key()).learned
+        return OnlineLearner.restore(
+            blob, hmac_key=settings.keyring(), purpose=f"challenger:{settings.model_name}"
+        ).learned
 
     worker = WorkerProcess(settings, tmp_path).start()
     try:
@@ -135,7 +137,7 @@ def test_the_paired_comparison_is_checkpointed_with_the_learner_and_continues_af
     assert before >= 1500, "every label of an event scored in shadow was paired before the restart"
     assert seen() == before + 1500, "the restarted learner continued the comparison: nothing lost, nothing twice"
     assert learned_in_shadow() == learned(), "the River challenger learned every label the champion did, once"
-    registry = ModelRegistry(redis_client, settings.hmac_key(), prefix=settings.redis_prefix)
+    registry = ModelRegistry(redis_client, settings.keyring(), prefix=settings.redis_prefix)
     lineage = [m for m in registry.versions(settings.model_name) if m.data_summary.get("challenger_root") == 2]
     assert len(lineage) >= 2, "the challenger's learning became versions (every 1,000 labels by default)"
     assert registry.challenger_version(settings.model_name) == lineage[-1].version, "its latest snapshot is served"

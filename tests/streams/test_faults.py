@@ -37,6 +37,7 @@ from driftline.monitoring.monitor import Monitor
 from driftline.streams.producer import message_key
 from driftline.streams.publisher import MAX_REQUEST_BYTES
 from driftline.streams.topics import ensure_topics
+from tests.conftest import TEST_ONLY_REDIS_COMMANDS
 from tests.harness import WorkerProcess, prediction_ids, read_until
 
 pytestmark = pytest.mark.integration
@@ -302,7 +303,7 @@ def test_worker_killed_5_times_at_random_moments_loses_no_event_and_learns_each_
 @pytest.fixture
 def own_stack() -> Iterator[EmbeddedStack]:
     """A broker and Redis for this test alone (its Redis is stopped and restarted), stopped by pid after."""
-    with embedded_stack() as started:
+    with embedded_stack(key_prefix="", extra_redis_commands=TEST_ONLY_REDIS_COMMANDS) as started:
         yield started
     for server in (started.broker, started.redis):
         assert server.proc.poll() is not None, f"{server.name} (pid {server.pid}) still running"
@@ -500,7 +501,7 @@ def test_worker_killed_during_a_redis_outage_loses_no_join_record(settings, own_
 def scoring_monitor(client: redis.Redis, settings: Settings) -> Monitor | None:
     """The scoring monitor checkpointed in Redis (signature verified), or None."""
     blob = client.get(f"{settings.redis_prefix}monitor:{settings.model_name}:scoring")
-    return Monitor.restore(blob, settings.hmac_key()) if blob else None
+    return Monitor.restore(blob, settings.keyring(), purpose=f"monitor:{settings.model_name}:scoring") if blob else None
 
 
 def run_empty_state_restart(

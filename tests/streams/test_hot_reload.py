@@ -8,7 +8,9 @@ import json
 import pickle
 import threading
 from collections.abc import Iterator
+from dataclasses import replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import pytest
 
@@ -62,7 +64,7 @@ def test_new_version_is_hot_reloaded_and_a_tampered_one_is_refused_alerted_and_r
 ):
     url, received = webhook
     settings = settings.model_copy(update={"webhook_url": url, "reload_check_seconds": 0.2})
-    registry = ModelRegistry(redis_client, settings.hmac_key(), prefix=settings.redis_prefix)
+    registry = ModelRegistry(redis_client, settings.keyring(), prefix=settings.redis_prefix)
     model, schema, task = bootstrap_model(samples=500)
     registry.register(settings.model_name, model, schema=schema, task=task)
     worker = WorkerProcess(settings, tmp_path).start()
@@ -90,5 +92,73 @@ def test_new_version_is_hot_reloaded_and_a_tampered_one_is_refused_alerted_and_r
             asyncio.run(asyncio.sleep(0.2))
         assert any(a["alert_id"] == integrity[0]["alert_id"] for a in received), "delivered to the webhook"
         assert worker.alive() and worker.starts == 1
+    finally:
+        worker.stop()
+
+
+class TouchOnUnpickle:
+    """An object whose unpickling creates a file: proof of whether the worker ran the pickle."""
+
+    def __init__(self, path):  # type: ignore[no-untyped-def]
+        self.path = path
+
+    def __reduce__(self):  # type: ignore[no-untyped-def]
+        return (Path.touch, (self.path,))
+
+
+def integrity_alerts(settings, n: int, start: int) -> tuple[list[dict], dict[str, int]]:
+    """Publish events from ``start`` in small batches until ``n`` model_integrity alerts are out (a worker sends
+    its alerts with the next batch it scores); the alerts and the version that served each event."""
+    served: dict[str, int] = {}
+
+    def done(seen: dict) -> bool:
+        return sum(json.loads(r.value)["kind"] == "model_integrity" for r in seen["alerts"]) >= n
+
+    for batch in range(60):
+        served |= versions_seen(settings, start + 20 * batch, 20)
+        out = asyncio.run(read_until(settings, ["alerts"], done, timeout=2))["alerts"]
+        if done({"alerts": out}):
+            return [a for a in map(lambda r: json.loads(r.value), out) if a["kind"] == "model_integrity"], served
+    raise AssertionError(f"fewer than {n} integrity alerts after {len(served)} events")
+
+
+def test_a_pickle_signed_with_the_old_public_key_and_a_version_with_a_cut_schema_are_refused(
+    settings, redis_client, tmp_path
+):
+    """Issue 14, attacks 1 and 2 on a running worker. (1) A pickle registered and promoted with the key that used
+    to be public (EMBEDDED_DEV_HMAC_KEY) never runs: refused, alerted, rolled back to v1. (2) v1's signed blob
+    copied under version 3 with its schema cut to one feature and made current: refused (its metadata
+    signature covers the version number and schema), alerted, rolled back; v1 serves every event throughout."""
+    settings = settings.model_copy(update={"reload_check_seconds": 0.2})
+    registry = ModelRegistry(redis_client, settings.keyring(), prefix=settings.redis_prefix)
+    model, schema, task = bootstrap_model(samples=500)
+    v1 = registry.register(settings.model_name, model, schema=schema, task=task)
+    worker = WorkerProcess(settings, tmp_path).start()
+    try:
+        assert set(versions_seen(settings, 0, 100).values()) == {1}
+        marker = tmp_path / "code-ran"
+        public = ModelRegistry(redis_client, b"driftline-embedded-dev-key-not-for-production", settings.redis_prefix)
+        forged = public.register(settings.model_name, TouchOnUnpickle(marker), schema=schema, task=task, parent=1)
+        assert forged.version == 2 and registry.current_version(settings.model_name) == 2
+        first, served = integrity_alerts(settings, 1, 100)
+        assert [(a["model_version"], a["action"]) for a in first] == [(2, "rolled back to v1")]
+        assert "not in the keyring" in first[0]["message"]
+        assert not marker.exists(), "the forged pickle never ran in the worker"
+        assert registry.current_version(settings.model_name) == 1
+
+        prefix = f"{settings.redis_prefix}model:{settings.model_name}:"
+        redis_client.set(f"{prefix}blob:3", redis_client.get(f"{prefix}blob:1"))
+        cut = replace(v1, version=3, parent=1, schema=dict(list(v1.schema.items())[:1]))
+        redis_client.hset(f"{prefix}versions", "3", cut.to_json())
+        redis_client.rpush(f"{prefix}history", 3)
+        redis_client.set(f"{prefix}current", 3)
+        second, served_after = integrity_alerts(settings, 2, 2000)
+        assert [(a["model_version"], a["action"]) for a in second] == [
+            (2, "rolled back to v1"),
+            (3, "rolled back to v1"),
+        ]
+        assert "metadata model-version signature does not match" in second[1]["message"]
+        assert set(served.values()) == set(served_after.values()) == {1}, "v1 served every event, never a forgery"
+        assert registry.current_version(settings.model_name) == 1 and worker.alive()
     finally:
         worker.stop()

@@ -19,16 +19,18 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
 from driftline.contract.settings import Settings
-from driftline.embedded.stack import EmbeddedServer, free_port, start_redis
+from driftline.embedded.stack import REDIS_USER, EmbeddedServer, free_port, start_redis
 from driftline.streams.join_store import JoinStore
 from driftline.streams.learning_stage import JoinRecord
 from tests.harness import WorkerProcess, busy_cores, event, prediction_ids, probe, publish, read_until
 from tests.streams.test_faults import metric
 
+PASSWORD = "join-store-test"
+
 
 @pytest.fixture
 def own_redis(tmp_path: Path) -> Iterator[EmbeddedServer]:
-    server = start_redis(tmp_path)
+    server = start_redis(tmp_path, PASSWORD, key_prefix="t", extra_commands=("keys",))
     try:
         yield server
     finally:
@@ -48,7 +50,14 @@ def _records(start: int, count: int) -> list[tuple[str, JoinRecord]]:
 def test_while_redis_hangs_batches_only_buffer_and_reach_redis_once_it_answers(own_redis):
     async def scenario() -> dict[str, int]:
         # no retries: redis-py's default retries a timed-out call with backoff, which only makes the test longer
-        client = aioredis.Redis(host="127.0.0.1", port=own_redis.port, socket_timeout=2, retry=Retry(NoBackoff(), 0))
+        client = aioredis.Redis(
+            host="127.0.0.1",
+            port=own_redis.port,
+            username=REDIS_USER,
+            password=PASSWORD,
+            socket_timeout=2,
+            retry=Retry(NoBackoff(), 0),
+        )
         store = JoinStore(client, "t:", ttl_seconds=60, retry_seconds=3600)
         await store.put_many("m", _records(0, 10))
         assert store.buffered == 0
@@ -87,7 +96,7 @@ def test_a_full_join_buffer_pauses_scoring_drops_nothing_and_scoring_resumes_whe
     record is stored and /readyz is 200 again."""
     settings = Settings(
         broker_url=stack.broker_url,
-        redis_url=f"redis://127.0.0.1:{own_redis.port}/0",
+        redis_url=f"redis://{REDIS_USER}:{PASSWORD}@127.0.0.1:{own_redis.port}/0",
         topic_prefix=f"t{uuid.uuid4().hex[:8]}.",
         model_hmac_key="k",
         http_port=0,
@@ -96,7 +105,7 @@ def test_a_full_join_buffer_pauses_scoring_drops_nothing_and_scoring_resumes_whe
     )
     port = free_port()
     worker = WorkerProcess(settings, tmp_path, DRIFTLINE_METRICS_PORT=str(port)).start()
-    client = redis.Redis(host="127.0.0.1", port=own_redis.port)
+    client = redis.Redis(host="127.0.0.1", port=own_redis.port, username=REDIS_USER, password=PASSWORD)
     n = 2000
     try:
         asyncio.run(publish(settings, "events", [(b"k", event(i)) for i in range(100)]))

@@ -229,7 +229,7 @@ def test_worker_killed_three_times_mid_stream_learns_every_valid_label_exactly_o
     assert {"DuplicateLabel", "UnknownEvent", "ValidationError", "JSONDecodeError", "LabelError"} <= reasons
 
     stored = redis_client.hget(f"{settings.redis_prefix}learner:{settings.model_name}", "checkpoint")
-    learner = OnlineLearner.restore(stored, hmac_key=settings.hmac_key())
+    learner = OnlineLearner.restore(stored, hmac_key=settings.keyring(), purpose=f"learner:{settings.model_name}")
     assert learner.learned == valid and learner.remembered_ids == valid
     replay, schema, _ = bootstrap_model()
     for record in sorted(out["labels"], key=lambda r: (r.partition, r.offset)):

@@ -13,10 +13,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from driftline.contract.signing import Keyring
 from driftline.models.champion import OfflineChallenger, as_challenger, label_loss
 from driftline.models.learner import OnlineLearner
 from driftline.models.registry import ModelRegistry
-from driftline.offline.export import CHOSEN_MODEL, OnlineArtifact
+from driftline.offline.export import CHOSEN_MODEL, OnlineArtifact, sign_manifest
 from driftline.offline.framing import TrainingPlan, draft_card
 from driftline.offline.register import register_challenger_dir
 from driftline.offline.train import train_frame
@@ -38,21 +39,23 @@ def fraud_frame(n: int, seed: int = 0) -> pd.DataFrame:
     )
 
 
-def trained_run(tmp_path: Path) -> Path:
-    """An offline run (``driftline offline train``'s output) on :func:`fraud_frame`, positive class 'fraud'."""
+def trained_run(tmp_path: Path, keyring: Keyring) -> Path:
+    """An offline run (``driftline offline train``'s output, signed with ``keyring``) on :func:`fraud_frame`,
+    positive class 'fraud'."""
     df = fraud_frame(600)
     card = dataclasses.replace(draft_card(df, "outcome"), positive_class="fraud", training=TrainingPlan(bootstrap=100))
     out = tmp_path / "run"
     train_frame(df, card, out)
+    sign_manifest(out, keyring)
     return out
 
 
 def test_offline_model_registered_as_challenger_scores_in_the_same_class_space_as_the_river_champion(
     tmp_path, redis_client
 ):
-    out = trained_run(tmp_path)
-
     registry = ModelRegistry(redis_client, b"key", prefix="cc:")
+    out = trained_run(tmp_path, registry.keyring)
+
     version = register_challenger_dir(out, registry, "fraud")
     assert registry.challenger_version("fraud") == version.version and registry.current_version("fraud") is None
 
@@ -76,8 +79,8 @@ def test_an_offline_model_promoted_from_challenger_serves_every_event_and_its_la
     """Promoting the scikit-learn challenger makes it the served model: every event is scored by it, every label
     is joined once into the prequential metrics, and the learner registers no new version (it cannot learn)."""
     settings = settings.model_copy(update={"snapshot_every_labels": 100})
-    registry = ModelRegistry(redis_client, settings.hmac_key(), prefix=settings.redis_prefix)
-    version = register_challenger_dir(trained_run(tmp_path), registry, settings.model_name)
+    registry = ModelRegistry(redis_client, settings.keyring(), prefix=settings.redis_prefix)
+    version = register_challenger_dir(trained_run(tmp_path, registry.keyring), registry, settings.model_name)
     registry.promote(settings.model_name, version.version)
     registry.set_challenger(settings.model_name, None)
     rows = fraud_frame(1200, seed=1).to_dict("records")
@@ -111,7 +114,11 @@ def test_an_offline_model_promoted_from_challenger_serves_every_event_and_its_la
                 time.sleep(0.3)
         finally:
             worker.stop()
-        stored = OnlineLearner.restore(redis_client.hget(checkpoint, "checkpoint"), hmac_key=settings.hmac_key())
+        stored = OnlineLearner.restore(
+            redis_client.hget(checkpoint, "checkpoint"),
+            hmac_key=settings.keyring(),
+            purpose=f"learner:{settings.model_name}",
+        )
         assert stored.model is None, "the unchanging model is left out of the checkpoint (the registry has it)"
     out = asyncio.run(
         read_until(

@@ -134,7 +134,7 @@ async def send_with_timestamp(settings: Settings, topic: str, value: bytes, time
 def test_two_refused_versions_in_a_row_leave_the_worker_serving_the_last_good_one(settings, redis_client, tmp_path):
     """Current and previous blobs refused (e.g. after a key rotation), no learner checkpoint yet: the worker
     neither exits nor dead-letters every event; it scores and learns with v1 and raises integrity alerts."""
-    registry = ModelRegistry(redis_client, settings.hmac_key(), prefix=settings.redis_prefix)
+    registry = ModelRegistry(redis_client, settings.keyring(), prefix=settings.redis_prefix)
     model, schema, task = bootstrap_model(samples=500)
     for parent in (None, 1, 2):
         registry.register(settings.model_name, model, schema=schema, task=task, parent=parent)

@@ -11,7 +11,7 @@ import pytest
 import redis
 
 from driftline.contract.settings import Settings
-from driftline.embedded.stack import EmbeddedServer, start_redis
+from driftline.embedded.stack import REDIS_USER, EmbeddedServer, start_redis
 from driftline.models.bootstrap import synthetic_stream
 from driftline.models.registry import ModelRegistry
 from driftline.monitoring.dedup import InMemoryDeduplicator
@@ -22,9 +22,12 @@ from driftline.streams.watch import Watch
 pytestmark = pytest.mark.integration
 
 
+PASSWORD = "watch-test"
+
+
 @pytest.fixture
 def own_redis(tmp_path: Path) -> Iterator[EmbeddedServer]:
-    server = start_redis(tmp_path)
+    server = start_redis(tmp_path, PASSWORD)
     try:
         yield server
     finally:
@@ -45,8 +48,15 @@ def _observe(watch: Watch, meta, start: int, n: int) -> None:
 
 def test_checkpoints_are_consistent_and_a_provisional_monitor_never_overwrites_one(own_redis, monkeypatch) -> None:
     settings = Settings(redis_url=f"redis://127.0.0.1:{own_redis.port}/0", model_hmac_key="k")
-    client = redis.Redis(host="127.0.0.1", port=own_redis.port, socket_timeout=1, retry_on_timeout=False)
-    registry = ModelRegistry(client, settings.hmac_key(), prefix=settings.redis_prefix)
+    client = redis.Redis(
+        host="127.0.0.1",
+        port=own_redis.port,
+        username=REDIS_USER,
+        password=PASSWORD,
+        socket_timeout=1,
+        retry_on_timeout=False,
+    )
+    registry = ModelRegistry(client, settings.keyring(), prefix=settings.redis_prefix)
     ensure_default_model(registry, "default")
     meta, _ = registry.load("default")
 
