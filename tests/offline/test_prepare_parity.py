@@ -8,9 +8,12 @@ River model) and through the offline path (column-wise preparation of the same r
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import json
 import pickle
+import time
+from pathlib import Path
 
 import joblib
 import numpy as np
@@ -19,11 +22,15 @@ import pytest
 from sklearn.datasets import load_breast_cancer
 
 from driftline.models.features import FeatureSchema
+from driftline.models.registry import ModelRegistry
 from driftline.offline.export import OnlineArtifact
 from driftline.offline.framing import TrainingPlan, draft_card
 from driftline.offline.prepare import prepared_rows
+from driftline.offline.register import register_dir
 from driftline.offline.train import train_frame
+from tests.harness import WorkerProcess, publish, read_until
 
+NOW_MS = int(time.time() * 1000)
 EVENTS = [
     {"mean radius": 14.2, "mean texture": None, "site": 2, "clinic": "north", "referred": True},
     {"mean radius": None, "mean texture": 19.5, "site": 3, "clinic": None, "referred": False},
@@ -95,9 +102,8 @@ def test_the_reference_profile_describes_the_features_as_the_stream_prepares_the
     assert profile.prediction is not None and 0.0 <= profile.prediction.minimum <= profile.prediction.maximum <= 1.0
 
 
-def test_a_float_coded_category_is_one_category_in_training_and_in_the_stream(tmp_path) -> None:
-    """Training on a float-coded category (site 1.0, 2.0, 3.0, as a CSV column with a blank cell reads) and
-    scoring events that send 2.0 or 2 or "2": the stream meets the category training saw, not an unseen one."""
+def float_coded_run(out: Path) -> Path:
+    """Train on a float-coded category (site 1.0, 2.0, 3.0, as a CSV column with a blank cell reads)."""
     rng = np.random.default_rng(1)
     n = 300
     site = rng.integers(1, 4, n).astype(float)
@@ -108,9 +114,15 @@ def test_a_float_coded_category_is_one_category_in_training_and_in_the_stream(tm
         training=TrainingPlan(candidates=("linear",), search_rows=300, bootstrap=50),
     )
     card = dataclasses.replace(card, split=dataclasses.replace(card.split, folds=3))
-    train_frame(df, card, tmp_path / "run")
-    schema = FeatureSchema(json.loads((tmp_path / "run" / "online_model.json").read_text())["schema"])
-    with open(tmp_path / "run" / "river_model.pkl", "rb") as handle:
+    train_frame(df, card, out)
+    return out
+
+
+def test_a_float_coded_category_is_one_category_in_training_and_in_the_stream(tmp_path) -> None:
+    """Events that send 2.0, 2 or "2" meet the category training saw, not an unseen one."""
+    run = float_coded_run(tmp_path / "run")
+    schema = FeatureSchema(json.loads((run / "online_model.json").read_text())["schema"])
+    with open(run / "river_model.pkl", "rb") as handle:
         stream_model = pickle.load(handle)
 
     def stream(site_value):
@@ -119,5 +131,29 @@ def test_a_float_coded_category_is_one_category_in_training_and_in_the_stream(tm
     assert {schema.prepare({"site": v})["site"] for v in (2.0, 2, "2")} == {"2"}
     assert stream(2.0) == stream(2) == stream("2")
     assert stream(2.0) != stream(99.0)  # a category training saw scores apart from an unseen one
-    offline = OnlineArtifact.load(tmp_path / "run").predict_proba(pd.DataFrame({"x": [0.0], "site": [2.0]}))
+    offline = OnlineArtifact.load(run).predict_proba(pd.DataFrame({"x": [0.0], "site": [2.0]}))
     assert offline == [stream(2.0)]
+
+
+@pytest.mark.integration
+def test_a_float_coded_category_is_one_category_for_a_live_worker(tmp_path, redis_client, settings) -> None:
+    """The same model registered and served by a real worker (Tansu, redis-server): the events with site 2.0, 2
+    and "2" get the offline model's probability for site 2.0, and an unseen site gets another."""
+    run = float_coded_run(tmp_path / "run")
+    registry = ModelRegistry(redis_client, settings.hmac_key(), prefix=settings.redis_prefix)
+    register_dir(run, registry, settings.model_name)
+    sites = [2.0, 2, "2", 99.0]
+    events = [
+        (None, json.dumps({"event_id": f"e{i}", "ts": NOW_MS, "features": {"x": 0.0, "site": v}}).encode())
+        for i, v in enumerate(sites)
+    ]
+    worker = WorkerProcess(settings, tmp_path).start()
+    try:
+        asyncio.run(publish(settings, "events", events))
+        out = asyncio.run(read_until(settings, ["predictions"], lambda seen: len(seen["predictions"]) >= len(sites)))
+    finally:
+        worker.stop()
+    score = {p["event_id"]: p["score"] for p in (json.loads(r.value) for r in out["predictions"])}
+    offline = OnlineArtifact.load(run).predict_proba(pd.DataFrame({"x": [0.0], "site": [2.0]}))[0][True]
+    assert score["e0"] == score["e1"] == score["e2"] == pytest.approx(offline, rel=1e-9)
+    assert score["e3"] != pytest.approx(score["e0"], rel=1e-6)
