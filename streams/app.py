@@ -8,6 +8,7 @@ at concurrency 1, learning from ``labels``.
 from __future__ import annotations
 
 import asyncio
+import collections
 import itertools
 import logging
 import os
@@ -45,6 +46,7 @@ from driftline.streams.metrics import (
     REDIS_ERRORS,
     REVIEW_REQUESTS,
     SCORING_LATENCY,
+    observe_many,
     serve_metrics,
 )
 from driftline.streams.metrics_drift import METRICS, init_model_metrics
@@ -186,10 +188,11 @@ class Worker:
             EVENTS_SCORED.labels(name).inc(len(group))
         if batch.reviews:
             REVIEW_REQUESTS.labels(self.settings.model_name).inc(len(batch.reviews))
-        for letter in batch.dead_letters:
-            DEAD_LETTERED.labels("events", letter.stage, letter.error_class).inc()
-        for latency in batch.latencies_ms:
-            SCORING_LATENCY.observe(latency / 1000)
+        for (stage, error_class), count in collections.Counter(
+            (letter.stage, letter.error_class) for letter in batch.dead_letters
+        ).items():
+            DEAD_LETTERED.labels("events", stage, error_class).inc(count)
+        observe_many(SCORING_LATENCY, (latency / 1000 for latency in batch.latencies_ms))
 
     def _shadow(self, name: str, rows: list[dict]) -> list[list | None] | None:
         """The challenger's output for ``rows`` ([version, prediction, probabilities, score] each), if any."""

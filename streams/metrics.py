@@ -10,6 +10,7 @@ from socketserver import ThreadingMixIn
 from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
+import numpy as np
 import orjson
 from prometheus_client import Counter, Gauge, Histogram, make_wsgi_app
 
@@ -114,3 +115,23 @@ def serve_metrics(host: str, port: int, health: Health) -> None:
     server_class = type("Server", (_Server,), {"address_family": family})
     server = make_server(host, port, probes_app(health), server_class, handler_class=_QuietHandler)
     threading.Thread(target=server.serve_forever, name="metrics", daemon=True).start()
+
+
+def observe_many(histogram: Histogram, amounts: Iterable[float]) -> None:
+    """``histogram.observe(amount)`` for every amount, as one increment per bucket and one of the sum (one call
+    per event cost ~1 µs of the scorer's time). Same bucket rule as ``observe``: the first bound >= the amount.
+
+    >>> h = Histogram("doc_observe_many", "example", buckets=(1, 5), registry=None)
+    >>> observe_many(h, [0.5, 1.0, 3.0, 9.0])
+    >>> [(s.labels.get("le"), s.value) for s in h.collect()[0].samples if s.name.endswith(("_bucket", "_sum"))]
+    [('1.0', 2.0), ('5.0', 3.0), ('+Inf', 4.0), (None, 13.5)]
+    """
+    values = np.fromiter(amounts, dtype=np.float64)
+    if not len(values):
+        return
+    bounds = histogram._upper_bounds  # private: prometheus_client has no bulk observe
+    counts = np.bincount(np.searchsorted(bounds, values, side="left"), minlength=len(bounds))
+    histogram._sum.inc(float(values.sum()))
+    for bucket, count in zip(histogram._buckets, counts.tolist(), strict=False):
+        if count:
+            bucket.inc(count)

@@ -13,11 +13,16 @@ from pathlib import Path
 
 import pytest
 import redis
+from hypothesis import given
+from hypothesis import settings as examples
+from hypothesis import strategies as st
+from prometheus_client import Histogram
 from prometheus_client.parser import text_string_to_metric_families
 
 from driftline.contract.settings import Settings
 from driftline.embedded.demo import demo_messages, interleave
 from driftline.embedded.stack import free_port, wait_for_port
+from driftline.streams.metrics import SCORING_LATENCY, observe_many
 from driftline.streams.producer import message_key
 from tests.harness import WorkerProcess, publish
 
@@ -95,3 +100,18 @@ def test_metrics_after_a_demo_run_count_each_stage_and_start_every_counter_at_ze
         assert "driftline_label_coverage_ratio" not in {name for name, _ in scrape(port)}
     finally:
         worker.stop()
+
+
+@examples(max_examples=100, deadline=None)
+@given(st.lists(st.floats(0, 20, allow_nan=False) | st.sampled_from([0.0, 0.001, 0.005, 1.0, 10.0]), max_size=50))
+def test_observe_many_counts_exactly_what_one_observe_per_value_counts(amounts):
+    one, many = (Histogram(name, "latency", buckets=SCORING_LATENCY._upper_bounds[:-1], registry=None) for name in "ab")
+    for amount in amounts:
+        one.observe(amount)
+    observe_many(many, amounts)
+    samples = [
+        [(s.name[1:], s.labels, s.value) for s in h.collect()[0].samples if "created" not in s.name]
+        for h in (one, many)
+    ]
+    assert samples[0][:-1] == samples[1][:-1]  # every bucket and the count
+    assert samples[0][-1][2] == pytest.approx(samples[1][-1][2])  # the sum (numpy adds in another order)
