@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import itertools
 import logging
 import os
 import signal
@@ -38,7 +37,7 @@ from driftline.streams.health import Health
 from driftline.streams.http_api import InferenceApi, listen
 from driftline.streams.join_store import JoinStore
 from driftline.streams.learning import RETRIABLE_ERRORS, LabelLearner
-from driftline.streams.learning_stage import JoinRecord
+from driftline.streams.learning_stage import encode_join_records
 from driftline.streams.metrics import (
     CHALLENGER_SCORED,
     DEAD_LETTERED,
@@ -158,22 +157,19 @@ class Worker:
         ttl_ms = self.settings.label_ttl_seconds * 1000
         for name, group in batch.by_model.items() if join else ():
             shadow = self._shadow(name, group.rows)
-            version = group.loaded.version
-            await self.joins.put_many(
+            expires = [ts + ttl_ms for ts in group.ts]
+            await self.joins.put_encoded(
                 name,
-                [
-                    (event_id, JoinRecord(row, prediction, probabilities, score, version, ts + ttl_ms, challenger))
-                    for event_id, row, prediction, probabilities, score, ts, challenger in zip(
-                        group.event_ids,
-                        group.rows,
-                        group.predictions,
-                        group.probabilities,
-                        group.scores,
-                        group.ts,
-                        shadow or itertools.repeat(None),
-                        strict=False,
-                    )
-                ],
+                group.event_ids,
+                encode_join_records(
+                    group.rows,
+                    group.predictions,
+                    group.probabilities,
+                    group.scores,
+                    group.loaded.version,
+                    expires,
+                    shadow,
+                ),
             )
         await self.scoring_watch.ensure([group.loaded.meta for group in batch.by_model.values()])  # off the loop
         alerts, self._to_act = self._to_act + self._watch(batch), []

@@ -20,6 +20,7 @@ import collections
 import itertools
 import logging
 import time
+from collections.abc import Sequence
 
 import redis
 import redis.asyncio as aioredis
@@ -81,7 +82,11 @@ class JoinStore:
 
         Only buffers while another write is waiting for Redis or ``retry_seconds`` after a failed one.
         """
-        self._buffer.extend((self.key(model, event_id), record.to_json()) for event_id, record in records)
+        await self.put_encoded(model, [event_id for event_id, _ in records], [r.to_json() for _, r in records])
+
+    async def put_encoded(self, model: str, event_ids: Sequence[str], values: Sequence[bytes]) -> None:
+        """:meth:`put_many` for records already encoded (``JoinRecord.to_json``), one per event id."""
+        self._buffer.extend(zip([keys.join(self.prefix, model, e) for e in event_ids], values, strict=True))
         JOIN_BUFFERED.set(len(self._buffer))
         if self._flushing.locked() or time.monotonic() < self._retry_at:
             return

@@ -58,6 +58,31 @@ class JoinRecord:
         return cls(*orjson.loads(raw))
 
 
+def encode_join_records(
+    rows: Sequence[dict[str, Any]],
+    predictions: Sequence[Any],
+    probabilities: Sequence[dict[str, float] | None],
+    scores: Sequence[float | None],
+    version: int,
+    expires_ms: Sequence[int],
+    challengers: Sequence[list[Any] | None] | None = None,
+) -> list[bytes]:
+    """``JoinRecord(...).to_json()`` of each scored event, from the batch's columns (no record object per event).
+
+    >>> encode_join_records([{"x": 1.0}], [True], [{"True": 0.9}], [0.9], 3, [10])[0] == JoinRecord(
+    ...     {"x": 1.0}, True, {"True": 0.9}, 0.9, 3, 10).to_json()
+    True
+    """
+    dumps = orjson.dumps
+    shadows = challengers if challengers is not None else [None] * len(rows)
+    return [
+        dumps([x, prediction, probability, score, version, expires, challenger])
+        for x, prediction, probability, score, expires, challenger in zip(
+            rows, predictions, probabilities, scores, expires_ms, shadows, strict=True
+        )
+    ]
+
+
 @dataclass
 class LearnOutcome:
     """How a batch of joined labels went: learned count and (index, stage, error class) of the rest."""
