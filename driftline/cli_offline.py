@@ -151,6 +151,7 @@ def train(data: Path, framing: Path, out: Path, as_json: bool, force: bool) -> N
 
 
 def _train_summary(m: dict[str, Any], out: Path) -> list[Any]:
+    from rich.markup import escape
     from rich.table import Table
 
     metric = m["primary_metric"]
@@ -170,6 +171,7 @@ def _train_summary(m: dict[str, Any], out: Path) -> list[Any]:
     return [
         f"task {m['task']}; schema: {kinds}",
         *([f"dropped {data['conflicting_dropped']:,} conflicting rows ({conflicts})"] if conflicts else []),
+        *(f"[yellow]warning[/]: {escape(w)}" for w in m.get("warnings", [])),
         table,
         (
             f"test {metric} {_num(test['value'])} [{_num(test['ci_low'])}, {_num(test['ci_high'])}] on "

@@ -90,6 +90,10 @@ def make_estimator(
     if name in ("majority", "mean"):
         head: Any = DummyRegressor(strategy="mean") if regression else DummyClassifier(strategy="prior")
         return Pipeline([("prepare", SchemaPreparer(schema.to_dict())), ("model", head)])
+    if name == "always_positive":  # binary: predict the positive class (code 1) for every row
+        return Pipeline(
+            [("prepare", SchemaPreparer(schema.to_dict())), ("model", DummyClassifier(strategy="constant", constant=1))]
+        )
     if name == "linear":
         head = Ridge(**params) if regression else LogisticRegression(max_iter=500, **params)
         return Pipeline([("prepare", build_preprocessor(schema, "linear")), ("model", head)])

@@ -166,6 +166,28 @@ def evaluate_models(
     return estimates, interval(gain_point, gain_draws)
 
 
+def best_constant_baseline(metric: str, y_train: np.ndarray) -> tuple[str, dict[str, float]]:
+    """The constant predictor a binary model must beat: ``majority`` (the training prior) or ``always_positive``,
+    whichever scores better on the training labels, and both scores. Against the majority class alone a binary
+    F1 is 0 (it never predicts the positive class), so any model, even a useless one, would look like a gain.
+
+    >>> best_constant_baseline("f1", np.array([0, 0, 0, 1, 1]))
+    ('always_positive', {'majority': 0.0, 'always_positive': 0.5714285714285714})
+    >>> best_constant_baseline("accuracy", np.array([0, 0, 0, 1, 1]))[0]
+    'majority'
+    """
+    y = np.asarray(y_train, dtype=int)
+    prior = np.bincount(y, minlength=2)[:2] / max(len(y), 1)
+    constant = {
+        "majority": np.tile(prior, (len(y), 1)),
+        "always_positive": np.tile([0.0, 1.0], (len(y), 1)),
+    }
+    scores = {name: float(metric_function(metric, y, proba=p)(None)) for name, p in constant.items()}
+    sign = improvement_sign(metric)
+    best = max(scores, key=lambda name: sign * scores[name] if math.isfinite(scores[name]) else -math.inf)
+    return best, scores
+
+
 def decide_verdict(
     metric: str,
     model: Estimate,

@@ -73,6 +73,8 @@ class TrainingPlan:
     search_rows: int = 30_000
     river_rows: int = 100_000
     bootstrap: int = 1000
+    #: Drop exact duplicate rows before the split (kept by default: dropping changes the class balance).
+    drop_duplicates: bool = False
 
 
 @dataclass(frozen=True)
@@ -264,7 +266,8 @@ _COMMENTS = {
     "The test set is locked (hashed) and used once, after model selection.",
     "training": "candidates: linear, hist_gradient_boosting, random_forest, river. Baselines always run.\n"
     "search_rows: rows for hyperparameter search and k-fold CV; river_rows: rows replayed into the\n"
-    "River model; bootstrap: resamples for the test-set confidence interval.",
+    "River model; bootstrap: resamples for the test-set confidence interval.\n"
+    "drop_duplicates: drop exact duplicate rows (kept by default, counted and warned about).",
 }
 
 

@@ -134,17 +134,64 @@ def figure_roc_pr(y: np.ndarray, scores: Mapping[str, np.ndarray]) -> Figure:
     return fig
 
 
-def figure_slices(slices: Sequence[Mapping[str, Any]], error_name: str) -> Figure:
-    """The slices with the highest error."""
+def figure_calibration_and_cost(
+    y: np.ndarray, p_positive: np.ndarray, costs: Mapping[str, float] | None, threshold: float | None
+) -> Figure:
+    """Reliability (mean predicted probability vs observed positive rate per decile of the scores) and, with
+    the card's costs, the expected cost per row at every threshold with the chosen one marked."""
+    from sklearn.calibration import calibration_curve
+
+    fig, (cal, cost) = plt.subplots(1, 2, figsize=(10, 3.8))
+    observed, predicted = calibration_curve(y, p_positive, n_bins=10, strategy="quantile")
+    brier = float(np.mean((p_positive - y) ** 2))
+    cal.plot([0, 1], [0, 1], color="grey", linestyle=":", label="perfectly calibrated")
+    cal.plot(predicted, observed, marker="o", label=f"chosen model (Brier {brier:.3f})")
+    cal.set_xlabel("mean predicted probability (decile of scores)")
+    cal.set_ylabel("observed positive rate")
+    cal.legend(fontsize=8)
+    if costs:
+        grid = np.linspace(0.0, 1.0, 101)
+        fp = np.array([np.sum((p_positive >= t) & (y == 0)) for t in grid])
+        fn = np.array([np.sum((p_positive < t) & (y == 1)) for t in grid])
+        per_row = (costs["false_positive"] * fp + costs["false_negative"] * fn) / len(y)
+        cost.plot(grid, per_row, color="#c44e52")
+        if threshold is not None:
+            cost.axvline(threshold, color="black", linestyle="--", label=f"chosen threshold {threshold:.2f}")
+            cost.legend(fontsize=8)
+        cost.set_xlabel("decision threshold on P(positive)")
+        cost.set_ylabel("expected cost per row (test)")
+        cost.set_title(
+            f"false positive costs {costs['false_positive']:g}, false negative {costs['false_negative']:g}",
+            fontsize=9,
+        )
+    else:
+        cost.set_visible(False)
+    fig.tight_layout()
+    return fig
+
+
+def figure_slices(
+    slices: Sequence[Mapping[str, Any]], error_name: str, overall: Mapping[str, Any] | None = None
+) -> Figure:
+    """The slices with the highest error, each with its 95% interval, beside the error over every row."""
     worst = sorted(slices, key=lambda s: -_finite(s[error_name]))[:MAX_SLICES_SHOWN]
     fig, ax = plt.subplots(figsize=(7, 0.5 + 0.35 * max(len(worst), 1)))
+    values = [_finite(s[error_name]) for s in worst]
+    low = [v - _finite(s.get("error_ci_low", v)) for v, s in zip(values, worst, strict=True)]
+    high = [_finite(s.get("error_ci_high", v)) - v for v, s in zip(values, worst, strict=True)]
     ax.barh(
         [f"{s['feature']} {s['slice']} (n={s['rows']})" for s in worst],
-        [_finite(s[error_name]) for s in worst],
+        values,
+        xerr=[low, high],
         color="#dd8452",
+        capsize=2,
     )
+    if overall is not None:
+        ax.axvline(overall[error_name], color="black", linestyle="--", label=f"all rows {overall[error_name]:.3g}")
+        ax.axvspan(overall["error_ci_low"], overall["error_ci_high"], color="grey", alpha=0.2)
+        ax.legend(fontsize=8)
     ax.invert_yaxis()
-    ax.set_xlabel(error_name.replace("_", " "))
+    ax.set_xlabel(f"{error_name.replace('_', ' ')} (95% interval)")
     return fig
 
 
@@ -303,16 +350,28 @@ def render_report(inputs: ReportInputs) -> str:
     if task == "binary":
         scores = {name: out[:, 1] for name, out in inputs.outputs.items()}
         parts.append(_img(figure_roc_pr(inputs.y_test, scores)))
+        if chosen is not None:
+            t = m.get("threshold") or {}
+            parts += [
+                "<h3>Calibration and the cost of each threshold (test set)</h3>",
+                _img(figure_calibration_and_cost(inputs.y_test, chosen[:, 1], t.get("costs"), t.get("value"))),
+            ]
     error_name = "mae" if task == "regression" else "error_rate"
     if m["slices"]:
         worst = sorted(m["slices"], key=lambda s: -_finite(s[error_name]))[:MAX_SLICES_SHOWN]
+        overall = m.get("slices_overall")
+        rows = [
+            [s["feature"], s["slice"], s["rows"], _fmt(s[metric]), _fmt(s[error_name]), _interval(s), _vs(s, overall)]
+            for s in worst
+        ]
+        if overall is not None:
+            rows.insert(0, ["all rows", "", overall["rows"], "", _fmt(overall[error_name]), _interval(overall), ""])
         parts += [
             "<h2>Error analysis by slice (out-of-fold, validation data)</h2>",
-            _img(figure_slices(m["slices"], error_name)),
-            _table(
-                ["feature", "slice", "rows", metric, error_name],
-                [[s["feature"], s["slice"], s["rows"], _fmt(s[metric]), _fmt(s[error_name])] for s in worst],
-            ),
+            "<p class='muted'>Each slice's error with its 95% interval; the dashed line and band are the error over "
+            "all rows. A slice differs from the whole only where the intervals do not overlap.</p>",
+            _img(figure_slices(m["slices"], error_name, overall)),
+            _table(["feature", "slice", "rows", metric, error_name, "95% interval", "vs all rows"], rows),
         ]
     parts += _explanation_parts(m.get("explanations"))
     importance = (m.get("explanations") or {}).get("permutation_importance") or []
@@ -332,6 +391,23 @@ def render_report(inputs: ReportInputs) -> str:
         "</body></html>",
     ]
     return "\n".join(parts)
+
+
+def _interval(row: Mapping[str, Any]) -> str:
+    if row.get("error_ci_low") is None:
+        return "n/a"
+    return f"[{_fmt(row['error_ci_low'])}, {_fmt(row['error_ci_high'])}]"
+
+
+def _vs(row: Mapping[str, Any], overall: Mapping[str, Any] | None) -> str:
+    """``higher`` / ``lower`` when the slice's interval and the overall one do not overlap, else ``same``."""
+    if overall is None or row.get("error_ci_low") is None:
+        return ""
+    if row["error_ci_low"] > overall["error_ci_high"]:
+        return "higher"
+    if row["error_ci_high"] < overall["error_ci_low"]:
+        return "lower"
+    return "same"
 
 
 def _img(fig: Figure) -> str:

@@ -1,11 +1,11 @@
 """``driftline offline train``: from a table of history and a framing card to an output directory.
 
 The steps, in order: check the data against the card; derive the feature schema; drop rows without a target
-and exact duplicates; lock the test set; on a bounded sample of the training rows search hyperparameters
-and cross-validate the baselines and candidates, choose one, pick the binary threshold from the costs and
-analyse errors by slice (all on out-of-fold predictions); fit the chosen model and the baseline on the full
-training set and replay the River model; open the test set once for the final scores, intervals and verdict;
-write everything atomically.
+(exact duplicates are counted and kept unless the card drops them); lock the test set; on a bounded sample of
+the training rows search hyperparameters and cross-validate the baselines and candidates, choose one, pick the
+binary threshold from the costs and analyse errors by slice (all on out-of-fold predictions); fit the chosen
+model and the baseline on the full training set and replay the River model; open the test set once for the
+final scores, intervals and verdict; explain the chosen model on it; write everything atomically.
 
 :func:`train` reads a file; :func:`train_frame` takes a DataFrame (the stream's retraining builds one from
 recent events joined with their labels). Both return a :class:`TrainResult`.
@@ -16,7 +16,7 @@ Examples
 >>> from driftline.offline.framing import draft_card
 >>> rows = prepare_rows(df, draft_card(df, "y"))
 >>> rows.rows_read, rows.missing_target, rows.duplicates, rows.labels, rows.frame[CODE].tolist()
-(6, 1, 1, ['no', 'yes'], [0, 1, 0, 0])
+(6, 1, 1, ['no', 'yes'], [0, 1, 1, 0, 0])
 """
 
 from __future__ import annotations
@@ -38,6 +38,7 @@ from driftline.offline.data import check_frame, load_table, parse_time
 from driftline.offline.evaluate import (
     Estimate,
     Verdict,
+    best_constant_baseline,
     choose_threshold,
     decide_verdict,
     evaluate_models,
@@ -64,7 +65,7 @@ from driftline.offline.profile import reference_profile
 from driftline.offline.progress import NullProgress, Progress
 from driftline.offline.report import ReportInputs, render_report
 from driftline.offline.selection import SelectionSetup, baseline_name, build_chosen, candidate_order, select_model
-from driftline.offline.slices import slice_metrics
+from driftline.offline.slices import overall_error, slice_metrics
 from driftline.offline.split import sample_positions, split_train_test
 from driftline.offline.targets import encode_target
 
@@ -144,7 +145,8 @@ class _Timer:
 
 @dataclass
 class PreparedRows:
-    """The rows a run uses: checked, without missing targets or duplicates, the encoded target in ``CODE``."""
+    """The rows a run uses: checked, without missing targets, the encoded target in ``CODE``; ``duplicates``
+    counts exact duplicate rows (dropped when the card says so)."""
 
     frame: pd.DataFrame
     schema: FeatureSchema
@@ -160,8 +162,8 @@ class PreparedRows:
 
 
 def prepare_rows(df: pd.DataFrame, card: FramingCard) -> PreparedRows:
-    """Check ``df`` against the card, keep the used columns, drop rows without a target and exact duplicates,
-    encode the target, and parse the time order / group ids the split needs."""
+    """Check ``df`` against the card, keep the used columns, drop rows without a target, count exact duplicates
+    (dropped only when the card says so), encode the target, and parse the time order / group ids the split needs."""
     rows_read = len(df)
     conformed = conform_columns(df, card)
     df = conformed.frame
@@ -171,7 +173,10 @@ def prepare_rows(df: pd.DataFrame, card: FramingCard) -> PreparedRows:
     frame = df[used]
     frame = frame[frame[card.target].notna()]
     missing_target = len(df) - len(frame)
-    frame, duplicates = deduplicate(frame)
+    if card.training.drop_duplicates:
+        frame, duplicates = deduplicate(frame)
+    else:
+        duplicates = int(frame.duplicated().sum())
     codes, labels = encode_target(frame[card.target], card.task, card.positive_class)
     order = _time_order(frame[card.time_column]) if card.time_column else None
     groups = frame[card.id_columns[0]].to_numpy() if card.split.strategy == "group" else None
@@ -258,10 +263,14 @@ def fit_and_evaluate(df: pd.DataFrame, card: FramingCard, progress: Progress, so
             metric=card.primary_metric,
             threshold=threshold,
         )
+        overall = overall_error(y_sample[covered], chosen.oof[covered], task=card.task, threshold=threshold)
     with timer("final_fit"):
         with progress.task(f"fit {chosen.name} on {len(X_train):,} training rows"):
             chosen_estimator = build_chosen(chosen, setup).fit(X_train, y_train)
         base_name = card.baseline if isinstance(card.baseline, str) else baseline_name(card.task)
+        constant_scores: dict[str, float] = {}
+        if card.task == "binary" and card.baseline == "majority":
+            base_name, constant_scores = best_constant_baseline(card.primary_metric, y_train)
         with progress.task(f"fit baseline {base_name}"):
             base_estimator = _fit_baseline(base_name, chosen, chosen_estimator, setup, X_train, y_train)
         river = _river_model(selection.results, chosen, chosen_estimator, setup)
@@ -321,18 +330,34 @@ def fit_and_evaluate(df: pd.DataFrame, card: FramingCard, progress: Progress, so
         reference = reference_profile(
             X_train, schema, _prediction_values(river, X_train.iloc[profile_pos], labels), seed=card.split.seed
         )
+    repeated = _rows_also_in(test_df[[*features, CODE]], train_df[[*features, CODE]])
+    warnings = []
+    if data.duplicates and not card.training.drop_duplicates:
+        warnings.append(
+            f"{data.duplicates:,} exact duplicate rows kept (of {data.rows_used:,}); {repeated:,} test rows also "
+            "appear in training, which flatters the test score. Set [training] drop_duplicates = true to drop them."
+        )
     metrics = {
         "source": source,
+        "warnings": warnings,
         "target": card.target,
         "task": card.task,
         "labels": labels,
         "primary_metric": card.primary_metric,
         "higher_is_better": card.higher_is_better,
-        "go_no_go_rule": card.go_no_go_rule(),
+        "go_no_go_rule": card.go_no_go_rule()
+        + (
+            f"; the baseline is the better constant on the training labels: {base_name}"
+            f" (majority {constant_scores['majority']:.4g}, always_positive {constant_scores['always_positive']:.4g})"
+            if constant_scores
+            else ""
+        ),
         "data": {
             "rows_read": data.rows_read,
             "missing_target_dropped": data.missing_target,
-            "duplicates_dropped": data.duplicates,
+            "duplicate_rows": data.duplicates,
+            "duplicates_dropped": data.duplicates if card.training.drop_duplicates else 0,
+            "test_rows_also_in_training": repeated,
             "conflicting_dropped": data.conflicting,
             "conflicts": data.conflicts,
             "rows_used": data.rows_used,
@@ -373,7 +398,11 @@ def fit_and_evaluate(df: pd.DataFrame, card: FramingCard, progress: Progress, so
             "expected_cost": expected_cost(card.task, y_test, outputs[chosen.name], card.costs, threshold),
             "secondary": secondary_metrics(card.task, y_test, outputs[chosen.name], threshold),
         },
-        "baseline": {"name": base_name if isinstance(card.baseline, str) else "card", **base_estimate.to_dict()},
+        "baseline": {
+            "name": base_name if isinstance(card.baseline, str) else "card",
+            **base_estimate.to_dict(),
+            **({"constant_scores_on_training_labels": constant_scores} if constant_scores else {}),
+        },
         "improvement": gain.to_dict(),
         "test_models": {name: est.to_dict() for name, est in estimates.items()},
         "online_model": {
@@ -384,6 +413,7 @@ def fit_and_evaluate(df: pd.DataFrame, card: FramingCard, progress: Progress, so
         },
         "verdict": verdict.to_dict(),
         "slices": slices,
+        "slices_overall": overall,
         "explanations": explanations,
     }
     timer.seconds["total"] = round(time.perf_counter() - total_started, 3)
@@ -466,6 +496,18 @@ def write_outputs(outcome: Outcome, directory: Path) -> None:
     )
     (directory / "report.html").write_text(render_report(report), encoding="utf-8")
     write_manifest(directory)
+
+
+def _rows_also_in(rows: pd.DataFrame, other: pd.DataFrame) -> int:
+    """How many of ``rows`` equal some row of ``other`` exactly (NaN equal to NaN).
+
+    >>> _rows_also_in(pd.DataFrame({"a": [1, 2, None]}), pd.DataFrame({"a": [2, None, 5]}))
+    2
+    """
+    if rows.empty or other.empty:
+        return 0
+    seen = set(pd.util.hash_pandas_object(other, index=False).tolist())
+    return int(sum(h in seen for h in pd.util.hash_pandas_object(rows, index=False).tolist()))
 
 
 def _time_order(column: pd.Series) -> np.ndarray:

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from driftline.models.features import FeatureSchema
-from driftline.offline.slices import OTHER, slice_masks, slice_metrics
+from driftline.offline.slices import OTHER, overall_error, slice_masks, slice_metrics
 
 SCHEMA = FeatureSchema({"c": "categorical", "x": "numeric"})
 
@@ -43,3 +43,23 @@ def test_regression_slices_report_the_metric_and_mean_absolute_error() -> None:
     rows = {(r["feature"], r["slice"]): r for r in slice_metrics(X, SCHEMA, y, pred, task="regression", metric="rmse")}
     assert rows[("c", "b")]["rmse"] == pytest.approx(3.0)
     assert rows[("c", "a")]["mae"] == pytest.approx(1.0)
+
+
+def test_slices_carry_intervals_the_overall_rate_and_leave_out_what_says_nothing() -> None:
+    """3 more errors than average on ~114 rows is inside the interval; a slice of every row is left out; F1 on a
+    slice without positives is undefined, not 0."""
+    rng = np.random.default_rng(0)
+    n = 400
+    X = pd.DataFrame({"c": rng.choice(["a", "b", "only_neg"], n), "x": np.full(n, 1.0)})
+    y = np.where(X["c"] == "only_neg", 0, rng.integers(0, 2, n))
+    wrong = rng.random(n) < 0.1
+    decided = np.where(wrong, 1 - y, y)
+    proba = np.column_stack([1.0 - decided, decided.astype(float)])
+    rows = {(r["feature"], r["slice"]): r for r in slice_metrics(X, SCHEMA, y, proba, task="binary", metric="f1")}
+    assert ("x", "= 1") not in rows, "a constant feature's one slice is every row"
+    assert np.isnan(rows[("c", "only_neg")]["f1"]) and rows[("c", "only_neg")]["error_rate"] >= 0
+    overall = overall_error(y, proba, task="binary")
+    assert overall["errors"] == int(wrong.sum()) and overall["rows"] == n
+    for row in rows.values():
+        assert row["error_ci_low"] <= row["error_rate"] <= row["error_ci_high"]
+        assert row["error_ci_low"] < overall["error_rate"] < row["error_ci_high"], "same error rate: intervals overlap"

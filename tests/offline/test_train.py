@@ -95,14 +95,15 @@ def test_binary_breast_cancer_through_the_cli_goes_with_a_confident_interval(tmp
     check_common(tmp_path / "run", metrics)
     assert metrics["task"] == "binary" and metrics["primary_metric"] == "f1"
     assert metrics["test"]["ci_low"] > 0.85
-    assert metrics["baseline"]["name"] == "majority"
+    constants = metrics["baseline"]["constant_scores_on_training_labels"]  # the better constant is the bar
+    assert constants[metrics["baseline"]["name"]] == max(constants.values()) > 0.7
     assert metrics["verdict"]["go"] is True
     assert 0.0 < metrics["threshold"]["value"] < 0.5  # missed positives cost 5x: threshold below 0.5
     assert len(metrics["test"]["secondary"]["confusion_matrix"]) == 2
     assert abs(metrics["split"]["test_rows"] - 569 * 0.2) <= 1  # 20% of each class, rounded per class
     html = (tmp_path / "run" / "report.html").read_text()
     shap_plot = 1 if metrics["explanations"]["shap"] else 0  # with the [explain] extra and a tree model
-    assert len(re.findall("data:image/png;base64,", html)) == 7 + shap_plot  # + importance and effects
+    assert len(re.findall("data:image/png;base64,", html)) == 8 + shap_plot  # + importance, effects, calibration
     assert "all 30 features, most important first" in html  # every feature's distribution is drawn
     assert len(metrics["explanations"]["permutation_importance"]) == 30
 
@@ -230,3 +231,39 @@ def test_one_question_mark_and_one_stray_label_do_not_change_a_columns_kind_or_t
     data = json.loads((tmp_path / "run" / "metrics.json").read_text())["data"]
     assert data["features"] == {"mean radius": "numeric", "mean texture": "numeric"}
     assert (data["rows_read"], data["conflicting_dropped"], data["rows_used"]) == (569, 2, 567)
+
+
+def test_a_useless_model_cannot_pass_the_default_f1_go_no_go(tmp_path) -> None:
+    """Noise features only, 35% positives, F1 (the default binary metric) and missed positives costing 5x: the
+    cost threshold makes any model predict nearly everything positive, whose F1 (~0.5) beat the majority
+    baseline's 0 and said GO. Against the better constant (always positive) it is NO-GO."""
+    rng = np.random.default_rng(11)
+    n = 900
+    df = pd.DataFrame({f"x{i}": rng.normal(size=n) for i in range(4)})
+    df["label"] = np.where(rng.random(n) < 0.35, "yes", "no")
+    card = dataclasses.replace(
+        draft_card(df, "label"),
+        positive_class="yes",
+        costs={"false_positive": 1.0, "false_negative": 5.0},
+        split=SplitPlan(folds=3),
+        training=TrainingPlan(candidates=("linear",), bootstrap=200),
+    )
+    metrics = train_frame(df, card, tmp_path / "run").metrics
+    assert card.primary_metric == "f1" and metrics["baseline"]["name"] == "always_positive"
+    assert metrics["improvement"]["ci_low"] <= 0 and metrics["verdict"]["go"] is False
+    assert "always_positive" in metrics["go_no_go_rule"]
+
+
+def test_duplicates_are_kept_and_counted_by_default_and_dropped_only_when_the_card_says_so() -> None:
+    """River's Phishing holds 587 exact duplicates among 1,250 rows; dropping them silently changed the class
+    balance. Kept by default (counted); dropped with [training] drop_duplicates = true."""
+    from driftline.offline.train import prepare_rows
+
+    df = pd.DataFrame([{**x, "label": y} for x, y in datasets.Phishing()])
+    card = draft_card(df, "label")
+    kept = prepare_rows(df, card)
+    assert (kept.duplicates, kept.rows_used) == (587, 1250)
+    assert kept.frame["label"].mean() == df["label"].mean()  # the class balance of the data
+    dropped = prepare_rows(df, dataclasses.replace(card, training=TrainingPlan(drop_duplicates=True)))
+    assert (dropped.duplicates, dropped.rows_used) == (587, 663)
+    assert dropped.frame["label"].mean() != df["label"].mean()
