@@ -52,7 +52,6 @@ from driftline.streams.metrics_drift import METRICS, init_model_metrics
 from driftline.streams.model_cache import ModelCache
 from driftline.streams.publisher import Publisher, producer_for
 from driftline.streams.redis_dedup import RedisDeduplicator
-from driftline.streams.scoring_progress import ScoringProgress
 from driftline.streams.scoring_stage import RawRecord, ScoredBatch, ScoringPolicy, model_names, score_records
 from driftline.streams.topics import ensure_topics, topic_names
 from driftline.streams.watch import Watch
@@ -270,13 +269,8 @@ class Worker:
 
     def sources(self) -> list[BatchSource]:
         """The batch-fed services of this worker, in start order."""
-        learn, score = self._sources()
-        self.learning.scoring_active = lambda: bool(score.assigned)  # the join grace runs only while it is
-        return [learn, score]
-
-    def _sources(self) -> tuple[BatchSource, BatchSource]:
         settings = self.settings
-        return (
+        return [
             BatchSource(
                 name="learn",
                 consumer_kwargs=self.consumer_kwargs(),
@@ -297,6 +291,7 @@ class Worker:
                 topics=[settings.topic("events")],
                 group_id=f"{settings.topic_prefix}scoring",
                 handler=self.score,
+                on_assigned=self.learning.on_scoring_assigned,
                 on_flush=self.joins.flush,  # join records buffered while Redis was unreachable (never raises)
                 durable=lambda: self.joins.buffered == 0,  # a kill never loses join records waiting for Redis
                 backpressure=lambda: self.joins.full,  # while Redis is unreachable, join records never drop
@@ -305,7 +300,7 @@ class Worker:
                 timeout_ms=settings.batch_timeout_ms,
                 on_crash=self._service_crashed,
             ),
-        )
+        ]
 
     async def start(self) -> None:
         """Create topics, make sure a model exists, start the producer and /metrics."""
@@ -335,7 +330,6 @@ class Worker:
             Watch("learning", self.settings, self.registry, self.registry.client, dedup),
         )
         self.learning.publisher = Publisher(self.publisher.producer)
-        self.learning.progress = ScoringProgress(self.settings, self.kafka)
         init_model_metrics(self.settings.model_name)
         if self.settings.metrics_port:
             serve_metrics(self.settings.metrics_host, self.settings.metrics_port, self.health)
@@ -352,8 +346,6 @@ class Worker:
             await self.scoring_watch.save()
         if hasattr(self, "publisher"):
             await self.publisher.producer.stop()
-        if hasattr(self, "learning"):
-            await self.learning.progress.close()
         if self.webhook is not None:  # its aiohttp session ("Unclosed client session" otherwise)
             await self.webhook.close()
 

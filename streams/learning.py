@@ -14,7 +14,7 @@ import logging
 import time
 import uuid
 from collections import defaultdict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -44,7 +44,6 @@ from driftline.streams.metrics import (
     MODEL_VERSION,
 )
 from driftline.streams.publisher import Publisher
-from driftline.streams.scoring_progress import ScoringProgress, caught_up
 from driftline.streams.scoring_stage import dead_letter, unexpected
 from driftline.streams.shadow_challenger import ShadowChallenger
 from driftline.streams.watch import Watch
@@ -100,17 +99,18 @@ class LabelLearner:
         #: checkpoints (after a Redis error: what was learned in memory since them was dropped).
         self.consumer: AIOKafkaConsumer | None = None
         self.resume_from_checkpoint = False
+        #: A Redis or broker error interrupted learning (a batch or a flush) since the last batch began.
+        self.interrupted = False
         self.promotion = PromotionPolicy(
             settings.challenger_min_labels, settings.challenger_alpha, settings.challenger_min_improvement
         )
         self.publisher: Publisher
-        #: How far the scorers have got, and whether this worker's scorer holds partitions (set by the worker):
-        #: the join grace counts them.
-        self.progress: ScoringProgress
-        self.scoring_active: Callable[[], bool] = lambda: True
         self.learners: dict[str, ModelLearner] = {}
         #: Lineage root of each (model, version) seen as a challenger (version metadata never changes).
         self._roots: dict[tuple[str, int], int] = {}
+        #: When this worker's scorer last got its partitions; the join grace of older labels runs from there
+        #: (None: the scorer has not joined its group yet, so a label whose event is not scored yet keeps waiting).
+        self.scoring_since_ms: int | None = None
 
     def checkpoint_key(self, name: str) -> str:
         return keys.learner(self.prefix, name)
@@ -237,6 +237,14 @@ class LabelLearner:
             )
         )
 
+    async def on_scoring_assigned(self, consumer: AIOKafkaConsumer, assigned: set[TopicPartition]) -> None:
+        """This worker's scorer (re)joined its group: labels waiting for their events get the grace from now.
+
+        A (re)started worker's scorer joins its group seconds after the process started (and after the learner):
+        timing the grace from process start dead-lettered valid labels as ``UnknownEvent`` after a restart.
+        """
+        self.scoring_since_ms = int(time.time() * 1000)
+
     async def _follow_registry(self, state: ModelLearner) -> None:
         """Continue from the current version when someone else promoted or rolled back."""
         current = await asyncio.to_thread(self.registry.current_version, state.name)
@@ -262,6 +270,11 @@ class LabelLearner:
         call first reloads the checkpoints and seeks back to them instead of learning: the labels after them are
         read and learned again, none lost, none learned twice, none half-applied checkpointed by :meth:`flush`.
         """
+        if self.interrupted:
+            # Redis or broker trouble (it stalls the scorers too) is like a scorer (re)join: labels whose events
+            # are not scored yet wait the grace period from now instead of being dead-lettered as UnknownEvent.
+            self.scoring_since_ms = int(time.time() * 1000)
+            self.interrupted = False
         try:
             if self.resume_from_checkpoint:
                 await self._resume(records)
@@ -270,7 +283,7 @@ class LabelLearner:
         except RETRIABLE_ERRORS:
             self.learners.clear()
             self.dirty.clear()
-            self.resume_from_checkpoint = True
+            self.resume_from_checkpoint = self.interrupted = True
             raise
 
     async def _resume(self, records: list[ConsumerRecord]) -> None:
@@ -372,10 +385,14 @@ class LabelLearner:
 
     async def flush(self) -> None:
         """Write the deferred checkpoints (called between batches: idle poll, before a revoke, at stop)."""
-        for name in sorted(self.dirty):  # a Redis error leaves them dirty: written by a later flush or batch
-            state = self.learners.get(name)
-            if state is not None:
-                await self._checkpoint(state)
+        try:
+            for name in sorted(self.dirty):
+                state = self.learners.get(name)
+                if state is not None:
+                    await self._checkpoint(state)
+        except RETRIABLE_ERRORS:
+            self.interrupted = True  # still dirty: written by a later flush or batch
+            raise
         self.dirty.clear()
 
     async def _observe(self, state: ModelLearner, learned: list[tuple[Label, JoinRecord, Any]]) -> None:
@@ -474,36 +491,25 @@ class LabelLearner:
             log.warning("promoted challenger %s v%s: %s", state.name, shadow.version, decision.reason)
 
     async def _join(self, name: str, items: list[tuple[ConsumerRecord, Label]]) -> list[JoinRecord | None]:
-        """Join records; a label whose event is not found waits while the scorers have not consumed ``events``
-        past where it ended when the label came (:mod:`driftline.streams.scoring_progress`), or until the scoring
-        group made no progress for ``join_grace_seconds`` while this worker's scorer held partitions (a scorer that
-        is starting or rebalancing does not count): a slow machine never turns a valid label into UnknownEvent."""
+        """Join records; a young label whose event is not scored yet waits up to the grace period.
+
+        A label is young by its Kafka timestamp, at most the time this join began (the producer may set it: one
+        ten years ahead would hold learning for ten years)."""
         ids = [label.event_id for _, label in items]
         await self.joins.flush()  # this worker's own join writes buffered during a Redis outage come first
         joins = await self.joins.get_many(name, ids)
-        if all(j is not None for j in joins) or self.consumer is None:
-            return joins
-        target = await self.progress.end_offsets(self.consumer)  # every event published before these labels
-        last: dict | None = None
-        moved = time.monotonic()
+        grace_ms = self.settings.join_grace_seconds * 1000
+        began = int(time.time() * 1000)
+        arrived = [min(record.timestamp, began) for record, _ in items]
         while True:
-            committed = await self.progress.committed()  # read before the joins: then a miss after it is final
-            waiting = [i for i, j in enumerate(joins) if j is None]
-            for i, found in zip(waiting, await self.joins.get_many(name, [ids[i] for i in waiting]), strict=True):
-                joins[i] = found
-            if caught_up(committed, target) or all(j is not None for j in joins):
-                return joins
-            if committed != last or not self.scoring_active():
-                last, moved = committed, time.monotonic()
-            elif time.monotonic() - moved > self.settings.join_grace_seconds:
-                log.warning(
-                    "scorers made no progress for %.0f s: %d labels of %s without their event",
-                    self.settings.join_grace_seconds,
-                    sum(j is None for j in joins),
-                    name,
-                )
+            now = int(time.time() * 1000)
+            since = self.scoring_since_ms if self.scoring_since_ms is not None else now
+            waiting = [i for i in range(len(items)) if joins[i] is None and max(arrived[i], since) + grace_ms > now]
+            if not waiting:
                 return joins
             await asyncio.sleep(JOIN_RETRY_SECONDS)
+            for i, found in zip(waiting, await self.joins.get_many(name, [ids[i] for i in waiting]), strict=True):
+                joins[i] = found
 
     async def _checkpoint(self, state: ModelLearner) -> None:
         """Store the checkpoint; when a snapshot is due, register it and store the checkpoint again.

@@ -135,10 +135,7 @@ class Settings(BaseSettings):
     # --- learning ----------------------------------------------------------------------------
     label_ttl_seconds: int = Field(7 * 24 * 3600, gt=0, description="How long events wait for a label.")
     join_grace_seconds: float = Field(
-        30.0,
-        ge=0,
-        description="A label whose event is not found waits while the scorers progress; dead-lettered once they "
-        "passed it, or after this many seconds in which this worker's scorer held partitions and none progressed.",
+        30.0, ge=0, description="A label whose event is not scored yet waits this long for it before dead-letter."
     )
     join_buffer_max: int = Field(
         200_000,
