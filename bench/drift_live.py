@@ -23,6 +23,7 @@ import asyncio
 import copy
 import json
 import math
+import os
 import secrets
 import statistics
 import time
@@ -146,6 +147,7 @@ def estimate_error(monitor: Monitor, first_end: int) -> dict[str, Any]:
 
 def nannyml_error(scores: np.ndarray, labels: np.ndarray, reference: int) -> dict[str, Any] | None:
     """NannyML CBPE fitted on the first ``reference`` outcomes, estimating the rest per window of 1,000."""
+    os.environ.setdefault("NML_DISABLE_USAGE_LOGGING", "1")  # no telemetry call to segment.io
     try:
         import nannyml as nml  # noqa: PLC0415 - bench-only extra
     except ImportError:
@@ -226,7 +228,8 @@ async def live(
             deadline = time.monotonic() + 600
             while time.monotonic() < deadline:
                 learned = await learned_count(redis, settings.redis_prefix, settings.model_name)
-                if len(tally.scored) >= len(events) and learned >= len(labels):
+                scored = len(tally.scored) + tally.dead_lettered["events"]
+                if scored >= len(events) and learned + tally.dead_lettered["labels"] >= len(labels):
                     break
                 await asyncio.sleep(0.5)
             await asyncio.sleep(3)  # checkpoints and the last batches' alerts
