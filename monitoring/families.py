@@ -493,11 +493,12 @@ class Performance:
         """The estimate's reference is the first full window of confidences."""
 
     def use_calibration(self, calibrator: Calibrator) -> None:
-        """Estimate with ``calibrator`` from now on (the scoring side; the reference window is learnt again)."""
-        if calibrator != self.calibrator:
-            self.calibrator = calibrator
-            if self.estimate is not None:
-                self.estimate.reset_reference()
+        """Estimate with ``calibrator`` from now on (the scoring side). The first calibrator changes the scale of
+        what is estimated (top-class probability to calibrated correctness): the reference window is learnt again;
+        later refits move it little and keep the reference."""
+        if self.calibrator is None and self.estimate is not None:
+            self.estimate.reset_reference()
+        self.calibrator = calibrator
 
     def observe(self, observation: Observation) -> list[Finding]:
         if isinstance(observation, OutcomeBatch):
@@ -521,7 +522,7 @@ class Performance:
         if batch.version is not None and batch.version != self.calibrated_version:
             scores, positives = self._recent()
             if scores.size >= size:
-                self.calibrator = Calibrator.fit(scores[-size:], positives[-size:])
+                self.use_calibration(Calibrator.fit(scores[-size:], positives[-size:]))
                 self.calibrated_version = batch.version
         self._labelled.append((batch.scores, batch.positives))
         kept = sum(len(s) for s, _ in self._labelled)
