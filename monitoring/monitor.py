@@ -14,13 +14,20 @@ one fleet-wide false-alarm budget (:mod:`driftline.monitoring.budget`); alerts a
   categorical ones by chi-square with Jensen-Shannon distance (:mod:`driftline.monitoring.drift_categorical`), and
   optionally River's ADWIN / Page-Hinkley / KSWIN on block means (:mod:`driftline.monitoring.streaming`);
 * prediction drift: the positive-class score (binary), the predicted class (multiclass) or the predicted value
-  (regression), against a trailing reference period (the model keeps learning,
+  (regression), against the served version's outputs on a sample of reference inputs, which the caller scores
+  again for every version (:meth:`Monitor.prediction_reference_due`, :meth:`Monitor.set_prediction_reference`;
   :mod:`driftline.monitoring.drift_prediction`);
-* concept drift on the error stream (:mod:`driftline.monitoring.concept`) and a label-free performance estimate
-  (:mod:`driftline.monitoring.performance_estimate`) beside the realised metric;
+* concept drift on the error stream, degradation only (:mod:`driftline.monitoring.concept`); CBPE
+  (:mod:`driftline.monitoring.cbpe`): per window of labels the estimated metrics beside the realised ones
+  (:meth:`Monitor.performance_windows`), and the label-free accuracy estimate that alerts
+  (:mod:`driftline.monitoring.performance_estimate`), calibrated once a calibrator is given
+  (:meth:`Monitor.use_calibration`);
 * data quality (:mod:`driftline.monitoring.quality`): missing, out-of-range, unseen categories, schema violations.
 
 Without a reference profile the monitor learns one from the first ``reference_events`` events, then tests.
+Time is event time: ``ts_ms`` are the events' (labels') timestamps, which drive cooldowns, dedup and alert
+timestamps, and a batch is watched in chunks ending at multiples of ``hop`` events, so the alerts do not depend on
+how the stream was batched.
 :meth:`Monitor.snapshot` / :meth:`Monitor.restore` checkpoint every detector and the policy state, so a restarted
 worker neither loses evidence nor re-fires the alerts it already fired.
 

@@ -1,10 +1,11 @@
-"""Model performance with and without labels: a confidence-based estimate (CBPE-like) and the realised metric.
+"""Model performance with and without labels: the label-free accuracy estimate that alerts, and the realised metric.
 
 * :class:`ConfidenceEstimate`: a classifier whose probabilities are calibrated is right with probability equal to
   its top-class probability, so the mean top-class probability over a rolling window estimates accuracy *before*
-  labels arrive. The first full window is the reference; a later window alerts (``performance``) when its
-  estimate is lower by at least ``tolerance`` and the drop is significant (one-sided z-test at the corrected
-  level).
+  labels arrive (the monitor feeds it calibrated expected correctness once CBPE has a calibrator, see
+  :mod:`driftline.monitoring.cbpe`). The first full window is the reference; a later window alerts
+  (``performance``) when its estimate is lower by at least ``tolerance`` and the drop is significant (one-sided
+  z-test at the corrected level).
 * :class:`RealisedMetric`: accuracy (classifiers) or mean absolute error (regression) over the last ``window``
   joined labels, shown beside the estimate.
 
