@@ -197,6 +197,7 @@ def _performance(
         "realised": perf_learned.get("rolling"),
         "estimated_history": {"ts": history["ts"], "value": estimated, "low": est_band[0], "high": est_band[1]},
         "realised_history": {"ts": outcomes["ts"], "value": realised, "low": real_band[0], "high": real_band[1]},
+        "cbpe_windows": learning.performance_windows() if learning is not None else [],
     }
 
 

@@ -135,6 +135,34 @@ def figure_performance(performance: Mapping[str, Any]) -> Figure:
     return fig
 
 
+#: CBPE metrics drawn per window, when the learning monitor has them.
+CBPE_METRICS = ("accuracy", "f1", "roc_auc")
+
+
+def figure_cbpe(windows: Sequence[Mapping[str, Any]]) -> Figure:
+    """CBPE per window of labelled outcomes: each metric estimated from the scores alone (with its band) beside the
+    metric realised from the labels."""
+    fig, axes = plt.subplots(1, len(CBPE_METRICS), figsize=(13, 3.2))
+    x = np.arange(1, len(windows) + 1)
+    for ax, metric in zip(axes, CBPE_METRICS, strict=True):
+        estimated = _values([w["estimated"].get(metric) for w in windows])
+        band = _values([(w["estimated"].get("bands") or {}).get(metric) for w in windows])
+        ax.plot(x, estimated, marker=".", color=WINDOW_COLOUR, label="estimated (CBPE, no labels)")
+        ax.fill_between(x, estimated - band, estimated + band, color=WINDOW_COLOUR, alpha=0.2)
+        ax.plot(
+            x,
+            _values([w["realised"].get(metric) for w in windows]),
+            marker=".",
+            color=REFERENCE_COLOUR,
+            label="realised (labels)",
+        )
+        ax.set_title(metric, fontsize=9)
+        ax.set_xlabel("window of labelled outcomes", fontsize=8)
+    axes[0].legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
 def figure_quality(quality: Sequence[Mapping[str, Any]]) -> Figure:
     """Data-quality rates over time (the checks that were ever above 0)."""
     fig, ax = plt.subplots(figsize=(10, 3))
@@ -288,6 +316,18 @@ def render_live_report(data: Mapping[str, Any]) -> str:
             f"realised {_e(performance['metric'])} on labelled outcomes: {_fmt(performance.get('realised'))}. "
             "Bands: 95% binomial intervals over the window.</p>",
             _img(figure_performance(performance), "estimated and realised performance"),
+        ]
+    windows = performance.get("cbpe_windows") or []
+    if windows:
+        last = windows[-1]
+        parts += [
+            "<h3>CBPE: estimated from the scores alone vs realised from the labels, per window</h3>",
+            f"<p class='muted'>{len(windows)} windows of {last['estimated'].get('n', '?')} labelled outcomes; the "
+            "estimate uses calibrated scores only (the calibrator was fitted before each window), the band is 3 "
+            "standard errors. Last window ending at event "
+            f"{_e(last.get('end_event_id'))}: estimated accuracy {_fmt(last['estimated'].get('accuracy'))}, "
+            f"realised {_fmt(last['realised'].get('accuracy'))}.</p>",
+            _img(figure_cbpe(windows), "CBPE per window"),
         ]
     concept = data.get("concept") or {}
     if concept.get("tests"):

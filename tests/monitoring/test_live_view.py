@@ -70,6 +70,9 @@ def test_drifted_features_first_with_distributions_history_and_their_alerts() ->
     assert realised[-1] < 0.6 < realised[10], "the realised accuracy fell to chance after the drift"
     assert perf["estimated"] > 0.7  # the confidences did not change: the estimate cannot see concept drift
     assert data["prediction"]["distribution"] is not None
+    windows = perf["cbpe_windows"]  # the learning monitor's CBPE, estimated vs realised per 1,000 labels
+    assert len(windows) >= 3 and all(w["estimated"]["accuracy"] is not None for w in windows)
+    assert windows[-1]["realised"]["accuracy"] < 0.6  # after the drift the labels are coin flips
     assert data["versions"] == {"served": 3, "challenger": 4}
 
 

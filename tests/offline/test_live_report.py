@@ -15,7 +15,8 @@ def test_the_page_has_a_plot_per_feature_every_alert_and_loads_nothing_from_outs
     data["features"][0]["name"] = "<script>alert(1)</script>"
     page = render_live_report(data)
     images = re.findall(r"<img alt='([^']*)' src='data:image/png;base64,", page)
-    assert len(images) == len(data["features"]) + 4  # + alert timeline, prediction, performance, data quality
+    assert len(images) == len(data["features"]) + 5  # + alerts, prediction, performance, CBPE, data quality
+    assert "CBPE: estimated from the scores alone" in page
     assert "<script>" not in page and "&lt;script&gt;alert(1)&lt;/script&gt;" in page
     assert not re.search(r"(src|href)=['\"](https?:)?//", page)
     assert all(a.event_id in page for a in alerts if a.event_id)
