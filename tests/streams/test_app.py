@@ -16,7 +16,8 @@ def test_faust_data_directory_is_under_the_state_folder_not_the_current_one(
 ):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("DRIFTLINE_STATE_DIR", str(tmp_path / "user" / "state"))
-    worker = Worker(Settings(metrics_port=0, http_port=0), "127.0.0.1:1", "redis://127.0.0.1:1/0")
+    settings = Settings(metrics_port=0, http_port=0, model_hmac_key="k")
+    worker = Worker(settings, "127.0.0.1:1", "redis://127.0.0.1:1/0")
     app = worker.create_app()
     assert Path(app.conf.datadir) == tmp_path / "user" / "state" / "driftline.worker-data"
     assert Path(app.conf.appdir).is_relative_to(tmp_path / "user" / "state")
