@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from driftline.cli_support import Unreachable, load_settings
+from driftline.cli_support import Unreachable, load_settings, require_key
 
 if TYPE_CHECKING:  # the modules below are imported by the commands that run, not by `driftline --help`
     from driftline.models.registry import ModelRegistry
@@ -78,6 +78,7 @@ def open_registry(prefix: str | None) -> ModelRegistry:
     settings = load_settings()
     if settings.redis_url is None:
         raise click.ClickException(NO_REDIS)
+    require_key(settings)
     with clean_errors():
         keyring = settings.keyring()
         client = redis_client(settings, settings.redis_url)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from driftline.cli_support import Unreachable, load_settings, require_broker
+from driftline.cli_support import Unreachable, load_settings, require_broker, require_key
 from driftline.contract.urls import masked
 
 
@@ -48,6 +48,7 @@ def report(name: str | None, out: Path | None, as_json: bool, alerts_wait: float
     if out is None and not as_json:
         raise click.UsageError("give --out report.html, --json, or both")
     settings = load_settings()
+    require_key(settings)
     name = name or settings.model_name
     if settings.redis_url is None:
         raise click.ClickException("DRIFTLINE_REDIS_URL is not set: the report reads the monitors' checkpoints there")

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import click
 
-from driftline.cli_support import Misconfigured, Unreachable, load_settings, require_broker
+from driftline.cli_support import Misconfigured, Unreachable, load_settings, require_broker, require_key
 from driftline.contract.urls import masked
 
 
@@ -123,6 +123,12 @@ def worker(loglevel: str) -> None:
     itself and stops it on exit. Serves the real-time V2 inference API (KServe/MLServer/Triton protocol) on
     DRIFTLINE_HTTP_HOST:DRIFTLINE_HTTP_PORT (127.0.0.1:8080; port 0 disables it).
     """
+    settings = load_settings()
+    if bool(settings.broker_url) != bool(settings.redis_url):
+        raise Misconfigured("set both DRIFTLINE_BROKER_URL and DRIFTLINE_REDIS_URL, or neither (embedded)")
+    if settings.broker_url:
+        require_key(settings)  # before the worker's heavy imports: a missing key is one line at once
+
     import redis
     from pydantic import SecretStr
 
@@ -131,12 +137,8 @@ def worker(loglevel: str) -> None:
     from driftline.streams.connections import BrokerUnreachable
     from driftline.streams.http_api import BindError
 
-    settings = load_settings()
-    if bool(settings.broker_url) != bool(settings.redis_url):
-        raise Misconfigured("set both DRIFTLINE_BROKER_URL and DRIFTLINE_REDIS_URL, or neither (embedded)")
     try:
         if settings.broker_url and settings.redis_url:
-            settings.keyring()
             run_worker(settings, settings.broker_url, settings.redis_url, loglevel)
             return
         with embedded_stack(key_prefix=settings.redis_prefix) as stack:

@@ -96,7 +96,7 @@ def score(data: Path, ref: str | None, out: Path, rejected: Path | None, chunk_r
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    from driftline.cli_support import Unreachable, load_settings
+    from driftline.cli_support import Unreachable, load_settings, require_key
     from driftline.contract.signing import IntegrityError
     from driftline.contract.urls import masked
     from driftline.models.registry import ModelRegistry
@@ -111,6 +111,7 @@ def score(data: Path, ref: str | None, out: Path, rejected: Path | None, chunk_r
     from driftline.streams.connections import redis_client
 
     settings = load_settings()
+    require_key(settings)
     if settings.redis_url is None:
         raise Unreachable("DRIFTLINE_REDIS_URL is not set: batch scoring reads the model from the registry")
     try:

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from driftline.cli_support import Unreachable, load_settings
+from driftline.cli_support import Unreachable, load_settings, require_key
 
 if TYPE_CHECKING:  # imported when the command runs, not by `driftline --help` (see driftline.cli)
     from rich.table import Table
@@ -66,6 +66,7 @@ def status(as_json: bool, last_alerts: int) -> None:
     from driftline.streams.status import collect_status
 
     settings = load_settings()
+    require_key(settings)
     report = _run(collect_status(settings, last_alerts))
     if as_json:
         click.echo(json.dumps(report, indent=2, sort_keys=True))
@@ -126,6 +127,7 @@ def trace(event_id: str, model: str | None, depth: int, as_json: bool) -> None:
     from driftline.streams.trace import trace_event
 
     settings = load_settings()
+    require_key(settings)
     report = _run(trace_event(settings, event_id, model, depth))
     if as_json:
         click.echo(json.dumps(report, indent=2, sort_keys=True))

@@ -33,6 +33,15 @@ class Unreachable(click.ClickException):
     exit_code = 2
 
 
+def require_key(settings: Settings) -> None:
+    """One line and exit 2 unless a signing key is set: for the commands that read or write signed state (a
+    producer, which only publishes, needs no key and should not hold one)."""
+    try:
+        settings.keyring()
+    except ValueError as exc:
+        raise Misconfigured(str(exc)) from None
+
+
 def setting_name(field: str) -> str:
     """The environment variable of a settings field."""
     return f"DRIFTLINE_{field.upper()}"

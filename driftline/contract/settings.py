@@ -21,7 +21,7 @@ import re
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from driftline.contract.records import AlertKind, ts_window
@@ -40,7 +40,7 @@ BOOTSTRAP_SERVER = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+):[0-9]{1,5}
 REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
 NO_KEY = (
     "DRIFTLINE_MODEL_HMAC_KEY is not set: start `driftline up` and export what it prints, or set the key "
-    "(a file model_hmac_key in /run/secrets/driftline works too)"
+    "(or a file DRIFTLINE_MODEL_HMAC_KEY in /run/secrets/driftline)"
 )
 
 
@@ -222,12 +222,6 @@ class Settings(BaseSettings):
         if value is not None and not value.startswith(REDIS_SCHEMES):
             raise ValueError(f"{value!r} is not a Redis URL: e.g. redis://localhost:6379/0 (or rediss://, unix://)")
         return value
-
-    @model_validator(mode="after")
-    def _hmac_key_required_off_embedded(self) -> Settings:
-        if not self.uses_embedded_stack and self.model_hmac_key is None:
-            raise ValueError("DRIFTLINE_MODEL_HMAC_KEY is required when broker_url or redis_url is set")
-        return self
 
     @property
     def uses_embedded_stack(self) -> bool:

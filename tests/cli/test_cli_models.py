@@ -140,11 +140,12 @@ def test_missing_redis_url_is_a_clear_one_line_error(env: dict[str, str]) -> Non
 
 
 def test_redis_url_without_hmac_key_is_an_invalid_settings_error(stack) -> None:  # type: ignore[no-untyped-def]
-    """A Redis URL without a signing key is refused by the settings, in one line."""
+    """A Redis URL without a signing key: the registry commands refuse in one line (exit 2)."""
     result = CliRunner().invoke(
         main, ["models", "list"], env={"DRIFTLINE_REDIS_URL": stack.redis_url, "DRIFTLINE_MODEL_HMAC_KEY": None}
     )
-    assert result.exit_code == 2 and "DRIFTLINE_MODEL_HMAC_KEY is required" in result.output
+    assert result.exit_code == 2 and "DRIFTLINE_MODEL_HMAC_KEY is not set: start `driftline up`" in result.output
+    assert len(result.output.strip().splitlines()) == 1
 
 
 def test_unreachable_redis_is_a_one_line_error(env: dict[str, str]) -> None:

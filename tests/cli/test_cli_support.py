@@ -96,3 +96,20 @@ def test_a_port_that_does_not_speak_kafka_is_one_line_after_a_bounded_wait(stack
     env = {"DRIFTLINE_BROKER_URL": not_kafka, "DRIFTLINE_REDIS_URL": stack.redis_url, **HMAC}
     for args in [["worker"], ["alerts", "tail"], ["produce", events_file]]:
         assert_one_line(driftline(*args, **env), f"no Kafka broker answered at {not_kafka} within 10 s")
+
+
+@pytest.mark.integration
+def test_without_a_key_commands_that_read_signed_state_refuse_and_a_producer_needs_none(stack, events_file) -> None:
+    """No public key (issue 14): with a broker and Redis but no DRIFTLINE_MODEL_HMAC_KEY, every command that
+    reads or writes signed state says so in one line; `produce`, which only publishes, works without it."""
+    env = {"DRIFTLINE_BROKER_URL": stack.broker_url, "DRIFTLINE_REDIS_URL": stack.redis_url}
+    for args in (
+        ["worker"],
+        ["models", "list"],
+        ["report", "--json"],
+        ["status"],
+        ["score", "--data", events_file, "--out", events_file + ".parquet"],
+    ):
+        assert_one_line(driftline(*args, **env), "DRIFTLINE_MODEL_HMAC_KEY is not set: start `driftline up`")
+    published = driftline("produce", events_file, **env)
+    assert published.returncode == 0 and "published 1 messages" in published.stdout, published.stderr
