@@ -95,13 +95,15 @@ def up() -> None:
     from driftline.embedded.stack import embedded_stack
 
     settings = load_settings()
+    # Installed before the stack starts: a SIGTERM that arrives as soon as the URLs are printed (or while the
+    # servers start) must still stop them, not kill this process and orphan both.
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
     with embedded_stack(key_prefix=settings.redis_prefix) as stack:
         click.echo(f"export DRIFTLINE_BROKER_URL={stack.broker_url}")
         click.echo(f"export DRIFTLINE_REDIS_URL={stack.redis_url}")
         click.echo(f"export DRIFTLINE_MODEL_HMAC_KEY={stack.hmac_key}")
         click.echo(f"# broker pid {stack.broker.pid}, redis pid {stack.redis.pid}; Ctrl-C stops both", err=True)
-        stop = threading.Event()
-        signal.signal(signal.SIGTERM, lambda *_: stop.set())
         try:
             while not stop.wait(0.5):
                 for server in (stack.broker, stack.redis):

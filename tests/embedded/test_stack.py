@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -72,14 +73,32 @@ def test_each_stack_has_its_own_private_key_and_a_redis_that_refuses_strangers_a
             c.close()
 
 
-def _up_exports() -> dict[str, str]:
-    """Start `driftline up`, read the three export lines it prints, stop it (SIGTERM to its pid)."""
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "driftline", "up"], stdout=subprocess.PIPE, text=True, start_new_session=True
-    )
+def _running(pid: int) -> bool:
     try:
-        assert proc.stdout is not None
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def _up_exports() -> dict[str, str]:
+    """Start `driftline up`, read the three export lines it prints, stop it at once (SIGTERM to its pid) and
+    check that it stopped its broker and redis-server too (a SIGTERM right after the export lines once killed
+    `up` before its handler was installed, orphaning both)."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "driftline", "up"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    servers: list[int] = []
+    try:
+        assert proc.stdout is not None and proc.stderr is not None
         lines = [proc.stdout.readline() for _ in range(3)]
+        proc.terminate()
+        pid_line = next(line for line in proc.stderr if line.startswith("# broker pid"))
+        servers = [int(word.strip(",;")) for word in pid_line.split() if word.strip(",;").isdigit()]
     finally:
         proc.terminate()
         with contextlib.suppress(subprocess.TimeoutExpired):
@@ -87,6 +106,9 @@ def _up_exports() -> dict[str, str]:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+    assert proc.returncode == 0, f"driftline up exited {proc.returncode} on SIGTERM"
+    assert len(servers) == 2
+    assert [pid for pid in servers if _running(pid)] == []
     return dict(line.removeprefix("export ").strip().split("=", 1) for line in lines)
 
 
