@@ -6,11 +6,19 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import hypothesis
 import pytest
 import redis
 
 from driftline.contract.settings import Settings
 from driftline.embedded.stack import EmbeddedStack, embedded_stack
+
+#: Property tests keep the example counts each test sets but never fail because a shared machine is slow: no
+#: per-example deadline, no too-slow health check, and no example database carried between runs.
+hypothesis.settings.register_profile(
+    "ci", deadline=None, suppress_health_check=[hypothesis.HealthCheck.too_slow], database=None
+)
+hypothesis.settings.load_profile("ci")
 
 TEST_HMAC_KEY = "test-hmac-key"
 #: Commands tests use to look at Redis that driftline itself never sends (its ACL allows only its own).

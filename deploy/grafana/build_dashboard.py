@@ -137,6 +137,18 @@ ROWS: list[tuple[str, list[Panel]]] = [
                     )
                 ],
             ),
+            Panel(
+                "Back-pressure",
+                "Join records waiting for Redis, per worker, and the sources that paused consumption (1 while "
+                "paused). The scorer pauses while its join buffer is full, so nothing is dropped: a buffer that "
+                "stays high with Redis errors means Redis is down or slow; fix Redis and the scorer resumes.",
+                [
+                    Target("max by (instance) (driftline_join_buffered)", "join buffer {{instance}}"),
+                    Target("max by (stage) (driftline_consumption_paused)", "paused {{stage}}"),
+                ],
+                width=24,
+                height=6,
+            ),
         ],
     ),
     (
@@ -205,8 +217,13 @@ ROWS: list[tuple[str, list[Panel]]] = [
             Panel(
                 "Labels learned / s",
                 "Delayed labels joined to their events and learned, by model. 0 while labels "
-                "are published: labels arrive after DRIFTLINE_LABEL_TTL_SECONDS or with unknown event ids.",
-                [Target(rate("driftline_labels_learned_total", "model"), "{{model}}")],
+                "are published: labels arrive after DRIFTLINE_LABEL_TTL_SECONDS or with unknown event ids. "
+                "Step failures: a step after learning (outcome monitor, shadow challenger) raised; the labels stay "
+                "learned, the worker log names the exception.",
+                [
+                    Target(rate("driftline_labels_learned_total", "model"), "{{model}}"),
+                    Target(rate("driftline_learning_step_failures_total", "model, step"), "{{model}} failed {{step}}"),
+                ],
                 unit="ops",
             ),
             Panel(
