@@ -47,7 +47,7 @@ from driftline.models.registry import ModelRegistry
 from driftline.monitoring.cbpe import realised
 from driftline.monitoring.monitor import Monitor, MonitorConfig
 from driftline.streams.connections import async_redis_client, kafka_kwargs, redis_client
-from driftline.streams.learning import learned_count
+from driftline.streams.learner_state import learned_count
 from driftline.streams.producer import message_key
 from driftline.streams.publisher import producer_for
 from driftline.streams.topics import ensure_topics

@@ -33,6 +33,16 @@ def pipeline(events: int, as_json: bool) -> None:
 
 
 @bench.command()
+@click.option("--events", default=100_000, show_default=True, help="Events (and as many labels) to stream.")
+@click.option("--fraction", default=0.1, show_default=True, help="Share of events and labels made hostile.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (the only output format).")
+def hostile(events: int, fraction: float, as_json: bool) -> None:
+    """`driftline demo` on a stream with hostile values of every kind: valid scored once, hostile dead-lettered,
+    the worker's RSS and /metrics series sampled while it runs."""
+    _run("hostile", events=events, fraction=fraction)
+
+
+@bench.command()
 @click.option("--rows", default=1_000_000, show_default=True, help="Synthetic rows to train on.")
 @click.option("--features", default=20, show_default=True, help="Synthetic feature columns.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (the only output format).")

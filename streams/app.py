@@ -45,6 +45,7 @@ from driftline.streams.metrics import (
     REDIS_ERRORS,
     REVIEW_REQUESTS,
     SCORING_LATENCY,
+    STEP_FAILURES,
     observe_many,
     serve_metrics,
 )
@@ -171,7 +172,13 @@ class Worker:
                 ),
             )
         await self.scoring_watch.ensure([group.loaded.meta for group in batch.by_model.values()])  # off the loop
-        alerts, self._to_act = self._to_act + self._watch(batch), []
+        try:
+            watched = self._watch(batch)
+        except Exception as exc:  # noqa: BLE001 - the events are scored: a failing monitor must not stop scoring
+            STEP_FAILURES.labels(self.settings.model_name, "scoring monitors").inc()
+            log.error("scoring monitors failed on a batch of %d events: %r", len(batch.predictions), exc)
+            watched = []
+        alerts, self._to_act = self._to_act + watched, []
         await self._act(alerts)
         topic = self.settings.topic
         await publisher.send_many(topic("predictions"), batch.predictions)

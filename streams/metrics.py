@@ -36,9 +36,10 @@ MODEL_INTEGRITY_FAILURES = Counter(
 )
 LEARNER_METRIC = Gauge("driftline_prequential_metric", "Prequential metric of the online learner", ["model", "metric"])
 LABELS_LEARNED = Counter("driftline_labels_learned_total", "Labels joined and learned", ["model"])
-LEARNING_STEP_FAILURES = Counter(
-    "driftline_learning_step_failures_total",
-    "Steps after learning (outcome monitor, shadow challenger) that raised unexpectedly; the labels stay learned",
+STEP_FAILURES = Counter(
+    "driftline_step_failures_total",
+    "Steps beside scoring and learning (monitors, shadow challenger) that raised unexpectedly; the messages keep "
+    "their predictions and stay learned",
     ["model", "step"],
 )
 CHALLENGER_SCORED = Counter("driftline_challenger_scored_total", "Events scored in shadow by a challenger", ["model"])

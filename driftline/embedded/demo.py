@@ -27,7 +27,7 @@ from driftline.models.features import SchemaInference, infer_schema
 from driftline.models.registry import ModelRegistry
 from driftline.models.specs import Task, TaskInference, build_model, infer_task_of
 from driftline.streams.connections import async_redis_client, kafka_kwargs, redis_client
-from driftline.streams.learning import learned_count
+from driftline.streams.learner_state import learned_count
 from driftline.streams.producer import message_key, read_messages
 from driftline.streams.publisher import producer_for
 from driftline.streams.report_io import read_monitors

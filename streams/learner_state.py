@@ -1,0 +1,211 @@
+"""Where each model's learner stands, and its checkpoint in Redis.
+
+One hash per model, ``{prefix}learner:{model}`` (:func:`driftline.contract.keys.learner`), written in ONE
+transaction together with the rows learned since the last write (appended to ``{prefix}labelled:{model}``, the
+retrain data), so a checkpoint and its rows land together or not at all:
+
+=========================  ======================================================================================
+field                      what it holds
+=========================  ======================================================================================
+``checkpoint``             the signed :class:`~driftline.models.learner.OnlineLearner` (model, label offsets,
+                           learned ids, prequential metrics)
+``base_version``           the registry version the learner continues from
+``learned``                labels learned so far (what ``driftline demo`` and the tests read)
+``monitor``                the learning monitor (concept drift, realised metric), exactly as fresh as the model
+``comparison``             the challenger lineage compared and its paired losses (with a challenger only)
+``challenger``             the challenger's lineage state (with a challenger only)
+``challenger_checkpoint``  a River challenger's own learner (with one only)
+=========================  ======================================================================================
+
+Every ``snapshot_every_labels`` labels or ``snapshot_every_seconds`` the model is registered as a new version that
+the scorers hot-reload (:meth:`LearnerStore.snapshot`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+import redis.asyncio as aioredis
+
+from driftline.contract import keys
+from driftline.contract.settings import Settings
+from driftline.contract.signing import IntegrityError
+from driftline.models.champion import PairedComparison
+from driftline.models.learner import OnlineLearner
+from driftline.models.registry import ModelRegistry
+from driftline.models.version import ModelVersion, UnknownModelError
+from driftline.streams.learning_stage import snapshot_due
+from driftline.streams.metrics import LEARNER_METRIC, MODEL_VERSION
+from driftline.streams.shadow_challenger import ShadowChallenger
+from driftline.streams.watch import Watch
+
+log = logging.getLogger(__name__)
+
+MAX_LABELLED_ROWS = 200_000
+#: Checkpoint fields present only while a challenger is compared (deleted when it is gone).
+CHALLENGER_FIELDS = ("comparison", "challenger", "challenger_checkpoint")
+
+
+@dataclass
+class ModelLearner:
+    """The learner of one model and where it stands against the registry."""
+
+    name: str
+    learner: OnlineLearner
+    base_version: int
+    positive_class: Any | None
+    since_snapshot: int = 0
+    last_snapshot: float = field(default_factory=time.monotonic)
+    last_checkpoint: float = 0.0
+    #: Learned (features, label) rows not yet written to the labelled stream (written with the checkpoint).
+    rows: list[tuple[dict[str, Any], Any]] = field(default_factory=list)
+    #: The challenger version being compared and the paired losses so far (checkpointed with the learner, so a
+    #: restart or a batch learned again after an error neither loses nor double counts a pair).
+    comparison: tuple[int, PairedComparison] | None = None
+    #: The challenger's lineage and, for a River challenger, its learner (checkpointed with this learner).
+    challenger: ShadowChallenger | None = None
+    #: Versions made current by someone else whose blob is refused: the learner keeps its base version.
+    refused: set[int] = field(default_factory=set)
+
+
+class LearnerStore:
+    """Restores learners from their checkpoints (or the registry), writes checkpoints, registers snapshots."""
+
+    def __init__(self, settings: Settings, registry: ModelRegistry, client: aioredis.Redis, watch: Watch):
+        self.settings = settings
+        self.registry = registry
+        self.client = client
+        self.watch = watch
+        self.prefix = settings.redis_prefix
+
+    def key(self, name: str) -> str:
+        return keys.learner(self.prefix, name)
+
+    async def load(self, name: str) -> ModelLearner | None:
+        """The learner of ``name`` from its checkpoint, else a new one on the current version (when that one is
+        refused, the newest earlier promoted version that verifies); None for a model the registry does not know.
+        The learning monitor is restored with it."""
+        stored = await self.client.hgetall(self.key(name))
+        try:
+            meta = await asyncio.to_thread(self.registry.get, name)
+        except UnknownModelError:
+            return None
+        positive = meta.data_summary.get("positive_class") if meta.task == "binary" else None
+        self.watch.monitors.pop(name, None)
+        if not stored:
+            meta, model = await self._load_newest_verified(name)
+            return ModelLearner(name, OnlineLearner(model, meta.task), meta.version, positive)
+        keyring = self.settings.keyring()
+        learner = OnlineLearner.restore(stored[b"checkpoint"], hmac_key=keyring, purpose=keys.learner_purpose(name))
+        state = ModelLearner(name, learner, int(stored[b"base_version"]), positive)
+        if learner.model is None:  # a model that does not learn online is not in the checkpoint
+            _, learner.model = await asyncio.to_thread(self.registry.load, name, state.base_version)
+        if b"comparison" in stored:
+            held = orjson.loads(stored[b"comparison"])
+            state.comparison = (held["version"], PairedComparison.from_state(held["state"]))
+        if b"challenger" in stored:
+            blob = stored.get(b"challenger_checkpoint")
+            purpose = keys.challenger_purpose(name)
+            shadow = OnlineLearner.restore(blob, hmac_key=keyring, purpose=purpose) if blob else None
+            state.challenger = ShadowChallenger.from_state(orjson.loads(stored[b"challenger"]), shadow)
+        self.watch.monitor(meta, stored.get(b"monitor"))
+        return state
+
+    async def _load_newest_verified(self, name: str) -> tuple[ModelVersion, Any]:
+        """The current version of ``name``; when its blob is refused, the newest earlier promoted one that verifies
+        (as the scorers do; the learner's next snapshot then becomes current). Raises the refusal if none does."""
+        try:
+            return await asyncio.to_thread(self.registry.load, name, None)
+        except IntegrityError as refused:
+            history = await asyncio.to_thread(self.registry.history, name)
+            for version in reversed(history[:-1]):
+                try:
+                    loaded = await asyncio.to_thread(self.registry.load, name, version)
+                except IntegrityError:
+                    continue
+                log.warning(
+                    "learner of %s starts from v%s: the current version is refused (%s)", name, version, refused
+                )
+                return loaded
+            raise
+
+    async def write(self, state: ModelLearner) -> None:
+        """Store ``state``'s checkpoint and the rows it learned since the last one (one transaction)."""
+        keyring = self.settings.keyring()
+        blob = state.learner.checkpoint(hmac_key=keyring, purpose=keys.learner_purpose(state.name))
+        mapping: dict[str, Any] = {
+            "checkpoint": blob,
+            "base_version": state.base_version,
+            "learned": state.learner.learned,
+        }
+        if state.name in self.watch.monitors:
+            mapping["monitor"] = self.watch.snapshot(state.name)
+        if state.comparison is not None:
+            version, comparison = state.comparison
+            mapping["comparison"] = orjson.dumps({"version": version, "state": comparison.state()})
+        shadow = state.challenger
+        if shadow is not None:
+            mapping["challenger"] = orjson.dumps(shadow.state())
+            if shadow.learner is not None:
+                mapping["challenger_checkpoint"] = shadow.learner.checkpoint(
+                    hmac_key=keyring, purpose=keys.challenger_purpose(state.name)
+                )
+        absent = [k for k in CHALLENGER_FIELDS if k not in mapping]
+        async with self.client.pipeline(transaction=True) as pipe:
+            pipe.hset(self.key(state.name), mapping=mapping)
+            if absent:
+                pipe.hdel(self.key(state.name), *absent)
+            stream = keys.labelled(self.prefix, state.name)
+            for x, y in state.rows:
+                pipe.xadd(
+                    stream, {"x": orjson.dumps(x), "y": orjson.dumps(y)}, maxlen=MAX_LABELLED_ROWS, approximate=True
+                )
+            await pipe.execute()
+        state.rows.clear()
+        state.last_checkpoint = time.monotonic()
+        for metric, value in state.learner.metrics().items():
+            LEARNER_METRIC.labels(state.name, metric).set(value)
+
+    def snapshot_due(self, learner: OnlineLearner, since: int, last: float) -> bool:
+        """A new version of ``learner``'s model is due (see :func:`~driftline.streams.learning_stage.snapshot_due`)."""
+        every = self.settings.snapshot_every_labels, self.settings.snapshot_every_seconds
+        return snapshot_due(learner, since, last, *every)
+
+    async def snapshot(self, state: ModelLearner) -> None:
+        """Register the champion learner's model as the next current version."""
+        version = await self.register_snapshot(
+            state.name, state.learner, state.base_version, "online learner snapshot", promote=True
+        )
+        state.base_version, state.since_snapshot, state.last_snapshot = version, 0, time.monotonic()
+        MODEL_VERSION.labels(state.name, "learner").set(version)
+
+    async def register_snapshot(
+        self, name: str, learner: OnlineLearner, parent: int, note: str, promote: bool, **summary: Any
+    ) -> int:
+        """Register ``learner``'s model as the next version of ``name`` after ``parent``; its version."""
+        meta = await asyncio.to_thread(self.registry.get, name, parent)
+        inherited = {k: v for k, v in meta.data_summary.items() if k != "challenger_root"}  # a promoted one's
+        new = await asyncio.to_thread(
+            self.registry.register,
+            name,
+            learner.model,
+            schema=meta.feature_schema(),
+            task=meta.task,
+            parent=parent,
+            metrics=learner.metrics(),
+            data_summary={**inherited, **summary, "labels_learned": learner.learned},
+            note=f"{note} after {learner.learned} labels",
+            promote=promote,
+        )
+        return new.version
+
+
+async def learned_count(client: aioredis.Redis, prefix: str, name: str) -> int:
+    """Labels learned so far by the learner of ``name`` (from its checkpoint)."""
+    value = await client.hget(keys.learner(prefix, name), "learned")
+    return int(value or 0)

@@ -1,0 +1,70 @@
+"""The learner's checkpoint in the real redis-server: written in one transaction with its rows, restored as it
+was; a learner with no checkpoint whose current version is refused starts from the newest one that verifies."""
+
+from __future__ import annotations
+
+import asyncio
+import pickle
+
+import pytest
+
+from driftline.models.bootstrap import bootstrap_model
+from driftline.models.registry import ModelRegistry
+from driftline.streams.connections import async_redis_client
+from driftline.streams.learner_state import LearnerStore, learned_count
+from driftline.streams.redis_dedup import RedisDeduplicator
+from driftline.streams.watch import Watch
+
+pytestmark = pytest.mark.integration
+
+
+def store_for(settings, redis_client) -> tuple[LearnerStore, ModelRegistry]:
+    registry = ModelRegistry(redis_client, settings.keyring(), prefix=settings.redis_prefix)
+    watch = Watch("learning", settings, registry, redis_client, RedisDeduplicator(redis_client))
+    return LearnerStore(settings, registry, async_redis_client(settings, settings.redis_url), watch), registry
+
+
+def register_three(registry: ModelRegistry, name: str) -> None:
+    model, schema, task = bootstrap_model(samples=300)
+    for parent in (None, 1, 2):
+        registry.register(name, model, schema=schema, task=task, parent=parent)
+
+
+def test_a_checkpoint_is_restored_as_written_with_its_rows_in_the_labelled_stream(settings, redis_client):
+    store, registry = store_for(settings, redis_client)
+    register_three(registry, settings.model_name)
+
+    async def run() -> None:
+        state = await store.load(settings.model_name)
+        assert state is not None and state.base_version == 3 and await store.load("unknown") is None
+        x = {"salary": 50_000.0, "age": 40.0}
+        assert state.learner.learn("e1", x, True, True, {"True": 0.8, "False": 0.2})
+        state.learner.mark_offset(settings.topic("labels"), 2, 41)
+        state.rows.append((x, True))
+        await store.write(state)
+        restored = await store.load(settings.model_name)
+        assert restored is not None and restored.base_version == 3
+        assert restored.learner.next_offset(settings.topic("labels"), 2) == 42
+        assert restored.learner.learn("e1", x, True) is False, "learned ids come back with the checkpoint"
+        assert await learned_count(store.client, settings.redis_prefix, settings.model_name) == 1
+        await store.client.aclose()
+
+    asyncio.run(run())
+    assert redis_client.xlen(f"{settings.redis_prefix}labelled:{settings.model_name}") == 1
+
+
+def test_with_no_checkpoint_and_the_current_version_refused_the_learner_starts_from_the_newest_that_verifies(
+    settings, redis_client
+):
+    store, registry = store_for(settings, redis_client)
+    register_three(registry, settings.model_name)
+    for version in (2, 3):
+        redis_client.set(f"{settings.redis_prefix}model:{settings.model_name}:blob:{version}", pickle.dumps("forged"))
+
+    async def run() -> int:
+        state = await store.load(settings.model_name)
+        await store.client.aclose()
+        assert state is not None
+        return state.base_version
+
+    assert asyncio.run(run()) == 1
