@@ -222,7 +222,7 @@ ROWS: list[tuple[str, list[Panel]]] = [
                 "learned, the worker log names the exception.",
                 [
                     Target(rate("driftline_labels_learned_total", "model"), "{{model}}"),
-                    Target(rate("driftline_learning_step_failures_total", "model, step"), "{{model}} failed {{step}}"),
+                    Target(rate("driftline_step_failures_total", "model, step"), "{{model}} failed {{step}}"),
                 ],
                 unit="ops",
             ),
