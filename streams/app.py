@@ -331,6 +331,7 @@ class Worker:
         self.scoring_watch = Watch("scoring", self.settings, self.registry, self.registry.client, dedup)
         self.learning = LabelLearner(
             self.settings,
+            self.kafka,
             self.registry,
             client,
             self.joins,

@@ -5,12 +5,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
+import time
 from typing import Any
 
 import redis
 import redis.asyncio as aioredis
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
-from aiokafka.errors import KafkaError
+from aiokafka.errors import KafkaError, KafkaTimeoutError
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
@@ -35,6 +37,52 @@ def kafka_kwargs(settings: Settings, bootstrap: str) -> dict[str, Any]:
         if settings.kafka_sasl_password is not None:
             kwargs["sasl_plain_password"] = settings.kafka_sasl_password.get_secret_value()
     return kwargs
+
+
+async def fetch_log_ends(
+    consumer: AIOKafkaConsumer, partitions: list[TopicPartition], timeout: float
+) -> dict[TopicPartition, int]:
+    """The offset after the last record of each partition, read by ``consumer`` (no group: it is assigned
+    ``partitions`` and moved, so its positions are lost).
+
+    The larger of ``ListOffsets(latest)`` and the high watermark a fetch reports: the embedded broker (Tansu)
+    answers ``ListOffsets(latest)`` (aiokafka's ``end_offsets``, and so ``seek_to_end``) with the base offset of
+    the partition's last record batch plus one, short of the end when that batch holds several records, while its
+    fetch responses carry the true high watermark (Apache Kafka gives the same value both ways). No high watermark
+    within ``timeout`` seconds raises :class:`KafkaTimeoutError` (the listed offset alone cannot be trusted).
+    """
+    if not partitions:
+        return {}
+    listed = await consumer.end_offsets(partitions)
+    consumer.assign(partitions)
+    for tp in partitions:
+        consumer.seek(tp, listed[tp])
+    deadline = time.monotonic() + timeout
+    while any(consumer.highwater(tp) is None for tp in partitions) and time.monotonic() < deadline:
+        await consumer.getmany(*partitions, timeout_ms=200, max_records=1)
+    missing = sorted(f"{tp.topic}[{tp.partition}]" for tp in partitions if consumer.highwater(tp) is None)
+    if missing:
+        raise KafkaTimeoutError(f"no high watermark for {', '.join(missing)} within {timeout:g} s")
+    return {tp: max(listed[tp], consumer.highwater(tp)) for tp in partitions}
+
+
+async def log_end_offsets(
+    kafka: dict[str, Any], partitions: list[TopicPartition], timeout: float
+) -> dict[TopicPartition, int]:
+    """:func:`fetch_log_ends` with a consumer of its own (``kafka``: :func:`kafka_kwargs`), stopped on return; a
+    broker that does not answer in time raises :class:`KafkaTimeoutError`."""
+    if not partitions:
+        return {}
+    consumer = AIOKafkaConsumer(
+        **kafka, group_id=None, enable_auto_commit=False, request_timeout_ms=max(int(timeout * 1000), 1000)
+    )
+    try:
+        await asyncio.wait_for(consumer.start(), timeout)
+        return await asyncio.wait_for(fetch_log_ends(consumer, partitions, timeout), timeout * 2)
+    except TimeoutError as exc:
+        raise KafkaTimeoutError(f"log end offsets not read within {timeout:g} s") from exc
+    finally:
+        await consumer.stop()
 
 
 class BrokerUnreachable(ConnectionError):

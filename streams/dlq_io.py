@@ -16,7 +16,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.structs import ConsumerRecord, TopicPartition
 
 from driftline.contract.settings import Settings
-from driftline.streams.connections import kafka_kwargs
+from driftline.streams.connections import kafka_kwargs, log_end_offsets
 from driftline.streams.dlq import DeadLetterInfo, ReplayCounts, ReplayPolicy, describe, replay_headers
 
 StopReason = Literal["drained", "max", "timeout", "missing"]
@@ -86,7 +86,9 @@ async def _reader(
         partitions = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
         # Manual assignment: no group join (fast), offsets still committed under ``group_id``.
         consumer.assign(partitions)
-        end = await consumer.end_offsets(partitions)
+        end = await log_end_offsets(
+            kafka_kwargs(settings, bootstrap), partitions, max(1.0, deadline - time.monotonic())
+        )
         yield _Reader(consumer, partitions, end, limit, deadline)
     finally:
         await consumer.stop()

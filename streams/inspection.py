@@ -3,9 +3,8 @@
 Every call has a deadline: an unreachable broker or Redis raises :class:`StackUnreachable` with one line saying
 which and why, never a hang or a traceback.
 
-End offsets are taken as the larger of ``ListOffsets`` and the high watermark a fetch reports: the embedded broker
-(Tansu) answers ``ListOffsets(latest)`` with 1 whatever the partition holds, while its fetch responses carry the
-true high watermark (Apache Kafka gives the same value both ways).
+End offsets are read by :func:`driftline.streams.connections.fetch_log_ends` (the embedded broker's
+``ListOffsets(latest)`` falls short of the end).
 """
 
 from __future__ import annotations
@@ -23,7 +22,7 @@ from aiokafka.errors import KafkaError
 
 from driftline.contract.settings import Settings
 from driftline.contract.urls import masked
-from driftline.streams.connections import kafka_kwargs, redis_client
+from driftline.streams.connections import fetch_log_ends, kafka_kwargs, redis_client
 from driftline.streams.partitioning import default_partitions
 
 #: Seconds any one broker or Redis call may take, and a whole scan of a topic.
@@ -111,17 +110,8 @@ class Broker:
         ]
 
     async def end_offsets(self, partitions: list[TopicPartition]) -> dict[TopicPartition, int]:
-        """The offset after the last record of each partition (see the module docstring)."""
-        if not partitions:
-            return {}
-        listed = await self.call(self.consumer.end_offsets(partitions), "end offsets")
-        self.consumer.assign(partitions)
-        for tp in partitions:
-            self.consumer.seek(tp, listed[tp])
-        deadline = time.monotonic() + CALL_TIMEOUT
-        while any(self.consumer.highwater(tp) is None for tp in partitions) and time.monotonic() < deadline:
-            await self.call(self.consumer.getmany(*partitions, timeout_ms=200, max_records=1), "fetch")
-        return {tp: max(listed[tp], self.consumer.highwater(tp) or 0) for tp in partitions}
+        """The offset after the last record of each partition (see :func:`fetch_log_ends`)."""
+        return await self.call(fetch_log_ends(self.consumer, partitions, CALL_TIMEOUT / 2), "end offsets")
 
     async def read(
         self,

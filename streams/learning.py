@@ -31,6 +31,7 @@ from driftline.contract.settings import Settings
 from driftline.contract.signing import IntegrityError, alert_keyring
 from driftline.models.registry import ModelRegistry
 from driftline.streams.challenger_track import ChallengerTrack
+from driftline.streams.connections import log_end_offsets
 from driftline.streams.deadletter import DeadLetter
 from driftline.streams.join_store import JoinStore
 from driftline.streams.learner_state import LearnerStore, ModelLearner
@@ -47,6 +48,8 @@ from driftline.streams.watch import Watch
 log = logging.getLogger(__name__)
 
 JOIN_RETRY_SECONDS = 0.2
+#: Seconds to read the labels partitions' log ends on (re)assignment; past them the batch is retried.
+LOG_END_TIMEOUT = 10.0
 MAX_LABELLED_ROWS = 200_000
 #: Errors after which a batch of labels is handled again (BatchSource ``retry_on``) instead of crashing learning:
 #: Redis unreachable, or the broker refusing the batch's dead letters or alerts (they are sent before the
@@ -58,9 +61,17 @@ class LabelLearner:
     """Handles batches of ``labels`` records for every model (one instance per worker, concurrency 1)."""
 
     def __init__(
-        self, settings: Settings, registry: ModelRegistry, client: aioredis.Redis, joins: JoinStore, watch: Watch
+        self,
+        settings: Settings,
+        kafka: dict[str, Any],
+        registry: ModelRegistry,
+        client: aioredis.Redis,
+        joins: JoinStore,
+        watch: Watch,
     ):
         self.settings = settings
+        #: Keyword arguments of this worker's Kafka clients (:func:`kafka_kwargs`), to read the labels' log ends.
+        self.kafka = kafka
         self.registry = registry
         self.joins = joins
         self.watch = watch
@@ -121,15 +132,19 @@ class LabelLearner:
                 continue
             if state is not None:
                 states.append(state)
-        ends = await consumer.end_offsets(list(partitions)) if partitions else {}
+        resume: dict[TopicPartition, int] = {}
         for tp in partitions:
             offsets = [s.learner.next_offset(tp.topic, tp.partition) for s in states]
             known = [o for o in offsets if o is not None] + ([unread[tp]] if tp in unread else [])
-            if known and min(known) > ends[tp]:  # the log is shorter than what was learned from it: a new broker
-                self._offsets_went_backwards(tp, min(known), ends[tp], states)
+            if known:
+                resume[tp] = min(known)
+        ends = await log_end_offsets(self.kafka, list(resume), LOG_END_TIMEOUT)
+        for tp, offset in resume.items():
+            if offset > ends[tp]:  # the log is shorter than what was learned from it: a new broker
+                self._offsets_went_backwards(tp, offset, ends[tp], states)
                 await consumer.seek_to_beginning(tp)
-            elif known:
-                consumer.seek(tp, min(known))
+            else:
+                consumer.seek(tp, offset)
 
     def _offsets_went_backwards(self, tp: TopicPartition, resume: int, end: int, states: list[ModelLearner]) -> None:
         """The checkpoints point past the end of ``tp``: its log was replaced (a broker that lost its data, e.g.

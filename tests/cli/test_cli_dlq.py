@@ -58,11 +58,12 @@ def _dead_letter(
 async def _put_dead_letters(settings: Settings, letters: list[tuple[bytes | None, bytes, list]]) -> None:
     assert settings.broker_url is not None
     await ensure_topics(settings, settings.broker_url)
-    producer = AIOKafkaProducer(bootstrap_servers=settings.broker_url, acks="all")
+    producer = AIOKafkaProducer(bootstrap_servers=settings.broker_url, acks="all", linger_ms=50)
     await producer.start()
-    try:
-        for key, value, headers in letters:
-            await producer.send_and_wait(settings.topic("dead-letter"), value=value, key=key, headers=headers)
+    try:  # sent together, as a worker dead-letters: several letters per record batch
+        topic = settings.topic("dead-letter")
+        sent = [await producer.send(topic, value=value, key=key, headers=headers) for key, value, headers in letters]
+        await asyncio.gather(*sent)
     finally:
         await producer.stop()
 
