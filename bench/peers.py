@@ -287,10 +287,14 @@ class Bench:
 
 
 def _tail(log: Path, chars: int = 600) -> str:
+    """The end of a system's log, after the line where a driftline worker says which service crashed and why
+    (its shutdown afterwards may log tracebacks that hide it)."""
     try:
-        return log.read_text(errors="replace")[-chars:]
+        text = log.read_text(errors="replace")
     except OSError:
         return ""
+    why = next((line for line in text.splitlines() if " crashed: " in line), "")
+    return f"{why}\n...{text[-chars:]}" if why else text[-chars:]
 
 
 def run(
