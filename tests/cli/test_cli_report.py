@@ -68,10 +68,13 @@ def drifted(stack: EmbeddedStack, tmp_path_factory: pytest.TempPathFactory) -> I
             read_until(settings, ["predictions"], lambda s: len(set(prediction_ids(s["predictions"]))) >= N_EVENTS)
         )
         assert len(set(prediction_ids(out["predictions"]))) == N_EVENTS, worker.log()[-3000:]
-        learned, deadline = keys.learner(settings.redis_prefix, MODEL), time.monotonic() + 180
-        while int(client.hget(learned, "learned") or 0) < N_EVENTS:  # every label learned and checkpointed
+        learned_key, learned, progressed = keys.learner(settings.redis_prefix, MODEL), 0, time.monotonic()
+        while learned < N_EVENTS:  # every label learned and checkpointed; a slow machine only takes longer
             assert worker.alive(), worker.log()[-3000:]
-            assert time.monotonic() < deadline, "labels not all learned within three minutes"
+            now = int(client.hget(learned_key, "learned") or 0)
+            if now > learned:
+                learned, progressed = now, time.monotonic()
+            assert time.monotonic() - progressed < 120, f"no label learned for two minutes ({learned} of {N_EVENTS})"
             time.sleep(0.2)
     finally:
         worker.stop()
