@@ -178,7 +178,7 @@ def _train_summary(m: dict[str, Any], out: Path) -> list[Any]:
             f"{test['rows']:,} locked rows; baseline {base['name']} {_num(base['value'])}; improvement "
             f"{_num(gain['value'])} [{_num(gain['ci_low'])}, {_num(gain['ci_high'])}]\n"
             f"verdict: {m['verdict']['decision'].upper()} ({'; '.join(m['verdict']['reasons'])})\n"
-            f"outputs in {out}: metrics.json, model.joblib, river_model.pkl, reference_profile.json, report.html"
+            f"outputs in {out}: metrics.json, model.skops, river_model.pkl, reference_profile.json, report.html"
         ),
     ]
 

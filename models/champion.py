@@ -305,7 +305,7 @@ class SklearnChallenger:
 
 @dataclass(frozen=True)
 class OfflineChallenger:
-    """The offline module's chosen model (``model.joblib``: preprocessing + estimator, class ``labels``).
+    """The offline module's chosen model (``model.skops``: preprocessing + estimator, class ``labels``).
 
     Binary probabilities are reported as ``'True'``/``'False'`` for ``label == positive_class``, the space
     the River champion learns in, so both are scored on the same joined labels.

@@ -244,7 +244,7 @@ def predictions(estimator: Any, X: pd.DataFrame, task: Task, n_classes: int | No
 class TrainedModel:
     """A fitted estimator with what it takes to use it on raw rows: task, class values, decision threshold.
 
-    This is what ``model.joblib`` holds; ``predict`` returns original class values (or numbers).
+    This is what ``model.skops`` holds; ``predict`` returns original class values (or numbers).
     """
 
     def __init__(

@@ -5,8 +5,8 @@ SHA-256 of every file. :class:`OnlineArtifact` loads the exported River model ba
 Files of an output directory::
 
     metrics.json            every candidate's CV score, chosen model, test metric with CI, verdict
-    model.joblib            the chosen model (a TrainedModel: preprocessing + estimator + threshold)
-    baseline.joblib         the baseline the verdict compares to
+    model.skops             the chosen model (a TrainedModel: preprocessing + estimator + threshold), skops
+    baseline.skops          the baseline the verdict compares to, skops (see driftline.offline.skops_model)
     river_model.pkl         the River pipeline the stream bootstraps from
     online_model.json       its task, feature schema, class values and sha256
     reference_profile.json  driftline.models.reference.ReferenceProfile of the training features and scores
@@ -44,7 +44,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import joblib
 import numpy as np
 import pandas as pd
 
@@ -52,9 +51,10 @@ from driftline.contract.signing import IntegrityError, Keyring, canonical
 from driftline.models.features import FeatureSchema
 from driftline.offline.errors import OfflineError
 from driftline.offline.prepare import prepare_frame, prepared_rows
+from driftline.offline.skops_model import CHOSEN_MODEL
 
 MANIFEST = "manifest.json"
-CHOSEN_MODEL = "model.joblib"
+__all__ = ["CHOSEN_MODEL"]
 ONLINE_MODEL = "online_model.json"
 RIVER_MODEL = "river_model.pkl"
 
@@ -96,11 +96,6 @@ def write_json(path: Path, value: Any) -> Path:
 def write_pickle(path: Path, value: Any) -> Path:
     with open(path, "wb") as handle:
         pickle.dump(value, handle, protocol=pickle.HIGHEST_PROTOCOL)
-    return path
-
-
-def write_joblib(path: Path, value: Any) -> Path:
-    joblib.dump(value, path, compress=3)
     return path
 
 

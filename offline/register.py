@@ -13,11 +13,10 @@ import json
 from pathlib import Path
 from typing import Any
 
-import joblib
-
 from driftline.models.reference import ReferenceProfile
 from driftline.offline.errors import OfflineError
-from driftline.offline.export import CHOSEN_MODEL, OnlineArtifact, verify_manifest
+from driftline.offline.export import OnlineArtifact, verify_manifest
+from driftline.offline.skops_model import CHOSEN_MODEL, load_model, refuse_legacy
 
 REFERENCE = "reference_profile.json"
 METRICS = "metrics.json"
@@ -97,16 +96,17 @@ def register_dir(
 def register_challenger_dir(
     directory: Path, registry: Any, name: str, *, note: str | None = None, trust_unsigned: bool = False
 ) -> Any:
-    """Register DIRECTORY's chosen scikit-learn model (``model.joblib``) as a new, not promoted version of
+    """Register DIRECTORY's chosen scikit-learn model (``model.skops``) as a new, not promoted version of
     ``name`` and make it the challenger the workers score in shadow beside the current version (the manifest's
     signature is checked first, as in :func:`register_dir`)."""
     directory = Path(directory)
     if not directory.is_dir():
         raise OfflineError(f"{directory} is not a directory")
+    refuse_legacy(directory)
     verify_manifest(directory, [METRICS, REFERENCE, CHOSEN_MODEL], registry.keyring, trust_unsigned)
+    chosen = load_model(directory / CHOSEN_MODEL)
     online = OnlineArtifact.load(directory)
     metrics = json.loads((directory / METRICS).read_text())
-    chosen = joblib.load(directory / CHOSEN_MODEL)
     version = registry.register(
         name,
         chosen,

@@ -46,13 +46,11 @@ from driftline.offline.evaluate import (
     secondary_metrics,
 )
 from driftline.offline.export import (
-    CHOSEN_MODEL,
     ONLINE_MODEL,
     RIVER_MODEL,
     atomic_directory,
     check_output_dir,
     sha256_file,
-    write_joblib,
     write_json,
     write_manifest,
     write_pickle,
@@ -65,6 +63,7 @@ from driftline.offline.profile import reference_profile
 from driftline.offline.progress import NullProgress, Progress
 from driftline.offline.report import ReportInputs, render_report
 from driftline.offline.selection import SelectionSetup, baseline_name, build_chosen, candidate_order, select_model
+from driftline.offline.skops_model import BASELINE_MODEL, CHOSEN_MODEL, save_model
 from driftline.offline.slices import overall_error, slice_metrics
 from driftline.offline.split import sample_positions, split_train_test
 from driftline.offline.targets import encode_target
@@ -466,8 +465,8 @@ def write_outputs(outcome: Outcome, directory: Path) -> None:
     """Write every artifact and the manifest into ``directory``."""
     card, metrics = outcome.card, outcome.metrics
     write_json(directory / "metrics.json", metrics)
-    write_joblib(directory / CHOSEN_MODEL, outcome.chosen)
-    write_joblib(directory / "baseline.joblib", outcome.baseline)
+    save_model(directory / CHOSEN_MODEL, outcome.chosen)
+    save_model(directory / BASELINE_MODEL, outcome.baseline)
     write_pickle(directory / RIVER_MODEL, outcome.river.model_)
     write_json(
         directory / ONLINE_MODEL,

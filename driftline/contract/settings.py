@@ -4,7 +4,8 @@ Every field can be set from the environment with the ``DRIFTLINE_`` prefix
 (``DRIFTLINE_BROKER_URL``, ``DRIFTLINE_REDIS_URL``, ...), or from a file of that
 name in :data:`SECRETS_DIR` when the directory exists (a mounted Kubernetes
 Secret: no secret in the process environment; the environment wins). Nothing
-else in the code reads ``os.environ``.
+else in the code reads ``os.environ``. ``repr`` and ``str`` never show a secret:
+``SecretStr`` fields print ``**********`` and URLs their password as ``***``.
 
 Examples
 --------
@@ -19,13 +20,14 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from driftline.contract.records import AlertKind, ts_window
 from driftline.contract.signing import Keyring
+from driftline.contract.urls import masked
 
 MissingFeaturePolicy = Literal["impute", "reject"]
 UnknownFeaturePolicy = Literal["ignore", "reject"]
@@ -38,6 +40,8 @@ SECRETS_DIR = Path("/run/secrets/driftline")
 BOOTSTRAP_SERVER = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+):[0-9]{1,5}$")
 #: Schemes redis-py connects with.
 REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
+#: Fields whose URL may carry a password (``repr`` masks it; the value itself is untouched).
+URL_FIELDS = ("redis_url", "webhook_url")
 NO_KEY = (
     "DRIFTLINE_MODEL_HMAC_KEY is not set: start `driftline up` and export what it prints, or set the key "
     "(or a file DRIFTLINE_MODEL_HMAC_KEY in /run/secrets/driftline)"
@@ -222,6 +226,15 @@ class Settings(BaseSettings):
         if value is not None and not value.startswith(REDIS_SCHEMES):
             raise ValueError(f"{value!r} is not a Redis URL: e.g. redis://localhost:6379/0 (or rediss://, unix://)")
         return value
+
+    def __repr_args__(self) -> Any:
+        """What ``repr``/``str`` show: every field, with the passwords in :data:`URL_FIELDS` masked.
+
+        >>> Settings(redis_url="redis://u:s3cret@r:6379/0", model_hmac_key="k")  # doctest: +ELLIPSIS
+        Settings(broker_url=None, redis_url='redis://u:***@r:6379/0', ...)
+        """
+        for name, value in super().__repr_args__():
+            yield name, masked(value) if name in URL_FIELDS and isinstance(value, str) else value
 
     @property
     def uses_embedded_stack(self) -> bool:

@@ -15,7 +15,6 @@ import pickle
 import time
 from pathlib import Path
 
-import joblib
 import numpy as np
 import pandas as pd
 import pytest
@@ -27,6 +26,7 @@ from driftline.offline.export import OnlineArtifact
 from driftline.offline.framing import TrainingPlan, draft_card
 from driftline.offline.prepare import prepared_rows
 from driftline.offline.register import register_dir
+from driftline.offline.skops_model import load_model
 from driftline.offline.train import train_frame
 from tests.harness import WorkerProcess, publish, read_until
 
@@ -79,9 +79,9 @@ def test_stream_path_and_offline_path_give_the_same_scores_for_raw_events(traine
 
 
 def test_the_offline_scikit_learn_model_prepares_raw_rows_as_the_stream_does(trained) -> None:
-    """The first step of model.joblib turns raw rows into exactly what schema.prepare makes of the events
+    """The first step of model.skops turns raw rows into exactly what schema.prepare makes of the events
     (site 2 -> '2', True -> 1.0, missing dropped)."""
-    model = joblib.load(trained / "model.joblib")
+    model = load_model(trained / "model.skops")
     schema = FeatureSchema(json.loads((trained / "online_model.json").read_text())["schema"])
     assert model.name == "linear"
     preparer = model.estimator.named_steps["prepare"].named_steps["prepare"]

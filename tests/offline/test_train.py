@@ -7,7 +7,6 @@ import dataclasses
 import json
 import re
 
-import joblib
 import numpy as np
 import pandas as pd
 import pytest
@@ -18,12 +17,13 @@ from sklearn.datasets import load_breast_cancer, load_diabetes, load_wine
 from driftline.cli import main
 from driftline.offline.export import sha256_file, verify_manifest
 from driftline.offline.framing import SplitPlan, TrainingPlan, draft_card, load_card
+from driftline.offline.skops_model import load_model
 from driftline.offline.train import train_frame
 
 OUTPUTS = {
     "metrics.json",
-    "model.joblib",
-    "baseline.joblib",
+    "model.skops",
+    "baseline.skops",
     "river_model.pkl",
     "online_model.json",
     "reference_profile.json",
@@ -120,7 +120,7 @@ def test_multiclass_wine_reports_macro_f1_and_a_three_by_three_confusion_matrix(
     assert metrics["task"] == "multiclass" and metrics["threshold"] is None
     assert np.asarray(metrics["test"]["secondary"]["confusion_matrix"]).shape == (3, 3)
     assert metrics["verdict"]["go"] is True
-    model = joblib.load(tmp_path / "run" / "model.joblib")
+    model = load_model(tmp_path / "run" / "model.skops")
     assert set(model.predict(df.drop(columns="target").head(30))) <= {0, 1, 2}
 
 

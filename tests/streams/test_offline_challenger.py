@@ -8,7 +8,6 @@ import json
 import time
 from pathlib import Path
 
-import joblib
 import numpy as np
 import pandas as pd
 import pytest
@@ -20,6 +19,7 @@ from driftline.models.registry import ModelRegistry
 from driftline.offline.export import CHOSEN_MODEL, OnlineArtifact, sign_manifest
 from driftline.offline.framing import TrainingPlan, draft_card
 from driftline.offline.register import register_challenger_dir
+from driftline.offline.skops_model import load_model
 from driftline.offline.train import train_frame
 from tests.harness import WorkerProcess, publish, read_until
 
@@ -70,7 +70,7 @@ def test_offline_model_registered_as_challenger_scores_in_the_same_class_space_a
     assert all(set(s.probabilities) == {"True", "False"} for s in shadow)
     assert all(set(map(str, p)) == {"True", "False"} for p in champion), "the River champion's classes"
     assert label_loss("binary", True, shadow[0]) < label_loss("binary", True, shadow[1])
-    assert type(joblib.load(out / CHOSEN_MODEL)).__name__ == "TrainedModel"
+    assert type(load_model(out / CHOSEN_MODEL)).__name__ == "TrainedModel"
 
 
 def test_an_offline_model_promoted_from_challenger_serves_every_event_and_its_labels_are_joined_once(
