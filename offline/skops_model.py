@@ -1,11 +1,11 @@
 """The chosen model of a training run saved with skops (``model.skops``), a format whose loading cannot run code.
 
 A pickle names any callable and loading it calls it. A skops file is a schema of objects to rebuild, and
-:func:`load_model` rebuilds them only when every type the file names is in the allow-list: scikit-learn,
-NumPy and SciPy types, Python's plain containers, and the few driftline classes a trained pipeline is made
-of (:data:`OWN_TYPES`); River's, for a chosen ``river`` candidate. A file naming anything else is refused
-before one object is built. Output directories of older releases (``model.joblib``, a pickle) are refused
-with a one-line message: train again.
+:func:`load_model` rebuilds them only when every type the file names is either on skops' own safe list
+(scikit-learn's estimators and transformers) or in :data:`ALLOWED_TYPES`, the exact names the candidates'
+pipelines hold (a few scikit-learn and NumPy internals, River's for a chosen ``river`` candidate, driftline's
+pipeline classes). A file naming anything else is refused before one object is built. Output directories
+of older releases (``model.joblib``, a pickle) are refused with a one-line message: train again.
 
 Examples
 --------
@@ -15,8 +15,8 @@ Examples
 >>> _ = save_model(path, LogisticRegression(C=2.0))
 >>> load_model(path).C
 2.0
->>> allowed("sklearn.linear_model._logistic.LogisticRegression"), allowed("builtins.eval")
-(True, False)
+>>> allowed("sklearn.tree._tree.Tree"), allowed("numpy.load"), allowed("builtins.eval")
+(True, False, False)
 """
 
 from __future__ import annotations
@@ -33,40 +33,43 @@ BASELINE_MODEL = "baseline.skops"
 #: The pickle older releases wrote in its place.
 LEGACY_CHOSEN_MODEL = "model.joblib"
 
-#: Packages whose types a trained pipeline is built from (River: the ``river`` candidate, the worker's own library).
-TRUSTED_PACKAGES = ("sklearn", "numpy", "scipy", "river")
-#: Plain Python types skops names in the schema of a fitted pipeline.
-TRUSTED_BUILTINS = frozenset(
+#: Every type outside skops' own safe list that the candidates' fitted pipelines hold (binary, multiclass and
+#: regression), by exact name: a whole package is not trusted (``numpy.load`` or ``numpy.memmap`` would be).
+ALLOWED_TYPES = frozenset(
     {
         "builtins.frozenset",
         "collections.Counter",
-        "functools.partial",  # skops checks the function it wraps like any other type
-        "builtins.dict",
-        "builtins.list",
-        "builtins.tuple",
-        "builtins.set",
-        "builtins.slice",
-        "builtins.type",
-        "collections.OrderedDict",
-        "collections.defaultdict",
-    }
-)
-#: driftline's own classes in a trained pipeline (plain attribute holders: rebuilt without calling code).
-OWN_TYPES = frozenset(
-    {
-        "driftline.offline.candidates.TrainedModel",
+        "functools.partial",  # skops checks the function it wraps like any other name
+        "numpy.dtype",
+        "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
+        "sklearn.tree._tree.Tree",
+        "sklearn.utils.validation.check_array",
+        "river._river_rust.vectordict.VectorDict",
+        "river.compose.pipeline.Pipeline",
+        "river.compose.union.TransformerUnion",
+        "river.linear_model.lin_reg.LinearRegression",
+        "river.linear_model.log_reg.LogisticRegression",
+        "river.multiclass.ovr.OneVsRestClassifier",
+        "river.optim.initializers.Zeros",
+        "river.optim.losses.Log",
+        "river.optim.losses.Squared",
+        "river.optim.schedulers.Constant",
+        "river.optim.sgd.SGD",
+        "river.preprocessing.one_hot.OneHotEncoder",
+        "river.preprocessing.scale.StandardScaler",
+        "driftline.models.features.FeatureSchema",
+        "driftline.models.specs.SelectPresent",
         "driftline.offline.candidates.AveragingEnsemble",
         "driftline.offline.candidates.RiverEstimator",
-        "driftline.models.specs.SelectPresent",
+        "driftline.offline.candidates.TrainedModel",
         "driftline.offline.prepare.SchemaPreparer",
-        "driftline.models.features.FeatureSchema",
     }
 )
 
 
 def allowed(type_name: str) -> bool:
-    """True when ``type_name`` (``module.Class`` as skops writes it) is in the allow-list."""
-    return type_name in TRUSTED_BUILTINS or type_name in OWN_TYPES or type_name.partition(".")[0] in TRUSTED_PACKAGES
+    """True when ``type_name`` (``module.Class`` as skops writes it) is in :data:`ALLOWED_TYPES`."""
+    return type_name in ALLOWED_TYPES
 
 
 def save_model(path: Path, model: Any) -> Path:
