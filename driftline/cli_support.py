@@ -17,9 +17,6 @@ import click
 if TYPE_CHECKING:  # imported when settings are loaded, not by `driftline --help`
     from driftline.contract.settings import Settings
 
-#: Seconds a command waits for the broker to answer as Kafka before it says it cannot reach it.
-BROKER_CHECK_SECONDS = 10.0
-
 
 class Misconfigured(click.ClickException):
     """Settings that cannot work: one line on stderr, exit status 2."""
@@ -73,7 +70,7 @@ def load_settings() -> Settings:
 
 
 def require_broker(settings: Settings) -> str:
-    """The configured broker URL once a Kafka broker answered there within :data:`BROKER_CHECK_SECONDS`;
+    """The configured broker URL once a Kafka broker answered there within ``streams.connections.BROKER_CHECK_SECONDS``;
     :class:`Unreachable` when it is unset, down or not Kafka (a bounded wait, not aiokafka's minutes)."""
     import asyncio
 
@@ -82,7 +79,7 @@ def require_broker(settings: Settings) -> str:
     if settings.broker_url is None:
         raise Unreachable("DRIFTLINE_BROKER_URL is not set: set it to the broker's host:port (e.g. localhost:9092)")
     try:
-        asyncio.run(check_broker(settings, settings.broker_url, BROKER_CHECK_SECONDS))
+        asyncio.run(check_broker(settings, settings.broker_url))
     except BrokerUnreachable as exc:
         raise Unreachable(f"{exc}; check DRIFTLINE_BROKER_URL") from None
     return settings.broker_url

@@ -66,8 +66,6 @@ HEALTH_CHECK_SECONDS = 2.0
 PROBE_TIMEOUT = 3.0
 #: A worker whose service crashed stops gracefully, or is ended this many seconds after the crash.
 CRASH_EXIT_SECONDS = 3.0
-#: Seconds a starting worker waits for the broker to answer before it gives up (BrokerUnreachable).
-BROKER_CHECK_SECONDS = 10.0
 #: Exit status of a worker that stopped because one of its services crashed.
 EXIT_CRASHED = 1
 #: Seconds an alert's cross-worker dedup claim may wait for Redis (it runs on the event loop).
@@ -109,16 +107,7 @@ class Worker:
         )
         self.alert_keys = alert_keyring(self.registry.keyring)
         self.models = ModelCache(self.registry, self._integrity_failure)
-        self.policy = ScoringPolicy(
-            default_model=settings.model_name,
-            max_event_bytes=settings.max_event_bytes,
-            missing_feature_policy=settings.missing_feature_policy,
-            unknown_feature_policy=settings.unknown_feature_policy,
-            review_confidence_threshold=settings.review_confidence_threshold,
-            max_ts_future_ms=int(settings.max_ts_future_seconds * 1000),
-            max_ts_past_ms=None if settings.max_ts_past_seconds is None else int(settings.max_ts_past_seconds * 1000),
-            explain_top_k=settings.explain_top_k,
-        )
+        self.policy = ScoringPolicy.from_settings(settings)
         # created on startup: asyncio clients need the running loop
         self.publisher: Publisher
         self.joins: JoinStore
@@ -535,7 +524,7 @@ def run_worker(settings: Settings, broker_url: str, redis_url: str, loglevel: st
     worker.registry.client.ping()
     checking = asyncio.new_event_loop()  # not asyncio.run: that would leave no current loop for Faust
     try:
-        checking.run_until_complete(check_broker(settings, broker_url, BROKER_CHECK_SECONDS))
+        checking.run_until_complete(check_broker(settings, broker_url))
     finally:
         checking.close()
     if settings.http_port:

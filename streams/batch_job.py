@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Collection, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -29,8 +29,8 @@ from driftline.contract.records import now_ms
 from driftline.contract.settings import Settings
 from driftline.models.registry import ModelRegistry
 from driftline.monitoring.batch_drift import BatchDrift, FeatureDrift
-from driftline.streams.file_scoring import ScoredChunk, chunk_records, csv_columns, score_chunk, scoring_policy
-from driftline.streams.scoring_stage import LoadedModel
+from driftline.streams.file_scoring import ScoredChunk, chunk_records, csv_columns, score_chunk
+from driftline.streams.scoring_stage import LoadedModel, ScoringPolicy
 
 #: Rows per chunk: memory grows with it (measured ~12 KB a row in flight), speed hardly (the stream's batch is 500).
 DEFAULT_CHUNK_ROWS = 2_000
@@ -204,7 +204,8 @@ def score_file(
     """
     started = time.perf_counter()
     rejected_path = rejected_path or rejected_path_for(out)
-    policy = scoring_policy(settings)
+    # the worker's own policy (the same ts window too); a file's predictions carry no explanations
+    policy = replace(ScoringPolicy.from_settings(settings), explain_top_k=0)
     drift = BatchDrift(reference) if reference is not None else None
     result = BatchResult(loaded.name, loaded.version, out=out, rejected_path=rejected_path, threshold=threshold)
     result.has_reference = drift is not None

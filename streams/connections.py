@@ -89,7 +89,11 @@ class BrokerUnreachable(ConnectionError):
     """No Kafka broker answered at the configured bootstrap servers in time (the message says where)."""
 
 
-async def check_broker(settings: Settings, bootstrap: str, timeout: float) -> None:
+#: Seconds a starting worker or a command waits for the broker to answer as Kafka before it gives up.
+BROKER_CHECK_SECONDS = 10.0
+
+
+async def check_broker(settings: Settings, bootstrap: str, timeout: float = BROKER_CHECK_SECONDS) -> None:
     """Return once a Kafka broker at ``bootstrap`` answered a metadata request; raise :class:`BrokerUnreachable`
     after ``timeout`` seconds otherwise (nothing listening, or a port that does not speak Kafka, which aiokafka
     would wait on for minutes)."""

@@ -34,7 +34,6 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from driftline.contract.settings import Settings
 from driftline.streams.scoring_stage import LoadedModel, ScoringPolicy, model_names, score_records
 
 #: Columns that are parts of the event, not features (``driftline produce``'s RESERVED_COLUMNS).
@@ -68,17 +67,6 @@ class ScoredChunk:
     rejected: list[dict[str, Any]] = field(default_factory=list)
     #: Positions (in the chunk) of the rows that got a prediction.
     kept: list[int] = field(default_factory=list)
-
-
-def scoring_policy(settings: Settings) -> ScoringPolicy:
-    """The stage's policy from the settings, as a worker builds it."""
-    return ScoringPolicy(
-        default_model=settings.model_name,
-        max_event_bytes=settings.max_event_bytes,
-        missing_feature_policy=settings.missing_feature_policy,
-        unknown_feature_policy=settings.unknown_feature_policy,
-        review_confidence_threshold=settings.review_confidence_threshold,
-    )
 
 
 def csv_columns(cells: pd.DataFrame, numeric: Collection[str] = ()) -> dict[str, list[Any]]:

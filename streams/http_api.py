@@ -324,10 +324,11 @@ class InferenceApi:
     def _answer(model: str, parsed: InferenceRequest, group: Any, rows: slice) -> web.Response:
         """The response of ``parsed``, whose rows are ``rows`` of the scored ``group``."""
         events = group.event_ids[rows]
-        scored = group.scored[rows]
-        explanations = group.explanations[rows] if group.explanations is not None else None
+        scored = group.scored_in(rows)
         if parsed.explain_top_k is not None:
             explanations = explain_rows(group.loaded.model, group.loaded.task, group.rows[rows], parsed.explain_top_k)
+        else:
+            explanations = group.explanations[rows] if group.explanations is not None else None
         return _json(response(model, group.loaded.version, parsed, events, scored, explanations))
 
 

@@ -26,7 +26,7 @@ import redis.asyncio as aioredis
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.errors import KafkaError
 
-from driftline.contract.records import Alert, Label, RecordError, now_ms, parse_label
+from driftline.contract.records import Alert, Label, now_ms, parse_label
 from driftline.contract.settings import Settings
 from driftline.contract.signing import IntegrityError, alert_keyring
 from driftline.models.registry import ModelRegistry
@@ -42,7 +42,7 @@ from driftline.streams.metrics import (
     STEP_FAILURES,
 )
 from driftline.streams.publisher import Publisher
-from driftline.streams.scoring_stage import dead_letter, unexpected
+from driftline.streams.scoring_stage import dead_letter, rejected, unexpected
 from driftline.streams.watch import Watch
 
 log = logging.getLogger(__name__)
@@ -50,7 +50,6 @@ log = logging.getLogger(__name__)
 JOIN_RETRY_SECONDS = 0.2
 #: Seconds to read the labels partitions' log ends on (re)assignment; past them the batch is retried.
 LOG_END_TIMEOUT = 10.0
-MAX_LABELLED_ROWS = 200_000
 #: Errors after which a batch of labels is handled again (BatchSource ``retry_on``) instead of crashing learning:
 #: Redis unreachable, or the broker refusing the batch's dead letters or alerts (they are sent before the
 #: checkpoint, so the batch is learned again from the checkpoint and its letters sent again).
@@ -239,11 +238,8 @@ class LabelLearner:
         for record in records:
             try:
                 label = parse_label(record.value, self.settings.max_event_bytes, bounds)
-            except RecordError as exc:
-                letters.append(dead_letter(record, exc.stage, exc.error_class, exc.reason))
-                continue
             except Exception as exc:  # noqa: BLE001 - no label may stop learning
-                letters.append(unexpected(record, exc))
+                letters.append(rejected(record, exc))
                 continue
             groups[label.model or self.settings.model_name].append((record, label))
         touched = []

@@ -25,6 +25,7 @@ import orjson
 
 from driftline.contract.event_batch import EventColumns, decode_events
 from driftline.contract.records import RecordError, parse_event, ts_window
+from driftline.contract.settings import Settings
 from driftline.models.champion import Challenger, RiverChallenger, as_challenger
 from driftline.models.explain import Explanation, explain_rows
 from driftline.models.feature_columns import FeatureColumns, prepare_columns
@@ -97,6 +98,26 @@ class ScoringPolicy:
     #: Add the top K feature contributions to each prediction (0: off).
     explain_top_k: int = 0
 
+    @classmethod
+    def from_settings(cls, settings: Settings) -> ScoringPolicy:
+        """The policy a worker scores with (batch scoring and the V2 API use the same).
+
+        >>> policy = ScoringPolicy.from_settings(Settings(max_ts_future_seconds=60))
+        >>> policy.max_ts_future_ms, policy.max_ts_past_ms, policy.explain_top_k
+        (60000, None, 0)
+        """
+        past = settings.max_ts_past_seconds
+        return cls(
+            default_model=settings.model_name,
+            max_event_bytes=settings.max_event_bytes,
+            missing_feature_policy=settings.missing_feature_policy,
+            unknown_feature_policy=settings.unknown_feature_policy,
+            review_confidence_threshold=settings.review_confidence_threshold,
+            max_ts_future_ms=int(settings.max_ts_future_seconds * 1000),
+            max_ts_past_ms=None if past is None else int(past * 1000),
+            explain_top_k=settings.explain_top_k,
+        )
+
 
 @dataclass
 class ModelBatch:
@@ -125,10 +146,12 @@ class ModelBatch:
 
     @property
     def scored(self) -> list[Scored]:
-        return [
-            Scored(*output)
-            for output in zip(self.predictions, self.probabilities, self.scores, self.confidences, strict=True)
-        ]
+        return self.scored_in(slice(None))
+
+    def scored_in(self, rows: slice) -> list[Scored]:
+        """The outputs of the events in ``rows`` (one HTTP request of a coalesced batch builds only its own)."""
+        outputs = (self.predictions[rows], self.probabilities[rows], self.scores[rows], self.confidences[rows])
+        return [Scored(*output) for output in zip(*outputs, strict=True)]
 
     def take(self, positions: Sequence[int]) -> ModelBatch:
         """The events at ``positions`` (outputs not copied)."""

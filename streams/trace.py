@@ -21,16 +21,9 @@ import orjson
 from aiokafka import ConsumerRecord, TopicPartition
 
 from driftline.contract import keys
-from driftline.contract.records import (
-    DLQ_ERROR_CLASS,
-    DLQ_ERROR_MESSAGE,
-    DLQ_SOURCE_OFFSET,
-    DLQ_SOURCE_PARTITION,
-    DLQ_SOURCE_TOPIC,
-    DLQ_STAGE,
-    Alert,
-)
+from driftline.contract.records import Alert
 from driftline.contract.settings import Settings
+from driftline.streams.dlq import DeadLetterInfo
 from driftline.streams.inspection import Broker, open_redis
 from driftline.streams.learning_stage import JoinRecord
 from driftline.streams.status import learner_positions
@@ -49,19 +42,17 @@ def _event_id_of(value: bytes | None) -> str | None:
 
 
 def dead_letter_row(record: ConsumerRecord) -> dict[str, Any]:
-    """A dead letter's where-from and why, from its headers."""
-    headers = {k: v.decode("utf-8", "replace") for k, v in record.headers or ()}
-    source_partition = headers.get(DLQ_SOURCE_PARTITION)
-    source_offset = headers.get(DLQ_SOURCE_OFFSET)
+    """A dead letter's where-from and why, from its headers (read leniently, as ``driftline dlq`` reads them)."""
+    letter = DeadLetterInfo.from_headers(record.headers)
     return {
         "partition": record.partition,
         "offset": record.offset,
-        "source_topic": headers.get(DLQ_SOURCE_TOPIC),
-        "source_partition": int(source_partition) if source_partition else None,
-        "source_offset": int(source_offset) if source_offset else None,
-        "stage": headers.get(DLQ_STAGE),
-        "error_class": headers.get(DLQ_ERROR_CLASS),
-        "reason": headers.get(DLQ_ERROR_MESSAGE),
+        "source_topic": letter.source_topic,
+        "source_partition": letter.source_partition,
+        "source_offset": letter.source_offset,
+        "stage": letter.stage,
+        "error_class": letter.error_class,
+        "reason": letter.error_message,
     }
 
 
