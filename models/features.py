@@ -106,11 +106,6 @@ class SchemaInference:
     #: feature -> rows whose value the chosen kind rejects (text in a numeric feature); only features with some
     conflicts: dict[str, int] = field(default_factory=dict)
 
-    @property
-    def conflicting_rows(self) -> int:
-        """Rows with at least one conflicting value are at most this many (the sum over features)."""
-        return sum(self.conflicts.values())
-
     def describe(self) -> str:
         """One line: the rows read and each feature's kind, with the conflicts and what happens to them."""
         parts = []

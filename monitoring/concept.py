@@ -9,7 +9,7 @@
   regression errors, upward side only), each held to its share of the false-alarm budget where its parameters
   allow it, and kept quiet for ``grace`` outcomes after each of its resets (DDM and EDDM are unstable right after
   one). Every error-stream detector alarms on *degradation* only: ADWIN's cuts where the error rate fell are
-  improvements, logged and counted, never alerts (an improvement is no reason to retrain).
+  improvements, logged, never alerts (an improvement is no reason to retrain).
 
 Examples
 --------
@@ -169,8 +169,8 @@ class BernoulliCUSUM:
 
 class _RiverErrorDetector:
     """A River detector on an error stream, silent for ``grace`` outcomes after each of its resets, alarming on
-    *degradation* only: a detection where the error estimate fell (ADWIN is two-sided) is an improvement, logged
-    and counted in :attr:`improvements`, never a detection (an improvement is no reason to retrain).
+    *degradation* only: a detection where the error estimate fell (ADWIN is two-sided) is an improvement, logged,
+    never a detection (an improvement is no reason to retrain).
 
     With ``scale``, errors are standardised (mean and std learnt over the first ``grace`` outcomes) and fed as
     standardised means of ``block`` outcomes: regression errors are skewed, their block means nearly normal.
@@ -185,7 +185,6 @@ class _RiverErrorDetector:
         self._warm: list[float] = []
         self._partial: list[float] = []
         self.detections: list[int] = []
-        self.improvements = 0
 
     def update_many(self, errors: np.ndarray) -> None:
         self.detections = []
@@ -201,7 +200,6 @@ class _RiverErrorDetector:
             if detector.drift_detected:
                 after = getattr(detector, "estimation", None)
                 if before is not None and after is not None and after < before:
-                    self.improvements += 1
                     log.info(
                         "%s: the error rate fell from %.4f to %.4f (improvement, no alert)", self.name, before, after
                     )

@@ -205,10 +205,6 @@ class Detector(Protocol):
         """A reference profile learnt from the first events is ready: build what needs it."""
         ...
 
-    def reset(self) -> None:
-        """The served model changed (rollback, promotion): learn model-dependent references again."""
-        ...
-
     def gauges(self) -> dict[str, Any]:
         """Current statistics: ``{"detectors": [rows]}`` and any summary keys of its own."""
         ...

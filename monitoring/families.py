@@ -218,9 +218,6 @@ class DataDrift:
             found += streaming_findings("data_drift", self.streaming, batch.matrix[:, self.streaming_columns])
         return found
 
-    def reset(self) -> None:
-        """Feature references do not depend on the model."""
-
     def gauges(self) -> dict[str, Any]:
         rows = bank_gauges("data_drift", self.bank)
         for name, detector in self.categorical.items():
@@ -295,7 +292,9 @@ class DataQualityChecks:
         cols = self.range_columns
         ranged = matrix[:, cols]
         out = ((ranged < self.lows[cols]) | (ranged > self.highs[cols])).sum(axis=0)
-        unseen = [batch.unseen.get(name, self._unseen(batch.column(name), name)) for name in self.known]
+        # DataDrift counted them already when it runs (not dict.get: its default would count them again)
+        seen = batch.unseen
+        unseen = [seen[name] if name in seen else self._unseen(batch.column(name), name) for name in self.known]
         counts = np.concatenate([missing, cat_missing, out, unseen, [0]]).astype(np.int64)
         return self._findings(self.quality.update(n, counts, n - 1), batch)
 
@@ -312,9 +311,6 @@ class DataQualityChecks:
             if test.score >= floor or batch is None or batch.relevant(src.key, test.score):
                 found.append(Finding(src, test))
         return found
-
-    def reset(self) -> None:
-        """Quality references do not depend on the model."""
 
     def gauges(self) -> dict[str, Any]:
         rows = []
@@ -426,12 +422,6 @@ class PredictionOutput:
             threshold = test.threshold if test.test == "chi2" else max(test.threshold, floor)
             gated.append(replace(test, score=min(test.score, effect / floor), threshold=threshold))
         return gated
-
-    def reset(self) -> None:
-        mode = self.scope.config.prediction_reference
-        self.drift = self._drift(None, trailing=True) if mode == "trailing" else None
-        self.version = None
-        self.streaming = None
 
     def gauges(self) -> dict[str, Any]:
         drift = self.drift
@@ -561,10 +551,6 @@ class Performance:
             }
         )
 
-    def reset(self) -> None:
-        if self.estimate is not None:
-            self.estimate.reset_reference()
-
     def gauges(self) -> dict[str, Any]:
         estimate_ = self.estimate
         return {
@@ -617,9 +603,6 @@ class ConceptDrift:
             Finding(source("concept_drift", test.test, None, None, resets=True), test)
             for test in self.errors.update_many(observation.errors)
         ]
-
-    def reset(self) -> None:
-        """The error detectors restart themselves after each detection."""
 
     def gauges(self) -> dict[str, Any]:
         return {

@@ -208,11 +208,6 @@ class Monitor:
             self.reference_inputs = self._input_rows[::step][: self.config.reference_inputs]
             self._input_rows = None
 
-    def reset_prediction_reference(self) -> None:
-        """Learn the model-dependent references again (call after a rollback or a promotion)."""
-        for family in self.families.values():
-            family.reset()
-
     def _observe(self, observation: Observation) -> list[Finding]:
         found: list[Finding] = []
         for family in self.families.values():

@@ -206,15 +206,21 @@ def figure_importance(ranked: Sequence[Mapping[str, Any]], metric: str) -> Figur
     return fig
 
 
+def _grid(panels: int, columns: int, row_height: float) -> tuple[Figure, list[Any]]:
+    """A figure of ``panels`` small plots, ``columns`` a row (at least one row); the axes to draw on, in order
+    (the grid's unused cells are hidden)."""
+    rows = max(1, math.ceil(panels / columns))
+    fig, axes = plt.subplots(rows, columns, figsize=(12, row_height * rows), squeeze=False)
+    cells = list(axes.flat)
+    for ax in cells[panels:]:
+        ax.set_visible(False)
+    return fig, cells[:panels]
+
+
 def figure_effects(effects: Sequence[Mapping[str, Any]]) -> Figure:
     """Partial dependence of the model's output on each of the top features."""
-    columns = 3
-    rows = max(1, math.ceil(len(effects) / columns))
-    fig, axes = plt.subplots(rows, columns, figsize=(12, 2.6 * rows), squeeze=False)
-    for ax in axes.flat:
-        ax.set_visible(False)
-    for ax, effect in zip(axes.flat, effects, strict=False):
-        ax.set_visible(True)
+    fig, axes = _grid(len(effects), columns=3, row_height=2.6)
+    for ax, effect in zip(axes, effects, strict=False):
         if effect["kind"] == "numeric":
             ax.plot(effect["values"], effect["mean"], marker=".", color="#dd8452")
         else:
@@ -268,13 +274,8 @@ def figure_features(reference: ReferenceProfile, order: Sequence[str] | None = N
     """Histograms (numeric) and category frequencies (categorical) of the reference profile: the first
     :data:`MAX_FEATURE_PLOTS` features of ``order`` (default: the profile's order)."""
     names = [n for n in (order or reference.features) if n in reference.features][:MAX_FEATURE_PLOTS]
-    columns = 4
-    rows = max(1, math.ceil(len(names) / columns))
-    fig, axes = plt.subplots(rows, columns, figsize=(12, 2.4 * rows), squeeze=False)
-    for ax in axes.flat:
-        ax.set_visible(False)
-    for ax, name in zip(axes.flat, names, strict=False):
-        ax.set_visible(True)
+    fig, axes = _grid(len(names), columns=4, row_height=2.4)
+    for ax, name in zip(axes, names, strict=False):
         profile = reference.features[name]
         if isinstance(profile, NumericProfile) and profile.bin_counts:
             edges = np.asarray(profile.bin_edges)
