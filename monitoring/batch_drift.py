@@ -43,8 +43,8 @@ import numpy as np
 from scipy import special
 
 from driftline.models.reference import CategoricalProfile, NumericProfile, ReferenceProfile
-from driftline.monitoring.drift_categorical import js_distance
-from driftline.monitoring.drift_numeric import KS_GRID, PSI_SMOOTHING, NumericReference, ks_scale, psi_edges
+from driftline.monitoring.drift_categorical import js_distance, pooled_chi_square
+from driftline.monitoring.drift_numeric import KS_GRID, NumericReference, ks_scale, psi, psi_edges, smoothed_fractions
 
 #: Effect sizes a drifted feature must reach besides significance (PSI's conventional "moderate" mark).
 MIN_PSI = 0.1
@@ -89,8 +89,8 @@ class _Numeric:
         self.grid = np.unique(np.concatenate([np.quantile(self.sample, levels, method="inverted_cdf"), self.edges]))
         self.reference_cdf = np.searchsorted(self.sample, self.grid, "right") / self.sample.size
         bins = self.edges.size + 1
-        ref_bins = np.bincount(np.searchsorted(self.edges, self.sample, "left"), minlength=bins)
-        self.expected = (ref_bins + PSI_SMOOTHING) / (self.sample.size + PSI_SMOOTHING * bins)
+        reference_bins = np.bincount(np.searchsorted(self.edges, self.sample, "left"), minlength=bins)
+        self.expected = smoothed_fractions(reference_bins)
         self.psi_counts = np.zeros(bins, dtype=np.int64)
         self.grid_counts = np.zeros(self.grid.size + 1, dtype=np.int64)
         self.rows = self.missing = self.outside = 0
@@ -114,8 +114,7 @@ class _Numeric:
         p_value = 1.0
         if n > 0:
             bins = self.psi_counts.size
-            actual = (self.psi_counts + PSI_SMOOTHING) / (n + PSI_SMOOTHING * bins)
-            psi_value = float(np.sum((actual - self.expected) * np.log(actual / self.expected)))
+            psi_value = psi(self.expected, smoothed_fractions(self.psi_counts))
             ks = float(np.max(np.abs(np.cumsum(self.grid_counts)[:-1] / n - self.reference_cdf)))
             n_eff = n * m / (n + m)
             p_psi = float(special.chdtrc(bins - 1, n_eff * psi_value)) if bins > 1 else 1.0
@@ -162,7 +161,7 @@ class _Categorical:
         if n > 0:
             js = js_distance(seen / n, p)
             m = max(1, int(self.profile.count * (1 - self.profile.missing_rate)))
-            p_value = _chi_square(seen, p, n * m / (n + m))
+            p_value = pooled_chi_square(seen, p, m)[2]
         return FeatureDrift(
             name,
             "categorical",
@@ -174,25 +173,6 @@ class _Categorical:
             1.0 if p_value is None else p_value,
             js=js,
         )
-
-
-def _chi_square(observed: np.ndarray, p: np.ndarray, n_eff: float, min_expected: float = 5.0) -> float:
-    """p-value of the chi-square test of ``observed`` counts against ``p``; categories expected fewer than
-    ``min_expected`` times are pooled with the unseen ones (the last cell)."""
-    n = observed.sum()
-    frequent = n * p[:-1] >= min_expected
-    obs = list(observed[:-1][frequent])
-    prob = list(p[:-1][frequent])
-    rest_p = float(p[:-1][~frequent].sum())
-    if n * rest_p >= min_expected:
-        obs.append(float(observed[:-1][~frequent].sum() + observed[-1]))
-        prob.append(rest_p)
-    if len(obs) < 2:
-        return 1.0
-    o, q = np.array(obs), np.array(prob)
-    q /= q.sum()
-    statistic = n_eff * float(np.sum((o / o.sum() - q) ** 2 / q))
-    return float(special.chdtrc(len(obs) - 1, statistic))
 
 
 class BatchDrift:

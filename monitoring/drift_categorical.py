@@ -46,6 +46,39 @@ def js_distance(p: np.ndarray, q: np.ndarray) -> float:
     return float(math.sqrt(max(0.0, (left.sum() + right.sum()) / 2)))
 
 
+def pooled_chi_square(
+    counts: np.ndarray, p: np.ndarray, reference_count: int, min_expected: float = 5.0
+) -> tuple[float, int, float]:
+    """Chi-square test of category ``counts`` (the last one: unseen) against reference fractions ``p`` (the last
+    one 0), as ``(statistic, degrees of freedom, p-value)``.
+
+    Categories expected fewer than ``min_expected`` times are pooled with the unseen ones (kept when the pool is
+    expected often enough); the statistic is scaled to the two-sample effective size of the counts and the
+    ``reference_count`` values behind ``p``. Fewer than two cells give ``(0.0, 0, 1.0)``.
+
+    >>> statistic, df, p_value = pooled_chi_square(np.array([90.0, 10.0, 0.0]), np.array([0.5, 0.5, 0.0]), 1000)
+    >>> df, p_value < 1e-10
+    (1, True)
+    """
+    n = float(counts.sum())
+    frequent = n * p[:-1] >= min_expected
+    observed = list(counts[:-1][frequent])
+    probs = list(p[:-1][frequent])
+    rare_p = float(p[:-1][~frequent].sum())
+    if n * rare_p >= min_expected:
+        observed.append(float(counts[:-1][~frequent].sum() + counts[-1]))
+        probs.append(rare_p)
+    obs, prob = np.array(observed, dtype=float), np.array(probs, dtype=float)
+    used = float(obs.sum())
+    df = len(obs) - 1
+    if df < 1 or used == 0:
+        return 0.0, 0, 1.0
+    prob /= prob.sum()
+    n_eff = used * reference_count / (used + reference_count)
+    statistic = float(n_eff * np.sum((obs / used - prob) ** 2 / prob))
+    return statistic, df, float(special.chdtrc(df, statistic))
+
+
 class CategoricalDrift(LatestTests):
     """Windowed chi-square drift test of one categorical stream.
 
@@ -144,23 +177,8 @@ class CategoricalDrift(LatestTests):
         if n == 0:
             return WindowTest("chi2", 0.0, math.inf, 1.0, 0.0, 0, position)
         self.js_distance = js_distance(counts / n, self._p)
-        expected = n * self._p[:-1]
-        frequent = expected >= self.min_expected
-        observed = list(counts[:-1][frequent])
-        probs = list(self._p[:-1][frequent])
-        rare_p = float(self._p[:-1][~frequent].sum())
-        rare_observed = float(counts[:-1][~frequent].sum() + counts[-1])
-        if n * rare_p >= self.min_expected:
-            observed.append(rare_observed)
-            probs.append(rare_p)
-        obs, prob = np.array(observed), np.array(probs)
-        used = float(obs.sum())
-        df = len(obs) - 1
-        if df < 1 or used == 0:
+        statistic, df, p_value = pooled_chi_square(counts, self._p, self.m, self.min_expected)
+        if df < 1:
             return WindowTest("chi2", 0.0, math.inf, 1.0, 0.0, int(n), position)
-        prob = prob / prob.sum()
-        n_eff = used * self.m / (used + self.m)
-        statistic = float(n_eff * np.sum((obs / used - prob) ** 2 / prob))
-        p_value = float(special.chdtrc(df, statistic))
         threshold = float(special.chdtri(df, self.alpha))
         return WindowTest("chi2", statistic, threshold, p_value, evidence_score(p_value, self.alpha), int(n), position)

@@ -53,6 +53,15 @@ def psi(expected: np.ndarray, actual: np.ndarray) -> float:
     return float(np.sum((actual - expected) * np.log(actual / expected)))
 
 
+def smoothed_fractions(counts: np.ndarray) -> np.ndarray:
+    """Bin fractions of ``counts`` with :data:`PSI_SMOOTHING` added to every bin (no empty bin, so PSI is finite).
+
+    >>> smoothed_fractions(np.array([3, 0, 1])).round(3).tolist()
+    [0.636, 0.091, 0.273]
+    """
+    return (counts + PSI_SMOOTHING) / (counts.sum() + PSI_SMOOTHING * counts.size)
+
+
 def ks_scale(n: np.ndarray | float, m: np.ndarray | float) -> np.ndarray | float:
     """Stephens' scale of a two-sample KS distance for samples of ``n`` and ``m`` values.
 
@@ -243,9 +252,9 @@ class NumericDriftBank:
             psi_of_bin = np.append(np.searchsorted(edges_f, grid_f, "left"), edges_f.size)
             self._psi_index[f, : k + 1] = f * psi_width + psi_of_bin
             self._psi_index[f, k + 1 :] = f * psi_width + edges_f.size
-            ref_bins = np.bincount(np.searchsorted(edges_f, ref.sample, "left"), minlength=edges_f.size + 1)
             bins = edges_f.size + 1
-            self._expected[f, :bins] = (ref_bins + PSI_SMOOTHING) / (ref.sample.size + PSI_SMOOTHING * bins)
+            ref_bins = np.bincount(np.searchsorted(edges_f, ref.sample, "left"), minlength=bins)
+            self._expected[f, :bins] = smoothed_fractions(ref_bins)
             self._psi_valid[f, :bins] = True
         self._psi_width = psi_width
         self._psi_index_flat = self._psi_index.ravel()
