@@ -55,6 +55,25 @@ class Verdict:
         return {"decision": "go" if self.go else "no-go", "go": self.go, "reasons": self.reasons}
 
 
+def cost_curve(
+    y: np.ndarray, p_positive: np.ndarray, thresholds: np.ndarray, *, cost_fp: float, cost_fn: float
+) -> np.ndarray:
+    """Mean cost per row ``(cost_fp * FP + cost_fn * FN) / rows`` when ``P(positive) >= t`` is called positive,
+    for every ``t`` of ``thresholds`` (one sort, no loop over thresholds).
+
+    >>> cost_curve(np.array([0, 1, 1]), np.array([0.2, 0.4, 0.9]), np.array([0.0, 0.3, 0.5, 1.0]),
+    ...            cost_fp=1.0, cost_fn=2.0).round(3).tolist()
+    [0.333, 0.0, 0.667, 1.333]
+    """
+    y = np.asarray(y).astype(bool)
+    sorted_p = np.sort(np.asarray(p_positive, dtype=float), kind="stable")
+    sorted_y = y[np.argsort(np.asarray(p_positive, dtype=float), kind="stable")]
+    below = np.searchsorted(sorted_p, thresholds, side="left")  # rows predicted negative at each threshold
+    false_negatives = np.concatenate([[0], np.cumsum(sorted_y)])[below]
+    false_positives = (~y).sum() - (below - false_negatives)
+    return (cost_fp * false_positives + cost_fn * false_negatives) / max(len(y), 1)
+
+
 def choose_threshold(y: np.ndarray, p_positive: np.ndarray, *, cost_fp: float, cost_fn: float) -> tuple[float, float]:
     """The threshold on ``P(positive)`` minimising mean cost ``cost_fp * FP + cost_fn * FN`` (ties: nearest 0.5).
 
@@ -62,17 +81,9 @@ def choose_threshold(y: np.ndarray, p_positive: np.ndarray, *, cost_fp: float, c
     extremes), so the minimum is exact on the given rows. Returns ``(threshold, expected cost per row)``;
     run it on out-of-fold predictions, never on the test set.
     """
-    y = np.asarray(y).astype(bool)
-    p = np.asarray(p_positive, dtype=float)
-    distinct = np.unique(p)
+    distinct = np.unique(np.asarray(p_positive, dtype=float))
     cuts = np.concatenate([[0.0], (distinct[:-1] + distinct[1:]) / 2, [np.nextafter(distinct[-1], np.inf)]])
-    order = np.argsort(p, kind="stable")
-    sorted_p, sorted_y = p[order], y[order]
-    below = np.searchsorted(sorted_p, cuts, side="left")  # rows predicted negative at each cut
-    positives_below = np.concatenate([[0], np.cumsum(sorted_y)])[below]
-    false_negatives = positives_below
-    false_positives = (~y).sum() - (below - positives_below)
-    costs = (cost_fp * false_positives + cost_fn * false_negatives) / max(len(y), 1)
+    costs = cost_curve(y, p_positive, cuts, cost_fp=cost_fp, cost_fn=cost_fn)
     best = min(range(len(cuts)), key=lambda i: (round(float(costs[i]), 12), abs(cuts[i] - 0.5)))
     return float(cuts[best]), float(costs[best])
 

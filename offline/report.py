@@ -30,6 +30,7 @@ import numpy as np  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
 from driftline.models.reference import CategoricalProfile, NumericProfile, ReferenceProfile  # noqa: E402
+from driftline.offline.evaluate import cost_curve  # noqa: E402
 
 MAX_FEATURE_PLOTS = 48
 MAX_IMPORTANCE_BARS = 25
@@ -151,9 +152,7 @@ def figure_calibration_and_cost(
     cal.legend(fontsize=8)
     if costs:
         grid = np.linspace(0.0, 1.0, 101)
-        fp = np.array([np.sum((p_positive >= t) & (y == 0)) for t in grid])
-        fn = np.array([np.sum((p_positive < t) & (y == 1)) for t in grid])
-        per_row = (costs["false_positive"] * fp + costs["false_negative"] * fn) / len(y)
+        per_row = cost_curve(y, p_positive, grid, cost_fp=costs["false_positive"], cost_fn=costs["false_negative"])
         cost.plot(grid, per_row, color="#c44e52")
         if threshold is not None:
             cost.axvline(threshold, color="black", linestyle="--", label=f"chosen threshold {threshold:.2f}")
