@@ -175,3 +175,15 @@ def http(rate: float, batch_rate: float, seconds: float, concurrency: int, as_js
     """The worker's V2 inference API (single-row and 100-row requests, p50/p99 at a fixed rate, requests/s)
     against the in-process score of the same rows."""
     _run("http", rate=rate, batch_rate=batch_rate, seconds=seconds, concurrency=concurrency)
+
+
+@bench.command()
+@click.option(
+    "--events", default=100_000, show_default=True, help="Events left waiting for their label, then labelled."
+)
+@click.option("--warmup", default=2_000, show_default=True, help="Labelled events before the baseline is measured.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (the only output format).")
+def state(events: int, warmup: int, as_json: bool) -> None:
+    """Redis memory per event waiting for its label, and after every label is learned, against the baseline
+    (one worker process on the embedded stack, River's Agrawal stream)."""
+    _run("state", events=events, warmup=warmup)
