@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from driftline.cli_support import Misconfigured, load_settings, require_broker
+from driftline.cli_support import Misconfigured, load_settings, not_set, require_broker
 
 if TYPE_CHECKING:  # imported when a command runs, not by `driftline --help`
     from driftline.contract.records import Alert
@@ -73,7 +73,7 @@ def tail(
 
     settings = load_settings()
     if settings.broker_url is None:
-        raise click.ClickException("no broker: set DRIFTLINE_BROKER_URL to the broker the workers publish alerts to")
+        raise not_set("DRIFTLINE_BROKER_URL", "the workers publish their alerts there")
     try:
         alert_keys = alert_keyring(settings.keyring()) if verify else None
     except ValueError as exc:

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from driftline.cli_support import Unreachable, load_settings, require_broker
+from driftline.cli_support import load_settings, require_broker
 from driftline.streams.dlq import DEFAULT_MAX_REPLAYS, STAGES, ReplayPolicy, format_line, replay_group_id
 
 if TYPE_CHECKING:
@@ -30,11 +30,7 @@ def broker_settings(topic_prefix: str | None = None) -> tuple[Settings, str]:
     settings = load_settings()
     if topic_prefix is not None:
         settings = settings.model_copy(update={"topic_prefix": topic_prefix})
-    if settings.broker_url is None:
-        raise Unreachable(
-            "DRIFTLINE_BROKER_URL is not set: `driftline dlq` reads the dead-letter topic of a running broker"
-        )
-    return settings, require_broker(settings)
+    return settings, require_broker(settings, "`driftline dlq` reads the dead-letter topic of a running broker")
 
 
 def run_on_broker(bootstrap: str, work: Coroutine[Any, Any, T]) -> T:

@@ -16,16 +16,11 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from driftline.cli_support import Unreachable, load_settings, require_key
+from driftline.cli_support import Unreachable, load_settings, require_key, require_redis
 
 if TYPE_CHECKING:  # the modules below are imported by the commands that run, not by `driftline --help`
     from driftline.models.registry import ModelRegistry
     from driftline.models.version import ModelVersion
-
-NO_REDIS = (
-    "DRIFTLINE_REDIS_URL is not set; start `driftline up` (the embedded stack) and export the Redis URL it "
-    "prints, or point DRIFTLINE_REDIS_URL at your Redis"
-)
 
 
 def iso(ms: int | None) -> str:
@@ -76,8 +71,7 @@ def open_registry(prefix: str | None) -> ModelRegistry:
     from driftline.streams.connections import redis_client
 
     settings = load_settings()
-    if settings.redis_url is None:
-        raise click.ClickException(NO_REDIS)
+    require_redis(settings, "the model registry is there")
     require_key(settings)
     with clean_errors():
         keyring = settings.keyring()

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from driftline.cli_support import Unreachable, load_settings, require_broker, require_key
+from driftline.cli_support import Unreachable, load_settings, require_broker, require_key, require_redis
 from driftline.contract.urls import masked
 
 
@@ -50,9 +50,7 @@ def report(name: str | None, out: Path | None, as_json: bool, alerts_wait: float
     settings = load_settings()
     require_key(settings)
     name = name or settings.model_name
-    if settings.redis_url is None:
-        raise click.ClickException("DRIFTLINE_REDIS_URL is not set: the report reads the monitors' checkpoints there")
-    client = redis_client(settings, settings.redis_url)
+    client = redis_client(settings, require_redis(settings, "the report reads the monitors' checkpoints there"))
     try:
         scoring, learning = read_monitors(client, settings, name)
         versions = read_versions(client, settings, name)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import click
 
-from driftline.cli_support import Misconfigured, Unreachable, load_settings, require_broker, require_key
+from driftline.cli_support import Misconfigured, Unreachable, load_settings, not_set, require_broker, require_key
 from driftline.contract.urls import masked
 
 
@@ -188,7 +188,7 @@ def produce(path: Path, rate: float | None, topic_name: str) -> None:
 
     settings = load_settings()
     if settings.broker_url is None:
-        raise Unreachable("DRIFTLINE_BROKER_URL is not set; start `driftline up` and export what it prints")
+        raise not_set("DRIFTLINE_BROKER_URL", "events are published there")
     try:
         messages = list(read_messages(path))
     except (ValueError, OSError, UnicodeDecodeError) as exc:

@@ -96,7 +96,7 @@ def score(data: Path, ref: str | None, out: Path, rejected: Path | None, chunk_r
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    from driftline.cli_support import Unreachable, load_settings, require_key
+    from driftline.cli_support import Unreachable, load_settings, require_key, require_redis
     from driftline.contract.signing import IntegrityError
     from driftline.contract.urls import masked
     from driftline.models.registry import ModelRegistry
@@ -112,13 +112,12 @@ def score(data: Path, ref: str | None, out: Path, rejected: Path | None, chunk_r
 
     settings = load_settings()
     require_key(settings)
-    if settings.redis_url is None:
-        raise Unreachable("DRIFTLINE_REDIS_URL is not set: batch scoring reads the model from the registry")
+    redis_url = require_redis(settings, "batch scoring reads the model from the registry")
     try:
         name, version = parse_ref(ref or settings.model_name)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--model") from None
-    registry = ModelRegistry(redis_client(settings, settings.redis_url), settings.keyring(), settings.redis_prefix)
+    registry = ModelRegistry(redis_client(settings, redis_url), settings.keyring(), settings.redis_prefix)
     err = Console(stderr=True)
     try:
         loaded, threshold = load_for_batch(registry, name, version)

@@ -69,7 +69,26 @@ def load_settings() -> Settings:
         ) from None
 
 
-def require_broker(settings: Settings) -> str:
+def not_set(variable: str, needed_for: str) -> Unreachable:
+    """The one line (exit 2) of a command that needs ``variable`` and finds it unset.
+
+    >>> print(not_set("DRIFTLINE_REDIS_URL", "the registry is there").message)  # doctest: +NORMALIZE_WHITESPACE
+    DRIFTLINE_REDIS_URL is not set (the registry is there); start `driftline up` and export what it prints,
+    or point it at yours
+    """
+    return Unreachable(
+        f"{variable} is not set ({needed_for}); start `driftline up` and export what it prints, or point it at yours"
+    )
+
+
+def require_redis(settings: Settings, needed_for: str) -> str:
+    """The configured Redis URL; :func:`not_set` (exit 2) when it is unset."""
+    if settings.redis_url is None:
+        raise not_set("DRIFTLINE_REDIS_URL", needed_for)
+    return settings.redis_url
+
+
+def require_broker(settings: Settings, needed_for: str = "the command reads or writes topics") -> str:
     """The configured broker URL once a Kafka broker answered there within ``streams.connections.BROKER_CHECK_SECONDS``;
     :class:`Unreachable` when it is unset, down or not Kafka (a bounded wait, not aiokafka's minutes)."""
     import asyncio
@@ -77,7 +96,7 @@ def require_broker(settings: Settings) -> str:
     from driftline.streams.connections import BrokerUnreachable, check_broker
 
     if settings.broker_url is None:
-        raise Unreachable("DRIFTLINE_BROKER_URL is not set: set it to the broker's host:port (e.g. localhost:9092)")
+        raise not_set("DRIFTLINE_BROKER_URL", needed_for)
     try:
         asyncio.run(check_broker(settings, settings.broker_url))
     except BrokerUnreachable as exc:

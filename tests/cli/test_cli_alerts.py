@@ -1,4 +1,4 @@
-"""`driftline alerts tail` without a broker: a clear one-line error and a non-zero exit."""
+"""`driftline alerts`: its commands and filter choices (an unset broker URL: tests/cli/test_cli_support.py)."""
 
 from __future__ import annotations
 
@@ -10,14 +10,6 @@ from driftline.cli import main
 from driftline.cli_alerts import KINDS, SEVERITIES
 from driftline.contract.records import AlertKind, Severity
 from driftline.streams.alerts_io import SEVERITY_ORDER
-
-
-def test_tail_without_a_broker_url_fails_with_one_clear_line() -> None:
-    result = CliRunner().invoke(main, ["alerts", "tail"], env={"DRIFTLINE_BROKER_URL": None})
-    assert result.exit_code != 0
-    assert result.stderr.strip().splitlines() == [
-        "Error: no broker: set DRIFTLINE_BROKER_URL to the broker the workers publish alerts to"
-    ]
 
 
 def test_alerts_group_lists_tail() -> None:

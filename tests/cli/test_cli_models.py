@@ -132,13 +132,6 @@ def test_wrong_hmac_key_in_settings_is_refused(env: dict[str, str], registry: Mo
     assert result.exit_code == 1 and "signed with a key not in the keyring (key id" in result.output
 
 
-def test_missing_redis_url_is_a_clear_one_line_error(env: dict[str, str]) -> None:
-    """Without DRIFTLINE_REDIS_URL the command says how to fix it and exits non-zero."""
-    result = CliRunner().invoke(main, ["models", "list"], env={"DRIFTLINE_REDIS_URL": None})
-    assert result.exit_code == 1
-    assert "DRIFTLINE_REDIS_URL is not set; start `driftline up`" in result.output
-
-
 def test_redis_url_without_hmac_key_is_an_invalid_settings_error(stack) -> None:  # type: ignore[no-untyped-def]
     """A Redis URL without a signing key: the registry commands refuse in one line (exit 2)."""
     result = CliRunner().invoke(

@@ -151,14 +151,6 @@ def test_frame_with_bad_input_fails_in_one_line(workspace, args, message) -> Non
     assert (workspace / "card.toml").read_text() == before
 
 
-def test_register_without_a_redis_url_tells_the_user_to_start_the_stack(tmp_path) -> None:
-    """No DRIFTLINE_REDIS_URL: one line pointing at `driftline up` and DRIFTLINE_REDIS_URL, exit 1."""
-    result = CliRunner().invoke(
-        main, ["offline", "register", str(tmp_path)], env={"DRIFTLINE_REDIS_URL": None, "DRIFTLINE_BROKER_URL": None}
-    )
-    assert_one_line_error(result, "DRIFTLINE_REDIS_URL is not set; start `driftline up`")
-
-
 def test_progress_bars_show_on_a_terminal_and_stay_silent_when_piped() -> None:
     """On a terminal each long step is a bar with its description; piped output gets no bars."""
     import io

@@ -57,6 +57,27 @@ def commands(events_file: str) -> list[list[str]]:
     ]
 
 
+@pytest.mark.parametrize(
+    ("variable", "args"),
+    [
+        ("DRIFTLINE_BROKER_URL", ["produce", "{events}"]),
+        ("DRIFTLINE_BROKER_URL", ["alerts", "tail"]),
+        ("DRIFTLINE_BROKER_URL", ["dlq", "inspect"]),
+        ("DRIFTLINE_REDIS_URL", ["models", "list"]),
+        ("DRIFTLINE_REDIS_URL", ["report", "--json"]),
+        ("DRIFTLINE_REDIS_URL", ["score", "--data", "{events}", "--out", "{events}.parquet"]),
+        ("DRIFTLINE_REDIS_URL", ["offline", "register", "{tmp}"]),
+    ],
+)
+def test_an_unset_url_a_command_needs_is_one_line_naming_it(variable, args, events_file, tmp_path) -> None:
+    """Every command that needs the broker or Redis and finds its URL unset: exit 2, one line naming the variable,
+    why the command needs it and how to get one (the same words whichever command it is)."""
+    other = {"DRIFTLINE_REDIS_URL": "redis://127.0.0.1:1/0"} if variable == "DRIFTLINE_BROKER_URL" else {}
+    argv = [a.format(events=events_file, tmp=tmp_path) for a in args]
+    line = assert_one_line(driftline(*argv, **HMAC, **other), f"{variable} is not set (")
+    assert line.endswith("; start `driftline up` and export what it prints, or point it at yours"), line
+
+
 def test_settings_json_that_does_not_parse_is_one_line_naming_the_variable(events_file) -> None:
     for args in commands(events_file):
         result = driftline(*args, DRIFTLINE_ALERT_ACTIONS="{rollback", **HMAC)
