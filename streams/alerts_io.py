@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -80,6 +80,25 @@ class AlertFilter:
         if self.models and alert.model not in self.models:
             return False
         return self.severity is None or SEVERITY_ORDER.index(alert.severity) >= SEVERITY_ORDER.index(self.severity)
+
+
+def decode_alert(value: bytes | None, headers: Sequence[tuple[str, bytes]] | None, verify: Keyring | None) -> Alert:
+    """The alert of a message of the alerts topic; with ``verify`` (the alert keys), only when its signature header
+    checks out. Raises :class:`ValueError` (not an alert) or :class:`IntegrityError` (unsigned, forged, foreign).
+
+    >>> from driftline.contract.signing import Keyring
+    >>> body = Alert(alert_id="a", kind="data_drift", severity="warning", model="m", detector="ks", ts=0,
+    ...              message="").model_dump_json().encode()
+    >>> decode_alert(body, [], None).kind
+    'data_drift'
+    >>> decode_alert(body, [], Keyring(b"k"))
+    Traceback (most recent call last):
+    driftline.contract.signing.IntegrityError: alert has no signature header (not published by a driftline worker)
+    """
+    if verify is not None:
+        signature = dict(headers or ()).get(ALERT_SIGNATURE_HEADER) or b""
+        verify_alert(verify, value or b"", signature.decode("ascii", "replace"))
+    return Alert.model_validate_json(value or b"")
 
 
 def backoff_delays(retries: int, base: float) -> list[float]:
@@ -214,10 +233,7 @@ async def tail_alerts(
             for messages in batches.values():
                 for message in messages:
                     try:
-                        if verify is not None:
-                            signature = dict(message.headers or ()).get(ALERT_SIGNATURE_HEADER, b"")
-                            verify_alert(verify, message.value or b"", signature.decode("ascii", "replace"))
-                        alert = Alert.model_validate_json(message.value or b"")
+                        alert = decode_alert(message.value, message.headers, verify)
                     except (ValueError, IntegrityError) as exc:
                         if on_invalid is not None:
                             on_invalid(message.value, exc)

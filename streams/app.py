@@ -25,12 +25,12 @@ from aiokafka.errors import KafkaError
 from driftline.contract import keys
 from driftline.contract.records import Alert, now_ms
 from driftline.contract.settings import Settings
-from driftline.contract.signing import ALERT_SIGNATURE_HEADER, IntegrityError, alert_keyring, verify_alert
+from driftline.contract.signing import IntegrityError, alert_keyring
 from driftline.models.bootstrap import bootstrap_model
 from driftline.models.registry import ModelRegistry
 from driftline.models.version import UnknownModelError
 from driftline.monitoring.actions import choose_action
-from driftline.streams.alerts_io import WebhookSender
+from driftline.streams.alerts_io import WebhookSender, decode_alert
 from driftline.streams.batch_source import BatchSource
 from driftline.streams.connections import async_redis_client, check_broker, kafka_kwargs, redis_client
 from driftline.streams.health import Health
@@ -463,10 +463,8 @@ class Worker:
         @app.agent(topic, name="deliver-alerts")
         async def deliver_alerts(stream: faust.StreamT) -> None:
             async for event in stream.events():
-                value, headers = event.value, dict(event.message.headers or ())
                 try:
-                    verify_alert(self.alert_keys, value, (headers.get(ALERT_SIGNATURE_HEADER) or b"").decode())
-                    alert = Alert.model_validate_json(value)
+                    alert = decode_alert(event.value, event.message.headers, self.alert_keys)
                 except (ValueError, IntegrityError) as exc:  # forged or foreign: never forwarded
                     log.error("not delivered to the webhook, not a signed alert on %s: %s", topic.get_topic_name(), exc)
                     continue
