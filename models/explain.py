@@ -40,15 +40,11 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
-from river import compose, linear_model, multiclass, preprocessing
+from river import linear_model, multiclass
 
-from driftline.models.specs import SelectPresent
+from driftline.models.linear_columns import LinearPlan, linear_plan, pipeline_steps
 
 Explanation = dict[str, Any]
-
-
-def _steps(model: Any) -> list[Any]:
-    return list(model.steps.values()) if isinstance(model, compose.Pipeline) else [model]
 
 
 def _linear(head: Any) -> bool:
@@ -63,7 +59,7 @@ def explainable(model: Any) -> bool:
     >>> explainable(build_model(FeatureSchema({"x": "numeric"}), "multiclass")), explainable(object())
     (True, False)
     """
-    head = _steps(model)[-1]
+    head = pipeline_steps(model)[-1]
     if isinstance(head, multiclass.OneVsRestClassifier):
         return _linear(head.classifier)
     return _linear(head)
@@ -91,37 +87,10 @@ def _explain(head: Any, transformed: Mapping[str, float], row: Mapping[str, Any]
     return {"method": "linear", "intercept": float(head.intercept), "contributions": kept, "others": others}
 
 
-def _column_plan(model: Any) -> tuple[list[str], Any, list[str], Any] | None:
-    """(numeric features, their scaler, categorical features, linear head) of the pipelines
-    :func:`driftline.models.specs.build_model` builds for binary and regression tasks, else None."""
-    *features, head = _steps(model)
-    if not _linear(head):
-        return None
-    if len(features) == 1 and isinstance(features[0], compose.TransformerUnion):
-        parts = [_steps(part) for part in features[0].transformers.values()]
-    else:
-        parts = [features]
-    numeric: list[str] = []
-    categorical: list[str] = []
-    scaler = None
-    for part in parts:
-        if len(part) != 2 or type(part[0]) is not SelectPresent:
-            return None
-        step = part[1]
-        if type(step) is preprocessing.StandardScaler and step.with_std and step.window_size is None:
-            numeric, scaler = list(part[0].ordered), step
-        elif type(step) is preprocessing.OneHotEncoder and step.categories is None and not step.drop_first:
-            categorical = list(part[0].ordered)
-        else:
-            return None
-    return numeric, scaler, categorical, head
-
-
-def _explain_columns(
-    plan: tuple[list[str], Any, list[str], Any], rows: Sequence[Mapping[str, Any]], top_k: int, output: str
-) -> list[Explanation]:
+def _explain_columns(plan: LinearPlan, rows: Sequence[Mapping[str, Any]], top_k: int) -> list[Explanation]:
     """The linear pipeline's contributions for the whole batch at once (numpy), as River computes them."""
-    numeric, scaler, categorical, head = plan
+    numeric, scaler, categorical, head = list(plan.numeric), plan.scaler, list(plan.categorical), plan.head
+    output = "value" if plan.task == "regression" else "logit"
     weights, n = head.weights, len(rows)
     parts = []
     if numeric:
@@ -162,10 +131,10 @@ def explain_rows(model: Any, task: str, rows: Sequence[Mapping[str, Any]], top_k
     not a River linear pipeline, and for a multiclass row no classifier scores yet."""
     if top_k < 1 or not explainable(model) or not rows:
         return [None] * len(rows)
-    plan = _column_plan(model)
+    plan = linear_plan(model, task)
     if plan is not None:
-        return _explain_columns(plan, rows, top_k, "value" if task == "regression" else "logit")
-    steps = _steps(model)
+        return _explain_columns(plan, rows, top_k)
+    steps = pipeline_steps(model)
     head = steps[-1]
     found: list[Explanation | None] = []
     for row in rows:

@@ -94,13 +94,13 @@ class LinearPlan:
         )
 
 
-def _steps(pipeline: Any) -> list[Any]:
+def pipeline_steps(pipeline: Any) -> list[Any]:
     return list(pipeline.steps.values()) if isinstance(pipeline, compose.Pipeline) else [pipeline]
 
 
 def linear_plan(model: Any, task: str) -> LinearPlan | None:
     """The plan of ``model`` when it is a pipeline this module knows how to evaluate exactly, else None."""
-    *features, head = _steps(model)
+    *features, head = pipeline_steps(model)
     heads = {
         "binary": (linear_model.LogisticRegression, optim.losses.Log),
         "regression": (linear_model.LinearRegression, optim.losses.Squared),
@@ -109,7 +109,7 @@ def linear_plan(model: Any, task: str) -> LinearPlan | None:
         return None
     # [select, transformer] (one kind of feature) or [union of such pipelines] (both kinds)
     union = len(features) == 1 and isinstance(features[0], compose.TransformerUnion)
-    parts = [_steps(part) for part in features[0].transformers.values()] if union else [features]
+    parts = [pipeline_steps(part) for part in features[0].transformers.values()] if union else [features]
     found: dict[type, tuple[tuple[str, ...], Any]] = {}
     for part in parts:
         if len(part) != 2 or type(part[0]) is not SelectPresent:
