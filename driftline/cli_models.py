@@ -1,4 +1,4 @@
-"""`driftline models` commands: list, show, promote, roll back, compare and re-sign registered models.
+"""`driftline models` commands: list, show, promote, roll back, compare, prune and re-sign registered models.
 
 They talk to the Redis of ``DRIFTLINE_REDIS_URL`` with the key of ``DRIFTLINE_MODEL_HMAC_KEY``. Every error
 (unknown model, bad ``NAME@VERSION``, a blob failing verification, Redis unreachable) is one line on stderr and
@@ -105,7 +105,7 @@ def summary(registry: ModelRegistry, name: str) -> dict[str, Any]:
 )
 @click.pass_context
 def models(ctx: click.Context, prefix: str | None) -> None:
-    """Registered models: list, show, promote, roll back, compare champion and challenger, re-sign."""
+    """Registered models: list, show, promote, roll back, compare champion and challenger, prune, re-sign."""
     ctx.obj = {"prefix": prefix}
 
 
@@ -282,3 +282,29 @@ def resign(obj: dict[str, Any], names: tuple[str, ...]) -> None:
                 f"{name}: {len(done.versions)} versions and {len(done.checkpoints)} checkpoints re-signed "
                 f"with key {registry.keyring.current_id}"
             )
+
+
+@models.command()
+@click.argument("names", nargs=-1)
+@click.option(
+    "--keep",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Newest versions kept of each model [default: DRIFTLINE_KEEP_VERSIONS].",
+)
+@click.pass_obj
+def prune(obj: dict[str, Any], names: tuple[str, ...], keep: int | None) -> None:
+    """Delete old versions of every model (or only NAMES): all but the newest --keep, the pinned ones (promoted
+    by hand, offline or by a challenger), the current one, the challenger and the versions a learner's checkpoint
+    stands on. The learner does this after each snapshot; run it once to trim a registry grown before."""
+    from driftline.models.version import parse_ref
+    from driftline.streams.learner_state import checkpointed_versions
+
+    registry = open_registry(obj["prefix"])
+    keep = keep or load_settings().keep_versions
+    with clean_errors():
+        for name in names or registry.names():
+            parse_ref(name)
+            pruned = registry.prune(name, keep, checkpointed_versions(registry.client, registry.prefix, name))
+            left = len(registry.versions(name))
+            click.echo(f"{name}: {len(pruned)} versions pruned, {left} kept")

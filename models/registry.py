@@ -8,7 +8,13 @@ never passed to :func:`pickle.loads` (loading a pickle runs code). A blob copied
 a schema cut, a reference profile swapped: each breaks the signature.
 
 Its Redis keys (``models``, ``model:N:*``) are laid out in :mod:`driftline.contract.keys`; ``current`` is one GET,
-cheap to poll.
+cheap to poll. A reference profile is stored once under its SHA-256; a version registered without one inherits its
+parent's digest (signed), so :meth:`ModelRegistry.reference` is one metadata read and one profile read however long
+the lineage is.
+
+Retention (:meth:`ModelRegistry.prune`) keeps the newest N versions, every pinned one (promoted by a person, an
+offline registration or a winning challenger; not the learner's periodic snapshots), the current one, the
+challenger and the versions a caller says are in use (the learners' checkpoint parents), and deletes the rest.
 
 A version number is reserved with ``INCR`` and everything else of a registration is written in one
 ``MULTI``/``EXEC``; a crash in between leaves a gap in the numbering, never a half-written version.
@@ -19,8 +25,9 @@ from __future__ import annotations
 import hmac
 import pickle
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import replace
+from functools import partial
 from typing import Any
 
 import redis
@@ -79,15 +86,25 @@ class ModelRegistry:
         note: str = "",
         reference: ReferenceProfile | None = None,
         promote: bool = True,
+        snapshot: bool = False,
     ) -> ModelVersion:
-        """Store ``model`` as the next version of ``name`` (1, 2, 3, ...); make it current when ``promote``."""
+        """Store ``model`` as the next version of ``name`` (1, 2, 3, ...); make it current when ``promote``.
+
+        A promoted version is pinned (retention keeps it) unless it is a learner's periodic ``snapshot``. Without a
+        ``reference`` the version inherits its parent's (the signed digest, not a copy of the profile).
+        """
         check_name(name)
         if task not in TASKS:
             raise ValueError(f"unknown task {task!r}; expected one of {TASKS}")
-        if parent is not None and not self.client.hexists(self._key(name, "versions"), str(parent)):
-            raise UnknownModelError(f"model {name!r} has no parent version {parent}")
+        inherited = None
+        if parent is not None:
+            try:
+                inherited = self.get(name, parent).reference_sha256
+            except UnknownModelError:
+                raise UnknownModelError(f"model {name!r} has no parent version {parent}") from None
         blob = dump_model(model)
         reference_json = reference.to_json() if reference is not None else None
+        reference_sha256 = sha256_hex(reference_json.encode()) if reference_json is not None else inherited
         version = int(self.client.incr(self._key(name, "seq")))
         meta = self.sign(
             ModelVersion(
@@ -102,23 +119,25 @@ class ModelRegistry:
                 metrics={k: float(v) for k, v in (metrics or {}).items()},
                 data_summary=dict(data_summary or {}),
                 note=note,
-                reference_sha256=sha256_hex(reference_json.encode()) if reference_json is not None else None,
+                reference_sha256=reference_sha256,
             )
         )
         with self.client.pipeline(transaction=True) as pipe:
             pipe.set(self._key(name, f"blob:{version}"), blob)
             pipe.hset(self._key(name, "versions"), str(version), meta.to_json())
             if reference_json is not None:
-                pipe.set(self._key(name, f"reference:{version}"), reference_json)
+                pipe.set(self._key(name, f"reference:{reference_sha256}"), reference_json)
             pipe.sadd(self._names_key, name)
             if promote:
                 pipe.set(self._key(name, "current"), version)
                 pipe.rpush(self._key(name, "history"), version)
+                if not snapshot:
+                    pipe.sadd(self._key(name, "pinned"), version)
             pipe.execute()
         return meta
 
     def promote(self, name: str, version: int) -> ModelVersion:
-        """Make ``version`` current and push it onto the promotion history (no-op if already current).
+        """Pin ``version`` and make it current, pushed onto the promotion history (unless it already is current).
 
         A version whose blob fails verification is refused with :class:`IntegrityError`.
         """
@@ -127,11 +146,11 @@ class ModelRegistry:
 
         def swap(pipe: Any) -> None:
             current = pipe.get(current_key)
-            if current is not None and int(current) == version:
-                return
             pipe.multi()
-            pipe.set(current_key, version)
-            pipe.rpush(history_key, version)
+            pipe.sadd(self._key(name, "pinned"), version)
+            if current is None or int(current) != version:
+                pipe.set(current_key, version)
+                pipe.rpush(history_key, version)
 
         self.client.transaction(swap, current_key, history_key)
         return meta
@@ -234,26 +253,59 @@ class ModelRegistry:
         return [int(v) for v in self.client.lrange(self._key(name, "history"), 0, -1)]
 
     def reference(self, name: str, version: int | None = None) -> ReferenceProfile | None:
-        """Reference profile stored with ``version``, else the nearest one up its parent chain, else None.
+        """Reference profile of ``version`` (stored with it or inherited from its parent), else None.
 
-        Each profile must match the digest its version signed (:class:`IntegrityError` otherwise).
+        Two reads whatever the lineage's length; the profile must match the digest the version signed
+        (:class:`IntegrityError` otherwise).
         """
-        meta: ModelVersion | None = self.get(name, version)
-        seen: set[int] = set()
-        while meta is not None and meta.version not in seen:
-            seen.add(meta.version)
-            raw = self.client.get(self._key(name, f"reference:{meta.version}"))
-            if raw is not None or meta.reference_sha256 is not None:
-                where = f"model {name!r} version {meta.version}"
-                if raw is None or meta.reference_sha256 is None:
-                    raise IntegrityError(f"{where}: reference profile {'missing' if raw is None else 'not signed'}")
-                if not hmac.compare_digest(
-                    sha256_hex(raw if isinstance(raw, bytes) else raw.encode()), meta.reference_sha256
-                ):
-                    raise IntegrityError(f"{where}: reference profile does not match its signed SHA-256")
-                return ReferenceProfile.from_json(_text(raw))
-            meta = self.get(name, meta.parent) if meta.parent is not None else None
-        return None
+        meta = self.get(name, version)
+        if meta.reference_sha256 is None:
+            return None
+        raw = self.client.get(self._key(name, f"reference:{meta.reference_sha256}"))
+        where = f"model {name!r} version {meta.version}"
+        if raw is None:
+            raise IntegrityError(f"{where}: reference profile missing")
+        if not hmac.compare_digest(sha256_hex(raw if isinstance(raw, bytes) else raw.encode()), meta.reference_sha256):
+            raise IntegrityError(f"{where}: reference profile does not match its signed SHA-256")
+        return ReferenceProfile.from_json(_text(raw))
+
+    def pinned(self, name: str) -> set[int]:
+        """Versions of ``name`` retention always keeps (promoted other than as a learner snapshot)."""
+        return {int(v) for v in self.client.smembers(self._key(name, "pinned"))}
+
+    # --- retention ----------------------------------------------------------------------------
+    def prune(self, name: str, keep: int, in_use: Iterable[int] = ()) -> list[int]:
+        """Delete every version of ``name`` but the newest ``keep``, the pinned ones, the current one, the challenger
+        and ``in_use``; the versions deleted, oldest first (:class:`UnknownModelError` for an unknown name).
+
+        Blobs, metadata and promotion-history entries go with them, and each reference profile no kept version
+        signed. One transaction, watched: a promotion or a new challenger meanwhile makes it start again.
+        """
+        if keep < 1:
+            raise ValueError(f"keep must be at least 1, got {keep}")
+        self._require_name(name)
+        key = partial(self._key, name)
+        watched = key("versions"), key("current"), key("challenger"), key("pinned")
+
+        def cut(pipe: Any) -> list[int]:
+            metas = {int(v): ModelVersion.from_json(raw) for v, raw in pipe.hgetall(key("versions")).items()}
+            held = [pipe.get(key("current")), pipe.get(key("challenger"))]
+            kept = set(sorted(metas)[-keep:]) | {int(v) for v in held if v is not None} | set(in_use)
+            kept |= {int(v) for v in pipe.smembers(key("pinned"))}
+            doomed = sorted(set(metas) - kept)
+            if not doomed:
+                pipe.unwatch()
+                return []
+            signed = {metas[v].reference_sha256 for v in kept if v in metas}
+            profiles = {metas[v].reference_sha256 for v in doomed} - signed - {None}
+            pipe.multi()
+            pipe.hdel(key("versions"), *map(str, doomed))
+            pipe.delete(*(key(f"blob:{v}") for v in doomed), *(key(f"reference:{sha}") for sha in profiles))
+            for v in doomed:
+                pipe.lrem(key("history"), 0, v)
+            return doomed
+
+        return list(self.client.transaction(cut, *watched, value_from_callable=True))
 
     # --- signing ------------------------------------------------------------------------------
     def sign(self, meta: ModelVersion) -> ModelVersion:

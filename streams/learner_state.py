@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
+import redis
 import redis.asyncio as aioredis
 
 from driftline.contract import keys
@@ -40,7 +41,7 @@ from driftline.models.learner import OnlineLearner
 from driftline.models.registry import ModelRegistry
 from driftline.models.version import ModelVersion, UnknownModelError
 from driftline.streams.learning_stage import snapshot_due
-from driftline.streams.metrics import LEARNER_METRIC, MODEL_VERSION
+from driftline.streams.metrics import LEARNER_METRIC, MODEL_VERSION, REDIS_ERRORS
 from driftline.streams.shadow_challenger import ShadowChallenger
 from driftline.streams.watch import Watch
 
@@ -177,12 +178,24 @@ class LearnerStore:
         return snapshot_due(learner, since, last, *every)
 
     async def snapshot(self, state: ModelLearner) -> None:
-        """Register the champion learner's model as the next current version."""
+        """Register the champion learner's model as the next current version, then prune the registry of ``name``
+        to ``keep_versions`` besides what retention always keeps and what this learner stands on (the stored
+        checkpoint's base version too: it is rewritten after the snapshot)."""
+        stored_base = state.base_version
         version = await self.register_snapshot(
             state.name, state.learner, state.base_version, "online learner snapshot", promote=True
         )
         state.base_version, state.since_snapshot, state.last_snapshot = version, 0, time.monotonic()
         MODEL_VERSION.labels(state.name, "learner").set(version)
+        keep, in_use = self.settings.keep_versions, versions_in_use(state) | {stored_base}
+        try:  # retention is best effort: the next snapshot prunes what this one could not
+            pruned = await asyncio.to_thread(self.registry.prune, state.name, keep, in_use)
+        except redis.RedisError as exc:
+            REDIS_ERRORS.labels("registry_prune").inc()
+            log.warning("%s: registry not pruned: %r", state.name, exc)
+            return
+        if pruned:
+            log.debug("%s: pruned versions %s", state.name, pruned)
 
     async def register_snapshot(
         self, name: str, learner: OnlineLearner, parent: int, note: str, promote: bool, **summary: Any
@@ -201,8 +214,34 @@ class LearnerStore:
             data_summary={**inherited, **summary, "labels_learned": learner.learned},
             note=f"{note} after {learner.learned} labels",
             promote=promote,
+            snapshot=True,
         )
         return new.version
+
+
+def versions_in_use(state: ModelLearner) -> set[int]:
+    """The registry versions ``state`` stands on: its base version and the challenger lineage it compares."""
+    used = {state.base_version}
+    if state.comparison is not None:
+        used.add(state.comparison[0])
+    if state.challenger is not None:
+        used |= {state.challenger.root, state.challenger.version}
+    return used
+
+
+def checkpointed_versions(client: redis.Redis, prefix: str, name: str) -> set[int]:
+    """The registry versions the stored checkpoint of ``name``'s learner stands on (see :func:`versions_in_use`)."""
+    with client.pipeline(transaction=False) as pipe:
+        for field in ("base_version", "comparison", "challenger"):
+            pipe.hget(keys.learner(prefix, name), field)
+        base, comparison, challenger = pipe.execute()
+    used = {int(base)} if base is not None else set()
+    if comparison is not None:
+        used.add(int(orjson.loads(comparison)["version"]))
+    if challenger is not None:
+        lineage = orjson.loads(challenger)
+        used |= {int(lineage["root"]), int(lineage["version"])}
+    return used
 
 
 async def learned_count(client: aioredis.Redis, prefix: str, name: str) -> int:

@@ -7,9 +7,11 @@ default), ``N`` a model name (:data:`driftline.contract.records.MODEL_NAME_PATTE
     P model:N:seq              counter  INCR gives version numbers 1, 2, 3, ...             (registry)
     P model:N:versions         hash     version -> metadata JSON                            (registry)
     P model:N:blob:V           string   the signed model blob of version V                  (registry)
-    P model:N:reference:V      string   reference profile JSON stored with version V        (registry)
+    P model:N:reference:SHA    string   reference profile JSON, by its SHA-256 (versions     (registry)
+                                        without their own profile sign their parent's)
     P model:N:current          string   the version scorers serve                           (registry)
     P model:N:history          list     promoted versions, the current one last             (registry)
+    P model:N:pinned           set      versions retention keeps (promoted, not snapshots)  (registry)
     P model:N:challenger       string   the version scored in shadow                        (registry)
     P compare:N                string   champion/challenger paired comparison JSON          (learner)
     P learner:N                hash     signed learner checkpoint, offsets, learned count   (learner)
@@ -110,7 +112,7 @@ def monitor_purpose(name: str, role: str) -> str:
 #: Every Redis command driftline sends (scripts included), and nothing else: no FLUSHALL, KEYS, CONFIG, DEBUG.
 COMMANDS = (
     *("get", "set", "mget", "del", "incr", "incrby", "hget", "hset", "hgetall", "hexists", "hdel", "sadd", "smembers"),
-    *("sismember", "rpush", "lpush", "lpop", "rpop", "lrange", "ltrim", "xadd", "xrevrange", "multi", "exec"),
+    *("sismember", "rpush", "lpush", "lpop", "rpop", "lrange", "lrem", "ltrim", "xadd", "xrevrange", "multi", "exec"),
     *("discard", "watch", "unwatch", "eval", "evalsha", "script|load", "script|exists", "ping"),
 )
 

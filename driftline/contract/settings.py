@@ -151,6 +151,12 @@ class Settings(BaseSettings):
     )
     snapshot_every_labels: int = Field(1000, ge=1, description="Publish a model version every N labels.")
     snapshot_every_seconds: float = Field(30.0, gt=0, description="... or every T seconds.")
+    keep_versions: int = Field(
+        10,
+        ge=2,
+        description="Versions of each model the registry keeps besides the pinned (promoted by hand, offline or by "
+        "a challenger), current, challenger and learners' ones: the learner prunes older snapshots after each one.",
+    )
 
     # --- champion / challenger --------------------------------------------------------------
     challenger_auto_promote: bool = Field(

@@ -188,3 +188,21 @@ def test_resign_moves_every_model_to_the_new_key_and_stops_at_a_forgery(
     forged = invoke(rotating, "resign", "price")
     assert forged.exit_code == 1 and len(forged.output.strip().splitlines()) == 1
     assert "blob SHA-256 does not match its signed metadata" in forged.output
+
+
+def test_prune_trims_every_model_to_keep_and_keeps_what_a_learner_stands_on(
+    env: dict[str, str], registry: ModelRegistry
+) -> None:
+    """fraud gets 8 learner snapshots (v3..v10) and a learner checkpoint on v4: prune --keep 2 keeps v1 and v2
+    (registered by hand), v4 (the checkpoint's base) and the newest two; price has nothing to prune; an unknown
+    name fails."""
+    for v in range(3, 11):
+        registry.register("fraud", {"v": v}, schema=SCHEMA, task="binary", parent=v - 1, snapshot=True)
+    registry.client.hset(f"{PREFIX}learner:fraud", "base_version", 4)
+    result = invoke(env, "prune", "--keep", "2")
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines() == ["fraud: 5 versions pruned, 5 kept", "price: 0 versions pruned, 1 kept"]
+    assert [m.version for m in registry.versions("fraud")] == [1, 2, 4, 9, 10]
+    assert json.loads(invoke(env, "show", "fraud", "--json").output)["has_reference"] is True
+    missing = invoke(env, "prune", "ghost")
+    assert missing.exit_code != 0 and "unknown model 'ghost'" in missing.output

@@ -114,21 +114,83 @@ def test_a_signed_blob_copied_under_a_new_version_with_a_cut_schema_is_refused(r
 
 
 def test_a_swapped_or_deleted_reference_profile_is_refused(registry: ModelRegistry) -> None:
-    """The reference profile decides what drift is: its SHA-256 is signed with the version, so a replaced,
-    deleted or added profile raises IntegrityError instead of silently changing the monitors' baseline."""
+    """The reference profile decides what drift is: its SHA-256 is signed with the version (and inherited, signed,
+    by its descendants), so a replaced or deleted profile raises IntegrityError instead of silently changing the
+    monitors' baseline."""
     rows = [{"x": float(i), "c": "ab"[i % 2]} for i in range(30)]
-    registry.register("m", 1, schema=SCHEMA, task="binary", reference=ReferenceProfile.from_rows(rows))
+    profile = ReferenceProfile.from_rows(rows)
+    registry.register("m", 1, schema=SCHEMA, task="binary", reference=profile)
     registry.register("m", 2, schema=SCHEMA, task="binary", parent=1)
+    stored = f"test:model:m:reference:{sha256_hex(profile.to_json().encode())}"
     shifted = ReferenceProfile.from_rows([{"x": 1000.0 + r["x"], "c": r["c"]} for r in rows])
-    registry.client.set("test:model:m:reference:1", shifted.to_json())
+    registry.client.set(stored, shifted.to_json())
     with pytest.raises(IntegrityError, match="version 1: reference profile does not match"):
         registry.reference("m", 1)
-    registry.client.set("test:model:m:reference:2", shifted.to_json())
-    with pytest.raises(IntegrityError, match="version 2: reference profile not signed"):
+    with pytest.raises(IntegrityError, match="version 2: reference profile does not match"):
         registry.reference("m", 2)
-    registry.client.delete("test:model:m:reference:1", "test:model:m:reference:2")
-    with pytest.raises(IntegrityError, match="version 1: reference profile missing"):
+    registry.client.delete(stored)
+    with pytest.raises(IntegrityError, match="version 2: reference profile missing"):
         registry.reference("m", 2)
+
+
+def test_reference_costs_two_reads_however_long_the_lineage(
+    registry: ModelRegistry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The 40th descendant of the version holding the profile reads it with as many Redis commands as the version
+    itself: the descendants sign the inherited digest instead of walking up their parents."""
+    profile = ReferenceProfile.from_rows([{"x": float(i), "c": "ab"[i % 2]} for i in range(30)])
+    registry.register("m", 0, schema=SCHEMA, task="binary", reference=profile)
+    for v in range(1, 41):
+        registry.register("m", v, schema=SCHEMA, task="binary", parent=v)
+    sent: list[str] = []
+    send = registry.client.execute_command
+    monkeypatch.setattr(registry.client, "execute_command", lambda *a, **k: sent.append(a[0]) or send(*a, **k))
+    assert registry.reference("m", 1) == profile
+    root = list(sent)
+    sent.clear()
+    assert registry.reference("m", 41) == profile
+    assert sent == root == ["HGET", "GET"]
+
+
+def test_prune_keeps_the_newest_pinned_current_challenger_and_in_use_versions(registry: ModelRegistry) -> None:
+    """v1 registered by hand and v7 promoted (while current) are pinned; v2..v12 are learner snapshots, v13 a
+    challenger; keep 3 with v4 in use: v1, v4, v7, v11, v12, v13 stay, every other blob, metadata and history
+    entry goes, and the profile v1 holds (signed by the kept snapshots too) stays readable from the newest one."""
+    profile = ReferenceProfile.from_rows([{"x": float(i), "c": "ab"[i % 2]} for i in range(30)])
+    registry.register("m", 1, schema=SCHEMA, task="binary", reference=profile)
+    for v in range(2, 13):
+        registry.register("m", v, schema=SCHEMA, task="binary", parent=v - 1, snapshot=True)
+        if v == 7:
+            registry.promote("m", 7)
+    registry.register("m", 13, schema=SCHEMA, task="binary", parent=12, promote=False)
+    registry.set_challenger("m", 13)
+    registry.promote("m", 11)
+    registry.promote("m", 12)  # current again; 11 is pinned now too
+    assert registry.pinned("m") == {1, 7, 11, 12}
+
+    assert registry.prune("m", keep=3, in_use={4}) == [2, 3, 5, 6, 8, 9, 10]
+    assert [m.version for m in registry.versions("m")] == [1, 4, 7, 11, 12, 13]
+    assert not registry.client.exists(*(f"test:model:m:blob:{v}" for v in (2, 3, 5, 6, 8, 9, 10)))
+    assert registry.history("m") == [1, 4, 7, 11, 12, 11, 12]
+    assert registry.reference("m", 13) == profile
+    assert registry.rollback("m").version == 11
+    assert registry.prune("m", keep=3) == [4]  # no longer in use
+    assert registry.prune("m", keep=3) == []  # the rest is pinned, current (11), challenger or newest
+
+
+def test_prune_deletes_a_profile_no_kept_version_signs(registry: ModelRegistry) -> None:
+    """A profile goes with the last version signing it; one a kept version signs stays."""
+    old = ReferenceProfile.from_rows([{"x": float(i), "c": "a"} for i in range(10)])
+    new = ReferenceProfile.from_rows([{"x": float(i), "c": "b"} for i in range(10)])
+    registry.register("m", 1, schema=SCHEMA, task="binary", reference=old, promote=False)
+    registry.register("m", 2, schema=SCHEMA, task="binary", reference=new, snapshot=True)
+    assert registry.prune("m", keep=1) == [1]
+    assert not registry.client.exists(f"test:model:m:reference:{sha256_hex(old.to_json().encode())}")
+    assert registry.reference("m", 2) == new
+    with pytest.raises(UnknownModelError):
+        registry.prune("ghost", keep=1)
+    with pytest.raises(ValueError, match="keep must be at least 1"):
+        registry.prune("m", keep=0)
 
 
 def test_resign_moves_every_version_to_the_current_key_and_refuses_forgeries(redis_client: redis.Redis) -> None:

@@ -9,10 +9,12 @@ import pickle
 import pytest
 
 from driftline.models.bootstrap import bootstrap_model
+from driftline.models.champion import PairedComparison
 from driftline.models.registry import ModelRegistry
 from driftline.streams.connections import async_redis_client
-from driftline.streams.learner_state import LearnerStore, learned_count
+from driftline.streams.learner_state import LearnerStore, checkpointed_versions, learned_count
 from driftline.streams.redis_dedup import RedisDeduplicator
+from driftline.streams.shadow_challenger import ShadowChallenger
 from driftline.streams.watch import Watch
 
 pytestmark = pytest.mark.integration
@@ -68,3 +70,28 @@ def test_with_no_checkpoint_and_the_current_version_refused_the_learner_starts_f
         return state.base_version
 
     assert asyncio.run(run()) == 1
+
+
+def test_snapshots_prune_the_registry_to_keep_versions_and_keep_what_the_checkpoint_stands_on(settings, redis_client):
+    """12 snapshots with keep_versions 3: the registry holds the 3 pinned versions registered by hand, the newest 3
+    and nothing else; the stored checkpoint's base and challenger lineage are read back and kept by `prune`."""
+    settings = settings.model_copy(update={"keep_versions": 3})
+    store, registry = store_for(settings, redis_client)
+    name = settings.model_name
+    register_three(registry, name)
+
+    async def run() -> None:
+        state = await store.load(name)
+        assert state is not None
+        for _ in range(12):
+            await store.snapshot(state)
+        assert state.base_version == 15
+        state.challenger = ShadowChallenger(root=5, version=9, learner=None)
+        state.comparison = (5, PairedComparison(alpha=0.05))
+        await store.write(state)
+        await store.client.aclose()
+
+    asyncio.run(run())
+    assert [m.version for m in registry.versions(name)] == [1, 2, 3, 13, 14, 15]
+    assert checkpointed_versions(redis_client, settings.redis_prefix, name) == {15, 5, 9}
+    assert registry.history(name) == [1, 2, 3, 13, 14, 15]
