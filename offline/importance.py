@@ -29,7 +29,7 @@ import pandas as pd
 
 from driftline.offline.metrics import HIGHER_IS_BETTER, score
 
-#: Test rows the explanations use at most (a stratified-enough random sample above it).
+#: Test rows the explanations use at most (above it, a random sample, stratified by class for classification).
 MAX_ROWS = 5_000
 #: Grid points of a numeric feature's effect curve, and categories shown of a categorical one.
 EFFECT_POINTS = 20
@@ -44,10 +44,30 @@ def _score(metric: str, task: str, y: np.ndarray, out: np.ndarray, threshold: fl
     return score(metric, y, proba=out, threshold=threshold)
 
 
-def _sample(X: pd.DataFrame, y: np.ndarray, rows: int, seed: int) -> tuple[pd.DataFrame, np.ndarray]:  # noqa: N803
+def _sample(
+    X: pd.DataFrame,  # noqa: N803
+    y: np.ndarray,
+    rows: int,
+    seed: int,
+    stratify: bool = False,
+) -> tuple[pd.DataFrame, np.ndarray]:
+    """At most ``rows`` rows, drawn at random; with ``stratify``, every class keeps its share (a rare class is not
+    left out of a permutation importance by chance) whenever each class has two rows or more.
+
+    >>> y = np.array([0] * 990 + [1] * 10)
+    >>> _, picked = _sample(pd.DataFrame({"x": range(1000)}), y, 100, seed=0, stratify=True)
+    >>> int(picked.sum())
+    1
+    """
     if len(X) <= rows:
         return X, y
-    pick = np.sort(np.random.default_rng(seed).choice(len(X), rows, replace=False))
+    from sklearn.model_selection import train_test_split
+
+    classes_can_split = stratify and np.unique(y, return_counts=True)[1].min() >= 2
+    pick, _ = train_test_split(
+        np.arange(len(X)), train_size=rows, random_state=seed, stratify=y if classes_can_split else None
+    )
+    pick = np.sort(pick)
     return X.iloc[pick], y[pick]
 
 
@@ -65,7 +85,7 @@ def permutation_importance(
 ) -> list[dict[str, Any]]:
     """Each feature's drop of ``metric`` when its column is shuffled (positive: the model relies on it), most
     important first: ``feature``, ``mean``, ``std``, ``repeats``, and the ``baseline`` metric."""
-    X, y = _sample(X, y, max_rows, seed)  # noqa: N806
+    X, y = _sample(X, y, max_rows, seed, stratify=task != "regression")  # noqa: N806
     rng = np.random.default_rng(seed)
     sign = 1.0 if HIGHER_IS_BETTER[metric] else -1.0
     baseline = _score(metric, task, y, predict(X), threshold)
