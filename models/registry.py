@@ -7,7 +7,7 @@ and the digests in constant time *before* unpickling: anything that fails raises
 never passed to :func:`pickle.loads` (loading a pickle runs code). A blob copied under another version number,
 a schema cut, a reference profile swapped: each breaks the signature.
 
-Its Redis keys (``models``, ``model:N:*``) are laid out in :mod:`driftline.contract.keys`; ``current`` is one GET,
+Its Redis keys (``models``, ``model:{N}:*``) are laid out in :mod:`driftline.contract.keys`; ``current`` is one GET,
 cheap to poll. A reference profile is stored once under its SHA-256; a version registered without one inherits its
 parent's digest (signed), so :meth:`ModelRegistry.reference` is one metadata read and one profile read however long
 the lineage is.
@@ -16,8 +16,9 @@ Retention (:meth:`ModelRegistry.prune`) keeps the newest N versions, every pinne
 offline registration or a winning challenger; not the learner's periodic snapshots), the current one, the
 challenger and the versions a caller says are in use (the learners' checkpoint parents), and deletes the rest.
 
-A version number is reserved with ``INCR`` and everything else of a registration is written in one
-``MULTI``/``EXEC``; a crash in between leaves a gap in the numbering, never a half-written version.
+A version number is reserved with ``INCR``, the name added to ``models``, and everything else of a registration
+is written in one ``MULTI``/``EXEC`` on the model's keys (one hash tag: one slot of a Redis Cluster); a crash in
+between leaves a gap in the numbering, never a half-written version.
 """
 
 from __future__ import annotations
@@ -122,12 +123,12 @@ class ModelRegistry:
                 reference_sha256=reference_sha256,
             )
         )
+        self.client.sadd(self._names_key, name)  # not in the transaction: another slot on a Redis Cluster
         with self.client.pipeline(transaction=True) as pipe:
             pipe.set(self._key(name, f"blob:{version}"), blob)
             pipe.hset(self._key(name, "versions"), str(version), meta.to_json())
             if reference_json is not None:
                 pipe.set(self._key(name, f"reference:{reference_sha256}"), reference_json)
-            pipe.sadd(self._names_key, name)
             if promote:
                 pipe.set(self._key(name, "current"), version)
                 pipe.rpush(self._key(name, "history"), version)

@@ -32,7 +32,7 @@ from driftline.models.version import UnknownModelError
 from driftline.monitoring.actions import choose_action
 from driftline.streams.alerts_io import WebhookSender, decode_alert
 from driftline.streams.batch_source import BatchSource
-from driftline.streams.connections import async_redis_client, check_broker, kafka_kwargs, redis_client
+from driftline.streams.connections import async_redis_client, check_broker, get_many, kafka_kwargs, redis_client
 from driftline.streams.health import Health
 from driftline.streams.http_api import InferenceApi, listen
 from driftline.streams.join_store import JoinStore
@@ -397,7 +397,7 @@ class Worker:
             return
         try:
             values = await asyncio.to_thread(
-                self.registry.client.mget, [keys.threshold(self.settings.redis_prefix, n) for n in names]
+                get_many, self.registry.client, [keys.threshold(self.settings.redis_prefix, n) for n in names]
             )
         except redis.RedisError:
             REDIS_ERRORS.labels("threshold_refresh").inc()

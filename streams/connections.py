@@ -10,6 +10,8 @@ from typing import Any
 
 import redis
 import redis.asyncio as aioredis
+import redis.cluster
+import redis.exceptions
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError, KafkaTimeoutError
@@ -17,6 +19,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from driftline.contract.settings import Settings
+from driftline.contract.urls import masked
 
 
 def kafka_kwargs(settings: Settings, bootstrap: str) -> dict[str, Any]:
@@ -142,11 +145,13 @@ def _redis_kwargs(settings: Settings, url: str, socket_timeout: float = 5.0) -> 
 
 
 def redis_client(settings: Settings, url: str, socket_timeout: float = 5.0, retry: bool = True) -> redis.Redis:
-    """A synchronous Redis client for ``url`` with the configured credentials and TLS.
+    """A synchronous Redis client for ``url`` with the configured credentials and TLS; a Redis Cluster client
+    (:class:`redis.cluster.RedisCluster`, same commands) when ``DRIFTLINE_REDIS_CLUSTER`` is set.
 
     ``socket_timeout`` (seconds) also bounds connecting. redis-py retries a timed-out call with backoff (a hung
     server costs over ten timeouts per call); calls made on the event loop want a short timeout and
-    ``retry=False``.
+    ``retry=False``. The cluster client connects when it is made (to learn the slots), and raises
+    :class:`redis.ConnectionError` when no node answers.
 
     >>> client = redis_client(Settings(redis_ssl=True, redis_ssl_cafile="/ca.pem"), "redis://redis:6379/0")
     >>> client.connection_pool.connection_class.__name__, client.connection_pool.connection_kwargs["ssl_ca_certs"]
@@ -158,10 +163,27 @@ def redis_client(settings: Settings, url: str, socket_timeout: float = 5.0, retr
     kwargs = _redis_kwargs(settings, url, socket_timeout)
     if not retry:
         kwargs["retry"] = Retry(NoBackoff(), 0)
+    if settings.redis_cluster:
+        try:
+            return redis.cluster.RedisCluster.from_url(url, **kwargs)  # type: ignore[return-value]
+        except redis.exceptions.RedisClusterException as exc:
+            raise redis.ConnectionError(f"no Redis Cluster node answered at {masked(url)}: {exc}") from None
     return redis.Redis.from_url(url, **kwargs)
 
 
 def async_redis_client(settings: Settings, url: str) -> aioredis.Redis:
-    """An asyncio Redis client for ``url`` with the configured credentials and TLS."""
+    """An asyncio Redis client for ``url`` with the configured credentials and TLS (a Redis Cluster client when
+    ``DRIFTLINE_REDIS_CLUSTER`` is set; it connects on its first command)."""
     url = redis_tls_url(settings, url)
+    if settings.redis_cluster:
+        return aioredis.RedisCluster.from_url(url, **_redis_kwargs(settings, url))  # type: ignore[return-value]
     return aioredis.Redis.from_url(url, **_redis_kwargs(settings, url))
+
+
+def get_many(client: redis.Redis, keys: list[str]) -> list[bytes | None]:
+    """``GET`` of each key in one round trip per node: an ``MGET`` would be refused on a Redis Cluster when the
+    keys are in different slots (e.g. one key of each model)."""
+    with client.pipeline(transaction=False) as pipe:
+        for key in keys:
+            pipe.get(key)
+        return pipe.execute()

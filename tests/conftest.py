@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,7 +12,7 @@ import pytest
 import redis
 
 from driftline.contract.settings import Settings
-from driftline.embedded.stack import EmbeddedStack, embedded_stack
+from driftline.embedded.stack import EmbeddedRedisCluster, EmbeddedStack, embedded_stack, start_redis_cluster
 
 #: Property tests keep the example counts each test sets but never fail because a shared machine is slow: no
 #: per-example deadline, no too-slow health check, and no example database carried between runs.
@@ -43,6 +44,22 @@ def stack() -> Iterator[EmbeddedStack]:
         yield started
     for server in (started.broker, started.redis):
         assert server.proc.poll() is not None, f"{server.name} (pid {server.pid}) still running"
+
+
+@pytest.fixture(scope="session")
+def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedRedisCluster]:
+    """A Redis Cluster of 3 masters (redis-server processes of the same binary) on loopback ports, started once
+    per session by the tests that ask for it and stopped by pid; same ACL as :func:`stack`'s Redis."""
+    cluster = start_redis_cluster(
+        tmp_path_factory.mktemp("redis-cluster"),
+        secrets.token_urlsafe(24),
+        key_prefix="",
+        extra_commands=TEST_ONLY_REDIS_COMMANDS,
+    )
+    yield cluster
+    cluster.stop()
+    for node in cluster.nodes:
+        assert node.proc.poll() is not None, f"redis cluster node (pid {node.pid}) still running"
 
 
 @pytest.fixture

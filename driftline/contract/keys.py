@@ -4,23 +4,32 @@
 default), ``N`` a model name (:data:`driftline.contract.records.MODEL_NAME_PATTERN`), ``V`` a version number::
 
     P models                   set      model names                                        (registry)
-    P model:N:seq              counter  INCR gives version numbers 1, 2, 3, ...             (registry)
-    P model:N:versions         hash     version -> metadata JSON                            (registry)
-    P model:N:blob:V           string   the signed model blob of version V                  (registry)
-    P model:N:reference:SHA    string   reference profile JSON, by its SHA-256 (versions     (registry)
+    P model:{N}:seq            counter  INCR gives version numbers 1, 2, 3, ...             (registry)
+    P model:{N}:versions       hash     version -> metadata JSON                            (registry)
+    P model:{N}:blob:V         string   the signed model blob of version V                  (registry)
+    P model:{N}:reference:SHA  string   reference profile JSON, by its SHA-256 (versions     (registry)
                                         without their own profile sign their parent's)
-    P model:N:current          string   the version scorers serve                           (registry)
-    P model:N:history          list     promoted versions, the current one last             (registry)
-    P model:N:pinned           set      versions retention keeps (promoted, not snapshots)  (registry)
-    P model:N:challenger       string   the version scored in shadow                        (registry)
-    P compare:N                string   champion/challenger paired comparison JSON          (learner)
-    P learner:N                hash     signed learner checkpoint, offsets, learned count   (learner)
-    P labelled:N               stream   rows learned, for `offline retrain`                 (learner)
-    P join:N:EVENT_ID          string   the scored event waiting for its label (TTL)        (scorer)
-    P monitor:N:ROLE           string   signed detector checkpoint of the scorer or learner (both)
-    P threshold:N              string   decision threshold set by an alert action           (scorer)
-    P retrain:N                list     retrain requests for `offline retrain`              (scorer)
+    P model:{N}:current        string   the version scorers serve                           (registry)
+    P model:{N}:history        list     promoted versions, the current one last             (registry)
+    P model:{N}:pinned         set      versions retention keeps (promoted, not snapshots)  (registry)
+    P model:{N}:challenger     string   the version scored in shadow                        (registry)
+    P compare:{N}              string   champion/challenger paired comparison JSON          (learner)
+    P learner:{N}              hash     signed learner checkpoint, offsets, learned count   (learner)
+    P labelled:{N}             stream   rows learned, for `offline retrain`                 (learner)
+    P join:{N}:EVENT_ID        string   the scored event waiting for its label (TTL)        (scorer)
+    P monitor:{N}:ROLE         string   signed detector checkpoint of the scorer or learner (both)
+    P threshold:{N}            string   decision threshold set by an alert action           (scorer)
+    P retrain:{N}              list     retrain requests for `offline retrain`              (scorer)
     P alert-dedup:KEY          string   event time of the first claim of an alert key       (scorer, learner)
+
+**Redis Cluster.** The braces are Redis Cluster hash tags: a key's slot is the hash of the text between its
+first ``{`` and ``}``, so every key of model ``N`` lives on one slot and every multi-key operation driftline
+sends (a ``MULTI``/``EXEC`` transaction, a Lua script, an ``MGET``) names keys of one model only: the registry's
+registration and promotion transactions, the learner's checkpoint with its learned rows, the join records'
+write script and read. The two keys without a tag are only ever used alone (``SADD``/``SMEMBERS`` of ``models``,
+one alert claim per script call). Model names cannot hold braces (``MODEL_NAME_PATTERN``), nor can the prefix (a
+Kafka topic name), so the tag is exactly the model name. :func:`hash_tag` returns it; ``tests/contract/test_keys.py``
+checks that every key function tags its key. A new multi-key operation must use keys of one tag.
 
 Redis itself enforces that layout: :func:`acl_rule` is the ACL of the user driftline connects as, every key under
 the prefix and only :data:`COMMANDS` (used by the embedded stack and ``docker-compose.yml``; a new Redis command in
@@ -29,10 +38,33 @@ the code must be added there, the integration tests run with it).
 Examples
 --------
 >>> model("driftline:", "fraud", "current"), learner("acme:", "fraud"), join("driftline:", "m", "e1")
-('driftline:model:fraud:current', 'acme:learner:fraud', 'driftline:join:m:e1')
+('driftline:model:{fraud}:current', 'acme:learner:{fraud}', 'driftline:join:{m}:e1')
+>>> hash_tag(model("driftline:", "fraud", "current")) == hash_tag(learner("acme:", "fraud")) == "fraud"
+True
 """
 
 from __future__ import annotations
+
+
+def tag(name: str) -> str:
+    """The hash tag of model ``name``: its keys share one Redis Cluster slot.
+
+    >>> tag("fraud")
+    '{fraud}'
+    """
+    return f"{{{name}}}"
+
+
+def hash_tag(key: str) -> str:
+    """What Redis Cluster hashes of ``key``: the text between its first ``{`` and the next ``}`` when that is not
+    empty, else the whole key (the rule of the Redis Cluster specification).
+
+    >>> hash_tag("driftline:model:{fraud}:seq"), hash_tag("driftline:models"), hash_tag("a{}b{c}")
+    ('fraud', 'driftline:models', 'a{}b{c}')
+    """
+    start = key.find("{")
+    end = key.find("}", start + 1)
+    return key[start + 1 : end] if start != -1 and end > start + 1 else key
 
 
 def models(prefix: str) -> str:
@@ -42,46 +74,46 @@ def models(prefix: str) -> str:
 
 def model(prefix: str, name: str, part: str) -> str:
     """One part of model ``name`` in the registry (``seq``, ``versions``, ``blob:V``, ``current``, ...)."""
-    return f"{prefix}model:{name}:{part}"
+    return f"{prefix}model:{tag(name)}:{part}"
 
 
 def compare(prefix: str, name: str) -> str:
     """The champion/challenger comparison of model ``name``.
 
     >>> compare("driftline:", "fraud")
-    'driftline:compare:fraud'
+    'driftline:compare:{fraud}'
     """
-    return f"{prefix}compare:{name}"
+    return f"{prefix}compare:{tag(name)}"
 
 
 def learner(prefix: str, name: str) -> str:
     """The learner checkpoint hash of model ``name``."""
-    return f"{prefix}learner:{name}"
+    return f"{prefix}learner:{tag(name)}"
 
 
 def labelled(prefix: str, name: str) -> str:
     """The stream of rows learned for model ``name`` (retrain data)."""
-    return f"{prefix}labelled:{name}"
+    return f"{prefix}labelled:{tag(name)}"
 
 
 def join(prefix: str, name: str, event_id: str) -> str:
     """The join record of event ``event_id`` scored by model ``name``."""
-    return f"{prefix}join:{name}:{event_id}"
+    return f"{prefix}join:{tag(name)}:{event_id}"
 
 
 def monitor(prefix: str, name: str, role: str) -> str:
     """The detector checkpoint of model ``name`` kept by ``role`` (``scoring`` or ``learning``)."""
-    return f"{prefix}monitor:{name}:{role}"
+    return f"{prefix}monitor:{tag(name)}:{role}"
 
 
 def threshold(prefix: str, name: str) -> str:
     """The decision threshold of model ``name`` set by an alert action."""
-    return f"{prefix}threshold:{name}"
+    return f"{prefix}threshold:{tag(name)}"
 
 
 def retrain(prefix: str, name: str) -> str:
     """The retrain requests of model ``name``."""
-    return f"{prefix}retrain:{name}"
+    return f"{prefix}retrain:{tag(name)}"
 
 
 def alert_dedup(prefix: str) -> str:
@@ -110,10 +142,13 @@ def monitor_purpose(name: str, role: str) -> str:
 
 
 #: Every Redis command driftline sends (scripts included), and nothing else: no FLUSHALL, KEYS, CONFIG, DEBUG.
+#: ``cluster|slots`` and ``command`` are how the Redis Cluster client learns which node serves which slot and where
+#: each command's keys are (both read-only).
 COMMANDS = (
     *("get", "set", "mget", "del", "incr", "incrby", "hget", "hset", "hgetall", "hexists", "hdel", "sadd", "smembers"),
     *("sismember", "rpush", "lpush", "lpop", "rpop", "lrange", "lrem", "ltrim", "xadd", "xrevrange", "multi", "exec"),
     *("discard", "watch", "unwatch", "eval", "evalsha", "script|load", "script|exists", "ping"),
+    *("cluster|slots", "command"),
 )
 
 

@@ -88,6 +88,11 @@ class Settings(BaseSettings):
     redis_password: SecretStr | None = Field(None, description="Redis ACL password.")
     redis_ssl: bool = Field(False, description="Connect to Redis over TLS (rediss://).")
     redis_ssl_cafile: str | None = Field(None, description="CA bundle of the Redis server's certificate.")
+    redis_cluster: bool = Field(
+        False,
+        description="DRIFTLINE_REDIS_URL is a node of a Redis Cluster: connect with the cluster client (it finds "
+        "the other nodes; each model's keys share one hash slot).",
+    )
 
     # --- topics ------------------------------------------------------------------------------
     topic_prefix: str = Field(

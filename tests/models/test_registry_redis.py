@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import redis
 
+from driftline.contract import keys
 from driftline.contract.signing import IntegrityError, Keyring, sha256_hex
 from driftline.models.features import FeatureSchema
 from driftline.models.reference import ReferenceProfile
@@ -69,7 +70,7 @@ def test_load_refuses_a_tampered_blob_without_unpickling_it(registry: ModelRegis
     registry.register("m", {"ok": True}, schema=SCHEMA, task="binary")
     marker = tmp_path / "pwned"
     evil = pickle.dumps(TouchOnUnpickle(marker))
-    registry.client.set("test:model:m:blob:1", evil)
+    registry.client.set(keys.model("test:", "m", "blob:1"), evil)
     with pytest.raises(IntegrityError, match="SHA-256"):
         registry.load("m")
     assert not marker.exists()
@@ -86,8 +87,8 @@ def test_load_refuses_a_forged_blob_whose_metadata_digest_was_also_rewritten(
     marker = tmp_path / "pwned"
     evil = pickle.dumps(TouchOnUnpickle(marker))
     forged = ModelRegistry(registry.client, b"guess", prefix="test:").sign(replace(meta, sha256=sha256_hex(evil)))
-    registry.client.set("test:model:m:blob:1", evil)
-    registry.client.hset("test:model:m:versions", "1", forged.to_json())
+    registry.client.set(keys.model("test:", "m", "blob:1"), evil)
+    registry.client.hset(keys.model("test:", "m", "versions"), "1", forged.to_json())
     with pytest.raises(IntegrityError, match="not in the keyring"):
         registry.load("m", 1)
     assert not marker.exists()
@@ -98,17 +99,17 @@ def test_a_signed_blob_copied_under_a_new_version_with_a_cut_schema_is_refused(r
     current. Every field is signed, so v2 is refused (load, verify, get) and cannot be promoted."""
     meta = registry.register("m", trained_model(), schema=SCHEMA, task="binary")
     client = registry.client
-    client.set("test:model:m:blob:2", client.get("test:model:m:blob:1"))
+    client.set(keys.model("test:", "m", "blob:2"), client.get(keys.model("test:", "m", "blob:1")))
     cut = replace(meta, version=2, schema={"x": "numeric"})
-    client.hset("test:model:m:versions", "2", cut.to_json())
-    client.set("test:model:m:current", 2)
+    client.hset(keys.model("test:", "m", "versions"), "2", cut.to_json())
+    client.set(keys.model("test:", "m", "current"), 2)
     for read in (registry.load, registry.verify, registry.get):
         with pytest.raises(IntegrityError, match="version 2: metadata model-version signature does not match"):
             read("m", None)
-    client.hset("test:model:m:versions", "2", replace(meta, schema={"x": "numeric"}).to_json())
+    client.hset(keys.model("test:", "m", "versions"), "2", replace(meta, schema={"x": "numeric"}).to_json())
     with pytest.raises(IntegrityError, match="does not match"):
         registry.promote("m", 2)
-    client.hset("test:model:m:versions", "2", meta.to_json())  # v1's metadata untouched, under key 2
+    client.hset(keys.model("test:", "m", "versions"), "2", meta.to_json())  # v1's metadata untouched, under key 2
     with pytest.raises(IntegrityError, match="holds the signed metadata of 'm' version 1"):
         registry.load("m", 2)
 
@@ -121,7 +122,7 @@ def test_a_swapped_or_deleted_reference_profile_is_refused(registry: ModelRegist
     profile = ReferenceProfile.from_rows(rows)
     registry.register("m", 1, schema=SCHEMA, task="binary", reference=profile)
     registry.register("m", 2, schema=SCHEMA, task="binary", parent=1)
-    stored = f"test:model:m:reference:{sha256_hex(profile.to_json().encode())}"
+    stored = keys.model("test:", "m", f"reference:{sha256_hex(profile.to_json().encode())}")
     shifted = ReferenceProfile.from_rows([{"x": 1000.0 + r["x"], "c": r["c"]} for r in rows])
     registry.client.set(stored, shifted.to_json())
     with pytest.raises(IntegrityError, match="version 1: reference profile does not match"):
@@ -170,7 +171,7 @@ def test_prune_keeps_the_newest_pinned_current_challenger_and_in_use_versions(re
 
     assert registry.prune("m", keep=3, in_use={4}) == [2, 3, 5, 6, 8, 9, 10]
     assert [m.version for m in registry.versions("m")] == [1, 4, 7, 11, 12, 13]
-    assert not registry.client.exists(*(f"test:model:m:blob:{v}" for v in (2, 3, 5, 6, 8, 9, 10)))
+    assert not registry.client.exists(*(keys.model("test:", "m", f"blob:{v}") for v in (2, 3, 5, 6, 8, 9, 10)))
     assert registry.history("m") == [1, 4, 7, 11, 12, 11, 12]
     assert registry.reference("m", 13) == profile
     assert registry.rollback("m").version == 11
@@ -185,7 +186,7 @@ def test_prune_deletes_a_profile_no_kept_version_signs(registry: ModelRegistry) 
     registry.register("m", 1, schema=SCHEMA, task="binary", reference=old, promote=False)
     registry.register("m", 2, schema=SCHEMA, task="binary", reference=new, snapshot=True)
     assert registry.prune("m", keep=1) == [1]
-    assert not registry.client.exists(f"test:model:m:reference:{sha256_hex(old.to_json().encode())}")
+    assert not registry.client.exists(keys.model("test:", "m", f"reference:{sha256_hex(old.to_json().encode())}"))
     assert registry.reference("m", 2) == new
     with pytest.raises(UnknownModelError):
         registry.prune("ghost", keep=1)
@@ -207,7 +208,7 @@ def test_resign_moves_every_version_to_the_current_key_and_refuses_forgeries(red
     assert [new_only.load("m", v)[1] for v in (1, 2, 3)] == [0, 1, 2]
     with pytest.raises(IntegrityError, match="not in the keyring"):
         old.load("m", 1)
-    redis_client.set("test:model:m:blob:2", pickle.dumps("forged"))
+    redis_client.set(keys.model("test:", "m", "blob:2"), pickle.dumps("forged"))
     with pytest.raises(IntegrityError, match="SHA-256"):
         rotating.resign("m")
 
@@ -222,7 +223,7 @@ def test_registry_with_a_different_key_refuses_to_load(redis_client: redis.Redis
 def test_load_of_a_version_whose_blob_is_missing_is_an_integrity_error(registry: ModelRegistry) -> None:
     """Metadata without a blob (deleted key) is reported as IntegrityError, not a crash."""
     registry.register("m", 1, schema=SCHEMA, task="binary")
-    registry.client.delete("test:model:m:blob:1")
+    registry.client.delete(keys.model("test:", "m", "blob:1"))
     with pytest.raises(IntegrityError, match="no blob"):
         registry.load("m")
 
@@ -298,7 +299,7 @@ def test_verify_checks_the_signature_without_unpickling(registry: ModelRegistry,
     registry.register("m", {"ok": True}, schema=SCHEMA, task="binary")
     assert registry.verify("m").version == 1
     marker = tmp_path / "pwned"
-    registry.client.set("test:model:m:blob:1", pickle.dumps(TouchOnUnpickle(marker)))
+    registry.client.set(keys.model("test:", "m", "blob:1"), pickle.dumps(TouchOnUnpickle(marker)))
     with pytest.raises(IntegrityError):
         registry.verify("m", 1)
     assert not marker.exists()
@@ -309,10 +310,10 @@ def test_promote_and_rollback_refuse_a_version_whose_blob_was_tampered(registry:
     registry.register("m", "v1", schema=SCHEMA, task="binary")
     registry.register("m", "v2", schema=SCHEMA, task="binary")
     registry.register("m", "v3", schema=SCHEMA, task="binary", promote=False)
-    registry.client.set("test:model:m:blob:3", pickle.dumps("forged"))
+    registry.client.set(keys.model("test:", "m", "blob:3"), pickle.dumps("forged"))
     with pytest.raises(IntegrityError):
         registry.promote("m", 3)
-    registry.client.set("test:model:m:blob:1", pickle.dumps("forged"))
+    registry.client.set(keys.model("test:", "m", "blob:1"), pickle.dumps("forged"))
     with pytest.raises(IntegrityError):
         registry.rollback("m")
     assert registry.current_version("m") == 2 and registry.history("m") == [1, 2]

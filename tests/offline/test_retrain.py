@@ -31,7 +31,7 @@ def test_concept_drift_requests_a_retrain_that_the_cli_serves_with_a_candidate_v
         asyncio.run(publish(settings, "events", ((None, json.dumps(e).encode()) for e, _ in pairs)))
         labels = [json.dumps({"event_id": e["event_id"], "label": y, "ts": e["ts"]}).encode() for e, y in pairs]
         asyncio.run(publish(settings, "labels", ((settings.model_name.encode(), v) for v in labels)))
-        learned_key = f"{settings.redis_prefix}learner:{settings.model_name}"
+        learned_key = keys.learner(settings.redis_prefix, settings.model_name)
         deadline = time.monotonic() + 120
         while int(redis_client.hget(learned_key, "learned") or 0) < len(pairs) and time.monotonic() < deadline:
             time.sleep(0.5)

@@ -12,6 +12,7 @@ import pytest
 from click.testing import CliRunner
 
 from driftline.cli import main
+from driftline.contract import keys
 from driftline.models.bootstrap import bootstrap_model, synthetic_stream
 from driftline.models.champion import load_comparison
 from driftline.models.learner import OnlineLearner
@@ -101,10 +102,10 @@ def test_the_paired_comparison_is_checkpointed_with_the_learner_and_continues_af
         return comparison["seen"] if comparison else 0
 
     def learned() -> int:
-        return int(redis_client.hget(f"{settings.redis_prefix}learner:{settings.model_name}", "learned") or 0)
+        return int(redis_client.hget(keys.learner(settings.redis_prefix, settings.model_name), "learned") or 0)
 
     def learned_in_shadow() -> int:
-        blob = redis_client.hget(f"{settings.redis_prefix}learner:{settings.model_name}", "challenger_checkpoint")
+        blob = redis_client.hget(keys.learner(settings.redis_prefix, settings.model_name), "challenger_checkpoint")
         return OnlineLearner.restore(
             blob, hmac_key=settings.keyring(), purpose=f"challenger:{settings.model_name}"
         ).learned
@@ -132,7 +133,7 @@ def test_the_paired_comparison_is_checkpointed_with_the_learner_and_continues_af
         _wait(lambda: seen() >= before + 1500, timeout=30)
     finally:
         worker.stop()
-    stored = redis_client.hget(f"{settings.redis_prefix}learner:{settings.model_name}", "comparison")
+    stored = redis_client.hget(keys.learner(settings.redis_prefix, settings.model_name), "comparison")
     assert stored is not None and json.loads(stored)["version"] == 2
     assert before >= 1500, "every label of an event scored in shadow was paired before the restart"
     assert seen() == before + 1500, "the restarted learner continued the comparison: nothing lost, nothing twice"

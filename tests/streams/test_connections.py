@@ -1,14 +1,33 @@
-"""Log end offsets on the real embedded broker: the offset after the last record, whatever the record batches."""
+"""Connections: log end offsets on the real embedded broker (the offset after the last record, whatever the record
+batches), and the Redis clients against a real 3-master Redis Cluster (``DRIFTLINE_REDIS_CLUSTER``)."""
 
 from __future__ import annotations
 
 import asyncio
 
 import pytest
+import redis
 from aiokafka import AIOKafkaProducer, TopicPartition
+from redis.cluster import RedisCluster
 
-from driftline.streams.connections import kafka_kwargs, log_end_offsets
+from driftline.contract import keys
+from driftline.contract.settings import Settings
+from driftline.embedded.stack import EmbeddedRedisCluster, free_port
+from driftline.models.bootstrap import bootstrap_model
+from driftline.models.registry import ModelRegistry
+from driftline.streams.connections import (
+    async_redis_client,
+    get_many,
+    kafka_kwargs,
+    log_end_offsets,
+    redis_client,
+)
+from driftline.streams.join_store import JoinStore
+from driftline.streams.learner_state import LearnerStore
+from driftline.streams.learning_stage import JoinRecord
+from driftline.streams.redis_dedup import RedisDeduplicator
 from driftline.streams.topics import ensure_topics
+from driftline.streams.watch import Watch
 
 pytestmark = pytest.mark.integration
 
@@ -33,3 +52,86 @@ def test_log_end_offsets_count_every_record_of_multi_record_batches(settings):
         return await log_end_offsets(kafka_kwargs(settings, settings.broker_url), [full, single, empty], 10.0)
 
     assert asyncio.run(ends()) == {full: 80, single: 3, empty: 0}
+
+
+# --- Redis Cluster --------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def cluster_settings(settings: Settings, redis_cluster: EmbeddedRedisCluster) -> Settings:
+    """The test's settings pointed at the 3-master Redis Cluster."""
+    return settings.model_copy(update={"redis_url": redis_cluster.url, "redis_cluster": True})
+
+
+def test_with_redis_cluster_set_the_clients_speak_cluster_and_each_models_keys_sit_on_one_node(
+    cluster_settings, redis_cluster
+):
+    client = redis_client(cluster_settings, cluster_settings.redis_url)
+    assert isinstance(client, RedisCluster) and len(client.get_primaries()) == 3
+    prefix, names = cluster_settings.redis_prefix, [f"model-{i}" for i in range(12)]
+    homes = {name: {redis_cluster.node_of(k).port for k in model_keys(prefix, name)} for name in names}
+    assert all(len(ports) == 1 for ports in homes.values()), "every key of a model on its node"
+    assert len(set().union(*homes.values())) == 3, "the models spread over the three masters"
+    client.close()
+
+
+def model_keys(prefix: str, name: str) -> list[str]:
+    return [
+        keys.model(prefix, name, "current"),
+        keys.model(prefix, name, "blob:7"),
+        keys.learner(prefix, name),
+        keys.labelled(prefix, name),
+        keys.join(prefix, name, "e1"),
+        keys.monitor(prefix, name, "scoring"),
+    ]
+
+
+def test_every_multi_key_operation_runs_on_a_3_master_redis_cluster(cluster_settings):
+    """Registration and promotion transactions, the learner's checkpoint transaction, the join records' script
+    and read, the alert claim script, the thresholds of several models: each was refused (CROSSSLOT) before
+    the keys carried the model's hash tag."""
+    settings = cluster_settings
+    client = redis_client(settings, settings.redis_url)
+    registry = ModelRegistry(client, settings.keyring(), prefix=settings.redis_prefix)
+    model, schema, task = bootstrap_model(samples=200)
+    for parent in (None, 1):
+        registry.register(settings.model_name, model, schema=schema, task=task, parent=parent)
+    registry.rollback(settings.model_name)
+    registry.promote(settings.model_name, 2)
+    registry.set_challenger(settings.model_name, 1)
+    assert registry.replace_challenger(settings.model_name, 1, 2)
+    assert registry.history(settings.model_name) == [1, 2] and registry.load(settings.model_name)[0].version == 2
+    assert registry.names() == [settings.model_name]
+    dedup = RedisDeduplicator(client, keys.alert_dedup(settings.redis_prefix))
+    assert dedup.first("k", 1000, 5) and not dedup.first("k", 1000, 6) and dedup.fallbacks == 0
+    client.set(keys.threshold(settings.redis_prefix, "b"), "0.4")
+    assert get_many(client, [keys.threshold(settings.redis_prefix, n) for n in ("a", "b", "c")]) == [None, b"0.4", None]
+
+    async def stream_side() -> None:
+        aclient = async_redis_client(settings, settings.redis_url)
+        joins = JoinStore(aclient, settings.redis_prefix, ttl_seconds=60)
+        records = [(f"e{i}", JoinRecord({"x": float(i)}, True, {"True": 0.9}, 0.9, 2, 10)) for i in range(50)]
+        await joins.put_many(settings.model_name, records)
+        assert joins.buffered == 0, "the write script ran"
+        got = await joins.get_many(settings.model_name, ["e3", "nope", "e49"])
+        assert [r.x["x"] if r else None for r in got] == [3.0, None, 49.0]
+        watch = Watch("learning", settings, registry, client, dedup)
+        store = LearnerStore(settings, registry, aclient, watch)
+        state = await store.load(settings.model_name)
+        assert state is not None and state.learner.learn("e1", {"x": 1.0}, True, True, {"True": 0.8, "False": 0.2})
+        state.learner.mark_offset(settings.topic("labels"), 0, 9)
+        state.rows.append(({"x": 1.0}, True))
+        await store.write(state)  # MULTI/EXEC over the checkpoint hash and the labelled stream
+        restored = await store.load(settings.model_name)
+        assert restored is not None and restored.learner.next_offset(settings.topic("labels"), 0) == 10
+        await aclient.aclose()
+
+    asyncio.run(stream_side())
+    assert client.xlen(keys.labelled(settings.redis_prefix, settings.model_name)) == 1
+    client.close()
+
+
+def test_a_cluster_client_with_no_node_answering_is_a_connection_error():
+    settings = Settings(redis_url=f"redis://127.0.0.1:{free_port()}/0", redis_cluster=True)
+    with pytest.raises(redis.ConnectionError, match="no Redis Cluster node answered"):
+        redis_client(settings, settings.redis_url, socket_timeout=0.5)

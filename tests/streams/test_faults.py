@@ -28,6 +28,7 @@ import redis
 from aiokafka import AIOKafkaProducer, ConsumerRecord
 from prometheus_client.parser import text_string_to_metric_families
 
+from driftline.contract import keys
 from driftline.contract.records import DLQ_ERROR_CLASS, DLQ_SOURCE_OFFSET, DLQ_SOURCE_PARTITION, DLQ_SOURCE_TOPIC
 from driftline.contract.settings import Settings
 from driftline.embedded.demo import interleave
@@ -126,7 +127,7 @@ async def publish_paced(
 
 def learned_count(client: redis.Redis, settings: Settings) -> int:
     """Labels learned so far, from the learner's checkpoint hash."""
-    return int(client.hget(f"{settings.redis_prefix}learner:{settings.model_name}", "learned") or 0)
+    return int(client.hget(keys.learner(settings.redis_prefix, settings.model_name), "learned") or 0)
 
 
 def label_letters(records: list[ConsumerRecord], settings: Settings) -> dict[tuple[int, int], set[str]]:
@@ -386,7 +387,7 @@ def run_redis_outage(
             pid = worker.proc.pid  # type: ignore[union-attr]
             outage["learned_at_stop"] = learned_count(client, settings)
             outage["version_at_stop"] = int(
-                client.hget(f"{settings.redis_prefix}learner:{settings.model_name}", "base_version") or 0
+                client.hget(keys.learner(settings.redis_prefix, settings.model_name), "base_version") or 0
             )
             client.connection_pool.disconnect()
             if how == "frozen":
@@ -500,7 +501,7 @@ def test_worker_killed_during_a_redis_outage_loses_no_join_record(settings, own_
 
 def scoring_monitor(client: redis.Redis, settings: Settings) -> Monitor | None:
     """The scoring monitor checkpointed in Redis (signature verified), or None."""
-    blob = client.get(f"{settings.redis_prefix}monitor:{settings.model_name}:scoring")
+    blob = client.get(keys.monitor(settings.redis_prefix, settings.model_name, "scoring"))
     return Monitor.restore(blob, settings.keyring(), purpose=f"monitor:{settings.model_name}:scoring") if blob else None
 
 

@@ -13,6 +13,7 @@ import pytest
 import redis
 from hypothesis import strategies as st
 
+from driftline.contract import keys
 from driftline.contract.records import DLQ_ERROR_CLASS, DLQ_ERROR_MESSAGE, DLQ_SOURCE_TOPIC, DLQ_STAGE
 from driftline.contract.settings import Settings
 from tests.harness import WorkerProcess, event, publish, read_until
@@ -26,7 +27,7 @@ EVENT_TS = 1_700_000_000_000  # tests.harness.event(i) is at EVENT_TS + i
 
 
 def learned(client: redis.Redis, settings: Settings) -> int:
-    return int(client.hget(f"{settings.redis_prefix}learner:{settings.model_name}", "learned") or 0)
+    return int(client.hget(keys.learner(settings.redis_prefix, settings.model_name), "learned") or 0)
 
 
 def from_topic(records: list, settings: Settings, topic: str) -> list:

@@ -4,6 +4,7 @@ refused (last good version kept, ``model_integrity`` alert raised, delivered to 
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import pickle
 import threading
@@ -14,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from driftline.contract import keys
 from driftline.models.bootstrap import bootstrap_model
 from driftline.models.registry import ModelRegistry
 from tests.harness import WorkerProcess, event, publish, read_until
@@ -76,7 +78,7 @@ def test_new_version_is_hot_reloaded_and_a_tampered_one_is_refused_alerted_and_r
         assert set(versions_seen(settings, 200, 200).values()) == {2}, "v2 served without a restart"
 
         registry.register(settings.model_name, model, schema=schema, task=task, parent=2)
-        blob_key = f"{settings.redis_prefix}model:{settings.model_name}:blob:3"
+        blob_key = keys.model(settings.redis_prefix, settings.model_name, "blob:3")
         redis_client.set(blob_key, pickle.dumps({"not": "the signed model"}))
         asyncio.run(asyncio.sleep(1.5))
         assert set(versions_seen(settings, 400, 200).values()) == {2}, "the last good version is kept"
@@ -146,12 +148,12 @@ def test_a_pickle_signed_with_the_old_public_key_and_a_version_with_a_cut_schema
         assert not marker.exists(), "the forged pickle never ran in the worker"
         assert registry.current_version(settings.model_name) == 1
 
-        prefix = f"{settings.redis_prefix}model:{settings.model_name}:"
-        redis_client.set(f"{prefix}blob:3", redis_client.get(f"{prefix}blob:1"))
+        key = functools.partial(keys.model, settings.redis_prefix, settings.model_name)
+        redis_client.set(key("blob:3"), redis_client.get(key("blob:1")))
         cut = replace(v1, version=3, parent=1, schema=dict(list(v1.schema.items())[:1]))
-        redis_client.hset(f"{prefix}versions", "3", cut.to_json())
-        redis_client.rpush(f"{prefix}history", 3)
-        redis_client.set(f"{prefix}current", 3)
+        redis_client.hset(key("versions"), "3", cut.to_json())
+        redis_client.rpush(key("history"), 3)
+        redis_client.set(key("current"), 3)
         second, served_after = integrity_alerts(settings, 2, 2000)
         assert [(a["model_version"], a["action"]) for a in second] == [
             (2, "rolled back to v1"),

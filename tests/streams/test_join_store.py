@@ -18,6 +18,7 @@ from prometheus_client import REGISTRY
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
+from driftline.contract import keys
 from driftline.contract.settings import Settings
 from driftline.embedded.stack import REDIS_USER, EmbeddedServer, free_port, start_redis
 from driftline.streams.join_store import JoinStore
@@ -127,7 +128,7 @@ def test_a_full_join_buffer_pauses_scoring_drops_nothing_and_scoring_resumes_whe
                 os.kill(own_redis.pid, signal.SIGCONT)
             out = asyncio.run(read_until(settings, ["predictions"], lambda seen: len(seen["predictions"]) >= n))
         deadline = time.monotonic() + 60
-        while (stored := len(client.keys(f"{settings.redis_prefix}join:default:*"))) < n:
+        while (stored := len(client.keys(keys.join(settings.redis_prefix, "default", "*")))) < n:
             assert time.monotonic() < deadline, f"{stored} join records stored"
             time.sleep(0.1)
         resumed = metric(port, "driftline_consumption_paused") == 0

@@ -8,6 +8,7 @@ import pickle
 
 import pytest
 
+from driftline.contract import keys
 from driftline.models.bootstrap import bootstrap_model
 from driftline.models.champion import PairedComparison
 from driftline.models.registry import ModelRegistry
@@ -52,7 +53,7 @@ def test_a_checkpoint_is_restored_as_written_with_its_rows_in_the_labelled_strea
         await store.client.aclose()
 
     asyncio.run(run())
-    assert redis_client.xlen(f"{settings.redis_prefix}labelled:{settings.model_name}") == 1
+    assert redis_client.xlen(keys.labelled(settings.redis_prefix, settings.model_name)) == 1
 
 
 def test_with_no_checkpoint_and_the_current_version_refused_the_learner_starts_from_the_newest_that_verifies(
@@ -61,7 +62,9 @@ def test_with_no_checkpoint_and_the_current_version_refused_the_learner_starts_f
     store, registry = store_for(settings, redis_client)
     register_three(registry, settings.model_name)
     for version in (2, 3):
-        redis_client.set(f"{settings.redis_prefix}model:{settings.model_name}:blob:{version}", pickle.dumps("forged"))
+        redis_client.set(
+            keys.model(settings.redis_prefix, settings.model_name, f"blob:{version}"), pickle.dumps("forged")
+        )
 
     async def run() -> int:
         state = await store.load(settings.model_name)

@@ -18,6 +18,7 @@ import pytest
 import redis
 from aiokafka import AIOKafkaProducer, ConsumerRecord
 
+from driftline.contract import keys
 from driftline.contract.records import (
     DLQ_ERROR_CLASS,
     DLQ_SOURCE_OFFSET,
@@ -104,7 +105,7 @@ def expected_outcomes(records: list[ConsumerRecord], known: set[str]) -> dict[tu
 
 
 def learned_count(client: redis.Redis, settings: Settings) -> int:
-    return int(client.hget(f"{settings.redis_prefix}learner:{settings.model_name}", "learned") or 0)
+    return int(client.hget(keys.learner(settings.redis_prefix, settings.model_name), "learned") or 0)
 
 
 def dead_lettered_labels(records: list[ConsumerRecord], settings: Settings) -> dict[tuple[int, int], set[str]]:
@@ -228,7 +229,7 @@ def test_worker_killed_three_times_mid_stream_learns_every_valid_label_exactly_o
     reasons = {reason for classes in wanted.values() for reason in classes}
     assert {"DuplicateLabel", "UnknownEvent", "ValidationError", "JSONDecodeError", "LabelError"} <= reasons
 
-    stored = redis_client.hget(f"{settings.redis_prefix}learner:{settings.model_name}", "checkpoint")
+    stored = redis_client.hget(keys.learner(settings.redis_prefix, settings.model_name), "checkpoint")
     learner = OnlineLearner.restore(stored, hmac_key=settings.keyring(), purpose=f"learner:{settings.model_name}")
     assert learner.learned == valid and learner.remembered_ids == valid
     replay, schema, _ = bootstrap_model()

@@ -8,6 +8,7 @@ import pickle
 
 import pytest
 
+from driftline.contract import keys
 from driftline.models.bootstrap import bootstrap_model
 from driftline.models.registry import ModelRegistry
 from driftline.streams import model_cache
@@ -56,7 +57,7 @@ def test_a_refused_current_version_at_start_falls_back_to_the_newest_that_verifi
     for parent in (None, 1, 2):
         registry.register("m", model, schema=schema, task=task, parent=parent)
     for version in (2, 3):
-        redis_client.set(f"{settings.redis_prefix}model:m:blob:{version}", pickle.dumps("forged"))
+        redis_client.set(keys.model(settings.redis_prefix, "m", f"blob:{version}"), pickle.dumps("forged"))
     refused: list[tuple[str, int]] = []
     cache = ModelCache(registry, lambda name, version, reason: refused.append((name, version)))
     asyncio.run(cache.ensure({"m"}))

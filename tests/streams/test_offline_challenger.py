@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from driftline.contract import keys
 from driftline.contract.signing import Keyring
 from driftline.models.champion import OfflineChallenger, as_challenger, label_loss
 from driftline.models.learner import OnlineLearner
@@ -97,7 +98,7 @@ def test_an_offline_model_promoted_from_challenger_serves_every_event_and_its_la
         (None, json.dumps({"event_id": f"e{i}", "label": r["outcome"], "ts": 1_700_000_000_000 + i}).encode())
         for i, r in enumerate(rows)
     ]
-    checkpoint = f"{settings.redis_prefix}learner:{settings.model_name}"
+    checkpoint = keys.learner(settings.redis_prefix, settings.model_name)
 
     def learned() -> int:
         return int(redis_client.hget(checkpoint, "learned") or 0)

@@ -13,6 +13,7 @@ import pytest
 import redis
 from aiokafka import AIOKafkaProducer
 
+from driftline.contract import keys
 from driftline.contract.records import DLQ_ERROR_CLASS, DLQ_ERROR_MESSAGE, DLQ_SOURCE_TOPIC
 from driftline.contract.settings import Settings
 from driftline.models.bootstrap import bootstrap_model
@@ -29,7 +30,7 @@ LABEL_TS = 1_700_000_001_000  # within the label TTL of tests.harness.event(i), 
 
 
 def learned(client: redis.Redis, settings: Settings) -> int:
-    return int(client.hget(f"{settings.redis_prefix}learner:{settings.model_name}", "learned") or 0)
+    return int(client.hget(keys.learner(settings.redis_prefix, settings.model_name), "learned") or 0)
 
 
 def until(condition: Callable[[], bool], timeout: float = 120.0) -> None:
@@ -139,7 +140,9 @@ def test_two_refused_versions_in_a_row_leave_the_worker_serving_the_last_good_on
     for parent in (None, 1, 2):
         registry.register(settings.model_name, model, schema=schema, task=task, parent=parent)
     for version in (2, 3):
-        redis_client.set(f"{settings.redis_prefix}model:{settings.model_name}:blob:{version}", pickle.dumps("forged"))
+        redis_client.set(
+            keys.model(settings.redis_prefix, settings.model_name, f"blob:{version}"), pickle.dumps("forged")
+        )
     worker = WorkerProcess(settings.model_copy(update={"join_grace_seconds": 2.0}), tmp_path).start()
     try:
         asyncio.run(publish(settings, "events", [(None, event(i)) for i in range(100)]))
