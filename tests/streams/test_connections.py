@@ -102,6 +102,9 @@ def test_every_multi_key_operation_runs_on_a_3_master_redis_cluster(cluster_sett
     assert registry.replace_challenger(settings.model_name, 1, 2)
     assert registry.history(settings.model_name) == [1, 2] and registry.load(settings.model_name)[0].version == 2
     assert registry.names() == [settings.model_name]
+    for parent in (2, 3, 4):
+        registry.register(settings.model_name, model, schema=schema, task=task, parent=parent, promote=False)
+    assert registry.prune(settings.model_name, keep=1) == [3, 4], "a watched transaction on one slot"
     dedup = RedisDeduplicator(client, keys.alert_dedup(settings.redis_prefix))
     assert dedup.first("k", 1000, 5) and not dedup.first("k", 1000, 6) and dedup.fallbacks == 0
     client.set(keys.threshold(settings.redis_prefix, "b"), "0.4")
