@@ -199,7 +199,7 @@ def test_prune_trims_every_model_to_keep_and_keeps_what_a_learner_stands_on(
     name fails."""
     for v in range(3, 11):
         registry.register("fraud", {"v": v}, schema=SCHEMA, task="binary", parent=v - 1, snapshot=True)
-    registry.client.hset(f"{PREFIX}learner:fraud", "base_version", 4)
+    registry.client.hset(keys.learner(PREFIX, "fraud"), "base_version", 4)
     result = invoke(env, "prune", "--keep", "2")
     assert result.exit_code == 0, result.output
     assert result.output.splitlines() == ["fraud: 5 versions pruned, 5 kept", "price: 0 versions pruned, 1 kept"]
