@@ -6,10 +6,16 @@ learned event ids and metrics in one signed blob) in ONE Redis write. After a cr
 seeks every partition to :meth:`OnlineLearner.next_offset`: labels before the checkpoint are in the model
 and are not consumed again, labels after it were never applied, so every label is learned exactly once.
 
-Duplicate labels (same ``event_id``) are learned once. Memory for this is bounded: the last ``max_learned_ids``
-learned ids are held, the oldest forgotten first (a duplicate of a forgotten id whose event can still be joined
-would be learned again; size ``max_learned_ids`` above the labels a label TTL brings). The learner's notion of time
-is its own count of learned labels: no label's ``ts``, which a producer sets, decides what it remembers.
+Duplicate labels (same ``event_id``) are learned once within the exactly-once window: a learned id is remembered
+for ``window_ms`` of label *event time* (the labels' own ``ts``; the window ends ``window_ms`` before the latest
+label learned), so a label re-sent within that much event time is a duplicate at any speed or replay. Memory is
+bounded by ``max_learned_ids`` as well: past it the oldest ids are forgotten before their window ends, and
+:attr:`OnlineLearner.forgotten_early` counts them (the worker exports it as
+``driftline_learned_ids_forgotten_early_total``): size ``max_learned_ids`` above labels/s x window.
+
+:meth:`OnlineLearner.learn_many` learns a batch: a River linear pipeline takes it in one go
+(:func:`driftline.models.minibatch.learn_rows`, the same SGD steps as ``learn_one``), any other model one
+label at a time.
 
 Prequential metrics compare the label with what was *served* at score time (``y_pred_at_score_time`` and
 ``proba_at_score_time`` from the predictions topic), cumulative and over a rolling window.
@@ -31,18 +37,26 @@ False
 
 from __future__ import annotations
 
+import copy
 import math
 import pickle
 from collections import OrderedDict
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 from river import metrics as river_metrics
 from river import utils
 
 from driftline.contract.signing import Keyring, as_keyring, seal, unseal
+from driftline.models.minibatch import MIN_ROWS, learn_rows, supports_rows
 
 DEFAULT_MAX_LEARNED_IDS = 100_000
+#: Label event time a learned id is remembered for by default (see the module docstring).
+DEFAULT_WINDOW_MS = 3600 * 1000
+#: Coerced label values remembered per learner (served predictions and labels repeat a few classes).
+MAX_COERCED = 64
+#: ``(event_id, x, y, served prediction, served probabilities, label ts)``, see :meth:`OnlineLearner.learn_many`.
+LabelledRow = tuple[str, Mapping[str, Any], Any, Any, "Mapping[str, float] | None", "int | None"]
 _TRUE = {"true", "1", "yes", "1.0"}
 _FALSE = {"false", "0", "no", "0.0"}
 
@@ -127,22 +141,32 @@ def _regression(y: Any) -> float:
     return value
 
 
-def _metric_set(task: str, window: int) -> dict[str, Any]:
+def _metric_set(task: str, window: int) -> tuple[dict[str, Any], list[tuple[str, Any]]]:
+    """The prequential metrics by name, and what each label updates: ``('label' | 'proba', updatable)``.
+
+    Classification metrics read one confusion matrix (cumulative) and one rolling one, so a label updates two
+    matrices, not one per metric.
+    """
     if task == "regression":
-        kinds: dict[str, Any] = {"mae": river_metrics.MAE, "rmse": river_metrics.RMSE}
-    elif task == "binary":
-        kinds = {"accuracy": river_metrics.Accuracy, "f1": river_metrics.F1, "logloss": river_metrics.LogLoss}
+        metrics: dict[str, Any] = {}
+        for name, cls in {"mae": river_metrics.MAE, "rmse": river_metrics.RMSE}.items():
+            metrics[name], metrics[f"{name}_rolling"] = cls(), utils.Rolling(cls, window_size=window)
+        return metrics, [("label", metric) for metric in metrics.values()]
+    if task == "binary":
+        kinds: dict[str, Any] = {"accuracy": river_metrics.Accuracy, "f1": river_metrics.F1}
+        loss: Any = river_metrics.LogLoss
     else:
-        kinds = {
-            "accuracy": river_metrics.Accuracy,
-            "macro_f1": river_metrics.MacroF1,
-            "logloss": river_metrics.CrossEntropy,
-        }
-    out: dict[str, Any] = {}
+        kinds, loss = (
+            {"accuracy": river_metrics.Accuracy, "macro_f1": river_metrics.MacroF1},
+            river_metrics.CrossEntropy,
+        )
+    matrix, rolling_matrix = river_metrics.ConfusionMatrix(), utils.Rolling(river_metrics.ConfusionMatrix, window)
+    metrics = {}
     for name, cls in kinds.items():
-        out[name] = cls()
-        out[f"{name}_rolling"] = utils.Rolling(cls, window_size=window)
-    return out
+        metrics[name], metrics[f"{name}_rolling"] = cls(cm=matrix), cls(cm=rolling_matrix.obj)
+    metrics["logloss"], metrics["logloss_rolling"] = loss(), utils.Rolling(loss, window_size=window)
+    feeds = [("label", matrix), ("label", rolling_matrix)]
+    return metrics, feeds + [("proba", metrics["logloss"]), ("proba", metrics["logloss_rolling"])]
 
 
 class OnlineLearner:
@@ -158,7 +182,9 @@ class OnlineLearner:
     metric_window
         Size of the rolling window of every ``*_rolling`` metric.
     max_learned_ids
-        How many learned event ids are remembered for de-duplication; the oldest are forgotten first.
+        At most this many learned event ids are remembered; past it the oldest are forgotten (early).
+    window_ms
+        Label event time a learned id is remembered for (the exactly-once window).
     classes
         Classes the model already knows (e.g. from the offline training data); labels are coerced to them.
     """
@@ -170,22 +196,28 @@ class OnlineLearner:
         metric_window: int = 1000,
         *,
         max_learned_ids: int = DEFAULT_MAX_LEARNED_IDS,
+        window_ms: int = DEFAULT_WINDOW_MS,
         classes: Collection[Any] = (),
     ):
         if task not in ("binary", "multiclass", "regression"):
             raise ValueError(f"unknown task {task!r}")
-        if metric_window < 1 or max_learned_ids < 1:
-            raise ValueError("metric_window and max_learned_ids must be >= 1")
+        if metric_window < 1:
+            raise ValueError("metric_window must be >= 1")
         self.model = model
         self.task = task
         self.metric_window = metric_window
-        self.max_learned_ids = max_learned_ids
+        self.limit_ids(max_learned_ids, window_ms)
         self.classes: set[Any] = set(classes) if task != "regression" else set()
         self.learned = 0
         self._offsets: dict[tuple[str, int], int] = {}
-        #: Learned event ids, oldest first (the values are unused).
-        self._ids: OrderedDict[str, None] = OrderedDict()
-        self._metrics = _metric_set(task, metric_window)
+        #: Learned event ids, oldest first, with their label's event time (None: learned before it was kept).
+        self._ids: OrderedDict[str, int | None] = OrderedDict()
+        #: The latest label event time learned, and the ids forgotten before their window ended.
+        self.latest_ts: int | None = None
+        self.forgotten_early = 0
+        self._metrics, self._feeds = _metric_set(task, metric_window)
+        #: (type, value) -> value coerced to the known classes (cleared when a class is added)
+        self._coerced: dict[tuple[type, Any], Any] = {}
         self._counts = {"label": 0, "proba": 0}
 
     # --- learning -----------------------------------------------------------------------------
@@ -197,7 +229,26 @@ class OnlineLearner:
 
     def coerce(self, y: Any) -> Any:
         """``y`` coerced to this learner's task and known classes (ValueError with the reason otherwise)."""
-        return coerce_label(self.task, y, self.classes)
+        if self.task == "regression":
+            return coerce_label(self.task, y)
+        key = (type(y), y)
+        try:
+            return self._coerced[key]
+        except KeyError:
+            pass
+        except TypeError:  # unhashable: not a class
+            return coerce_label(self.task, y, self.classes)
+        value = coerce_label(self.task, y, self.classes)
+        if len(self._coerced) >= MAX_COERCED:
+            self._coerced.clear()
+        self._coerced[key] = value
+        return value
+
+    def limit_ids(self, max_learned_ids: int, window_ms: int) -> None:
+        """Set the exactly-once window and the cap on remembered ids (a restored learner takes the settings')."""
+        if max_learned_ids < 1 or window_ms < 0:
+            raise ValueError("max_learned_ids must be >= 1 and window_ms >= 0")
+        self.max_learned_ids, self.window_ms = int(max_learned_ids), int(window_ms)
 
     def learn(
         self,
@@ -206,6 +257,7 @@ class OnlineLearner:
         y: Any,
         y_pred_at_score_time: Any = None,
         proba_at_score_time: Mapping[str, float] | None = None,
+        ts: int | None = None,
     ) -> bool:
         """Learn one joined label; False (nothing changes) when ``event_id`` was already learned.
 
@@ -220,19 +272,75 @@ class OnlineLearner:
         y_pred_at_score_time, proba_at_score_time
             What was served for the event (``prediction`` and ``probabilities`` or ``score`` of the
             predictions topic); they feed the prequential metrics. None skips the metric they feed.
+        ts
+            The label's event time (ms), which moves the exactly-once window; None leaves the window where it is.
         """
-        if event_id in self._ids:
-            return False
-        target = self.coerce(y)
-        predicted, proba = self._served(y_pred_at_score_time, proba_at_score_time)
+        (outcome,) = self.learn_many([(event_id, x, y, y_pred_at_score_time, proba_at_score_time, ts)])
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
+
+    def learn_many(self, rows: Sequence[LabelledRow]) -> list[bool | Exception]:
+        """Learn ``(event_id, x, y, served prediction, served probabilities, ts)`` rows in order, as :meth:`learn`
+        would one by one; per row True (learned), False (a duplicate) or the exception that kept it out (a
+        ValueError: the label does not fit). A failing row changes nothing, the others are learned.
+
+        >>> from driftline.models.features import FeatureSchema
+        >>> from driftline.models.specs import build_model
+        >>> learner = OnlineLearner(build_model(FeatureSchema({"x": "numeric"}), "binary"), "binary")
+        >>> learner.learn_many([("a", {"x": 1.0}, 1, None, None, 5), ("a", {"x": 1.0}, 1, None, None, 5),
+        ...                     ("b", {"x": 2.0}, 7, None, None, 6)])
+        [True, False, ValueError('binary label must be true/false or 0/1, got 7')]
+        """
+        outcomes: list[bool | Exception] = [False] * len(rows)
+        taken: list[int] = []
+        targets: list[Any] = []
+        batch: set[str] = set()
+        for i, (event_id, _, y, *_) in enumerate(rows):
+            if event_id in self._ids or event_id in batch:
+                continue
+            try:
+                targets.append(self.coerce(y))
+            except ValueError as exc:
+                outcomes[i] = exc
+                continue
+            batch.add(event_id)
+            taken.append(i)
         if self.updates_model:
-            self.model.learn_one(dict(x), target)
-        if self.task != "regression":
-            self.classes.add(target)
-        self._update_metrics(target, predicted, proba)
-        self._remember(event_id)
-        self.learned += 1
-        return True
+            failed = self._learn_model([rows[i][1] for i in taken], targets)
+            for position, exc in failed.items():
+                outcomes[taken[position]] = exc
+        for position, i in enumerate(taken):
+            if isinstance(outcomes[i], Exception):
+                continue
+            event_id, _, _, y_pred, proba, ts = rows[i]
+            target = targets[position]
+            if self.task != "regression" and target not in self.classes:
+                self.classes.add(target)
+                self._coerced.clear()
+            self._update_metrics(target, *self._served(y_pred, proba))
+            self._remember(event_id, ts)
+            self.learned += 1
+            outcomes[i] = True
+        return outcomes
+
+    def _learn_model(self, xs: list[Mapping[str, Any]], ys: list[Any]) -> dict[int, Exception]:
+        """Learn the rows (a batch at a time where :mod:`~driftline.models.minibatch` can); the exceptions of the
+        rows that could not be learned, by position (a failed batch is undone and learned one row at a time)."""
+        if len(xs) >= MIN_ROWS and supports_rows(self.model):
+            before = copy.deepcopy(self.model)
+            try:
+                if learn_rows(self.model, xs, ys):
+                    return {}
+            except Exception:  # noqa: BLE001 - undone, then row by row: only the rows that fail are kept out
+                self.model = before
+        failed: dict[int, Exception] = {}
+        for position, (x, y) in enumerate(zip(xs, ys, strict=True)):
+            try:
+                self.model.learn_one(dict(x), y)
+            except Exception as exc:  # noqa: BLE001 - the caller dead-letters this row alone
+                failed[position] = exc
+        return failed
 
     def _served(self, y_pred: Any, proba: Mapping[str, float] | None) -> tuple[Any, Any]:
         """The served prediction and probabilities in the label's class space (None where unusable)."""
@@ -250,19 +358,30 @@ class OnlineLearner:
         return y_pred, mapped
 
     def _update_metrics(self, y: Any, y_pred: Any, proba: dict[Any, float] | None) -> None:
-        for name, metric in self._metrics.items():
-            if name.startswith("logloss"):
+        for kind, feed in self._feeds:
+            if kind == "proba":
                 if proba is not None:
-                    metric.update(y, proba)
+                    feed.update(y, proba)
             elif y_pred is not None:
-                metric.update(y, y_pred)
+                feed.update(y, y_pred)
         self._counts["label"] += y_pred is not None
         self._counts["proba"] += proba is not None
 
-    def _remember(self, event_id: str) -> None:
-        self._ids[event_id] = None
-        if len(self._ids) > self.max_learned_ids:
-            self._ids.popitem(last=False)
+    def _remember(self, event_id: str, ts: int | None) -> None:
+        ids = self._ids
+        ids[event_id] = ts
+        if ts is not None and (self.latest_ts is None or ts > self.latest_ts):
+            self.latest_ts = ts
+        start = None if self.latest_ts is None else self.latest_ts - self.window_ms
+        # out of the window: the oldest learned first (a label older than the ones after it waits behind them)
+        while start is not None and ids:
+            oldest = ids[next(iter(ids))]
+            if oldest is None or oldest >= start:
+                break
+            ids.popitem(last=False)
+        while len(ids) > self.max_learned_ids:
+            _, oldest = ids.popitem(last=False)
+            self.forgotten_early += start is None or oldest is None or oldest >= start
 
     # --- offsets ------------------------------------------------------------------------------
     def mark_offset(self, topic: str, partition: int, offset: int) -> None:
@@ -317,7 +436,11 @@ class OnlineLearner:
         A model that does not learn online is left out (``model`` is None once restored): it never changes, so
         it is the registry version the learner started from, and it can be large (a scikit-learn ensemble).
         """
-        state = self.__dict__ if self.updates_model else {**self.__dict__, "model": None}
+        state = (
+            {**self.__dict__, "_coerced": {}}
+            if self.updates_model
+            else {**self.__dict__, "model": None, "_coerced": {}}
+        )
         payload = pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL)
         return seal(as_keyring(hmac_key), payload, purpose)
 
@@ -327,5 +450,10 @@ class OnlineLearner:
         is unpickled (:class:`~driftline.contract.signing.IntegrityError` otherwise)."""
         payload = unseal(as_keyring(hmac_key), blob, purpose)
         learner = cls.__new__(cls)
+        # checkpoints from before the exactly-once window: ids without a time, counted from 0
+        learner.__dict__.update({"window_ms": DEFAULT_WINDOW_MS, "latest_ts": None, "forgotten_early": 0})
         learner.__dict__.update(pickle.loads(payload))  # noqa: S301 - verified with the HMAC just above
+        if "_feeds" not in learner.__dict__:  # checkpoints from before the shared confusion matrices
+            learner._feeds = [("proba" if n.startswith("logloss") else "label", m) for n, m in learner._metrics.items()]
+        learner._coerced = {}
         return learner

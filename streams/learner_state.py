@@ -98,11 +98,18 @@ class LearnerStore:
             return None
         positive = meta.data_summary.get("positive_class") if meta.task == "binary" else None
         self.watch.monitors.pop(name, None)
+        window = (self.settings.max_learned_ids, int(self.settings.exactly_once_window_seconds * 1000))
         if not stored:
             meta, model = await self._load_newest_verified(name)
-            return ModelLearner(name, OnlineLearner(model, meta.task), meta.version, positive)
+            return ModelLearner(
+                name,
+                OnlineLearner(model, meta.task, max_learned_ids=window[0], window_ms=window[1]),
+                meta.version,
+                positive,
+            )
         keyring = self.settings.keyring()
         learner = OnlineLearner.restore(stored[b"checkpoint"], hmac_key=keyring, purpose=keys.learner_purpose(name))
+        learner.limit_ids(*window)
         state = ModelLearner(name, learner, int(stored[b"base_version"]), positive)
         if learner.model is None:  # a model that does not learn online is not in the checkpoint
             _, learner.model = await asyncio.to_thread(self.registry.load, name, state.base_version)

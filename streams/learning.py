@@ -39,6 +39,8 @@ from driftline.streams.learning_stage import JoinRecord, learn_batch, target_for
 from driftline.streams.metrics import (
     DEAD_LETTERED,
     LABELS_LEARNED,
+    LEARNED_IDS,
+    LEARNED_IDS_FORGOTTEN_EARLY,
     STEP_FAILURES,
 )
 from driftline.streams.publisher import Publisher
@@ -284,9 +286,12 @@ class LabelLearner:
             return None
         await self._follow_registry(state)
         joins = await self._join(name, fresh)
+        forgotten = state.learner.forgotten_early
         outcome = learn_batch(
             state.learner, [(lab, j) for (_, lab), j in zip(fresh, joins, strict=True)], state.positive_class
         )
+        LEARNED_IDS_FORGOTTEN_EARLY.labels(name).inc(state.learner.forgotten_early - forgotten)
+        LEARNED_IDS.labels(name).set(state.learner.remembered_ids)
         for index, stage, error_class in outcome.rejected:
             letters.append(dead_letter(fresh[index][0], stage, error_class, outcome.messages[index]))
         for record, _ in fresh:

@@ -126,8 +126,10 @@ def learn_batch(
     joined: Sequence[tuple[Label, JoinRecord | None]],
     positive_class: Any | None = None,
 ) -> LearnOutcome:
-    """Learn each ``(label, join record)`` in order; see the module docstring for what is rejected."""
+    """Learn each ``(label, join record)`` in order, the joined ones in one :meth:`OnlineLearner.learn_many`; see
+    the module docstring for what is rejected."""
     outcome = LearnOutcome()
+    rows, positions = [], []
     for i, (label, join) in enumerate(joined):
         if join is None:
             outcome.rejected.append((i, "join", "UnknownEvent"))
@@ -137,22 +139,22 @@ def learn_batch(
             outcome.rejected.append((i, "join", "LateLabel"))
             outcome.messages[i] = f"label at {label.ts} is after the label TTL of its event ({join.expires_ms})"
             continue
-        served = join.probabilities if join.probabilities is not None else None
-        try:
-            learned = learner.learn(
-                label.event_id, join.x, target_for(label.label, positive_class), join.prediction, served
-            )
-        except ValueError as exc:
-            outcome.rejected.append((i, "validate", "LabelError"))
-            outcome.messages[i] = str(exc)
-            continue
-        except Exception as exc:  # noqa: BLE001 - no label may stop learning: this one alone is dead-lettered
-            error_class, outcome.messages[i] = unexpected_reason(exc)
-            outcome.rejected.append((i, "unexpected", error_class))
-            continue
-        if learned:
+        target = target_for(label.label, positive_class)
+        rows.append((label.event_id, join.x, target, join.prediction, join.probabilities, label.ts))
+        positions.append(i)
+    for i, learned in zip(positions, learner.learn_many(rows), strict=True):
+        label = joined[i][0]
+        if learned is True:
             outcome.learned_indices.append(i)
-        else:
+        elif learned is False:
             outcome.rejected.append((i, "join", "DuplicateLabel"))
             outcome.messages[i] = f"the label of '{label.event_id}' was already learned"
+        elif isinstance(learned, ValueError):
+            outcome.rejected.append((i, "validate", "LabelError"))
+            outcome.messages[i] = str(learned)
+        else:  # no label may stop learning: this one alone is dead-lettered
+            error_class, outcome.messages[i] = unexpected_reason(learned)
+            outcome.rejected.append((i, "unexpected", error_class))
+    outcome.learned_indices.sort()
+    outcome.rejected.sort()
     return outcome

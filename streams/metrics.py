@@ -36,6 +36,12 @@ MODEL_INTEGRITY_FAILURES = Counter(
 )
 LEARNER_METRIC = Gauge("driftline_prequential_metric", "Prequential metric of the online learner", ["model", "metric"])
 LABELS_LEARNED = Counter("driftline_labels_learned_total", "Labels joined and learned", ["model"])
+LEARNED_IDS = Gauge("driftline_learned_ids", "Learned label ids remembered for exactly-once", ["model"])
+LEARNED_IDS_FORGOTTEN_EARLY = Counter(
+    "driftline_learned_ids_forgotten_early_total",
+    "Learned label ids forgotten before the exactly-once window ended (max_learned_ids reached)",
+    ["model"],
+)
 STEP_FAILURES = Counter(
     "driftline_step_failures_total",
     "Steps beside scoring and learning (monitors, shadow challenger) that raised unexpectedly; the messages keep "
@@ -71,6 +77,7 @@ PER_MODEL_COUNTERS = (
     MODEL_RELOADS,
     MODEL_INTEGRITY_FAILURES,
     LABELS_LEARNED,
+    LEARNED_IDS_FORGOTTEN_EARLY,
     CHALLENGER_SCORED,
     REVIEW_REQUESTS,
 )

@@ -284,6 +284,16 @@ ROWS: list[tuple[str, list[Panel]]] = [
                     ),
                 ],
             ),
+            Panel(
+                "Exactly-once window",
+                "Learned label ids the learner remembers to refuse duplicates, and ids forgotten before "
+                "DRIFTLINE_EXACTLY_ONCE_WINDOW_SECONDS of label time had passed (DRIFTLINE_MAX_LEARNED_IDS reached). "
+                "Forgotten early > 0: a duplicate label that late would be learned again; raise the cap.",
+                [
+                    Target(f"max by (model) (driftline_learned_ids{MODEL})", "remembered {{model}}"),
+                    Target(rate("driftline_learned_ids_forgotten_early_total", "model"), "forgotten early/s {{model}}"),
+                ],
+            ),
         ],
     ),
     (

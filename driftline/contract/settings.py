@@ -151,6 +151,18 @@ class Settings(BaseSettings):
         ge=1,
         description="Join records held while Redis is unreachable; when full, scoring pauses until they are written.",
     )
+    exactly_once_window_seconds: float = Field(
+        3600.0,
+        ge=0,
+        description="A learned label's id is remembered this long in label event time: a duplicate within it is "
+        "dead-lettered (DuplicateLabel), not learned again.",
+    )
+    max_learned_ids: int = Field(
+        100_000,
+        ge=1,
+        description="Memory bound of that window: past this many ids the oldest are forgotten early "
+        "(driftline_learned_ids_forgotten_early_total); size it above labels/s x the window.",
+    )
     checkpoint_interval_ms: int = Field(
         500, ge=0, description="Under load the learner checkpoints at most this often (always when caught up)."
     )

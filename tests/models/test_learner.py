@@ -271,3 +271,74 @@ def test_kill_and_resume_from_checkpoint_learns_every_label_exactly_once(crash_a
     assert probe(resumed.model) == probe(reference.model)
     assert resumed.metrics() == reference.metrics()
     assert resumed.offsets == reference.offsets
+
+
+def _rows(n: int) -> list[tuple[str, dict[str, Any], Any, Any, Any, int]]:
+    rng = random.Random(3)
+    out = []
+    for i in range(n):
+        x = {"x": rng.gauss(0, 1), "c": rng.choice("abc")}
+        y: Any = rng.choice([True, False, 1, "no", 7]) if i % 50 == 0 else x["x"] > 0
+        served = rng.random()
+        out.append((f"e{i % 900}", x, y, served > 0.5, {"True": served, "False": 1 - served}, 1000 + i))
+    return out
+
+
+def test_learn_many_learns_as_learn_one_by_one() -> None:
+    """A batch (duplicates inside it and of earlier batches, labels that do not fit) gives the outcomes, metrics,
+    model and remembered ids that learn() one label at a time gives."""
+    data = _rows(1200)
+    one, many = learner(), learner()
+    expected: list[Any] = []
+    for event_id, x, y, pred, proba, ts in data:
+        try:
+            expected.append(one.learn(event_id, x, y, pred, proba, ts))
+        except ValueError as exc:
+            expected.append(str(exc))
+    got: list[Any] = []
+    for start in range(0, len(data), 400):
+        got += [str(o) if isinstance(o, Exception) else o for o in many.learn_many(data[start : start + 400])]
+    assert got == expected and expected.count(False) >= 290 and sum(isinstance(o, str) for o in got) > 0
+    assert many.metrics() == one.metrics() and many.learned == one.learned and many._ids == one._ids
+    assert [p[True] for p in probe(many.model)] == pytest.approx([p[True] for p in probe(one.model)], rel=1e-9)
+
+
+def test_a_row_the_model_cannot_learn_is_kept_out_and_the_rest_of_its_batch_learned() -> None:
+    """A numeric feature sent as text fails its row alone: the batch is undone and learned row by row."""
+    data = _rows(200)
+    data = [(f"u{i}", x, bool(x["x"] > 0), None, None, 10 + i) for i, (_, x, *_) in enumerate(data)]
+    data[70] = ("bad", {"x": "oops", "c": "a"}, True, None, None, 80)
+    lr = learner()
+    outcomes = lr.learn_many(data)
+    assert isinstance(outcomes[70], TypeError) and outcomes.count(True) == 199 and lr.learned == 199
+    assert "bad" not in lr._ids and lr.learn("u3", {"x": 1.0, "c": "a"}, True) is False
+
+
+def test_the_exactly_once_window_is_label_event_time() -> None:
+    """An id is a duplicate while the latest label is at most window_ms later than it; older ids are forgotten
+    (not early); the cap forgets ids inside the window and counts them as forgotten early."""
+    lr = learner(window_ms=1000, max_learned_ids=100)
+    assert lr.learn("a", {"x": 1.0, "c": "a"}, True, ts=5_000) is True
+    assert lr.learn("b", {"x": 1.0, "c": "a"}, True, ts=5_900) is True
+    assert lr.learn("a", {"x": 1.0, "c": "a"}, True, ts=5_000) is False, "inside the window"
+    assert lr.learn("c", {"x": 1.0, "c": "a"}, True, ts=6_001) is True
+    assert lr.remembered_ids == 2 and lr.forgotten_early == 0
+    assert lr.learn("a", {"x": 1.0, "c": "a"}, True, ts=5_000) is True, "out of the window: learned again"
+    lr.limit_ids(3, 1000)
+    for i in range(5):
+        lr.learn(f"n{i}", {"x": 1.0, "c": "a"}, True, ts=6_002 + i)
+    assert lr.remembered_ids == 3 and lr.forgotten_early == 4
+    back = OnlineLearner.restore(lr.checkpoint(hmac_key=KEY), hmac_key=KEY)
+    assert back.forgotten_early == 4 and back.learn("n4", {"x": 1.0, "c": "a"}, True, ts=6_010) is False
+
+
+def test_metrics_keep_counting_after_a_restore() -> None:
+    """The cumulative and rolling metrics share confusion matrices; a restored learner still feeds them all."""
+    data = _rows(300)
+    lr = learner(metric_window=50)
+    lr.learn_many(data[:150])
+    back = OnlineLearner.restore(lr.checkpoint(hmac_key=KEY), hmac_key=KEY)
+    lr.learn_many(data[150:])
+    back.learn_many(data[150:])
+    assert back.metrics() == lr.metrics()
+    assert lr.metrics()["accuracy_rolling"] != lr.metrics()["accuracy"]

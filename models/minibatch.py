@@ -1,0 +1,161 @@
+"""Learn a batch of rows at once, equal to learning them one at a time.
+
+River's ``learn_many`` on a linear model takes ONE step along the batch's mean gradient: on a batch of 500 labels
+the model moves as if it had seen one, so a live learner using it would learn ~500x slower than ``learn_one``
+(River says so: its ``check_learn_many_matches_learn_one`` is skipped for linear models). :func:`learn_rows`
+keeps ``learn_one``'s result to the last bits of a sum and takes the speed:
+
+* a standard scaler updates its running mean and variance row after row with ``learn_one``'s own recurrence, a
+  column at a time, and scales each row with the statistics up to it, as ``learn_one`` does;
+* selections and one-hot encoders (whose output does not depend on the rows before) learn and transform the
+  batch with River's ``learn_many`` / ``transform_many``;
+* the linear head (``LogisticRegression`` / ``LinearRegression``, plain SGD, no L1/L2) takes one SGD step per row,
+  in order, with River's own loss gradient (:func:`sgd_steps`), on lists of floats instead of one dict per row;
+* any other model (a tree, a multiclass one-vs-rest, an optimizer with state), a small batch, or rows whose
+  features differ in presence learn one row at a time with ``learn_one`` (:func:`learn_rows` returns False).
+
+>>> from driftline.models.features import FeatureSchema
+>>> from driftline.models.specs import build_model
+>>> one, many = (build_model(FeatureSchema({"x": "numeric"}), "binary") for _ in range(2))
+>>> rows = [({"x": float(i % 7)}, i % 7 > 3) for i in range(300)]
+>>> for x, y in rows:
+...     one.learn_one(x, y)
+>>> supports_rows(many), learn_rows(many, [x for x, _ in rows[:150]], [y for _, y in rows[:150]])
+(True, True)
+>>> learn_rows(many, [x for x, _ in rows[150:]], [y for _, y in rows[150:]])
+True
+>>> abs(one.predict_proba_one({"x": 5.0})[True] - many.predict_proba_one({"x": 5.0})[True]) < 0.01
+True
+"""
+
+from __future__ import annotations
+
+import operator
+from collections.abc import Sequence
+from typing import Any
+
+import pandas as pd
+from river import compose, linear_model, optim, preprocessing
+
+#: Rows below this many learn one at a time (a DataFrame costs more than it saves).
+MIN_ROWS = 64
+
+
+def _head(model: Any) -> Any | None:
+    """The linear head of a River pipeline that :func:`sgd_steps` reproduces exactly, else None."""
+    if not isinstance(model, compose.Pipeline):
+        return None
+    head = list(model.steps.values())[-1]
+    if type(head) not in (linear_model.LogisticRegression, linear_model.LinearRegression):
+        return None
+    plain = (
+        type(head.optimizer) is optim.SGD
+        and isinstance(head.optimizer.lr, optim.schedulers.Constant)
+        and isinstance(head.intercept_lr, optim.schedulers.Constant)
+        and isinstance(head.initializer, optim.initializers.Zeros)
+        and head.l1 == 0
+        and head.l2 == 0
+    )
+    return head if plain else None
+
+
+def _transformers(model: Any) -> list[Any]:
+    return list(model.steps.values())[:-1]
+
+
+def _exact(step: Any) -> bool:
+    """Whether :func:`_through` reproduces ``step``'s ``learn_one`` + ``transform_one`` row by row."""
+    if isinstance(step, compose.TransformerUnion):
+        return all(_exact(part) for part in step.transformers.values())
+    if isinstance(step, compose.Pipeline):
+        return all(_exact(part) for part in step.steps.values())
+    if type(step) is preprocessing.StandardScaler:
+        return step.window_size is None
+    return isinstance(step, compose.Select) or type(step) is preprocessing.OneHotEncoder
+
+
+def supports_rows(model: Any) -> bool:
+    """Whether :func:`learn_rows` learns ``model`` a batch at a time (else one row at a time).
+
+    >>> from river import tree
+    >>> supports_rows(tree.HoeffdingTreeClassifier())
+    False
+    """
+    return _head(model) is not None and all(_exact(step) for step in _transformers(model))
+
+
+def learn_rows(model: Any, xs: Sequence[dict[str, Any]], ys: Sequence[Any]) -> bool:
+    """Learn ``xs``/``ys`` in order as one batch; False (nothing learned: learn them with ``learn_one``) unless
+    :func:`supports_rows`, at least :data:`MIN_ROWS` rows and the same features present in every row (an absent
+    feature is skipped by ``learn_one``, it would be a NaN in a frame).
+    """
+    first = xs[0].keys() if xs else None
+    if len(xs) < MIN_ROWS or not supports_rows(model) or any(x.keys() != first for x in xs):
+        return False
+    frame = pd.DataFrame({column: [x[column] for x in xs] for column in first})  # type: ignore[union-attr]
+    for step in _transformers(model):
+        frame = _through(step, frame)
+    sgd_steps(_head(model), frame, ys)
+    return True
+
+
+def _through(step: Any, frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` after ``step`` learned and transformed its rows one by one (learn, then transform, as
+    ``Pipeline.learn_one`` does)."""
+    if isinstance(step, compose.TransformerUnion):
+        return pd.concat([_through(part, frame) for part in step.transformers.values()], axis=1)
+    if isinstance(step, compose.Pipeline):
+        for part in step.steps.values():
+            frame = _through(part, frame)
+        return frame
+    if type(step) is preprocessing.StandardScaler:
+        return pd.DataFrame({column: _scale(step, column, frame[column].tolist()) for column in frame.columns})
+    if hasattr(step, "learn_many"):
+        step.learn_many(frame)
+    return step.transform_many(frame)
+
+
+def _scale(scaler: Any, column: Any, values: list[float]) -> list[float]:
+    """``StandardScaler.learn_one`` then ``transform_one`` of each value of one column, in order (the same
+    arithmetic in the same order: the statistics end bit for bit where ``learn_one`` leaves them)."""
+    count, mean, var = scaler.counts[column], scaler.means[column], scaler.vars[column]
+    out = []
+    if scaler.with_std:
+        for value in values:
+            count += 1
+            old_mean = mean
+            mean += (value - old_mean) / count
+            var += ((value - old_mean) * (value - mean) - var) / count
+            out.append((value - mean) / var**0.5 if var else 0.0)
+        scaler.vars[column] = var
+    else:
+        for value in values:
+            count += 1
+            mean += (value - mean) / count
+            out.append(value - mean)
+    scaler.counts[column], scaler.means[column] = count, mean
+    return out
+
+
+def sgd_steps(head: Any, frame: pd.DataFrame, ys: Sequence[Any]) -> None:
+    """One ``learn_one`` SGD step of River's linear ``head`` per row of ``frame`` (features already transformed),
+    in order: the same loss gradient, intercept step and weight step, on a dense vector of the batch's columns.
+
+    A zero in a row (e.g. a category the row does not have) gets a zero gradient, as its absence does in
+    ``learn_one`` (no L2 term: :func:`supports_rows` requires none).
+    """
+    columns = list(frame.columns)
+    weights = [head._weights.get(c, 0.0) for c in columns]
+    lr, intercept_lr = head.optimizer.lr.learning_rate, head.intercept_lr.learning_rate
+    gradient_of, clip = head.loss.gradient, head.clip_gradient
+    intercept = head.intercept
+    for row, y in zip(frame.to_numpy(dtype=float).tolist(), ys, strict=True):
+        loss_gradient = gradient_of(y_true=y, y_pred=sum(map(operator.mul, row, weights)) + intercept)
+        loss_gradient = max(-clip, min(clip, float(loss_gradient)))
+        intercept -= intercept_lr * loss_gradient
+        weights = [w - lr * (x * loss_gradient) for w, x in zip(weights, row, strict=True)]
+    head.intercept = intercept
+    head.optimizer.n_iterations += len(frame)
+    for column, weight in zip(columns, weights, strict=True):
+        if weight != 0.0 or column in head._weights:
+            head._weights[column] = weight

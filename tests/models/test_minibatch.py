@@ -1,0 +1,99 @@
+"""Batch learning of River linear pipelines: the head's SGD steps are exactly learn_one's, the pipeline ends where
+learning one row at a time ends, and every other model or batch is left to learn_one."""
+
+from __future__ import annotations
+
+import copy
+import random
+from typing import Any
+
+import pytest
+from river import linear_model, multiclass, preprocessing, tree
+
+from driftline.models.features import FeatureSchema
+from driftline.models.minibatch import MIN_ROWS, learn_rows, sgd_steps, supports_rows
+from driftline.models.specs import build_model
+
+SCHEMA = FeatureSchema({"x": "numeric", "z": "numeric", "c": "categorical"})
+
+
+def rows(n: int, seed: int = 1) -> list[tuple[dict[str, Any], bool]]:
+    rng = random.Random(seed)
+    out = []
+    for _ in range(n):
+        x = {"x": rng.gauss(3, 2), "z": rng.gauss(-50, 10), "c": rng.choice("abcd")}
+        out.append((x, (x["x"] > 3) ^ (x["c"] == "b") ^ (rng.random() < 0.1)))
+    return out
+
+
+def head(model: Any) -> Any:
+    return list(model.steps.values())[-1]
+
+
+@pytest.mark.parametrize("task", ["binary", "regression"])
+def test_sgd_steps_are_exactly_learn_ones_steps(task: str) -> None:
+    """Given the same transformed rows, the head's weights and intercept after sgd_steps equal learn_one's
+    one row at a time (River's own learn_many takes one mean-gradient step: far from it)."""
+    import pandas as pd
+
+    data = [({"a": x["x"], "b": x["z"] / 50, "c_a": float(x["c"] == "a")}, y) for x, y in rows(400)]
+    if task == "regression":
+        data = [(x, 2 * x["a"] - x["b"] + float(y)) for x, y in data]
+    one = build_model(FeatureSchema({"a": "numeric"}), task)
+    sequential, batched, river_many = head(one), copy.deepcopy(head(one)), copy.deepcopy(head(one))
+    for x, y in data:
+        sequential.learn_one(x, y)
+    frame = pd.DataFrame([x for x, _ in data])
+    sgd_steps(batched, frame, [y for _, y in data])
+    river_many.learn_many(frame, pd.Series([y for _, y in data]))
+    assert batched.intercept == pytest.approx(sequential.intercept, rel=1e-9, abs=1e-12)
+    assert batched.optimizer.n_iterations == sequential.optimizer.n_iterations == len(data)
+    for feature, weight in sequential._weights.items():
+        assert batched._weights[feature] == pytest.approx(weight, rel=1e-9, abs=1e-12)
+    assert max(abs(river_many._weights[f] - w) for f, w in sequential._weights.items()) > 0.01
+
+
+def test_a_pipeline_learned_in_batches_predicts_as_one_learned_row_by_row() -> None:
+    """Scaler, one-hot encoder and head learned batch by batch end where learn_one row by row ends: the scaler's
+    statistics bit for bit, every probability to the last bits of a sum."""
+    data = rows(6000)
+    one, many = build_model(SCHEMA, "binary"), build_model(SCHEMA, "binary")
+    for x, y in data:
+        one.learn_one(x, y)
+    for start in range(0, len(data), 500):
+        chunk = data[start : start + 500]
+        assert learn_rows(many, [x for x, _ in chunk], [y for _, y in chunk]) is True
+    probes = [x for x, _ in rows(300, seed=2)]
+    assert [many.predict_proba_one(x)[True] for x in probes] == pytest.approx(
+        [one.predict_proba_one(x)[True] for x in probes], rel=1e-9, abs=1e-12
+    )
+    (scaler_one,), (scaler_many,) = (
+        [
+            step
+            for part in model["TransformerUnion"].transformers.values()
+            for step in part.steps.values()
+            if isinstance(step, preprocessing.StandardScaler)
+        ]
+        for model in (one, many)
+    )
+    assert scaler_one.counts["x"] == len(data) and scaler_many.counts == scaler_one.counts
+    assert scaler_many.means == scaler_one.means and scaler_many.vars == scaler_one.vars
+
+
+def test_models_and_batches_the_batch_path_does_not_reproduce_are_left_to_learn_one() -> None:
+    """A tree, a one-vs-rest multiclass, an L2 head, a small batch or rows with an absent feature: False, unchanged."""
+    assert not supports_rows(tree.HoeffdingTreeClassifier())
+    assert not supports_rows(build_model(SCHEMA, "multiclass"))
+    assert isinstance(head(build_model(SCHEMA, "multiclass")), multiclass.OneVsRestClassifier)
+    l2 = build_model(SCHEMA, "binary", l2=0.01)
+    assert isinstance(head(l2), linear_model.LogisticRegression) and not supports_rows(l2)
+    model = build_model(SCHEMA, "binary")
+    assert supports_rows(model)
+    data = rows(MIN_ROWS)
+    before = copy.deepcopy(model)
+    assert learn_rows(model, [x for x, _ in data[:-1]], [y for _, y in data[:-1]]) is False
+    absent = [dict(x) for x, _ in data]
+    del absent[5]["z"]
+    assert learn_rows(model, absent, [y for _, y in data]) is False
+    probe = data[0][0]
+    assert model.predict_proba_one(probe) == before.predict_proba_one(probe)
