@@ -121,7 +121,7 @@ class LearnerStore:
             purpose = keys.challenger_purpose(name)
             shadow = OnlineLearner.restore(blob, hmac_key=keyring, purpose=purpose) if blob else None
             state.challenger = ShadowChallenger.from_state(orjson.loads(stored[b"challenger"]), shadow)
-        self.watch.monitor(meta, stored.get(b"monitor"))
+        await self.watch.restore(meta, stored.get(b"monitor"))
         return state
 
     async def _load_newest_verified(self, name: str) -> tuple[ModelVersion, Any]:

@@ -336,7 +336,9 @@ class LabelLearner:
         if not learned:
             return
         meta = await asyncio.to_thread(self.registry.get, state.name, state.base_version)
-        monitor = self.watch.monitor(meta)
+        monitor = self.watch.monitors.get(state.name)
+        if monitor is None:  # the checkpoint held none: a new one, with the reference read off the event loop
+            monitor = await self.watch.restore(meta, None)
         ttl_ms = self.settings.label_ttl_seconds * 1000
         alerts = monitor.observe_outcomes(
             [label.event_id for label, _, _ in learned],

@@ -91,17 +91,15 @@ class Watch:
         """What this role's checkpoint of ``name`` is signed for (it verifies for nothing else)."""
         return keys.monitor_purpose(name, self.role)
 
-    def monitor(self, meta: ModelVersion, blob: bytes | None = None) -> Monitor:
-        """The monitor of ``meta.name``: in memory, else restored from ``blob``/its checkpoint, else new (when
-        Redis cannot say whether a checkpoint exists: a provisional one, see :attr:`provisional`)."""
-        if meta.name in self.monitors:
-            return self.monitors[meta.name]
-        if blob is None:
-            try:
-                blob = self.client.get(self.key(meta.name))
-            except redis.RedisError as exc:
-                return self._provisional(meta, exc)
-        self.monitors[meta.name] = self._build(meta, blob)
+    def monitor(self, meta: ModelVersion) -> Monitor:
+        """The monitor of ``meta.name``, which :meth:`ensure` or :meth:`restore` put in memory (no I/O: this runs on
+        the event loop)."""
+        return self.monitors[meta.name]
+
+    async def restore(self, meta: ModelVersion, blob: bytes | None) -> Monitor:
+        """The monitor of ``meta.name`` restored from ``blob``, else new with its version's reference profile; built
+        off the event loop (reading the profile is Redis I/O)."""
+        self.monitors[meta.name] = await asyncio.to_thread(self._build, meta, blob)
         return self.monitors[meta.name]
 
     def _provisional(self, meta: ModelVersion, exc: Exception) -> Monitor:

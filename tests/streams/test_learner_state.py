@@ -7,10 +7,12 @@ import asyncio
 import pickle
 
 import pytest
+import redis
 
 from driftline.contract import keys
 from driftline.models.bootstrap import bootstrap_model
 from driftline.models.champion import PairedComparison
+from driftline.models.reference import ReferenceProfile
 from driftline.models.registry import ModelRegistry
 from driftline.streams.connections import async_redis_client
 from driftline.streams.learner_state import LearnerStore, checkpointed_versions, learned_count
@@ -98,3 +100,43 @@ def test_snapshots_prune_the_registry_to_keep_versions_and_keep_what_the_checkpo
     assert [m.version for m in registry.versions(name)] == [1, 2, 3, 13, 14, 15]
     assert checkpointed_versions(redis_client, settings.redis_prefix, name) == {15, 5, 9}
     assert registry.history(name) == [1, 2, 3, 13, 14, 15]
+
+
+class OffTheLoopOnly(redis.Redis):
+    """A synchronous client that refuses to be called from a running event loop (it would block every task)."""
+
+    def execute_command(self, *args, **options):  # type: ignore[no-untyped-def]
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return super().execute_command(*args, **options)
+        raise AssertionError(f"synchronous Redis {args[0]} on the event loop")
+
+
+def test_restoring_a_learner_and_its_monitor_sends_no_synchronous_redis_command_on_the_event_loop(
+    settings, redis_client
+):
+    """A checkpoint without a learning monitor: the new monitor's reference profile is read off the event loop."""
+    guarded = OffTheLoopOnly(connection_pool=redis_client.connection_pool)
+    store, registry = store_for(settings, guarded)
+    model, schema, task = bootstrap_model(samples=300)
+    profile = ReferenceProfile.from_rows([{"salary": float(i), "age": 30.0} for i in range(50)])
+    registry.register(settings.model_name, model, schema=schema, task=task, reference=profile)
+
+    async def run() -> None:
+        state = await store.load(settings.model_name)
+        assert state is not None
+        await store.write(state)  # no monitor yet: the checkpoint holds none
+        assert await store.load(settings.model_name) is not None
+        meta = await asyncio.to_thread(registry.get, settings.model_name)
+        monitor = await store.watch.restore(meta, None)
+        assert monitor is store.watch.monitor(meta)
+        await store.client.aclose()
+
+    asyncio.run(run())
+
+    async def on_the_loop() -> None:
+        guarded.get("anything")
+
+    with pytest.raises(AssertionError, match="synchronous Redis GET on the event loop"):  # the guard guards
+        asyncio.run(on_the_loop())
