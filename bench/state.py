@@ -31,6 +31,7 @@ from typing import Any
 
 import redis
 
+from driftline.bench.state_growth import grow
 from driftline.contract.settings import Settings
 from driftline.embedded.demo import Tally, collect, start_worker, worker_env
 from driftline.embedded.stack import EmbeddedStack, embedded_stack, free_port, stop_process, wait_for_port
@@ -122,7 +123,9 @@ def _label(event: dict[str, Any], y: bool) -> tuple[str, bytes, bytes]:
     )
 
 
-async def _phases(run: StateRun, warmup: list[tuple[dict, bool]], waiting: list[tuple[dict, bool]]) -> dict[str, Any]:
+async def _phases(
+    run: StateRun, warmup: list[tuple[dict, bool]], waiting: list[tuple[dict, bool]], labelled: int
+) -> tuple[dict[str, Any], dict[str, Any]]:
     stop = asyncio.Event()
     reader = asyncio.create_task(collect(run.settings, run.stack.broker_url, run.tally, stop))
     producer = producer_for(kafka_kwargs(run.settings, run.stack.broker_url))
@@ -138,17 +141,18 @@ async def _phases(run: StateRun, warmup: list[tuple[dict, bool]], waiting: list[
         await run.publish(producer, [_label(e, y) for e, y in waiting])
         await run.wait("every label learned", lambda: run.learned() >= len(warmup) + len(waiting))
         learned = run.memory()
-        return {"baseline": baseline, "waiting": scored, "learned": learned}
+        growth = await grow(run, producer, labelled, MODEL, len(warmup) + len(waiting)) if labelled else {}
+        return {"baseline": baseline, "waiting": scored, "learned": learned}, growth
     finally:
         stop.set()
         await reader
         await producer.stop()
 
 
-def run(events: int = 100_000, warmup: int = 2_000) -> dict[str, Any]:
-    """Run the three phases on a new embedded stack; returns the JSON figures."""
-    if events < 1 or warmup < 1:
-        raise ValueError("events and warmup must be >= 1")
+def run(events: int = 100_000, warmup: int = 2_000, labelled: int = 1_000_000) -> dict[str, Any]:
+    """Run the phases on a new embedded stack (the long labelled one unless ``labelled`` is 0); the JSON figures."""
+    if events < 1 or warmup < 1 or labelled < 0:
+        raise ValueError("events and warmup must be >= 1, labelled >= 0")
     pairs = list(synthetic_stream(warmup + events, drift_at=warmup + events))
     model, schema, task = bootstrap_model()
     hmac_key = secrets.token_hex(16)
@@ -161,7 +165,7 @@ def run(events: int = 100_000, warmup: int = 2_000) -> dict[str, Any]:
         state.worker = start_worker(worker_env(settings, stack, hmac_key, port), stack.workdir / "worker.log")
         try:
             wait_for_port(port, timeout=60, proc=state.worker)
-            memory = asyncio.run(_phases(state, pairs[:warmup], pairs[warmup:]))
+            memory, growth = asyncio.run(_phases(state, pairs[:warmup], pairs[warmup:], labelled))
         finally:
             stop_process(state.worker)
             state.redis.close()
@@ -174,4 +178,5 @@ def run(events: int = 100_000, warmup: int = 2_000) -> dict[str, Any]:
         "redis_bytes_by_family": {phase: figures["by_family"] for phase, figures in memory.items()},
         "redis_bytes_per_waiting_event": round((waiting - base) / events, 1),
         "redis_bytes_after_learning_ratio": round(learned / base, 3),
+        **growth,
     }

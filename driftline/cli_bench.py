@@ -182,8 +182,16 @@ def http(rate: float, batch_rate: float, seconds: float, concurrency: int, as_js
     "--events", default=100_000, show_default=True, help="Events left waiting for their label, then labelled."
 )
 @click.option("--warmup", default=2_000, show_default=True, help="Labelled events before the baseline is measured.")
+@click.option(
+    "--labelled",
+    default=1_000_000,
+    show_default=True,
+    help="Events with their labels of the last phase (worker RSS, versions kept and reload check at 1%, 10% and "
+    "100% of them); 0 skips it.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (the only output format).")
-def state(events: int, warmup: int, as_json: bool) -> None:
-    """Redis memory per event waiting for its label, and after every label is learned, against the baseline
-    (one worker process on the embedded stack, River's Agrawal stream)."""
-    _run("state", events=events, warmup=warmup)
+def state(events: int, warmup: int, labelled: int, as_json: bool) -> None:
+    """Redis memory per event waiting for its label, and after every label is learned, against the baseline;
+    then a long labelled stream: worker RSS, registry versions kept and reload-check cost as it grows (one worker
+    process on the embedded stack, River's Agrawal stream)."""
+    _run("state", events=events, warmup=warmup, labelled=labelled)

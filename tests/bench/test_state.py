@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from driftline.bench import state
@@ -9,10 +11,32 @@ from driftline.bench import state
 pytestmark = pytest.mark.integration
 
 
-def test_events_waiting_for_labels_cost_redis_memory_in_join_records():
-    result = state.run(events=1_000, warmup=200)
-    print(f"\nstate: {result}")
+@pytest.fixture(scope="module")
+def result() -> dict[str, Any]:
+    """One small run: a version every 100 labels, 3 kept, 3,000 labelled events in the long phase."""
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("DRIFTLINE_SNAPSHOT_EVERY_LABELS", "100")
+        env.setenv("DRIFTLINE_KEEP_VERSIONS", "3")
+        figures = state.run(events=1_000, warmup=200, labelled=3_000)
+    print(f"\nstate: {figures}")
+    return figures
+
+
+def test_events_waiting_for_labels_cost_redis_memory_in_join_records(result: dict[str, Any]) -> None:
     by_family = result["redis_bytes_by_family"]
     assert by_family["waiting"]["join"] > by_family["baseline"].get("join", 0), "waiting events hold join records"
     assert result["redis_bytes_per_waiting_event"] > 0
     assert result["redis_used_memory"]["learned"] > 0 and result["redis_bytes_after_learning_ratio"] > 0
+
+
+def test_the_registry_keeps_keep_versions_besides_the_pinned_ones_however_many_snapshots(
+    result: dict[str, Any],
+) -> None:
+    """4,200 labels make about 42 snapshots; the learner's pruning leaves 3 besides the bootstrap version (pinned)
+    and those it stands on, at every mark; the figures of the worker process are there at each mark."""
+    assert result["keep_versions"] == 3 and result["pinned_versions"] == 1
+    assert [m["events"] for m in result["marks"]] == [30, 300, 3_000]
+    assert all(m["versions_kept"] <= 3 + 1 + 1 for m in result["marks"]), result["marks"]
+    assert all(m["worker_rss_mib"] > 50 and m["reload_check_ms"] > 0 for m in result["marks"])
+    assert [m["reload_check_round_trips"] for m in result["marks"]] == [5, 5, 5], "pointers, version, metadata"
+    assert result["rss_ratio_1m_100k"] > 0 and result["reload_check_ratio_1m_10k"] > 0
