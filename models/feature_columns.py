@@ -71,6 +71,26 @@ class FeatureColumns:
                     row[name] = value
         return out
 
+    @staticmethod
+    def concat(parts: Sequence[FeatureColumns]) -> FeatureColumns:
+        """The rows of ``parts`` (columns of one schema) one after the other; ``kept`` numbers them anew.
+
+        >>> from driftline.models.features import FeatureSchema
+        >>> schema = FeatureSchema({"amount": "numeric", "country": "categorical"})
+        >>> a, _ = prepare_columns(schema, [{"amount": 1, "country": "FR"}])
+        >>> b, _ = prepare_columns(schema, [{"amount": 2}, {"amount": 3, "country": "DE"}])
+        >>> both = FeatureColumns.concat([a, b])
+        >>> both.rows(), both.kept
+        ([{'amount': 1.0, 'country': 'FR'}, {'amount': 2.0}, {'amount': 3.0, 'country': 'DE'}], [0, 1, 2])
+        """
+        first = parts[0]
+        return FeatureColumns(
+            first.names,
+            {name: np.concatenate([part.numeric[name] for part in parts]) for name in first.numeric},
+            {name: [v for part in parts for v in part.categorical[name]] for name in first.categorical},
+            list(range(sum(len(part) for part in parts))),
+        )
+
     def take(self, positions: Sequence[int]) -> FeatureColumns:
         """The columns of the rows at ``positions`` (indices into this object's rows)."""
         index = np.asarray(positions, dtype=np.intp)

@@ -9,20 +9,24 @@
 ``POST /v2/models/NAME[/versions/V]/infer``  predictions, probabilities, score, confidence, model version
 ========================================  ==========================================================================
 
-Requests go through the stream's own path (:meth:`driftline.streams.app.Worker.score_batch` and ``emit``): same
-validation, preparation, served version, decision threshold, monitors, join records (rows with
+Requests go through the stream's own path (:meth:`driftline.streams.app.Worker.score_batch`, ``put_joins`` and
+``emit``): same validation, preparation, served version, decision threshold, monitors, join records (rows with
 ``parameters.event_id``) and ``predictions`` topic. A row the stream would dead-letter makes the request a 400
 whose ``error`` is the dead letter's reason (nothing of that request is scored or published); a model that is not
 served is a 404. Requests that arrive while an earlier one of the same model is being scored wait and are scored
-together, one stage call for all (adaptive batching, as MLServer does): the monitors, join records and publishing
-cost once per batch instead of once per request; a batch with a bad row is scored again request by request, so
-only the bad request gets its 400. With ``DRIFTLINE_HTTP_TOKEN`` set, every route but ``/v2/health/*`` needs
+together, one stage call for all (adaptive batching, as MLServer does); a batch with a bad row is scored again
+request by request, so only the bad request gets its 400. A request is answered once it is scored and its join
+records are written; its monitors and predictions follow within milliseconds, together with every request
+answered meanwhile (:mod:`driftline.streams.answered`): while too many answered rows wait for them, new requests
+wait too, and for a second after Kafka refused predictions new requests get a 503 with ``Retry-After``. With
+``DRIFTLINE_HTTP_TOKEN`` set, every route but ``/v2/health/*`` needs
 ``Authorization: Bearer TOKEN``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import hmac
 import logging
 import socket
@@ -34,11 +38,11 @@ from typing import Any, Protocol
 
 import orjson
 from aiohttp import web
-from aiokafka.errors import KafkaError
 
 from driftline.contract.records import MODEL_NAME_PATTERN, now_ms
 from driftline.contract.settings import Settings
 from driftline.models.explain import explain_rows
+from driftline.streams.answered import AnsweredBatches, rows_of
 from driftline.streams.inference_protocol import (
     HttpRecord,
     InferenceRequest,
@@ -70,6 +74,8 @@ class Scorer(Protocol):
     def models(self) -> ModelSource: ...
 
     async def score_batch(self, records: Sequence[RawRecord]) -> ScoredBatch: ...
+
+    async def put_joins(self, batch: ScoredBatch) -> None: ...
 
     async def emit(self, batch: ScoredBatch, publisher: Publisher, join: bool = True) -> None: ...
 
@@ -116,6 +122,8 @@ class InferenceApi:
         #: Requests waiting to be scored, and the task scoring them, per (model, joinable).
         self._waiting: dict[tuple[str, bool], list[tuple[InferenceRequest, asyncio.Future[web.Response]]]] = {}
         self._drainers: dict[tuple[str, bool], asyncio.Task[None]] = {}
+        #: Answered requests' batches on their way to the monitors and Kafka.
+        self.answered = AnsweredBatches(self._emit_answered, _count_emit_failure)
 
     def app(self) -> web.Application:
         app = web.Application(client_max_size=MAX_BODY_BYTES, middlewares=[self._middleware])
@@ -141,6 +149,7 @@ class InferenceApi:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+        await self.answered.close()
 
     # --- middleware ----------------------------------------------------------------------------
     @web.middleware
@@ -221,6 +230,11 @@ class InferenceApi:
         loaded = await self._model(request)
         if isinstance(loaded, web.Response):
             return loaded
+        if self.answered.refusing:  # the last predictions were refused by Kafka
+            answer = _error(503, "Kafka is not taking predictions; retry")
+            answer.headers["Retry-After"] = "1"
+            return answer
+        await self.answered.room()  # back-pressure: answers wait while Kafka or the monitors fall behind
         try:
             parsed = parse_request(await request.read(), loaded.name, now_ms())
         except ProtocolError as exc:
@@ -274,9 +288,7 @@ class InferenceApi:
         batch = await self.worker.score_batch(records)
         if batch.dead_letters or model not in batch.by_model:  # a bad row: each request on its own, for its 400
             return [await self._score(model, parsed) for parsed in requests]
-        published = await self._emit(batch, requests[0].joinable)
-        if published is not None:
-            return [published] * len(requests)
+        await self._answered(batch, requests[0].joinable)
         group = batch.by_model[model]
         answers, start = [], 0
         for parsed in requests:
@@ -286,7 +298,7 @@ class InferenceApi:
         return answers
 
     async def _score(self, model: str, parsed: InferenceRequest) -> web.Response:
-        """One request through the stage: 400 with the dead letter's reason, 503 when Kafka cannot keep up."""
+        """One request through the stage: 400 with the dead letter's reason."""
         batch = await self.worker.score_batch(parsed.records)
         if batch.dead_letters:
             for letter in batch.dead_letters:
@@ -302,23 +314,22 @@ class InferenceApi:
                 reason=first.message,
                 rejected_rows=len(batch.dead_letters),
             )
-        published = await self._emit(batch, parsed.joinable)
-        if published is not None:
-            return published
+        await self._answered(batch, parsed.joinable)
         group = batch.by_model[model]
         return self._answer(model, parsed, group, slice(0, len(parsed.records)))
 
-    async def _emit(self, batch: ScoredBatch, joinable: bool) -> web.Response | None:
-        """Join records, monitors and predictions of a scored batch; the 503 to answer when Kafka cannot keep up."""
-        try:
-            await self.worker.emit(batch, self.publisher, join=joinable)
-        except KafkaError as exc:  # the producer cannot queue more: back-pressure, not a server error
-            HTTP_PUBLISH_FAILURES.inc()
-            answer = _error(503, f"Kafka is not taking predictions fast enough ({type(exc).__name__}); retry")
-            answer.headers["Retry-After"] = "1"
-            return answer
-        self.publisher.acknowledged().add_done_callback(_count_publish_failure)
-        return None
+    async def _answered(self, batch: ScoredBatch, joinable: bool) -> None:
+        """Write the join records of a scored batch (before its answer: a label sent right after it finds them);
+        queue its monitors and predictions (after the answer)."""
+        if joinable:
+            await self.worker.put_joins(batch)
+        self.answered.put(batch)
+
+    async def _emit_answered(self, batch: ScoredBatch) -> None:
+        """Monitors, alerts and predictions of answered requests (raises what Kafka raises)."""
+        await self.worker.emit(batch, self.publisher, join=False)
+        acknowledged = self.publisher.acknowledged()
+        acknowledged.add_done_callback(functools.partial(_count_publish_failure, rows_of(batch)))
 
     @staticmethod
     def _answer(model: str, parsed: InferenceRequest, group: Any, rows: slice) -> web.Response:
@@ -332,11 +343,17 @@ class InferenceApi:
         return _json(response(model, group.loaded.version, parsed, events, scored, explanations))
 
 
-def _count_publish_failure(acknowledged: Any) -> None:
-    """Done-callback of an HTTP batch's Kafka records: a failure is logged and counted (the client has its answer)."""
+def _count_emit_failure(rows: int, error: BaseException) -> None:
+    """Answered rows whose monitors or predictions failed (Kafka refused them): logged and counted."""
+    HTTP_PUBLISH_FAILURES.inc(rows)
+    log.warning("%d answered HTTP rows not published: %r", rows, error)
+
+
+def _count_publish_failure(rows: int, acknowledged: Any) -> None:
+    """Done-callback of answered rows' Kafka records: a failure is logged and counted (the client has its answer)."""
     if acknowledged.cancelled():
         return
     error = acknowledged.exception()
     if error is not None:
-        HTTP_PUBLISH_FAILURES.inc()
-        log.warning("HTTP predictions not acknowledged by Kafka: %r", error)
+        HTTP_PUBLISH_FAILURES.inc(rows)
+        log.warning("%d HTTP predictions not acknowledged by Kafka: %r", rows, error)

@@ -67,7 +67,7 @@ HTTP_REJECTED_ROWS = Counter(
     "driftline_http_rejected_rows_total", "Rows of V2 inference requests answered 400", ["stage", "reason"]
 )
 HTTP_PUBLISH_FAILURES = Counter(
-    "driftline_http_publish_failures_total", "HTTP predictions whose Kafka copy was not acknowledged"
+    "driftline_http_publish_failures_total", "Answered HTTP rows whose prediction Kafka refused or did not acknowledge"
 )
 
 
