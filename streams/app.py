@@ -272,28 +272,29 @@ class Worker:
     def sources(self) -> list[BatchSource]:
         """The batch-fed services of this worker, in start order."""
         settings = self.settings
+        learn = BatchSource(
+            name="learn",
+            consumer_kwargs=self.consumer_kwargs(),
+            topics=[settings.topic("labels")],
+            group_id=f"{settings.topic_prefix}learning",
+            handler=self.learning.handle,
+            on_assigned=self.learning.on_assigned,
+            on_flush=self.learning.flush,
+            commit_to_kafka=False,  # the learner's offsets live in its checkpoint (exactly-once)
+            retry_on=RETRIABLE_ERRORS,
+            max_records=settings.batch_size,
+            timeout_ms=settings.batch_timeout_ms,
+            on_crash=self._service_crashed,
+        )
+        self.learning.stopping = lambda: learn.should_stop  # a label waiting for the scorers stops waiting
         return [
-            BatchSource(
-                name="learn",
-                consumer_kwargs=self.consumer_kwargs(),
-                topics=[settings.topic("labels")],
-                group_id=f"{settings.topic_prefix}learning",
-                handler=self.learning.handle,
-                on_assigned=self.learning.on_assigned,
-                on_flush=self.learning.flush,
-                commit_to_kafka=False,  # the learner's offsets live in its checkpoint (exactly-once)
-                retry_on=RETRIABLE_ERRORS,
-                max_records=settings.batch_size,
-                timeout_ms=settings.batch_timeout_ms,
-                on_crash=self._service_crashed,
-            ),
+            learn,
             BatchSource(
                 name="score",
                 consumer_kwargs=self.consumer_kwargs(),
                 topics=[settings.topic("events")],
                 group_id=f"{settings.topic_prefix}scoring",
                 handler=self.score,
-                on_assigned=self.learning.on_scoring_assigned,
                 on_flush=self.joins.flush,  # join records buffered while Redis was unreachable (never raises)
                 durable=lambda: self.joins.buffered == 0,  # a kill never loses join records waiting for Redis
                 backpressure=lambda: self.joins.full,  # while Redis is unreachable, join records never drop
@@ -355,6 +356,8 @@ class Worker:
             await self.scoring_watch.save()
         if hasattr(self, "publisher"):
             await self.publisher.producer.stop()
+        if hasattr(self, "learning"):
+            await self.learning.progress.close()
         if self.webhook is not None:  # its aiohttp session ("Unclosed client session" otherwise)
             await self.webhook.close()
 

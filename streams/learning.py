@@ -18,7 +18,7 @@ import logging
 import time
 import uuid
 from collections import defaultdict
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import redis
@@ -44,6 +44,7 @@ from driftline.streams.metrics import (
     STEP_FAILURES,
 )
 from driftline.streams.publisher import Publisher
+from driftline.streams.scoring_progress import ScoringProgress, caught_up
 from driftline.streams.scoring_stage import dead_letter, rejected, unexpected
 from driftline.streams.watch import Watch
 
@@ -52,10 +53,17 @@ log = logging.getLogger(__name__)
 JOIN_RETRY_SECONDS = 0.2
 #: Seconds to read the labels partitions' log ends on (re)assignment; past them the batch is retried.
 LOG_END_TIMEOUT = 10.0
+
+
+class ScorersBehind(Exception):
+    """Labels wait for events the scorers have not passed yet, and the scoring group committed nothing for
+    ``join_grace_seconds`` (or learning is stopping): the batch is handled again from the checkpoints."""
+
+
 #: Errors after which a batch of labels is handled again (BatchSource ``retry_on``) instead of crashing learning:
-#: Redis unreachable, or the broker refusing the batch's dead letters or alerts (they are sent before the
-#: checkpoint, so the batch is learned again from the checkpoint and its letters sent again).
-RETRIABLE_ERRORS: tuple[type[BaseException], ...] = (redis.RedisError, OSError, KafkaError)
+#: Redis unreachable, the broker refusing the batch's dead letters or alerts (they are sent before the checkpoint,
+#: so the batch is learned again from the checkpoint and its letters sent again), or scorers that do not progress.
+RETRIABLE_ERRORS: tuple[type[BaseException], ...] = (redis.RedisError, OSError, KafkaError, ScorersBehind)
 
 
 class LabelLearner:
@@ -83,15 +91,14 @@ class LabelLearner:
         #: checkpoints (after a Redis error: what was learned in memory since them was dropped).
         self.consumer: AIOKafkaConsumer | None = None
         self.resume_from_checkpoint = False
-        #: A Redis or broker error interrupted learning (a batch or a flush) since the last batch began.
-        self.interrupted = False
+        #: How far the scorers got through ``events``: a label whose event is not found waits for them.
+        self.progress = ScoringProgress(settings, kafka)
+        #: True once the labels source is stopping (set by the worker): a join stops waiting for the scorers.
+        self.stopping: Callable[[], bool] = lambda: False
         self.store = LearnerStore(settings, registry, client, watch)
         self.challengers = ChallengerTrack(settings, registry, self.store)
         self.publisher: Publisher
         self.learners: dict[str, ModelLearner] = {}
-        #: When this worker's scorer last got its partitions; the join grace of older labels runs from there
-        #: (None: the scorer has not joined its group yet, so a label whose event is not scored yet keeps waiting).
-        self.scoring_since_ms: int | None = None
 
     # --- state ---------------------------------------------------------------------------------
     async def _learner(self, name: str) -> ModelLearner | None:
@@ -173,14 +180,6 @@ class LabelLearner:
             )
         )
 
-    async def on_scoring_assigned(self, consumer: AIOKafkaConsumer, assigned: set[TopicPartition]) -> None:
-        """This worker's scorer (re)joined its group: labels waiting for their events get the grace from now.
-
-        A (re)started worker's scorer joins its group seconds after the process started (and after the learner):
-        timing the grace from process start dead-lettered valid labels as ``UnknownEvent`` after a restart.
-        """
-        self.scoring_since_ms = int(time.time() * 1000)
-
     async def _follow_registry(self, state: ModelLearner) -> None:
         """Continue from the current version when someone else promoted or rolled back."""
         current = await asyncio.to_thread(self.registry.current_version, state.name)
@@ -206,11 +205,6 @@ class LabelLearner:
         call first reloads the checkpoints and seeks back to them instead of learning: the labels after them are
         read and learned again, none lost, none learned twice, none half-applied checkpointed by :meth:`flush`.
         """
-        if self.interrupted:
-            # Redis or broker trouble (it stalls the scorers too) is like a scorer (re)join: labels whose events
-            # are not scored yet wait the grace period from now instead of being dead-lettered as UnknownEvent.
-            self.scoring_since_ms = int(time.time() * 1000)
-            self.interrupted = False
         try:
             if self.resume_from_checkpoint:
                 await self._resume(records)
@@ -219,7 +213,7 @@ class LabelLearner:
         except RETRIABLE_ERRORS:
             self.learners.clear()
             self.dirty.clear()
-            self.resume_from_checkpoint = self.interrupted = True
+            self.resume_from_checkpoint = True
             raise
 
     async def _resume(self, records: list[ConsumerRecord]) -> None:
@@ -321,14 +315,10 @@ class LabelLearner:
 
     async def flush(self) -> None:
         """Write the deferred checkpoints (called between batches: idle poll, before a revoke, at stop)."""
-        try:
-            for name in sorted(self.dirty):
-                state = self.learners.get(name)
-                if state is not None:
-                    await self._checkpoint(state)
-        except RETRIABLE_ERRORS:
-            self.interrupted = True  # still dirty: written by a later flush or batch
-            raise
+        for name in sorted(self.dirty):  # a Redis error leaves them dirty: written by a later flush or batch
+            state = self.learners.get(name)
+            if state is not None:
+                await self._checkpoint(state)
         self.dirty.clear()
 
     async def _observe(self, state: ModelLearner, learned: list[tuple[Label, JoinRecord, Any]]) -> None:
@@ -352,25 +342,40 @@ class LabelLearner:
         self.alerts += [await asyncio.to_thread(self.watch.act, alert) for alert in alerts]
 
     async def _join(self, name: str, items: list[tuple[ConsumerRecord, Label]]) -> list[JoinRecord | None]:
-        """Join records; a young label whose event is not scored yet waits up to the grace period.
+        """Join records; a label whose event is not found waits for the scorers, not for a number of seconds.
 
-        A label is young by its Kafka timestamp, at most the time this join began (the producer may set it: one
-        ten years ahead would hold learning for ten years)."""
+        Its event was published before the label, so it lies below where ``events`` ends once the label is read.
+        The scorers commit an offset only once the join records below it are in Redis; so after the scoring
+        group's committed offsets reach that end (:mod:`driftline.streams.scoring_progress`), a record still
+        missing never comes: ``None`` (UnknownEvent). A slow machine only makes the wait longer. When the group
+        commits nothing for ``join_grace_seconds`` (no scorer running), or learning stops, :class:`ScorersBehind`
+        is raised: the batch is handled again from the checkpoints, no label is dead-lettered for it."""
         ids = [label.event_id for _, label in items]
         await self.joins.flush()  # this worker's own join writes buffered during a Redis outage come first
         joins = await self.joins.get_many(name, ids)
-        grace_ms = self.settings.join_grace_seconds * 1000
-        began = int(time.time() * 1000)
-        arrived = [min(record.timestamp, began) for record, _ in items]
+        if all(j is not None for j in joins):
+            return joins
+        target = await self.progress.log_ends()  # every event published before these labels lies below
+        last: tuple[dict[TopicPartition, int], int] | None = None
+        moved = time.monotonic()
         while True:
-            now = int(time.time() * 1000)
-            since = self.scoring_since_ms if self.scoring_since_ms is not None else now
-            waiting = [i for i in range(len(items)) if joins[i] is None and max(arrived[i], since) + grace_ms > now]
-            if not waiting:
-                return joins
-            await asyncio.sleep(JOIN_RETRY_SECONDS)
+            committed = await self.progress.committed()  # read before the joins: a miss after it is final
+            waiting = [i for i, j in enumerate(joins) if j is None]
             for i, found in zip(waiting, await self.joins.get_many(name, [ids[i] for i in waiting]), strict=True):
                 joins[i] = found
+            missing = sum(j is None for j in joins)
+            if not missing or caught_up(committed, target):
+                return joins
+            if (committed, missing) != last:
+                last, moved = (committed, missing), time.monotonic()
+            elif time.monotonic() - moved > self.settings.join_grace_seconds:
+                raise ScorersBehind(
+                    f"{missing} labels of {name} wait for their events and the scorers committed nothing for "
+                    f"{self.settings.join_grace_seconds:g} s"
+                )
+            if self.stopping():
+                raise ScorersBehind(f"learning stops while {missing} labels of {name} wait for their events")
+            await asyncio.sleep(JOIN_RETRY_SECONDS)
 
     async def _checkpoint(self, state: ModelLearner) -> None:
         """Store the checkpoint; when a snapshot is due, register it and store the checkpoint again.

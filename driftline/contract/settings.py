@@ -144,7 +144,11 @@ class Settings(BaseSettings):
     # --- learning ----------------------------------------------------------------------------
     label_ttl_seconds: int = Field(7 * 24 * 3600, gt=0, description="How long events wait for a label.")
     join_grace_seconds: float = Field(
-        30.0, ge=0, description="A label whose event is not scored yet waits this long for it before dead-letter."
+        30.0,
+        ge=0,
+        description="A label whose event is not found waits while the scorers progress (UnknownEvent once they "
+        "passed the end of events as it was when the label came); after this many seconds in which they committed "
+        "nothing, the batch is retried from the checkpoint (never dead-lettered for it).",
     )
     join_buffer_max: int = Field(
         200_000,
