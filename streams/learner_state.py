@@ -40,6 +40,7 @@ from driftline.models.champion import PairedComparison
 from driftline.models.learner import OnlineLearner
 from driftline.models.registry import ModelRegistry
 from driftline.models.version import ModelVersion, UnknownModelError
+from driftline.monitoring.monitor import Monitor
 from driftline.streams.learning_stage import snapshot_due
 from driftline.streams.metrics import LEARNER_METRIC, MODEL_VERSION, REDIS_ERRORS
 from driftline.streams.shadow_challenger import ShadowChallenger
@@ -143,26 +144,20 @@ class LearnerStore:
             raise
 
     async def write(self, state: ModelLearner) -> None:
-        """Store ``state``'s checkpoint and the rows it learned since the last one (one transaction)."""
-        keyring = self.settings.keyring()
-        blob = state.learner.checkpoint(hmac_key=keyring, purpose=keys.learner_purpose(state.name))
-        mapping: dict[str, Any] = {
-            "checkpoint": blob,
-            "base_version": state.base_version,
-            "learned": state.learner.learned,
-        }
-        if state.name in self.watch.monitors:
-            mapping["monitor"] = self.watch.snapshot(state.name)
+        """Store ``state``'s checkpoint and the rows it learned since the last one (one transaction).
+
+        The learner, its monitor and its challenger are pickled and signed in a thread (a 2 MB learner costs
+        ~150 ms: never on the event loop). Only the learning path changes them, and it waits for this write, so
+        what the thread pickles is the state the checkpoint's offsets describe."""
+        monitor = self.watch.monitors.get(state.name)
+        mapping = await asyncio.to_thread(self._sealed, state, monitor)
+        mapping["base_version"] = state.base_version
+        mapping["learned"] = state.learner.learned
         if state.comparison is not None:
             version, comparison = state.comparison
             mapping["comparison"] = orjson.dumps({"version": version, "state": comparison.state()})
-        shadow = state.challenger
-        if shadow is not None:
-            mapping["challenger"] = orjson.dumps(shadow.state())
-            if shadow.learner is not None:
-                mapping["challenger_checkpoint"] = shadow.learner.checkpoint(
-                    hmac_key=keyring, purpose=keys.challenger_purpose(state.name)
-                )
+        if state.challenger is not None:
+            mapping["challenger"] = orjson.dumps(state.challenger.state())
         absent = [k for k in CHALLENGER_FIELDS if k not in mapping]
         async with self.client.pipeline(transaction=True) as pipe:
             pipe.hset(self.key(state.name), mapping=mapping)
@@ -178,6 +173,20 @@ class LearnerStore:
         state.last_checkpoint = time.monotonic()
         for metric, value in state.learner.metrics().items():
             LEARNER_METRIC.labels(state.name, metric).set(value)
+
+    def _sealed(self, state: ModelLearner, monitor: Monitor | None) -> dict[str, Any]:
+        """The signed blobs of ``state``'s checkpoint: learner, monitor, River challenger (run in a thread)."""
+        keyring = self.settings.keyring()
+        blobs: dict[str, Any] = {
+            "checkpoint": state.learner.checkpoint(hmac_key=keyring, purpose=keys.learner_purpose(state.name))
+        }
+        if monitor is not None:
+            blobs["monitor"] = monitor.snapshot(keyring, self.watch.purpose(state.name))
+        shadow = state.challenger
+        if shadow is not None and shadow.learner is not None:
+            purpose = keys.challenger_purpose(state.name)
+            blobs["challenger_checkpoint"] = shadow.learner.checkpoint(hmac_key=keyring, purpose=purpose)
+        return blobs
 
     def snapshot_due(self, learner: OnlineLearner, since: int, last: float) -> bool:
         """A new version of ``learner``'s model is due (see :func:`~driftline.streams.learning_stage.snapshot_due`)."""

@@ -133,9 +133,6 @@ class Watch:
                 profile = None
         return Monitor(meta.name, meta.feature_schema(), meta.task, profile, self.config, self.dedup)
 
-    def snapshot(self, name: str) -> bytes:
-        return self.monitors[name].snapshot(self.settings.keyring(), self.purpose(name))
-
     def pickled(self) -> dict[str, bytes]:
         """Every checkpointable monitor pickled now (on the event loop: a consistent state, not one torn by
         batches observed while a thread pickles it)."""
