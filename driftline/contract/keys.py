@@ -31,6 +31,12 @@ one alert claim per script call). Model names cannot hold braces (``MODEL_NAME_P
 Kafka topic name), so the tag is exactly the model name. :func:`hash_tag` returns it; ``tests/contract/test_keys.py``
 checks that every key function tags its key. A new multi-key operation must use keys of one tag.
 
+A slot lives on one master, so everything of one tag is bounded by one master's memory. The registry and the
+checkpoints are small; join records are the bulk (bytes per waiting event × events/s × label TTL,
+``docs/SCALING.md``). Keys of such a family may carry a finer tag that starts with the model name, e.g.
+``{N:SLICE}`` for one slice of event time, so one model's records spread over the masters; each script or
+transaction then stays within one such tag.
+
 Redis itself enforces that layout: :func:`acl_rule` is the ACL of the user driftline connects as, every key under
 the prefix and only :data:`COMMANDS` (used by the embedded stack and ``docker-compose.yml``; a new Redis command in
 the code must be added there, the integration tests run with it).

@@ -5,6 +5,9 @@
   mid-stream, at the tail of the stream, under a learning backlog; or frozen (SIGSTOP/SIGCONT) mid-stream;
 * a worker restarted with empty local state recovers its learner checkpoint and its detector state.
 
+The kill -9 test, Redis stopped mid-stream and a worker killed during an outage also run against a real
+3-master Redis Cluster (``DRIFTLINE_REDIS_CLUSTER``; the outage stops the master holding the model's keys).
+
 Each scenario prints one JSON line (``print(..., flush=True)``, run with ``-s``) for BENCHMARKS.md.
 """
 
@@ -14,6 +17,7 @@ import asyncio
 import json
 import os
 import random
+import secrets
 import signal
 import time
 import urllib.request
@@ -32,9 +36,18 @@ from driftline.contract import keys
 from driftline.contract.records import DLQ_ERROR_CLASS, DLQ_SOURCE_OFFSET, DLQ_SOURCE_PARTITION, DLQ_SOURCE_TOPIC
 from driftline.contract.settings import Settings
 from driftline.embedded.demo import interleave
-from driftline.embedded.stack import EmbeddedStack, embedded_stack, free_port, wait_for_port
+from driftline.embedded.stack import (
+    EmbeddedRedisCluster,
+    EmbeddedServer,
+    EmbeddedStack,
+    embedded_stack,
+    free_port,
+    start_redis_cluster,
+    wait_for_port,
+)
 from driftline.models.bootstrap import synthetic_stream
 from driftline.monitoring.monitor import Monitor
+from driftline.streams.connections import redis_client as connect_redis
 from driftline.streams.producer import message_key
 from driftline.streams.publisher import MAX_REQUEST_BYTES
 from driftline.streams.topics import ensure_topics
@@ -285,12 +298,22 @@ def run_kill_fault(
     )
 
 
+@pytest.fixture
+def cluster_settings(settings: Settings, redis_cluster: EmbeddedRedisCluster) -> Settings:
+    """The test's settings with the session's 3-master Redis Cluster instead of the standalone Redis."""
+    return settings.model_copy(update={"redis_url": redis_cluster.url, "redis_cluster": True})
+
+
 @pytest.mark.timeout(900)
+@pytest.mark.parametrize(("backend", "n", "kills"), [("standalone", 50_000, 5), ("cluster", 16_000, 3)])
 def test_worker_killed_5_times_at_random_moments_loses_no_event_and_learns_each_label_once(
-    settings, redis_client, tmp_path
+    request, tmp_path, backend, n, kills
 ):
-    result = run_kill_fault(settings, redis_client, tmp_path)
-    assert result["faults_injected"] == 5 and result["worker_starts"] == 6
+    settings = request.getfixturevalue("settings" if backend == "standalone" else "cluster_settings")
+    client = connect_redis(settings, settings.redis_url)
+    result = run_kill_fault(settings, client, tmp_path, n=n, kills=kills)
+    client.close()
+    assert result["faults_injected"] == kills and result["worker_starts"] == kills + 1
     assert all(0 < k < result["valid_labels"] for k in result["learned_at_kills"]), "every kill landed mid-stream"
     assert result["lost"] == 0, "every event has a prediction"
     assert result["learned"] == result["valid_labels"], "each unique valid label is learned exactly once"
@@ -299,6 +322,17 @@ def test_worker_killed_5_times_at_random_moments_loses_no_event_and_learns_each_
 
 
 # --- 2. Redis outage ---------------------------------------------------------------------------
+
+
+@dataclass
+class OutageTarget:
+    """The broker and Redis of an outage test, and the Redis server process the outage stops: the Redis itself,
+    or on a Redis Cluster the master holding the model's keys."""
+
+    broker_url: str
+    redis_url: str
+    cluster: bool
+    server: EmbeddedServer
 
 
 @pytest.fixture
@@ -310,14 +344,37 @@ def own_stack() -> Iterator[EmbeddedStack]:
         assert server.proc.poll() is not None, f"{server.name} (pid {server.pid}) still running"
 
 
-def wait_until_loaded(client: redis.Redis, timeout: float = 30.0) -> None:
-    """Block until a restarted Redis answers (it refuses commands with LOADING while it reads its AOF)."""
+@pytest.fixture
+def own_cluster(tmp_path: Path) -> Iterator[EmbeddedRedisCluster]:
+    """A 3-master Redis Cluster for this test alone (one of its masters is stopped), stopped by pid after."""
+    cluster = start_redis_cluster(
+        tmp_path, secrets.token_urlsafe(24), key_prefix="", extra_commands=TEST_ONLY_REDIS_COMMANDS
+    )
+    yield cluster
+    cluster.stop()
+    assert all(node.proc.poll() is not None for node in cluster.nodes), "a cluster node still running"
+
+
+def outage_target(request: pytest.FixtureRequest, backend: str, settings: Settings) -> OutageTarget:
+    """The standalone backend: this test's own broker and Redis; the cluster: the session's broker and this
+    test's own cluster, whose master serving the model's keys is the one stopped."""
+    if backend == "standalone":
+        stack = request.getfixturevalue("own_stack")
+        return OutageTarget(stack.broker_url, stack.redis_url, False, stack.redis)
+    cluster = request.getfixturevalue("own_cluster")
+    home = cluster.node_of(keys.learner(settings.redis_prefix, settings.model_name))
+    return OutageTarget(settings.broker_url, cluster.url, True, home)  # type: ignore[arg-type]
+
+
+def wait_until_loaded(client: redis.Redis, key: str, timeout: float = 60.0) -> None:
+    """Block until a restarted Redis serves ``key`` (it refuses commands with LOADING while it reads its AOF; a
+    cluster answers CLUSTERDOWN until its nodes see the restarted master again)."""
     deadline = time.monotonic() + timeout
     while True:
         try:
-            client.ping()
+            client.exists(key)
             return
-        except (redis.BusyLoadingError, redis.ConnectionError):
+        except redis.RedisError:
             assert time.monotonic() < deadline, f"redis not ready within {timeout}s"
             time.sleep(0.05)
 
@@ -332,7 +389,7 @@ OutageHow = Literal["stopped", "frozen", "stopped_and_worker_killed"]
 
 def run_redis_outage(
     settings: Settings,
-    stack: EmbeddedStack,
+    target: OutageTarget,
     log_dir: Path,
     where: OutageAt = "mid_stream",
     how: OutageHow = "stopped",
@@ -358,8 +415,9 @@ def run_redis_outage(
     stop_at = 0.2 if where == "under_backlog" else 0.4
     settings = settings.model_copy(
         update={
-            "broker_url": stack.broker_url,
-            "redis_url": stack.redis_url,
+            "broker_url": target.broker_url,
+            "redis_url": target.redis_url,
+            "redis_cluster": target.cluster,
             "join_grace_seconds": 5,
             "snapshot_every_labels": 2000,
             "alert_cooldown_seconds": ALERT_COOLDOWN,
@@ -368,7 +426,8 @@ def run_redis_outage(
     stream = labelled_stream(n, drift_at=n // 4, bad_labels=True)
     messages = list(stream.messages())
     split = int(0.8 * len(messages)) if at_tail else len(messages)
-    client = redis.Redis.from_url(stack.redis_url, socket_timeout=5)
+    client = connect_redis(settings, target.redis_url, retry=False)
+    server = target.server
     asyncio.run(ensure_topics(settings, settings.broker_url))
     worker, _ = worker_process(settings, log_dir)
     worker.start()
@@ -389,11 +448,10 @@ def run_redis_outage(
             outage["version_at_stop"] = int(
                 client.hget(keys.learner(settings.redis_prefix, settings.model_name), "base_version") or 0
             )
-            client.connection_pool.disconnect()
             if how == "frozen":
-                os.kill(stack.redis.pid, signal.SIGSTOP)
+                os.kill(server.pid, signal.SIGSTOP)
             else:
-                stack.redis.stop()  # SIGTERM: redis fsyncs its append-only file on shutdown
+                server.stop()  # SIGTERM: redis fsyncs its append-only file on shutdown
             outage["stopped_ms"] = int(time.time() * 1000)
             if at_tail:
                 await publish_paced(settings, messages[split:], rate=10 * rate)
@@ -405,10 +463,10 @@ def run_redis_outage(
             outage["alive_at_restart"] = worker.alive() and worker.proc.pid == pid  # type: ignore[union-attr]
             outage["restarted_ms"] = int(time.time() * 1000)
             if how == "frozen":
-                os.kill(stack.redis.pid, signal.SIGCONT)
+                os.kill(server.pid, signal.SIGCONT)
             else:
-                stack.redis.restart()
-            wait_until_loaded(client)
+                server.restart()
+            wait_until_loaded(client, keys.learner(settings.redis_prefix, settings.model_name))
             if how == "stopped_and_worker_killed":
                 worker.start()
             outage["learned_at_restart"] = learned_count(client, settings)
@@ -427,9 +485,9 @@ def run_redis_outage(
     finally:
         worker.stop()
         if how == "frozen":  # a failure during the outage: leave the stack as it was
-            os.kill(stack.redis.pid, signal.SIGCONT)
-        elif stack.redis.proc.poll() is not None:
-            stack.redis.restart()
+            os.kill(server.pid, signal.SIGCONT)
+        elif server.proc.poll() is not None:
+            server.restart()
     predictions = prediction_values(out["predictions"])
     outage_end = outage.get("killed_ms", outage["restarted_ms"])
     during = [p for p in predictions if outage["stopped_ms"] <= p["ts"] < outage_end]
@@ -463,13 +521,19 @@ def run_redis_outage(
 
 @pytest.mark.timeout(600)
 @pytest.mark.parametrize(
-    ("how", "where"),
-    [("stopped", "mid_stream"), ("stopped", "at_tail"), ("stopped", "under_backlog"), ("frozen", "mid_stream")],
+    ("how", "where", "backend"),
+    [
+        ("stopped", "mid_stream", "standalone"),
+        ("stopped", "at_tail", "standalone"),
+        ("stopped", "under_backlog", "standalone"),
+        ("frozen", "mid_stream", "standalone"),
+        ("stopped", "mid_stream", "cluster"),
+    ],
 )
 def test_redis_down_10s_scoring_continues_worker_survives_and_learning_resumes_with_nothing_lost(
-    settings, own_stack, tmp_path, how, where
+    request, settings, tmp_path, how, where, backend
 ):
-    result = run_redis_outage(settings, own_stack, tmp_path, where, how)
+    result = run_redis_outage(settings, outage_target(request, backend, settings), tmp_path, where, how)
     assert result["alive_at_restart"] and result["alive_at_end"] and result["worker_starts"] == 1, (
         "the worker survives the outage in the same process"
     )
@@ -485,10 +549,12 @@ def test_redis_down_10s_scoring_continues_worker_survives_and_learning_resumes_w
 
 
 @pytest.mark.timeout(600)
-def test_worker_killed_during_a_redis_outage_loses_no_join_record(settings, own_stack, tmp_path):
+@pytest.mark.parametrize("backend", ["standalone", "cluster"])
+def test_worker_killed_during_a_redis_outage_loses_no_join_record(request, settings, tmp_path, backend):
     """Join records wait in the scorer's memory while Redis is down; their offsets are not committed until they
     reach Redis, so the restarted worker scores those events again and every label still finds its event."""
-    result = run_redis_outage(settings, own_stack, tmp_path, "mid_stream", "stopped_and_worker_killed")
+    target = outage_target(request, backend, settings)
+    result = run_redis_outage(settings, target, tmp_path, "mid_stream", "stopped_and_worker_killed")
     assert not result["alive_at_restart"] and result["alive_at_end"] and result["worker_starts"] == 2
     assert result["predicted_during_outage"] > 0, "events were scored, their join records buffered, before the kill"
     assert result["lost"] == 0, "every event has a prediction"
