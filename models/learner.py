@@ -48,6 +48,7 @@ from river import metrics as river_metrics
 from river import utils
 
 from driftline.contract.signing import Keyring, as_keyring, seal, unseal
+from driftline.models.learned_ids import LearnedIds, digest
 from driftline.models.minibatch import MIN_ROWS, learn_rows, supports_rows
 
 DEFAULT_MAX_LEARNED_IDS = 100_000
@@ -206,15 +207,11 @@ class OnlineLearner:
         self.model = model
         self.task = task
         self.metric_window = metric_window
-        self.limit_ids(max_learned_ids, window_ms)
         self.classes: set[Any] = set(classes) if task != "regression" else set()
         self.learned = 0
         self._offsets: dict[tuple[str, int], int] = {}
-        #: Learned event ids, oldest first, with their label's event time (None: learned before it was kept).
-        self._ids: OrderedDict[str, int | None] = OrderedDict()
-        #: The latest label event time learned, and the ids forgotten before their window ended.
-        self.latest_ts: int | None = None
-        self.forgotten_early = 0
+        #: Learned event ids, oldest first, with their label's event time.
+        self._ids = LearnedIds(max_learned_ids, window_ms)
         self._metrics, self._feeds = _metric_set(task, metric_window)
         #: (type, value) -> value coerced to the known classes (cleared when a class is added)
         self._coerced: dict[tuple[type, Any], Any] = {}
@@ -246,9 +243,13 @@ class OnlineLearner:
 
     def limit_ids(self, max_learned_ids: int, window_ms: int) -> None:
         """Set the exactly-once window and the cap on remembered ids (a restored learner takes the settings')."""
-        if max_learned_ids < 1 or window_ms < 0:
-            raise ValueError("max_learned_ids must be >= 1 and window_ms >= 0")
-        self.max_learned_ids, self.window_ms = int(max_learned_ids), int(window_ms)
+        if (max_learned_ids, window_ms) != (self._ids.capacity, self._ids.window_ms):
+            self._ids.resize(max_learned_ids, window_ms)
+
+    @property
+    def forgotten_early(self) -> int:
+        """Learned ids forgotten before their exactly-once window ended (``max_learned_ids`` reached)."""
+        return self._ids.forgotten_early
 
     def learn(
         self,
@@ -295,16 +296,17 @@ class OnlineLearner:
         outcomes: list[bool | Exception] = [False] * len(rows)
         taken: list[int] = []
         targets: list[Any] = []
-        batch: set[str] = set()
-        for i, (event_id, _, y, *_) in enumerate(rows):
-            if event_id in self._ids or event_id in batch:
+        batch: set[int] = set()
+        keys = [digest(row[0]) for row in rows]
+        for i, (key, (_, _, y, *_)) in enumerate(zip(keys, rows, strict=True)):
+            if key in self._ids or key in batch:
                 continue
             try:
                 targets.append(self.coerce(y))
             except ValueError as exc:
                 outcomes[i] = exc
                 continue
-            batch.add(event_id)
+            batch.add(key)
             taken.append(i)
         if self.updates_model:
             failed = self._learn_model([rows[i][1] for i in taken], targets)
@@ -313,13 +315,13 @@ class OnlineLearner:
         for position, i in enumerate(taken):
             if isinstance(outcomes[i], Exception):
                 continue
-            event_id, _, _, y_pred, proba, ts = rows[i]
+            _, _, _, y_pred, proba, ts = rows[i]
             target = targets[position]
             if self.task != "regression" and target not in self.classes:
                 self.classes.add(target)
                 self._coerced.clear()
             self._update_metrics(target, *self._served(y_pred, proba))
-            self._remember(event_id, ts)
+            self._ids.add(keys[i], ts)
             self.learned += 1
             outcomes[i] = True
         return outcomes
@@ -366,22 +368,6 @@ class OnlineLearner:
                 feed.update(y, y_pred)
         self._counts["label"] += y_pred is not None
         self._counts["proba"] += proba is not None
-
-    def _remember(self, event_id: str, ts: int | None) -> None:
-        ids = self._ids
-        ids[event_id] = ts
-        if ts is not None and (self.latest_ts is None or ts > self.latest_ts):
-            self.latest_ts = ts
-        start = None if self.latest_ts is None else self.latest_ts - self.window_ms
-        # out of the window: the oldest learned first (a label older than the ones after it waits behind them)
-        while start is not None and ids:
-            oldest = ids[next(iter(ids))]
-            if oldest is None or oldest >= start:
-                break
-            ids.popitem(last=False)
-        while len(ids) > self.max_learned_ids:
-            _, oldest = ids.popitem(last=False)
-            self.forgotten_early += start is None or oldest is None or oldest >= start
 
     # --- offsets ------------------------------------------------------------------------------
     def mark_offset(self, topic: str, partition: int, offset: int) -> None:
@@ -451,8 +437,14 @@ class OnlineLearner:
         payload = unseal(as_keyring(hmac_key), blob, purpose)
         learner = cls.__new__(cls)
         # checkpoints from before the exactly-once window: ids without a time, counted from 0
-        learner.__dict__.update({"window_ms": DEFAULT_WINDOW_MS, "latest_ts": None, "forgotten_early": 0})
         learner.__dict__.update(pickle.loads(payload))  # noqa: S301 - verified with the HMAC just above
+        if isinstance(learner._ids, OrderedDict):  # checkpoints from before the exactly-once window
+            ids = LearnedIds(learner.__dict__.pop("max_learned_ids"), DEFAULT_WINDOW_MS)
+            for event_id, ts in learner._ids.items():
+                ids.add(digest(event_id), ts)
+            learner._ids = ids
+            for stale in ("window_ms", "latest_ts", "forgotten_early"):
+                learner.__dict__.pop(stale, None)
         if "_feeds" not in learner.__dict__:  # checkpoints from before the shared confusion matrices
             learner._feeds = [("proba" if n.startswith("logloss") else "label", m) for n, m in learner._metrics.items()]
         learner._coerced = {}

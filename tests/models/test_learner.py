@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import pickle
 import random
+from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
 import pytest
 from river import metrics
 
-from driftline.contract.signing import SEAL_MAGIC, IntegrityError
+from driftline.contract.signing import SEAL_MAGIC, IntegrityError, as_keyring, seal
 from driftline.models.features import FeatureSchema
+from driftline.models.learned_ids import digest
 from driftline.models.learner import OnlineLearner, coerce_label
 from driftline.models.specs import build_model
 
@@ -299,7 +301,8 @@ def test_learn_many_learns_as_learn_one_by_one() -> None:
     for start in range(0, len(data), 400):
         got += [str(o) if isinstance(o, Exception) else o for o in many.learn_many(data[start : start + 400])]
     assert got == expected and expected.count(False) >= 290 and sum(isinstance(o, str) for o in got) > 0
-    assert many.metrics() == one.metrics() and many.learned == one.learned and many._ids == one._ids
+    assert many.metrics() == one.metrics() and many.learned == one.learned
+    assert [a.tolist() for a in many._ids._ordered()] == [a.tolist() for a in one._ids._ordered()]
     assert [p[True] for p in probe(many.model)] == pytest.approx([p[True] for p in probe(one.model)], rel=1e-9)
 
 
@@ -311,7 +314,7 @@ def test_a_row_the_model_cannot_learn_is_kept_out_and_the_rest_of_its_batch_lear
     lr = learner()
     outcomes = lr.learn_many(data)
     assert isinstance(outcomes[70], TypeError) and outcomes.count(True) == 199 and lr.learned == 199
-    assert "bad" not in lr._ids and lr.learn("u3", {"x": 1.0, "c": "a"}, True) is False
+    assert digest("bad") not in lr._ids and lr.learn("u3", {"x": 1.0, "c": "a"}, True) is False
 
 
 def test_the_exactly_once_window_is_label_event_time() -> None:
@@ -330,6 +333,20 @@ def test_the_exactly_once_window_is_label_event_time() -> None:
     assert lr.remembered_ids == 3 and lr.forgotten_early == 4
     back = OnlineLearner.restore(lr.checkpoint(hmac_key=KEY), hmac_key=KEY)
     assert back.forgotten_early == 4 and back.learn("n4", {"x": 1.0, "c": "a"}, True, ts=6_010) is False
+
+
+def test_a_checkpoint_from_before_the_window_keeps_its_ids() -> None:
+    """A checkpoint whose learned ids were an ordered dict (no times) restores them: duplicates still refused."""
+    lr = learner()
+    for i in range(5):
+        lr.learn(f"e{i}", {"x": 1.0, "c": "a"}, True)
+    old = dict(lr.__dict__, max_learned_ids=3)
+    old["_ids"] = OrderedDict((f"e{i}", None) for i in range(5))
+    blob = seal(as_keyring(KEY), pickle.dumps(old), "learner")
+    back = OnlineLearner.restore(blob, hmac_key=KEY)
+    assert back.remembered_ids == 3 and back.forgotten_early == 2 and back.learned == 5
+    assert back.learn("e4", {"x": 1.0, "c": "a"}, True, ts=10**12) is False
+    assert back.learn("e0", {"x": 1.0, "c": "a"}, True, ts=10**12) is True
 
 
 def test_metrics_keep_counting_after_a_restore() -> None:

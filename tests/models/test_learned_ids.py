@@ -1,0 +1,34 @@
+"""The learner's remembered ids: ring order across the wrap, pickling, resizing, the time window."""
+
+from __future__ import annotations
+
+import pickle
+
+from driftline.models.learned_ids import UNDATED, LearnedIds, digest
+
+
+def test_a_wrapped_ring_pickles_in_arrival_order_and_keeps_forgetting_oldest_first() -> None:
+    ids = LearnedIds(capacity=5, window_ms=10**9)
+    for i in range(12):
+        ids.add(digest(f"e{i}"), i)
+    back = pickle.loads(pickle.dumps(ids))
+    assert [digest(f"e{i}") in back for i in range(12)] == [False] * 7 + [True] * 5
+    assert back._ordered()[1].tolist() == [7, 8, 9, 10, 11] and back.forgotten_early == 7
+    back.add(digest("e12"), 12)
+    assert digest("e7") not in back and digest("e12") in back and len(back) == 5
+
+
+def test_resize_keeps_the_newest_and_counts_the_rest_as_forgotten_early() -> None:
+    ids = LearnedIds(capacity=10, window_ms=10**9)
+    for i in range(8):
+        ids.add(digest(f"e{i}"), None)
+    ids.resize(3, 1000)
+    assert len(ids) == 3 and ids.forgotten_early == 5 and ids._ordered()[1].tolist() == [UNDATED] * 3
+    assert [digest(f"e{i}") in ids for i in range(8)] == [False] * 5 + [True] * 3
+
+
+def test_ids_leave_by_time_without_counting_as_early() -> None:
+    ids = LearnedIds(capacity=100, window_ms=50)
+    for i in range(10):
+        ids.add(digest(f"e{i}"), i * 10)
+    assert len(ids) == 6 and ids.forgotten_early == 0 and ids.latest_ts == 90
