@@ -28,6 +28,8 @@ log = logging.getLogger(__name__)
 
 #: Seconds answered requests wait for others before their monitors and predictions go out together.
 LINGER_SECONDS = 0.02
+#: Most rows emitted at once (the stream's default batch size): the answers wait for no longer a step of the loop.
+MAX_EMIT_ROWS = 500
 #: Rows answered but not emitted yet from which new requests wait (Kafka or the monitors fall behind).
 MAX_PENDING_ROWS = 20_000
 #: Seconds new requests are refused (503) after an emit failed: Kafka is not taking predictions.
@@ -39,24 +41,31 @@ def rows_of(batch: ScoredBatch) -> int:
     return sum(len(group) for group in batch.by_model.values())
 
 
-def merge(batches: Sequence[ScoredBatch]) -> list[ScoredBatch]:
-    """``batches`` in order as few batches as possible: a batch joins the one before unless it holds a model that
-    one holds in another loaded version (a version switch starts a new batch, so each monitor sees its
-    versions' rows in order).
+def merge(batches: Sequence[ScoredBatch], max_rows: int = MAX_EMIT_ROWS) -> list[ScoredBatch]:
+    """``batches`` in order as few batches of at most ``max_rows`` rows as possible (a larger one stays alone): a
+    batch joins the one before unless it holds a model that one holds in another loaded version (a version switch
+    starts a new batch, so each monitor sees its versions' rows in order).
 
     >>> merged = merge([ScoredBatch(predictions=[(b"e1", b"{}")]), ScoredBatch(predictions=[(b"e2", b"{}")])])
     >>> [p[0] for p in merged[0].predictions], len(merged)
     ([b'e1', b'e2'], 1)
     """
     runs: list[list[ScoredBatch]] = []
+    rows = 0
     for batch in batches:
         run = runs[-1] if runs else None
-        if run is None or any(
-            other.by_model.get(name, group).loaded is not group.loaded
-            for other in run
-            for name, group in batch.by_model.items()
+        rows += rows_of(batch)
+        if (
+            run is None
+            or rows > max_rows
+            or any(
+                other.by_model.get(name, group).loaded is not group.loaded
+                for other in run
+                for name, group in batch.by_model.items()
+            )
         ):
             runs.append([batch])
+            rows = rows_of(batch)
         else:
             run.append(batch)
     return [_concat(run) for run in runs]
@@ -165,6 +174,7 @@ class AnsweredBatches:
                         except Exception as exc:  # noqa: BLE001 - the answers are out: counted and logged
                             self.failed_at = self.clock()
                             self.on_failure(rows_of(batch), exc)
+                        await asyncio.sleep(0)  # answers scored meanwhile go out between two batches
                 finally:
                     self.pending_rows -= rows
                     if not self.full:

@@ -44,6 +44,16 @@ def test_requests_answered_one_by_one_are_emitted_as_one_batch_equal_to_scoring_
     assert rows_of(merged) == len(ROWS) and len(merged.latencies_ms) == len(ROWS)
 
 
+def test_merged_batches_hold_at_most_max_rows_and_a_larger_request_stays_whole():
+    batches = [scored(ROWS[:2], ["a", "b"]), scored(ROWS[2:3], ["c"]), scored(ROWS[3:6], ["d", "e", "f"])]
+    assert [b.by_model["default"].event_ids for b in merge(batches, max_rows=2)] == [
+        ["a", "b"],
+        ["c"],
+        ["d", "e", "f"],
+    ]
+    assert [rows_of(b) for b in merge(batches, max_rows=3)] == [3, 3]
+
+
 def test_a_new_model_version_starts_a_new_batch_so_each_version_s_rows_stay_in_order():
     v4 = replace(LOADED, meta=replace(LOADED.meta, version=4))
     batches = [scored([ROWS[0]], ["a"]), scored([ROWS[1]], ["b"], v4), scored([ROWS[2]], ["c"], v4)]
