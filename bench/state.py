@@ -7,8 +7,9 @@ features) with the bootstrap model:
    checkpoints and the first versions exist); Redis's ``used_memory`` then is the *baseline*;
 2. ``events`` more events and no label: once all are scored, ``redis_bytes_per_waiting_event`` is the growth of
    ``used_memory`` over the baseline per event (what an event waiting for its label costs);
-3. their labels: once all are learned, ``redis_bytes_after_learning_ratio`` is ``used_memory`` over the baseline
-   (1.0: nothing of them is left).
+3. their labels, published while the worker is paused, then learned as one backlog: once all are learned,
+   ``redis_bytes_after_learning_ratio`` is ``used_memory`` over the baseline (1.0: nothing of them is left), and
+   ``learn_labels_per_s`` how fast the live learner went through them (:mod:`driftline.bench.state_learning`).
 
 Beside each figure, ``redis_bytes_by_family`` sums ``MEMORY USAGE`` of every key under the deployment's prefix by
 the family of its name (``join``, ``model``, ``labelled``, ...: see :mod:`driftline.contract.keys`), so a change
@@ -32,6 +33,7 @@ from typing import Any
 import redis
 
 from driftline.bench.state_growth import grow
+from driftline.bench.state_learning import learn_backlog
 from driftline.contract.settings import Settings
 from driftline.embedded.demo import Tally, collect, start_worker, worker_env
 from driftline.embedded.stack import EmbeddedStack, embedded_stack, free_port, stop_process, wait_for_port
@@ -138,11 +140,11 @@ async def _phases(
         await run.publish(producer, [_event(e) for e, _ in waiting])
         await run.wait("every waiting event scored", lambda: len(run.tally.scored) >= len(warmup) + len(waiting))
         scored = run.memory()
-        await run.publish(producer, [_label(e, y) for e, y in waiting])
-        await run.wait("every label learned", lambda: run.learned() >= len(warmup) + len(waiting))
+        labels = [_label(e, y) for e, y in waiting]
+        learning = await learn_backlog(run, producer, labels, len(warmup) + len(waiting))
         learned = run.memory()
         growth = await grow(run, producer, labelled, MODEL, len(warmup) + len(waiting)) if labelled else {}
-        return {"baseline": baseline, "waiting": scored, "learned": learned}, growth
+        return {"baseline": baseline, "waiting": scored, "learned": learned}, {**learning, **growth}
     finally:
         stop.set()
         await reader

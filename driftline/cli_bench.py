@@ -191,7 +191,8 @@ def http(rate: float, batch_rate: float, seconds: float, concurrency: int, as_js
 )
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (the only output format).")
 def state(events: int, warmup: int, labelled: int, as_json: bool) -> None:
-    """Redis memory per event waiting for its label, and after every label is learned, against the baseline;
-    then a long labelled stream: worker RSS, registry versions kept and reload-check cost as it grows (one worker
-    process on the embedded stack, River's Agrawal stream)."""
+    """Redis memory per event waiting for its label, and after every label is learned, against the baseline; the
+    live learner's labels/s and CPU per label on those labels as one backlog; then a long labelled stream: worker
+    RSS, registry versions kept and reload-check cost as it grows (one worker process on the embedded stack,
+    River's Agrawal stream)."""
     _run("state", events=events, warmup=warmup, labelled=labelled)

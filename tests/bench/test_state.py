@@ -40,3 +40,11 @@ def test_the_registry_keeps_keep_versions_besides_the_pinned_ones_however_many_s
     assert all(m["worker_rss_mib"] > 50 and m["reload_check_ms"] > 0 for m in result["marks"])
     assert [m["reload_check_round_trips"] for m in result["marks"]] == [5, 5, 5], "pointers, version, metadata"
     assert result["rss_ratio_1m_100k"] > 0 and result["reload_check_ratio_1m_10k"] > 0
+
+
+def test_the_label_backlog_is_learned_by_the_live_worker_and_timed(result: dict[str, Any]) -> None:
+    """The 1,000 labels published while the worker was paused are all learned after it resumes (the run waits for
+    every one), and the learner's rate and CPU per label are figures of that backlog."""
+    assert result["learn_backlog_labels"] == 1_000
+    assert result["learn_labels_per_s"] > 0 and result["learn_labels_per_s_from_resume"] > 0
+    assert result["learn_cpu_us_per_label"] > 0 and result["labels_published_per_s"] > 0
