@@ -196,3 +196,42 @@ def state(events: int, warmup: int, labelled: int, as_json: bool) -> None:
     RSS, registry versions kept and reload-check cost as it grows (one worker process on the embedded stack,
     River's Agrawal stream)."""
     _run("state", events=events, warmup=warmup, labelled=labelled)
+
+
+@bench.command()
+@click.option("--events", default=20_000, show_default=True, help="Events through one worker, then through several.")
+@click.option("--workers", default=2, show_default=True, help="Workers of the second run (they share the partitions).")
+@click.option(
+    "--learn-labels-per-s",
+    default=2_675.0,
+    show_default=True,
+    help="Labels one model's learner learns per second (learn_labels_per_s of `driftline bench state`; the default "
+    "is its live figure in BENCHMARKS.md).",
+)
+@click.option("--label-coverage", default=0.05, show_default=True, help="Share of events that ever get a label.")
+@click.option("--label-delay-s", default=3_600.0, show_default=True, help="How late labels come (seconds).")
+@click.option(
+    "--label-ttl-s", default=7 * 86_400.0, show_default=True, help="How long an event waits for its label (seconds)."
+)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (the only output format).")
+def capacity(
+    events: int,
+    workers: int,
+    learn_labels_per_s: float,
+    label_coverage: float,
+    label_delay_s: float,
+    label_ttl_s: float,
+    as_json: bool,
+) -> None:
+    """The capacity model of docs/SCALING.md: per-event costs (worker CPU, Kafka and Redis bytes) measured with one
+    worker and with several on the embedded stack, and the workers, partitions, Kafka and Redis (memory, masters)
+    that 1k, 10k and 100k events/s need."""
+    _run(
+        "capacity",
+        events=events,
+        workers=workers,
+        learn_labels_per_s=learn_labels_per_s,
+        label_coverage=label_coverage,
+        label_delay_s=label_delay_s,
+        label_ttl_s=label_ttl_s,
+    )
