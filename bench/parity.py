@@ -23,8 +23,9 @@ Learning throughput: after the parity run, ``throughput_labels`` more events are
 published at once; ``live_labels_per_s`` is learned labels per second from the first to the last checkpoint of
 that burst (``live_labels_per_s_end_to_end``: from the first label published), against the in-process loops on
 the same rows: ``inprocess_learner_labels_per_s`` (the worker's
-:meth:`driftline.models.learner.OnlineLearner.learn`, no
-I/O) and ``inprocess_learn_one_per_s`` (River's bare ``learn_one``). The live figure includes what the worker
+:meth:`driftline.models.learner.OnlineLearner.learn`, no I/O), ``inprocess_learner_batch_labels_per_s``
+(:meth:`~driftline.models.learner.OnlineLearner.learn_many` on batches of 500, as the worker learns) and
+``inprocess_learn_one_per_s`` (River's bare ``learn_one``). The live figure includes what the worker
 does per batch besides learning: the Redis join, the learning monitor, one or two checkpoint writes and, with
 ``snapshot_every_labels`` this low, a registry snapshot per batch.
 
@@ -71,6 +72,7 @@ PACE_EPS = 400.0  # events/s published in the parity run (labels come on top)
 SNAPSHOT_EVERY_LABELS = 10
 RELOAD_CHECK_SECONDS = 0.05
 THROUGHPUT_LABELS = 20_000
+INPROCESS_BATCH = 500  # the worker's default batch size
 WAIT_SECONDS = 300.0
 
 Row = tuple[dict[str, Any], bool]
@@ -110,19 +112,29 @@ def replayed_accuracy(dataset: Sequence[Row], model: Any, learned_before: Sequen
     return float(metric.get())
 
 
-def inprocess_rates(dataset: Sequence[Row], model: Any) -> tuple[float, float]:
-    """Labels/s of the worker's learner code without I/O, and of River's bare ``learn_one``, on the same rows."""
+def inprocess_rates(dataset: Sequence[Row], model: Any) -> tuple[float, float, float]:
+    """Labels/s of the worker's learner code without I/O (one label at a time, and in batches of
+    :data:`INPROCESS_BATCH` as the worker learns them), and of River's bare ``learn_one``, on the same rows."""
     served = [(model.predict_one(x), model.predict_proba_one(x)) for x, _ in dataset]
+    rows = [
+        (f"e{i}", x, y, pred, {str(k): v for k, v in proba.items()}, i)
+        for i, ((x, y), (pred, proba)) in enumerate(zip(dataset, served, strict=True))
+    ]
     learner = OnlineLearner(copy.deepcopy(model), "binary")
     started = time.perf_counter()
-    for i, ((x, y), (pred, proba)) in enumerate(zip(dataset, served, strict=True)):
-        learner.learn(f"e{i}", x, y, pred, {str(k): v for k, v in proba.items()})
+    for row in rows:
+        learner.learn(*row)
     learner_rate = len(dataset) / (time.perf_counter() - started)
+    batched = OnlineLearner(copy.deepcopy(model), "binary")
+    started = time.perf_counter()
+    for start in range(0, len(rows), INPROCESS_BATCH):
+        batched.learn_many(rows[start : start + INPROCESS_BATCH])
+    batched_rate = len(dataset) / (time.perf_counter() - started)
     bare = copy.deepcopy(model)
     started = time.perf_counter()
     for x, y in dataset:
         bare.learn_one(x, y)
-    return learner_rate, len(dataset) / (time.perf_counter() - started)
+    return learner_rate, batched_rate, len(dataset) / (time.perf_counter() - started)
 
 
 def percentiles(values: Sequence[int]) -> dict[str, float]:
@@ -249,7 +261,7 @@ def run(events: int = 20_000, delay: int = 100, stack: EmbeddedStack | None = No
     order = arrival_order(dataset, delay)
     extra_pairs = list(synthetic_stream(min(THROUGHPUT_LABELS, max(events, 1000)), seed=11))
     extra = [(schema.prepare(e["features"]), y) for e, y in extra_pairs]
-    learner_rate, learn_one_rate = inprocess_rates(extra, model)
+    learner_rate, batched_rate, learn_one_rate = inprocess_rates(extra, model)
 
     hmac_key = secrets.token_hex(16)
     settings = Settings(topic_prefix=f"parity{uuid.uuid4().hex[:6]}.", partitions=1)
@@ -298,6 +310,7 @@ def run(events: int = 20_000, delay: int = 100, stack: EmbeddedStack | None = No
         "live_labels_per_s": round(figures["live_labels_per_s"], 1),
         "live_labels_per_s_end_to_end": round(figures["live_labels_per_s_end_to_end"], 1),
         "inprocess_learner_labels_per_s": round(learner_rate, 1),
+        "inprocess_learner_batch_labels_per_s": round(batched_rate, 1),
         "inprocess_learn_one_per_s": round(learn_one_rate, 1),
         "learning_ratio": round(figures["live_labels_per_s"] / learner_rate, 3),
     }
