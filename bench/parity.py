@@ -275,6 +275,8 @@ def run(events: int = 20_000, delay: int = 100, stack: EmbeddedStack | None = No
             "DRIFTLINE_PARTITIONS": "1",
             "DRIFTLINE_SNAPSHOT_EVERY_LABELS": str(SNAPSHOT_EVERY_LABELS),
             "DRIFTLINE_RELOAD_CHECK_SECONDS": str(RELOAD_CHECK_SECONDS),
+            # every version served stays readable: its labels_learned gives each prediction's lag
+            "DRIFTLINE_KEEP_VERSIONS": str((events + len(extra_pairs)) // SNAPSHOT_EVERY_LABELS + 10),
         }
         worker = start_worker(env, stack.workdir / "worker.log")
         try:
