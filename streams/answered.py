@@ -132,8 +132,9 @@ class AnsweredBatches:
         self._waiting: list[ScoredBatch] = []
         #: Rows waiting or being emitted.
         self.pending_rows = 0
-        #: When an emit last failed (``clock``), None before any failure.
+        #: When an emit last failed (``clock``) and why; None before any failure.
         self.failed_at: float | None = None
+        self.failure: BaseException | None = None
         self._room = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
@@ -172,7 +173,7 @@ class AnsweredBatches:
                         try:
                             await self.emit(batch)
                         except Exception as exc:  # noqa: BLE001 - the answers are out: counted and logged
-                            self.failed_at = self.clock()
+                            self.failed_at, self.failure = self.clock(), exc
                             self.on_failure(rows_of(batch), exc)
                         await asyncio.sleep(0)  # answers scored meanwhile go out between two batches
                 finally:

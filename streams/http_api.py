@@ -230,8 +230,9 @@ class InferenceApi:
         loaded = await self._model(request)
         if isinstance(loaded, web.Response):
             return loaded
-        if self.answered.refusing:  # the last predictions were refused by Kafka
-            answer = _error(503, "Kafka is not taking predictions; retry")
+        if self.answered.refusing:  # the last predictions could not be published (Kafka refused them)
+            failure = type(self.answered.failure).__name__
+            answer = _error(503, f"the last predictions could not be published ({failure}); retry")
             answer.headers["Retry-After"] = "1"
             return answer
         await self.answered.room()  # back-pressure: answers wait while Kafka or the monitors fall behind
