@@ -4,7 +4,9 @@ Scenarios (the demo's synthetic Agrawal stream, labels ``label_delay`` events la
 and the concept changed at mid-stream) and ``stationary`` (no change). Each runs
 
 * **in process**: the events in order through a :class:`driftline.monitoring.monitor.Monitor` with the same
-  bootstrap model, learning from the delayed labels and served as a new version every 1,000 labels (as the
+  bootstrap model, learning from the delayed labels as the worker's learner does (an
+  :class:`~driftline.models.learner.OnlineLearner`, concept drift on the errors of its copy frozen every 1,000
+  labels: :mod:`driftline.streams.staged_learning`) and served as a new version every 1,000 labels (as the
   worker's snapshots), every default detector on;
 * **live**: the embedded broker (4 partitions) and redis-server, ``driftline worker`` processes (1 and 2), as a
   *backlog* (everything published before the workers start) and *paced* (published at ``rate`` events/s while
@@ -32,6 +34,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from driftline.contract.records import Label
 from driftline.contract.settings import Settings
 from driftline.embedded.demo import (
     Tally,
@@ -43,13 +46,16 @@ from driftline.embedded.demo import (
 )
 from driftline.embedded.stack import embedded_stack, free_port, stop_process, wait_for_port
 from driftline.models.bootstrap import synthetic_stream
+from driftline.models.learner import OnlineLearner
 from driftline.models.registry import ModelRegistry
 from driftline.monitoring.cbpe import realised
 from driftline.monitoring.monitor import Monitor, MonitorConfig
 from driftline.streams.connections import async_redis_client, kafka_kwargs, redis_client
 from driftline.streams.learner_state import learned_count
+from driftline.streams.learning_stage import JoinRecord
 from driftline.streams.producer import message_key
 from driftline.streams.publisher import producer_for
+from driftline.streams.staged_learning import FrozenModel, learn_staged
 from driftline.streams.topics import ensure_topics
 
 VERSION_EVERY = 1000
@@ -96,6 +102,8 @@ def in_process(registry: ModelRegistry, name: str, events: list[bytes], labels: 
     schema = meta.feature_schema()
     monitor = Monitor(name, schema, meta.task, registry.reference(name), MonitorConfig())
     served, version, since = copy.deepcopy(model), meta.version, 0
+    learner = OnlineLearner(model, meta.task)
+    frozen = FrozenModel(model, 0, VERSION_EVERY)
     parsed = [json.loads(e) for e in events]
     truth = [json.loads(label)["label"] for label in labels]
     alerts, outcomes, scores, positives = [], [], [], []
@@ -115,8 +123,16 @@ def in_process(registry: ModelRegistry, name: str, events: list[bytes], labels: 
         while outcomes and outcomes[0][0] + batch + delay <= start + batch:
             first, rows_, ids_, preds_, probs_, ts_ = outcomes.pop(0)
             y = truth[first : first + len(ids_)]
-            model.learn_many(pd.DataFrame(rows_), pd.Series(y))
-            alerts += monitor.observe_outcomes(ids_, y, preds_, probs_, version, [t + delay for t in ts_])
+            joined = [
+                (Label(event_id=i, label=t, ts=at), JoinRecord(x, p, q, None, version, 2**62))
+                for i, t, at, x, p, q in zip(ids_, y, ts_, rows_, preds_, probs_, strict=True)
+            ]
+            outcome, staged = learn_staged(learner, joined, frozen)
+            assert outcome.learned == len(ids_), outcome.messages
+            concept = [staged.get(i, preds_[i]) for i in range(len(ids_))]
+            alerts += monitor.observe_outcomes(
+                ids_, y, preds_, probs_, version, [t + delay for t in ts_], concept_predictions=concept
+            )
             scores += [p[True] for p in probs_]
             positives += [bool(v) for v in y]
             since += len(ids_)

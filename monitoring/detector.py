@@ -166,7 +166,9 @@ class EventBatch:
 class OutcomeBatch:
     """Joined outcomes: the error of each (0/1 for classifiers, absolute error for regression); for binary
     classifiers also the positive-class score, whether the label and the prediction were positive, the event ids
-    and the version that scored them (what CBPE calibrates on and compares with)."""
+    and the version that scored them (what CBPE calibrates on and compares with). ``concept_errors``: the errors
+    concept drift watches when they are not ``errors`` (the learner's frozen model's, see
+    :mod:`driftline.streams.staged_learning`)."""
 
     errors: np.ndarray
     scores: np.ndarray | None = None
@@ -174,6 +176,7 @@ class OutcomeBatch:
     predicted: np.ndarray | None = None
     event_ids: Sequence[str] = ()
     version: int | None = None
+    concept_errors: np.ndarray | None = None
 
 
 @dataclass(frozen=True)

@@ -601,7 +601,9 @@ class ConceptDrift:
             return []
         return [
             Finding(source("concept_drift", test.test, None, None, resets=True), test)
-            for test in self.errors.update_many(observation.errors)
+            for test in self.errors.update_many(
+                observation.errors if observation.concept_errors is None else observation.concept_errors
+            )
         ]
 
     def gauges(self) -> dict[str, Any]:

@@ -58,6 +58,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from operator import itemgetter
 from typing import Any
 
@@ -351,33 +352,43 @@ class Monitor:
         model_version: int,
         ts_ms: int | Sequence[int],
         event_ts: Sequence[int] | None = None,
+        concept_predictions: Sequence[Any] | None = None,
     ) -> list[Alert]:
         """Watch joined labels (concept drift, realised metric, label lag and coverage); the alerts raised.
 
         ``ts_ms``: the labels' event times (one per outcome, or one for the batch). ``event_ts`` (epoch ms of
         each labelled event) gives the label lag; without it the lag is measured for the events this monitor saw
-        scored (the latest ``max_tracked_events``).
+        scored (the latest ``max_tracked_events``). ``concept_predictions``: what the concept-drift detectors
+        compare the labels with, when not ``y_pred`` (the learner's frozen model,
+        :mod:`driftline.streams.staged_learning`); the realised metric and CBPE keep ``y_pred``, what was served.
         """
         n = len(event_ids)
         if not n:
             return []
         if not len(y_true) == len(y_pred) == n:
             raise ValueError("event_ids, y_true and y_pred must have one entry per outcome")
+        if concept_predictions is not None and len(concept_predictions) != n:
+            raise ValueError("concept_predictions must have one entry per outcome")
         self.outcomes += n
-        if self.task == "regression":
-            errors = np.abs(np.array(y_true, dtype=float) - np.array(y_pred, dtype=float))
-        else:
-            errors = _errors(y_true, y_pred)
+        errors = self._error_values(y_true, y_pred)
+        concept = None if concept_predictions is None else self._error_values(y_true, concept_predictions)
         labelled = np.full(n, ts_ms, dtype=np.int64) if isinstance(ts_ms, int | np.integer) else np.asarray(ts_ms)
         times = list(event_ts) if event_ts is not None else [self._event_ts.get(e) for e in event_ids]
         lags = [int(at) - t for at, t in zip(labelled.tolist(), times, strict=True) if t is not None]
         if lags:
             self._label_lag_ms = float(np.median(lags))
         clock = self._clock(labelled, n)
-        found = self._observe(self._outcome_batch(event_ids, y_true, y_pred, probabilities, errors, model_version))
+        batch = self._outcome_batch(event_ids, y_true, y_pred, probabilities, errors, model_version)
+        found = self._observe(replace(batch, concept_errors=concept))
         alerts = self.alerting.build(found, event_ids, model_version, self.events, _at(clock, 0))
         self.outcome_history.observe(self.outcomes, self.event_time, self.gauges)
         return alerts
+
+    def _error_values(self, y_true: Sequence[Any], y_pred: Sequence[Any]) -> np.ndarray:
+        """0/1 errors of a classifier, absolute errors of a regressor."""
+        if self.task == "regression":
+            return np.abs(np.array(y_true, dtype=float) - np.array(y_pred, dtype=float))
+        return _errors(y_true, y_pred)
 
     def _outcome_batch(
         self,

@@ -35,7 +35,7 @@ from driftline.streams.connections import log_end_offsets
 from driftline.streams.deadletter import DeadLetter
 from driftline.streams.join_store import JoinStore
 from driftline.streams.learner_state import LearnerStore, ModelLearner
-from driftline.streams.learning_stage import JoinRecord, learn_batch, target_for
+from driftline.streams.learning_stage import JoinRecord, target_for
 from driftline.streams.metrics import (
     DEAD_LETTERED,
     LABELS_LEARNED,
@@ -46,6 +46,7 @@ from driftline.streams.metrics import (
 from driftline.streams.publisher import Publisher
 from driftline.streams.scoring_progress import ScoringProgress, caught_up
 from driftline.streams.scoring_stage import dead_letter, rejected, unexpected
+from driftline.streams.staged_learning import FrozenModel, learn_staged
 from driftline.streams.watch import Watch
 
 log = logging.getLogger(__name__)
@@ -99,6 +100,9 @@ class LabelLearner:
         self.challengers = ChallengerTrack(settings, registry, self.store)
         self.publisher: Publisher
         self.learners: dict[str, ModelLearner] = {}
+        #: Per model, the frozen copy whose errors concept drift watches (:mod:`driftline.streams.staged_learning`);
+        #: dropped with the learners, taken again from the checkpointed model.
+        self.frozen: dict[str, FrozenModel] = {}
 
     # --- state ---------------------------------------------------------------------------------
     async def _learner(self, name: str) -> ModelLearner | None:
@@ -127,6 +131,7 @@ class LabelLearner:
         """Reload every learner from its checkpoint and seek each partition to the earliest checkpointed offset
         (``unread``: first offsets of records fetched but not learned, for partitions no checkpoint mentions)."""
         self.learners.clear()  # another worker may have learned since: reload from the checkpoints
+        self.frozen.clear()
         self.dirty.clear()
         names = await asyncio.to_thread(self.registry.names)
         states = []
@@ -212,6 +217,7 @@ class LabelLearner:
             await self._handle(records)
         except RETRIABLE_ERRORS:
             self.learners.clear()
+            self.frozen.clear()
             self.dirty.clear()
             self.resume_from_checkpoint = True
             raise
@@ -281,8 +287,12 @@ class LabelLearner:
         await self._follow_registry(state)
         joins = await self._join(name, fresh)
         forgotten = state.learner.forgotten_early
-        outcome = learn_batch(
-            state.learner, [(lab, j) for (_, lab), j in zip(fresh, joins, strict=True)], state.positive_class
+        frozen = self.frozen.get(name)
+        if frozen is None or frozen.source is not state.learner.model:  # new, reloaded, promoted or rolled back
+            every = self.settings.snapshot_every_labels
+            frozen = self.frozen[name] = FrozenModel(state.learner.model, state.learner.learned, every)
+        outcome, staged = learn_staged(
+            state.learner, [(lab, j) for (_, lab), j in zip(fresh, joins, strict=True)], frozen, state.positive_class
         )
         LEARNED_IDS_FORGOTTEN_EARLY.labels(name).inc(state.learner.forgotten_early - forgotten)
         LEARNED_IDS.labels(name).set(state.learner.remembered_ids)
@@ -294,8 +304,9 @@ class LabelLearner:
             (fresh[i][1], joins[i], state.learner.coerce(target_for(fresh[i][1].label, state.positive_class)))
             for i in outcome.learned_indices
         ]
+        concept = [staged.get(i, joins[i].prediction) for i in outcome.learned_indices]  # type: ignore[union-attr]
         # Learned: from here on a failure (other than Redis or the broker) costs monitoring, never the labels
-        await self._beside(self._observe(state, learned), "monitor outcomes", name)  # type: ignore[arg-type]
+        await self._beside(self._observe(state, learned, concept), "monitor outcomes", name)  # type: ignore[arg-type]
         await self._beside(self.challengers.follow(state, learned), "shadow challenger", name)  # type: ignore[arg-type]
         state.rows += [(join.x, y) for _, join, y in learned]  # type: ignore[union-attr]
         state.since_snapshot += outcome.learned
@@ -321,8 +332,11 @@ class LabelLearner:
                 await self._checkpoint(state)
         self.dirty.clear()
 
-    async def _observe(self, state: ModelLearner, learned: list[tuple[Label, JoinRecord, Any]]) -> None:
-        """Feed the learned outcomes to the learning monitor (concept drift, realised metric, label lag)."""
+    async def _observe(
+        self, state: ModelLearner, learned: list[tuple[Label, JoinRecord, Any]], concept: list[Any]
+    ) -> None:
+        """Feed the learned outcomes to the learning monitor (concept drift on the errors of the frozen model's
+        ``concept`` predictions; the realised metric and CBPE on the served ones; label lag)."""
         if not learned:
             return
         meta = await asyncio.to_thread(self.registry.get, state.name, state.base_version)
@@ -338,6 +352,7 @@ class LabelLearner:
             state.base_version,
             [label.ts for label, _, _ in learned],  # event time: the labels' own timestamps
             event_ts=[join.expires_ms - ttl_ms for _, join, _ in learned],
+            concept_predictions=concept,
         )
         self.alerts += [await asyncio.to_thread(self.watch.act, alert) for alert in alerts]
 

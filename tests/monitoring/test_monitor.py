@@ -125,6 +125,29 @@ def test_joined_labels_with_a_jump_of_errors_raise_concept_drift_with_the_config
     assert gauges["performance"]["rolling"] == pytest.approx(0.6, abs=0.05)
 
 
+def test_concept_drift_watches_the_concept_predictions_and_the_realised_metric_the_served_ones() -> None:
+    """Served predictions stay right while the learner's frozen model starts to err at outcome 10,000: concept
+    drift fires on the frozen model's errors (and not at all when they are not given); the realised metric keeps
+    the served predictions' error rate."""
+    rng = np.random.default_rng(6)
+    fired: dict[bool, list[Any]] = {}
+    for given in (True, False):
+        monitor, alerts = Monitor("m", SCHEMA, "binary", None, CONFIG), []
+        for b in range(30):
+            ids = [f"e{b * 500 + i}" for i in range(500)]
+            y_true = [bool(v) for v in rng.random(500) < 0.5]
+            error_rate = 0.05 if b < 20 else 0.4
+            concept = [t if rng.random() >= error_rate else not t for t in y_true]
+            kwargs = {"concept_predictions": concept} if given else {}
+            alerts += monitor.observe_outcomes(ids, y_true, y_true, [None] * 500, 1, b * 5000, **kwargs)
+        fired[given] = [a for a in alerts if a.kind == "concept_drift"]
+        assert monitor.gauges()["performance"]["rolling"] == 1.0
+    assert fired[True] and min(int(a.event_id[1:]) for a in fired[True]) >= 10_000
+    assert not fired[False]
+    with pytest.raises(ValueError, match="one entry per outcome"):
+        monitor.observe_outcomes(["a"], [True], [True], [None], 1, 0, concept_predictions=[])
+
+
 def test_two_workers_sharing_a_deduplicator_publish_one_alert_for_the_same_drift() -> None:
     shared = InMemoryDeduplicator()
     workers = [Monitor("m", SCHEMA, "binary", None, CONFIG, deduplicator=shared) for _ in range(2)]

@@ -1,0 +1,89 @@
+"""Learning in stages of ``every`` labels beside a frozen copy of the model: the error stream of concept drift.
+
+The learning monitor's concept-drift detectors watch an error stream. The errors of the *served* predictions
+depend on the version each scorer held when it scored each event: on a backlog the scorers run thousands of events
+ahead of the learner and score with versions several snapshots old; paced, how stale they are depends on the
+reload interval and the machine. The same 20,000 events gave concept delays of 285-914 events live against 482
+in order (issue 12). So each label is also predicted, just before it is learned, by the model *as it stood at the
+last multiple of* ``every`` *labels learned* (what an in-order deployment that snapshots every ``every`` labels
+would serve): an error stream that depends only on the labels and their order, never on the pace, the batch sizes
+or the number of workers. The realised metric and CBPE keep the served predictions (what users got).
+
+Pure: no I/O. After a restart or a rebalance the copy starts again from the checkpointed model.
+
+Examples
+--------
+>>> from driftline.contract.records import Label
+>>> from driftline.models.features import FeatureSchema
+>>> from driftline.models.learner import OnlineLearner
+>>> from driftline.models.specs import build_model
+>>> learner = OnlineLearner(build_model(FeatureSchema({"x": "numeric"}), "binary"), "binary")
+>>> frozen = FrozenModel(learner.model, learner.learned, every=4)
+>>> joined = [(Label(event_id=f"e{i}", label=i % 2 == 1, ts=i), JoinRecord({"x": float(i % 2)}, False, None, None,
+...           1, 10**6)) for i in range(10)]
+>>> outcome, predictions = learn_staged(learner, joined, frozen)
+>>> outcome.learned, len(predictions), frozen.boundary  # the copy was refreshed after labels 4 and 8
+(10, 10, 12)
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Sequence
+from typing import Any
+
+from driftline.contract.records import Label
+from driftline.models.learner import OnlineLearner
+from driftline.models.scoring import score_batch
+from driftline.streams.learning_stage import JoinRecord, LearnOutcome, learn_batch
+
+__all__ = ["FrozenModel", "learn_staged"]
+
+
+class FrozenModel:
+    """A copy of the learning model ``source``, taken again each time the labels learned reach a multiple of
+    ``every`` (a model that does not learn online is used as it is)."""
+
+    def __init__(self, source: Any, learned: int, every: int):
+        if every < 1:
+            raise ValueError("every must be >= 1")
+        self.source, self.every = source, every
+        self.model = copy.deepcopy(source) if hasattr(source, "learn_one") else source
+        self.boundary = (learned // every + 1) * every
+
+    def room(self, learned: int) -> int:
+        """Labels that may be learned before the copy is due again."""
+        return max(1, self.boundary - learned)
+
+    def follow(self, learned: int) -> None:
+        """Take the copy again when ``learned`` reached the boundary."""
+        if learned >= self.boundary:
+            self.model = copy.deepcopy(self.source) if hasattr(self.source, "learn_one") else self.source
+            self.boundary = (learned // self.every + 1) * self.every
+
+
+def learn_staged(
+    learner: OnlineLearner,
+    joined: Sequence[tuple[Label, JoinRecord | None]],
+    frozen: FrozenModel,
+    positive_class: Any | None = None,
+) -> tuple[LearnOutcome, dict[int, Any]]:
+    """:func:`~driftline.streams.learning_stage.learn_batch` in pieces ending where ``frozen`` is due again; also
+    the frozen model's prediction of each joined label, by index into ``joined``, made before it was learned (a
+    row the frozen model cannot score has none)."""
+    outcome, predicted = LearnOutcome(), {}
+    start = 0
+    while start < len(joined):
+        part = joined[start : start + frozen.room(learner.learned)]
+        indices = [i for i, (_, join) in enumerate(part) if join is not None]
+        rows = [part[i][1].x for i in indices]  # type: ignore[union-attr]
+        for i, scored in zip(indices, score_batch(frozen.model, learner.task, rows) if rows else [], strict=True):
+            if scored.error is None:
+                predicted[start + i] = scored.prediction
+        done = learn_batch(learner, part, positive_class)
+        outcome.learned_indices += [start + i for i in done.learned_indices]
+        outcome.rejected += [(start + i, stage, error) for i, stage, error in done.rejected]
+        outcome.messages.update({start + i: message for i, message in done.messages.items()})
+        frozen.follow(learner.learned)
+        start += len(part)
+    return outcome, predicted

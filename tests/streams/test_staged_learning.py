@@ -1,0 +1,90 @@
+"""Learning in stages beside a frozen copy: the concept-drift error stream does not depend on how labels are
+batched, and each label is predicted by the model as it stood at the last multiple of ``every`` labels."""
+
+from __future__ import annotations
+
+import copy
+import random
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from driftline.contract.records import Label
+from driftline.models.features import FeatureSchema
+from driftline.models.learner import OnlineLearner
+from driftline.models.scoring import score_batch
+from driftline.models.specs import build_model
+from driftline.streams.learning_stage import JoinRecord
+from driftline.streams.staged_learning import FrozenModel, learn_staged
+
+SCHEMA = FeatureSchema({"x": "numeric", "z": "numeric"})
+EVERY = 50
+
+
+def stream(n: int, seed: int = 0) -> list[tuple[Label, JoinRecord | None]]:
+    """Labels of a concept that flips at the middle; every 37th label has no join record (dead-lettered)."""
+    rng = np.random.default_rng(seed)
+    out: list[tuple[Label, JoinRecord | None]] = []
+    for i in range(n):
+        x, z = rng.normal(), rng.normal()
+        label = (x > 0) if i < n // 2 else (x <= 0)
+        join = None if i % 37 == 36 else JoinRecord({"x": x, "z": z}, True, None, None, 1, 10**12)
+        out.append((Label(event_id=f"e{i}", label=bool(label), ts=1_000 + i), join))
+    return out
+
+
+def replay(labels: list[tuple[Label, JoinRecord | None]], sizes: list[int]) -> tuple[list[object], OnlineLearner]:
+    """The frozen model's predictions of the learned labels when the labels come in batches of ``sizes``."""
+    learner = OnlineLearner(build_model(SCHEMA, "binary"), "binary")
+    frozen, start, predictions = None, 0, []
+    for size in sizes:
+        batch = labels[start : start + size]
+        if frozen is None:
+            frozen = FrozenModel(learner.model, learner.learned, EVERY)
+        outcome, staged = learn_staged(learner, batch, frozen)
+        predictions += [staged[i] for i in outcome.learned_indices]
+        start += size
+    return predictions, learner
+
+
+@settings(max_examples=15)
+@given(st.integers(0, 2**31))
+def test_the_frozen_models_predictions_do_not_depend_on_the_batch_sizes(seed: int) -> None:
+    labels = stream(600)
+    rng = random.Random(seed)
+    sizes = []
+    while sum(sizes) < len(labels):
+        sizes.append(rng.randint(1, 130))
+    one, learner_one = replay(labels, [len(labels)])
+    many, learner_many = replay(labels, sizes)
+    assert many == one
+    assert learner_many.learned == learner_one.learned == len([j for _, j in labels if j is not None])
+
+
+def test_each_label_is_predicted_by_the_model_as_it_stood_at_the_last_multiple_of_every_labels() -> None:
+    labels = [(label, join) for label, join in stream(400, seed=1) if join is not None]
+    predictions, _ = replay(labels, [len(labels)])
+    model = build_model(SCHEMA, "binary")
+    expected = []
+    for k, (label, join) in enumerate(labels):
+        if k % EVERY == 0:
+            copy_at_boundary = copy.deepcopy(model)
+        assert join is not None
+        expected.append(score_batch(copy_at_boundary, "binary", [join.x])[0].prediction)
+        model.learn_one(dict(join.x), label.label)
+    assert predictions == expected
+    # the control: the served prediction (always True) would give another error stream
+    assert predictions != [True] * len(labels)
+
+
+def test_a_model_that_does_not_learn_online_is_used_as_it_is() -> None:
+    class Fixed:
+        def predict_proba_one(self, x: dict[str, float]) -> dict[bool, float]:
+            return {True: 0.9, False: 0.1}
+
+    model = Fixed()
+    frozen = FrozenModel(model, 0, EVERY)
+    assert frozen.model is model
+    frozen.follow(EVERY)
+    assert frozen.model is model and frozen.boundary == 2 * EVERY
