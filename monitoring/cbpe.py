@@ -6,8 +6,12 @@ can be expected without labels: ``E[TP] = sum(p over predicted positives)``, ``E
 ``E[FN] = sum(p over predicted negatives)``, ``E[TN] = sum(1 - p)`` over them. Accuracy, precision, recall and F1
 follow from it; ROC AUC from the expected true- and false-positive rates at every threshold (the scores sorted,
 each adding ``p`` expected positives and ``1 - p`` expected negatives). A learning model's scores are not
-calibrated, so :class:`Calibrator` maps them first: isotonic regression fitted on labelled reference outcomes
-(scores with their labels), fitted again when another version is served.
+calibrated, so :class:`Calibrator` maps them first, fitted on labelled reference outcomes (scores with their
+labels) and fitted again when another version is served: Platt scaling (a logistic regression on the score's
+log-odds) or isotonic regression, whichever has the lower Brier score on the half of the reference it was not
+fitted on (2-fold). Isotonic regression is a step function: it ties every score of a step, so the expected ROC
+curve is straight across each step and the estimated ROC AUC is off by more (on the drift bench's stream, mean
+error per window 0.032 isotonic, 0.025 Platt); Platt's map is strictly increasing and keeps the scores' order.
 
 Sampling error: each estimate comes with a band of ``3`` standard errors of the metric on a window of that
 many predictions (NannyML's default width): binomial for accuracy, precision, recall and F1 (on the expected
@@ -23,8 +27,10 @@ Examples
 >>> window = scores[5000:6000]
 >>> est = estimate(calibrator.transform(window), predicted=window >= 0.5)
 >>> real = realised(window, labels[5000:6000], threshold=0.5)
+>>> calibrator.method  # the lower Brier score on the half of the reference it was not fitted on
+'platt'
 >>> round(est["accuracy"], 2), round(real["accuracy"], 2), round(est["roc_auc"], 2), round(real["roc_auc"], 2)
-(0.62, 0.64, 0.76, 0.74)
+(0.61, 0.64, 0.75, 0.74)
 >>> abs(est["accuracy"] - real["accuracy"]) < est["bands"]["accuracy"]
 True
 """
@@ -32,10 +38,13 @@ True
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
+from scipy import special
 from sklearn.isotonic import IsotonicRegression
+from sklearn.linear_model import LogisticRegression
 
 __all__ = ["METRICS", "Calibrator", "estimate", "realised"]
 
@@ -55,14 +64,30 @@ class Calibrator:
     threshold: float = 0.5
     fitted_on: int = 0
 
+    #: ``"platt"`` or ``"isotonic"``: how the map was fitted.
+    method: str = "isotonic"
+
     @classmethod
-    def fit(cls, scores: np.ndarray, labels: np.ndarray, threshold: float = 0.5) -> Calibrator:
-        """Fit on labelled reference outcomes (``labels`` True for the positive class); NaN scores ignored."""
+    def fit(
+        cls, scores: np.ndarray, labels: np.ndarray, threshold: float = 0.5, method: str | None = None
+    ) -> Calibrator:
+        """Fit on labelled reference outcomes (``labels`` True for the positive class); NaN scores ignored.
+        ``method``: ``"platt"``, ``"isotonic"``, or None for the one with the lower 2-fold Brier score."""
         scores = np.asarray(scores, dtype=float)
         labels = np.asarray(labels, dtype=float)
         keep = ~np.isnan(scores)
-        iso = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip").fit(scores[keep], labels[keep])
-        return cls(tuple(iso.X_thresholds_.tolist()), tuple(iso.y_thresholds_.tolist()), threshold, int(keep.sum()))
+        s, y = scores[keep], labels[keep]
+        if method is None:
+            method = _choose(s, y)
+        if method == "isotonic":
+            iso = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip").fit(s, y)
+            x, p = iso.X_thresholds_, iso.y_thresholds_
+        elif method == "platt":
+            x = PLATT_GRID
+            p = _platt(s, y)(x)
+        else:
+            raise ValueError(f"unknown calibration method {method!r}")
+        return cls(tuple(x.tolist()), tuple(p.tolist()), threshold, int(keep.sum()), method)
 
     @classmethod
     def identity(cls, threshold: float = 0.5) -> Calibrator:
@@ -73,6 +98,37 @@ class Calibrator:
         """Calibrated probabilities of ``scores`` (NaN stays NaN)."""
         scores = np.asarray(scores, dtype=float)
         return np.where(np.isnan(scores), np.nan, np.interp(scores, self.x, self.y))
+
+
+#: Scores at which Platt's map is tabulated (interpolated between): fine near 0 and 1, where the log-odds move.
+PLATT_GRID = np.unique(np.r_[0.0, special.expit(np.linspace(-12, 12, 481)), 1.0])
+
+
+def _platt(scores: np.ndarray, labels: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
+    """Platt scaling: a logistic regression of the labels on the scores' log-odds."""
+    if scores.size == 0 or labels.min(initial=1) == labels.max(initial=0):  # one class only: its rate, flat
+        rate = float(labels.mean()) if labels.size else 0.5
+        return lambda x: np.full(np.shape(x), rate)
+    model = LogisticRegression(C=1e4).fit(_logit(scores)[:, None], labels.astype(int))
+    return lambda x: model.predict_proba(_logit(np.asarray(x, dtype=float))[:, None])[:, 1]
+
+
+def _logit(p: np.ndarray) -> np.ndarray:
+    return special.logit(np.clip(p, 1e-6, 1 - 1e-6))
+
+
+def _choose(scores: np.ndarray, labels: np.ndarray) -> str:
+    """The method with the lower Brier score, each fitted on one half (alternate outcomes) and scored on the other."""
+    if scores.size < 40:
+        return "isotonic"
+    brier = {}
+    for method in ("platt", "isotonic"):
+        total = 0.0
+        for fit, test in ((slice(0, None, 2), slice(1, None, 2)), (slice(1, None, 2), slice(0, None, 2))):
+            calibrator = Calibrator.fit(scores[fit], labels[fit], method=method)
+            total += float(np.mean((calibrator.transform(scores[test]) - labels[test]) ** 2))
+        brier[method] = total
+    return min(brier, key=lambda m: (brier[m], m != "platt"))
 
 
 def _se(value: float, n: float) -> float:

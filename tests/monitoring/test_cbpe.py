@@ -50,3 +50,28 @@ def test_the_learning_monitor_keeps_estimated_and_realised_metrics_per_window_of
         assert abs(w["estimated"]["accuracy"] - w["realised"]["accuracy"]) <= w["estimated"]["bands"]["accuracy"]
     assert windows[-1]["realised"]["accuracy"] > windows[0]["realised"]["accuracy"] + 0.02  # shifted: easier
     assert windows[-1]["estimated"]["accuracy"] > windows[0]["estimated"]["accuracy"] + 0.02
+
+
+def test_the_calibration_is_chosen_by_its_brier_score_on_the_half_it_was_not_fitted_on() -> None:
+    """Scores on a line of the truth's log-odds (Platt's form) pick Platt, whose probabilities come closer to the
+    true chances than isotonic's steps; scores whose order is not the truth's pick isotonic."""
+    rng = np.random.default_rng(4)
+    x = rng.normal(0, 1.5, 6000)
+    truth = 1 / (1 + np.exp(-x))
+    labels = rng.random(x.size) < truth
+    scores = 1 / (1 + np.exp(-3 * x - 1))  # a logistic model off in scale and offset
+    chosen = Calibrator.fit(scores[:1000], labels[:1000])
+    off = {
+        method: float(
+            np.mean(
+                np.abs(
+                    Calibrator.fit(scores[:1000], labels[:1000], method=method).transform(scores[1000:]) - truth[1000:]
+                )
+            )
+        )
+        for method in ("platt", "isotonic")
+    }
+    assert chosen.method == "platt" and off["platt"] < off["isotonic"] / 2, off
+    u = (truth > 0.5) + truth / 2  # a step: no line in log-odds fits it
+    stepped = np.where(truth > 0.5, 0.5 + u / 10, 0.5 - u / 10)
+    assert Calibrator.fit(stepped[:2000], labels[:2000]).method == "isotonic"
