@@ -29,12 +29,15 @@ Examples
 from __future__ import annotations
 
 import copy
+import math
 from collections.abc import Sequence
 from typing import Any
 
+import pandas as pd
+
 from driftline.contract.records import Label
 from driftline.models.learner import OnlineLearner
-from driftline.models.scoring import score_batch
+from driftline.models.scoring import MIN_FRAME_ROWS, is_complete, native, score_batch
 from driftline.streams.learning_stage import JoinRecord, LearnOutcome, learn_batch
 
 __all__ = ["FrozenModel", "learn_staged"]
@@ -62,6 +65,26 @@ class FrozenModel:
             self.boundary = (learned // self.every + 1) * self.every
 
 
+_UNSCORED = object()
+
+
+def predict(model: Any, task: str, rows: Sequence[dict[str, Any]]) -> list[Any]:
+    """The predictions of ``rows``: River's ``predict_many`` on one DataFrame when every row is complete (5.6 us a
+    row against 14 for :func:`~driftline.models.scoring.score_batch`, which builds probabilities), else
+    ``score_batch``; a row that cannot be scored gets ``_UNSCORED``."""
+    if not rows:
+        return []
+    columns = len(set().union(*rows))
+    if len(rows) >= MIN_FRAME_ROWS and hasattr(model, "predict_many") and all(is_complete(r, columns) for r in rows):
+        try:
+            values = model.predict_many(pd.DataFrame.from_records(rows)).tolist()
+        except Exception:  # noqa: BLE001 - any failure of the batch path: every row is scored alone below
+            values = []
+        if len(values) == len(rows) and not any(v is None or (isinstance(v, float) and math.isnan(v)) for v in values):
+            return [native(v) for v in values]
+    return [_UNSCORED if s.error is not None else s.prediction for s in score_batch(model, task, rows)]
+
+
 def learn_staged(
     learner: OnlineLearner,
     joined: Sequence[tuple[Label, JoinRecord | None]],
@@ -77,9 +100,9 @@ def learn_staged(
         part = joined[start : start + frozen.room(learner.learned)]
         indices = [i for i, (_, join) in enumerate(part) if join is not None]
         rows = [part[i][1].x for i in indices]  # type: ignore[union-attr]
-        for i, scored in zip(indices, score_batch(frozen.model, learner.task, rows) if rows else [], strict=True):
-            if scored.error is None:
-                predicted[start + i] = scored.prediction
+        for i, prediction in zip(indices, predict(frozen.model, learner.task, rows), strict=True):
+            if prediction is not _UNSCORED:
+                predicted[start + i] = prediction
         done = learn_batch(learner, part, positive_class)
         outcome.learned_indices += [start + i for i in done.learned_indices]
         outcome.rejected += [(start + i, stage, error) for i, stage, error in done.rejected]
