@@ -1,17 +1,26 @@
 """The worker's Faust application keeps its data directory under the state folder, never the current one; a started
-worker keeps what it loaded out of the garbage collector's full collections."""
+worker keeps what it loaded out of the garbage collector's full collections; a monitor that raises stops neither
+scoring nor learning."""
 
 from __future__ import annotations
 
 import asyncio
 import gc
+import subprocess
 import sys
+import time
+import urllib.request
 from pathlib import Path
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
+from driftline.contract import keys
 from driftline.contract.settings import Settings
+from driftline.embedded.stack import free_port, stop_process
 from driftline.streams.app import Worker
+from tests.harness import event, prediction_ids, probe, publish, read_until, settings_env
+from tests.streams.test_poison_defects import label
 
 
 def test_faust_data_directory_is_under_the_state_folder_not_the_current_one(
@@ -59,3 +68,86 @@ def test_a_started_worker_keeps_what_it_loaded_out_of_the_collector_s_full_colle
     finally:
         gc.unfreeze()
     assert frozen > 0 and not model_still_scanned
+
+
+#: A worker whose monitors raise on any batch holding event ``e30`` (scoring) or its label (learning): a bug in a
+#: detector must cost monitoring, never the batch's predictions or its labels.
+FAULTY_MONITOR_WORKER = """
+from driftline.monitoring.monitor import Monitor
+
+events, outcomes = Monitor.observe_events, Monitor.observe_outcomes
+
+
+def observe_events(self, event_ids, *args, **kwargs):
+    if "e30" in event_ids:
+        raise RuntimeError("injected scoring monitor fault")
+    return events(self, event_ids, *args, **kwargs)
+
+
+def observe_outcomes(self, event_ids, *args, **kwargs):
+    if "e30" in event_ids:
+        raise RuntimeError("injected learning monitor fault")
+    return outcomes(self, event_ids, *args, **kwargs)
+
+
+Monitor.observe_events, Monitor.observe_outcomes = observe_events, observe_outcomes
+from driftline.cli import main
+
+main(["worker"])
+"""
+
+
+def step_failures(port: int) -> dict[str, float]:
+    """``driftline_step_failures_total`` by step, from a worker's /metrics."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
+        text = response.read().decode()
+    return {
+        s.labels["step"]: s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+        if s.name == "driftline_step_failures_total"
+    }
+
+
+@pytest.mark.integration
+def test_a_monitor_raising_on_a_batch_stops_neither_scoring_nor_learning_and_is_counted(
+    settings, redis_client, tmp_path
+) -> None:
+    """The batch with the poison event is scored (its predictions published) and later batches too; its labels
+    are learned; each failure is counted as a step failure and logged, and the worker stays healthy. Without the
+    guards the scoring service crashed (the worker exits) and the labels were dead-lettered as unexpected."""
+    port = free_port()
+    log_path = tmp_path / "worker.log"
+    env = settings_env(settings, DRIFTLINE_METRICS_PORT=str(port))
+    n = 100
+    with log_path.open("ab") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-c", FAULTY_MONITOR_WORKER],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        try:
+            asyncio.run(publish(settings, "events", [(b"k", event(i)) for i in range(n // 2)]))
+            asyncio.run(read_until(settings, ["predictions"], lambda seen: len(seen["predictions"]) >= n // 2))
+            asyncio.run(publish(settings, "events", [(b"k", event(i)) for i in range(n // 2, n)]))  # after it
+            out = asyncio.run(
+                read_until(settings, ["predictions"], lambda seen: len(set(prediction_ids(seen["predictions"]))) >= n)
+            )
+            labels = [(b"default", label(f"e{i}")) for i in range(n)]
+            asyncio.run(publish(settings, "labels", labels))
+            key = keys.learner(settings.redis_prefix, settings.model_name)
+            deadline = time.monotonic() + 120
+            while int(redis_client.hget(key, "learned") or 0) < n:
+                assert proc.poll() is None and time.monotonic() < deadline, log_path.read_text()
+                time.sleep(0.1)
+            failures, health = step_failures(port), probe(port, "/healthz")
+        finally:
+            stop_process(proc)
+    output = log_path.read_text()
+    assert set(prediction_ids(out["predictions"])) == {f"e{i}" for i in range(n)}
+    assert failures.get("scoring monitors", 0) >= 1 and failures.get("monitor outcomes", 0) >= 1, failures
+    assert health is not None and health[0] == 200, health
+    assert "injected scoring monitor fault" in output and "injected learning monitor fault" in output
+    assert "Traceback" not in output
