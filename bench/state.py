@@ -3,8 +3,9 @@
 One worker process on the embedded stack (real broker, real redis-server) scores River's Agrawal stream (9
 features) with the bootstrap model:
 
-1. warm-up: ``warmup`` events and their labels, every label learned (the learner's checkpoint, the monitors'
-   checkpoints and the first versions exist); Redis's ``used_memory`` then is the *baseline*;
+1. warm-up: ``warmup`` events and their labels, every label learned; by default enough for every bounded store
+   to be full (the rows kept for retraining, ``MAX_LABELLED_ROWS``; the learner's exactly-once window; the
+   monitors' checkpoints), so that Redis's ``used_memory`` then is the deployment's steady state, the *baseline*;
 2. ``events`` more events and no label: once all are scored, ``redis_bytes_per_waiting_event`` is the growth of
    ``used_memory`` over the baseline per event (what an event waiting for its label costs);
 3. their labels, published while the worker is paused, then learned as one backlog: once all are learned,
@@ -40,10 +41,13 @@ from driftline.embedded.stack import EmbeddedStack, embedded_stack, free_port, s
 from driftline.models.bootstrap import bootstrap_model, synthetic_stream
 from driftline.models.registry import ModelRegistry
 from driftline.streams.connections import kafka_kwargs, redis_client
+from driftline.streams.learner_state import MAX_LABELLED_ROWS
 from driftline.streams.publisher import producer_for
 from driftline.streams.topics import ensure_topics
 
 MODEL = "default"
+#: Labelled events before the baseline: the rows kept for retraining reach their cap, and some more.
+WARMUP = MAX_LABELLED_ROWS + 10_000
 WAIT_SECONDS = 600.0
 #: Redis commands the bench itself needs besides the worker's (memory figures).
 BENCH_COMMANDS = ("info", "memory|usage", "scan")
@@ -94,6 +98,18 @@ class StateRun:
             "by_family": bytes_by_family(self.redis, self.settings.redis_prefix),
         }
 
+    async def settled(self, seconds: float = 10.0) -> dict[str, Any]:
+        """:meth:`memory` once two readings in a row agree on the join records (the learner deletes them right
+        after the checkpoint that counts their labels), or after ``seconds``."""
+        before, deadline = self.memory(), time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            await asyncio.sleep(0.2)
+            now = self.memory()
+            if now["by_family"].get("join") == before["by_family"].get("join"):
+                return now
+            before = now
+        return before
+
     async def wait(self, what: str, done: Callable[[], bool]) -> None:
         deadline = time.monotonic() + WAIT_SECONDS
         while not done():
@@ -142,7 +158,7 @@ async def _phases(
         scored = run.memory()
         labels = [_label(e, y) for e, y in waiting]
         learning = await learn_backlog(run, producer, labels, len(warmup) + len(waiting))
-        learned = run.memory()
+        learned = await run.settled()
         growth = await grow(run, producer, labelled, MODEL, len(warmup) + len(waiting)) if labelled else {}
         return {"baseline": baseline, "waiting": scored, "learned": learned}, {**learning, **growth}
     finally:
@@ -151,7 +167,7 @@ async def _phases(
         await producer.stop()
 
 
-def run(events: int = 100_000, warmup: int = 2_000, labelled: int = 1_000_000) -> dict[str, Any]:
+def run(events: int = 100_000, warmup: int = WARMUP, labelled: int = 1_000_000) -> dict[str, Any]:
     """Run the phases on a new embedded stack (the long labelled one unless ``labelled`` is 0); the JSON figures."""
     if events < 1 or warmup < 1 or labelled < 0:
         raise ValueError("events and warmup must be >= 1, labelled >= 0")

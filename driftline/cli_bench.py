@@ -181,7 +181,12 @@ def http(rate: float, batch_rate: float, seconds: float, concurrency: int, as_js
 @click.option(
     "--events", default=100_000, show_default=True, help="Events left waiting for their label, then labelled."
 )
-@click.option("--warmup", default=2_000, show_default=True, help="Labelled events before the baseline is measured.")
+@click.option(
+    "--warmup",
+    type=click.IntRange(min=1),
+    help="Labelled events before the baseline is measured [default: the 200,000 rows kept for retraining and "
+    "10,000 more, so that the baseline is the steady state].",
+)
 @click.option(
     "--labelled",
     default=1_000_000,
@@ -190,12 +195,12 @@ def http(rate: float, batch_rate: float, seconds: float, concurrency: int, as_js
     "100% of them); 0 skips it.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (the only output format).")
-def state(events: int, warmup: int, labelled: int, as_json: bool) -> None:
+def state(events: int, warmup: int | None, labelled: int, as_json: bool) -> None:
     """Redis memory per event waiting for its label, and after every label is learned, against the baseline; the
     live learner's labels/s and CPU per label on those labels as one backlog; then a long labelled stream: worker
     RSS, registry versions kept and reload-check cost as it grows (one worker process on the embedded stack,
     River's Agrawal stream)."""
-    _run("state", events=events, warmup=warmup, labelled=labelled)
+    _run("state", events=events, labelled=labelled, **({"warmup": warmup} if warmup else {}))
 
 
 @bench.command()

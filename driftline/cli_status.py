@@ -161,7 +161,7 @@ def _print_trace(report: dict[str, Any]) -> None:
     echo(
         f"  join record: v{join['version']}, prediction {join['prediction']!r}, kept until {_iso(join['expires_ms'])}"
         if join
-        else "  join record: none (not scored, scored over HTTP without an event_id, or expired)"
+        else "  join record: none (not scored, scored over HTTP without an event_id, its label learned, or expired)"
     )
     for label in report["labels"]:
         echo(

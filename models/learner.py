@@ -224,6 +224,10 @@ class OnlineLearner:
         its labels are still joined exactly once and scored into the prequential metrics."""
         return hasattr(self.model, "learn_one")
 
+    def has_learned(self, event_id: str) -> bool:
+        """The label of ``event_id`` was learned (and is still remembered: see ``max_learned_ids``)."""
+        return digest(event_id) in self._ids
+
     def coerce(self, y: Any) -> Any:
         """``y`` coerced to this learner's task and known classes (ValueError with the reason otherwise)."""
         if self.task == "regression":

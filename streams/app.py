@@ -38,7 +38,6 @@ from driftline.streams.health import Health
 from driftline.streams.http_api import InferenceApi, listen
 from driftline.streams.join_store import JoinStore
 from driftline.streams.learning import RETRIABLE_ERRORS, LabelLearner
-from driftline.streams.learning_stage import encode_join_records
 from driftline.streams.metrics import (
     CHALLENGER_SCORED,
     DEAD_LETTERED,
@@ -173,22 +172,18 @@ class Worker:
 
     async def put_joins(self, batch: ScoredBatch) -> None:
         """The join records of ``batch``'s events (with the challenger's output, if any): what their labels find."""
-        ttl_ms = self.settings.label_ttl_seconds * 1000
         for name, group in batch.by_model.items():
-            shadow = self._shadow(name, group.rows)
-            expires = [ts + ttl_ms for ts in group.ts]
-            await self.joins.put_encoded(
+            await self.joins.put_scored(
                 name,
                 group.event_ids,
-                encode_join_records(
-                    group.rows,
-                    group.predictions,
-                    group.probabilities,
-                    group.scores,
-                    group.loaded.version,
-                    expires,
-                    shadow,
-                ),
+                group.rows,
+                group.predictions,
+                group.probabilities,
+                group.scores,
+                group.loaded.version,
+                group.ts,
+                self._shadow(name, group.rows),
+                group.columns,
             )
 
     def _shadow(self, name: str, rows: list[dict]) -> list[list | None] | None:

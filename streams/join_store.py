@@ -1,16 +1,28 @@
-"""What a label is joined to: each scored event's prepared features, served prediction and model version,
-kept in Redis under ``{prefix}join:{model}:{event_id}``.
+"""What a label is joined to: each scored event's prepared features, served prediction and model version, kept in
+Redis as a compact binary record (:mod:`driftline.streams.join_codec`) until its label is learned or late.
 
-A record expires from Redis twice the label TTL after it was written; the record itself says when its label
-becomes late (``expires_ms``), so a late label is told apart from one whose event was never seen.
+Records are grouped to cut Redis's per-key cost: event time is cut in slices of an eighth of the label TTL, and the
+records of a slice spread over ``B`` hashes by a CRC32 of the event id (``P join:N:SLICE:BUCKET``, field = event id,
+value = record). ``B`` is chosen by the first writer of a slice from how many events the previous slice held (about
+:data:`EVENTS_PER_BUCKET` a hash, so each stays in Redis's compact listpack encoding) and kept in the slice's hash
+``P join:N:SLICE`` (``buckets``, ``events``) for the readers. A hash expires a label TTL and one slice after its last
+write; the learner deletes each record once the checkpoint that holds its label is written, so Redis holds only the
+events still waiting for a label. The slices that hold records are listed in the set ``P join-slices:N`` (a slice
+whose hash expired leaves it at the next lookup); a label is looked up in each, nearest to its own timestamp first
+(its event's slice is usually its own or the one before). The feature names of each record's layout are stored once
+per model (``P join-layout:N:DIGEST``).
+
 When Redis is unreachable, writes wait in a buffer. After a failed write, or while a write is still waiting for
 Redis (a hung server answers nothing until the socket timeout), the scorer only buffers, so scoring keeps its
 pace; the next batch after ``retry_seconds``, and the worker's timer, retry. The buffer never drops a record: once
 it holds ``max_buffered`` records it is :attr:`JoinStore.full` and the scorer pauses consumption until Redis
 took them (back-pressure; ``driftline_join_buffered`` and ``driftline_consumption_paused`` say so).
 
->>> JoinRecord.from_json(JoinRecord({"x": 1.0}, True, {"True": 0.9}, 0.9, 3, 10).to_json()).version
-3
+>>> slices = JoinSlices(ttl_ms=8_000)
+>>> slices.of(5_000), slices.order([2, 3, 4, 5, 6], 5_000)
+(5, [5, 4, 6, 3, 2])
+>>> slices.buckets_for(10), slices.buckets_for(100), slices.buckets_for(100_000)
+(1, 2, 2048)
 """
 
 from __future__ import annotations
@@ -19,32 +31,85 @@ import asyncio
 import collections
 import itertools
 import logging
+import math
 import time
-from collections.abc import Sequence
+import zlib
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
 
+import numpy as np
+import orjson
 import redis
 import redis.asyncio as aioredis
 
 from driftline.contract import keys
+from driftline.models.feature_columns import FeatureColumns
+from driftline.streams.join_codec import decode_record, encode_record, float_blocks, layout_digest, record_layout
 from driftline.streams.learning_stage import JoinRecord
 from driftline.streams.metrics import JOIN_BUFFERED, REDIS_ERRORS
 
 log = logging.getLogger(__name__)
 
-#: Records written to Redis in one command when a buffer is flushed.
+#: Records written to Redis in one pipeline when a buffer is flushed.
 FLUSH_CHUNK = 5_000
 #: Seconds after a failed write during which batches only buffer (the timer still retries).
 RETRY_SECONDS = 1.0
-SET_MANY_WITH_TTL = """
-for i, key in ipairs(KEYS) do
-  redis.call('SET', key, ARGV[i + 1], 'EX', ARGV[1])
-end
-return #KEYS
-"""
+#: Slices per label TTL: a record outlives its label's deadline by at most two slices.
+SLICES_PER_TTL = 8
+#: Records a bucket hash aims at (Redis keeps a hash of up to 128 fields of up to 64 bytes as one listpack).
+EVENTS_PER_BUCKET = 64
+#: Buckets of a slice whose previous slice is unknown, and the most a slice gets.
+DEFAULT_BUCKETS, MAX_BUCKETS = 64, 1 << 20
+
+
+@dataclass(frozen=True)
+class JoinSlices:
+    """Which slice of event time and which bucket of it holds a record (pure arithmetic)."""
+
+    ttl_ms: int
+
+    @property
+    def length_ms(self) -> int:
+        return max(1, self.ttl_ms // SLICES_PER_TTL)
+
+    def of(self, ts: int) -> int:
+        return ts // self.length_ms
+
+    def order(self, live: Sequence[int], label_ts: int) -> list[int]:
+        """The ``live`` slices in the order a label at ``label_ts`` looks for its event in them: nearest to the
+        label's own slice first, the earlier of two equally near (labels come after their events)."""
+        own = self.of(label_ts)
+        return sorted(live, key=lambda k: (abs(own - k), k > own))
+
+    @staticmethod
+    def buckets_for(events: int) -> int:
+        """Buckets for a slice after one of ``events`` events: a power of two, about
+        :data:`EVENTS_PER_BUCKET` events each."""
+        return min(MAX_BUCKETS, 1 << max(0, math.ceil(math.log2(max(1, events) / EVENTS_PER_BUCKET))))
+
+    @staticmethod
+    def bucket(buckets: int, event_id: str) -> int:
+        """The bucket of ``event_id`` among ``buckets``."""
+        return zlib.crc32(event_id.encode()) % buckets
+
+    def record(self, raw: bytes, slice_index: int, layouts: dict[int, tuple[str, ...]]) -> JoinRecord | None:
+        """The record ``raw`` read from slice ``slice_index`` (None when unreadable or its layout unknown)."""
+        try:
+            x, prediction, proba, score, version, delta, shadow = decode_record(raw, layouts)
+        except (KeyError, ValueError, IndexError):
+            return None
+        return JoinRecord(
+            x, prediction, proba, score, version, slice_index * self.length_ms + delta + self.ttl_ms, shadow
+        )
+
+    def expires_seconds(self) -> int:
+        """Seconds a bucket lives after its last write: the label TTL and one slice."""
+        return math.ceil((self.ttl_ms + self.length_ms) / 1000)
 
 
 class JoinStore:
-    """Redis-backed join records, written by scorers and read by the learner."""
+    """Redis-backed join records, written by scorers, read and deleted by the learner."""
 
     def __init__(
         self,
@@ -56,16 +121,18 @@ class JoinStore:
     ):
         self.client = client
         self.prefix = prefix
-        self.redis_ttl = 2 * ttl_seconds
+        self.slices = JoinSlices(ttl_seconds * 1000)
         self.retry_seconds = retry_seconds
         self.max_buffered = max_buffered
-        self._buffer: collections.deque[tuple[str, bytes]] = collections.deque()
-        self._set_many = client.register_script(SET_MANY_WITH_TTL)
+        #: (model, slice, event id, record) waiting for Redis
+        self._buffer: collections.deque[tuple[str, int, str, bytes]] = collections.deque()
         self._flushing = asyncio.Lock()
         self._retry_at = 0.0
-
-    def key(self, model: str, event_id: str) -> str:
-        return keys.join(self.prefix, model, event_id)
+        #: (model, slice) -> buckets of that slice (fixed once its first writer chose them)
+        self._buckets: dict[tuple[str, int], int] = {}
+        #: (model, layout digest) -> feature names; the ones this process has written to Redis
+        self._layouts: dict[tuple[str, int], tuple[str, ...]] = {}
+        self._layouts_written: set[tuple[str, int]] = set()
 
     @property
     def buffered(self) -> int:
@@ -77,16 +144,71 @@ class JoinStore:
         """The buffer holds ``max_buffered`` records or more: the scorer must not consume until it drains."""
         return len(self._buffer) >= self.max_buffered
 
+    # --- writes --------------------------------------------------------------------------------
     async def put_many(self, model: str, records: list[tuple[str, JoinRecord]]) -> None:
         """Store records (event_id, record); never raises: on Redis errors they are kept and retried.
 
         Only buffers while another write is waiting for Redis or ``retry_seconds`` after a failed one.
         """
-        await self.put_encoded(model, [event_id for event_id, _ in records], [r.to_json() for _, r in records])
+        await self.put_scored(
+            model,
+            [event_id for event_id, _ in records],
+            [r.x for _, r in records],
+            [r.prediction for _, r in records],
+            [r.probabilities for _, r in records],
+            [r.score for _, r in records],
+            [r.version for _, r in records],
+            [r.expires_ms - self.slices.ttl_ms for _, r in records],
+            [r.challenger for _, r in records],
+        )
 
-    async def put_encoded(self, model: str, event_ids: Sequence[str], values: Sequence[bytes]) -> None:
-        """:meth:`put_many` for records already encoded (``JoinRecord.to_json``), one per event id."""
-        self._buffer.extend(zip([keys.join(self.prefix, model, e) for e in event_ids], values, strict=True))
+    async def put_scored(
+        self,
+        model: str,
+        event_ids: Sequence[str],
+        rows: Sequence[dict[str, Any]],
+        predictions: Sequence[Any],
+        probabilities: Sequence[dict[str, float] | None],
+        scores: Sequence[Any],
+        versions: Sequence[int] | int,
+        event_ts: Sequence[int],
+        challengers: Sequence[Any] | None = None,
+        columns: FeatureColumns | None = None,
+    ) -> None:
+        """:meth:`put_many` from a scored batch's columns (one version for all, or one each); with the batch's
+        ``columns`` of numbers and none missing, the features of every record are packed at once."""
+        length, names_of = self.slices.length_ms, self._layouts
+        shadows = challengers if challengers is not None else itertools.repeat(None)
+        each_version = itertools.repeat(versions) if isinstance(versions, int) else versions
+        blocks: Iterable[bytes | None] = itertools.repeat(None)
+        if columns is not None and columns.numeric and not columns.categorical and len(columns):
+            matrix = np.column_stack([columns.numeric[name] for name in columns.names])
+            if not np.isnan(matrix).any():
+                blocks = float_blocks(matrix)
+        last_names: tuple[str, ...] = ()
+        digest = 0
+        for event_id, x, prediction, proba, score, version, ts, shadow, block in zip(
+            event_ids, rows, predictions, probabilities, scores, each_version, event_ts, shadows, blocks, strict=False
+        ):
+            names = tuple(x)
+            if names != last_names:
+                digest = layout_digest(names)
+                names_of.setdefault((model, digest), names)
+                last_names = names
+            k = ts // length
+            value = encode_record(
+                () if block is not None else list(x.values()),
+                prediction,
+                proba,
+                score,
+                version,
+                ts - k * length,
+                shadow,
+                names,
+                block,
+                digest,
+            )
+            self._buffer.append((model, k, event_id, value))
         JOIN_BUFFERED.set(len(self._buffer))
         if self._flushing.locked() or time.monotonic() < self._retry_at:
             return
@@ -103,8 +225,7 @@ class JoinStore:
                 # records are only appended meanwhile: the first len(pending) are the ones written
                 pending = list(itertools.islice(self._buffer, FLUSH_CHUNK))
                 try:
-                    # One command per chunk: a server-side loop of SET ... EX (pipelined SETs cost ~10x more CPU)
-                    await self._set_many(keys=[k for k, _ in pending], args=[self.redis_ttl, *(v for _, v in pending)])
+                    await self._write(pending)
                 except (redis.RedisError, OSError) as exc:
                     self._retry_at = time.monotonic() + self.retry_seconds
                     REDIS_ERRORS.labels("join_write").inc()
@@ -115,9 +236,152 @@ class JoinStore:
             JOIN_BUFFERED.set(len(self._buffer))
             return len(self._buffer)
 
-    async def get_many(self, model: str, event_ids: list[str]) -> list[JoinRecord | None]:
-        """The join records of ``event_ids`` (None where absent); raises redis errors to the caller."""
-        if not event_ids:
-            return []
-        raw = await self.client.mget([self.key(model, e) for e in event_ids])
-        return [JoinRecord.from_json(r) if r is not None else None for r in raw]
+    async def _write(self, pending: list[tuple[str, int, str, bytes]]) -> None:
+        counts = collections.Counter((model, k) for model, k, _, _ in pending)
+        await self._choose_buckets([s for s in counts if s not in self._buckets])
+        buckets: dict[str, dict[str, bytes]] = collections.defaultdict(dict)
+        for model, k, event_id, value in pending:
+            bucket = self.slices.bucket(self._buckets[model, k], event_id)
+            buckets[keys.join_bucket(self.prefix, model, k, bucket)][event_id] = value
+        seconds = self.slices.expires_seconds()
+        pipe = self.client.pipeline(transaction=False)
+        for (model, digest), names in self._layouts.items():
+            if (model, digest) not in self._layouts_written:
+                pipe.set(keys.join_layout(self.prefix, model, digest), orjson.dumps(names))
+        for key, fields in buckets.items():
+            pipe.hset(key, mapping=fields)  # type: ignore[arg-type]
+            pipe.expire(key, seconds)
+        for (model, k), count in counts.items():
+            meta = keys.join_slice(self.prefix, model, k)
+            pipe.hsetnx(meta, "buckets", self._buckets[model, k])  # again: the hash may have expired meanwhile
+            pipe.hincrby(meta, "events", count)
+            pipe.expire(meta, seconds + math.ceil(self.slices.length_ms / 1000))
+            pipe.sadd(keys.join_slices(self.prefix, model), k)
+        await pipe.execute()
+        self._layouts_written.update(self._layouts)
+
+    async def _choose_buckets(self, new: list[tuple[str, int]]) -> None:
+        """Fix the buckets of slices this process writes first: the first writer's choice, from the events of the
+        slice before (``HSETNX``), wins; every writer and reader then reads it."""
+        if not new:
+            return
+        pipe = self.client.pipeline(transaction=False)
+        for model, k in new:
+            pipe.hget(keys.join_slice(self.prefix, model, k - 1), "events")
+        before = await pipe.execute()
+        pipe = self.client.pipeline(transaction=False)
+        for (model, k), events in zip(new, before, strict=True):
+            meta = keys.join_slice(self.prefix, model, k)
+            chosen = self.slices.buckets_for(int(events)) if events is not None else DEFAULT_BUCKETS
+            pipe.hsetnx(meta, "buckets", chosen)
+            pipe.hget(meta, "buckets")
+        answers = await pipe.execute()
+        for i, key in enumerate(new):
+            self._buckets[key] = int(answers[2 * i + 1])
+
+    # --- reads ---------------------------------------------------------------------------------
+    async def lookup(
+        self, model: str, event_ids: Sequence[str], label_ts: Sequence[int]
+    ) -> list[tuple[str, JoinRecord] | None]:
+        """(bucket key, record) of each event (None where absent), looked up in the slices around its label's
+        timestamp; raises redis errors to the caller."""
+        found: list[tuple[str, JoinRecord] | None] = [None] * len(event_ids)
+        raw: dict[int, tuple[str, int, bytes]] = {}
+        live = await self._live_slices(model) if event_ids else []
+        candidates = [self.slices.order(live, ts) for ts in label_ts]
+        waiting = list(range(len(event_ids)))
+        for attempt in range(len(live)):
+            by_key: dict[str, list[tuple[int, int]]] = collections.defaultdict(list)
+            for i in waiting:
+                k = candidates[i][attempt]
+                bucket = self.slices.bucket(self._buckets[model, k], event_ids[i])
+                by_key[keys.join_bucket(self.prefix, model, k, bucket)].append((i, k))
+            if not by_key:
+                break
+            pipe = self.client.pipeline(transaction=False)
+            for key, items in by_key.items():
+                pipe.hmget(key, [event_ids[i] for i, _ in items])
+            for (key, items), values in zip(by_key.items(), await pipe.execute(), strict=True):
+                for (i, k), value in zip(items, values, strict=True):
+                    if value is not None:
+                        raw[i] = (key, k, value)
+            waiting = [i for i in waiting if i not in raw]
+        await self._read_layouts(model, [record_layout(value) for _, _, value in raw.values()])
+        layouts = self._names(model)
+        for i, (key, k, value) in raw.items():
+            record = self.slices.record(value, k, layouts)
+            if record is None:
+                log.error("join record of %r in %s unreadable (layout unknown?), treated as absent", event_ids[i], key)
+                continue
+            found[i] = key, record
+        return found
+
+    async def get_many(self, model: str, event_ids: Sequence[str], label_ts: Sequence[int]) -> list[JoinRecord | None]:
+        """The join records of ``event_ids`` (None where absent) for labels at ``label_ts``."""
+        return [f[1] if f is not None else None for f in await self.lookup(model, event_ids, label_ts)]
+
+    def _names(self, model: str) -> dict[int, tuple[str, ...]]:
+        return {digest: names for (m, digest), names in self._layouts.items() if m == model}
+
+    async def _live_slices(self, model: str) -> list[int]:
+        """The slices of ``model`` that hold records (their buckets known); forgets the ones that expired."""
+        listed = sorted(int(k) for k in await self.client.smembers(keys.join_slices(self.prefix, model)))
+        unknown = [k for k in listed if (model, k) not in self._buckets]
+        if unknown:
+            pipe = self.client.pipeline(transaction=False)
+            for k in unknown:
+                pipe.hget(keys.join_slice(self.prefix, model, k), "buckets")
+            gone = []
+            for k, count in zip(unknown, await pipe.execute(), strict=True):
+                if count is None:
+                    gone.append(k)
+                else:
+                    self._buckets[model, k] = int(count)
+            if gone:
+                await self.client.srem(keys.join_slices(self.prefix, model), *gone)
+        return [k for k in listed if (model, k) in self._buckets]
+
+    async def _read_layouts(self, model: str, digests: list[int]) -> None:
+        unknown = sorted({d for d in digests if (model, d) not in self._layouts})
+        if not unknown:
+            return
+        pipe = self.client.pipeline(transaction=False)
+        for digest in unknown:
+            pipe.get(keys.join_layout(self.prefix, model, digest))
+        for digest, names in zip(unknown, await pipe.execute(), strict=True):
+            if names is not None:
+                self._layouts[model, digest] = tuple(orjson.loads(names))
+                self._layouts_written.add((model, digest))
+
+    # --- deletes -------------------------------------------------------------------------------
+    async def delete(self, learned: Sequence[tuple[str, str]]) -> None:
+        """Delete the records of learned labels, ``(bucket key, event id)`` each (once their checkpoint is
+        written: a label replayed after a crash must still find its record); raises redis errors."""
+        by_key: dict[str, list[str]] = collections.defaultdict(list)
+        for key, event_id in learned:
+            by_key[key].append(event_id)
+        if not by_key:
+            return
+        pipe = self.client.pipeline(transaction=False)
+        for key, event_ids in by_key.items():
+            pipe.hdel(key, *event_ids)
+        await pipe.execute()
+
+
+def find_join(
+    client: redis.Redis, prefix: str, ttl_seconds: int, model: str, event_id: str, at_ms: int
+) -> JoinRecord | None:
+    """The join record of one event (``driftline trace``), looked up around ``at_ms`` (its event's or label's time)."""
+    slices = JoinSlices(ttl_seconds * 1000)
+    listed = [int(k) for k in client.smembers(keys.join_slices(prefix, model))]
+    for k in slices.order(listed, at_ms) if at_ms is not None else listed:
+        buckets = client.hget(keys.join_slice(prefix, model, k), "buckets")
+        if buckets is None:
+            continue
+        raw = client.hget(keys.join_bucket(prefix, model, k, slices.bucket(int(buckets), event_id)), event_id)
+        if raw is None:
+            continue
+        digest = record_layout(raw)
+        names = client.get(keys.join_layout(prefix, model, digest))
+        return slices.record(raw, k, {digest: tuple(orjson.loads(names))} if names is not None else {})
+    return None

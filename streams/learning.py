@@ -29,6 +29,7 @@ from aiokafka.errors import KafkaError
 from driftline.contract.records import Alert, Label, now_ms, parse_label
 from driftline.contract.settings import Settings
 from driftline.contract.signing import IntegrityError, alert_keyring
+from driftline.models.learner import OnlineLearner
 from driftline.models.registry import ModelRegistry
 from driftline.streams.challenger_track import ChallengerTrack
 from driftline.streams.connections import log_end_offsets
@@ -88,6 +89,8 @@ class LabelLearner:
         self.alerts: list[Alert] = []
         #: Models whose checkpoint was deferred (written by :meth:`flush`).
         self.dirty: set[str] = set()
+        #: Per model, (bucket key, event id) of the join records of labels learned since its checkpoint.
+        self.learned_joins: dict[str, list[tuple[str, str]]] = defaultdict(list)
         #: The labels consumer (set on assignment) and whether the next batch must first seek back to the
         #: checkpoints (after a Redis error: what was learned in memory since them was dropped).
         self.consumer: AIOKafkaConsumer | None = None
@@ -133,6 +136,7 @@ class LabelLearner:
         self.learners.clear()  # another worker may have learned since: reload from the checkpoints
         self.frozen.clear()
         self.dirty.clear()
+        self.learned_joins.clear()
         names = await asyncio.to_thread(self.registry.names)
         states = []
         for name in names:
@@ -219,6 +223,7 @@ class LabelLearner:
             self.learners.clear()
             self.frozen.clear()
             self.dirty.clear()
+            self.learned_joins.clear()  # not learned after all: their records stay for the labels read again
             self.resume_from_checkpoint = True
             raise
 
@@ -285,7 +290,8 @@ class LabelLearner:
         if not fresh:
             return None
         await self._follow_registry(state)
-        joins = await self._join(name, fresh)
+        found = await self._join(name, fresh, state.learner)
+        joins = [f[1] if f is not None else None for f in found]
         forgotten = state.learner.forgotten_early
         frozen = self.frozen.get(name)
         if frozen is None or frozen.source is not state.learner.model:  # new, reloaded, promoted or rolled back
@@ -300,6 +306,8 @@ class LabelLearner:
             letters.append(dead_letter(fresh[index][0], stage, error_class, outcome.messages[index]))
         for record, _ in fresh:
             state.learner.mark_offset(record.topic, record.partition, record.offset)
+        # deleted once the checkpoint that holds them is written (see _checkpoint)
+        self.learned_joins[name] += [(found[i][0], fresh[i][1].event_id) for i in outcome.learned_indices]  # type: ignore[index]
         learned = [
             (fresh[i][1], joins[i], state.learner.coerce(target_for(fresh[i][1].label, state.positive_class)))
             for i in outcome.learned_indices
@@ -356,8 +364,11 @@ class LabelLearner:
         )
         self.alerts += [await asyncio.to_thread(self.watch.act, alert) for alert in alerts]
 
-    async def _join(self, name: str, items: list[tuple[ConsumerRecord, Label]]) -> list[JoinRecord | None]:
-        """Join records; a label whose event is not found waits for the scorers, not for a number of seconds.
+    async def _join(
+        self, name: str, items: list[tuple[ConsumerRecord, Label]], learner: OnlineLearner
+    ) -> list[tuple[str, JoinRecord] | None]:
+        """(bucket key, join record) of each label; a label whose event is not found waits for the scorers, not
+        for a number of seconds (not one ``learner`` already learned: its record was deleted then).
 
         Its event was published before the label, so it lies below where ``events`` ends once the label is read.
         The scorers commit an offset only once the join records below it are in Redis; so after the scoring
@@ -365,20 +376,21 @@ class LabelLearner:
         missing never comes: ``None`` (UnknownEvent). A slow machine only makes the wait longer. When the group
         commits nothing for ``join_grace_seconds`` (no scorer running), or learning stops, :class:`ScorersBehind`
         is raised: the batch is handled again from the checkpoints, no label is dead-lettered for it."""
-        ids = [label.event_id for _, label in items]
+        ids, at = [label.event_id for _, label in items], [label.ts for _, label in items]
         await self.joins.flush()  # this worker's own join writes buffered during a Redis outage come first
-        joins = await self.joins.get_many(name, ids)
-        if all(j is not None for j in joins):
+        joins = await self.joins.lookup(name, ids, at)
+        if all(j is not None or learner.has_learned(e) for j, e in zip(joins, ids, strict=True)):
             return joins
         target = await self.progress.log_ends()  # every event published before these labels lies below
         last: tuple[dict[TopicPartition, int], int] | None = None
         moved = time.monotonic()
         while True:
             committed = await self.progress.committed()  # read before the joins: a miss after it is final
-            waiting = [i for i, j in enumerate(joins) if j is None]
-            for i, found in zip(waiting, await self.joins.get_many(name, [ids[i] for i in waiting]), strict=True):
+            waiting = [i for i, j in enumerate(joins) if j is None and not learner.has_learned(ids[i])]
+            again = await self.joins.lookup(name, [ids[i] for i in waiting], [at[i] for i in waiting])
+            for i, found in zip(waiting, again, strict=True):
                 joins[i] = found
-            missing = sum(j is None for j in joins)
+            missing = sum(joins[i] is None for i in waiting)
             if not missing or caught_up(committed, target):
                 return joins
             if (committed, missing) != last:
@@ -399,6 +411,7 @@ class LabelLearner:
         current one; the restarted learner then loads the snapshot, which holds exactly the checkpoint's labels.
         """
         await self.store.write(state)
+        await self.joins.delete(self.learned_joins.pop(state.name, []))  # their labels are in the checkpoint
         champion, challenger = self._snapshot_due(state), self.challengers.snapshot_due(state)
         if champion:
             await self.store.snapshot(state)

@@ -5,7 +5,8 @@ Every label record ends up learned or dead-lettered with a reason, exactly once:
 * ``validate`` / ``LabelError``: the label does not fit the model's task;
 * ``join`` / ``UnknownEvent``: no scored event with that id (never seen, or long expired);
 * ``join`` / ``LateLabel``: the event is known but the label came after the label TTL;
-* ``join`` / ``DuplicateLabel``: that event's label was already learned;
+* ``join`` / ``DuplicateLabel``: that event's label was already learned (its join record may be gone: deleted once
+  learned);
 * ``unexpected`` / the error class: learning it raised what no check anticipated (the traceback's last line).
 
 >>> from driftline.models.features import FeatureSchema
@@ -14,10 +15,12 @@ Every label record ends up learned or dead-lettered with a reason, exactly once:
 >>> from driftline.contract.records import Label
 >>> learner = OnlineLearner(build_model(FeatureSchema({"x": "numeric"}), "binary"), "binary")
 >>> join = JoinRecord({"x": 1.0}, True, {"True": 0.7, "False": 0.3}, 0.7, 1, expires_ms=10_000)
->>> label = Label(event_id="e1", label=True, ts=5_000)
->>> outcome = learn_batch(learner, [(label, join), (label, join), (label, None)])
+>>> label, ghost = Label(event_id="e1", label=True, ts=5_000), Label(event_id="e2", label=True, ts=5_000)
+>>> outcome = learn_batch(learner, [(label, join), (label, join), (ghost, None)])
 >>> outcome.learned, [reason for _, _, reason in outcome.rejected]
 (1, ['DuplicateLabel', 'UnknownEvent'])
+>>> learn_batch(learner, [(label, None)]).rejected  # its record deleted once learned
+[(0, 'join', 'DuplicateLabel')]
 """
 
 from __future__ import annotations
@@ -27,8 +30,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import orjson
-
 from driftline.contract.records import Label
 from driftline.models.learner import OnlineLearner
 from driftline.streams.deadletter import unexpected_reason
@@ -36,7 +37,7 @@ from driftline.streams.deadletter import unexpected_reason
 
 @dataclass(frozen=True)
 class JoinRecord:
-    """One scored event as the learner needs it."""
+    """One scored event as the learner needs it (in Redis in binary form: :mod:`driftline.streams.join_codec`)."""
 
     x: dict[str, Any]
     prediction: Any
@@ -46,41 +47,6 @@ class JoinRecord:
     expires_ms: int
     #: The challenger's output in shadow: [version, prediction, probabilities, score], when one is set.
     challenger: list[Any] | None = None
-
-    def to_json(self) -> bytes:
-        """A compact JSON array (``dataclasses.asdict`` deep-copies: measured as the scorer's largest cost)."""
-        return orjson.dumps(
-            [self.x, self.prediction, self.probabilities, self.score, self.version, self.expires_ms, self.challenger]
-        )
-
-    @classmethod
-    def from_json(cls, raw: bytes | str) -> JoinRecord:
-        return cls(*orjson.loads(raw))
-
-
-def encode_join_records(
-    rows: Sequence[dict[str, Any]],
-    predictions: Sequence[Any],
-    probabilities: Sequence[dict[str, float] | None],
-    scores: Sequence[float | None],
-    version: int,
-    expires_ms: Sequence[int],
-    challengers: Sequence[list[Any] | None] | None = None,
-) -> list[bytes]:
-    """``JoinRecord(...).to_json()`` of each scored event, from the batch's columns (no record object per event).
-
-    >>> encode_join_records([{"x": 1.0}], [True], [{"True": 0.9}], [0.9], 3, [10])[0] == JoinRecord(
-    ...     {"x": 1.0}, True, {"True": 0.9}, 0.9, 3, 10).to_json()
-    True
-    """
-    dumps = orjson.dumps
-    shadows = challengers if challengers is not None else [None] * len(rows)
-    return [
-        dumps([x, prediction, probability, score, version, expires, challenger])
-        for x, prediction, probability, score, expires, challenger in zip(
-            rows, predictions, probabilities, scores, expires_ms, shadows, strict=True
-        )
-    ]
 
 
 @dataclass
@@ -131,6 +97,10 @@ def learn_batch(
     outcome = LearnOutcome()
     rows, positions = [], []
     for i, (label, join) in enumerate(joined):
+        if join is None and learner.has_learned(label.event_id):
+            outcome.rejected.append((i, "join", "DuplicateLabel"))
+            outcome.messages[i] = f"the label of '{label.event_id}' was already learned"
+            continue
         if join is None:
             outcome.rejected.append((i, "join", "UnknownEvent"))
             outcome.messages[i] = f"no scored event '{label.event_id}' to join (never seen or expired)"

@@ -20,12 +20,11 @@ from typing import Any
 import orjson
 from aiokafka import ConsumerRecord, TopicPartition
 
-from driftline.contract import keys
 from driftline.contract.records import Alert
 from driftline.contract.settings import Settings
 from driftline.streams.dlq import DeadLetterInfo
 from driftline.streams.inspection import Broker, open_redis
-from driftline.streams.learning_stage import JoinRecord
+from driftline.streams.join_store import find_join
 from driftline.streams.status import learner_positions
 
 
@@ -140,10 +139,11 @@ async def trace_event(
                 alerts.append(Alert.model_validate_json(record.value or b"").model_dump())
             except ValueError:
                 continue
-    raw_join = client.get(keys.join(settings.redis_prefix, model, event_id))
+    times = [(event or {}).get("ts"), *(p.get("ts") for p in predictions), *(label["ts"] for label in labels)]
+    at_ms = next((t for t in times if isinstance(t, int) and not isinstance(t, bool)), None)
+    record_join = find_join(client, settings.redis_prefix, settings.label_ttl_seconds, model, event_id, at_ms)
     join = None
-    if raw_join is not None:
-        record_join = JoinRecord.from_json(raw_join)
+    if record_join is not None:
         join = {
             "features": record_join.x,
             "prediction": record_join.prediction,

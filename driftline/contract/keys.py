@@ -16,26 +16,30 @@ default), ``N`` a model name (:data:`driftline.contract.records.MODEL_NAME_PATTE
     P compare:{N}              string   champion/challenger paired comparison JSON          (learner)
     P learner:{N}              hash     signed learner checkpoint, offsets, learned count   (learner)
     P labelled:{N}             stream   rows learned, for `offline retrain`                 (learner)
-    P join:{N}:EVENT_ID        string   the scored event waiting for its label (TTL)        (scorer)
+    P join:{N:SLICE}           hash     buckets and events of a slice of event time (TTL)   (scorer)
+    P join:{N:SLICE:BUCKET}    hash     event id -> scored event waiting for its label (TTL) (scorer, learner)
+    P join-slices:{N}          set      the slices of event time that hold join records     (scorer, learner)
+    P join-layout:{N}:DIGEST   string   feature names of join records' values (JSON list)   (scorer)
     P monitor:{N}:ROLE         string   signed detector checkpoint of the scorer or learner (both)
     P threshold:{N}            string   decision threshold set by an alert action           (scorer)
     P retrain:{N}              list     retrain requests for `offline retrain`              (scorer)
     P alert-dedup:KEY          string   event time of the first claim of an alert key       (scorer, learner)
 
-**Redis Cluster.** The braces are Redis Cluster hash tags: a key's slot is the hash of the text between its
-first ``{`` and ``}``, so every key of model ``N`` lives on one slot and every multi-key operation driftline
-sends (a ``MULTI``/``EXEC`` transaction, a Lua script, an ``MGET``) names keys of one model only: the registry's
-registration and promotion transactions, the learner's checkpoint with its learned rows, the join records'
-write script and read. The two keys without a tag are only ever used alone (``SADD``/``SMEMBERS`` of ``models``,
-one alert claim per script call). Model names cannot hold braces (``MODEL_NAME_PATTERN``), nor can the prefix (a
-Kafka topic name), so the tag is exactly the model name. :func:`hash_tag` returns it; ``tests/contract/test_keys.py``
-checks that every key function tags its key. A new multi-key operation must use keys of one tag.
+**Redis Cluster.** The braces are Redis Cluster hash tags: a key's slot is the hash of the text between its first ``{``
+and ``}``, so every key of model ``N`` lives on one slot and every multi-key operation driftline sends (a
+``MULTI``/``EXEC`` transaction, a Lua script, an ``MGET``) names keys of one model only: the registry's registration and
+promotion transactions, the learner's checkpoint with its learned rows. The two keys without a tag are only ever used
+alone (``SADD``/``SMEMBERS`` of ``models``, one alert claim per script call). Model names cannot hold braces
+(``MODEL_NAME_PATTERN``), nor can the prefix (a Kafka topic name), so the tag is exactly the model name.
+:func:`hash_tag` returns it; ``tests/contract/test_keys.py`` checks that every key function tags its key. A new
+multi-key operation must use keys of one tag.
 
 A slot lives on one master, so everything of one tag is bounded by one master's memory. The registry and the
 checkpoints are small; join records are the bulk (bytes per waiting event × events/s × label TTL,
 ``docs/SCALING.md``). Keys of such a family may carry a finer tag that starts with the model name, e.g.
 ``{N:SLICE}`` for one slice of event time, so one model's records spread over the masters; each script or
-transaction then stays within one such tag.
+transaction then stays within one such tag. The join records do: each bucket is its own tag
+(``{N:SLICE:BUCKET}``), and every command on them names one key.
 
 Redis itself enforces that layout: :func:`acl_rule` is the ACL of the user driftline connects as, every key under
 the prefix and only :data:`COMMANDS` (used by the embedded stack and ``docker-compose.yml``; a new Redis command in
@@ -43,8 +47,8 @@ the code must be added there, the integration tests run with it).
 
 Examples
 --------
->>> model("driftline:", "fraud", "current"), learner("acme:", "fraud"), join("driftline:", "m", "e1")
-('driftline:model:{fraud}:current', 'acme:learner:{fraud}', 'driftline:join:{m}:e1')
+>>> model("driftline:", "fraud", "current"), learner("acme:", "fraud"), join_bucket("driftline:", "m", 7, 3)
+('driftline:model:{fraud}:current', 'acme:learner:{fraud}', 'driftline:join:{m:7:3}')
 >>> hash_tag(model("driftline:", "fraud", "current")) == hash_tag(learner("acme:", "fraud")) == "fraud"
 True
 """
@@ -102,9 +106,25 @@ def labelled(prefix: str, name: str) -> str:
     return f"{prefix}labelled:{tag(name)}"
 
 
-def join(prefix: str, name: str, event_id: str) -> str:
-    """The join record of event ``event_id`` scored by model ``name``."""
-    return f"{prefix}join:{tag(name)}:{event_id}"
+def join_slice(prefix: str, name: str, slice_index: int) -> str:
+    """How many buckets and events slice ``slice_index`` of event time holds for model ``name``."""
+    return f"{prefix}join:{{{name}:{slice_index}}}"
+
+
+def join_bucket(prefix: str, name: str, slice_index: int, bucket: int) -> str:
+    """One bucket of the join records of model ``name`` whose events fall in slice ``slice_index`` (its own tag:
+    a model's records spread over a cluster's masters)."""
+    return f"{prefix}join:{{{name}:{slice_index}:{bucket}}}"
+
+
+def join_slices(prefix: str, name: str) -> str:
+    """The slices of event time that hold join records of model ``name``."""
+    return f"{prefix}join-slices:{tag(name)}"
+
+
+def join_layout(prefix: str, name: str, digest: int) -> str:
+    """The feature names (in order) of the join records of model ``name`` written with layout ``digest``."""
+    return f"{prefix}join-layout:{tag(name)}:{digest}"
 
 
 def monitor(prefix: str, name: str, role: str) -> str:
@@ -155,6 +175,7 @@ COMMANDS = (
     *("sismember", "rpush", "lpush", "lpop", "rpop", "lrange", "lrem", "ltrim", "xadd", "xrevrange", "multi", "exec"),
     *("discard", "watch", "unwatch", "eval", "evalsha", "script|load", "script|exists", "ping"),
     *("cluster|slots", "command"),
+    *("hmget", "hsetnx", "hincrby", "expire", "srem"),
 )
 
 

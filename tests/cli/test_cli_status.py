@@ -71,13 +71,15 @@ def test_status_and_trace_follow_events_labels_dead_letters_and_alerts(settings,
         [prediction] = traced["predictions"]
         assert prediction["model_version"] == 1 and set(prediction["probabilities"]) == {"False", "True"}
         assert traced["event"]["features"]["salary"] == 50_003.0
-        assert traced["join_record"]["version"] == 1
-        assert traced["join_record"]["prediction"] == prediction["prediction"]
+        assert traced["join_record"] is None, "deleted once its label was learned"
         assert [lb["status"] for lb in traced["labels"]] == ["learned"] and traced["learned"]
 
-        shallow = json.loads(invoke(env, "trace", "e3", "--depth", "1", "--json")[1])  # the newest record of each
+        waiting = json.loads(invoke(env, "trace", "e42", "--json")[1])  # scored, no label yet
+        assert waiting["join_record"]["version"] == 1 and waiting["join_record"]["features"]["salary"] == 50_042.0
+        assert waiting["join_record"]["prediction"] == waiting["predictions"][0]["prediction"]
+        shallow = json.loads(invoke(env, "trace", "e42", "--depth", "1", "--json")[1])  # the newest record of each
         assert shallow["event"] is None and shallow["predictions"] == shallow["labels"] == []  # partition only
-        assert shallow["join_record"] == traced["join_record"]  # Redis is not a topic
+        assert shallow["join_record"] == waiting["join_record"]  # Redis is not a topic
 
         traced = json.loads(invoke(env, "trace", "e5", "--json")[1])
         statuses = sorted(lb["status"] for lb in traced["labels"])

@@ -49,10 +49,12 @@ def test_any_valid_model_name_is_exactly_the_tag_of_its_keys(name, prefix):
         keys.model(prefix, name, "current"),
         keys.learner(prefix, name),
         keys.labelled(prefix, name),
-        keys.join(prefix, name, "e{1}"),  # an event id with braces does not move the record
+        keys.join_slices(prefix, name),
+        keys.join_layout(prefix, name, 7),
         keys.monitor(prefix, name, "scoring"),
     }
     assert {keys.hash_tag(k) for k in tagged} == {name}
+    assert keys.hash_tag(keys.join_bucket(prefix, name, -3, 12)) == f"{name}:-3:12", "each bucket its own slot"
 
 
 def test_the_cluster_client_may_learn_the_slots_but_not_change_the_cluster():

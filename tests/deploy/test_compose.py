@@ -221,8 +221,9 @@ def test_compose_redis_at_its_memory_bound_evicts_the_oldest_join_records_never_
     tmp_path: Path,
 ) -> None:
     """The compose Redis with a 4 MB bound: 10 model versions, a learner checkpoint and a detector checkpoint
-    (no expiry), then 24,000 join records of ~400 bytes (~10 MB, with their TTL) written by the scorer's join store:
-    the oldest records are evicted, the newest are there, and every version still loads and verifies."""
+    (no expiry), then 200,000 join records of ~60 bytes (~12 MB, 0.1 s of event time apart, so over 45 slices of
+    event time whose hashes have their TTL) written by the scorer's join store: the oldest slices are evicted, the
+    newest records are there, and every version still loads and verifies."""
     with compose_redis(tmp_path, maxmemory="4mb") as (port, _, _):
         settings = compose_redis_settings(port)
         client = redis_client(settings, settings.redis_url)
@@ -236,15 +237,21 @@ def test_compose_redis_at_its_memory_bound_evicts_the_oldest_join_records_never_
         )
         client.hset(checkpoint, mapping={"checkpoint": b"c" * 50_000, "learned": 7})
         client.set(monitor, b"s" * 50_000)
-        ids = [f"ev-{i:06d}" for i in range(24_000)]
+        ids = [f"ev-{i:06d}" for i in range(200_000)]
 
         async def write_and_read() -> list[JoinRecord | None]:
             joins = JoinStore(async_redis_client(settings, settings.redis_url), settings.redis_prefix, ttl_seconds=3600)
-            record = JoinRecord({f"f{k}": 1000.0 + k for k in range(9)}, True, {"True": 0.9, "False": 0.1}, 0.9, 9, 1)
-            for start in range(0, len(ids), 2000):
-                await joins.put_many("m", [(e, record) for e in ids[start : start + 2000]])
+            ttl_ms = 3_600_000
+            for start in range(0, len(ids), 5000):
+                await joins.put_many(
+                    "m",
+                    [
+                        (e, JoinRecord({f"f{k}": 1000.5 + k for k in range(9)}, True, None, 0.9, 9, i * 100 + ttl_ms))
+                        for i, e in enumerate(ids[start : start + 5000], start)
+                    ],
+                )
                 assert joins.buffered == 0, "every write was taken (older records evicted to make room)"
-            found = await joins.get_many("m", ids)
+            found = await joins.get_many("m", ids, [i * 100 for i in range(len(ids))])
             await joins.client.aclose()
             return found
 
@@ -396,6 +403,7 @@ def test_status_and_trace_work_with_the_compose_worker_environment_and_the_compo
                 time.sleep(0.1)
             status = CliRunner().invoke(main, ["status", "--json"], env=env)
             traced = CliRunner().invoke(main, ["trace", "e3", "--json"], env=env)
+            waiting = CliRunner().invoke(main, ["trace", "e20", "--json"], env=env)  # scored, no label yet
         finally:
             stop_process(worker)
             client.close()
@@ -411,8 +419,11 @@ def test_status_and_trace_work_with_the_compose_worker_environment_and_the_compo
     assert traced.exit_code == 0, traced.output
     trace = json.loads(traced.output)
     [prediction] = trace["predictions"]
-    assert prediction["model_version"] == 1 and trace["join_record"]["prediction"] == prediction["prediction"]
+    assert prediction["model_version"] == 1 and trace["join_record"] is None, "deleted once its label was learned"
     assert [label["status"] for label in trace["labels"]] == ["learned"] and trace["learned"]
+    assert waiting.exit_code == 0, waiting.output
+    unlabelled = json.loads(waiting.output)
+    assert unlabelled["join_record"]["prediction"] == unlabelled["predictions"][0]["prediction"]
 
 
 def _default(expression: str) -> str:

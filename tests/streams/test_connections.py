@@ -81,15 +81,16 @@ def model_keys(prefix: str, name: str) -> list[str]:
         keys.model(prefix, name, "blob:7"),
         keys.learner(prefix, name),
         keys.labelled(prefix, name),
-        keys.join(prefix, name, "e1"),
+        keys.join_slices(prefix, name),
+        keys.join_layout(prefix, name, 7),
         keys.monitor(prefix, name, "scoring"),
     ]
 
 
-def test_every_multi_key_operation_runs_on_a_3_master_redis_cluster(cluster_settings):
-    """Registration and promotion transactions, the learner's checkpoint transaction, the join records' script
-    and read, the alert claim script, the thresholds of several models: each was refused (CROSSSLOT) before
-    the keys carried the model's hash tag."""
+def test_every_multi_key_operation_runs_on_a_3_master_redis_cluster(cluster_settings, redis_cluster):
+    """Registration and promotion transactions, the learner's checkpoint transaction, the join records (a
+    pipeline over the masters), the alert claim script, the thresholds of several models: each was refused
+    (CROSSSLOT) before the keys carried the model's hash tag."""
     settings = cluster_settings
     client = redis_client(settings, settings.redis_url)
     registry = ModelRegistry(client, settings.keyring(), prefix=settings.redis_prefix)
@@ -115,9 +116,14 @@ def test_every_multi_key_operation_runs_on_a_3_master_redis_cluster(cluster_sett
         joins = JoinStore(aclient, settings.redis_prefix, ttl_seconds=60)
         records = [(f"e{i}", JoinRecord({"x": float(i)}, True, {"True": 0.9}, 0.9, 2, 10)) for i in range(50)]
         await joins.put_many(settings.model_name, records)
-        assert joins.buffered == 0, "the write script ran"
-        got = await joins.get_many(settings.model_name, ["e3", "nope", "e49"])
-        assert [r.x["x"] if r else None for r in got] == [3.0, None, 49.0]
+        assert joins.buffered == 0, "the writes ran"
+        ids = [f"e{i}" for i in range(50)]
+        found = await joins.lookup(settings.model_name, [*ids, "nope"], [5] * 51)
+        assert [f[1].x["x"] if f else None for f in found] == [float(i) for i in range(50)] + [None]
+        homes = {redis_cluster.node_of(f[0]).port for f in found[:50] if f}
+        assert len(homes) == 3, "one model's join records spread over the three masters"
+        await joins.delete([(f[0], e) for f, e in zip(found, ids, strict=False) if f])
+        assert await joins.get_many(settings.model_name, ids, [5] * 50) == [None] * 50
         watch = Watch("learning", settings, registry, client, dedup)
         store = LearnerStore(settings, registry, aclient, watch)
         state = await store.load(settings.model_name)

@@ -16,6 +16,7 @@ import redis
 
 from driftline.contract import keys
 from driftline.embedded.stack import free_port
+from driftline.streams.join_store import find_join
 from tests.harness import WorkerProcess, event, publish, read_until
 
 pytestmark = pytest.mark.integration
@@ -117,9 +118,11 @@ def test_http_and_kafka_give_the_same_predictions_and_bad_requests_get_400(setti
 
         # rows with parameters.event_id wait for their labels in Redis like Kafka events; others do not
         client = redis.Redis.from_url(settings.redis_url)
-        assert client.exists(keys.join(settings.redis_prefix, "default", "h5"))
-        assert not client.exists(keys.join(settings.redis_prefix, "default", by_row(singles[0])[0]["event_id"]))
-        labels = [json.dumps({"event_id": f"h{i}", "label": i % 2 == 0, "ts": 1_700_000_000_000 + i}) for i in range(n)]
+        now, ttl = int(time.time() * 1000), settings.label_ttl_seconds
+        assert find_join(client, settings.redis_prefix, ttl, "default", "h5", now) is not None
+        single_id = by_row(singles[0])[0]["event_id"]
+        assert find_join(client, settings.redis_prefix, ttl, "default", single_id, now) is None
+        labels = [json.dumps({"event_id": f"h{i}", "label": i % 2 == 0, "ts": now + i}) for i in range(n)]
         asyncio.run(publish(settings, "labels", [(b"default", label.encode()) for label in labels]))
         deadline = time.monotonic() + 60
         while int(client.hget(keys.learner(settings.redis_prefix, "default"), "learned") or 0) < n:

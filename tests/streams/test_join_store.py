@@ -18,10 +18,9 @@ from prometheus_client import REGISTRY
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
-from driftline.contract import keys
 from driftline.contract.settings import Settings
 from driftline.embedded.stack import REDIS_USER, EmbeddedServer, free_port, start_redis
-from driftline.streams.join_store import JoinStore
+from driftline.streams.join_store import DEFAULT_BUCKETS, JoinSlices, JoinStore, find_join
 from driftline.streams.learning_stage import JoinRecord
 from tests.harness import WorkerProcess, busy_cores, event, prediction_ids, probe, publish, read_until
 from tests.streams.test_faults import metric
@@ -46,6 +45,10 @@ def _failed_writes() -> float:
 
 def _records(start: int, count: int) -> list[tuple[str, JoinRecord]]:
     return [(f"e{i}", JoinRecord({"x": float(i)}, True, None, None, 1, 10**13)) for i in range(start, start + count)]
+
+
+def waiting(client: redis.Redis, prefix: str, ttl: int, event_id: str, at: int) -> bool:
+    return find_join(client, prefix, ttl, "default", event_id, at) is not None
 
 
 def test_while_redis_hangs_batches_only_buffer_and_reach_redis_once_it_answers(own_redis):
@@ -74,7 +77,8 @@ def test_while_redis_hangs_batches_only_buffer_and_reach_redis_once_it_answers(o
         assert _failed_writes() == failures
         os.kill(own_redis.pid, signal.SIGCONT)
         left = await store.flush()  # what the worker's timer does
-        stored = sum(r is not None for r in await store.get_many("m", [f"e{i}" for i in range(210)]))
+        ids = [f"e{i}" for i in range(210)]
+        stored = sum(r is not None for r in await store.get_many("m", ids, [10**13 - 60_000] * len(ids)))
         await client.aclose()
         return {"after_failure": after_failure, "left": left, "stored": stored}
 
@@ -128,7 +132,8 @@ def test_a_full_join_buffer_pauses_scoring_drops_nothing_and_scoring_resumes_whe
                 os.kill(own_redis.pid, signal.SIGCONT)
             out = asyncio.run(read_until(settings, ["predictions"], lambda seen: len(seen["predictions"]) >= n))
         deadline = time.monotonic() + 60
-        while (stored := len(client.keys(keys.join(settings.redis_prefix, "default", "*")))) < n:
+        ttl, at = settings.label_ttl_seconds, 1_700_000_000_000  # the events' time (tests.harness.event)
+        while (stored := sum(waiting(client, settings.redis_prefix, ttl, f"e{i}", at) for i in range(n))) < n:
             assert time.monotonic() < deadline, f"{stored} join records stored"
             time.sleep(0.1)
         resumed = metric(port, "driftline_consumption_paused") == 0
@@ -143,3 +148,60 @@ def test_a_full_join_buffer_pauses_scoring_drops_nothing_and_scoring_resumes_whe
     assert 300 <= buffered < 300 + 100 and scored_while_paused < n, "paused at the bound, not after everything"
     assert sorted(ids) == sorted(f"e{i}" for i in range(n)), "every event scored once"
     assert stored == n and resumed, "every join record reached Redis; consumption resumed"
+
+
+def _client(server: EmbeddedServer) -> aioredis.Redis:
+    return aioredis.Redis(host="127.0.0.1", port=server.port, username=REDIS_USER, password=PASSWORD)
+
+
+def test_records_are_found_whatever_the_label_time_and_gone_once_deleted(own_redis):
+    """Events over three slices of event time (an hour each); labels timestamped right after their event, or at 1
+    (a producer's odd clock): each finds its record, equal to what was written, until it is deleted."""
+
+    async def scenario() -> None:
+        client = _client(own_redis)
+        store = JoinStore(client, "t:", ttl_seconds=8 * 3600)  # slices of an hour
+        base = 472_222 * 3_600_000  # the start of an hour
+        written = [
+            (
+                f"e{i}",
+                JoinRecord(
+                    {"x": i / 7, "c": f"k{i % 3}"}, i % 2 == 0, None, i / 9, 2, base + i * 40_000 + store.slices.ttl_ms
+                ),
+            )
+            for i in range(270)
+        ]
+        await store.put_many("m", written)
+        assert len({store.slices.of(r.expires_ms - store.slices.ttl_ms) for _, r in written}) == 3
+        ids = [e for e, _ in written] + ["ghost"]
+        right_after = await store.lookup("m", ids, [base + i * 40_000 + 1 for i in range(270)] + [base])
+        at_one = await store.get_many("m", ids, [1] * len(ids))
+        assert [f[1] if f else None for f in right_after] == at_one == [r for _, r in written] + [None]
+        reader = JoinStore(_client(own_redis), "t:", ttl_seconds=8 * 3600)  # another process: nothing cached
+        assert await reader.get_many("m", ids, [base] * len(ids)) == at_one
+        await store.delete([(f[0], ids[i]) for i, f in enumerate(right_after[:200]) if f is not None])
+        after = await reader.get_many("m", ids, [base] * len(ids))
+        assert after == [None] * 200 + [r for _, r in written[200:]] + [None]
+        await client.aclose()
+        await reader.client.aclose()
+
+    asyncio.run(scenario())
+
+
+def test_a_slice_gets_the_buckets_its_predecessor_needed(own_redis):
+    async def scenario() -> list[int]:
+        client = _client(own_redis)
+        store = JoinStore(client, "t:", ttl_seconds=8 * 3600)
+        hour = 3_600_000
+        for k in range(3):  # 10, then 2,000, then 2,000 events an hour
+            n = 10 if k == 0 else 2_000
+            records = [
+                (f"{k}-{i}", JoinRecord({"x": 1.0}, True, None, 0.5, 1, k * hour + i + store.slices.ttl_ms))
+                for i in range(n)
+            ]
+            await store.put_many("n", records)
+        counts = [int(await client.hget(f"t:join:n:{k}", "buckets")) for k in range(3)]
+        await client.aclose()
+        return counts
+
+    assert asyncio.run(scenario()) == [DEFAULT_BUCKETS, 1, JoinSlices.buckets_for(2_000)]

@@ -1,0 +1,302 @@
+"""The join record's binary form: what the learner needs of a scored event in as few bytes as Redis keeps compactly.
+
+A record is the event's prepared features as values in the order of a *layout* (the feature names, stored once per
+model under a 4-byte digest, :func:`layout_digest`), its served prediction, score and probabilities, the model
+version and its event time (relative to the start of the slice of time its key names).
+Every value is lossless and keeps its type. Features that are all floats (the usual case) take a bit each: set for
+a whole number 0-255 (one byte), else 8 bytes; the scorer packs a whole batch of them at once
+(:func:`float_blocks`). Other values take a 4-bit tag each that says how they are packed:
+
+* ``None``, ``False``, ``True``: the tag alone;
+* a float: 8 bytes, 4 when float32 holds it exactly, a varint when it is a whole number (``28.0``);
+* an int: a zig-zag varint; a str: its UTF-8 length and bytes; anything else: orjson, with its length.
+
+Binary probabilities that are ``{"False": 1 - score, "True": score}`` (what the scorer serves) take no byte.
+River's Agrawal event (9 features) fits in 64 bytes, the largest value Redis keeps in a hash's compact listpack.
+
+>>> names = ("salary", "age", "car")
+>>> raw = encode_record(
+...     (79154.81875125815, 28.0, 2.0), True, {"False": 1.0 - 0.85, "True": 0.85}, 0.85, 7, 1234, None, names)
+>>> len(raw)
+30
+>>> x, _, probabilities, _, version, ts_delta, _ = decode_record(raw, {layout_digest(names): names})
+>>> x, probabilities["True"], (version, ts_delta)
+({'salary': 79154.81875125815, 'age': 28.0, 'car': 2.0}, 0.85, (7, 1234))
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+import zlib
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import orjson
+
+FORMAT = 1
+_NONE, _FALSE, _TRUE, _F64, _F32, _WHOLE, _NEG_WHOLE, _INT, _STR, _JSON = range(10)
+#: Tags of the probabilities slot: none, the binary pair derived from the score, any other mapping (orjson).
+_NO_PROBA, _BINARY_PROBA, _JSON_PROBA = range(3)
+#: How the features are packed: a tag per value, or (all floats) a bit per value.
+_TAGGED, _FLOATS = range(2)
+_F64_PACK, _F32_PACK = struct.Struct("<d"), struct.Struct("<f")
+_LAYOUT = struct.Struct("<I")
+_MAX_WHOLE = 2**53
+_F32_MAX = 3.4028234663852886e38
+
+
+def layout_digest(names: Sequence[str]) -> int:
+    """The 4-byte id of a layout (feature names in order).
+
+    >>> layout_digest(("a", "b")) == layout_digest(["a", "b"]) != layout_digest(("b", "a"))
+    True
+    """
+    return zlib.crc32("\x00".join(names).encode())
+
+
+def _uvarint(value: int, out: bytearray) -> None:
+    while value > 0x7F:
+        out.append((value & 0x7F) | 0x80)
+        value >>= 7
+    out.append(value)
+
+
+def _read_uvarint(raw: bytes, at: int) -> tuple[int, int]:
+    value = shift = 0
+    while True:
+        byte = raw[at]
+        at += 1
+        value |= (byte & 0x7F) << shift
+        if byte < 0x80:
+            return value, at
+        shift += 7
+
+
+def _zigzag(value: int) -> int:
+    return value * 2 if value >= 0 else -value * 2 - 1
+
+
+def _unzigzag(value: int) -> int:
+    return value // 2 if value % 2 == 0 else -(value + 1) // 2
+
+
+def _pack(value: Any, out: bytearray) -> int:
+    """Append ``value``'s payload to ``out``; returns its tag."""
+    if value is None:
+        return _NONE
+    if value is True or value is False:
+        return _TRUE if value else _FALSE
+    if isinstance(value, float):
+        value = float(value)
+        if value.is_integer() and abs(value) < _MAX_WHOLE and math.copysign(1.0, value) > 0:
+            _uvarint(int(value), out)
+            return _WHOLE
+        if value.is_integer() and abs(value) < _MAX_WHOLE:
+            if value == 0:  # -0.0 keeps its sign
+                out += _F64_PACK.pack(value)
+                return _F64
+            _uvarint(int(-value), out)
+            return _NEG_WHOLE
+        if abs(value) <= _F32_MAX and _F32_PACK.unpack(_F32_PACK.pack(value))[0] == value:
+            out += _F32_PACK.pack(value)
+            return _F32
+        out += _F64_PACK.pack(value)
+        return _F64
+    if isinstance(value, int):
+        value = int(value)
+        _uvarint(_zigzag(value), out)
+        return _INT
+    if isinstance(value, str):
+        data = str(value).encode()
+        _uvarint(len(data), out)
+        out += data
+        return _STR
+    data = orjson.dumps(value)
+    _uvarint(len(data), out)
+    out += data
+    return _JSON
+
+
+def _unpack(tag: int, raw: bytes, at: int) -> tuple[Any, int]:
+    if tag <= _TRUE:
+        return (None, False, True)[tag], at
+    if tag == _F64:
+        return _F64_PACK.unpack_from(raw, at)[0], at + 8
+    if tag == _F32:
+        return _F32_PACK.unpack_from(raw, at)[0], at + 4
+    value, at = _read_uvarint(raw, at)
+    if tag == _WHOLE:
+        return float(value), at
+    if tag == _NEG_WHOLE:
+        return -float(value), at
+    if tag == _INT:
+        return _unzigzag(value), at
+    data, at = raw[at : at + value], at + value
+    return (data.decode() if tag == _STR else orjson.loads(data)), at
+
+
+def _is_binary_pair(probabilities: Mapping[str, float], score: Any) -> bool:
+    return (
+        type(score) is float
+        and len(probabilities) == 2
+        and probabilities.get("True") == score
+        and probabilities.get("False") == 1.0 - score
+        and list(probabilities) == ["False", "True"]
+    )
+
+
+def _head(
+    prediction: Any,
+    probabilities: Mapping[str, float] | None,
+    score: Any,
+    version: int,
+    ts_delta_ms: int,
+    challenger: Any,
+    digest: int,
+    features_mode: int,
+) -> bytearray:
+    """Everything of a record but its features: format, version, time, layout, then the tags and payloads of the
+    probabilities (kind), features (mode), prediction, score and challenger."""
+    if probabilities is None:
+        proba_tag = _NO_PROBA
+    elif _is_binary_pair(probabilities, score):
+        proba_tag = _BINARY_PROBA
+    else:
+        proba_tag = _JSON_PROBA
+    out = bytearray((FORMAT,))
+    _uvarint(version, out)
+    _uvarint(_zigzag(ts_delta_ms), out)
+    out += _LAYOUT.pack(digest)
+    tags_at = len(out)
+    out += b"\x00\x00\x00"
+    prediction_tag, score_tag, challenger_tag = _pack(prediction, out), _pack(score, out), _pack(challenger, out)
+    out[tags_at] = proba_tag | features_mode << 4
+    out[tags_at + 1] = prediction_tag | score_tag << 4
+    out[tags_at + 2] = challenger_tag
+    if proba_tag == _JSON_PROBA:
+        data = orjson.dumps(probabilities)
+        _uvarint(len(data), out)
+        out += data
+    return out
+
+
+def _is_small_whole(value: float) -> bool:
+    return 0.0 <= value < 256.0 and value.is_integer() and math.copysign(1.0, value) > 0
+
+
+def _floats_block(values: Sequence[float]) -> bytes:
+    """Features that are all floats: a bit per feature (set: a whole number 0-255, one byte), then each value."""
+    mask, payload = bytearray((len(values) + 7) // 8), bytearray()
+    for i, value in enumerate(values):
+        if _is_small_whole(value):
+            mask[i // 8] |= 1 << (i % 8)
+            payload.append(int(value))
+        else:
+            payload += _F64_PACK.pack(value)
+    return bytes(mask + payload)
+
+
+def float_blocks(matrix: np.ndarray) -> list[bytes]:
+    """:func:`_floats_block` of each row of a float matrix, built at once with NumPy (the scorer's batches).
+
+    >>> float_blocks(np.array([[1.0, 0.5], [300.0, -0.0]])) == [_floats_block([1.0, 0.5]), _floats_block([300.0, -0.0])]
+    True
+    """
+    n, f = matrix.shape
+    values = np.ascontiguousarray(matrix, dtype="<f8")
+    whole = (values >= 0) & (values < 256) & (values == np.floor(values)) & ~np.signbit(values)
+    masks = np.packbits(whole, axis=1, bitorder="little")
+    payload = values.view(np.uint8).reshape(n, f, 8).copy()
+    payload[..., 0] = np.where(whole, np.where(whole, values, 0).astype(np.uint8), payload[..., 0])
+    keep = np.ones((n, f, 8), dtype=bool)
+    keep[..., 1:] = ~whole[..., None]
+    rows = np.concatenate([masks, payload.reshape(n, f * 8)], axis=1)
+    kept = np.concatenate([np.ones(masks.shape, dtype=bool), keep.reshape(n, f * 8)], axis=1)
+    blob = rows[kept].tobytes()
+    ends = np.cumsum(kept.sum(axis=1)).tolist()
+    return [blob[start:end] for start, end in zip([0, *ends[:-1]], ends, strict=True)]
+
+
+def encode_record(
+    values: Sequence[Any],
+    prediction: Any,
+    probabilities: Mapping[str, float] | None,
+    score: Any,
+    version: int,
+    ts_delta_ms: int,
+    challenger: Any,
+    names: Sequence[str],
+    floats_block: bytes | None = None,
+    digest: int | None = None,
+) -> bytes:
+    """The binary record of one scored event whose features are ``values`` in the order of ``names`` (or, when
+    they are all floats, ``floats_block``: their :func:`float_blocks` row; ``digest``: ``layout_digest(names)``)."""
+    if floats_block is None and all(type(v) is float for v in values):
+        floats_block = _floats_block(values)
+    digest = layout_digest(names) if digest is None else digest
+    if floats_block is not None:
+        return bytes(
+            _head(prediction, probabilities, score, version, ts_delta_ms, challenger, digest, _FLOATS) + floats_block
+        )
+    out = _head(prediction, probabilities, score, version, ts_delta_ms, challenger, digest, _TAGGED)
+    tags_at = len(out)
+    out += bytes((len(values) + 1) // 2)
+    for i, value in enumerate(values):
+        out[tags_at + i // 2] |= _pack(value, out) << (4 * (i % 2))
+    return bytes(out)
+
+
+def record_layout(raw: bytes) -> int:
+    """The layout digest a record was written with."""
+    at = _read_uvarint(raw, _read_uvarint(raw, 1)[1])[1]
+    return _LAYOUT.unpack_from(raw, at)[0]
+
+
+def decode_record(
+    raw: bytes, layouts: Mapping[int, Sequence[str]]
+) -> tuple[dict[str, Any], Any, dict[str, float] | None, Any, int, int, Any]:
+    """``(x, prediction, probabilities, score, version, ts_delta_ms, challenger)`` of a record (KeyError when
+    its layout is not in ``layouts``; ValueError when it is no record of this format)."""
+    if not raw or raw[0] != FORMAT:
+        raise ValueError(f"not a join record of format {FORMAT}")
+    version, at = _read_uvarint(raw, 1)
+    delta, at = _read_uvarint(raw, at)
+    names = layouts[_LAYOUT.unpack_from(raw, at)[0]]
+    at += _LAYOUT.size
+    proba_tag, features_mode = raw[at] & 0x0F, raw[at] >> 4
+    prediction, at2 = _unpack(raw[at + 1] & 0x0F, raw, at + 3)
+    score, at2 = _unpack(raw[at + 1] >> 4, raw, at2)
+    challenger, at = _unpack(raw[at + 2] & 0x0F, raw, at2)
+    probabilities: dict[str, float] | None = None
+    if proba_tag == _BINARY_PROBA:
+        probabilities = {"False": 1.0 - score, "True": score}
+    elif proba_tag == _JSON_PROBA:
+        length, at = _read_uvarint(raw, at)
+        probabilities = orjson.loads(raw[at : at + length])
+        at += length
+    features = []
+    if features_mode == _FLOATS:
+        mask, at = raw[at : at + (len(names) + 7) // 8], at + (len(names) + 7) // 8
+        for i in range(len(names)):
+            if mask[i // 8] >> (i % 8) & 1:
+                features.append(float(raw[at]))
+                at += 1
+            else:
+                features.append(_F64_PACK.unpack_from(raw, at)[0])
+                at += 8
+    else:
+        tags, at = raw[at : at + (len(names) + 1) // 2], at + (len(names) + 1) // 2
+        for i in range(len(names)):
+            value, at = _unpack(tags[i // 2] >> (4 * (i % 2)) & 0x0F, raw, at)
+            features.append(value)
+    return (
+        dict(zip(names, features, strict=True)),
+        prediction,
+        probabilities,
+        score,
+        version,
+        _unzigzag(delta),
+        challenger,
+    )

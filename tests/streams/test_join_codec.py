@@ -1,0 +1,86 @@
+"""The join record's binary form: lossless for every value a scored event can hold, and small."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from hypothesis import given
+from hypothesis import strategies as st
+
+from driftline.models.bootstrap import bootstrap_model, synthetic_stream
+from driftline.streams.join_codec import decode_record, encode_record, float_blocks, layout_digest
+
+scalars = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.floats(allow_nan=False),
+    st.integers(min_value=-(2**70), max_value=2**70),
+    st.text(max_size=20),
+)
+#: Lists are stored as JSON (orjson: 64-bit integers)
+in_lists = st.one_of(st.none(), st.booleans(), st.floats(allow_nan=False), st.integers(-(2**63), 2**63 - 1), st.text())
+outputs = st.one_of(scalars, st.lists(in_lists, max_size=4))
+
+
+def same(a: object, b: object) -> bool:
+    """Equal with the same type, and -0.0 told from 0.0."""
+    if isinstance(a, float) and isinstance(b, float):
+        return a == b and math.copysign(1, a) == math.copysign(1, b)
+    return type(a) is type(b) and a == b
+
+
+@given(
+    features=st.dictionaries(st.text(min_size=1, max_size=10), st.one_of(st.floats(allow_nan=False), st.text())),
+    prediction=outputs,
+    probabilities=st.one_of(st.none(), st.dictionaries(st.text(max_size=5), st.floats(0, 1), max_size=3)),
+    score=st.one_of(st.none(), st.floats(allow_nan=False)),
+    version=st.integers(1, 2**40),
+    delta=st.integers(-(2**50), 2**50),
+    challenger=st.one_of(st.none(), st.lists(in_lists, max_size=4)),
+)
+def test_every_value_comes_back_with_its_type(features, prediction, probabilities, score, version, delta, challenger):
+    names = tuple(features)
+    raw = encode_record(list(features.values()), prediction, probabilities, score, version, delta, challenger, names)
+    x, got_prediction, got_probabilities, got_score, got_version, got_delta, got_challenger = decode_record(
+        raw, {layout_digest(names): names}
+    )
+    assert list(x) == list(names) and all(same(x[n], features[n]) for n in names)
+    assert same(got_prediction, prediction) or got_prediction == prediction
+    assert got_probabilities == probabilities and same(got_score, score) or got_score == score
+    assert (got_version, got_delta, got_challenger) == (version, delta, challenger)
+
+
+def test_binary_probabilities_served_by_the_scorer_cost_nothing_beside_the_score():
+    names = ("x",)
+    plain = encode_record([1.5], True, None, 0.7, 1, 0, None, names)
+    pair = encode_record([1.5], True, {"False": 1.0 - 0.7, "True": 0.7}, 0.7, 1, 0, None, names)
+    other = encode_record([1.5], True, {"False": 0.2, "True": 0.7}, 0.7, 1, 0, None, names)
+    assert len(pair) == len(plain) < len(other)
+    assert decode_record(other, {layout_digest(names): names})[2] == {"False": 0.2, "True": 0.7}
+
+
+@given(st.lists(st.lists(st.floats(allow_nan=False), min_size=3, max_size=3), min_size=1, max_size=20))
+def test_a_batch_packed_at_once_decodes_as_each_record_alone(rows):
+    names = ("a", "b", "c")
+    blocks = float_blocks(np.array(rows, dtype=float))
+    for row, block in zip(rows, blocks, strict=True):
+        alone = encode_record(row, None, None, None, 1, 0, None, names)
+        assert encode_record(row, None, None, None, 1, 0, None, names, floats_block=block) == alone
+        x = decode_record(alone, {layout_digest(names): names})[0]
+        assert all(same(x[n], v) for n, v in zip(names, row, strict=True))
+
+
+def test_an_agrawal_event_as_the_scorer_serves_it_fits_in_64_bytes():
+    """Redis keeps a hash of values up to 64 bytes as one compact listpack (hash-max-listpack-value)."""
+    model, schema, _ = bootstrap_model()
+    sizes = []
+    for event, _ in synthetic_stream(2000):
+        x = schema.prepare(event["features"])
+        p = model.predict_proba_one(x)[True]
+        slice_ms = 21 * 3600 * 1000  # the largest time in a slice (an eighth of the default label TTL)
+        raw = encode_record(
+            list(x.values()), p > 0.5, {"False": 1.0 - p, "True": p}, p, 100_000, slice_ms, None, list(x)
+        )
+        sizes.append(len(raw))
+    assert max(sizes) <= 64, max(sizes)
