@@ -18,7 +18,8 @@ application (lifecycle, worker, services) while the hot path reads whole batches
   (the scorer's join records) has reached its store: until then they are held, and committed by a later batch or
   idle poll, so a worker killed meanwhile reads those records again instead of losing what they stored;
 * with ``ordered``, the partitions are consumed timestamp-synchronised (KIP-353,
-  :class:`driftline.streams.event_order.EventTimeMerger`): batches hold records in timestamp order across the
+  :class:`driftline.streams.event_order.EventTimeMerger`): batches hold records in time order (``order_by`` of
+  each record, by default its Kafka timestamp; the scorer orders by the events' ``ts``) across the
   assigned partitions, partitions far ahead are paused, and offsets are committed up to the records handed over
   (what is still buffered is read again by the next owner).
 """
@@ -34,7 +35,7 @@ import mode
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, ConsumerRecord, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 
-from driftline.streams.event_order import EventTimeMerger
+from driftline.streams.event_order import EventTimeMerger, kafka_timestamp
 from driftline.streams.metrics import BATCH_SIZE, CONSUMER_LAG, CONSUMPTION_PAUSED
 
 log = logging.getLogger(__name__)
@@ -96,6 +97,7 @@ class BatchSource(mode.Service):
         on_crash: CrashHook | None = None,
         backpressure: BackpressureCheck | None = None,
         ordered: bool = False,
+        order_by: Callable[[Any], int] | None = None,
         **kwargs: Any,
     ) -> None:
         self.source_name = name
@@ -123,7 +125,11 @@ class BatchSource(mode.Service):
         self.pending: Pending | None = None
         #: Timestamp-synchronised consumption (``ordered``): what was fetched and not handed over yet, and the
         #: partitions paused because they are far ahead of the others.
-        self.merger = EventTimeMerger(max_buffered=4 * max_records, idle_polls=10) if ordered else None
+        self.merger = (
+            EventTimeMerger(max_buffered=4 * max_records, idle_polls=10, time_of=order_by or kafka_timestamp)
+            if ordered
+            else None
+        )
         self.ahead: set[TopicPartition] = set()
         self.held_back = False  # paused by back-pressure
         super().__init__(**kwargs)

@@ -6,11 +6,11 @@ hands on jumps back and forth in time, and a monitor's windows mix events from b
 next record is always the head with the lowest timestamp, and it is taken only while every assigned partition
 that may still have older records has something buffered (a partition caught up with its high watermark, or idle
 for ``idle_polls`` fetches that brought nothing at all, is not waited for). A partition with ``max_buffered``
-records buffered should be paused (:meth:`full`) until the others catch up. The timestamp is the record's Kafka
-timestamp: for records a producer publishes in event-time order (``driftline produce`` replays a file in order),
-the event time's order.
+records buffered should be paused (:meth:`full`) until the others catch up. The time of a record is ``time_of``
+of it, read once when it is buffered: by default its Kafka timestamp; the scorer passes :func:`event_time`, the
+event's own ``ts`` (a producer's clock or a replay's speed then do not change the order).
 
-Pure: no Kafka. Records need ``.timestamp`` and ``.offset``; partitions are any hashable keys.
+Pure: no Kafka. Records need ``.offset`` (and ``.timestamp`` or a ``time_of``); partitions are any hashable keys.
 
 Examples
 --------
@@ -31,18 +31,45 @@ from __future__ import annotations
 
 import heapq
 from collections import deque
-from collections.abc import Hashable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from typing import Any
 
-__all__ = ["EventTimeMerger"]
+import orjson
+
+from driftline.contract.records import epoch_ms
+
+__all__ = ["EventTimeMerger", "event_time", "kafka_timestamp"]
+
+
+def event_time(record: Any) -> int:
+    """The event time of a record of ``events``: its value's ``ts`` (epoch ms or ISO-8601), or its Kafka timestamp
+    when the value has none that :func:`~driftline.contract.records.epoch_ms` accepts (such an event is
+    dead-lettered by the scorer anyway; here it only needs a place in the order).
+
+    >>> from collections import namedtuple
+    >>> R = namedtuple("R", "timestamp offset value")
+    >>> event_time(R(5, 0, b'{"ts": "2023-11-14T22:13:20Z", "features": {"ts": 1}}')), event_time(R(5, 0, b"[1"))
+    (1700000000000, 5)
+    """
+    try:
+        value = orjson.loads(record.value)
+        return epoch_ms(value["ts"])
+    except Exception:  # noqa: BLE001 - any value a producer can send: not JSON, no ts, a ts of no time
+        return int(record.timestamp)
+
+
+def kafka_timestamp(record: Any) -> int:
+    """The record's Kafka timestamp (the producer's create time, or the broker's append time)."""
+    return int(record.timestamp)
 
 
 class EventTimeMerger:
-    """Per-partition buffers handed over in timestamp order (see the module docstring)."""
+    """Per-partition buffers handed over in time order (see the module docstring)."""
 
-    def __init__(self, max_buffered: int = 2000, idle_polls: int = 3):
-        self.max_buffered, self.idle_polls = max_buffered, idle_polls
-        self.buffers: dict[Hashable, deque[Any]] = {}
+    def __init__(self, max_buffered: int = 2000, idle_polls: int = 3, time_of: Callable[[Any], int] = kafka_timestamp):
+        self.max_buffered, self.idle_polls, self.time_of = max_buffered, idle_polls, time_of
+        #: Per partition, ``(time, record)`` pairs in offset order.
+        self.buffers: dict[Hashable, deque[tuple[int, Any]]] = {}
         #: Offset after the last record fetched, per partition (caught up once it reaches the high watermark).
         self.next_offset: dict[Hashable, int] = {}
         self._empty_polls: dict[Hashable, int] = {}
@@ -59,7 +86,8 @@ class EventTimeMerger:
         for tp, records in fetched.items():
             if records:
                 empty = False
-                self.buffers.setdefault(tp, deque()).extend(records)
+                time_of = self.time_of
+                self.buffers.setdefault(tp, deque()).extend((time_of(r), r) for r in records)
                 self.next_offset[tp] = records[-1].offset + 1
                 self._empty_polls[tp] = 0
         if empty:
@@ -79,7 +107,7 @@ class EventTimeMerger:
         assigned = set(assigned)
         done = set(caught_up) | {tp for tp in assigned if self._empty_polls.get(tp, 0) >= self.idle_polls}
         waiting = [tp for tp in assigned if tp not in done]
-        heap = [(b[0].timestamp, b[0].offset, i, tp) for i, (tp, b) in enumerate(self.buffers.items()) if b]
+        heap = [(b[0][0], b[0][1].offset, i, tp) for i, (tp, b) in enumerate(self.buffers.items()) if b]
         heapq.heapify(heap)
         order = {tp: i for i, tp in enumerate(self.buffers)}
         out: list[tuple[Hashable, Any]] = []
@@ -88,15 +116,15 @@ class EventTimeMerger:
                 break  # a partition that may hold older records has none buffered: wait for it
             _, _, _, tp = heapq.heappop(heap)
             buffer = self.buffers[tp]
-            out.append((tp, buffer.popleft()))
+            out.append((tp, buffer.popleft()[1]))
             if buffer:
-                heapq.heappush(heap, (buffer[0].timestamp, buffer[0].offset, order[tp], tp))
+                heapq.heappush(heap, (buffer[0][0], buffer[0][1].offset, order[tp], tp))
         return out
 
     def requeue(self, taken: Sequence[tuple[Hashable, Any]]) -> None:
         """Put records taken back at the front of their buffers (their batch failed and is handled again)."""
         for tp, record in reversed(taken):
-            self.buffers.setdefault(tp, deque()).appendleft(record)
+            self.buffers.setdefault(tp, deque()).appendleft((self.time_of(record), record))
 
     def drop(self, partitions: Iterable[Hashable]) -> None:
         """Forget what is buffered for ``partitions`` (revoked: their next owner reads them again)."""

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from driftline.contract.settings import Settings
 from driftline.streams.batch_source import BatchSource
-from driftline.streams.event_order import EventTimeMerger
+from driftline.streams.event_order import EventTimeMerger, event_time
 from driftline.streams.topics import ensure_topics
 
 R = namedtuple("R", "timestamp offset")
@@ -90,3 +90,25 @@ def test_the_scorers_source_hands_a_four_partition_backlog_over_in_time_order(se
     ordered, plain = asyncio.run(scenario())
     assert ordered == list(range(1_000, 1_000 + count))
     assert sorted(plain) == ordered and plain != ordered
+
+
+def test_the_scorers_order_is_the_events_ts_not_the_producers_clock() -> None:
+    """Kafka timestamps that disagree with the events' ts (a producer's skewed clock, a re-publish): the merger
+    with ``event_time`` hands the records over by ts, ISO-8601 or epoch ms; hostile values keep their Kafka
+    timestamp and are never lost."""
+    Rv = namedtuple("Rv", "timestamp offset value")
+    p0 = [
+        Rv(900, 0, b'{"event_id": "a", "ts": 10}'),
+        Rv(901, 1, b'{"event_id": "c", "ts": "1970-01-01T00:00:00.030Z"}'),
+    ]
+    p1 = [Rv(100, 0, b'{"event_id": "b", "ts": 20}'), Rv(101, 1, b'{"event_id": "d", "ts": 40}')]
+    p2 = [Rv(35, 0, b"not json"), Rv(50, 1, b'{"event_id": "e", "ts": true}')]
+    by_kafka, by_event = EventTimeMerger(), EventTimeMerger(time_of=event_time)
+    for merger in (by_kafka, by_event):
+        merger.add({"p0": p0, "p1": p1, "p2": p2})
+    assert [r.value[:20] for _, r in by_kafka.take({"p0", "p1", "p2"}, 10, {"p0", "p1", "p2"})][0] == b"not json"
+    taken = by_event.take({"p0", "p1", "p2"}, 10, {"p0", "p1", "p2"})
+    assert [event_time(r) for _, r in taken] == [10, 20, 30, 35, 40, 50]
+    taken_back = taken[:3]
+    by_event.requeue(taken_back)
+    assert [event_time(r) for _, r in by_event.take({"p0", "p1", "p2"}, 10, {"p0", "p1", "p2"})] == [10, 20, 30]
