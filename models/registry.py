@@ -257,12 +257,14 @@ class ModelRegistry:
         """Reference profile of ``version`` (stored with it or inherited from its parent), else None.
 
         Two reads whatever the lineage's length; the profile must match the digest the version signed
-        (:class:`IntegrityError` otherwise).
+        (:class:`IntegrityError` otherwise). A version registered before profiles were stored by digest finds its
+        own under its version number (in the same read); one that inherited it then has none.
         """
         meta = self.get(name, version)
         if meta.reference_sha256 is None:
             return None
-        raw = self.client.get(self._key(name, f"reference:{meta.reference_sha256}"))
+        by_digest, by_version = (self._key(name, f"reference:{v}") for v in (meta.reference_sha256, meta.version))
+        raw = next((r for r in self.client.mget([by_digest, by_version]) if r is not None), None)
         where = f"model {name!r} version {meta.version}"
         if raw is None:
             raise IntegrityError(f"{where}: reference profile missing")
@@ -301,7 +303,9 @@ class ModelRegistry:
             profiles = {metas[v].reference_sha256 for v in doomed} - signed - {None}
             pipe.multi()
             pipe.hdel(key("versions"), *map(str, doomed))
-            pipe.delete(*(key(f"blob:{v}") for v in doomed), *(key(f"reference:{sha}") for sha in profiles))
+            pipe.delete(*(key(f"{part}:{v}") for v in doomed for part in ("blob", "reference")))
+            if profiles:
+                pipe.delete(*(key(f"reference:{sha}") for sha in profiles))
             for v in doomed:
                 pipe.lrem(key("history"), 0, v)
             return doomed

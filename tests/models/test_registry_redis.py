@@ -132,6 +132,12 @@ def test_a_swapped_or_deleted_reference_profile_is_refused(registry: ModelRegist
     registry.client.delete(stored)
     with pytest.raises(IntegrityError, match="version 2: reference profile missing"):
         registry.reference("m", 2)
+    legacy = keys.model("test:", "m", "reference:1")  # where a version stored its profile before digests
+    registry.client.set(legacy, profile.to_json())
+    assert registry.reference("m", 1) == profile
+    registry.client.set(legacy, shifted.to_json())
+    with pytest.raises(IntegrityError, match="version 1: reference profile does not match"):
+        registry.reference("m", 1)
 
 
 def test_reference_costs_two_reads_however_long_the_lineage(
@@ -150,7 +156,7 @@ def test_reference_costs_two_reads_however_long_the_lineage(
     root = list(sent)
     sent.clear()
     assert registry.reference("m", 41) == profile
-    assert sent == root == ["HGET", "GET"]
+    assert sent == root == ["HGET", "MGET"]
 
 
 def test_prune_keeps_the_newest_pinned_current_challenger_and_in_use_versions(registry: ModelRegistry) -> None:
@@ -214,10 +220,14 @@ def test_resign_moves_every_version_to_the_current_key_and_refuses_forgeries(red
 
 
 def test_registry_with_a_different_key_refuses_to_load(redis_client: redis.Redis) -> None:
-    """A blob signed with one key is refused by a registry configured with another key."""
+    """A blob signed with one key is refused by a registry configured with another key, which cannot register a
+    child of it either (the child would sign the parent's reference digest unverified)."""
     ModelRegistry(redis_client, KEY, prefix="test:").register("m", [1, 2], schema=SCHEMA, task="binary")
+    other = ModelRegistry(redis_client, b"another-key", prefix="test:")
     with pytest.raises(IntegrityError, match="not in the keyring"):
-        ModelRegistry(redis_client, b"another-key", prefix="test:").load("m")
+        other.load("m")
+    with pytest.raises(IntegrityError, match="not in the keyring"):
+        other.register("m", [3], schema=SCHEMA, task="binary", parent=1)
 
 
 def test_load_of_a_version_whose_blob_is_missing_is_an_integrity_error(registry: ModelRegistry) -> None:

@@ -140,7 +140,8 @@ def test_a_pickle_signed_with_the_old_public_key_and_a_version_with_a_cut_schema
         assert set(versions_seen(settings, 0, 100).values()) == {1}
         marker = tmp_path / "code-ran"
         public = ModelRegistry(redis_client, b"driftline-embedded-dev-key-not-for-production", settings.redis_prefix)
-        forged = public.register(settings.model_name, TouchOnUnpickle(marker), schema=schema, task=task, parent=1)
+        # no parent: a registry without the key cannot verify v1, so it cannot inherit from it
+        forged = public.register(settings.model_name, TouchOnUnpickle(marker), schema=schema, task=task)
         assert forged.version == 2  # registered as current: the worker may refuse it before this line runs
         first, served = integrity_alerts(settings, 1, 100)
         assert [(a["model_version"], a["action"]) for a in first] == [(2, "rolled back to v1")]
