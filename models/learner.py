@@ -301,9 +301,13 @@ class OnlineLearner:
         taken: list[int] = []
         targets: list[Any] = []
         batch: set[int] = set()
+        repeats: list[int] = []  # repeats of an id taken earlier in this batch: duplicates unless that one fails
         keys = [digest(row[0]) for row in rows]
         for i, (key, (_, _, y, *_)) in enumerate(zip(keys, rows, strict=True)):
-            if key in self._ids or key in batch:
+            if key in self._ids:
+                continue
+            if key in batch:
+                repeats.append(i)
                 continue
             try:
                 targets.append(self.coerce(y))
@@ -328,6 +332,9 @@ class OnlineLearner:
             self._ids.add(keys[i], ts)
             self.learned += 1
             outcomes[i] = True
+        again = [i for i in repeats if keys[i] not in self._ids]  # the first one failed: the next is no duplicate
+        for i, outcome in zip(again, self.learn_many([rows[i] for i in again]) if again else [], strict=True):
+            outcomes[i] = outcome
         return outcomes
 
     def _learn_model(self, xs: list[Mapping[str, Any]], ys: list[Any]) -> dict[int, Exception]:

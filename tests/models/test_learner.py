@@ -315,6 +315,12 @@ def test_a_row_the_model_cannot_learn_is_kept_out_and_the_rest_of_its_batch_lear
     outcomes = lr.learn_many(data)
     assert isinstance(outcomes[70], TypeError) and outcomes.count(True) == 199 and lr.learned == 199
     assert digest("bad") not in lr._ids and lr.learn("u3", {"x": 1.0, "c": "a"}, True) is False
+    again = [
+        ("twice", {"x": "oops", "c": "a"}, True, None, None, 1),
+        ("twice", {"x": 2.0, "c": "a"}, True, None, None, 2),
+    ]
+    outcomes = lr.learn_many(again)
+    assert isinstance(outcomes[0], TypeError) and outcomes[1] is True, "as one by one: the second is no duplicate"
 
 
 def test_the_exactly_once_window_is_label_event_time() -> None:
