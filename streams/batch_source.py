@@ -4,8 +4,10 @@ Faust's per-event stream path costs ~200 µs an event (measured on 2 cores); thi
 application (lifecycle, worker, services) while the hot path reads whole batches. Delivery is at-least-once:
 
 * the handler queues its output and returns an awaitable that completes when that output is acknowledged;
-  the source handles the next batch meanwhile (I/O overlaps compute), then awaits the acknowledgements and
-  only then commits the previous batch's offsets;
+  the source handles the next batches meanwhile (I/O overlaps compute: up to ``max_in_flight`` batches wait for
+  their acknowledgements at once), and commits a batch's offsets only once its acknowledgements, and those of
+  every batch before it, are in. Commits run in the background, one at a time, and are awaited before a revoke
+  and at stop;
 * when partitions are revoked or the service stops, the batch in flight is finished and committed first;
 * records of partitions no longer assigned are dropped before handling (the new owner reads them again);
 * a batch whose handler raises one of ``retry_on`` (e.g. Redis unreachable) is not committed: its partitions
@@ -14,9 +16,10 @@ application (lifecycle, worker, services) while the hot path reads whole batches
   later idle poll. Any other exception crashes the service;
 * with ``backpressure``, the source pauses its partitions while it says True (a store it writes to is full) and
   resumes them once it says False; it keeps polling meanwhile, so it stays in its group, and flushes;
-* with ``durable``, offsets are committed only while it says that what the handled batches stored outside Kafka
-  (the scorer's join records) has reached its store: until then they are held, and committed by a later batch or
-  idle poll, so a worker killed meanwhile reads those records again instead of losing what they stored;
+* with ``durable``, called right after each batch is handled, a batch's offsets are committed only once the
+  check it returned says that what the batch stored outside Kafka (the scorer's join records, written in the
+  background) has reached its store: until then they are held, and committed by a later batch or idle poll, so
+  a worker killed meanwhile reads those records again instead of losing what they stored;
 * with ``ordered``, the partitions are consumed timestamp-synchronised (KIP-353,
   :class:`driftline.streams.event_order.EventTimeMerger`): batches hold records in time order (``order_by`` of
   each record, by default its Kafka timestamp; the scorer orders by the events' ``ts``) across the
@@ -27,6 +30,7 @@ application (lifecycle, worker, services) while the hot path reads whole batches
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
@@ -42,12 +46,15 @@ log = logging.getLogger(__name__)
 
 #: Handles a batch; returns an awaitable that completes when everything the batch produced is acknowledged.
 BatchHandler = Callable[[list[ConsumerRecord]], Awaitable[Awaitable[object] | None]]
-Pending = tuple[Awaitable[object] | None, dict[TopicPartition, int]]
+#: True when everything a handled batch stored outside Kafka is durable (its offsets may be committed).
+DurableCheck = Callable[[], bool]
+#: A handled batch: its acknowledgements, its next offsets and its durable check.
+Pending = tuple["asyncio.Future[object] | None", dict[TopicPartition, int], DurableCheck | None]
 AssignedHook = Callable[[AIOKafkaConsumer, set[TopicPartition]], Awaitable[None]]
 #: Persists what the handler deferred; called between batches: on an idle poll, before a revoke, at stop.
 FlushHook = Callable[[], Awaitable[object]]
-#: True when everything the handled batches stored outside Kafka is durable (their offsets may be committed).
-DurableCheck = Callable[[], bool]
+#: Called right after a batch is handled: the check that says when what it stored outside Kafka is durable.
+DurableMark = Callable[[], DurableCheck]
 #: True while consumption must pause (a store the handler writes to is full).
 BackpressureCheck = Callable[[], bool]
 #: Told that the service crashed, and why (the worker then reports it and stops).
@@ -59,12 +66,15 @@ class _Rebalance(ConsumerRebalanceListener):
         self.source = source
 
     async def on_partitions_revoked(self, revoked: Iterable[TopicPartition]) -> None:
-        async with self.source.in_flight:  # let the batch being handled finish and commit
+        async with self.source.in_flight:  # let the batches being handled finish and commit
             await self.source.finish_pending()
             await self.source.flush()
-            await self.source.commit_held()
-            for tp in revoked:  # not durable yet: the next owner reads them again from the last commit
-                self.source.held.pop(tp, None)
+            await self.source.commit_held(wait=True)
+            revoked = set(revoked)  # not durable yet: the next owner reads them again from the last commit
+            self.source.held = [
+                ({tp: o for tp, o in offsets.items() if tp not in revoked}, check)
+                for offsets, check in self.source.held
+            ]
             if self.source.merger is not None:
                 self.source.merger.drop(revoked)
                 self.source.ahead -= set(revoked)
@@ -88,9 +98,10 @@ class BatchSource(mode.Service):
         handler: BatchHandler,
         on_assigned: AssignedHook | None = None,
         on_flush: FlushHook | None = None,
-        durable: DurableCheck | None = None,
+        durable: DurableMark | None = None,
         commit_to_kafka: bool = True,
         max_records: int = 500,
+        max_in_flight: int = 3,
         timeout_ms: int = 50,
         retry_on: tuple[type[BaseException], ...] = (),
         retry_pause: float = 1.0,
@@ -108,10 +119,11 @@ class BatchSource(mode.Service):
         self.on_assigned = on_assigned
         self.on_flush = on_flush
         self.durable = durable
-        #: Offsets of acknowledged batches waiting for ``durable`` before they are committed.
-        self.held: dict[TopicPartition, int] = {}
+        #: Acknowledged batches, oldest first: their offsets wait for their durable checks before a commit.
+        self.held: list[tuple[dict[TopicPartition, int], DurableCheck | None]] = []
         self.commit_to_kafka = commit_to_kafka
         self.max_records = max_records
+        self.max_in_flight = max_in_flight
         self.timeout_ms = timeout_ms
         self.retry_on = retry_on
         self.retry_pause = retry_pause
@@ -122,7 +134,10 @@ class BatchSource(mode.Service):
         self.assigned: set[TopicPartition] | None = None
         self.in_flight = asyncio.Lock()
         self.consumer: AIOKafkaConsumer | None = None
-        self.pending: Pending | None = None
+        #: Handled batches waiting for their acknowledgements, oldest first.
+        self.pending: collections.deque[Pending] = collections.deque()
+        #: The commit running in the background, if any (one at a time).
+        self.committing: asyncio.Task | None = None
         #: Timestamp-synchronised consumption (``ordered``): what was fetched and not handed over yet, and the
         #: partitions paused because they are far ahead of the others.
         self.merger = (
@@ -153,7 +168,7 @@ class BatchSource(mode.Service):
             async with self.in_flight:
                 await self.finish_pending()
                 await self.flush()
-                await self.commit_held()
+                await self.commit_held(wait=True)
                 await self.consumer.stop()
 
     async def crash(self, reason: BaseException) -> None:
@@ -192,7 +207,6 @@ class BatchSource(mode.Service):
                 handed: dict[TopicPartition, list[ConsumerRecord]] = {}
                 for tp, r in taken:
                     handed.setdefault(tp, []).append(r)
-                done: Pending | None = None
                 if records:
                     BATCH_SIZE.labels(self.source_name).observe(len(records))
                     try:
@@ -206,18 +220,23 @@ class BatchSource(mode.Service):
                         else:
                             self._rewind(consumer, handed, exc)
                     else:
-                        done = (acked, {tp: rs[-1].offset + 1 for tp, rs in handed.items()})
+                        offsets = {tp: rs[-1].offset + 1 for tp, rs in handed.items()}
+                        check = self.durable() if self.durable is not None else None
+                        future = asyncio.ensure_future(acked) if acked is not None else None
+                        self.pending.append((future, offsets, check))
                         self._export_lag(consumer, handed)
-                await self.finish_pending()
-                self.pending = done
-                if not fetched:
+                if fetched:
+                    await self._settle(keep=self.max_in_flight)
+                    await self.commit_held()
+                else:  # idle: everything handled is acknowledged, flushed and committed before the next poll
+                    await self.finish_pending()
                     try:
                         await self.flush()
                     except self.retry_on as exc:  # what was deferred stays deferred: flushed on a later poll
                         failed = True
                         self.retries += 1
                         log.warning("%s: flush failed, trying again in %.1f s: %r", self.label, self.retry_pause, exc)
-                    await self.commit_held()
+                    await self.commit_held(wait=True)
             if failed:  # outside the lock: a rebalance or a stop need not wait for the pause
                 await self.sleep(self.retry_pause)
 
@@ -272,29 +291,58 @@ class BatchSource(mode.Service):
             consumer.seek(tp, records[0].offset)
 
     async def finish_pending(self) -> None:
-        """Wait until the previous batch's output is acknowledged, then commit its offsets."""
-        if self.pending is None:
-            return
-        (acked, offsets), self.pending = self.pending, None
-        if acked is not None:
-            try:
-                await acked
-            except KafkaError as exc:  # output not acknowledged: read it all again from the last commit
-                log.error("%s: output not acknowledged, re-reading from the last commit: %r", self.label, exc)
-                if self.consumer is not None:
-                    await self.consumer.seek_to_committed()
-                return
-        if self.commit_to_kafka:
-            for tp, offset in offsets.items():
-                self.held[tp] = max(offset, self.held.get(tp, offset))
-            await self.commit_held()
+        """Wait until every handled batch's output is acknowledged; their offsets are then held for a commit."""
+        await self._settle(keep=0)
 
-    async def commit_held(self) -> None:
-        """Commit the held offsets, unless ``durable`` says the store is behind (they stay held)."""
-        if not self.held or self.consumer is None or (self.durable is not None and not self.durable()):
+    async def _settle(self, keep: int) -> None:
+        """Hold the offsets of the oldest handled batches whose output is acknowledged; waits for the oldest
+        while more than ``keep`` batches are pending. A batch whose output failed is read again from the last
+        commit, with every batch after it."""
+        while self.pending:
+            acked, offsets, check = self.pending[0]
+            if acked is not None and not acked.done() and len(self.pending) <= keep:
+                return
+            self.pending.popleft()
+            if acked is not None:
+                try:
+                    await acked
+                except KafkaError as exc:  # output not acknowledged: read it all again from the last commit
+                    log.error("%s: output not acknowledged, re-reading from the last commit: %r", self.label, exc)
+                    await self._reread()
+                    return
+            if self.commit_to_kafka:
+                self.held.append((offsets, check))
+
+    async def _reread(self) -> None:
+        """Forget the batches in flight (their outcomes are not awaited) and read on from the last commit."""
+        for acked, _, _ in self.pending:
+            if acked is not None:  # their errors are the same failure: retrieved here, not logged again
+                acked.add_done_callback(lambda future: future.cancelled() or future.exception())
+        self.pending.clear()
+        if self.consumer is not None:
+            if self.merger is not None:  # what is buffered lies after the last commit: fetched again
+                self.merger.drop(list(self.merger.buffers))
+            await self.consumer.seek_to_committed()
+
+    async def commit_held(self, wait: bool = False) -> None:
+        """Commit the held offsets of the oldest batches whose durable checks say they are stored (the others
+        stay held). Runs in the background unless ``wait``; while a commit runs, a background one is left for
+        later."""
+        if self.committing is not None and (wait or self.committing.done()):
+            running, self.committing = self.committing, None
+            await running  # raises what the commit raised
+        if self.committing is not None or not self.held or self.consumer is None:
             return
-        offsets, self.held = self.held, {}
-        await self._commit(self.consumer, offsets)
+        offsets: dict[TopicPartition, int] = {}
+        while self.held and (self.held[0][1] is None or self.held[0][1]()):
+            for tp, offset in self.held.pop(0)[0].items():
+                offsets[tp] = max(offset, offsets.get(tp, offset))
+        if not offsets:
+            return
+        if wait:
+            await self._commit(self.consumer, offsets)
+        else:
+            self.committing = asyncio.ensure_future(self._commit(self.consumer, offsets))
 
     async def _commit(self, consumer: AIOKafkaConsumer, offsets: dict[TopicPartition, int]) -> None:
         assigned = consumer.assignment()  # held offsets of partitions revoked meanwhile are dropped

@@ -106,19 +106,21 @@ class EventTimeMerger:
         ``assigned`` that is neither caught up nor idle has records buffered."""
         assigned = set(assigned)
         done = set(caught_up) | {tp for tp in assigned if self._empty_polls.get(tp, 0) >= self.idle_polls}
-        waiting = [tp for tp in assigned if tp not in done]
+        waiting = {tp for tp in assigned if tp not in done}
         heap = [(b[0][0], b[0][1].offset, i, tp) for i, (tp, b) in enumerate(self.buffers.items()) if b]
         heapq.heapify(heap)
         order = {tp: i for i, tp in enumerate(self.buffers)}
         out: list[tuple[Hashable, Any]] = []
+        if any(not self.buffers.get(tp) for tp in waiting):
+            return out  # a partition that may hold older records has none buffered: wait for it
         while heap and len(out) < max_records:
-            if any(not self.buffers.get(tp) for tp in waiting):
-                break  # a partition that may hold older records has none buffered: wait for it
             _, _, _, tp = heapq.heappop(heap)
             buffer = self.buffers[tp]
             out.append((tp, buffer.popleft()[1]))
             if buffer:
                 heapq.heappush(heap, (buffer[0][0], buffer[0][1].offset, order[tp], tp))
+            elif tp in waiting:  # only a buffer just emptied can stop the merge
+                break
         return out
 
     def requeue(self, taken: Sequence[tuple[Hashable, Any]]) -> None:

@@ -12,9 +12,12 @@ whose hash expired leaves it at the next lookup); a label is looked up in each, 
 (its event's slice is usually its own or the one before). The feature names of each record's layout are stored once
 per model (``P join-layout:N:DIGEST``).
 
-When Redis is unreachable, writes wait in a buffer. After a failed write, or while a write is still waiting for
-Redis (a hung server answers nothing until the socket timeout), the scorer only buffers, so scoring keeps its
-pace; the next batch after ``retry_seconds``, and the worker's timer, retry. The buffer never drops a record: once
+Writes go to a buffer and reach Redis in the background, so the scorer never waits for them (it scores the next
+batch meanwhile); :meth:`JoinStore.mark` tells a batch when its records are stored (its offsets are committed only
+then). When Redis is unreachable, writes wait in the buffer. After a failed write, or while a write is still
+waiting for Redis (a hung server answers nothing until the socket timeout), the scorer only buffers, so scoring
+keeps its pace; the next batch after ``retry_seconds``, and the worker's timer, retry. The buffer never drops a
+record: once
 it holds ``max_buffered`` records it is :attr:`JoinStore.full` and the scorer pauses consumption until Redis
 took them (back-pressure; ``driftline_join_buffered`` and ``driftline_consumption_paused`` say so).
 
@@ -34,7 +37,7 @@ import logging
 import math
 import time
 import zlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -128,6 +131,11 @@ class JoinStore:
         self._buffer: collections.deque[tuple[str, int, str, bytes]] = collections.deque()
         self._flushing = asyncio.Lock()
         self._retry_at = 0.0
+        #: Records ever put, and ever written to Redis (the buffer is a queue: the first ``stored`` are in Redis).
+        self.appended = 0
+        self.stored = 0
+        #: The background write started by the last put (kept: the loop holds tasks only weakly).
+        self._writer: asyncio.Task | None = None
         #: (model, slice) -> buckets of that slice (fixed once its first writer chose them)
         self._buckets: dict[tuple[str, int], int] = {}
         #: (model, layout digest) -> feature names; the ones this process has written to Redis
@@ -146,10 +154,12 @@ class JoinStore:
 
     # --- writes --------------------------------------------------------------------------------
     async def put_many(self, model: str, records: list[tuple[str, JoinRecord]]) -> None:
-        """Store records (event_id, record); never raises: on Redis errors they are kept and retried.
+        """Store records (event_id, record) and wait for the write this started, if any; never raises: on Redis
+        errors they are kept and retried.
 
         Only buffers while another write is waiting for Redis or ``retry_seconds`` after a failed one.
         """
+        before = self._writer
         await self.put_scored(
             model,
             [event_id for event_id, _ in records],
@@ -161,6 +171,8 @@ class JoinStore:
             [r.expires_ms - self.slices.ttl_ms for _, r in records],
             [r.challenger for _, r in records],
         )
+        if self._writer is not None and self._writer is not before:
+            await asyncio.shield(self._writer)
 
     async def put_scored(
         self,
@@ -175,8 +187,10 @@ class JoinStore:
         challengers: Sequence[Any] | None = None,
         columns: FeatureColumns | None = None,
     ) -> None:
-        """:meth:`put_many` from a scored batch's columns (one version for all, or one each); with the batch's
-        ``columns`` of numbers and none missing, the features of every record are packed at once."""
+        """Buffer the records of a scored batch's columns (one version for all, or one each) and start writing them
+        in the background unless a write is in flight (it takes them too) or ``retry_seconds`` after a failed one;
+        with the batch's ``columns`` of numbers and none missing, the features of every record are packed at once."""
+        buffered = len(self._buffer)
         length, names_of = self.slices.length_ms, self._layouts
         shadows = challengers if challengers is not None else itertools.repeat(None)
         each_version = itertools.repeat(versions) if isinstance(versions, int) else versions
@@ -209,16 +223,35 @@ class JoinStore:
                 digest,
             )
             self._buffer.append((model, k, event_id, value))
+        self.appended += len(self._buffer) - buffered
         JOIN_BUFFERED.set(len(self._buffer))
-        if self._flushing.locked() or time.monotonic() < self._retry_at:
+        writing = self._flushing.locked() or (self._writer is not None and not self._writer.done())
+        if writing or time.monotonic() < self._retry_at:  # a write in flight takes these records too
             return
-        await self.flush()
+        self._writer = asyncio.ensure_future(self.flush())
+
+    async def written(self) -> None:
+        """Wait for the write in flight, if any: it takes every record buffered before it ends. Never raises."""
+        if self._writer is not None:
+            await asyncio.shield(self._writer)
+
+    def mark(self) -> Callable[[], bool]:
+        """A check that says True once every record put so far is stored in Redis.
+
+        >>> store = JoinStore(aioredis.Redis(), "t:", ttl_seconds=60)
+        >>> store.appended, store.stored = 10, 9
+        >>> stored = store.mark()
+        >>> stored(), (setattr(store, "stored", 10), stored())[1]
+        (False, True)
+        """
+        upto = self.appended
+        return lambda: self.stored >= upto
 
     async def flush(self) -> int:
         """Write the buffered records; never raises (on Redis errors they stay buffered). Returns how many are left.
 
-        Called by the scorer with each batch, and by a timer and the learner so that writes buffered during an
-        outage reach Redis even when no event follows; one flush at a time.
+        Started in the background by each put, and awaited by a timer, the learner and the scorer between batches,
+        so that writes buffered during an outage reach Redis even when no event follows; one flush at a time.
         """
         async with self._flushing:
             while self._buffer:
@@ -233,6 +266,7 @@ class JoinStore:
                     break
                 for _ in pending:
                     self._buffer.popleft()
+                self.stored += len(pending)
             JOIN_BUFFERED.set(len(self._buffer))
             return len(self._buffer)
 

@@ -205,3 +205,28 @@ def test_a_slice_gets_the_buckets_its_predecessor_needed(own_redis):
         return counts
 
     assert asyncio.run(scenario()) == [DEFAULT_BUCKETS, 1, JoinSlices.buckets_for(2_000)]
+
+
+def test_puts_return_before_the_write_and_the_mark_says_when_their_records_are_stored(own_redis):
+    async def put(store: JoinStore, start: int, count: int) -> None:
+        ids = [f"e{i}" for i in range(start, start + count)]
+        xs = [{"x": float(i)} for i in range(start, start + count)]
+        await store.put_scored("m", ids, xs, [True] * count, [None] * count, [None] * count, 1, [10**13] * count)
+
+    async def scenario() -> tuple[bool, bool, bool, int]:
+        client = aioredis.Redis(host="127.0.0.1", port=own_redis.port, username=REDIS_USER, password=PASSWORD)
+        store = JoinStore(client, "t:", ttl_seconds=60)
+        await put(store, 0, 500)
+        first = store.mark()
+        await put(store, 500, 10)  # joins the write in flight
+        both = store.mark()
+        before = first(), both()
+        await store.written()
+        ids = [f"e{i}" for i in range(510)]
+        stored = sum(r is not None for r in await store.get_many("m", ids, [10**13] * len(ids)))
+        await client.aclose()
+        return *before, first() and both(), stored
+
+    first_before, both_before, after, stored = asyncio.run(scenario())
+    assert not first_before and not both_before, "a put returns before Redis has its records"
+    assert after and stored == 510, "once the write in flight ended, every record put before is stored"

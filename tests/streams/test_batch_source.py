@@ -1,0 +1,123 @@
+"""BatchSource on the real embedded broker: batches are handled while earlier ones wait for their acknowledgements
+(up to ``max_in_flight``), and a batch's offsets are committed only once its acknowledgements and its durable check,
+and those of every batch before it, say so."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+
+import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+from driftline.contract.settings import Settings
+from driftline.streams.batch_source import BatchSource
+from driftline.streams.topics import ensure_topics
+
+pytestmark = pytest.mark.integration
+
+WAIT = 60.0
+
+
+async def _until(condition: Callable[[], bool], what: str) -> None:
+    deadline = time.monotonic() + WAIT
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        await asyncio.sleep(0.01)
+
+
+def _total(handled: list[dict[TopicPartition, int]]) -> int:
+    """Records handled, from the batches' next offsets (every partition starts at 0)."""
+    last: dict[TopicPartition, int] = {}
+    for offsets in handled:
+        last.update(offsets)
+    return sum(last.values())
+
+
+def test_offsets_wait_for_the_acknowledgements_and_the_durable_checks_of_every_batch_before(settings: Settings):
+    topic = settings.topic("events")
+    group = f"{settings.topic_prefix}batches"
+
+    async def scenario() -> None:
+        await ensure_topics(settings, settings.broker_url, [topic])
+        producer = AIOKafkaProducer(bootstrap_servers=settings.broker_url, linger_ms=5)
+        await producer.start()
+        try:
+            sent = [await producer.send(topic, b"{}", key=str(i).encode()) for i in range(600)]
+            await asyncio.gather(*sent)
+        finally:
+            await producer.stop()
+        loop = asyncio.get_running_loop()
+        handled: list[dict[TopicPartition, int]] = []  # each batch's next offsets
+        acks: list[asyncio.Future] = []
+        stored = {"batches": 0}  # how many of the first batches the "store" holds
+        later = {"acknowledged": False}  # once the checks are done, batches are acknowledged as they are handled
+
+        async def handler(records: list) -> asyncio.Future:
+            offsets: dict[TopicPartition, int] = {}
+            for r in records:
+                offsets[TopicPartition(r.topic, r.partition)] = r.offset + 1
+            handled.append(offsets)
+            acks.append(loop.create_future())
+            if later["acknowledged"]:
+                acks[-1].set_result(None)
+            return acks[-1]
+
+        def durable() -> Callable[[], bool]:
+            batch = len(handled)
+            return lambda: stored["batches"] >= batch
+
+        source = BatchSource(
+            name="t",
+            consumer_kwargs={"bootstrap_servers": settings.broker_url},
+            topics=[topic],
+            group_id=group,
+            handler=handler,
+            durable=durable,
+            max_records=50,
+            timeout_ms=5_000,  # a poll returns as soon as records are there: no idle poll mid-test
+            max_in_flight=2,
+        )
+        reader = AIOKafkaConsumer(bootstrap_servers=settings.broker_url, group_id=group, enable_auto_commit=False)
+        await reader.start()
+        await source.start()
+
+        async def committed() -> dict[TopicPartition, int]:
+            out = {}
+            for p in range(settings.partitions):
+                tp = TopicPartition(topic, p)
+                offset = await reader.committed(tp)
+                if offset is not None:
+                    out[tp] = offset
+            return out
+
+        try:
+            await _until(lambda: len(handled) == 3, "three batches handled with none acknowledged")
+            assert len(handled) == 3, "with 2 batches waiting, the source waits for the oldest's acknowledgements"
+            acks[0].set_result(None)  # acknowledged, but not stored yet
+            await _until(lambda: len(handled) == 4, "the fourth batch")
+            assert await committed() == {}, "acknowledged but not durable: nothing committed"
+            stored["batches"] = 1
+            acks[1].set_result(None)  # batch 2 acknowledged, not stored: only batch 1 may be committed
+            await _until(lambda: len(handled) == 5, "the fifth batch")
+            deadline = time.monotonic() + WAIT
+            while (got := await committed()) != handled[0]:
+                assert all(got.get(tp, 0) <= offset for tp, offset in handled[0].items()), got
+                assert time.monotonic() < deadline, f"batch 1 not committed: {got} vs {handled[0]}"
+                await asyncio.sleep(0.05)
+        finally:
+            stored["batches"], later["acknowledged"] = 10**9, True
+            for ack in acks:
+                if not ack.done():
+                    ack.set_result(None)
+            await _until(lambda: _total(handled) == 600, "every record handled")
+            await source.stop()  # finishes what is in flight: everything handled is committed
+            final = await committed()
+            await reader.stop()
+        last: dict[TopicPartition, int] = {}
+        for offsets in handled:
+            last.update(offsets)
+        assert final == last, "at stop, everything handled is committed"
+
+    asyncio.run(scenario())
