@@ -37,6 +37,7 @@ True
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -88,6 +89,29 @@ class Calibrator:
         else:
             raise ValueError(f"unknown calibration method {method!r}")
         return cls(tuple(x.tolist()), tuple(p.tolist()), threshold, int(keep.sum()), method)
+
+    def to_json(self) -> str:
+        """The calibrator as JSON (what the learner shares with the scorers through Redis)."""
+        return json.dumps(
+            {"x": self.x, "y": self.y, "threshold": self.threshold, "fitted_on": self.fitted_on, "method": self.method}
+        )
+
+    @classmethod
+    def from_json(cls, raw: str | bytes) -> Calibrator:
+        """A calibrator from :meth:`to_json`; ValueError unless it is an increasing map into [0, 1].
+
+        >>> Calibrator.from_json(Calibrator.fit(np.r_[0.1, 0.9, 0.2, 0.8], np.r_[0, 1, 0, 1]).to_json()).method
+        'isotonic'
+        """
+        data = json.loads(raw)
+        x, y = np.asarray(data["x"], dtype=float), np.asarray(data["y"], dtype=float)
+        threshold = float(data["threshold"])
+        if x.ndim != 1 or x.shape != y.shape or x.size < 1 or not np.isfinite(np.r_[x, y, threshold]).all():
+            raise ValueError("a calibrator maps finite scores to finite probabilities, one each")
+        if np.any(np.diff(x) < 0) or np.any(np.diff(y) < 0) or y.min() < 0 or y.max() > 1:
+            raise ValueError("a calibrator is an increasing map into [0, 1]")
+        method = str(data.get("method", "isotonic"))
+        return cls(tuple(x.tolist()), tuple(y.tolist()), threshold, int(data.get("fitted_on", 0)), method)
 
     @classmethod
     def identity(cls, threshold: float = 0.5) -> Calibrator:

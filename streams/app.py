@@ -31,6 +31,7 @@ from driftline.models.bootstrap import bootstrap_model
 from driftline.models.registry import ModelRegistry
 from driftline.models.version import UnknownModelError
 from driftline.monitoring.actions import choose_action
+from driftline.monitoring.cbpe import Calibrator
 from driftline.streams.alerts_io import WebhookSender, decode_alert
 from driftline.streams.batch_source import BatchSource
 from driftline.streams.connections import async_redis_client, check_broker, get_many, kafka_kwargs, redis_client
@@ -119,6 +120,8 @@ class Worker:
         #: Alerts whose action is still to be taken (see _act).
         self._to_act: list[Alert] = []
         self.thresholds: dict[str, float] = {}
+        #: The CBPE calibrator each scoring monitor uses, as read from Redis (the learner's, any worker's).
+        self.calibrators: dict[str, bytes] = {}
         #: The V2 inference API's listening socket (bound before start, so a taken port fails the command).
         self.http_socket: socket.socket | None = None
         self.http: InferenceApi | None = None
@@ -219,9 +222,6 @@ class Worker:
                 monitor.set_prediction_reference(
                     group.loaded.version, [s.prediction for s in reference], [s.probabilities for s in reference]
                 )
-            learner = self.learning.watch.monitors.get(group.loaded.name)  # CBPE: calibrated on labels learnt here
-            if learner is not None and learner.calibrator is not None:
-                monitor.use_calibration(learner.calibrator)
             alerts = monitor.observe_events(
                 group.event_ids,
                 group.rows,
@@ -425,6 +425,29 @@ class Worker:
             return
         self.thresholds = {n: float(v) for n, v in zip(names, values, strict=True) if v is not None}
 
+    async def _refresh_calibrators(self) -> None:
+        """CBPE calibrators fitted by the models' learners (whichever worker learns them) for the scoring monitors."""
+        names = list(self.scoring_watch.monitors)
+        if not names:
+            return
+        try:
+            values = await asyncio.to_thread(
+                get_many, self.registry.client, [keys.calibrator(self.settings.redis_prefix, n) for n in names]
+            )
+        except redis.RedisError:
+            REDIS_ERRORS.labels("calibrator_refresh").inc()
+            return
+        for name, raw in zip(names, values, strict=True):
+            if raw is None or raw == self.calibrators.get(name):
+                continue
+            self.calibrators[name] = raw
+            try:
+                calibrator = Calibrator.from_json(raw)
+            except (ValueError, KeyError, TypeError) as exc:
+                log.error("CBPE calibrator of %s refused: %r", name, exc)
+                continue
+            self.scoring_watch.monitors[name].use_calibration(calibrator)
+
     def create_app(self) -> faust.App:
         """The Faust app running this worker's services and timers."""
         settings = self.settings
@@ -454,6 +477,7 @@ class Worker:
             to_act, self._to_act = self._to_act, []
             await self._act(to_act)  # e.g. a version refused by the refresh: its rollback
             await self._refresh_thresholds()
+            await self._refresh_calibrators()
             self.scoring_watch.export()
             self.learning.watch.export()
 

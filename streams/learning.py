@@ -26,11 +26,13 @@ import redis.asyncio as aioredis
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.errors import KafkaError
 
+from driftline.contract import keys
 from driftline.contract.records import Alert, Label, now_ms, parse_label
 from driftline.contract.settings import Settings
 from driftline.contract.signing import IntegrityError, alert_keyring
 from driftline.models.learner import OnlineLearner
 from driftline.models.registry import ModelRegistry
+from driftline.monitoring.cbpe import Calibrator
 from driftline.streams.challenger_track import ChallengerTrack
 from driftline.streams.connections import log_end_offsets
 from driftline.streams.deadletter import DeadLetter
@@ -106,6 +108,8 @@ class LabelLearner:
         #: Per model, the frozen copy whose errors concept drift watches (:mod:`driftline.streams.staged_learning`);
         #: dropped with the learners, taken again from the checkpointed model.
         self.frozen: dict[str, FrozenModel] = {}
+        #: Per model, the CBPE calibrator last written to Redis for every worker's scorer.
+        self.shared: dict[str, Calibrator] = {}
 
     # --- state ---------------------------------------------------------------------------------
     async def _learner(self, name: str) -> ModelLearner | None:
@@ -363,6 +367,10 @@ class LabelLearner:
             concept_predictions=concept,
         )
         self.alerts += [await asyncio.to_thread(self.watch.act, alert) for alert in alerts]
+        calibrator = monitor.calibrator
+        if calibrator is not None and calibrator is not self.shared.get(state.name):  # refitted: share it
+            await self.store.client.set(keys.calibrator(self.settings.redis_prefix, state.name), calibrator.to_json())
+            self.shared[state.name] = calibrator
 
     async def _join(
         self, name: str, items: list[tuple[ConsumerRecord, Label]], learner: OnlineLearner

@@ -3,7 +3,10 @@ top-class probability; the monitor keeps one window of estimated and realised me
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
+import pytest
 
 from driftline.models.features import FeatureSchema
 from driftline.monitoring.cbpe import METRICS, Calibrator, estimate, realised
@@ -75,3 +78,18 @@ def test_the_calibration_is_chosen_by_its_brier_score_on_the_half_it_was_not_fit
     u = (truth > 0.5) + truth / 2  # a step: no line in log-odds fits it
     stepped = np.where(truth > 0.5, 0.5 + u / 10, 0.5 - u / 10)
     assert Calibrator.fit(stepped[:2000], labels[:2000]).method == "isotonic"
+
+
+def test_a_shared_calibrator_round_trips_and_one_that_is_no_increasing_map_into_probabilities_is_refused() -> None:
+    rng = np.random.default_rng(2)
+    scores = rng.random(1000)
+    fitted = Calibrator.fit(scores, rng.random(1000) < scores)
+    assert Calibrator.from_json(fitted.to_json()) == fitted
+    for broken in (
+        {"x": [0.0, 1.0], "y": [0.9, 0.1], "threshold": 0.5},  # decreasing
+        {"x": [0.0, 1.0], "y": [0.0, 1.5], "threshold": 0.5},  # beyond 1
+        {"x": [0.0, 1.0], "y": [0.0], "threshold": 0.5},  # lengths differ
+        {"x": [0.0, float("nan")], "y": [0.0, 1.0], "threshold": 0.5},
+    ):
+        with pytest.raises(ValueError):
+            Calibrator.from_json(json.dumps(broken))
