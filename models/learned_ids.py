@@ -5,27 +5,34 @@ of the digests for lookups: the ring pickles as two int64 arrays (a learner chec
 to pickle as an ordered dict of strings, the rings take a copy). Two ids share a digest with probability
 ``len / 2**64`` per lookup: a label would then be refused as a duplicate (dead-lettered, never lost silently).
 
-Ids leave oldest first: once the latest label time is more than ``window_ms`` after theirs, or, to stay within
-``capacity``, before that (counted in :attr:`LearnedIds.forgotten_early`).
+Ids leave oldest first: once the learner's clock is more than ``window_ms`` after their label's time, or, to stay
+within ``capacity``, before that (counted in :attr:`LearnedIds.forgotten_early`). The clock is the median time of
+the last :data:`CLOCK_LABELS` labels (:meth:`LearnedIds.advance`, never backwards): a label dated far ahead, which
+a producer may send, does not make the learner forget what it learned.
 
 >>> ids = LearnedIds(capacity=2, window_ms=100)
->>> ids.add(digest("a"), 1_000); ids.add(digest("b"), 1_050); digest("a") in ids, digest("c") in ids
+>>> ids.advance([1_000, 1_050]); ids.add(digest("a"), 1_000); ids.add(digest("b"), 1_050)
+>>> digest("a") in ids, digest("c") in ids
 (True, False)
->>> ids.add(digest("c"), 1_060); digest("a") in ids, len(ids), ids.forgotten_early
+>>> ids.advance([1_060]); ids.add(digest("c"), 1_060); digest("a") in ids, len(ids), ids.forgotten_early
 (False, 2, 1)
->>> ids.add(digest("d"), 1_200); [digest(x) in ids for x in "bcd"], len(ids), ids.forgotten_early
-([False, False, True], 1, 1)
+>>> ids.advance([1_200] * 4); ids.add(digest("d"), 1_200); [digest(x) in ids for x in "bcd"], ids.forgotten_early
+([False, False, True], 1)
 """
 
 from __future__ import annotations
 
 import hashlib
+from collections import deque
+from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
 
 #: Time of an id learned without one: never leaves by time, only by capacity.
 UNDATED = 2**63 - 1
+#: Labels whose median time is the clock of the window.
+CLOCK_LABELS = 1001
 
 
 def digest(event_id: str) -> int:
@@ -44,7 +51,8 @@ class LearnedIds:
         self._times: list[int] = [0] * self.capacity
         self._start = self._size = 0
         self._present: set[int] = set()
-        #: The latest label time added, and how many ids left before their window ended.
+        self._recent: deque[int] = deque(maxlen=CLOCK_LABELS)
+        #: The clock (see :meth:`advance`), and how many ids left before their window ended.
         self.latest_ts: int | None = None
         self.forgotten_early = 0
 
@@ -55,10 +63,16 @@ class LearnedIds:
     def __len__(self) -> int:
         return self._size
 
+    def advance(self, times: Iterable[int | None]) -> None:
+        """Move the clock with the times of a batch of labels: to the median of the last :data:`CLOCK_LABELS`
+        label times, if that is later."""
+        self._recent.extend(int(t) for t in times if t is not None)
+        if self._recent:
+            median = sorted(self._recent)[len(self._recent) // 2]
+            self.latest_ts = median if self.latest_ts is None else max(self.latest_ts, median)
+
     def add(self, key: int, ts: int | None) -> None:
         """Remember the id of :func:`digest` ``key`` (not in it yet), learned from a label at ``ts`` (None: none)."""
-        if ts is not None and (self.latest_ts is None or ts > self.latest_ts):
-            self.latest_ts = int(ts)
         start = None if self.latest_ts is None else self.latest_ts - self.window_ms
         while self._size and start is not None and self._times[self._start] < start:
             self._pop()
@@ -100,6 +114,7 @@ class LearnedIds:
             "keys": keys,
             "times": times,
             "latest_ts": self.latest_ts,
+            "recent": list(self._recent),
             "forgotten_early": self.forgotten_early,
         }
 
@@ -110,3 +125,4 @@ class LearnedIds:
         self._keys[:size], self._times[:size], self._size = keys, times, size
         self._present = set(keys)
         self.latest_ts, self.forgotten_early = state["latest_ts"], state["forgotten_early"]
+        self._recent.extend(state.get("recent", ()))

@@ -7,11 +7,11 @@ seeks every partition to :meth:`OnlineLearner.next_offset`: labels before the ch
 and are not consumed again, labels after it were never applied, so every label is learned exactly once.
 
 Duplicate labels (same ``event_id``) are learned once within the exactly-once window: a learned id is remembered
-for ``window_ms`` of label *event time* (the labels' own ``ts``; the window ends ``window_ms`` before the latest
-label learned), so a label re-sent within that much event time is a duplicate at any speed or replay. Memory is
-bounded by ``max_learned_ids`` as well: past it the oldest ids are forgotten before their window ends, and
-:attr:`OnlineLearner.forgotten_early` counts them (the worker exports it as
-``driftline_learned_ids_forgotten_early_total``): size ``max_learned_ids`` above labels/s x window.
+for ``window_ms`` of label *event time* (the labels' own ``ts``; the window ends ``window_ms`` before the median
+time of the last 1,001 labels learned: one label dated far ahead does not move it), so a label re-sent within that
+much event time is a duplicate at any speed or replay. Memory is bounded by ``max_learned_ids`` as well: past it
+the oldest ids are forgotten before their window ends, and :attr:`OnlineLearner.forgotten_early` counts them (the
+worker exports it as ``driftline_learned_ids_forgotten_early_total``): size ``max_learned_ids`` above labels/s x window.
 
 :meth:`OnlineLearner.learn_many` learns a batch: a River linear pipeline takes it in one go
 (:func:`driftline.models.minibatch.learn_rows`, the same SGD steps as ``learn_one``), any other model one
@@ -320,6 +320,7 @@ class OnlineLearner:
             failed = self._learn_model([rows[i][1] for i in taken], targets)
             for position, exc in failed.items():
                 outcomes[taken[position]] = exc
+        self._ids.advance(rows[i][5] for i in taken if not isinstance(outcomes[i], Exception))
         for position, i in enumerate(taken):
             if isinstance(outcomes[i], Exception):
                 continue

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pickle
 
-from driftline.models.learned_ids import UNDATED, LearnedIds, digest
+from driftline.models.learned_ids import CLOCK_LABELS, UNDATED, LearnedIds, digest
 
 
 def test_a_wrapped_ring_pickles_in_arrival_order_and_keeps_forgetting_oldest_first() -> None:
@@ -31,4 +31,16 @@ def test_ids_leave_by_time_without_counting_as_early() -> None:
     ids = LearnedIds(capacity=100, window_ms=50)
     for i in range(10):
         ids.add(digest(f"e{i}"), i * 10)
-    assert len(ids) == 6 and ids.forgotten_early == 0 and ids.latest_ts == 90
+    ids.advance([90] * CLOCK_LABELS)
+    ids.add(digest("x"), 90)
+    assert len(ids) == 7 and ids.forgotten_early == 0 and ids.latest_ts == 90
+    assert [digest(f"e{i}") in ids for i in range(10)] == [False] * 4 + [True] * 6
+
+
+def test_the_clock_is_the_median_of_recent_labels_and_never_goes_back() -> None:
+    ids = LearnedIds(capacity=100, window_ms=50)
+    ids.advance([100, 110, 120])
+    ids.advance([10**13])
+    assert ids.latest_ts == 120
+    ids.advance([10, 20, 30, 40])
+    assert ids.latest_ts == 120 and pickle.loads(pickle.dumps(ids)).latest_ts == 120

@@ -323,22 +323,26 @@ def test_a_row_the_model_cannot_learn_is_kept_out_and_the_rest_of_its_batch_lear
     assert isinstance(outcomes[0], TypeError) and outcomes[1] is True, "as one by one: the second is no duplicate"
 
 
-def test_the_exactly_once_window_is_label_event_time() -> None:
-    """An id is a duplicate while the latest label is at most window_ms later than it; older ids are forgotten
-    (not early); the cap forgets ids inside the window and counts them as forgotten early."""
+def test_the_exactly_once_window_is_label_event_time_and_a_label_far_ahead_does_not_move_it() -> None:
+    """An id is a duplicate while the clock (median time of the recent labels) is at most window_ms after it; older
+    ids are forgotten (not early); one label dated far ahead forgets nothing; the cap forgets ids inside the
+    window and counts them as forgotten early."""
+
+    def row(event_id: str, ts: int) -> tuple[str, dict[str, Any], bool, None, None, int]:
+        return (event_id, {"x": 1.0, "c": "a"}, True, None, None, ts)
+
     lr = learner(window_ms=1000, max_learned_ids=100)
-    assert lr.learn("a", {"x": 1.0, "c": "a"}, True, ts=5_000) is True
-    assert lr.learn("b", {"x": 1.0, "c": "a"}, True, ts=5_900) is True
-    assert lr.learn("a", {"x": 1.0, "c": "a"}, True, ts=5_000) is False, "inside the window"
-    assert lr.learn("c", {"x": 1.0, "c": "a"}, True, ts=6_001) is True
-    assert lr.remembered_ids == 2 and lr.forgotten_early == 0
-    assert lr.learn("a", {"x": 1.0, "c": "a"}, True, ts=5_000) is True, "out of the window: learned again"
+    assert lr.learn_many([row("a", 5_000), row("b", 5_900)]) == [True, True]
+    assert lr.learn_many([row("a", 5_000)]) == [False], "inside the window"
+    assert lr.learn_many([row("c", 6_001), row("d", 6_001), row("e", 6_001)]) == [True] * 3
+    assert lr.remembered_ids == 4 and lr.forgotten_early == 0
+    assert lr.learn_many([row("a", 5_000)]) == [True], "out of the window: learned again"
+    assert lr.learn_many([row("far", 10**13)]) == [True]
+    assert lr.learn_many([row(x, 6_001) for x in "bcdea"]) == [False] * 5, "the label far ahead forgot nothing"
     lr.limit_ids(3, 1000)
-    for i in range(5):
-        lr.learn(f"n{i}", {"x": 1.0, "c": "a"}, True, ts=6_002 + i)
-    assert lr.remembered_ids == 3 and lr.forgotten_early == 4
+    assert lr.remembered_ids == 3 and lr.forgotten_early == 3
     back = OnlineLearner.restore(lr.checkpoint(hmac_key=KEY), hmac_key=KEY)
-    assert back.forgotten_early == 4 and back.learn("n4", {"x": 1.0, "c": "a"}, True, ts=6_010) is False
+    assert back.forgotten_early == 3 and back.learn_many([row("far", 6_002), row("b", 6_002)]) == [False, True]
 
 
 def test_a_checkpoint_from_before_the_window_keeps_its_ids() -> None:
