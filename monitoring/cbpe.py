@@ -134,6 +134,9 @@ def _platt(scores: np.ndarray, labels: np.ndarray) -> Callable[[np.ndarray], np.
         rate = float(labels.mean()) if labels.size else 0.5
         return lambda x: np.full(np.shape(x), rate)
     model = LogisticRegression(C=1e4).fit(_logit(scores)[:, None], labels.astype(int))
+    if model.coef_[0, 0] <= 0:  # higher scores no likelier positive: no increasing map, the base rate
+        rate = float(labels.mean())
+        return lambda x: np.full(np.shape(x), rate)
     return lambda x: model.predict_proba(_logit(np.asarray(x, dtype=float))[:, None])[:, 1]
 
 

@@ -93,3 +93,13 @@ def test_a_shared_calibrator_round_trips_and_one_that_is_no_increasing_map_into_
     ):
         with pytest.raises(ValueError):
             Calibrator.from_json(json.dumps(broken))
+
+
+@pytest.mark.parametrize("method", ["platt", "isotonic", None])
+def test_scores_that_fall_as_the_positives_rise_still_get_an_increasing_calibrator_every_scorer_accepts(method) -> None:
+    rng = np.random.default_rng(3)
+    scores = rng.random(2000)
+    labels = rng.random(2000) < 1 - scores  # a model whose concept flipped: higher scores, fewer positives
+    fitted = Calibrator.fit(scores, labels, method=method)
+    assert np.all(np.diff(fitted.y) >= 0)
+    assert Calibrator.from_json(fitted.to_json()) == fitted

@@ -18,6 +18,7 @@ from prometheus_client import REGISTRY
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
+from driftline.contract import keys
 from driftline.contract.settings import Settings
 from driftline.embedded.stack import REDIS_USER, EmbeddedServer, free_port, start_redis
 from driftline.streams.join_store import DEFAULT_BUCKETS, JoinSlices, JoinStore, find_join
@@ -200,7 +201,7 @@ def test_a_slice_gets_the_buckets_its_predecessor_needed(own_redis):
                 for i in range(n)
             ]
             await store.put_many("n", records)
-        counts = [int(await client.hget(f"t:join:n:{k}", "buckets")) for k in range(3)]
+        counts = [int(await client.hget(keys.join_slice("t:", "n", k), "buckets")) for k in range(3)]  # slice k: hour k
         await client.aclose()
         return counts
 
