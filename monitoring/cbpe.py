@@ -45,9 +45,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import special
 from sklearn.isotonic import IsotonicRegression
-from sklearn.linear_model import LogisticRegression
 
-__all__ = ["METRICS", "Calibrator", "estimate", "realised"]
+__all__ = ["METRICS", "Calibrator", "estimate", "platt_fit", "realised"]
 
 #: The metrics estimated and realised per window.
 METRICS = ("roc_auc", "accuracy", "precision", "recall", "f1")
@@ -129,15 +128,62 @@ PLATT_GRID = np.unique(np.r_[0.0, special.expit(np.linspace(-12, 12, 481)), 1.0]
 
 
 def _platt(scores: np.ndarray, labels: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
-    """Platt scaling: a logistic regression of the labels on the scores' log-odds."""
+    """Platt scaling: a logistic regression of the labels on the scores' log-odds (:func:`platt_fit`)."""
     if scores.size == 0 or labels.min(initial=1) == labels.max(initial=0):  # one class only: its rate, flat
         rate = float(labels.mean()) if labels.size else 0.5
         return lambda x: np.full(np.shape(x), rate)
-    model = LogisticRegression(C=1e4).fit(_logit(scores)[:, None], labels.astype(int))
-    if model.coef_[0, 0] <= 0:  # higher scores no likelier positive: no increasing map, the base rate
+    slope, intercept = platt_fit(_logit(scores), labels)
+    if slope <= 0:  # higher scores no likelier positive: no increasing map, the base rate
         rate = float(labels.mean())
         return lambda x: np.full(np.shape(x), rate)
-    return lambda x: model.predict_proba(_logit(np.asarray(x, dtype=float))[:, None])[:, 1]
+    return lambda x: special.expit(slope * _logit(np.asarray(x, dtype=float)) + intercept)
+
+
+#: Inverse strength of the L2 penalty on Platt's slope (as scikit-learn's ``LogisticRegression(C=1e4)``).
+PLATT_C = 1e4
+
+
+def platt_fit(z: np.ndarray, labels: np.ndarray, c: float = PLATT_C, max_iter: int = 100) -> tuple[float, float]:
+    """Slope and intercept of the logistic regression of ``labels`` (0/1) on one feature ``z``, with the L2 penalty
+    ``slope² / (2c)`` (scikit-learn's ``LogisticRegression(C=c)``, unpenalised intercept): Newton's method on the
+    two parameters, halving a step that does not lower the loss (tens of microseconds for 1,000 outcomes, against
+    milliseconds for scikit-learn's L-BFGS, which the learner paid at every refit).
+
+    >>> z = np.r_[-2.0, -1.0, 0.0, 1.0, 2.0, -0.5, 0.5]
+    >>> slope, intercept = platt_fit(z, np.r_[0, 0, 1, 1, 1, 1, 0])
+    >>> round(slope, 4), round(intercept, 4)
+    (1.4029, 0.4499)
+    """
+    y = np.asarray(labels, dtype=float)
+    z = np.asarray(z, dtype=float)
+
+    def loss(a: float, b: float) -> float:
+        t = a * z + b
+        return float(np.sum(np.logaddexp(0.0, t) - y * t) + a * a / (2 * c))
+
+    a, b = 0.0, float(special.logit(np.clip(y.mean(), 1e-6, 1 - 1e-6)))
+    current = loss(a, b)
+    for _ in range(max_iter):
+        p = special.expit(a * z + b)
+        r, w = p - y, p * (1 - p)
+        ga, gb = float(r @ z) + a / c, float(r.sum())
+        haa, hab, hbb = float(w @ (z * z)) + 1 / c, float(w @ z), float(w.sum())
+        det = haa * hbb - hab * hab
+        if det <= 0 or not np.isfinite(det):
+            break
+        da, db = (hbb * ga - hab * gb) / det, (haa * gb - hab * ga) / det
+        step = 1.0
+        while step > 1e-10:
+            trial = loss(a - step * da, b - step * db)
+            if trial <= current:
+                break
+            step /= 2
+        else:
+            break
+        a, b, current = a - step * da, b - step * db, trial
+        if max(abs(step * da), abs(step * db)) < 1e-10:
+            break
+    return a, b
 
 
 def _logit(p: np.ndarray) -> np.ndarray:

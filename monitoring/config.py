@@ -67,6 +67,9 @@ class MonitorConfig:
     #: Label-free estimate and realised metric: window and the smallest estimated drop that alerts.
     performance_window: int = 1000
     performance_tolerance: float = 0.05
+    #: CBPE's calibrator is fitted again when another version shows up, at most once per this many labels (a
+    #: learner registers a version every 1,000 labels by default: refitting at each cost the learner ~10 ms each).
+    calibration_every: int = 10_000
     #: Smallest excess over the reference rate a data-quality check alerts at.
     quality_min_excess: float = 0.01
     #: Action taken per alert kind.

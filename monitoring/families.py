@@ -450,13 +450,16 @@ class Performance:
     Binary classifiers get CBPE (:mod:`driftline.monitoring.cbpe`): on the labelled side, every
     ``performance_window`` outcomes form a window with its estimated metrics (from the calibrated scores alone,
     with the calibrator fitted *before* the window) beside the realised ones (:attr:`windows`); the calibrator is
-    fitted again on the latest ``performance_window`` labelled outcomes whenever another version shows up. On the
+    fitted again on the latest ``performance_window`` labelled outcomes when another version shows up, at most
+    once per ``calibration_every`` labelled outcomes. On the
     scoring side the alert tests the estimated accuracy per window of predictions
     (:class:`driftline.monitoring.performance_estimate.ConfidenceEstimate`) on calibrated expected correctness once
     a calibrator is given (:meth:`use_calibration`), on the top-class probability before.
     """
 
     name: ClassVar[str] = "performance"
+    #: Labelled outcomes since the calibrator was last fitted (a class default: monitors checkpointed before it).
+    since_calibration: int = 0
 
     @classmethod
     def count(cls, scope: Scope) -> int:
@@ -509,11 +512,12 @@ class Performance:
         assert batch.scores is not None and batch.positives is not None
         size = self.scope.config.performance_window
         predicted = batch.predicted if batch.predicted is not None else batch.scores >= 0.5
-        if batch.version is not None and batch.version != self.calibrated_version:
+        if batch.version is not None and batch.version != self.calibrated_version and self._calibration_due():
             scores, positives = self._recent()
             if scores.size >= size:
                 self.use_calibration(Calibrator.fit(scores[-size:], positives[-size:]))
-                self.calibrated_version = batch.version
+                self.calibrated_version, self.since_calibration = batch.version, 0
+        self.since_calibration += len(batch.scores)
         self._labelled.append((batch.scores, batch.positives))
         kept = sum(len(s) for s, _ in self._labelled)
         while len(self._labelled) > 1 and kept - len(self._labelled[0][0]) >= size:
@@ -528,6 +532,10 @@ class Performance:
             start += take
             if self._window_n == size:
                 self._close_window()
+
+    def _calibration_due(self) -> bool:
+        """No calibrator yet, or ``calibration_every`` labelled outcomes since the last fit."""
+        return self.calibrator is None or self.since_calibration >= self.scope.config.calibration_every
 
     def _recent(self) -> tuple[np.ndarray, np.ndarray]:
         if not self._labelled:

@@ -103,3 +103,36 @@ def test_scores_that_fall_as_the_positives_rise_still_get_an_increasing_calibrat
     fitted = Calibrator.fit(scores, labels, method=method)
     assert np.all(np.diff(fitted.y) >= 0)
     assert Calibrator.from_json(fitted.to_json()) == fitted
+
+
+def test_platt_scaling_by_newton_matches_scikit_learns_logistic_regression() -> None:
+    from scipy import special
+    from sklearn.linear_model import LogisticRegression
+
+    from driftline.monitoring.cbpe import PLATT_C, platt_fit
+
+    rng = np.random.default_rng(5)
+    grid = np.linspace(-10, 10, 41)
+    for case in range(30):
+        n = int(rng.integers(40, 3000))
+        z = rng.normal(rng.uniform(-2, 2), rng.uniform(0.2, 3), n)
+        labels = (z > 0) if case % 5 == 0 else rng.random(n) < special.expit(rng.uniform(-3, 3) * z + rng.normal())
+        labels[:2] = True, False  # both classes
+        slope, intercept = platt_fit(z, labels)
+        reference = LogisticRegression(C=PLATT_C, tol=1e-10, max_iter=10_000).fit(z[:, None], labels.astype(int))
+        ours, theirs = special.expit(slope * grid + intercept), reference.predict_proba(grid[:, None])[:, 1]
+        assert np.abs(ours - theirs).max() < 1e-5, (case, slope, intercept, reference.coef_, reference.intercept_)
+
+
+def test_a_learner_registering_a_version_every_500_labels_gets_its_calibrator_refitted_once_per_calibration_every():
+    rng = np.random.default_rng(6)
+    monitor = Monitor("m", FeatureSchema({"x": "numeric"}), "binary", None, MonitorConfig(calibration_every=10_000))
+    fitted = []
+    for b in range(24):
+        scores, labels = overconfident(rng, 500)
+        ids = [f"e{b * 500 + i}" for i in range(500)]
+        probabilities = [{True: s, False: 1 - s} for s in scores.tolist()]
+        monitor.observe_outcomes(ids, labels.tolist(), (scores >= 0.5).tolist(), probabilities, b + 1, b * 1000)
+        if monitor.calibrator is not None and (not fitted or fitted[-1][1] is not monitor.calibrator):
+            fitted.append((b, monitor.calibrator))
+    assert [b for b, _ in fitted] == [2, 22], "first once 1,000 outcomes are in, then 10,000 outcomes later"
