@@ -27,6 +27,7 @@ River's Agrawal event (9 features) fits in 64 bytes, the largest value Redis kee
 from __future__ import annotations
 
 import math
+import operator
 import struct
 import zlib
 from collections.abc import Mapping, Sequence
@@ -217,6 +218,160 @@ def float_blocks(matrix: np.ndarray) -> list[bytes]:
     blob = rows[kept].tobytes()
     ends = np.cumsum(kept.sum(axis=1)).tolist()
     return [blob[start:end] for start, end in zip([0, *ends[:-1]], ends, strict=True)]
+
+
+def _served_rows(
+    predictions: Sequence[Any], probabilities: Sequence[Mapping[str, float] | None], scores: Sequence[Any]
+) -> np.ndarray | None:
+    """Which rows hold the binary pair of their float score (what :func:`_is_binary_pair` says of each), tested
+    per column; None when the columns hold anything but bool predictions, float scores and ``False``/``True``
+    dicts (then test each row)."""
+    n = len(scores)
+    if (
+        set(map(type, predictions)) != {bool}
+        or set(map(type, scores)) != {float}
+        or set(map(type, probabilities)) != {dict}
+        or set(map(tuple, probabilities)) != {("False", "True")}  # type: ignore[arg-type]
+    ):
+        return None
+    try:
+        negative = np.fromiter(map(operator.itemgetter("False"), probabilities), dtype=np.float64, count=n)
+        positive = np.fromiter(map(operator.itemgetter("True"), probabilities), dtype=np.float64, count=n)
+    except (TypeError, ValueError):
+        return None
+    score = np.array(scores, dtype=np.float64)
+    return (positive == score) & (negative == 1.0 - score)
+
+
+def _served_each(
+    predictions: Sequence[Any], probabilities: Sequence[Mapping[str, float] | None], scores: Sequence[Any]
+) -> np.ndarray:
+    return np.fromiter(
+        (
+            type(p) is bool and type(s) is float and q is not None and _is_binary_pair(q, s)
+            for p, q, s in zip(predictions, probabilities, scores, strict=True)
+        ),
+        dtype=bool,
+        count=len(scores),
+    )
+
+
+def _varint_columns(values: np.ndarray, width: int) -> tuple[np.ndarray, np.ndarray]:
+    """The unsigned varints of ``values`` (each below ``2 ** (7 * width)``) as ``width`` byte columns, and each
+    one's length in bytes."""
+    shifts = 7 * np.arange(width, dtype=np.int64)
+    groups = (values[:, None] >> shifts) & 0x7F
+    lengths = 1 + (values[:, None] >= (1 << shifts[1:])).sum(axis=1)
+    more = np.arange(width) < (lengths[:, None] - 1)
+    return (groups | np.where(more, 0x80, 0)).astype(np.uint8), lengths
+
+
+#: Widest event-time delta varint packed at once (larger ones are packed one by one: a label TTL of years).
+_TS_WIDTH = 5
+
+
+def encode_batch(
+    matrix: np.ndarray,
+    predictions: Sequence[Any],
+    probabilities: Sequence[Mapping[str, float] | None],
+    scores: Sequence[Any],
+    version: int,
+    ts_deltas_ms: np.ndarray,
+    names: Sequence[str],
+    digest: int | None = None,
+) -> list[bytes]:
+    """:func:`encode_record` of each row of a batch whose features are the rows of the float ``matrix`` (no NaN),
+    with one ``version`` and no challenger. The rows the scorer serves (a bool prediction, the binary pair of a
+    float score that is no whole number) are packed at once with NumPy; the others one by one.
+
+    >>> matrix, names = np.array([[1.0, 0.25], [3.5, 7.0]]), ("a", "b")
+    >>> predictions, scores = [False, True], [0.3, 1.0]
+    >>> probabilities = [{"False": 1.0 - s, "True": s} for s in scores]
+    >>> encode_batch(matrix, predictions, probabilities, scores, 2, np.array([5, 300]), names) == [
+    ...     encode_record(list(row), p, q, s, 2, d, None, names)
+    ...     for row, p, q, s, d in zip(matrix.tolist(), predictions, probabilities, scores, [5, 300])
+    ... ]
+    True
+    """
+    n, f = matrix.shape
+    digest = layout_digest(names) if digest is None else digest
+    served = _served_rows(predictions, probabilities, scores)
+    fast = served if served is not None else _served_each(predictions, probabilities, scores)
+    score = (
+        np.array(scores, dtype="<f8")
+        if served is not None
+        else np.array([s if ok else 0.5 for s, ok in zip(scores, fast.tolist(), strict=True)], dtype="<f8")
+    )
+    deltas = np.asarray(ts_deltas_ms, dtype=np.int64)
+    zigzag = np.where(deltas >= 0, deltas * 2, -deltas * 2 - 1)
+    with np.errstate(over="ignore", invalid="ignore"):
+        whole = np.isfinite(score) & (score == np.floor(score))
+        as_f32 = score.astype("<f4")
+        exact_f32 = (np.abs(score) <= _F32_MAX) & (as_f32.astype("<f8") == score)
+    fast &= ~whole & (deltas > -(1 << (7 * _TS_WIDTH - 2))) & (zigzag < (1 << (7 * _TS_WIDTH)))
+    head = bytearray((FORMAT,))
+    _uvarint(version, head)
+    ts_bytes, ts_lengths = _varint_columns(np.where(fast, zigzag, 0), _TS_WIDTH)
+    score_bytes = score.view(np.uint8).reshape(n, 8).copy()
+    score_bytes[exact_f32, :4] = as_f32[exact_f32].view(np.uint8).reshape(-1, 4)
+    tags = np.empty((n, 3), dtype=np.uint8)
+    tags[:, 0] = _BINARY_PROBA | _FLOATS << 4
+    prediction_tags = (
+        np.array(predictions, dtype=bool)
+        if served is not None
+        else np.fromiter((p is True for p in predictions), dtype=bool, count=n)
+    )
+    tags[:, 1] = np.where(prediction_tags, _TRUE, _FALSE) | np.where(exact_f32, _F32, _F64) << 4
+    tags[:, 2] = _NONE
+    values = np.ascontiguousarray(matrix, dtype="<f8")
+    small = (values >= 0) & (values < 256) & (values == np.floor(values)) & ~np.signbit(values)
+    masks = np.packbits(small, axis=1, bitorder="little")
+    payload = values.view(np.uint8).reshape(n, f, 8).copy()
+    payload[..., 0] = np.where(small, np.where(small, values, 0).astype(np.uint8), payload[..., 0])
+    keep_payload = np.ones((n, f, 8), dtype=bool)
+    keep_payload[..., 1:] = ~small[..., None]
+    constant = np.frombuffer(bytes(head), dtype=np.uint8)
+    layout = np.frombuffer(_LAYOUT.pack(digest), dtype=np.uint8)
+    parts = [
+        np.broadcast_to(constant, (n, len(constant))),
+        ts_bytes,
+        np.broadcast_to(layout, (n, 4)),
+        tags,
+        score_bytes,
+        masks,
+        payload.reshape(n, f * 8),
+    ]
+    rows = np.concatenate(parts, axis=1)
+    kept = np.concatenate(
+        [
+            np.ones((n, len(constant)), dtype=bool),
+            np.arange(_TS_WIDTH) < ts_lengths[:, None],
+            np.ones((n, 7), dtype=bool),
+            np.arange(8) < np.where(exact_f32, 4, 8)[:, None],
+            np.ones(masks.shape, dtype=bool),
+            keep_payload.reshape(n, f * 8),
+        ],
+        axis=1,
+    )
+    blob = rows[kept].tobytes()
+    ends = np.cumsum(kept.sum(axis=1)).tolist()
+    out = [blob[start:end] for start, end in zip([0, *ends[:-1]], ends, strict=True)]
+    if not fast.all():
+        rows_list, deltas_list = matrix.tolist(), deltas.tolist()
+        for i in np.flatnonzero(~fast).tolist():
+            out[i] = encode_record(
+                rows_list[i],
+                predictions[i],
+                probabilities[i],
+                scores[i],
+                version,
+                deltas_list[i],
+                None,
+                names,
+                None,
+                digest,
+            )
+    return out
 
 
 def encode_record(

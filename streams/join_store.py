@@ -48,7 +48,14 @@ import redis.asyncio as aioredis
 
 from driftline.contract import keys
 from driftline.models.feature_columns import FeatureColumns
-from driftline.streams.join_codec import decode_record, encode_record, float_blocks, layout_digest, record_layout
+from driftline.streams.join_codec import (
+    decode_record,
+    encode_batch,
+    encode_record,
+    float_blocks,
+    layout_digest,
+    record_layout,
+)
 from driftline.streams.learning_stage import JoinRecord
 from driftline.streams.metrics import JOIN_BUFFERED, REDIS_ERRORS
 
@@ -198,6 +205,20 @@ class JoinStore:
         if columns is not None and columns.numeric and not columns.categorical and len(columns):
             matrix = np.column_stack([columns.numeric[name] for name in columns.names])
             if not np.isnan(matrix).any():
+                if challengers is None and isinstance(versions, int):  # the scorer's batch: every record at once
+                    self._put_batch(
+                        model,
+                        event_ids,
+                        matrix,
+                        predictions,
+                        probabilities,
+                        scores,
+                        versions,
+                        event_ts,
+                        tuple(columns.names),
+                    )
+                    self._written_in_background()
+                    return
                 blocks = float_blocks(matrix)
         last_names: tuple[str, ...] = ()
         digest = 0
@@ -224,9 +245,37 @@ class JoinStore:
             )
             self._buffer.append((model, k, event_id, value))
         self.appended += len(self._buffer) - buffered
+        self._written_in_background()
+
+    def _put_batch(
+        self,
+        model: str,
+        event_ids: Sequence[str],
+        matrix: np.ndarray,
+        predictions: Sequence[Any],
+        probabilities: Sequence[dict[str, float] | None],
+        scores: Sequence[Any],
+        version: int,
+        event_ts: Sequence[int],
+        names: tuple[str, ...],
+    ) -> None:
+        """Buffer the records of a batch of float features, one version and no challenger, encoded at once."""
+        digest = layout_digest(names)
+        self._layouts.setdefault((model, digest), names)
+        ts = np.asarray(event_ts, dtype=np.int64)
+        slices = ts // self.slices.length_ms
+        values = encode_batch(
+            matrix, predictions, probabilities, scores, version, ts - slices * self.slices.length_ms, names, digest
+        )
+        self._buffer.extend(zip(itertools.repeat(model), slices.tolist(), event_ids, values, strict=False))
+        self.appended += len(values)
+
+    def _written_in_background(self) -> None:
+        """Start writing what is buffered unless a write is in flight (it takes these records too) or
+        ``retry_seconds`` after a failed one."""
         JOIN_BUFFERED.set(len(self._buffer))
         writing = self._flushing.locked() or (self._writer is not None and not self._writer.done())
-        if writing or time.monotonic() < self._retry_at:  # a write in flight takes these records too
+        if writing or time.monotonic() < self._retry_at:
             return
         self._writer = asyncio.ensure_future(self.flush())
 

@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from driftline.models.bootstrap import bootstrap_model, synthetic_stream
-from driftline.streams.join_codec import decode_record, encode_record, float_blocks, layout_digest
+from driftline.streams.join_codec import decode_record, encode_batch, encode_record, float_blocks, layout_digest
 
 scalars = st.one_of(
     st.none(),
@@ -69,6 +69,44 @@ def test_a_batch_packed_at_once_decodes_as_each_record_alone(rows):
         assert encode_record(row, None, None, None, 1, 0, None, names, floats_block=block) == alone
         x = decode_record(alone, {layout_digest(names): names})[0]
         assert all(same(x[n], v) for n, v in zip(names, row, strict=True))
+
+
+#: Scores as a scorer serves them, and the ones packed differently: whole numbers, exact in float32, not finite.
+batch_scores = st.one_of(
+    st.floats(0, 1),
+    st.sampled_from([0.0, -0.0, 1.0, 0.5, 0.25, 3.0, -7.0, 2.0**60, float("inf"), float("-inf")]),
+    st.floats(allow_nan=False),
+)
+
+
+@given(
+    st.lists(
+        st.tuples(
+            st.lists(st.floats(allow_nan=False), min_size=3, max_size=3),
+            st.one_of(st.booleans(), st.just(1), st.none()),
+            batch_scores,
+            st.sampled_from(["pair", "none", "other"]),
+            st.one_of(st.integers(0, 10_000), st.integers(-(2**40), 2**40)),
+        ),
+        min_size=1,
+        max_size=30,
+    ),
+    st.integers(1, 2**40),
+)
+def test_a_batch_encoded_at_once_is_each_record_encoded_alone(rows, version):
+    names = ("a", "b", "c")
+    matrix = np.array([row[0] for row in rows], dtype=float).reshape(len(rows), 3)
+    predictions = [row[1] for row in rows]
+    scores = [row[2] for row in rows]
+    probabilities = [
+        {"False": 1.0 - score, "True": score} if kind == "pair" else None if kind == "none" else {"True": score}
+        for score, kind in zip(scores, [row[3] for row in rows], strict=True)
+    ]
+    deltas = [row[4] for row in rows]
+    got = encode_batch(matrix, predictions, probabilities, scores, version, np.array(deltas), names)
+    for i, row in enumerate(rows):
+        alone = encode_record(row[0], predictions[i], probabilities[i], scores[i], version, deltas[i], None, names)
+        assert got[i] == alone, i
 
 
 def test_an_agrawal_event_as_the_scorer_serves_it_fits_in_64_bytes():

@@ -11,6 +11,7 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 import redis
 import redis.asyncio as aioredis
@@ -21,6 +22,7 @@ from redis.backoff import NoBackoff
 from driftline.contract import keys
 from driftline.contract.settings import Settings
 from driftline.embedded.stack import REDIS_USER, EmbeddedServer, free_port, start_redis
+from driftline.models.feature_columns import FeatureColumns
 from driftline.streams.join_store import DEFAULT_BUCKETS, JoinSlices, JoinStore, find_join
 from driftline.streams.learning_stage import JoinRecord
 from tests.harness import WorkerProcess, busy_cores, event, prediction_ids, probe, publish, read_until
@@ -231,3 +233,31 @@ def test_puts_return_before_the_write_and_the_mark_says_when_their_records_are_s
     first_before, both_before, after, stored = asyncio.run(scenario())
     assert not first_before and not both_before, "a put returns before Redis has its records"
     assert after and stored == 510, "once the write in flight ended, every record put before is stored"
+
+
+def test_a_scored_batch_put_from_its_columns_reads_back_as_put_row_by_row(own_redis):
+    """The scorer's batch (float columns, one version, no challenger) is encoded at once; its records read back
+    equal to the same records put one by one, whatever the score (whole numbers are packed apart)."""
+    count = 300
+    matrix = np.array([[i / 7, float(i % 5), -0.0 if i % 11 == 0 else 2.5e9] for i in range(count)])
+    columns = FeatureColumns(["a", "b", "c"], {n: matrix[:, j] for j, n in enumerate("abc")}, {}, list(range(count)))
+    scores = [1.0 if i % 17 == 0 else i / (count + 1) for i in range(count)]
+    probabilities = [{"False": 1.0 - s, "True": s} for s in scores]
+    ts = [10**13 + i * 997 for i in range(count)]
+
+    async def scenario() -> tuple[list, list]:
+        client = _client(own_redis)
+        batch, rows = JoinStore(client, "tb:", ttl_seconds=60), JoinStore(client, "tr:", ttl_seconds=60)
+        ids = [f"e{i}" for i in range(count)]
+        args = (ids, columns.rows(), [s > 0.5 for s in scores], probabilities, scores, 3, ts)
+        await batch.put_scored("m", *args, None, columns)
+        await rows.put_scored("m", *args)
+        await batch.written()
+        await rows.written()
+        got = await JoinStore(client, "tb:", ttl_seconds=60).get_many("m", ids, ts), await rows.get_many("m", ids, ts)
+        await client.aclose()
+        return got
+
+    from_columns, row_by_row = asyncio.run(scenario())
+    assert None not in from_columns and from_columns == row_by_row
+    assert [r.x for r in from_columns] == columns.rows() and [r.score for r in from_columns] == scores
