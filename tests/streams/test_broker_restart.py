@@ -10,10 +10,13 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+import urllib.request
+from collections import Counter
 
 import pytest
 import redis
 
+from driftline.contract.records import DLQ_ERROR_CLASS
 from driftline.contract.settings import Settings
 from driftline.embedded.demo import interleave
 from driftline.embedded.stack import embedded_stack, free_port
@@ -36,12 +39,40 @@ def labelled(n: int, prefix: str) -> tuple[list[tuple[str, bytes]], set[str]]:
     return list(interleave(events, labels, 200)), {json.loads(e)["event_id"] for e in events}
 
 
-def wait_for(condition, what: str, worker: WorkerProcess, timeout: float = 180.0) -> None:
+def wait_for(condition, what: str, worker: WorkerProcess, explain, timeout: float = 180.0) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
         assert worker.alive(), f"worker died:\n{worker.log()[-3000:]}"
-        assert time.monotonic() < deadline, f"{what} not within {timeout} s:\n{worker.log()[-3000:]}"
+        assert time.monotonic() < deadline, f"{what} not within {timeout} s: {explain()}\n{worker.log()[-3000:]}"
         time.sleep(0.1)
+
+
+def progress(settings: Settings, client: redis.Redis, port: int) -> str:
+    """What the worker did so far, for a failure: labels learned, predictions and dead letters by class, its
+    probes and the metrics that say where labels wait (lag, join buffer, Redis errors, step failures)."""
+    out = asyncio.run(read_until(settings, ["predictions", "dead-letter"], lambda seen: False, timeout=5))
+    letters = Counter(dict(r.headers)[DLQ_ERROR_CLASS].decode() for r in out["dead-letter"])
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+            lines = response.read().decode().splitlines()
+    except OSError as exc:
+        lines = [f"/metrics: {exc!r}"]
+    wanted = (
+        "learned",
+        "dead_lettered_total",
+        "lag",
+        "join_buffered",
+        "paused",
+        "step_failures",
+        "scored",
+        "redis_errors",
+    )
+    metrics = [line for line in lines if not line.startswith("#") and any(w in line for w in wanted)]
+    return (
+        f"learned {learned_count(client, settings)}, predictions {len(set(prediction_ids(out['predictions'])))}, "
+        f"dead letters {dict(letters)}, healthz {probe(port, '/healthz')}, readyz {probe(port, '/readyz')}\n"
+        + "\n".join(metrics)
+    )
 
 
 def test_broker_killed_and_restarted_empty_loses_nothing_new_and_learns_each_new_label_once(tmp_path) -> None:
@@ -62,7 +93,12 @@ def test_broker_killed_and_restarted_empty_loses_nothing_new_and_learns_each_new
         try:
             first, _ = labelled(BEFORE, "a-")
             asyncio.run(publish_paced(settings, first, 2000))
-            wait_for(lambda: learned_count(client, settings) == BEFORE, "the first labels learned", worker)
+            wait_for(
+                lambda: learned_count(client, settings) == BEFORE,
+                "the first labels learned",
+                worker,
+                lambda: progress(settings, client, port),
+            )
 
             stack.broker.kill()  # SIGKILL: Tansu keeps its logs in memory, the new one starts empty
             stack.broker.restart()
