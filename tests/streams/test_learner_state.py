@@ -7,8 +7,10 @@ import asyncio
 import pickle
 from typing import Any
 
+import orjson
 import pytest
 import redis
+import redis.asyncio as aioredis
 
 from driftline.contract import keys
 from driftline.models.bootstrap import bootstrap_model
@@ -59,6 +61,36 @@ def test_a_checkpoint_is_restored_as_written_with_its_rows_in_the_labelled_strea
 
     asyncio.run(run())
     assert redis_client.xlen(keys.labelled(settings.redis_prefix, settings.model_name)) == 1
+
+
+def test_the_rows_of_a_checkpoint_are_appended_one_entry_each_in_order_by_one_command_per_2000_rows(
+    settings, redis_client, monkeypatch
+):
+    store, registry = store_for(settings, redis_client)
+    register_three(registry, settings.model_name)
+    rows = [({"salary": float(i), "age": 30.0}, i % 3 == 0) for i in range(2500)]
+
+    sent: list[str] = []
+    execute = aioredis.client.Pipeline.execute
+
+    async def recording(pipe, *args, **kwargs):
+        sent.extend(str(command[0][0]).upper() for command in pipe.command_stack)
+        return await execute(pipe, *args, **kwargs)
+
+    monkeypatch.setattr(aioredis.client.Pipeline, "execute", recording)
+
+    async def run() -> None:
+        state = await store.load(settings.model_name)
+        assert state is not None
+        state.rows += rows
+        sent.clear()
+        await store.write(state)
+        await store.client.aclose()
+
+    asyncio.run(run())
+    assert sent.count("EVAL") == 2 and "XADD" not in sent, f"one script call per 2,000 rows, not one XADD each: {sent}"
+    entries = redis_client.xrevrange(keys.labelled(settings.redis_prefix, settings.model_name))[::-1]
+    assert [(orjson.loads(f[b"x"]), orjson.loads(f[b"y"])) for _, f in entries] == rows
 
 
 def test_with_no_checkpoint_and_the_current_version_refused_the_learner_starts_from_the_newest_that_verifies(
