@@ -29,6 +29,7 @@ Examples
 
 from __future__ import annotations
 
+import contextlib
 import heapq
 from collections import deque
 from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
@@ -38,13 +39,24 @@ import orjson
 
 from driftline.contract.records import epoch_ms
 
-__all__ = ["EventTimeMerger", "event_time", "kafka_timestamp"]
+__all__ = ["DECODED", "EventTimeMerger", "decoded_value", "event_time", "kafka_timestamp"]
+
+
+#: The attribute of a record that holds its value as decoded by :func:`event_time` (the stage reads it instead of
+#: decoding the message again).
+DECODED = "driftline_decoded"
+
+
+def decoded_value(record: Any) -> Any:
+    """The value :func:`event_time` decoded for ``record``, or None (not decoded, or not JSON)."""
+    return getattr(record, DECODED, None)
 
 
 def event_time(record: Any) -> int:
     """The event time of a record of ``events``: its value's ``ts`` (epoch ms or ISO-8601), or its Kafka timestamp
     when the value has none that :func:`~driftline.contract.records.epoch_ms` accepts (such an event is
-    dead-lettered by the scorer anyway; here it only needs a place in the order).
+    dead-lettered by the scorer anyway; here it only needs a place in the order). The decoded value is kept on a
+    record that takes attributes (:func:`decoded_value`): the scorer decodes each message once.
 
     >>> from collections import namedtuple
     >>> R = namedtuple("R", "timestamp offset value")
@@ -53,6 +65,8 @@ def event_time(record: Any) -> int:
     """
     try:
         value = orjson.loads(record.value)
+        with contextlib.suppress(AttributeError):  # an immutable record: the stage decodes it again
+            setattr(record, DECODED, value)
         return epoch_ms(value["ts"])
     except Exception:  # noqa: BLE001 - any value a producer can send: not JSON, no ts, a ts of no time
         return int(record.timestamp)

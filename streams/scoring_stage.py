@@ -35,6 +35,7 @@ from driftline.models.scoring import Scored
 from driftline.models.version import ModelVersion
 from driftline.streams.deadletter import DeadLetter, unexpected_reason
 from driftline.streams.dlq import carry_replay_count
+from driftline.streams.event_order import decoded_value
 
 
 class RawRecord(Protocol):
@@ -220,7 +221,8 @@ def model_names(
     ``now_ms`` (default: now) centres the accepted ts window."""
     now = int(time.time() * 1000) if now_ms is None else now_ms
     bounds = ts_window(now, policy.max_ts_future_ms, policy.max_ts_past_ms)
-    decoded = decode_events([record.value for record in records], policy.max_event_bytes, bounds)
+    values = [decoded_value(record) for record in records]  # decoded by the merge by event time, if it ran
+    decoded = decode_events([record.value for record in records], policy.max_event_bytes, bounds, values)
     names = set(decoded.models)
     if None in names:
         names.discard(None)

@@ -50,12 +50,13 @@ class EventColumns:
 Accepted = tuple[int, str, int, "str | None", dict[str, Any]]
 
 
-def _fast(row: int, raw: bytes | None, max_bytes: int, low: int, high: int) -> Accepted | None:
-    """The fields of a plainly valid message, or None when :func:`parse_event` must decide."""
+def _fast(row: int, raw: bytes | None, max_bytes: int, low: int, high: int, value: Any = None) -> Accepted | None:
+    """The fields of a plainly valid message (``value``: ``raw`` already decoded by orjson, if not None), or None
+    when :func:`parse_event` must decide."""
     if raw is None or len(raw) > max_bytes:
         return None
     try:
-        record = orjson.loads(raw)
+        record = orjson.loads(raw) if value is None else value
         event_id, ts, features, model = record["event_id"], record["ts"], record["features"], record.get("model")
     except Exception:  # noqa: BLE001 - anything unusual is decided by parse_event
         return None
@@ -73,11 +74,21 @@ def _fast(row: int, raw: bytes | None, max_bytes: int, low: int, high: int) -> A
 
 
 def decode_events(
-    raws: Sequence[bytes | None], max_bytes: int = 65_536, ts_bounds: tuple[int, int] = ANY_TS
+    raws: Sequence[bytes | None],
+    max_bytes: int = 65_536,
+    ts_bounds: tuple[int, int] = ANY_TS,
+    values: Sequence[Any] | None = None,
 ) -> EventColumns:
-    """Decode and validate a batch of raw ``events`` messages; see the module docstring."""
+    """Decode and validate a batch of raw ``events`` messages; see the module docstring. ``values``: the messages
+    already decoded by ``orjson.loads`` where known (None where not, e.g. by the merge that ordered them by ts),
+    so that no message is decoded twice; they must not have been changed since."""
     low, high = ts_bounds
-    decoded = [_fast(row, raw, max_bytes, low, high) for row, raw in enumerate(raws)]
+    if values is None:
+        decoded = [_fast(row, raw, max_bytes, low, high) for row, raw in enumerate(raws)]
+    else:
+        decoded = [
+            _fast(row, raw, max_bytes, low, high, v) for row, (raw, v) in enumerate(zip(raws, values, strict=True))
+        ]
     accepted: list[Accepted] = [fields for fields in decoded if fields is not None]
     slow = [row for row, fields in enumerate(decoded) if fields is None] if len(accepted) < len(raws) else []
     # one pass over every feature value of the batch; only a batch with a nested value looks row by row

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 
+import orjson
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -54,3 +55,25 @@ def test_the_batch_decodes_each_message_as_parse_event_does(raws, max_bytes):
         outcome[row] = ("accepted", event_id, ts, model, features_json(features))
     assert batch.rows == sorted(batch.rows)
     assert outcome == {row: one_at_a_time(raw, max_bytes) for row, raw in enumerate(raws)}
+
+
+def _decoded_or_none(raw: bytes | None) -> object:
+    try:
+        return orjson.loads(raw)
+    except Exception:  # noqa: BLE001 - not JSON: the batch decodes it itself
+        return None
+
+
+def _outcome(batch: object) -> tuple:
+    fields = vars(batch)
+    return tuple(fields[k] for k in ("rows", "event_ids", "ts", "models", "features")), [
+        (row, rejection(error)) for row, error in fields["errors"]
+    ]
+
+
+@settings(max_examples=200, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large], deadline=None)
+@given(st.lists(messages, max_size=8), st.sampled_from([64, 65_536]))
+def test_messages_already_decoded_by_the_merge_give_the_same_batch(raws, max_bytes):
+    """The merge by event time decodes each message first; the batch reuses those values and decides alike."""
+    values = [_decoded_or_none(raw) for raw in raws]
+    assert _outcome(decode_events(raws, max_bytes, BOUNDS, values)) == _outcome(decode_events(raws, max_bytes, BOUNDS))

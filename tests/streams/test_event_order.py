@@ -112,3 +112,26 @@ def test_the_scorers_order_is_the_events_ts_not_the_producers_clock() -> None:
     taken_back = taken[:3]
     by_event.requeue(taken_back)
     assert [event_time(r) for _, r in by_event.take({"p0", "p1", "p2"}, 10, {"p0", "p1", "p2"})] == [10, 20, 30]
+
+
+def test_the_scorer_decodes_each_message_once_the_merge_by_ts_decodes_it(monkeypatch):
+    """event_time keeps the value it decoded on the record; the stage reads it instead of decoding again."""
+    from aiokafka import ConsumerRecord
+
+    from driftline.contract.settings import Settings
+    from driftline.streams import scoring_stage
+    from driftline.streams.scoring_stage import ScoringPolicy, model_names
+
+    value = b'{"event_id": "e1", "ts": 7, "features": {"x": 1.5}, "model": "m"}'
+    record = ConsumerRecord("events", 0, 3, 1, 0, None, value, None, 0, len(value), ())
+    assert event_time(record) == 7
+    decodes = []
+    real = scoring_stage.decode_events
+    monkeypatch.setattr(
+        scoring_stage,
+        "decode_events",
+        lambda raws, *args: decodes.append(args[-1]) or real(raws, *args),
+    )
+    names, batch = model_names([record], ScoringPolicy.from_settings(Settings()), now_ms=7)
+    assert decodes == [[{"event_id": "e1", "ts": 7, "features": {"x": 1.5}, "model": "m"}]]
+    assert names == {"m"} and batch.features == [{"x": 1.5}]
