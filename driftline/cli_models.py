@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from driftline.cli_support import Unreachable, load_settings, require_key, require_redis
+from driftline.cli_support import Unreachable, load_settings, no_permission_line, require_key, require_redis
 
 if TYPE_CHECKING:  # the modules below are imported by the commands that run, not by `driftline --help`
     from driftline.models.registry import ModelRegistry
@@ -61,6 +61,8 @@ def clean_errors() -> Iterator[None]:
         raise click.ClickException(str(exc)) from None
     except (redis.ConnectionError, redis.TimeoutError) as exc:
         raise Unreachable(f"Redis error: {type(exc).__name__}: {exc}; check DRIFTLINE_REDIS_URL") from None
+    except redis.exceptions.NoPermissionError as exc:
+        raise Unreachable(no_permission_line(exc)) from None
     except redis.RedisError as exc:
         raise click.ClickException(f"Redis error: {type(exc).__name__}: {exc}") from None
 

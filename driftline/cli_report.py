@@ -7,7 +7,14 @@ from pathlib import Path
 
 import click
 
-from driftline.cli_support import Unreachable, load_settings, require_broker, require_key, require_redis
+from driftline.cli_support import (
+    Unreachable,
+    load_settings,
+    no_permission_line,
+    require_broker,
+    require_key,
+    require_redis,
+)
 from driftline.contract.urls import masked
 
 
@@ -58,6 +65,8 @@ def report(name: str | None, out: Path | None, as_json: bool, alerts_wait: float
         raise Unreachable(
             f"Redis unreachable at {masked(settings.redis_url)}: {exc}; check DRIFTLINE_REDIS_URL"
         ) from None
+    except redis.exceptions.NoPermissionError as exc:
+        raise Unreachable(no_permission_line(exc, settings)) from None
     except redis.RedisError as exc:
         raise click.ClickException(f"Redis error at {masked(settings.redis_url)}: {exc}") from None
     except ValueError as exc:

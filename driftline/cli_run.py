@@ -10,7 +10,15 @@ from pathlib import Path
 
 import click
 
-from driftline.cli_support import Misconfigured, Unreachable, load_settings, not_set, require_broker, require_key
+from driftline.cli_support import (
+    Misconfigured,
+    Unreachable,
+    load_settings,
+    no_permission_line,
+    not_set,
+    require_broker,
+    require_key,
+)
 from driftline.contract.urls import masked
 
 
@@ -150,6 +158,8 @@ def worker(loglevel: str) -> None:
             run_worker(settings, stack.broker_url, stack.redis_url, loglevel)
     except ValueError as exc:
         raise Misconfigured(str(exc)) from None
+    except redis.exceptions.NoPermissionError as exc:
+        raise Unreachable(no_permission_line(exc, settings)) from None
     except redis.RedisError as exc:
         raise Unreachable(
             f"Redis unreachable at {masked(settings.redis_url)}: {exc}; check DRIFTLINE_REDIS_URL"

@@ -105,7 +105,8 @@ def require_broker(settings: Settings, needed_for: str = "the command reads or w
 
 
 def connection_error_line(exc: BaseException) -> str | None:
-    """One line for a broker or Redis connection failure that escaped a command, else None."""
+    """One line for a broker or Redis connection failure that escaped a command (or a Redis user whose ACL refuses
+    this deployment's keys), else None."""
     import redis
     from aiokafka import errors
 
@@ -114,4 +115,25 @@ def connection_error_line(exc: BaseException) -> str | None:
         return f"broker unreachable: {type(exc).__name__}: {exc}; check DRIFTLINE_BROKER_URL and that it is up"
     if isinstance(exc, redis.ConnectionError | redis.TimeoutError):
         return f"Redis unreachable: {type(exc).__name__}: {exc}; check DRIFTLINE_REDIS_URL and that it is up"
+    if isinstance(exc, redis.exceptions.NoPermissionError):
+        return no_permission_line(exc)
     return None
+
+
+def no_permission_line(exc: BaseException, settings: Settings | None = None) -> str:
+    """Redis refused a key (NOPERM): the user's ACL does not cover the key prefix that DRIFTLINE_TOPIC_PREFIX gives.
+
+    >>> from driftline.contract.settings import Settings
+    >>> line = no_permission_line(Exception("no permissions"), Settings(topic_prefix="shop."))
+    >>> "allowed the keys shop:* (the prefix follows DRIFTLINE_TOPIC_PREFIX='shop.')" in line
+    True
+    """
+    if settings is None:
+        from driftline.contract.settings import Settings
+
+        settings = Settings()
+    return (
+        f"Redis refused this deployment's keys (NoPermissionError: {exc}): its user must be allowed the keys "
+        f"{settings.redis_prefix}* (the prefix follows DRIFTLINE_TOPIC_PREFIX={settings.topic_prefix!r}); check "
+        "DRIFTLINE_TOPIC_PREFIX, the user in DRIFTLINE_REDIS_URL and its ACL"
+    )

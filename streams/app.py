@@ -560,11 +560,12 @@ class WorkerService(mode.Service):
 
 def run_worker(settings: Settings, broker_url: str, redis_url: str, loglevel: str = "warning") -> None:
     """Run a worker until SIGTERM/SIGINT (blocks). Raises :class:`redis.RedisError` when Redis is unreachable
-    at start, :class:`~driftline.streams.connections.BrokerUnreachable` when no Kafka broker answers, and
-    :class:`~driftline.streams.http_api.BindError` when the HTTP port cannot be bound (Faust would
-    only log the crash of a half-started worker)."""
+    at start or refuses the deployment's keys, :class:`~driftline.streams.connections.BrokerUnreachable` when no
+    Kafka broker answers, and :class:`~driftline.streams.http_api.BindError` when the HTTP port cannot be bound
+    (Faust would only log the crash of a half-started worker)."""
     worker = Worker(settings, broker_url, redis_url, loglevel)
     worker.registry.client.ping()
+    worker.registry.current_version(settings.model_name)  # a key of the prefix: a user the ACL refuses it fails here
     checking = asyncio.new_event_loop()  # not asyncio.run: that would leave no current loop for Faust
     try:
         checking.run_until_complete(check_broker(settings, broker_url))

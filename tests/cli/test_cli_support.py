@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from driftline.embedded.stack import free_port
+from driftline.embedded.stack import REDIS_USER, free_port, start_redis
 
 HMAC = {"DRIFTLINE_MODEL_HMAC_KEY": "k", "DRIFTLINE_METRICS_PORT": "0", "DRIFTLINE_HTTP_PORT": "0"}
 
@@ -134,3 +134,21 @@ def test_without_a_key_commands_that_read_signed_state_refuse_and_a_producer_nee
         assert_one_line(driftline(*args, **env), "DRIFTLINE_MODEL_HMAC_KEY is not set: start `driftline up`")
     published = driftline("produce", events_file, **env)
     assert published.returncode == 0 and "published 1 messages" in published.stdout, published.stderr
+
+
+@pytest.mark.integration
+def test_a_redis_user_whose_acl_refuses_the_prefix_is_one_line_naming_the_topic_prefix(stack, tmp_path) -> None:
+    """Redis allows its user ``driftline:*`` only (as ``driftline up`` and the compose ACL do) and the deployment
+    moved to DRIFTLINE_TOPIC_PREFIX=shop. (keys ``shop:*``): NOPERM is one line naming both, not a traceback."""
+    redis = start_redis(tmp_path, "pw", key_prefix="driftline:")
+    try:
+        env = {
+            "DRIFTLINE_BROKER_URL": stack.broker_url,
+            "DRIFTLINE_REDIS_URL": f"redis://{REDIS_USER}:pw@127.0.0.1:{redis.port}/0",
+            "DRIFTLINE_TOPIC_PREFIX": "shop.",
+            **HMAC,
+        }
+        for args in (["worker"], ["status"], ["trace", "e1"], ["models", "list"], ["report", "--json"]):
+            assert_one_line(driftline(*args, **env), "NoPermissionError", "allowed the keys shop:*", "TOPIC_PREFIX")
+    finally:
+        redis.stop()
