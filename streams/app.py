@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import faulthandler
 import gc
 import logging
 import os
@@ -573,6 +574,8 @@ def run_worker(settings: Settings, broker_url: str, redis_url: str, loglevel: st
         checking.close()
     if settings.http_port:
         worker.http_socket = listen(settings.http_host, settings.http_port)
+    # `kill -QUIT <pid>` prints every thread's stack and the worker goes on (a stuck event loop answers nothing)
+    faulthandler.register(signal.SIGQUIT, all_threads=True, chain=False)
     try:
         faust.Worker(worker.create_app(), loglevel=loglevel, quiet=True).execute_from_commandline()
     finally:

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -59,6 +60,18 @@ class WorkerProcess:
     def stop(self) -> None:
         if self.proc is not None:
             stop_process(self.proc, timeout=20)
+
+    def dump_stacks(self) -> None:
+        """Have the worker print every thread's stack to its log (SIGQUIT, see ``run_worker``); returns once the
+        dump is written (or after 5 s)."""
+        if not self.alive():
+            return
+        before = self.log().count("most recent call first")
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGQUIT)
+        deadline = time.monotonic() + 5
+        while self.log().count("most recent call first") == before and time.monotonic() < deadline:
+            time.sleep(0.1)
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")

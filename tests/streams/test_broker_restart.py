@@ -43,7 +43,10 @@ def wait_for(condition, what: str, worker: WorkerProcess, explain, timeout: floa
     deadline = time.monotonic() + timeout
     while not condition():
         assert worker.alive(), f"worker died:\n{worker.log()[-3000:]}"
-        assert time.monotonic() < deadline, f"{what} not within {timeout} s: {explain()}\n{worker.log()[-3000:]}"
+        if time.monotonic() >= deadline:
+            explained = explain()
+            worker.dump_stacks()
+            raise AssertionError(f"{what} not within {timeout} s: {explained}\n{worker.log()[-12000:]}")
         time.sleep(0.1)
 
 
