@@ -220,11 +220,11 @@ def test_compose_redis_has_a_memory_bound_and_evicts_only_keys_that_expire() -> 
 def test_compose_redis_at_its_memory_bound_evicts_the_oldest_join_records_never_the_registry_or_checkpoints(
     tmp_path: Path,
 ) -> None:
-    """The compose Redis with a 4 MB bound: 10 model versions, a learner checkpoint and a detector checkpoint
-    (no expiry), then 200,000 join records of ~60 bytes (~12 MB, 0.1 s of event time apart, so over 45 slices of
+    """The compose Redis with a 3 MB bound: 10 model versions, a learner checkpoint and a detector checkpoint
+    (no expiry), then 100,000 join records of ~60 bytes (~6 MB, 0.1 s of event time apart, so over 22 slices of
     event time whose hashes have their TTL) written by the scorer's join store: the oldest slices are evicted, the
     newest records are there, and every version still loads and verifies."""
-    with compose_redis(tmp_path, maxmemory="4mb") as (port, _, _):
+    with compose_redis(tmp_path, maxmemory="3mb") as (port, _, _):
         settings = compose_redis_settings(port)
         client = redis_client(settings, settings.redis_url)
         registry = ModelRegistry(client, settings.keyring(), prefix=settings.redis_prefix)
@@ -237,7 +237,7 @@ def test_compose_redis_at_its_memory_bound_evicts_the_oldest_join_records_never_
         )
         client.hset(checkpoint, mapping={"checkpoint": b"c" * 50_000, "learned": 7})
         client.set(monitor, b"s" * 50_000)
-        ids = [f"ev-{i:06d}" for i in range(200_000)]
+        ids = [f"ev-{i:06d}" for i in range(100_000)]
 
         async def write_and_read() -> list[JoinRecord | None]:
             joins = JoinStore(async_redis_client(settings, settings.redis_url), settings.redis_prefix, ttl_seconds=3600)
