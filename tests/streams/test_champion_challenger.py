@@ -49,7 +49,6 @@ def test_a_better_challenger_scored_in_shadow_wins_the_paired_test_and_is_promot
     pairs = list(synthetic_stream(3000, drift_at=3000, seed=11))
     worker = WorkerProcess(settings, tmp_path).start()
     try:
-        time.sleep(2)  # the worker loads the champion and its challenger
         asyncio.run(publish(settings, "events", ((None, json.dumps(e).encode()) for e, _ in pairs)))
         labels = [json.dumps({"event_id": e["event_id"], "label": y, "ts": e["ts"]}).encode() for e, y in pairs]
         asyncio.run(publish(settings, "labels", ((settings.model_name.encode(), v) for v in labels)))
