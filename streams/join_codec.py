@@ -205,6 +205,15 @@ def float_blocks(matrix: np.ndarray) -> list[bytes]:
     >>> float_blocks(np.array([[1.0, 0.5], [300.0, -0.0]])) == [_floats_block([1.0, 0.5]), _floats_block([300.0, -0.0])]
     True
     """
+    masks, payload, keep = _float_columns(matrix)
+    rows = np.concatenate([masks, payload], axis=1)
+    kept = np.concatenate([np.ones(masks.shape, dtype=bool), keep], axis=1)
+    return _split_rows(rows, kept)
+
+
+def _float_columns(matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per row of a float matrix: the bit mask of its whole numbers 0-255, its 8 bytes per value (a whole number's
+    in the first byte), and which of those bytes a record keeps."""
     n, f = matrix.shape
     values = np.ascontiguousarray(matrix, dtype="<f8")
     whole = (values >= 0) & (values < 256) & (values == np.floor(values)) & ~np.signbit(values)
@@ -213,8 +222,11 @@ def float_blocks(matrix: np.ndarray) -> list[bytes]:
     payload[..., 0] = np.where(whole, np.where(whole, values, 0).astype(np.uint8), payload[..., 0])
     keep = np.ones((n, f, 8), dtype=bool)
     keep[..., 1:] = ~whole[..., None]
-    rows = np.concatenate([masks, payload.reshape(n, f * 8)], axis=1)
-    kept = np.concatenate([np.ones(masks.shape, dtype=bool), keep.reshape(n, f * 8)], axis=1)
+    return masks, payload.reshape(n, f * 8), keep.reshape(n, f * 8)
+
+
+def _split_rows(rows: np.ndarray, kept: np.ndarray) -> list[bytes]:
+    """The bytes of each row of ``rows`` that ``kept`` marks, one bytes object per row."""
     blob = rows[kept].tobytes()
     ends = np.cumsum(kept.sum(axis=1)).tolist()
     return [blob[start:end] for start, end in zip([0, *ends[:-1]], ends, strict=True)]
@@ -293,7 +305,7 @@ def encode_batch(
     ... ]
     True
     """
-    n, f = matrix.shape
+    n = matrix.shape[0]
     digest = layout_digest(names) if digest is None else digest
     served = _served_rows(predictions, probabilities, scores)
     fast = served if served is not None else _served_each(predictions, probabilities, scores)
@@ -323,13 +335,7 @@ def encode_batch(
     )
     tags[:, 1] = np.where(prediction_tags, _TRUE, _FALSE) | np.where(exact_f32, _F32, _F64) << 4
     tags[:, 2] = _NONE
-    values = np.ascontiguousarray(matrix, dtype="<f8")
-    small = (values >= 0) & (values < 256) & (values == np.floor(values)) & ~np.signbit(values)
-    masks = np.packbits(small, axis=1, bitorder="little")
-    payload = values.view(np.uint8).reshape(n, f, 8).copy()
-    payload[..., 0] = np.where(small, np.where(small, values, 0).astype(np.uint8), payload[..., 0])
-    keep_payload = np.ones((n, f, 8), dtype=bool)
-    keep_payload[..., 1:] = ~small[..., None]
+    masks, payload, keep_payload = _float_columns(matrix)
     constant = np.frombuffer(bytes(head), dtype=np.uint8)
     layout = np.frombuffer(_LAYOUT.pack(digest), dtype=np.uint8)
     parts = [
@@ -339,7 +345,7 @@ def encode_batch(
         tags,
         score_bytes,
         masks,
-        payload.reshape(n, f * 8),
+        payload,
     ]
     rows = np.concatenate(parts, axis=1)
     kept = np.concatenate(
@@ -349,13 +355,11 @@ def encode_batch(
             np.ones((n, 7), dtype=bool),
             np.arange(8) < np.where(exact_f32, 4, 8)[:, None],
             np.ones(masks.shape, dtype=bool),
-            keep_payload.reshape(n, f * 8),
+            keep_payload,
         ],
         axis=1,
     )
-    blob = rows[kept].tobytes()
-    ends = np.cumsum(kept.sum(axis=1)).tolist()
-    out = [blob[start:end] for start, end in zip([0, *ends[:-1]], ends, strict=True)]
+    out = _split_rows(rows, kept)
     if not fast.all():
         rows_list, deltas_list = matrix.tolist(), deltas.tolist()
         for i in np.flatnonzero(~fast).tolist():
