@@ -9,7 +9,8 @@ a whole number 0-255 (one byte), else 8 bytes; the scorer packs a whole batch of
 
 * ``None``, ``False``, ``True``: the tag alone;
 * a float: 8 bytes, 4 when float32 holds it exactly, a varint when it is a whole number (``28.0``);
-* an int: a zig-zag varint; a str: its UTF-8 length and bytes; anything else: orjson, with its length.
+* an int: a zig-zag varint; a str: its UTF-8 length and bytes; anything else: orjson, with its length (an
+  infinity inside such a value comes back as null).
 
 Binary probabilities that are ``{"False": 1 - score, "True": score}`` (what the scorer serves) take no byte.
 River's Agrawal event (9 features) fits in 64 bytes, the largest value Redis keeps in a hash's compact listpack.
