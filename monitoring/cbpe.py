@@ -129,14 +129,13 @@ PLATT_GRID = np.unique(np.r_[0.0, special.expit(np.linspace(-12, 12, 481)), 1.0]
 
 def _platt(scores: np.ndarray, labels: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
     """Platt scaling: a logistic regression of the labels on the scores' log-odds (:func:`platt_fit`)."""
-    if scores.size == 0 or labels.min(initial=1) == labels.max(initial=0):  # one class only: its rate, flat
-        rate = float(labels.mean()) if labels.size else 0.5
-        return lambda x: np.full(np.shape(x), rate)
-    slope, intercept = platt_fit(_logit(scores), labels)
-    if slope <= 0:  # higher scores no likelier positive: no increasing map, the base rate
-        rate = float(labels.mean())
-        return lambda x: np.full(np.shape(x), rate)
-    return lambda x: special.expit(slope * _logit(np.asarray(x, dtype=float)) + intercept)
+    if scores.size and labels.min() != labels.max():
+        slope, intercept = platt_fit(_logit(scores), labels)
+        if slope > 0:
+            return lambda x: special.expit(slope * _logit(np.asarray(x, dtype=float)) + intercept)
+    # one class only, or higher scores no likelier positive: no increasing map, the base rate, flat
+    rate = float(labels.mean()) if labels.size else 0.5
+    return lambda x: np.full(np.shape(x), rate)
 
 
 #: Inverse strength of the L2 penalty on Platt's slope (as scikit-learn's ``LogisticRegression(C=1e4)``).

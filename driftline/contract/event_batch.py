@@ -83,12 +83,8 @@ def decode_events(
     already decoded by ``orjson.loads`` where known (None where not, e.g. by the merge that ordered them by ts),
     so that no message is decoded twice; they must not have been changed since."""
     low, high = ts_bounds
-    if values is None:
-        decoded = [_fast(row, raw, max_bytes, low, high) for row, raw in enumerate(raws)]
-    else:
-        decoded = [
-            _fast(row, raw, max_bytes, low, high, v) for row, (raw, v) in enumerate(zip(raws, values, strict=True))
-        ]
+    each = [None] * len(raws) if values is None else values
+    decoded = [_fast(row, raw, max_bytes, low, high, v) for row, (raw, v) in enumerate(zip(raws, each, strict=True))]
     accepted: list[Accepted] = [fields for fields in decoded if fields is not None]
     slow = [row for row, fields in enumerate(decoded) if fields is None] if len(accepted) < len(raws) else []
     # one pass over every feature value of the batch; only a batch with a nested value looks row by row
