@@ -68,8 +68,10 @@ class MonitorConfig:
     performance_window: int = 1000
     performance_tolerance: float = 0.05
     #: CBPE's calibrator is fitted again when another version shows up, at most once per this many labels (a
-    #: learner registers a version every 1,000 labels by default: refitting at each cost the learner ~10 ms each).
-    calibration_every: int = 10_000
+    #: learner registers a version every 1,000 labels by default; a refit costs it ~3 ms). Refitting less often
+    #: lets the estimate lag a learning model: on the drift bench's stream the accuracy error per window was
+    #: 0.0116 at 1,000, 0.0167 at 2,000 and 0.028 at 10,000 (NannyML's CBPE: 0.0215).
+    calibration_every: int = 1_000
     #: Smallest excess over the reference rate a data-quality check alerts at.
     quality_min_excess: float = 0.01
     #: Action taken per alert kind.

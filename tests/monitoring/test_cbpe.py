@@ -136,3 +136,21 @@ def test_a_learner_registering_a_version_every_500_labels_gets_its_calibrator_re
         if monitor.calibrator is not None and (not fitted or fitted[-1][1] is not monitor.calibrator):
             fitted.append((b, monitor.calibrator))
     assert [b for b, _ in fitted] == [2, 22], "first once 1,000 outcomes are in, then 10,000 outcomes later"
+
+
+def test_the_isotonic_map_is_scikit_learns_isotonic_regression_ties_and_flat_steps_included() -> None:
+    from sklearn.isotonic import IsotonicRegression
+
+    from driftline.monitoring.cbpe import isotonic_fit
+
+    rng = np.random.default_rng(7)
+    for case in range(40):
+        n = int(rng.integers(1, 3000))
+        scores = rng.random(n)
+        if case % 4 == 0:
+            scores = np.round(scores, 2)  # many tied scores
+        labels = rng.random(n) < (scores if case % 3 else 1 - scores)
+        x, p = isotonic_fit(scores, labels.astype(float))
+        reference = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip").fit(scores, labels)
+        np.testing.assert_array_equal(x, reference.X_thresholds_, err_msg=str(case))
+        np.testing.assert_allclose(p, reference.y_thresholds_, rtol=0, atol=1e-12, err_msg=str(case))
