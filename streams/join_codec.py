@@ -27,6 +27,7 @@ River's Agrawal event (9 features) fits in 64 bytes, the largest value Redis kee
 
 from __future__ import annotations
 
+import functools
 import math
 import operator
 import struct
@@ -408,6 +409,19 @@ def encode_record(
     return bytes(out)
 
 
+@functools.lru_cache(maxsize=4096)
+def _floats_struct(mask: bytes, count: int) -> struct.Struct:
+    """How the ``count`` values of a float block with bit mask ``mask`` are packed: a byte for each bit set (a
+    whole number 0-255), else a little-endian double; unpacked in one call.
+
+    >>> _floats_struct(bytes((0b101,)), 3).format
+    '<BdB'
+    """
+    if len(mask) != (count + 7) // 8:
+        raise ValueError("join record cut short in its feature mask")
+    return struct.Struct("<" + "".join("B" if mask[i // 8] >> (i % 8) & 1 else "d" for i in range(count)))
+
+
 def record_layout(raw: bytes) -> int:
     """The layout digest a record was written with."""
     at = _read_uvarint(raw, _read_uvarint(raw, 1)[1])[1]
@@ -418,7 +432,16 @@ def decode_record(
     raw: bytes, layouts: Mapping[int, Sequence[str]]
 ) -> tuple[dict[str, Any], Any, dict[str, float] | None, Any, int, int, Any]:
     """``(x, prediction, probabilities, score, version, ts_delta_ms, challenger)`` of a record (KeyError when
-    its layout is not in ``layouts``; ValueError when it is no record of this format)."""
+    its layout is not in ``layouts``; ValueError when it is no record of this format or cut short)."""
+    try:
+        return _decode(raw, layouts)
+    except (struct.error, IndexError) as exc:
+        raise ValueError(f"join record cut short: {exc}") from None
+
+
+def _decode(
+    raw: bytes, layouts: Mapping[int, Sequence[str]]
+) -> tuple[dict[str, Any], Any, dict[str, float] | None, Any, int, int, Any]:
     if not raw or raw[0] != FORMAT:
         raise ValueError(f"not a join record of format {FORMAT}")
     version, at = _read_uvarint(raw, 1)
@@ -436,23 +459,19 @@ def decode_record(
         length, at = _read_uvarint(raw, at)
         probabilities = orjson.loads(raw[at : at + length])
         at += length
-    features = []
     if features_mode == _FLOATS:
-        mask, at = raw[at : at + (len(names) + 7) // 8], at + (len(names) + 7) // 8
-        for i in range(len(names)):
-            if mask[i // 8] >> (i % 8) & 1:
-                features.append(float(raw[at]))
-                at += 1
-            else:
-                features.append(_F64_PACK.unpack_from(raw, at)[0])
-                at += 8
+        width = (len(names) + 7) // 8
+        values = _floats_struct(raw[at : at + width], len(names)).unpack_from(raw, at + width)
+        x = dict(zip(names, map(float, values), strict=True))
     else:
+        features = []
         tags, at = raw[at : at + (len(names) + 1) // 2], at + (len(names) + 1) // 2
         for i in range(len(names)):
             value, at = _unpack(tags[i // 2] >> (4 * (i % 2)) & 0x0F, raw, at)
             features.append(value)
+        x = dict(zip(names, features, strict=True))
     return (
-        dict(zip(names, features, strict=True)),
+        x,
         prediction,
         probabilities,
         score,

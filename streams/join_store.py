@@ -107,7 +107,7 @@ class JoinSlices:
         """The record ``raw`` read from slice ``slice_index`` (None when unreadable or its layout unknown)."""
         try:
             x, prediction, proba, score, version, delta, shadow = decode_record(raw, layouts)
-        except (KeyError, ValueError, IndexError):
+        except (KeyError, ValueError):
             return None
         return JoinRecord(
             x, prediction, proba, score, version, slice_index * self.length_ms + delta + self.ttl_ms, shadow

@@ -128,3 +128,18 @@ def test_an_agrawal_event_as_the_scorer_serves_it_fits_in_64_bytes():
         )
         sizes.append(len(raw))
     assert max(sizes) <= 64, max(sizes)
+
+
+@given(rows=st.lists(st.lists(st.floats(allow_nan=False), min_size=9, max_size=9), min_size=1, max_size=20))
+def test_a_record_cut_short_is_an_unreadable_record_wherever_it_is_cut(rows):
+    """The learner treats a ValueError as an unreadable record (absent); a record cut short anywhere is one,
+    never a ``struct.error`` that would stop the batch."""
+    names = tuple(f"f{i}" for i in range(9))
+    for values in rows:
+        raw = encode_record(values, True, None, 0.25, 3, 10, None, names)
+        for end in range(1, len(raw)):
+            try:
+                decode_record(raw[:end], {layout_digest(names): names})
+            except ValueError:
+                continue
+            raise AssertionError(f"{raw[:end]!r} decoded")
