@@ -34,6 +34,7 @@ import operator
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
 import pandas as pd
 from river import compose, linear_model, optim, preprocessing
 
@@ -159,3 +160,53 @@ def sgd_steps(head: Any, frame: pd.DataFrame, ys: Sequence[Any]) -> None:
     for column, weight in zip(columns, weights, strict=True):
         if weight != 0.0 or column in head._weights:
             head._weights[column] = weight
+
+
+def predict_rows(model: Any, xs: Sequence[dict[str, Any]]) -> list[Any] | None:
+    """``model.predict_many`` of the rows ``xs`` computed on one float matrix with River's own NumPy operations
+    (the same numbers, bit for bit, without a DataFrame per step); None unless ``model`` is a pipeline of
+    selections and plain standard scalers ahead of a ``LogisticRegression`` or ``LinearRegression`` and every row
+    holds the same finite numbers (then ``predict_many`` or ``predict_one`` must do it).
+
+    >>> from driftline.models.features import FeatureSchema
+    >>> from driftline.models.specs import build_model
+    >>> model = build_model(FeatureSchema({"x": "numeric", "z": "numeric"}), "binary")
+    >>> rows = [{"x": float(i % 7), "z": i / 10} for i in range(100)]
+    >>> learn_rows(model, rows, [x["x"] > 3 for x in rows])
+    True
+    >>> predict_rows(model, rows) == model.predict_many(pd.DataFrame(rows)).tolist()
+    True
+    """
+    if not isinstance(model, compose.Pipeline) or not xs:
+        return None
+    head = list(model.steps.values())[-1]
+    steps = _transformers(model)
+    if type(head) not in (linear_model.LogisticRegression, linear_model.LinearRegression) or not all(
+        isinstance(step, compose.Select) or (type(step) is preprocessing.StandardScaler and step.window_size is None)
+        for step in steps
+    ):
+        return None
+    columns, first = list(xs[0]), xs[0].keys()
+    if any(x.keys() != first for x in xs):
+        return None
+    matrix = np.array([[x[c] for c in columns] for x in xs])  # floats (or ints beside them) only: float64
+    if matrix.dtype != np.float64 or not np.isfinite(matrix).all():
+        return None
+    for step in steps:
+        if isinstance(step, compose.Select):
+            order = getattr(step, "ordered", None)  # SelectPresent skips absent keys; River's Select raises
+            if order is None and not set(step.keys) <= set(columns):
+                return None
+            order = order if order is not None else list(step.keys)
+            kept = [c for c in order if c in columns]
+            matrix = matrix[:, [columns.index(c) for c in kept]]
+            columns = kept
+            continue
+        matrix = matrix - np.array([step.means[c] for c in columns], dtype=np.float64)
+        if step.with_std:
+            stds = np.array([step.vars[c] ** 0.5 for c in columns], dtype=np.float64)
+            np.divide(matrix, stds, where=stds > 0, out=matrix)
+    values = head.loss.mean_func(head._raw_dot_many(matrix, columns))
+    if type(head) is linear_model.LogisticRegression:
+        return (values > 0.5).tolist()
+    return None if np.isnan(values).any() else values.tolist()

@@ -37,6 +37,7 @@ import pandas as pd
 
 from driftline.contract.records import Label
 from driftline.models.learner import OnlineLearner
+from driftline.models.minibatch import predict_rows
 from driftline.models.scoring import MIN_FRAME_ROWS, is_complete, native, score_batch
 from driftline.streams.learning_stage import JoinRecord, LearnOutcome, learn_batch
 
@@ -69,11 +70,16 @@ _UNSCORED = object()
 
 
 def predict(model: Any, task: str, rows: Sequence[dict[str, Any]]) -> list[Any]:
-    """The predictions of ``rows``: River's ``predict_many`` on one DataFrame when every row is complete (5.6 us a
-    row against 14 for :func:`~driftline.models.scoring.score_batch`, which builds probabilities), else
-    ``score_batch``; a row that cannot be scored gets ``_UNSCORED``."""
+    """The predictions of ``rows``: :func:`~driftline.models.minibatch.predict_rows` for a linear pipeline on
+    numbers (``predict_many``'s figures on one matrix), River's ``predict_many`` on one DataFrame when every row is
+    complete (5.6 us a row against 14 for :func:`~driftline.models.scoring.score_batch`, which builds
+    probabilities), else ``score_batch``; a row that cannot be scored gets ``_UNSCORED``."""
     if not rows:
         return []
+    if len(rows) >= MIN_FRAME_ROWS:
+        fast = predict_rows(model, rows)  # a linear pipeline on numbers: predict_many's figures, no frame
+        if fast is not None:
+            return fast
     columns = len(set().union(*rows))
     if len(rows) >= MIN_FRAME_ROWS and hasattr(model, "predict_many") and all(is_complete(r, columns) for r in rows):
         try:

@@ -7,11 +7,12 @@ import copy
 import random
 from typing import Any
 
+import pandas as pd
 import pytest
 from river import linear_model, multiclass, preprocessing, tree
 
 from driftline.models.features import FeatureSchema
-from driftline.models.minibatch import MIN_ROWS, learn_rows, sgd_steps, supports_rows
+from driftline.models.minibatch import MIN_ROWS, learn_rows, predict_rows, sgd_steps, supports_rows
 from driftline.models.specs import build_model
 
 SCHEMA = FeatureSchema({"x": "numeric", "z": "numeric", "c": "categorical"})
@@ -97,3 +98,29 @@ def test_models_and_batches_the_batch_path_does_not_reproduce_are_left_to_learn_
     assert learn_rows(model, absent, [y for _, y in data]) is False
     probe = data[0][0]
     assert model.predict_proba_one(probe) == before.predict_proba_one(probe)
+
+
+@pytest.mark.parametrize("task", ["binary", "regression"])
+def test_predictions_on_one_matrix_are_predict_manys_bit_for_bit(task: str) -> None:
+    """The staged copy's predictions: River's ``predict_many`` figures exactly, for the numeric pipeline (also with
+    a feature the model never saw, a constant one and rows in another key order)."""
+    numeric = FeatureSchema({"x": "numeric", "z": "numeric", "k": "numeric"})
+    model = build_model(numeric, task)
+    data = [({"x": x["x"], "z": x["z"], "k": 1.0}, y if task == "binary" else x["x"] * 2.0) for x, y in rows(300)]
+    for x, y in data[:200]:
+        model.learn_one(x, y)
+    probes = [{"z": x["z"], "k": 1.0, "x": x["x"], "new": 5.0} for x, _ in data[200:]]
+    expected = model.predict_many(pd.DataFrame(probes)).tolist()
+    assert predict_rows(model, probes) == expected
+    assert predict_rows(model, [dict(p, z=float("nan")) for p in probes]) is None  # predict_one decides those
+
+
+def test_models_and_rows_not_on_one_float_matrix_are_left_to_predict_many() -> None:
+    """A categorical feature (one-hot), a tree, text where a number belongs, an absent feature: None."""
+    data = rows(100)
+    assert predict_rows(build_model(SCHEMA, "binary"), [x for x, _ in data]) is None
+    assert predict_rows(tree.HoeffdingTreeClassifier(), [{"x": 1.0}]) is None
+    numeric = build_model(FeatureSchema({"x": "numeric"}), "binary")
+    assert predict_rows(numeric, [{"x": 1.0}, {"x": "2"}]) is None
+    assert predict_rows(numeric, [{"x": 1.0}, {"y": 2.0}]) is None
+    assert predict_rows(numeric, [{"x": 1.0}, {"x": 2.0}]) == [False, False]
