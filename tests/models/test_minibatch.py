@@ -124,3 +124,26 @@ def test_models_and_rows_not_on_one_float_matrix_are_left_to_predict_many() -> N
     assert predict_rows(numeric, [{"x": 1.0}, {"x": "2"}]) is None
     assert predict_rows(numeric, [{"x": 1.0}, {"y": 2.0}]) is None
     assert predict_rows(numeric, [{"x": 1.0}, {"x": 2.0}]) == [False, False]
+
+
+def test_a_numeric_pipeline_learns_on_plain_lists_where_learn_one_ends(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Selection and scaler ahead of the head (the Agrawal model's shape) learn without any DataFrame, and end
+    where learn_one ends: the scaler bit for bit, the head to the last bits of a sum (ints among the floats too)."""
+    numeric = FeatureSchema({"x": "numeric", "z": "numeric"})
+    data = [({"x": x["x"], "z": round(x["z"]) if i % 3 else x["z"]}, y) for i, (x, y) in enumerate(rows(2000))]
+    one, many = build_model(numeric, "binary"), build_model(numeric, "binary")
+    for x, y in data:
+        one.learn_one(x, y)
+
+    def no_frame(*args: Any, **kwargs: Any) -> None:
+        raise AssertionError("a DataFrame was built")
+
+    monkeypatch.setattr(pd, "DataFrame", no_frame)
+    for start in range(0, len(data), 500):
+        chunk = data[start : start + 500]
+        assert learn_rows(many, [x for x, _ in chunk], [y for _, y in chunk]) is True
+    scaler_one, scaler_many = (list(model.steps.values())[1] for model in (one, many))
+    assert scaler_many.means == scaler_one.means and scaler_many.vars == scaler_one.vars
+    assert head(many).intercept == pytest.approx(head(one).intercept, rel=1e-9, abs=1e-12)
+    for feature, weight in head(one)._weights.items():
+        assert head(many)._weights[feature] == pytest.approx(weight, rel=1e-9, abs=1e-12)
