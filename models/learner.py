@@ -37,7 +37,9 @@ False
 
 from __future__ import annotations
 
+import collections
 import copy
+import itertools
 import math
 import pickle
 from collections import OrderedDict
@@ -168,6 +170,46 @@ def _metric_set(task: str, window: int) -> tuple[dict[str, Any], list[tuple[str,
     metrics["logloss"], metrics["logloss_rolling"] = loss(), utils.Rolling(loss, window_size=window)
     feeds = [("label", matrix), ("label", rolling_matrix)]
     return metrics, feeds + [("proba", metrics["logloss"]), ("proba", metrics["logloss_rolling"])]
+
+
+def feed_many(metric: Any, pairs: list[tuple[Any, Any]]) -> None:
+    """``metric.update(y, prediction)`` of each pair in order. A confusion matrix (or a rolling one) adds the
+    count of each pair at once: its cells are sums of 1.0, the same numbers in any order.
+
+    >>> one, many = (utils.Rolling(river_metrics.ConfusionMatrix, window_size=3) for _ in range(2))
+    >>> pairs = [(True, True), (True, False), (False, False), (True, True), (False, True)]
+    >>> for y, p in pairs:
+    ...     one.update(y, p)
+    >>> feed_many(many, pairs)
+    >>> many.obj.data == one.obj.data and many.obj.n_samples == one.obj.n_samples and many.window == one.window
+    True
+    """
+    rolling = type(metric) is utils.Rolling
+    matrix = metric.obj if rolling else metric
+    if type(matrix) is not river_metrics.ConfusionMatrix:
+        for y, y_pred in pairs:
+            metric.update(y, y_pred)
+        return
+    _count(matrix, pairs, 1.0)
+    if rolling:
+        window = metric.window
+        dropped = max(0, len(window) + len(pairs) - metric.window_size)
+        old = [args for args, _ in itertools.islice(window, min(dropped, len(window)))]
+        _count(matrix, old + pairs[: max(0, dropped - len(window))], -1.0)
+        window.extend((pair, {}) for pair in pairs)
+
+
+def _count(matrix: Any, pairs: list[tuple[Any, Any]], sign: float) -> None:
+    """``ConfusionMatrix.update`` (``sign`` 1.0) or ``revert`` (-1.0) of each pair, a count per distinct pair."""
+    for (y, y_pred), count in collections.Counter(pairs).items():
+        weight = sign * count
+        matrix.n_samples += int(weight)
+        matrix.data[y][y_pred] += weight
+        matrix.total_weight += weight
+        matrix.sum_row[y] += weight
+        matrix.sum_col[y_pred] += weight
+        if y == y_pred:
+            matrix._total_true_positives += weight
 
 
 class OnlineLearner:
@@ -321,6 +363,7 @@ class OnlineLearner:
             for position, exc in failed.items():
                 outcomes[taken[position]] = exc
         self._ids.advance(rows[i][5] for i in taken if not isinstance(outcomes[i], Exception))
+        served: list[tuple[Any, Any, dict[Any, float] | None]] = []
         for position, i in enumerate(taken):
             if isinstance(outcomes[i], Exception):
                 continue
@@ -329,10 +372,11 @@ class OnlineLearner:
             if self.task != "regression" and target not in self.classes:
                 self.classes.add(target)
                 self._coerced.clear()
-            self._update_metrics(target, *self._served(y_pred, proba))
+            served.append((target, *self._served(y_pred, proba)))
             self._ids.add(keys[i], ts)
             self.learned += 1
             outcomes[i] = True
+        self._update_metrics(served)
         again = [i for i in repeats if keys[i] not in self._ids]  # the first one failed: the next is no duplicate
         for i, outcome in zip(again, self.learn_many([rows[i] for i in again]) if again else [], strict=True):
             outcomes[i] = outcome
@@ -371,15 +415,15 @@ class OnlineLearner:
             return y_pred, None
         return y_pred, mapped
 
-    def _update_metrics(self, y: Any, y_pred: Any, proba: dict[Any, float] | None) -> None:
+    def _update_metrics(self, served: list[tuple[Any, Any, dict[Any, float] | None]]) -> None:
+        """Feed each ``(label, served prediction, served probabilities)`` to the metrics, in order (a None skips
+        the metrics it feeds)."""
+        labelled = [(y, y_pred) for y, y_pred, _ in served if y_pred is not None]
+        scored = [(y, proba) for y, _, proba in served if proba is not None]
         for kind, feed in self._feeds:
-            if kind == "proba":
-                if proba is not None:
-                    feed.update(y, proba)
-            elif y_pred is not None:
-                feed.update(y, y_pred)
-        self._counts["label"] += y_pred is not None
-        self._counts["proba"] += proba is not None
+            feed_many(feed, scored if kind == "proba" else labelled)
+        self._counts["label"] += len(labelled)
+        self._counts["proba"] += len(scored)
 
     # --- offsets ------------------------------------------------------------------------------
     def mark_offset(self, topic: str, partition: int, offset: int) -> None:

@@ -369,3 +369,33 @@ def test_metrics_keep_counting_after_a_restore() -> None:
     back.learn_many(data[150:])
     assert back.metrics() == lr.metrics()
     assert lr.metrics()["accuracy_rolling"] != lr.metrics()["accuracy"]
+
+
+@pytest.mark.parametrize("task", ["binary", "multiclass"])
+def test_confusion_matrices_fed_a_batch_at_once_hold_what_one_label_at_a_time_leaves(task: str) -> None:
+    """Batches larger than the rolling window, served predictions missing on some rows, a class first seen
+    mid-batch: every metric and both confusion matrices (cells, sums, sample counts, window) as label by label."""
+    rng = random.Random(5)
+    classes = [True, False] if task == "binary" else ["a", "b", "c"]
+    data = []
+    for i in range(900):
+        y = rng.choice(classes if i > 300 or task == "binary" else classes[:2])
+        served = None if i % 11 == 0 else rng.choice(classes)
+        proba = None if task == "multiclass" or i % 7 == 0 else {"True": 0.7, "False": 0.3}
+        data.append((f"e{i}", {"x": rng.random(), "c": "a"}, y, served, proba, i))
+    one, many = learner(task, metric_window=50), learner(task, metric_window=50)
+    for row in data:
+        one.learn(*row)
+    for start in range(0, len(data), 170):
+        many.learn_many(data[start : start + 170])
+    assert many.metrics() == one.metrics() and len(many.metrics()) >= 4
+    for (_, matrix_one), (_, matrix_many) in zip(one._feeds[:2], many._feeds[:2], strict=True):
+        a, b = (getattr(m, "obj", m) for m in (matrix_one, matrix_many))
+        assert {y: dict(row) for y, row in b.data.items()} == {y: dict(row) for y, row in a.data.items()}
+        assert (b.n_samples, b.total_weight, b._total_true_positives) == (
+            a.n_samples,
+            a.total_weight,
+            a._total_true_positives,
+        )
+        assert dict(b.sum_row) == dict(a.sum_row) and dict(b.sum_col) == dict(a.sum_col)
+        assert getattr(matrix_many, "window", None) == getattr(matrix_one, "window", None)
