@@ -77,13 +77,20 @@ class WorkerProcess:
         return self.log_path.read_text(errors="replace")
 
 
+def usable_cores() -> int:
+    """CPUs this process may run on (its affinity: a container or ``taskset`` may allow fewer than the machine has)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 2
+
+
 @contextlib.contextmanager
 def busy_cores(n: int | None = None) -> Iterator[list[subprocess.Popen]]:
-    """``n`` (default: every core) processes spinning a CPU for the duration, stopped by their pids: fault tests
-    must hold on a machine whose cores are all busy."""
+    """``n`` (default: every core this process may use) processes spinning a CPU for the duration, stopped by their
+    pids: fault tests must hold on a machine whose cores are all busy."""
     spinners = [
         subprocess.Popen([sys.executable, "-c", "while True: pass"], start_new_session=True)
-        for _ in range(n or os.cpu_count() or 2)
+        for _ in range(n or usable_cores())
     ]
     try:
         yield spinners
