@@ -5,6 +5,11 @@ Valid events must all be scored exactly once, hostile ones all dead-lettered, va
 labels all dead-lettered, the worker must not crash, and its RSS and ``/metrics`` series must stay bounded (sampled
 every half second from ``/proc`` and the worker's ``/metrics`` while the demo runs).
 
+While a backlog is in flight the worker's RSS follows the backlog (fetched batches, pending produce requests, the
+merge's buffers), and a Python process keeps the memory it reached. With ``rounds`` the stream goes in that many
+parts, each published once the one before came out, and RSS is also read after each part, with nothing in flight:
+bounded state shows as the same RSS after every part, growth per message as a rise from part to part.
+
 >>> events, labels, hostile = messages(40, fraction=0.25)
 >>> len(events), hostile["events"], len(labels), hostile["labels"]
 (40, 10, 40, 10)
@@ -16,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import itertools
 import json
 import re
 import sys
@@ -136,6 +142,7 @@ class _Sampler:
     def __init__(self) -> None:
         self.text = io.StringIO()
         self.samples: list[tuple[float, float, int]] = []  # (seconds, RSS MiB, /metrics series)
+        self.parts: list[tuple[int, float]] = []  # per part drained: (samples taken by then, RSS MiB)
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self._run, daemon=True)
 
@@ -146,37 +153,58 @@ class _Sampler:
     def flush(self) -> None:
         sys.stderr.flush()
 
+    def _worker(self) -> tuple[int, str] | None:
+        found = self.WORKER.search(self.text.getvalue())
+        return (int(found.group(1)), found.group(2)) if found else None
+
     def _run(self) -> None:
         start = time.monotonic()
         while not self.stop.wait(0.5):
-            found = self.WORKER.search(self.text.getvalue())
-            if not found:
+            worker = self._worker()
+            if worker is None:
                 continue
-            pid, url = int(found.group(1)), found.group(2)
             try:
-                status = Path(f"/proc/{pid}/status").read_text()
-                rss = int(re.search(r"VmRSS:\s+(\d+)", status).group(1)) / 1024  # type: ignore[union-attr]
-                with urllib.request.urlopen(url, timeout=2) as response:  # noqa: S310 - the worker's loopback URL
+                rss = _rss_mib(worker[0])
+                with urllib.request.urlopen(worker[1], timeout=2) as response:  # noqa: S310 - the worker's loopback
                     series = sum(1 for line in response.read().decode().splitlines() if line and line[0] != "#")
             except (OSError, AttributeError):
                 continue
             self.samples.append((round(time.monotonic() - start, 1), round(rss, 1), series))
+
+    def drained(self, part: int) -> None:
+        """Part ``part`` of the stream came out: the worker's RSS now, and the highest sampled during the part."""
+        worker = self._worker()
+        if worker is not None:
+            self.parts.append((len(self.samples), round(_rss_mib(worker[0]), 1)))
 
     def summary(self) -> dict[str, Any]:
         if not self.samples:
             return {}
         quarters = [self.samples[min(len(self.samples) - 1, int(len(self.samples) * q))] for q in (0.25, 0.5, 0.75)]
         last = self.samples[-1]
+        bounds = [0, *(end for end, _ in self.parts)]
         return {
             "samples": len(self.samples),
             "rss_mib_at_25_50_75_100pct": [s[1] for s in quarters] + [last[1]],
             "rss_mib_max": max(s[1] for s in self.samples),
+            "rss_mib_drained_after_each_part": [rss for _, rss in self.parts],
+            "rss_mib_max_in_each_part": [
+                max((s[1] for s in self.samples[a:b]), default=None) for a, b in itertools.pairwise(bounds)
+            ],
             "metrics_series_at_25_50_75_100pct": [s[2] for s in quarters] + [last[2]],
         }
 
 
-def run(events: int = 100_000, fraction: float = 0.1, label_delay: int = 500, timeout: float = 1200.0) -> dict:
-    """Write the stream to files, run ``driftline demo --events FILE --labels FILE`` on them, check every count."""
+def _rss_mib(pid: int) -> float:
+    status = Path(f"/proc/{pid}/status").read_text()
+    return int(re.search(r"VmRSS:\s+(\d+)", status).group(1)) / 1024  # type: ignore[union-attr]
+
+
+def run(
+    events: int = 100_000, fraction: float = 0.1, label_delay: int = 500, timeout: float = 1200.0, rounds: int = 1
+) -> dict:
+    """Write the stream to files, run ``driftline demo --events FILE --labels FILE`` on them (in ``rounds`` parts,
+    each published once the one before came out), check every count."""
     from rich.console import Console
 
     from driftline.embedded.demo import run_demo
@@ -190,7 +218,17 @@ def run(events: int = 100_000, fraction: float = 0.1, label_delay: int = 500, ti
         sampler.thread.start()
         try:
             summary = asyncio.run(
-                run_demo(events_path, labels_path, label_delay, events, timeout, Console(file=sampler), "binary")
+                run_demo(
+                    events_path,
+                    labels_path,
+                    label_delay,
+                    events,
+                    timeout,
+                    Console(file=sampler),
+                    "binary",
+                    rounds=rounds,
+                    on_drained=sampler.drained,
+                )
             )
         finally:
             sampler.stop.set()
@@ -198,6 +236,7 @@ def run(events: int = 100_000, fraction: float = 0.1, label_delay: int = 500, ti
     valid_events, valid_labels = events - hostile["events"], len(label_lines) - hostile["labels"]
     return {
         "events": events,
+        "rounds": rounds,
         "hostile_events": hostile["events"],
         "hostile_event_kinds": len(hostile["event_kinds"]),
         "valid_scored_pct": round(100 * summary["scored"] / valid_events, 3),

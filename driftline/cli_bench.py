@@ -35,11 +35,19 @@ def pipeline(events: int, as_json: bool) -> None:
 @bench.command()
 @click.option("--events", default=100_000, show_default=True, help="Events (and as many labels) to stream.")
 @click.option("--fraction", default=0.1, show_default=True, help="Share of events and labels made hostile.")
+@click.option(
+    "--rounds",
+    default=1,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Publish the stream in this many parts, each once the one before came out; the worker's RSS is read "
+    "after each part, with nothing in flight (the same figure after every part: bounded).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (the only output format).")
-def hostile(events: int, fraction: float, as_json: bool) -> None:
+def hostile(events: int, fraction: float, rounds: int, as_json: bool) -> None:
     """`driftline demo` on a stream with hostile values of every kind: valid scored once, hostile dead-lettered,
     the worker's RSS and /metrics series sampled while it runs."""
-    _run("hostile", events=events, fraction=fraction)
+    _run("hostile", events=events, fraction=fraction, rounds=rounds)
 
 
 @bench.command()

@@ -232,8 +232,16 @@ async def run_demo(
     timeout: float = 300.0,
     console: Console | None = None,
     task: Task | None = None,
+    *,
+    rounds: int = 1,
+    on_drained: Callable[[int], None] | None = None,
 ) -> dict[str, Any]:
-    """Run the whole demo and return its summary (``task`` overrides the task inferred from the labels)."""
+    """Run the whole demo and return its summary (``task`` overrides the task inferred from the labels).
+
+    With ``rounds`` above 1 the stream is published in that many consecutive parts, each only once everything
+    before it came out (scored or dead-lettered, learned or dead-lettered); ``on_drained(i)`` is called after
+    part ``i`` came out, while the worker holds nothing in flight (``driftline bench hostile`` reads its RSS then).
+    """
     console = console or Console(stderr=True)
     settings = Settings()
     events, labels = demo_messages(events_path, labels_path, n_events)
@@ -257,7 +265,9 @@ async def run_demo(
                 f"worker pid {worker.pid}, metrics http://127.0.0.1:{metrics_port}/metrics, "
                 f"V2 inference http://127.0.0.1:{http_port}/v2/models/{settings.model_name}/infer"
             )
-            summary = await _drive(settings, stack, events, labels, label_delay, timeout, console, worker)
+            summary = await _drive(
+                settings, stack, events, labels, label_delay, timeout, console, worker, rounds, on_drained
+            )
         finally:
             stop_process(worker)
         summary["performance"] = performance_windows(worker_settings, stack.redis_url, settings.model_name)
@@ -273,6 +283,8 @@ async def _drive(
     timeout: float,
     console: Console,
     worker: subprocess.Popen,
+    rounds: int = 1,
+    on_drained: Callable[[int], None] | None = None,
 ) -> dict[str, Any]:
     tally, stop = Tally(), asyncio.Event()
     collector = asyncio.create_task(collect(settings, stack.broker_url, tally, stop))
@@ -309,20 +321,27 @@ async def _drive(
         published = progress.add_task("published", total=len(events) + len(labels))
         done = progress.add_task("scored or dead-lettered", total=len(events))
         joined = progress.add_task("labels learned or dead-lettered", total=len(labels))
-        pending = []
-        for i, (kind, raw) in enumerate(interleave(events, labels, label_delay)):
-            key = message_key(raw) if kind == "events" else label_key
-            pending.append(await producer.send(settings.topic(kind), raw, key=key))
-            if i % 1000 == 999:
-                await asyncio.gather(*pending)
-                pending.clear()
-                progress.update(published, completed=i + 1)
-                progress.update(done, completed=await events_out())
-        await asyncio.gather(*pending)
-        progress.update(published, completed=len(events) + len(labels))
-        await wait_for(progress, done, events_out, len(events), "event")
-        elapsed = max(tally.last_output - tally.first_output, 1e-9)
-        await wait_for(progress, joined, labels_out, len(labels), "label")
+        stream = list(interleave(events, labels, label_delay))
+        sent, sent_events, elapsed = 0, 0, 0.0
+        for part in range(rounds):
+            pending = []
+            tally.first_output = 0.0
+            for kind, raw in stream[len(stream) * part // rounds : len(stream) * (part + 1) // rounds]:
+                key = message_key(raw) if kind == "events" else label_key
+                pending.append(await producer.send(settings.topic(kind), raw, key=key))
+                sent, sent_events = sent + 1, sent_events + (kind == "events")
+                if sent % 1000 == 0:
+                    await asyncio.gather(*pending)
+                    pending.clear()
+                    progress.update(published, completed=sent)
+                    progress.update(done, completed=await events_out())
+            await asyncio.gather(*pending)
+            progress.update(published, completed=sent)
+            await wait_for(progress, done, events_out, sent_events, "event")
+            elapsed += max(tally.last_output - tally.first_output, 1e-9)
+            await wait_for(progress, joined, labels_out, sent - sent_events, "label")
+            if on_drained is not None:
+                on_drained(part)
     await asyncio.sleep(0.5)  # alerts raised by the last batches
     stop.set()
     await collector
