@@ -8,7 +8,9 @@ at once (prequential).
 
 * **stationary**: Agrawal, SEA, Hyperplane and RandomRBF, no drift: every alert is a false alarm.
 * **covariate**: the same generators, one feature (rotating with the seed) shifted by ``shift`` reference
-  standard deviations from a known position: delay of the first ``data_drift`` alert on that feature.
+  standard deviations from a known position: delay of the first ``data_drift`` alert on that feature; again
+  with half the shift, and with a faint one (:data:`FAINT_SHIFT`); a shift not found before its stream
+  ends (at most ``drift_events // 2`` events after it) is missed.
 * **concept**: the label function changes at a known position (Agrawal and SEA), abruptly (the two streams
   chained; River's ``ConceptDriftStream`` overflows with ``width=1``) and gradually (``ConceptDriftStream``,
   sigmoid centred on ``position``; River documents ``width`` as the width of the change, which runs from
@@ -34,7 +36,8 @@ Examples
 ['abrupt_covariate_median_delay', 'abrupt_covariate_missed', 'concept_abrupt_delay_ratio_vs_adwin',
  'concept_all_delay_ratio_vs_adwin', 'concept_all_delay_ratio_vs_adwin_from_2pct',
  'concept_false_alarms_per_100k_adwin', 'concept_false_alarms_per_100k_cusum',
- 'concept_gradual_delay_ratio_vs_adwin', 'false_alarms_per_100k_stationary', 'monitoring_throughput_ratio']
+ 'concept_gradual_delay_ratio_vs_adwin', 'faint_covariate_median_delay', 'faint_covariate_missed',
+ 'false_alarms_per_100k_stationary', 'monitoring_throughput_ratio']
 """
 
 from __future__ import annotations
@@ -60,6 +63,8 @@ from driftline.monitoring.concept import BernoulliCUSUM, ErrorStream
 from driftline.monitoring.monitor import Monitor, MonitorConfig
 
 BATCH = 500
+#: The faint covariate shift every stream must still show (reference standard deviations).
+FAINT_SHIFT = 0.3
 #: Average run lengths tried, smallest first, when calibrating the CUSUM to ADWIN's false-alarm count.
 ARL_GRID = (1e4, 2e4, 5e4, 1e5, 2e5, 5e5, 1e6, 2e6, 5e6, 1e7)
 MS_PER_EVENT = 10
@@ -507,6 +512,7 @@ def run(
     stationary_runs = stationary.pop("_runs")
     covariate = _covariate(seeds, drift_events, warmup, shift, ALL_DETECTORS)
     covariate_small = _covariate(seeds, drift_events, warmup, shift / 2, ALL_DETECTORS)
+    covariate_faint = _covariate(seeds, drift_events, warmup, FAINT_SHIFT, ALL_DETECTORS)
     concept_runs = _concept_errors(seeds, drift_events, warmup, widths=(1, 1000))
     calibration = _calibration_errors(calibration_seeds, calibration_events, warmup)
     concept = _concept(stationary_runs, calibration, concept_runs, horizon=drift_events // 2)
@@ -516,6 +522,8 @@ def run(
             "false_alarms_per_100k_stationary": stationary["false_alarms_per_100k"],
             "abrupt_covariate_median_delay": covariate["median_delay"],
             "abrupt_covariate_missed": covariate["missed"],
+            "faint_covariate_median_delay": covariate_faint["median_delay"],
+            "faint_covariate_missed": covariate_faint["missed"],
             "concept_all_delay_ratio_vs_adwin": concept["delay_ratio_vs_adwin_all"],
             "concept_abrupt_delay_ratio_vs_adwin": concept["delay_ratio_vs_adwin_abrupt"],
             "concept_gradual_delay_ratio_vs_adwin": concept["delay_ratio_vs_adwin_gradual"],
@@ -528,6 +536,8 @@ def run(
             "false_alarms_per_100k_stationary": "<= 1",
             "abrupt_covariate_median_delay": "<= 500 events",
             "abrupt_covariate_missed": "0",
+            "faint_covariate_missed": f"0 (a {FAINT_SHIFT} std shift, found before the stream ends, at most "
+            f"{drift_events // 2:,} events after it)",
             "concept_all_delay_ratio_vs_adwin": "<= 0.5 (every concept stream, abrupt and gradual, at an equal "
             "false-alarm rate: the two rates below)",
             "concept_abrupt_delay_ratio_vs_adwin": "reported (abrupt streams only)",
@@ -555,6 +565,7 @@ def run(
         "stationary": stationary,
         "covariate": covariate,
         "covariate_half_shift": covariate_small,
+        "covariate_faint_shift": covariate_faint,
         "concept": concept,
         "overhead": overhead,
         "seconds": round(time.perf_counter() - began, 1),

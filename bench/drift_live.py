@@ -10,7 +10,9 @@ and the concept changed at mid-stream) and ``stationary`` (no change). Each runs
   worker's snapshots), every default detector on;
 * **live**: the embedded broker (4 partitions) and redis-server, ``driftline worker`` processes (1 and 2), as a
   *backlog* (everything published before the workers start) and *paced* (published at ``rate`` events/s while
-  they run); the alerts are read back from the ``alerts`` topic.
+  they run); the workers start together (one consumer group, one first assignment); the alerts are read back
+  from the ``alerts`` topic, and each worker's ``driftline_events_scored_total`` (``scored_per_worker``) shows
+  that each did its share.
 
 Figures: covariate delay (the first ``data_drift`` alert on salary after the change, in events), concept delay
 (the first ``concept_drift`` alert; and per detector: CUSUM, River's ADWIN, DDM and EDDM on the same errors, each
@@ -30,6 +32,7 @@ import os
 import secrets
 import statistics
 import time
+import urllib.request
 from typing import Any
 
 import numpy as np
@@ -202,8 +205,8 @@ def nannyml_error(scores: np.ndarray, labels: np.ndarray, reference: int) -> dic
 
 async def live(
     events: list[bytes], labels: list[bytes], workers: int, paced: float | None, delay: int
-) -> list[dict[str, Any]]:
-    """One run on the real stack: the alerts the workers published."""
+) -> tuple[list[dict[str, Any]], list[int]]:
+    """One run on the real stack: the alerts the workers published, and the events each worker scored."""
     settings = Settings()
     with embedded_stack() as stack:
         hmac_key = secrets.token_hex(16)
@@ -229,22 +232,25 @@ async def live(
                             await asyncio.sleep(ahead)
             await asyncio.gather(*pending)
 
-        def start(k: int) -> None:
-            port = free_port()
-            env = worker_env(settings, stack, hmac_key, port)
-            env["DRIFTLINE_STATE_DIR"] = str(stack.workdir / f"state-{k}")
-            procs.append(start_worker(env, stack.workdir / f"worker-{k}.log"))
-            wait_for_port(port, timeout=60, proc=procs[-1])
+        ports: list[int] = []
+
+        def start_all() -> None:
+            """Every worker started at once (one group, one first assignment), then each waited for."""
+            for k in range(workers):
+                ports.append(free_port())
+                env = worker_env(settings, stack, hmac_key, ports[-1])
+                env["DRIFTLINE_STATE_DIR"] = str(stack.workdir / f"state-{k}")
+                procs.append(start_worker(env, stack.workdir / f"worker-{k}.log"))
+            for port, proc in zip(ports, procs, strict=True):
+                wait_for_port(port, timeout=60, proc=proc)
 
         tally, stop = Tally(), asyncio.Event()
         try:
             if paced is None:
                 await publish(None)
-                for k in range(workers):
-                    await asyncio.to_thread(start, k)
+                await asyncio.to_thread(start_all)
             else:
-                for k in range(workers):
-                    await asyncio.to_thread(start, k)
+                await asyncio.to_thread(start_all)
                 await publish(paced)
             collector = asyncio.create_task(collect(settings, stack.broker_url, tally, stop))
             redis = async_redis_client(settings, stack.redis_url)
@@ -259,11 +265,22 @@ async def live(
             stop.set()
             await collector
             await redis.aclose()
+            shares = [await asyncio.to_thread(scored_by, port) for port in ports]
         finally:
             await producer.stop()
             for proc in procs:
                 stop_process(proc)
-        return tally.alerts
+        return tally.alerts, shares
+
+
+def scored_by(port: int) -> int:
+    """Events a worker scored, from its ``/metrics``."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
+        text = response.read().decode()
+    return round(sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(SCORED)))
+
+
+SCORED = "driftline_events_scored_total{"
 
 
 def run(n_events: int = 20_000, rate: float = 2000.0, label_delay: int = 500) -> dict[str, Any]:
@@ -286,8 +303,8 @@ def run(n_events: int = 20_000, rate: float = 2000.0, label_delay: int = 500) ->
             }
         for workers in (1, 2):
             for mode, paced in (("backlog", None), ("paced", rate)):
-                alerts = asyncio.run(live(events, labels, workers, paced, label_delay))
-                live_row = figures(alerts, drift_at, n_events)
+                alerts, shares = asyncio.run(live(events, labels, workers, paced, label_delay))
+                live_row = figures(alerts, drift_at, n_events) | {"scored_per_worker": shares}
                 for delay in ("covariate_delay", "concept_delay"):
                     ours, base = live_row[delay], row["in_process"][delay]
                     if ours is not None and base:
