@@ -172,9 +172,11 @@ def _metric_set(task: str, window: int) -> tuple[dict[str, Any], list[tuple[str,
     return metrics, feeds + [("proba", metrics["logloss"]), ("proba", metrics["logloss_rolling"])]
 
 
-def feed_many(metric: Any, pairs: list[tuple[Any, Any]]) -> None:
+def feed_many(metric: Any, pairs: list[tuple[Any, Any]], values: list[float] | None = None) -> None:
     """``metric.update(y, prediction)`` of each pair in order. A confusion matrix (or a rolling one) adds the
-    count of each pair at once: its cells are sums of 1.0, the same numbers in any order.
+    count of each pair at once: its cells are sums of 1.0, the same numbers in any order. A mean (log loss, MAE,
+    ...) takes ``values``, the pairs' own values when given (computed once for a metric and its rolling twin), in
+    the order ``update`` and the rolling window's ``revert`` would take them.
 
     >>> one, many = (utils.Rolling(river_metrics.ConfusionMatrix, window_size=3) for _ in range(2))
     >>> pairs = [(True, True), (True, False), (False, False), (True, True), (False, True)]
@@ -186,6 +188,9 @@ def feed_many(metric: Any, pairs: list[tuple[Any, Any]]) -> None:
     """
     rolling = type(metric) is utils.Rolling
     matrix = metric.obj if rolling else metric
+    if _plain_mean(matrix):
+        _feed_mean(metric, matrix, pairs, values)
+        return
     if type(matrix) is not river_metrics.ConfusionMatrix:
         for y, y_pred in pairs:
             metric.update(y, y_pred)
@@ -197,6 +202,37 @@ def feed_many(metric: Any, pairs: list[tuple[Any, Any]]) -> None:
         old = [args for args, _ in itertools.islice(window, min(dropped, len(window)))]
         _count(matrix, old + pairs[: max(0, dropped - len(window))], -1.0)
         window.extend((pair, {}) for pair in pairs)
+
+
+def _plain_mean(metric: Any) -> bool:
+    """A River mean metric whose update and revert are MeanMetric's own (the mean of ``_eval``)."""
+    kind = type(metric)
+    return (
+        isinstance(metric, river_metrics.base.MeanMetric)
+        and kind.update is river_metrics.base.MeanMetric.update
+        and kind.revert is river_metrics.base.MeanMetric.revert
+    )
+
+
+def mean_values(metric: Any, pairs: list[tuple[Any, Any]]) -> list[float]:
+    """What a mean ``metric`` (or a rolling one) averages of each pair."""
+    evaluate = (metric.obj if type(metric) is utils.Rolling else metric)._eval
+    return [evaluate(y, y_pred) for y, y_pred in pairs]
+
+
+def _feed_mean(metric: Any, mean_metric: Any, pairs: list[tuple[Any, Any]], values: list[float] | None) -> None:
+    values = mean_values(metric, pairs) if values is None else values
+    update, revert = mean_metric._mean.update, mean_metric._mean.revert
+    if type(metric) is not utils.Rolling:
+        for value in values:
+            update(value)
+        return
+    window, size, evaluate = metric.window, metric.window_size, mean_metric._eval
+    for pair, value in zip(pairs, values, strict=True):
+        if len(window) == size:
+            revert(evaluate(*window[0][0]))
+        update(value)
+        window.append((pair, {}))
 
 
 def _count(matrix: Any, pairs: list[tuple[Any, Any]], sign: float) -> None:
@@ -420,8 +456,16 @@ class OnlineLearner:
         the metrics it feeds)."""
         labelled = [(y, y_pred) for y, y_pred, _ in served if y_pred is not None]
         scored = [(y, proba) for y, _, proba in served if proba is not None]
+        values: dict[tuple[str, type], list[float]] = {}  # a mean and its rolling twin average the same values
         for kind, feed in self._feeds:
-            feed_many(feed, scored if kind == "proba" else labelled)
+            pairs = scored if kind == "proba" else labelled
+            metric = feed.obj if type(feed) is utils.Rolling else feed
+            if _plain_mean(metric) and pairs:
+                if (kind, type(metric)) not in values:
+                    values[kind, type(metric)] = mean_values(feed, pairs)
+                feed_many(feed, pairs, values[kind, type(metric)])
+            else:
+                feed_many(feed, pairs)
         self._counts["label"] += len(labelled)
         self._counts["proba"] += len(scored)
 

@@ -399,3 +399,16 @@ def test_confusion_matrices_fed_a_batch_at_once_hold_what_one_label_at_a_time_le
         )
         assert dict(b.sum_row) == dict(a.sum_row) and dict(b.sum_col) == dict(a.sum_col)
         assert getattr(matrix_many, "window", None) == getattr(matrix_one, "window", None)
+
+
+def test_mean_metrics_fed_a_batch_at_once_end_where_one_label_at_a_time_ends() -> None:
+    """MAE, RMSE and their rolling twins (each row's value computed once for both): bit for bit as label by label,
+    with batches larger than the rolling window."""
+    rng = random.Random(9)
+    data = [(f"e{i}", {"x": 1.0, "c": "a"}, rng.gauss(0, 3), rng.gauss(0, 3), None, i) for i in range(700)]
+    one, many = learner("regression", metric_window=40), learner("regression", metric_window=40)
+    for row in data:
+        one.learn(*row)
+    for start in range(0, len(data), 130):
+        many.learn_many(data[start : start + 130])
+    assert many.metrics() == one.metrics() and set(one.metrics()) == {"mae", "rmse", "mae_rolling", "rmse_rolling"}
