@@ -286,7 +286,7 @@ class DataQualityChecks:
         if not isinstance(observation, EventBatch) or observation.learning:
             return []
         batch = observation
-        matrix, n = batch.matrix, len(batch.features)
+        matrix, n = batch.matrix, len(batch.predictions)
         missing = np.isnan(matrix).sum(axis=0) if matrix.size else np.zeros(0, dtype=np.int64)
         cat_missing = [sum(v is None for v in batch.column(name)) for name in self.scope.categorical]
         cols = self.range_columns

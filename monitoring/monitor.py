@@ -66,6 +66,7 @@ import numpy as np
 
 from driftline.contract.records import Alert
 from driftline.contract.signing import Keyring
+from driftline.models.feature_columns import FeatureColumns
 from driftline.models.features import FeatureSchema
 from driftline.models.reference import NumericProfile, ReferenceProfile
 from driftline.models.specs import TASKS
@@ -220,34 +221,47 @@ class Monitor:
     def observe_events(
         self,
         event_ids: Sequence[str],
-        features: Sequence[dict[str, Any]],
+        features: Sequence[dict[str, Any]] | None,
         predictions: Sequence[Any],
         probabilities: Sequence[dict[Any, float] | None],
         model_version: int,
         ts_ms: int | Sequence[int],
         frame: Any = None,
+        columns: FeatureColumns | None = None,
     ) -> list[Alert]:
         """Watch a scored batch (``features`` as prepared by the schema); the alerts it raises.
 
         ``ts_ms``: the events' event times (epoch ms, one per event, or one for the batch). ``frame``, optional:
         the pandas DataFrame the scorer built from ``features`` for ``predict_proba_many``; the numeric columns
-        are then read from it instead of from the dicts (cheaper). The batch is watched in chunks ending at
-        multiples of ``hop`` events, so the alerts do not depend on how the caller batched the stream.
+        are then read from it instead of from the dicts (cheaper). ``columns``, optional: the same features as
+        :class:`~driftline.models.feature_columns.FeatureColumns` (the scorer's); the detectors then read them
+        and ``features`` may be None (the dicts are built from the columns only while the reference is
+        collected). The batch is watched in chunks ending at multiples of ``hop`` events, so the alerts do not
+        depend on how the caller batched the stream.
         """
         n = len(event_ids)
         if not n:
             return []
-        if not len(features) == len(predictions) == len(probabilities) == n:
+        if features is None and columns is None:
+            raise ValueError("observe_events needs the features as dicts or as columns")
+        if not len(features if features is not None else columns) == len(predictions) == len(probabilities) == n:  # type: ignore[arg-type]
             raise ValueError("event_ids, features, predictions and probabilities must have one entry per event")
         clock = self._clock(ts_ms, n)
-        matrix = self._numeric_matrix(features) if frame is None else self._frame_matrix(frame)
+        if frame is not None:
+            matrix = self._frame_matrix(frame)
+        elif columns is not None:
+            matrix = self._columns_matrix(columns)
+        else:
+            matrix = self._numeric_matrix(features)  # type: ignore[arg-type]
+        if features is None and (self._input_rows is not None or self._feature_rows is not None):
+            features = columns.rows()  # type: ignore[union-attr]
         scores, confidences = self._outputs(predictions, probabilities)
         alerts: list[Alert] = []
         for a, b, _ in hop_chunks(self.events, n, self.config.hop):
             self.events += b - a
             ids = event_ids[a:b]
             self._remember(ids, clock[a:b])
-            rows = features[a:b]
+            rows = features[a:b] if features is not None else ()
             if self._input_rows is not None:
                 self._collect_inputs(rows)
             learning = self._feature_rows is not None
@@ -262,6 +276,8 @@ class Monitor:
                 learning,
                 self.alerting.relevant,
             )
+            if features is None:  # the categorical values as EventBatch.column reads them from the dicts
+                batch._columns.update(self._categorical_columns(columns, a, b))  # type: ignore[arg-type]
             found = self._observe(batch)
             alerts += self.alerting.build(found, ids, model_version, self.events, _at(clock, a))
         if self.scope.prediction_numeric and scores is not None:
@@ -289,6 +305,23 @@ class Monitor:
             matrix = np.array([[f.get(name, _NAN) for name in self.numeric] for f in features], dtype=float)
             matrix = matrix.reshape(len(features), len(self.numeric))
         return matrix
+
+    def _columns_matrix(self, columns: FeatureColumns) -> np.ndarray:
+        """The numeric matrix of :meth:`_numeric_matrix` from the columns (NaN where missing, as in the dicts)."""
+        n = len(columns)
+        if not self.numeric:
+            return np.empty((n, 0))
+        missing = np.full(n, _NAN)
+        return np.column_stack([columns.numeric.get(name, missing) for name in self.numeric]).reshape(
+            n, len(self.numeric)
+        )
+
+    def _categorical_columns(self, columns: FeatureColumns, a: int, b: int) -> dict[str, list[Any]]:
+        """Rows ``a:b`` of each categorical feature, None where missing (what ``dict.get`` reads of the rows)."""
+        return {
+            name: columns.categorical[name][a:b] if name in columns.categorical else [None] * (b - a)
+            for name in self.categorical
+        }
 
     def _frame_matrix(self, frame: Any) -> np.ndarray:
         n = len(frame)

@@ -56,7 +56,14 @@ from driftline.streams.metrics_drift import METRICS, init_model_metrics
 from driftline.streams.model_cache import ModelCache
 from driftline.streams.publisher import Publisher, producer_for
 from driftline.streams.redis_dedup import RedisDeduplicator
-from driftline.streams.scoring_stage import RawRecord, ScoredBatch, ScoringPolicy, model_names, score_records
+from driftline.streams.scoring_stage import (
+    ModelBatch,
+    RawRecord,
+    ScoredBatch,
+    ScoringPolicy,
+    model_names,
+    score_records,
+)
 from driftline.streams.topics import ensure_topics, topic_names
 from driftline.streams.watch import Watch
 
@@ -185,26 +192,27 @@ class Worker:
             await self.joins.put_scored(
                 name,
                 group.event_ids,
-                group.rows,
+                None,  # built from the columns only if needed (the scorer's batches are packed from the columns)
                 group.predictions,
                 group.probabilities,
                 group.scores,
                 group.loaded.version,
                 group.ts,
-                self._shadow(name, group.rows),
+                self._shadow(name, group),
                 group.columns,
             )
         if wait:
             await self.joins.written()
 
-    def _shadow(self, name: str, rows: list[dict]) -> list[list | None] | None:
-        """The challenger's output for ``rows`` ([version, prediction, probabilities, score] each), if any."""
+    def _shadow(self, name: str, group: ModelBatch) -> list[list | None] | None:
+        """The challenger's output for the rows of ``group`` ([version, prediction, probabilities, score] each),
+        if any."""
         held = self.models.challengers.get(name)
         if held is None:
             return None
         version, challenger = held
         try:
-            scored = challenger.score_batch(rows)
+            scored = challenger.score_batch(group.rows)
         except Exception as exc:  # noqa: BLE001 - a failing challenger must never stop the champion
             log.warning("challenger %s v%s failed: %r", name, version, exc)
             return None
@@ -225,11 +233,12 @@ class Worker:
                 )
             alerts = monitor.observe_events(
                 group.event_ids,
-                group.rows,
+                None,  # read from the columns (the row dicts are built only while a reference is collected)
                 group.predictions,
                 group.probabilities,
                 group.loaded.version,
                 group.ts,
+                columns=group.columns,
             )
             fired += alerts
         invalid = [d for d in batch.dead_letters if d.stage in ("deserialize", "validate")]

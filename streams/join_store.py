@@ -185,7 +185,7 @@ class JoinStore:
         self,
         model: str,
         event_ids: Sequence[str],
-        rows: Sequence[dict[str, Any]],
+        rows: Sequence[dict[str, Any]] | None,
         predictions: Sequence[Any],
         probabilities: Sequence[dict[str, float] | None],
         scores: Sequence[Any],
@@ -196,7 +196,8 @@ class JoinStore:
     ) -> None:
         """Buffer the records of a scored batch's columns (one version for all, or one each) and start writing them
         in the background unless a write is in flight (it takes them too) or ``retry_seconds`` after a failed one;
-        with the batch's ``columns`` of numbers and none missing, the features of every record are packed at once."""
+        with the batch's ``columns`` of numbers and none missing, the features of every record are packed at once.
+        ``rows``: the prepared feature dicts, or None to build them from ``columns`` only if they are needed."""
         buffered = len(self._buffer)
         length, names_of = self.slices.length_ms, self._layouts
         shadows = challengers if challengers is not None else itertools.repeat(None)
@@ -220,6 +221,10 @@ class JoinStore:
                     self._written_in_background()
                     return
                 blocks = float_blocks(matrix)
+        if rows is None:
+            if columns is None:
+                raise ValueError("put_scored needs the rows or the columns of the batch")
+            rows = columns.rows()
         last_names: tuple[str, ...] = ()
         digest = 0
         for event_id, x, prediction, proba, score, version, ts, shadow, block in zip(

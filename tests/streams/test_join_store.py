@@ -261,3 +261,32 @@ def test_a_scored_batch_put_from_its_columns_reads_back_as_put_row_by_row(own_re
     from_columns, row_by_row = asyncio.run(scenario())
     assert None not in from_columns and from_columns == row_by_row
     assert [r.x for r in from_columns] == columns.rows() and [r.score for r in from_columns] == scores
+
+
+def test_a_batch_put_without_its_rows_builds_them_from_its_columns_when_it_is_encoded_row_by_row(own_redis):
+    """The worker passes no row dicts: a batch its columns cannot pack at once (a missing feature) is encoded
+    from the dicts its columns stand for, equal to the same batch put with them."""
+    count = 50
+    matrix = np.array([[i / 3, np.nan if i % 4 == 0 else float(i)] for i in range(count)])
+    columns = FeatureColumns(["a", "b"], {n: matrix[:, j] for j, n in enumerate("ab")}, {}, list(range(count)))
+    scores = [i / (count + 1) for i in range(count)]
+    ts = [10**13 + i * 991 for i in range(count)]
+
+    async def scenario() -> tuple[list, list]:
+        client = _client(own_redis)
+        lazy, rows = JoinStore(client, "tl:", ttl_seconds=60), JoinStore(client, "tr:", ttl_seconds=60)
+        ids = [f"e{i}" for i in range(count)]
+        outputs = ([s > 0.5 for s in scores], [{"False": 1.0 - s, "True": s} for s in scores], scores, 3, ts)
+        await lazy.put_scored("m", ids, None, *outputs, None, columns)
+        await rows.put_scored("m", ids, columns.rows(), *outputs)
+        with pytest.raises(ValueError):
+            await lazy.put_scored("m", ids, None, *outputs)
+        await lazy.written()
+        await rows.written()
+        got = await lazy.get_many("m", ids, ts), await rows.get_many("m", ids, ts)
+        await client.aclose()
+        return got
+
+    from_columns, from_rows = asyncio.run(scenario())
+    assert None not in from_columns and from_columns == from_rows
+    assert [r.x for r in from_columns] == columns.rows() and "b" not in from_columns[0].x
