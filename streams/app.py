@@ -36,7 +36,7 @@ from driftline.monitoring.cbpe import Calibrator
 from driftline.streams.alerts_io import WebhookSender, decode_alert
 from driftline.streams.batch_source import BatchSource
 from driftline.streams.connections import async_redis_client, check_broker, get_many, kafka_kwargs, redis_client
-from driftline.streams.event_order import event_time
+from driftline.streams.event_order import event_time, event_times
 from driftline.streams.health import Health
 from driftline.streams.http_api import InferenceApi, listen
 from driftline.streams.join_store import JoinStore
@@ -312,6 +312,7 @@ class Worker:
                 backpressure=lambda: self.joins.full,  # while Redis is unreachable, join records never drop
                 ordered=True,  # monitors see each model's events in time order across partitions (KIP-353)
                 order_by=event_time,  # the events' own ts, not the producer's clock
+                order_many=event_times,
                 max_records=settings.batch_size,
                 timeout_ms=settings.batch_timeout_ms,
                 on_crash=self._service_crashed,

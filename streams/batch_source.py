@@ -22,7 +22,8 @@ application (lifecycle, worker, services) while the hot path reads whole batches
   a worker killed meanwhile reads those records again instead of losing what they stored;
 * with ``ordered``, the partitions are consumed timestamp-synchronised (KIP-353,
   :class:`driftline.streams.event_order.EventTimeMerger`): batches hold records in time order (``order_by`` of
-  each record, by default its Kafka timestamp; the scorer orders by the events' ``ts``) across the
+  each record, by default its Kafka timestamp; the scorer orders by the events' ``ts``; ``order_many``, when
+  given, reads those of a fetch's records at once) across the
   assigned partitions, partitions far ahead are paused, and offsets are committed up to the records handed over
   (what is still buffered is read again by the next owner).
 """
@@ -32,6 +33,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
+import operator
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
@@ -43,6 +45,9 @@ from driftline.streams.event_order import EventTimeMerger, kafka_timestamp
 from driftline.streams.metrics import BATCH_SIZE, CONSUMER_LAG, CONSUMPTION_PAUSED
 
 log = logging.getLogger(__name__)
+
+#: The record of a ``(partition, record)`` pair.
+_RECORD = operator.itemgetter(1)
 
 #: Handles a batch; returns an awaitable that completes when everything the batch produced is acknowledged.
 BatchHandler = Callable[[list[ConsumerRecord]], Awaitable[Awaitable[object] | None]]
@@ -109,6 +114,7 @@ class BatchSource(mode.Service):
         backpressure: BackpressureCheck | None = None,
         ordered: bool = False,
         order_by: Callable[[Any], int] | None = None,
+        order_many: Callable[[list[Any]], Iterable[int]] | None = None,
         **kwargs: Any,
     ) -> None:
         self.source_name = name
@@ -141,7 +147,9 @@ class BatchSource(mode.Service):
         #: Timestamp-synchronised consumption (``ordered``): what was fetched and not handed over yet, and the
         #: partitions paused because they are far ahead of the others.
         self.merger = (
-            EventTimeMerger(max_buffered=4 * max_records, idle_polls=10, time_of=order_by or kafka_timestamp)
+            EventTimeMerger(
+                max_buffered=4 * max_records, idle_polls=10, time_of=order_by or kafka_timestamp, times_of=order_many
+            )
             if ordered
             else None
         )
@@ -203,10 +211,9 @@ class BatchSource(mode.Service):
                     taken = self._in_time_order(consumer, fetched, assigned)
                 else:
                     taken = [(tp, r) for tp, rs in fetched.items() if tp in assigned for r in rs]
-                records = [r for _, r in taken]
-                handed: dict[TopicPartition, list[ConsumerRecord]] = {}
-                for tp, r in taken:
-                    handed.setdefault(tp, []).append(r)
+                records = list(map(_RECORD, taken))
+                # each partition's first and last record handed over (dict() of the pairs keeps the last one)
+                last: dict[TopicPartition, ConsumerRecord] = dict(taken)
                 if records:
                     BATCH_SIZE.labels(self.source_name).observe(len(records))
                     try:
@@ -218,13 +225,13 @@ class BatchSource(mode.Service):
                             log.warning("%s: batch failed, handling it again: %r", self.label, exc)
                             self.merger.requeue(taken)
                         else:
-                            self._rewind(consumer, handed, exc)
+                            self._rewind(consumer, dict(reversed(taken)), exc)
                     else:
-                        offsets = {tp: rs[-1].offset + 1 for tp, rs in handed.items()}
+                        offsets = {tp: record.offset + 1 for tp, record in last.items()}
                         check = self.durable() if self.durable is not None else None
                         future = asyncio.ensure_future(acked) if acked is not None else None
                         self.pending.append((future, offsets, check))
-                        self._export_lag(consumer, handed)
+                        self._export_lag(consumer, last)
                 if fetched:
                     await self._settle(keep=self.max_in_flight)
                     await self.commit_held()
@@ -282,13 +289,13 @@ class BatchSource(mode.Service):
         return taken
 
     def _rewind(
-        self, consumer: AIOKafkaConsumer, handed: dict[TopicPartition, list[ConsumerRecord]], exc: BaseException
+        self, consumer: AIOKafkaConsumer, first: dict[TopicPartition, ConsumerRecord], exc: BaseException
     ) -> None:
-        """Seek the partitions of a failed batch back to its first records: it is read and handled again."""
+        """Seek the partitions of a failed batch back to its ``first`` records: it is read and handled again."""
         self.retries += 1
         log.warning("%s: batch failed, handling it again in %.1f s: %r", self.label, self.retry_pause, exc)
-        for tp, records in handed.items():
-            consumer.seek(tp, records[0].offset)
+        for tp, record in first.items():
+            consumer.seek(tp, record.offset)
 
     async def finish_pending(self) -> None:
         """Wait until every handled batch's output is acknowledged; their offsets are then held for a commit."""
@@ -353,8 +360,9 @@ class BatchSource(mode.Service):
             # The group rebalanced under us: the new owner re-reads from the last commit (at-least-once).
             log.warning("%s: commit failed after rebalance: %r", self.label, exc)
 
-    def _export_lag(self, consumer: AIOKafkaConsumer, fetched: dict[TopicPartition, list[ConsumerRecord]]) -> None:
-        for tp, records in fetched.items():
+    def _export_lag(self, consumer: AIOKafkaConsumer, last: dict[TopicPartition, ConsumerRecord]) -> None:
+        """The lag of each partition after its ``last`` record handled."""
+        for tp, record in last.items():
             highwater = consumer.highwater(tp)
-            if highwater is not None and records:
-                CONSUMER_LAG.labels(tp.topic, str(tp.partition)).set(max(0, highwater - records[-1].offset - 1))
+            if highwater is not None:
+                CONSUMER_LAG.labels(tp.topic, str(tp.partition)).set(max(0, highwater - record.offset - 1))

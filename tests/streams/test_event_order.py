@@ -6,13 +6,14 @@ import asyncio
 import random
 from collections import namedtuple
 
+import orjson
 from aiokafka import AIOKafkaProducer
 from hypothesis import given
 from hypothesis import strategies as st
 
 from driftline.contract.settings import Settings
 from driftline.streams.batch_source import BatchSource
-from driftline.streams.event_order import EventTimeMerger, event_time
+from driftline.streams.event_order import EventTimeMerger, decoded_value, event_time, event_times
 from driftline.streams.topics import ensure_topics
 
 R = namedtuple("R", "timestamp offset")
@@ -135,3 +136,44 @@ def test_the_scorer_decodes_each_message_once_the_merge_by_ts_decodes_it(monkeyp
     names, batch = model_names([record], ScoringPolicy.from_settings(Settings()), now_ms=7)
     assert decodes == [[{"event_id": "e1", "ts": 7, "features": {"x": 1.5}, "model": "m"}]]
     assert names == {"m"} and batch.features == [{"x": 1.5}]
+
+
+TS_VALUES = st.one_of(
+    st.integers(-5, 2**70),
+    st.just(253_402_300_799_999),
+    st.just(253_402_300_800_000),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.booleans(),
+    st.none(),
+    st.sampled_from(["2023-11-14T22:13:20Z", "2023-11-14T22:13:20", "yesterday"]),
+)
+
+
+@given(
+    st.lists(
+        st.one_of(
+            TS_VALUES.map(
+                lambda ts: b'{"ts": %d}' % ts if type(ts) is int else orjson.dumps({"event_id": "e", "ts": ts})
+            ),
+            st.sampled_from([b"not json", b"[1, 2]", b'"ts"', b"{}", b'{"ts": 1e400}', b"12"]),
+            st.integers(0, 2**40).map(lambda ts: orjson.dumps({"ts": ts, "features": {"x": ts / 7}})),
+        ),
+        max_size=20,
+    )
+)
+def test_the_times_of_a_fetch_at_once_are_event_time_of_each_record_with_the_same_decoded_values(
+    values: list[bytes],
+) -> None:
+    """The scorer's merge reads a fetch's times in one pass: the same times, and the same decoded value kept on
+    each record, as event_time record by record, whatever the values (hostile ones send it record by record)."""
+    from aiokafka import ConsumerRecord
+
+    def records() -> list[ConsumerRecord]:
+        return [ConsumerRecord("events", 0, i, 1000 + i, 0, None, v, None, 0, len(v), ()) for i, v in enumerate(values)]
+
+    one_by_one, at_once = records(), records()
+    assert event_times(at_once) == [event_time(r) for r in one_by_one]
+    assert [decoded_value(r) for r in at_once] == [decoded_value(r) for r in one_by_one]
+    merger = EventTimeMerger(time_of=event_time, times_of=event_times)
+    merger.add({"p": records()})
+    assert [t for t, _ in merger.buffers.get("p", [])] == [event_time(r) for r in records()]
