@@ -161,6 +161,9 @@ class Monitor:
         #: Event time (epoch ms) of the latest event or outcome: the clock of cooldowns and dedup.
         self.event_time = -(2**62)
         self._getter = itemgetter(*self.numeric) if self.numeric else None
+        #: Keep the event time of each event scored (the label lag of outcomes given without ``event_ts``); a
+        #: monitor that never sees outcomes (the worker's scoring monitor) need not.
+        self.track_event_times = True
         self._event_ts: dict[str, int] = {}
         self._ts_batches: deque[list[str]] = deque()
         self.history, self.outcome_history = _histories(config)
@@ -260,7 +263,8 @@ class Monitor:
         for a, b, _ in hop_chunks(self.events, n, self.config.hop):
             self.events += b - a
             ids = event_ids[a:b]
-            self._remember(ids, clock[a:b])
+            if self.track_event_times:
+                self._remember(ids, clock[a:b])
             rows = features[a:b] if features is not None else ()
             if self._input_rows is not None:
                 self._collect_inputs(rows)
@@ -498,6 +502,7 @@ class Monitor:
         state.setdefault("event_time", -(2**62))  # checkpoint written before the event-time clock
         state.setdefault("_input_rows", None)  # ... or before the reference inputs
         state.setdefault("reference_inputs", None)
+        state.setdefault("track_event_times", True)
         self.__dict__.update(state)
         self.alerting.dedup = InMemoryDeduplicator()
 

@@ -116,7 +116,13 @@ class Watch:
         return self.monitors[meta.name]
 
     def _build(self, meta: ModelVersion, blob: bytes | None, reference: bool = True) -> Monitor:
-        """The monitor restored from ``blob``, else a new one (with the version's reference profile)."""
+        """The monitor restored from ``blob``, else a new one (with the version's reference profile). A scoring
+        monitor keeps no event time per event: it never sees outcomes (the learner's gets the events' times)."""
+        monitor = self._restored(meta, blob, reference)
+        monitor.track_event_times = self.role != "scoring"
+        return monitor
+
+    def _restored(self, meta: ModelVersion, blob: bytes | None, reference: bool) -> Monitor:
         init_model_metrics(meta.name)
         if blob:
             try:

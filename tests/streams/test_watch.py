@@ -73,6 +73,12 @@ def test_checkpoints_are_consistent_and_a_provisional_monitor_never_overwrites_o
         restored = new_watch()
         await restored.ensure([meta])
         at_checkpoint = restored.monitors["default"].events
+        _observe(restored, meta, 1000, 100)
+        learning = Watch("learning", settings, registry, client, InMemoryDeduplicator())
+        await learning.ensure([meta])
+        _observe(learning, meta, 0, 100)
+        # the scoring monitors, new or restored, keep no event time per event (they never see outcomes)
+        event_times = [len(w.monitors["default"]._event_ts) for w in (first, restored, learning)]
 
         own_redis.stop()
         during = new_watch()
@@ -92,6 +98,7 @@ def test_checkpoints_are_consistent_and_a_provisional_monitor_never_overwrites_o
             "kept": kept.monitors["default"].events,
             "after_retry": during.monitors["default"].events,
             "still_provisional": len(during.provisional),
+            "event_times": event_times,
         }
 
     result = asyncio.run(scenario())
@@ -100,3 +107,4 @@ def test_checkpoints_are_consistent_and_a_provisional_monitor_never_overwrites_o
     assert result["provisional"] == 1
     assert result["kept"] == 500, "the provisional monitor did not overwrite the checkpoint"
     assert result["after_retry"] == 500 and result["still_provisional"] == 0
+    assert result["event_times"] == [0, 0, 100], "only the learner's monitor keeps the events' times"
