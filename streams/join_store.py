@@ -35,6 +35,7 @@ import collections
 import itertools
 import logging
 import math
+import operator
 import time
 import zlib
 from collections.abc import Callable, Iterable, Sequence
@@ -60,6 +61,9 @@ from driftline.streams.learning_stage import JoinRecord
 from driftline.streams.metrics import JOIN_BUFFERED, REDIS_ERRORS
 
 log = logging.getLogger(__name__)
+
+#: The (model, slice) of a buffered ``(model, slice, event_id, value)``.
+_SLICE_OF = operator.itemgetter(0, 1)
 
 #: Records written to Redis in one pipeline when a buffer is flushed.
 FLUSH_CHUNK = 5_000
@@ -325,12 +329,13 @@ class JoinStore:
             return len(self._buffer)
 
     async def _write(self, pending: list[tuple[str, int, str, bytes]]) -> None:
-        counts = collections.Counter((model, k) for model, k, _, _ in pending)
+        counts = collections.Counter(map(_SLICE_OF, pending))
         await self._choose_buckets([s for s in counts if s not in self._buckets])
-        buckets: dict[str, dict[str, bytes]] = collections.defaultdict(dict)
+        chosen, crc32 = self._buckets, zlib.crc32  # Slices.bucket of each record, inline
+        by_bucket: dict[tuple[str, int, int], dict[str, bytes]] = collections.defaultdict(dict)
         for model, k, event_id, value in pending:
-            bucket = self.slices.bucket(self._buckets[model, k], event_id)
-            buckets[keys.join_bucket(self.prefix, model, k, bucket)][event_id] = value
+            by_bucket[model, k, crc32(event_id.encode()) % chosen[model, k]][event_id] = value
+        buckets = {keys.join_bucket(self.prefix, *bucket): fields for bucket, fields in by_bucket.items()}
         seconds = self.slices.expires_seconds()
         pipe = self.client.pipeline(transaction=False)
         for (model, digest), names in self._layouts.items():
