@@ -22,6 +22,7 @@ a producer may send, does not make the learner forget what it learned.
 
 from __future__ import annotations
 
+import array
 import hashlib
 from collections import deque
 from collections.abc import Iterable
@@ -47,8 +48,9 @@ class LearnedIds:
         if capacity < 1 or window_ms < 0:
             raise ValueError("capacity must be >= 1 and window_ms >= 0")
         self.capacity, self.window_ms = int(capacity), int(window_ms)
-        self._keys: list[int] = [0] * self.capacity
-        self._times: list[int] = [0] * self.capacity
+        #: The ring, as int64 arrays: a checkpoint reads them with NumPy without converting 100,000 ints.
+        self._keys = array.array("q", bytes(8 * self.capacity))
+        self._times = array.array("q", bytes(8 * self.capacity))
         self._start = self._size = 0
         self._present: set[int] = set()
         self._recent: deque[int] = deque(maxlen=CLOCK_LABELS)
@@ -90,11 +92,15 @@ class LearnedIds:
         self._size -= 1
 
     def _ordered(self) -> tuple[np.ndarray, np.ndarray]:
+        """Keys and times oldest first (copies)."""
         end = self._start + self._size
-        keys, times = self._keys[self._start : end], self._times[self._start : end]
-        if end > self.capacity:
-            keys, times = keys + self._keys[: end - self.capacity], times + self._times[: end - self.capacity]
-        return np.array(keys, dtype=np.int64), np.array(times, dtype=np.int64)
+        rings = np.frombuffer(self._keys, dtype=np.int64), np.frombuffer(self._times, dtype=np.int64)
+        if end <= self.capacity:
+            keys, times = (ring[self._start : end].copy() for ring in rings)
+            return keys, times
+        wrapped = end - self.capacity
+        keys, times = (np.concatenate([ring[self._start :], ring[:wrapped]]) for ring in rings)
+        return keys, times
 
     def resize(self, capacity: int, window_ms: int) -> None:
         """Take a new capacity and window; past a smaller capacity the oldest ids leave (early)."""
@@ -120,9 +126,11 @@ class LearnedIds:
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__init__(state["capacity"], state["window_ms"])  # type: ignore[misc]
-        keys, times = state["keys"].tolist(), state["times"].tolist()
+        keys, times = np.asarray(state["keys"], dtype=np.int64), np.asarray(state["times"], dtype=np.int64)
         size = len(keys)
-        self._keys[:size], self._times[:size], self._size = keys, times, size
-        self._present = set(keys)
+        np.frombuffer(self._keys, dtype=np.int64)[:size] = keys
+        np.frombuffer(self._times, dtype=np.int64)[:size] = times
+        self._size = size
+        self._present = set(keys.tolist())
         self.latest_ts, self.forgotten_early = state["latest_ts"], state["forgotten_early"]
         self._recent.extend(state.get("recent", ()))

@@ -44,3 +44,19 @@ def test_the_clock_is_the_median_of_recent_labels_and_never_goes_back() -> None:
     assert ids.latest_ts == 120
     ids.advance([10, 20, 30, 40])
     assert ids.latest_ts == 120 and pickle.loads(pickle.dumps(ids)).latest_ts == 120
+
+
+def test_the_extreme_keys_and_times_survive_a_wrapped_ring_round_trip() -> None:
+    """Digests are signed 64-bit, an undated id's time is the largest int64: both come back exactly from the
+    int64 rings, and what a checkpoint read is a copy the ring does not change afterwards."""
+    ids = LearnedIds(capacity=4, window_ms=10**12)
+    extremes = [-(2**63), 2**63 - 1, -1, 0, 12345, -98765]
+    for i, key in enumerate(extremes):
+        ids.add(key, None if i % 2 else i)
+    keys, times = ids._ordered()
+    ids.add(7, 7)
+    assert keys.tolist() == extremes[2:] and times.tolist() == [2, UNDATED, 4, UNDATED]
+    back = pickle.loads(pickle.dumps(ids))
+    assert back._ordered()[0].tolist() == [2**63 - 1, 0, 12345, -98765][1:] + [7] and -(2**63) not in back
+    back.add(8, 8)
+    assert back._ordered()[0].tolist() == [12345, -98765, 7, 8] and len(back) == 4
