@@ -188,6 +188,13 @@ class LearnerStore:
         for metric, value in state.learner.metrics().items():
             LEARNER_METRIC.labels(state.name, metric).set(value)
 
+    async def write_base(self, state: ModelLearner) -> None:
+        """Right after :meth:`write` and a champion :meth:`snapshot`: the stored checkpoint holds this very learner
+        (a snapshot changes nothing that is sealed), only its base version moves to the snapshot (one ``HSET``,
+        nothing pickled: a full :meth:`write` again cost a second pickle of the learner and its monitor)."""
+        await self.client.hset(self.key(state.name), "base_version", state.base_version)
+        state.last_checkpoint = time.monotonic()
+
     def _sealed(self, state: ModelLearner, monitor: Monitor | None) -> dict[str, Any]:
         """The signed blobs of ``state``'s checkpoint: learner, monitor, River challenger (run in a thread)."""
         keyring = self.settings.keyring()

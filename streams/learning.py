@@ -413,7 +413,8 @@ class LabelLearner:
             await asyncio.sleep(JOIN_RETRY_SECONDS)
 
     async def _checkpoint(self, state: ModelLearner) -> None:
-        """Store the checkpoint; when a snapshot is due, register it and store the checkpoint again.
+        """Store the checkpoint; when a snapshot is due, register it and store the checkpoint's new base version
+        (the whole checkpoint again after a challenger's snapshot).
 
         A crash between the two writes leaves a checkpoint whose base version is older than the registry's
         current one; the restarted learner then loads the snapshot, which holds exactly the checkpoint's labels.
@@ -425,8 +426,10 @@ class LabelLearner:
             await self.store.snapshot(state)
         if challenger:
             await self.challengers.snapshot(state)
-        if champion or challenger:
+        if challenger:  # the challenger's lineage changed: the whole checkpoint again
             await self.store.write(state)
+        elif champion:
+            await self.store.write_base(state)
 
     def _snapshot_due(self, state: ModelLearner) -> bool:
         return self.store.snapshot_due(state.learner, state.since_snapshot, state.last_snapshot)

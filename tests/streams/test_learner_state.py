@@ -216,3 +216,33 @@ def test_the_checkpoint_is_pickled_and_signed_off_the_event_loop(settings, redis
     stored = redis_client.hgetall(keys.learner(settings.redis_prefix, settings.model_name))
     purpose = keys.learner_purpose(settings.model_name)
     assert OnlineLearner.restore(stored[b"checkpoint"], hmac_key=settings.keyring(), purpose=purpose).learned == 1
+
+
+def test_after_a_snapshot_only_the_base_version_is_written_and_the_learner_restores_on_it(
+    settings, redis_client, monkeypatch
+):
+    """The checkpoint written just before a champion snapshot holds the learner: write_base moves its base version
+    to the snapshot without pickling anything, and a restarted learner resumes on the snapshot with every label."""
+    store, registry = store_for(settings, redis_client)
+    register_three(registry, settings.model_name)
+
+    async def run() -> int:
+        state = await store.load(settings.model_name)
+        assert state is not None
+        state.learner.learn("e1", {"salary": 50_000.0, "age": 40.0}, True, True, {"True": 0.8, "False": 0.2})
+        await store.write(state)
+        await store.snapshot(state)
+
+        def no_pickle(*args: Any, **kwargs: Any) -> bytes:
+            raise AssertionError("the learner was pickled again")
+
+        monkeypatch.setattr(OnlineLearner, "checkpoint", no_pickle)
+        monkeypatch.setattr(Monitor, "snapshot", no_pickle)
+        await store.write_base(state)
+        monkeypatch.undo()
+        restored = await store.load(settings.model_name)
+        await store.client.aclose()
+        assert restored is not None and restored.learner.learned == 1 and restored.learner.has_learned("e1")
+        return restored.base_version
+
+    assert asyncio.run(run()) == 4 == registry.current_version(settings.model_name)
