@@ -61,6 +61,14 @@ def versions_seen(settings, start: int, n: int) -> dict[str, int]:
     }
 
 
+#: Probes of 20 events at most while waiting for the worker's reload check (0.2 s apart) to act.
+PROBES = 100
+
+
+def has_integrity_alert(seen: dict) -> bool:
+    return any(json.loads(r.value)["kind"] == "model_integrity" for r in seen["alerts"])
+
+
 def test_new_version_is_hot_reloaded_and_a_tampered_one_is_refused_alerted_and_rolled_back(
     settings, redis_client, tmp_path, webhook
 ):
@@ -74,17 +82,27 @@ def test_new_version_is_hot_reloaded_and_a_tampered_one_is_refused_alerted_and_r
         assert set(versions_seen(settings, 0, 200).values()) == {1}
 
         registry.register(settings.model_name, model, schema=schema, task=task, parent=1)
-        asyncio.run(asyncio.sleep(1.5))  # several reload checks
-        assert set(versions_seen(settings, 200, 200).values()) == {2}, "v2 served without a restart"
+        start = 200
+        for _ in range(PROBES):  # probes of 20 events until one is scored by v2 alone: the reload check ran
+            seen, start = set(versions_seen(settings, start, 20).values()), start + 20
+            assert seen <= {1, 2}
+            if seen == {2}:
+                break
+        assert set(versions_seen(settings, start, 200).values()) == {2}, "v2 served without a restart"
+        start += 200
 
         registry.register(settings.model_name, model, schema=schema, task=task, parent=2)
         blob_key = keys.model(settings.redis_prefix, settings.model_name, "blob:3")
         redis_client.set(blob_key, pickle.dumps({"not": "the signed model"}))
-        asyncio.run(asyncio.sleep(1.5))
-        assert set(versions_seen(settings, 400, 200).values()) == {2}, "the last good version is kept"
-
-        alerts = asyncio.run(read_until(settings, ["alerts"], lambda seen: len(seen["alerts"]) >= 1))["alerts"]
-        integrity = [json.loads(r.value) for r in alerts if json.loads(r.value)["kind"] == "model_integrity"]
+        integrity: list[dict] = []
+        for _ in range(PROBES):  # the refusal's alert goes out with a later batch: probe until it is there
+            assert set(versions_seen(settings, start, 20).values()) == {2}, "the tampered v3 is never served"
+            start += 20
+            alerts = asyncio.run(read_until(settings, ["alerts"], has_integrity_alert, timeout=1.0))["alerts"]
+            integrity = [json.loads(r.value) for r in alerts if json.loads(r.value)["kind"] == "model_integrity"]
+            if integrity:
+                break
+        assert set(versions_seen(settings, start, 200).values()) == {2}, "the last good version is kept"
         assert integrity and integrity[0]["model_version"] == 3 and integrity[0]["severity"] == "critical"
         assert integrity[0]["action"] == "rolled back to v2", "the configured action for integrity is rollback"
         assert registry.current_version(settings.model_name) == 2
