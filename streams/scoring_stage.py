@@ -400,7 +400,10 @@ def _emit(
     fields = list(zip(*columns, strict=True))
     build = functools.partial(_prediction, loaded.name, loaded.version, int(done_ms))
     try:
-        values = [build(*row) for row in fields]
+        if group.explanations is None:
+            values = _predictions(loaded.name, loaded.version, int(done_ms), fields)
+        else:
+            values = [build(*row) for row in fields]
     except Exception:  # noqa: BLE001 - e.g. a prediction orjson cannot write: find the events, dead-letter them alone
         built = [_try(build, row) for row in fields]
         failed = [i for i, value in enumerate(built) if isinstance(value, BaseException)]
@@ -459,6 +462,32 @@ def _prediction(
             raise explanation[0]
         record["explanation"] = explanation[0]
     return orjson.dumps(record)
+
+
+def _predictions(model: str, version: int, ts: int, fields: Sequence[tuple]) -> list[bytes]:
+    """:func:`_prediction` of each row of ``fields`` (no explanations), without a call per row.
+
+    >>> fields = [("e1", True, {"False": 0.25, "True": 0.75}, 0.75, 0.75, 1.5)]
+    >>> _predictions("m", 2, 9, fields) == [_prediction("m", 2, 9, *fields[0])]
+    True
+    """
+    dumps = orjson.dumps
+    return [
+        dumps(
+            {
+                "event_id": event_id,
+                "model": model,
+                "model_version": version,
+                "prediction": prediction,
+                "probabilities": probabilities,
+                "score": score,
+                "confidence": confidence,
+                "latency_ms": latency_ms,
+                "ts": ts,
+            }
+        )
+        for event_id, prediction, probabilities, score, confidence, latency_ms in fields
+    ]
 
 
 def _explanations(group: ModelBatch, top_k: int) -> list[Any]:

@@ -7,6 +7,7 @@ import json
 import traceback
 from dataclasses import replace
 
+import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -283,3 +284,22 @@ def test_per_column_the_stage_decides_and_scores_every_message_as_one_at_a_time(
             group.rows[i],
         )
     assert outcome == {i: one_at_a_time(v, policy) for i, v in enumerate(values)}
+
+
+@settings(max_examples=50, suppress_health_check=[HealthCheck.too_slow], deadline=None)
+@given(st.lists(valid_events(), min_size=1, max_size=20), st.sampled_from([None, 0.5]))
+def test_the_prediction_records_of_a_batch_are_the_bytes_built_one_at_a_time(events, threshold):
+    """The batch's prediction records (built in one comprehension) are byte for byte those of _prediction."""
+    from driftline.streams.scoring_stage import _prediction
+
+    records = records_of([json.dumps(e).encode() for e in events])
+    _, parsed = model_names(records, POLICY, NOW_MS)
+    thresholds = {} if threshold is None else {"default": threshold}
+    batch = score_records(records, parsed, lambda name: LOADED, POLICY, lambda: 1e13 + 0.25, thresholds)
+    group = batch.by_model["default"]
+    outputs = zip(group.event_ids, group.predictions, group.probabilities, group.scores, group.confidences, strict=True)
+    expected = [
+        _prediction("default", 3, 10**13, *output, float(np.round(max(0.0, 1e13 + 0.25 - record.timestamp), 3)))
+        for output, record in zip(outputs, group.records, strict=True)
+    ]
+    assert [value for _, value in batch.predictions] == expected
