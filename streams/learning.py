@@ -351,9 +351,9 @@ class LabelLearner:
         ``concept`` predictions; the realised metric and CBPE on the served ones; label lag)."""
         if not learned:
             return
-        meta = await asyncio.to_thread(self.registry.get, state.name, state.base_version)
         monitor = self.watch.monitors.get(state.name)
         if monitor is None:  # the checkpoint held none: a new one, with the reference read off the event loop
+            meta = await asyncio.to_thread(self.registry.get, state.name, state.base_version)
             monitor = await self.watch.restore(meta, None)
         ttl_ms = self.settings.label_ttl_seconds * 1000
         alerts = monitor.observe_outcomes(
