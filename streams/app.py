@@ -308,6 +308,7 @@ class Worker:
                 group_id=f"{settings.topic_prefix}scoring",
                 handler=self.score,
                 on_flush=self.joins.flush,  # join records buffered while Redis was unreachable (never raises)
+                on_idle=self.joins.write_in_background,  # idle polls never wait for Redis: scoring goes on
                 durable=self.joins.mark,  # a kill never loses join records waiting for Redis
                 backpressure=lambda: self.joins.full,  # while Redis is unreachable, join records never drop
                 ordered=True,  # monitors see each model's events in time order across partitions (KIP-353)

@@ -14,6 +14,9 @@ application (lifecycle, worker, services) while the hot path reads whole batches
   are rewound to the batch's first offsets and it is handled again after ``retry_pause`` seconds (the handler
   must leave no half-applied state behind); a flush (``on_flush``) failing with one of them is tried again on a
   later idle poll. Any other exception crashes the service;
+* an idle poll awaits ``on_flush``, or with ``on_idle`` only calls it: a hook that starts what it persists in the
+  background and returns (the scorer's join writes, which a hung or failing-over Redis can hold for seconds: the
+  idle poll must not wait for them, or no event is scored meanwhile). Revokes and stops still await ``on_flush``;
 * with ``backpressure``, the source pauses its partitions while it says True (a store it writes to is full) and
   resumes them once it says False; it keeps polling meanwhile, so it stays in its group, and flushes;
 * with ``durable``, called right after each batch is handled, a batch's offsets are committed only once the
@@ -56,7 +59,8 @@ DurableCheck = Callable[[], bool]
 #: A handled batch: its acknowledgements, its next offsets and its durable check.
 Pending = tuple["asyncio.Future[object] | None", dict[TopicPartition, int], DurableCheck | None]
 AssignedHook = Callable[[AIOKafkaConsumer, set[TopicPartition]], Awaitable[None]]
-#: Persists what the handler deferred; called between batches: on an idle poll, before a revoke, at stop.
+#: Persists what the handler deferred; called between batches: on an idle poll (unless ``on_idle``), before a
+#: revoke, at stop.
 FlushHook = Callable[[], Awaitable[object]]
 #: Called right after a batch is handled: the check that says when what it stored outside Kafka is durable.
 DurableMark = Callable[[], DurableCheck]
@@ -103,6 +107,7 @@ class BatchSource(mode.Service):
         handler: BatchHandler,
         on_assigned: AssignedHook | None = None,
         on_flush: FlushHook | None = None,
+        on_idle: Callable[[], None] | None = None,
         durable: DurableMark | None = None,
         commit_to_kafka: bool = True,
         max_records: int = 500,
@@ -124,6 +129,7 @@ class BatchSource(mode.Service):
         self.handler = handler
         self.on_assigned = on_assigned
         self.on_flush = on_flush
+        self.on_idle = on_idle
         self.durable = durable
         #: Acknowledged batches, oldest first: their offsets wait for their durable checks before a commit.
         self.held: list[tuple[dict[TopicPartition, int], DurableCheck | None]] = []
@@ -238,7 +244,10 @@ class BatchSource(mode.Service):
                 else:  # idle: everything handled is acknowledged, flushed and committed before the next poll
                     await self.finish_pending()
                     try:
-                        await self.flush()
+                        if self.on_idle is not None:
+                            self.on_idle()  # started in the background: committed by a later poll once durable
+                        else:
+                            await self.flush()
                     except self.retry_on as exc:  # what was deferred stays deferred: flushed on a later poll
                         failed = True
                         self.retries += 1

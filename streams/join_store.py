@@ -222,7 +222,7 @@ class JoinStore:
                         event_ts,
                         tuple(columns.names),
                     )
-                    self._written_in_background()
+                    self.write_in_background()
                     return
                 blocks = float_blocks(matrix)
         if rows is None:
@@ -254,7 +254,7 @@ class JoinStore:
             )
             self._buffer.append((model, k, event_id, value))
         self.appended += len(self._buffer) - buffered
-        self._written_in_background()
+        self.write_in_background()
 
     def _put_batch(
         self,
@@ -279,9 +279,9 @@ class JoinStore:
         self._buffer.extend(zip(itertools.repeat(model), slices.tolist(), event_ids, values, strict=False))
         self.appended += len(values)
 
-    def _written_in_background(self) -> None:
+    def write_in_background(self) -> None:
         """Start writing what is buffered unless a write is in flight (it takes these records too) or
-        ``retry_seconds`` after a failed one."""
+        ``retry_seconds`` after a failed one; never waits (the scorer's idle polls call it)."""
         JOIN_BUFFERED.set(len(self._buffer))
         writing = self._flushing.locked() or (self._writer is not None and not self._writer.done())
         if writing or time.monotonic() < self._retry_at:
@@ -308,8 +308,9 @@ class JoinStore:
     async def flush(self) -> int:
         """Write the buffered records; never raises (on Redis errors they stay buffered). Returns how many are left.
 
-        Started in the background by each put, and awaited by a timer, the learner and the scorer between batches,
-        so that writes buffered during an outage reach Redis even when no event follows; one flush at a time.
+        Started in the background by each put and by the scorer's idle polls (:meth:`write_in_background`), and
+        awaited by a timer, the learner, and the scorer before a revoke and at stop, so that writes buffered during
+        an outage reach Redis even when no event follows; one flush at a time.
         """
         async with self._flushing:
             while self._buffer:

@@ -121,3 +121,59 @@ def test_offsets_wait_for_the_acknowledgements_and_the_durable_checks_of_every_b
         assert final == last, "at stop, everything handled is committed"
 
     asyncio.run(scenario())
+
+
+def test_an_idle_poll_with_on_idle_does_not_wait_for_what_the_flush_is_still_writing(settings: Settings):
+    """The scorer's join writes while Redis hangs or fails over: a flush that does not return. With ``on_idle``,
+    idle polls only call it, so records that arrive after an idle poll are handled while that write still hangs;
+    the offsets of the batches whose writes are not durable stay uncommitted, and a stop still awaits the flush."""
+    topic = settings.topic("events")
+    group = f"{settings.topic_prefix}idle"
+
+    async def scenario() -> None:
+        await ensure_topics(settings, settings.broker_url, [topic])
+        producer = AIOKafkaProducer(bootstrap_servers=settings.broker_url, linger_ms=0)
+        await producer.start()
+        released = asyncio.Event()  # the write that hangs: set only at the end
+        handled: list[int] = []
+        calls = {"idle": 0, "flush": 0}
+
+        async def handler(records: list) -> None:
+            handled.extend(int(r.value) for r in records)
+
+        async def flush() -> None:  # nothing to write before the first record (the group's first join calls it)
+            if handled:
+                calls["flush"] += 1
+                await released.wait()
+
+        def idle() -> None:
+            calls["idle"] += 1
+
+        source = BatchSource(
+            name="t",
+            consumer_kwargs={"bootstrap_servers": settings.broker_url},
+            topics=[topic],
+            group_id=group,
+            handler=handler,
+            on_flush=flush,
+            on_idle=idle,
+            durable=lambda: released.is_set,
+            max_records=50,
+            timeout_ms=20,
+        )
+        await source.start()
+        try:
+            for i in range(5):  # one at a time, each after idle polls: each would wait for the hung flush
+                await (await producer.send(topic, str(i).encode(), key=b"k"))
+                await _until(lambda i=i: i in handled, f"record {i} handled while the flush hangs")
+                polls = calls["idle"] + calls["flush"]
+                await _until(lambda n=polls: calls["idle"] + calls["flush"] > n, "an idle poll")
+            assert calls["flush"] == 0, "idle polls did not wait for the flush"
+            assert not source.held or all(not check() for _, check in source.held if check is not None)
+        finally:
+            released.set()
+            await source.stop()  # a stop awaits the flush, then commits what is durable
+            await producer.stop()
+        assert calls["flush"] >= 1 and handled == [0, 1, 2, 3, 4]
+
+    asyncio.run(scenario())
