@@ -15,6 +15,7 @@ import logging
 import os
 import signal
 import socket
+import sys
 import threading
 import uuid
 from collections.abc import Sequence
@@ -103,6 +104,11 @@ def faust_datadir(settings: Settings, app_id: str) -> str:
     '/var/lib/{{x}}/driftline.worker-data'
     """
     return str(settings.state_dir / f"{app_id}-data").replace("{", "{{").replace("}", "}}")
+
+
+#: The learner's deferred checkpoints are written at least this often, also when no idle poll of the labels
+#: comes (an idle poll writes them at once).
+DEFERRED_CHECKPOINT_SECONDS = 2.0
 
 
 class Worker:
@@ -292,6 +298,7 @@ class Worker:
             handler=self.learning.handle,
             on_assigned=self.learning.on_assigned,
             on_flush=self.learning.flush,
+            flush_every=DEFERRED_CHECKPOINT_SECONDS,  # a deferred checkpoint never waits for an idle poll alone
             commit_to_kafka=False,  # the learner's offsets live in its checkpoint (exactly-once)
             retry_on=RETRIABLE_ERRORS,
             max_records=settings.batch_size,
@@ -570,6 +577,23 @@ class WorkerService(mode.Service):
         await self.worker.stop()
 
 
+def print_tasks(signum: int, frame: object) -> None:
+    """What each asyncio task of the running loop awaits, on stderr (the SIGQUIT handler after faulthandler's)."""
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:  # the signal came between two callbacks: no loop is running at this bytecode
+        loop = asyncio.get_event_loop_policy().get_event_loop()
+    for task in asyncio.all_tasks(loop):
+        print(f"task {task.get_name()} awaits:", file=sys.stderr)
+        awaited = task.get_coro()
+        while awaited is not None:  # down the await chain: a task's own stack shows only its outer coroutine
+            frame = getattr(awaited, "cr_frame", None) or getattr(awaited, "gi_frame", None)
+            if frame is not None:
+                print(f"  {frame.f_code.co_filename}:{frame.f_lineno} in {frame.f_code.co_name}", file=sys.stderr)
+            awaited = getattr(awaited, "cr_await", None) or getattr(awaited, "gi_yieldfrom", None)
+    print("end of asyncio tasks", file=sys.stderr, flush=True)
+
+
 def run_worker(settings: Settings, broker_url: str, redis_url: str, loglevel: str = "warning") -> None:
     """Run a worker until SIGTERM/SIGINT (blocks). Raises :class:`redis.RedisError` when Redis is unreachable
     at start or refuses the deployment's keys, :class:`~driftline.streams.connections.BrokerUnreachable` when no
@@ -585,8 +609,10 @@ def run_worker(settings: Settings, broker_url: str, redis_url: str, loglevel: st
         checking.close()
     if settings.http_port:
         worker.http_socket = listen(settings.http_host, settings.http_port)
-    # `kill -QUIT <pid>` prints every thread's stack and the worker goes on (a stuck event loop answers nothing)
-    faulthandler.register(signal.SIGQUIT, all_threads=True, chain=False)
+    # `kill -QUIT <pid>` prints every thread's stack (a stuck event loop answers nothing), then what each asyncio
+    # task awaits (once the loop gets to it), and the worker goes on
+    signal.signal(signal.SIGQUIT, print_tasks)
+    faulthandler.register(signal.SIGQUIT, all_threads=True, chain=True)
     try:
         faust.Worker(worker.create_app(), loglevel=loglevel, quiet=True).execute_from_commandline()
     finally:

@@ -17,6 +17,8 @@ application (lifecycle, worker, services) while the hot path reads whole batches
 * an idle poll awaits ``on_flush``, or with ``on_idle`` only calls it: a hook that starts what it persists in the
   background and returns (the scorer's join writes, which a hung or failing-over Redis can hold for seconds: the
   idle poll must not wait for them, or no event is scored meanwhile). Revokes and stops still await ``on_flush``;
+* with ``flush_every``, a flush also runs that often between batches, so what was deferred is persisted even
+  when no idle poll comes (the learner's deferred checkpoints);
 * with ``backpressure``, the source pauses its partitions while it says True (a store it writes to is full) and
   resumes them once it says False; it keeps polling meanwhile, so it stays in its group, and flushes;
 * with ``durable``, called right after each batch is handled, a batch's offsets are committed only once the
@@ -108,6 +110,7 @@ class BatchSource(mode.Service):
         on_assigned: AssignedHook | None = None,
         on_flush: FlushHook | None = None,
         on_idle: Callable[[], None] | None = None,
+        flush_every: float | None = None,
         durable: DurableMark | None = None,
         commit_to_kafka: bool = True,
         max_records: int = 500,
@@ -130,6 +133,7 @@ class BatchSource(mode.Service):
         self.on_assigned = on_assigned
         self.on_flush = on_flush
         self.on_idle = on_idle
+        self.flush_every = flush_every
         self.durable = durable
         #: Acknowledged batches, oldest first: their offsets wait for their durable checks before a commit.
         self.held: list[tuple[dict[TopicPartition, int], DurableCheck | None]] = []
@@ -196,6 +200,23 @@ class BatchSource(mode.Service):
         """Let the handler persist what it deferred (no batch is in flight when this runs)."""
         if self.on_flush is not None:
             await self.on_flush()
+
+    @mode.Service.task
+    async def _flush_now_and_then(self) -> None:
+        """With ``flush_every``: persist what the handler deferred at least that often, also when no idle poll
+        comes (a fetch that keeps returning records, or one that does not return); never while a batch, an idle
+        poll or a revoke holds the source (they flush, or defer again, themselves)."""
+        if self.flush_every is None:
+            return
+        while not self.should_stop:
+            await self.sleep(self.flush_every)
+            if self.in_flight.locked() or self.should_stop:
+                continue
+            async with self.in_flight:
+                try:
+                    await self.flush()
+                except self.retry_on as exc:  # what was deferred stays deferred: flushed later
+                    log.warning("%s: flush failed, trying again later: %r", self.label, exc)
 
     @mode.Service.task
     async def _consume(self) -> None:

@@ -62,15 +62,15 @@ class WorkerProcess:
             stop_process(self.proc, timeout=20)
 
     def dump_stacks(self) -> None:
-        """Have the worker print every thread's stack to its log (SIGQUIT, see ``run_worker``); returns once the
-        dump is written (or after 5 s)."""
+        """Have the worker print every thread's stack and what each asyncio task awaits to its log (SIGQUIT, see
+        ``run_worker``); returns once the dump is written (or after 5 s: a stuck loop prints the threads only)."""
         if not self.alive():
             return
-        before = self.log().count("most recent call first")
+        before = self.log().count("end of asyncio tasks")
         assert self.proc is not None
         self.proc.send_signal(signal.SIGQUIT)
         deadline = time.monotonic() + 5
-        while self.log().count("most recent call first") == before and time.monotonic() < deadline:
+        while self.log().count("end of asyncio tasks") == before and time.monotonic() < deadline:
             time.sleep(0.1)
 
     def log(self) -> str:

@@ -177,3 +177,53 @@ def test_an_idle_poll_with_on_idle_does_not_wait_for_what_the_flush_is_still_wri
         assert calls["flush"] >= 1 and handled == [0, 1, 2, 3, 4]
 
     asyncio.run(scenario())
+
+
+def test_with_flush_every_what_was_deferred_is_flushed_when_no_idle_poll_comes(settings: Settings):
+    """The learner defers a checkpoint after a batch and writes it on the next idle poll; with ``flush_every`` it
+    is written even when that poll never comes (here: a fetch that never returns after the first batch)."""
+    topic = settings.topic("events")
+    group = f"{settings.topic_prefix}deferred"
+
+    async def scenario() -> None:
+        await ensure_topics(settings, settings.broker_url, [topic])
+        producer = AIOKafkaProducer(bootstrap_servers=settings.broker_url, linger_ms=0)
+        await producer.start()
+        await asyncio.gather(*[await producer.send(topic, str(i).encode(), key=b"k") for i in range(10)])
+        await producer.stop()
+        deferred: list[int] = []
+        flushed: list[list[int]] = []
+        never = asyncio.Event()
+
+        async def hung_fetch(**_: object) -> dict:
+            await never.wait()
+            return {}
+
+        async def handler(records: list) -> None:
+            deferred.extend(int(r.value) for r in records)
+            source.consumer.getmany = hung_fetch  # type: ignore[union-attr,method-assign] # no poll comes again
+
+        async def flush() -> None:
+            if deferred:
+                flushed.append(list(deferred))
+
+        source = BatchSource(
+            name="t",
+            consumer_kwargs={"bootstrap_servers": settings.broker_url},
+            topics=[topic],
+            group_id=group,
+            handler=handler,
+            on_flush=flush,
+            flush_every=0.2,
+            max_records=50,
+            timeout_ms=20,
+        )
+        await source.start()
+        try:
+            await _until(lambda: bool(flushed), "the deferred work flushed without an idle poll")
+            assert flushed[0] == list(range(10))
+        finally:
+            never.set()
+            await source.stop()
+
+    asyncio.run(scenario())

@@ -83,10 +83,12 @@ def test_a_worker_whose_scoring_service_crashes_reports_it_on_healthz_and_exits_
             assert probe(port, "/healthz")[0] == 200
             ready = answer[1]
             assert ready["checks"]["model"]["detail"] == "default v1" and ready["checks"]["broker"]["ok"]
-            proc.send_signal(signal.SIGQUIT)  # every thread's stack to the log, and the worker goes on
-            while "(most recent call first)" not in log_path.read_text():
+            proc.send_signal(signal.SIGQUIT)  # every thread's stack and every task's to the log; the worker goes on
+            while "end of asyncio tasks" not in log_path.read_text():
                 assert proc.poll() is None and time.monotonic() < deadline, log_path.read_text()
                 time.sleep(0.05)
+            dump = log_path.read_text()
+            assert "(most recent call first)" in dump and "in _consume" in dump, "the threads, then what tasks await"
 
             asyncio.run(publish(settings, "events", [(b"k", event(i)) for i in range(20)]))
             asyncio.run(read_until(settings, ["predictions"], lambda seen: len(seen["predictions"]) >= 20))
