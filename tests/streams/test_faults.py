@@ -309,7 +309,7 @@ def cluster_settings(settings: Settings, redis_cluster: EmbeddedRedisCluster) ->
 
 
 @pytest.mark.timeout(900)
-@pytest.mark.parametrize(("backend", "n", "kills"), [("standalone", 36_000, 5), ("cluster", 16_000, 3)])
+@pytest.mark.parametrize(("backend", "n", "kills"), [("standalone", 36_000, 5), ("cluster", 24_000, 3)])
 def test_worker_killed_5_times_at_random_moments_loses_no_event_and_learns_each_label_once(
     request, tmp_path, backend, n, kills
 ):
