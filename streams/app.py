@@ -71,6 +71,9 @@ from driftline.streams.watch import Watch
 log = logging.getLogger(__name__)
 
 MONITOR_CHECKPOINT_SECONDS = 10.0
+#: The learner's deferred checkpoints are written at least this often, also when no idle poll of the labels
+#: comes (an idle poll writes them at once).
+DEFERRED_CHECKPOINT_SECONDS = 2.0
 #: How often the event loop beats and the readiness checks run (/healthz, /readyz).
 HEALTH_CHECK_SECONDS = 2.0
 #: Seconds a readiness check may wait for the broker or Redis.
@@ -104,11 +107,6 @@ def faust_datadir(settings: Settings, app_id: str) -> str:
     '/var/lib/{{x}}/driftline.worker-data'
     """
     return str(settings.state_dir / f"{app_id}-data").replace("{", "{{").replace("}", "}}")
-
-
-#: The learner's deferred checkpoints are written at least this often, also when no idle poll of the labels
-#: comes (an idle poll writes them at once).
-DEFERRED_CHECKPOINT_SECONDS = 2.0
 
 
 class Worker:
@@ -577,7 +575,7 @@ class WorkerService(mode.Service):
         await self.worker.stop()
 
 
-def print_tasks(signum: int, frame: object) -> None:
+def print_tasks(_signum: int, _frame: object) -> None:
     """What each asyncio task of the running loop awaits, on stderr (the SIGQUIT handler after faulthandler's)."""
     try:
         loop = asyncio.get_running_loop()
