@@ -12,6 +12,7 @@ import click
 
 from driftline.cli_support import (
     Misconfigured,
+    StopSignals,
     Unreachable,
     load_settings,
     no_permission_line,
@@ -98,15 +99,13 @@ def up() -> None:
     Ctrl-C. Each stack has a new random key (kept in a 0600 file in its folder) and a Redis password (in the URL):
     nothing of it is public."""
     import signal
-    import threading
 
     from driftline.embedded.stack import embedded_stack
 
     settings = load_settings()
     # Installed before the stack starts: a SIGTERM that arrives as soon as the URLs are printed (or while the
     # servers start) must still stop them, not kill this process and orphan both.
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    stop = StopSignals(signal.SIGTERM)
     with embedded_stack(key_prefix=settings.redis_prefix) as stack:
         click.echo(f"export DRIFTLINE_BROKER_URL={stack.broker_url}")
         click.echo(f"export DRIFTLINE_REDIS_URL={stack.redis_url}")

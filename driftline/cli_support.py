@@ -10,6 +10,8 @@ the fix, exit status 2, never a traceback.
 from __future__ import annotations
 
 import re
+import signal
+import time
 from typing import TYPE_CHECKING
 
 import click
@@ -137,3 +139,33 @@ def no_permission_line(exc: BaseException, settings: Settings | None = None) -> 
         f"{settings.redis_prefix}* (the prefix follows DRIFTLINE_TOPIC_PREFIX={settings.topic_prefix!r}); check "
         "DRIFTLINE_TOPIC_PREFIX, the user in DRIFTLINE_REDIS_URL and its ACL"
     )
+
+
+class StopSignals:
+    """Records the signals that ask a foreground command to stop; its loop polls :meth:`wait`.
+
+    A Python signal handler runs in the main thread between two bytecodes, also while that thread holds a lock. A
+    handler that takes a lock (``threading.Event.set`` does) deadlocks the process when the signal lands while
+    ``Event.wait`` holds the same one: `driftline up` once hung that way on SIGTERM. This handler only appends.
+
+    >>> stop = StopSignals(signal.SIGUSR1)
+    >>> stop.wait(0.0)
+    False
+    >>> _ = signal.raise_signal(signal.SIGUSR1)
+    >>> stop.wait(0.0), stop.received
+    (True, [<Signals.SIGUSR1: 10>])
+    >>> _ = signal.signal(signal.SIGUSR1, signal.SIG_DFL)
+    """
+
+    def __init__(self, *signums: signal.Signals) -> None:
+        self.received: list[signal.Signals] = []
+        for signum in signums:
+            signal.signal(signum, self._handle)
+
+    def _handle(self, signum: int, _frame: object) -> None:
+        self.received.append(signal.Signals(signum))
+
+    def wait(self, seconds: float) -> bool:
+        """Sleep ``seconds`` (a handled signal does not cut it short), then whether a stop signal came."""
+        time.sleep(seconds)
+        return bool(self.received)

@@ -3,9 +3,12 @@ real ``driftline`` processes, with a broker or Redis URL that is wrong, unreacha
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -152,3 +155,37 @@ def test_a_redis_user_whose_acl_refuses_the_prefix_is_one_line_naming_the_topic_
             assert_one_line(driftline(*args, **env), "NoPermissionError", "allowed the keys shop:*", "TOPIC_PREFIX")
     finally:
         redis.stop()
+
+
+# A child that polls StopSignals.wait as fast as it can until 2,000 signals were handled, then ignores the signal
+# and prints how many it got. The Event-based wait `driftline up` had deadlocked (or overflowed its stack in nested
+# handlers) within a few hundred signals here.
+_SIGNAL_STORM = """
+import signal, sys
+from driftline.cli_support import StopSignals
+stop = StopSignals(signal.SIGUSR1)
+print("ready", flush=True)
+while len(stop.received) < 2000:
+    stop.wait(0.00005)
+signal.signal(signal.SIGUSR1, signal.SIG_IGN)
+print(len(stop.received), flush=True)
+"""
+
+
+def test_stop_signals_never_deadlock_whenever_the_signal_lands() -> None:
+    proc = subprocess.Popen([sys.executable, "-c", _SIGNAL_STORM], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None and proc.stdout.readline() == "ready\n"
+    sent = 0
+    try:
+        while proc.poll() is None and sent < 200_000:  # a deadlocked child never exits: bounded by the count
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(proc.pid, signal.SIGUSR1)
+            sent += 1
+            time.sleep(0.0001)  # paces the storm; nothing waits on it
+        proc.wait(60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, f"the polling loop hung or died after {sent} signals (exit {proc.returncode})"
+    assert int(proc.stdout.read()) >= 2000
