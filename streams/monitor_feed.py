@@ -1,0 +1,188 @@
+"""The scorer's feed of a model's monitor: one compact columnar message per scored batch and model.
+
+Each worker's scorer hands what a batch gives the monitor (event ids, event times, source partition and offset,
+the prepared feature columns, predictions, probabilities, the served version, and the events that failed
+validation) to the ``monitor`` topic, keyed by model, with its progress per owned ``events`` partition: the event
+time handed over up to, and whether it has caught up with the partition's high watermark. One consumer per model
+merges the feeds in event-time order (:mod:`driftline.streams.feed_merge`). The wire format is data, never
+pickle: an orjson object, numbers as JSON arrays (float64 round-trips exactly; NaN as null), probabilities as a
+class list and one row of numbers per event. :func:`decode_feed` raises :class:`FeedError` with a reason on
+anything else (the consumer dead-letters such a message).
+
+Pure: no Kafka.
+
+>>> import numpy as np
+>>> from driftline.models.feature_columns import FeatureColumns
+>>> columns = FeatureColumns(["x", "c"], {"x": np.array([1.5, np.nan])}, {"c": ["a", None]}, [0, 1])
+>>> batch = FeedBatch("m", 3, [0, 2], [10, 4], [1000, 1001], ["e1", "e2"], columns, [True, False],
+...                   [{True: 0.9, False: 0.1}, None], invalid=[(1, 7, "ValidationError")], progress={0: (1000, True)})
+>>> [decoded] = [decode_feed(raw) for raw in encode_feed(batch)]
+>>> decoded.columns.rows(), decoded.probabilities, decoded.progress, decoded.invalid
+([{'x': 1.5, 'c': 'a'}, {}], [{True: 0.9, False: 0.1}, None], {0: (1000, True)}, [(1, 7, 'ValidationError')])
+>>> decode_feed(b'{"feed": 1, "model": 7, "version": 1}')
+Traceback (most recent call last):
+...
+driftline.streams.monitor_feed.FeedError: not a monitor feed message: TypeError: model must be a str
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import orjson
+
+from driftline.models.feature_columns import FeatureColumns
+
+__all__ = ["FEED_FORMAT", "MAX_FEED_ROWS", "FeedBatch", "FeedError", "decode_feed", "encode_feed"]
+
+#: The format's version (a consumer refuses another).
+FEED_FORMAT = 1
+#: Events per message at most (a batch of more is split: every message stays far below the broker's size limit).
+MAX_FEED_ROWS = 1000
+#: The source partition of events scored outside ``events`` (the HTTP API): always caught up, never deduplicated.
+DIRECT = -1
+_OPTIONS = orjson.OPT_SERIALIZE_NUMPY
+
+
+class FeedError(ValueError):
+    """A ``monitor`` message that is not a feed message this version reads (the reason says why)."""
+
+
+@dataclass
+class FeedBatch:
+    """One model's share of a scored batch, and the scorer's progress (see the module docstring).
+
+    ``progress``: events partition -> (event time handed over up to, caught up with the high watermark).
+    ``invalid``: (partition, offset, error class) of the events that failed validation (the data-quality monitor
+    counts them; they go to the default model's feed).
+    """
+
+    model: str
+    version: int | None
+    partitions: Sequence[int]
+    offsets: Sequence[int]
+    ts: Sequence[int]
+    event_ids: list[str]
+    columns: FeatureColumns
+    predictions: list[Any]
+    probabilities: list[dict[Any, float] | None]
+    invalid: list[tuple[int, int, str]] = field(default_factory=list)
+    progress: dict[int, tuple[int, bool]] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.event_ids)
+
+    @classmethod
+    def progress_only(
+        cls,
+        model: str,
+        progress: dict[int, tuple[int, bool]],
+        invalid: list[tuple[int, int, str]] | None = None,
+        names: list[str] | None = None,
+    ) -> FeedBatch:
+        """A message without events: the scorer's progress (and invalid events) alone."""
+        return cls(
+            model, None, [], [], [], [], FeatureColumns(names or [], {}, {}, []), [], [], invalid or [], progress
+        )
+
+
+def encode_feed(batch: FeedBatch, max_rows: int = MAX_FEED_ROWS) -> list[bytes]:
+    """The messages of ``batch``: ``max_rows`` events each at most; the invalid events and the progress go with
+    the last (a consumer never hears "caught up" before it has the events handed over up to then)."""
+    n = len(batch)
+    parts = [(a, min(n, a + max_rows)) for a in range(0, n, max_rows)] or [(0, 0)]
+    out = []
+    for k, (a, b) in enumerate(parts):
+        last = k == len(parts) - 1
+        out.append(orjson.dumps(_message(batch, a, b, last), option=_OPTIONS))
+    return out
+
+
+def _message(batch: FeedBatch, a: int, b: int, last: bool) -> dict[str, Any]:
+    columns = batch.columns
+    classes: list[Any] = []
+    seen: set[Any] = set()
+    for p in batch.probabilities[a:b]:
+        if p:
+            for c in p:
+                if c not in seen:
+                    seen.add(c)
+                    classes.append(c)
+    proba = [None if p is None else [p.get(c) for c in classes] for p in batch.probabilities[a:b]]
+    return {
+        "feed": FEED_FORMAT,
+        "model": batch.model,
+        "version": batch.version,
+        "partition": np.asarray(batch.partitions[a:b], dtype=np.int64),
+        "offset": np.asarray(batch.offsets[a:b], dtype=np.int64),
+        "ts": np.asarray(batch.ts[a:b], dtype=np.int64),
+        "id": batch.event_ids[a:b],
+        "names": columns.names,
+        "numeric": {name: column[a:b] for name, column in columns.numeric.items()},
+        "categorical": {name: column[a:b] for name, column in columns.categorical.items()},
+        "prediction": batch.predictions[a:b],
+        "classes": classes,
+        "proba": proba,
+        "invalid": batch.invalid if last else [],
+        "progress": [[p, ts, caught] for p, (ts, caught) in batch.progress.items()] if last else [],
+    }
+
+
+def decode_feed(raw: bytes | None) -> FeedBatch:
+    """The :class:`FeedBatch` of one message; :class:`FeedError` with the reason for anything else."""
+    try:
+        return _decode(orjson.loads(raw if raw is not None else b""))
+    except FeedError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - any bytes a producer can send
+        raise FeedError(f"not a monitor feed message: {type(exc).__name__}: {exc}") from exc
+
+
+def _decode(value: Any) -> FeedBatch:
+    if not isinstance(value, dict):
+        raise TypeError("not a JSON object")
+    if value.get("feed") != FEED_FORMAT:
+        raise FeedError(f"monitor feed format {value.get('feed')!r}, this worker reads {FEED_FORMAT}")
+    model, version = value["model"], value["version"]
+    if not isinstance(model, str):
+        raise TypeError("model must be a str")
+    if version is not None and type(version) is not int:
+        raise TypeError("version must be an int or null")
+    ids = value["id"]
+    n = len(ids)
+    if not all(type(i) is str for i in ids):
+        raise TypeError("event ids must be strings")
+    partitions, offsets, ts = (_ints(value[k], n, k) for k in ("partition", "offset", "ts"))
+    names = value["names"]
+    numeric = {str(k): np.array(v, dtype=np.float64) for k, v in value["numeric"].items()}
+    categorical = {str(k): [None if c is None else str(c) for c in v] for k, v in value["categorical"].items()}
+    if not all(isinstance(k, str) for k in names) or not set(numeric) | set(categorical) <= set(names):
+        raise TypeError("feature names do not match the columns")
+    if any(c.shape != (n,) for c in numeric.values()) or any(len(c) != n for c in categorical.values()):
+        raise ValueError("a feature column has not one value per event")
+    predictions, classes, proba = value["prediction"], value["classes"], value["proba"]
+    if len(predictions) != n or len(proba) != n:
+        raise ValueError("predictions and probabilities must have one entry per event")
+    probabilities = [None if row is None else _probabilities(classes, row) for row in proba]
+    invalid = [(int(p), int(o), str(reason)) for p, o, reason in value["invalid"]]
+    progress = {int(p): (int(t), bool(caught)) for p, t, caught in value["progress"]}
+    columns = FeatureColumns(list(names), numeric, categorical, list(range(n)))
+    return FeedBatch(
+        model, version, partitions, offsets, ts, ids, columns, predictions, probabilities, invalid, progress
+    )
+
+
+def _ints(values: Any, n: int, name: str) -> np.ndarray:
+    array = np.array(values, dtype=np.int64)
+    if array.shape != (n,):
+        raise ValueError(f"{name} must have one int per event")
+    return array
+
+
+def _probabilities(classes: list[Any], row: list[Any]) -> dict[Any, float]:
+    if len(row) != len(classes):
+        raise ValueError("a probability row has not one value per class")
+    return {c: float(p) for c, p in zip(classes, row, strict=True) if p is not None}
