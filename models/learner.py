@@ -51,7 +51,7 @@ from river import utils
 
 from driftline.contract.signing import Keyring, as_keyring, seal, unseal
 from driftline.models.learned_ids import LearnedIds, digest
-from driftline.models.minibatch import MIN_ROWS, learn_rows, supports_rows
+from driftline.models.minibatch import MIN_ROWS, learn_rows, on_plain_lists, supports_rows
 
 DEFAULT_MAX_LEARNED_IDS = 100_000
 #: Label event time a learned id is remembered for by default (see the module docstring).
@@ -422,12 +422,14 @@ class OnlineLearner:
         """Learn the rows (a batch at a time where :mod:`~driftline.models.minibatch` can); the exceptions of the
         rows that could not be learned, by position (a failed batch is undone and learned one row at a time)."""
         if len(xs) >= MIN_ROWS and supports_rows(self.model):
-            before = copy.deepcopy(self.model)
+            # on plain lists a batch that raises wrote nothing: no copy of the model to undo it with
+            before = None if on_plain_lists(self.model) else copy.deepcopy(self.model)
             try:
                 if learn_rows(self.model, xs, ys):
                     return {}
             except Exception:  # noqa: BLE001 - undone, then row by row: only the rows that fail are kept out
-                self.model = before
+                if before is not None:
+                    self.model = before
         failed: dict[int, Exception] = {}
         for position, (x, y) in enumerate(zip(xs, ys, strict=True)):
             try:

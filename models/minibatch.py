@@ -87,21 +87,52 @@ def supports_rows(model: Any) -> bool:
     return _head(model) is not None and all(_exact(step) for step in _transformers(model))
 
 
+def on_plain_lists(model: Any) -> bool:
+    """Whether :func:`learn_rows` learns ``model`` on plain lists (selections and standard scalers ahead of the
+    linear head, the Agrawal model's shape): then a batch that raises leaves the model unchanged, nothing to undo.
+
+    >>> from driftline.models.features import FeatureSchema
+    >>> from driftline.models.specs import build_model
+    >>> on_plain_lists(build_model(FeatureSchema({"x": "numeric"}), "binary"))
+    True
+    >>> on_plain_lists(build_model(FeatureSchema({"c": "categorical"}), "binary"))  # one-hot: a DataFrame
+    False
+    """
+    return supports_rows(model) and all(
+        isinstance(step, compose.Select) or type(step) is preprocessing.StandardScaler for step in _transformers(model)
+    )
+
+
 def learn_rows(model: Any, xs: Sequence[dict[str, Any]], ys: Sequence[Any]) -> bool:
     """Learn ``xs``/``ys`` in order as one batch; False (nothing learned: learn them with ``learn_one``) unless
     :func:`supports_rows`, at least :data:`MIN_ROWS` rows and the same features present in every row (an absent
     feature is skipped by ``learn_one``, it would be a NaN in a frame).
+
+    When :func:`on_plain_lists`, everything is computed before anything is written: a row that raises (text where
+    a number belongs, a label the loss cannot take) leaves the model as it was.
     """
     first = xs[0].keys() if xs else None
     if len(xs) < MIN_ROWS or not supports_rows(model) or any(x.keys() != first for x in xs):
         return False
     columns = {column: [x[column] for x in xs] for column in first}  # type: ignore[union-attr]
     steps = _transformers(model)
-    if all(isinstance(step, compose.Select) or type(step) is preprocessing.StandardScaler for step in steps):
-        for step in steps:  # selections and scalers on plain lists: no DataFrame
-            columns = _select(step, columns) if isinstance(step, compose.Select) else _scale_columns(step, columns)
+    if on_plain_lists(model):
+        updates: list[tuple[Any, Any, tuple[int, float, float]]] = []
+        for step in steps:  # selections and scalers on plain lists: no DataFrame, nothing written yet
+            if isinstance(step, compose.Select):
+                columns = _select(step, columns)
+                continue
+            floats = {column: [float(v) for v in values] for column, values in columns.items()}
+            columns = {}
+            for column, values in floats.items():
+                columns[column], statistics = _scaled(step, column, values)
+                updates.append((step, column, statistics))
         rows = [list(map(float, row)) for row in zip(*columns.values(), strict=True)] if columns else [[]] * len(xs)
-        _sgd_rows(_head(model), list(columns), rows, ys)
+        head = _head(model)
+        intercept, weights = _sgd(head, list(columns), rows, ys)
+        for scaler, column, statistics in updates:  # every row went through: write it all
+            _set_statistics(scaler, column, statistics)
+        _set_head(head, list(columns), intercept, weights, len(rows))
         return True
     frame = pd.DataFrame(columns)
     for step in steps:
@@ -116,10 +147,6 @@ def _select(step: Any, columns: dict[Any, list[Any]]) -> dict[Any, list[Any]]:
     if order is None:
         return {key: columns[key] for key in step.keys}  # River's Select: a key absent raises, as transform_many
     return {key: columns[key] for key in order if key in columns}
-
-
-def _scale_columns(scaler: Any, columns: dict[Any, list[Any]]) -> dict[Any, list[float]]:
-    return {column: _scale(scaler, column, [float(v) for v in values]) for column, values in columns.items()}
 
 
 def _through(step: Any, frame: pd.DataFrame) -> pd.DataFrame:
@@ -141,6 +168,13 @@ def _through(step: Any, frame: pd.DataFrame) -> pd.DataFrame:
 def _scale(scaler: Any, column: Any, values: list[float]) -> list[float]:
     """``StandardScaler.learn_one`` then ``transform_one`` of each value of one column, in order (the same
     arithmetic in the same order: the statistics end bit for bit where ``learn_one`` leaves them)."""
+    out, statistics = _scaled(scaler, column, values)
+    _set_statistics(scaler, column, statistics)
+    return out
+
+
+def _scaled(scaler: Any, column: Any, values: list[float]) -> tuple[list[float], tuple[int, float, float]]:
+    """:func:`_scale`'s output and the column's statistics after it (count, mean, variance), none written."""
     count, mean, var = scaler.counts[column], scaler.means[column], scaler.vars[column]
     out = []
     if scaler.with_std:
@@ -150,14 +184,19 @@ def _scale(scaler: Any, column: Any, values: list[float]) -> list[float]:
             mean += (value - old_mean) / count
             var += ((value - old_mean) * (value - mean) - var) / count
             out.append((value - mean) / var**0.5 if var else 0.0)
-        scaler.vars[column] = var
     else:
         for value in values:
             count += 1
             mean += (value - mean) / count
             out.append(value - mean)
+    return out, (count, mean, var)
+
+
+def _set_statistics(scaler: Any, column: Any, statistics: tuple[int, float, float]) -> None:
+    count, mean, var = statistics
     scaler.counts[column], scaler.means[column] = count, mean
-    return out
+    if scaler.with_std:
+        scaler.vars[column] = var
 
 
 def sgd_steps(head: Any, frame: pd.DataFrame, ys: Sequence[Any]) -> None:
@@ -172,6 +211,12 @@ def sgd_steps(head: Any, frame: pd.DataFrame, ys: Sequence[Any]) -> None:
 
 def _sgd_rows(head: Any, columns: list[Any], rows: list[list[float]], ys: Sequence[Any]) -> None:
     """:func:`sgd_steps` on ``rows`` of floats in the order of ``columns``."""
+    intercept, weights = _sgd(head, columns, rows, ys)
+    _set_head(head, columns, intercept, weights, len(rows))
+
+
+def _sgd(head: Any, columns: list[Any], rows: list[list[float]], ys: Sequence[Any]) -> tuple[float, list[float]]:
+    """The intercept and the weights of ``columns`` after :func:`sgd_steps` on ``rows``; ``head`` is not written."""
     weights = [head._weights.get(c, 0.0) for c in columns]
     lr, intercept_lr = head.optimizer.lr.learning_rate, head.intercept_lr.learning_rate
     gradient_of, clip = head.loss.gradient, head.clip_gradient
@@ -181,8 +226,12 @@ def _sgd_rows(head: Any, columns: list[Any], rows: list[list[float]], ys: Sequen
         loss_gradient = max(-clip, min(clip, float(loss_gradient)))
         intercept -= intercept_lr * loss_gradient
         weights = [w - lr * (x * loss_gradient) for w, x in zip(weights, row, strict=True)]
+    return intercept, weights
+
+
+def _set_head(head: Any, columns: list[Any], intercept: float, weights: list[float], rows: int) -> None:
     head.intercept = intercept
-    head.optimizer.n_iterations += len(rows)
+    head.optimizer.n_iterations += rows
     for column, weight in zip(columns, weights, strict=True):
         if weight != 0.0 or column in head._weights:
             head._weights[column] = weight

@@ -173,7 +173,13 @@ def redis_client(settings: Settings, url: str, socket_timeout: float = 5.0, retr
 
 def async_redis_client(settings: Settings, url: str) -> aioredis.Redis:
     """An asyncio Redis client for ``url`` with the configured credentials and TLS (a Redis Cluster client when
-    ``DRIFTLINE_REDIS_CLUSTER`` is set; it connects on its first command)."""
+    ``DRIFTLINE_REDIS_CLUSTER`` is set; it connects on its first command).
+
+    Replies are parsed by hiredis (C), not redis-py's Python parser: the learner reads one reply per label it joins.
+
+    >>> type(async_redis_client(Settings(), "redis://redis:6379/0").connection_pool.make_connection()._parser).__name__
+    '_AsyncHiredisParser'
+    """
     url = redis_tls_url(settings, url)
     if settings.redis_cluster:
         return aioredis.RedisCluster.from_url(url, **_redis_kwargs(settings, url))  # type: ignore[return-value]

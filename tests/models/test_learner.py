@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import copy
 import pickle
 import random
 from collections import OrderedDict
@@ -321,6 +323,29 @@ def test_a_row_the_model_cannot_learn_is_kept_out_and_the_rest_of_its_batch_lear
     ]
     outcomes = lr.learn_many(again)
     assert isinstance(outcomes[0], TypeError) and outcomes[1] is True, "as one by one: the second is no duplicate"
+
+
+def test_a_numeric_pipeline_batch_is_learned_without_a_copy_of_the_model(monkeypatch: pytest.MonkeyPatch) -> None:
+    """On plain lists a failed batch wrote nothing: no deepcopy of the model before each batch, and a row that
+    fails is still kept out alone, the rest learned as one by one."""
+    numeric = FeatureSchema({"x": "numeric"})
+    data = [(f"n{i}", {"x": (i % 13) / 4}, i % 13 > 6, None, None, 10 + i) for i in range(300)]
+    data[90] = ("bad", {"x": "oops"}, True, None, None, 100)
+    one, many = (OnlineLearner(build_model(numeric, "binary"), "binary") for _ in range(2))
+    for row in data:
+        with contextlib.suppress(TypeError):
+            one.learn(*row)
+
+    def no_copy(*args: Any, **kwargs: Any) -> None:
+        raise AssertionError("the model was copied")
+
+    monkeypatch.setattr(copy, "deepcopy", no_copy)
+    outcomes = many.learn_many(data)
+    assert isinstance(outcomes[90], TypeError) and outcomes.count(True) == 299
+    xs = [{"x": v / 4} for v in range(13)]
+    assert [many.model.predict_proba_one(x)[True] for x in xs] == pytest.approx(
+        [one.model.predict_proba_one(x)[True] for x in xs], rel=1e-9
+    )
 
 
 def test_the_exactly_once_window_is_label_event_time_and_a_label_far_ahead_does_not_move_it() -> None:

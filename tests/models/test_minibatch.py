@@ -12,7 +12,7 @@ import pytest
 from river import linear_model, multiclass, preprocessing, tree
 
 from driftline.models.features import FeatureSchema
-from driftline.models.minibatch import MIN_ROWS, learn_rows, predict_rows, sgd_steps, supports_rows
+from driftline.models.minibatch import MIN_ROWS, learn_rows, on_plain_lists, predict_rows, sgd_steps, supports_rows
 from driftline.models.specs import build_model
 
 SCHEMA = FeatureSchema({"x": "numeric", "z": "numeric", "c": "categorical"})
@@ -147,3 +147,25 @@ def test_a_numeric_pipeline_learns_on_plain_lists_where_learn_one_ends(monkeypat
     assert head(many).intercept == pytest.approx(head(one).intercept, rel=1e-9, abs=1e-12)
     for feature, weight in head(one)._weights.items():
         assert head(many)._weights[feature] == pytest.approx(weight, rel=1e-9, abs=1e-12)
+
+
+@pytest.mark.parametrize("bad", ["feature", "label"])
+def test_a_batch_on_plain_lists_that_raises_leaves_the_model_as_it_was(bad: str) -> None:
+    """Text where a number belongs in the last row's second feature, or a label the loss cannot take in the last
+    row: learn_rows raises and the scalers and the head are what they were (nothing to undo with a copy)."""
+    numeric = FeatureSchema({"x": "numeric", "z": "numeric"})
+    model = build_model(numeric, "binary")
+    data = [({"x": x["x"], "z": x["z"]}, y) for x, y in rows(300)]
+    assert on_plain_lists(model) and learn_rows(model, [x for x, _ in data[:150]], [y for _, y in data[:150]])
+    xs, ys = [dict(x) for x, _ in data[150:]], [y for _, y in data[150:]]
+    if bad == "feature":
+        xs[-1]["z"] = "oops"
+    else:
+        ys[-1] = None
+    before = copy.deepcopy(model)
+    with pytest.raises((TypeError, ValueError)):
+        learn_rows(model, xs, ys)
+    scaler, scaler_before = list(model.steps.values())[1], list(before.steps.values())[1]
+    assert (scaler.counts, scaler.means, scaler.vars) == (scaler_before.counts, scaler_before.means, scaler_before.vars)
+    assert head(model).intercept == head(before).intercept and head(model)._weights == head(before)._weights
+    assert head(model).optimizer.n_iterations == head(before).optimizer.n_iterations
