@@ -12,7 +12,8 @@ and the concept changed at mid-stream) and ``stationary`` (no change). Each runs
   *backlog* (everything published before the workers start) and *paced* (published at ``rate`` events/s while
   they run); the workers start together (one consumer group, one first assignment); the alerts are read back
   from the ``alerts`` topic, and each worker's ``driftline_events_scored_total`` (``scored_per_worker``) shows
-  that each did its share.
+  that each did its share; ``out_of_order`` is what the model's one ordered monitor watched after a later event
+  (``driftline_monitor_feed_events``, docs/ARCHITECTURE.md).
 
 Figures: covariate delay (the first ``data_drift`` alert on salary after the change, in events), concept delay
 (the first ``concept_drift`` alert; and per detector: CUSUM, River's ADWIN, DDM and EDDM on the same errors, each
@@ -205,8 +206,9 @@ def nannyml_error(scores: np.ndarray, labels: np.ndarray, reference: int) -> dic
 
 async def live(
     events: list[bytes], labels: list[bytes], workers: int, paced: float | None, delay: int
-) -> tuple[list[dict[str, Any]], list[int]]:
-    """One run on the real stack: the alerts the workers published, and the events each worker scored."""
+) -> tuple[list[dict[str, Any]], list[int], int]:
+    """One run on the real stack: the alerts the workers published, the events each worker scored, and the events
+    the ordered monitor watched out of order."""
     settings = Settings()
     with embedded_stack() as stack:
         hmac_key = secrets.token_hex(16)
@@ -266,21 +268,25 @@ async def live(
             await collector
             await redis.aclose()
             shares = [await asyncio.to_thread(scored_by, port) for port in ports]
+            late = [await asyncio.to_thread(scored_by, port, OUT_OF_ORDER) for port in ports]
         finally:
             await producer.stop()
             for proc in procs:
                 stop_process(proc)
-        return tally.alerts, shares
+        return tally.alerts, shares, sum(late)
 
 
-def scored_by(port: int) -> int:
-    """Events a worker scored, from its ``/metrics``."""
+def scored_by(port: int, series: str | None = None) -> int:
+    """Events a worker scored, from its ``/metrics`` (or the sum of another ``series``)."""
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
         text = response.read().decode()
-    return round(sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(SCORED)))
+    series = series or SCORED
+    return round(sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(series)))
 
 
 SCORED = "driftline_events_scored_total{"
+#: Events the model's ordered monitor watched after a later event (the worker that owns its feed reports them).
+OUT_OF_ORDER = 'driftline_monitor_feed_events{model="default",state="out_of_order"}'
 
 
 def run(n_events: int = 20_000, rate: float = 2000.0, label_delay: int = 500) -> dict[str, Any]:
@@ -303,8 +309,8 @@ def run(n_events: int = 20_000, rate: float = 2000.0, label_delay: int = 500) ->
             }
         for workers in (1, 2):
             for mode, paced in (("backlog", None), ("paced", rate)):
-                alerts, shares = asyncio.run(live(events, labels, workers, paced, label_delay))
-                live_row = figures(alerts, drift_at, n_events) | {"scored_per_worker": shares}
+                alerts, shares, late = asyncio.run(live(events, labels, workers, paced, label_delay))
+                live_row = figures(alerts, drift_at, n_events) | {"scored_per_worker": shares, "out_of_order": late}
                 for delay in ("covariate_delay", "concept_delay"):
                     ours, base = live_row[delay], row["in_process"][delay]
                     if ours is not None and base:

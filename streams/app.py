@@ -49,12 +49,13 @@ from driftline.streams.metrics import (
     REDIS_ERRORS,
     REVIEW_REQUESTS,
     SCORING_LATENCY,
-    STEP_FAILURES,
     observe_many,
     serve_metrics,
 )
 from driftline.streams.metrics_drift import METRICS, init_model_metrics
 from driftline.streams.model_cache import ModelCache
+from driftline.streams.monitor_feed import DIRECT, FeedBatch, encode_feed
+from driftline.streams.ordered_monitor import OrderedMonitors
 from driftline.streams.publisher import Publisher, producer_for
 from driftline.streams.redis_dedup import RedisDeduplicator
 from driftline.streams.scoring_stage import (
@@ -71,6 +72,10 @@ from driftline.streams.watch import Watch
 log = logging.getLogger(__name__)
 
 MONITOR_CHECKPOINT_SECONDS = 10.0
+#: Feed messages (up to 1,000 events each) the ordered monitors take per batch.
+MONITOR_FEED_MESSAGES = 16
+#: The event time of a partition that has handed nothing over yet.
+NEVER = -(2**62)
 #: The learner's deferred checkpoints are written at least this often, also when no idle poll of the labels
 #: comes (an idle poll writes them at once).
 DEFERRED_CHECKPOINT_SECONDS = 2.0
@@ -143,12 +148,19 @@ class Worker:
         self.started = False
         self.running: list[BatchSource] = []
         self.webhook: WebhookSender | None = None
+        #: The scorer's source (its progress goes to the monitor feed), the event time and the offset it handed
+        #: over up to per ``events`` partition, and the models it fed.
+        self.score_source: BatchSource | None = None
+        self.handed: dict[int, int] = {}
+        self.handed_offsets: dict[int, int] = {}
+        self.fed: set[str] = {settings.model_name}
+        self.monitoring: OrderedMonitors
 
     # --- scoring -----------------------------------------------------------------------------
     async def score(self, records: list) -> asyncio.Future:
         """Score a batch and queue its output; returns the future of the output's acknowledgements."""
         batch = await self.score_batch(records)
-        await self.emit(batch, self.publisher)
+        await self.emit(batch, self.publisher, progress=self.scoring_progress(records, batch))
         return self.publisher.acknowledged()
 
     async def score_batch(self, records: Sequence[RawRecord]) -> ScoredBatch:
@@ -157,22 +169,22 @@ class Worker:
         await self.models.ensure(names)
         return score_records(records, parsed, self.models.get, self.policy, thresholds=self.thresholds)
 
-    async def emit(self, batch: ScoredBatch, publisher: Publisher, join: bool = True) -> None:
+    async def emit(
+        self,
+        batch: ScoredBatch,
+        publisher: Publisher,
+        join: bool = True,
+        progress: dict[int, tuple[int, int]] | None = None,
+    ) -> None:
         """What a scored batch leads to, for the stream and the HTTP API alike: join records (unless ``join`` is
-        False), the monitors and their alerts, predictions, reviews, dead letters and metrics, queued on
-        ``publisher`` (the caller waits for its acknowledgements)."""
+        False), the monitor feed (with the scorer's ``progress``, from the stream), predictions, reviews, dead
+        letters and metrics, queued on ``publisher`` (the caller waits for its acknowledgements)."""
         if join:  # written in the background: the batch's offsets wait for them (durable=joins.mark)
             await self.put_joins(batch, wait=False)
-        await self.scoring_watch.ensure([group.loaded.meta for group in batch.by_model.values()])  # off the loop
-        try:
-            watched = self._watch(batch)
-        except Exception as exc:  # noqa: BLE001 - the events are scored: a failing monitor must not stop scoring
-            STEP_FAILURES.labels(self.settings.model_name, "scoring monitors").inc()
-            log.error("scoring monitors failed on a batch of %d events: %r", len(batch.predictions), exc)
-            watched = []
-        alerts, self._to_act = self._to_act + watched, []
+        alerts, self._to_act = self._to_act, []
         await self._act(alerts)
         topic = self.settings.topic
+        await publisher.send_many(topic("monitor"), self.feed_messages(batch, progress))
         await publisher.send_many(topic("predictions"), batch.predictions)
         await publisher.send_many(topic("review"), batch.reviews)
         await publisher.send_dead_letters(topic("dead-letter"), batch.dead_letters)
@@ -224,32 +236,72 @@ class Worker:
         return [[version, s.prediction, s.probabilities, s.score] if s.error is None else None for s in scored]
 
     # --- monitoring and alerts ---------------------------------------------------------------
-    def _watch(self, batch: ScoredBatch) -> list[Alert]:
-        """Feed the monitors; their alerts (actions not done yet), which go out with this batch. Monitors run on
-        the events' event time (cooldowns, dedup, alert timestamps), never on this machine's clock."""
-        fired: list[Alert] = []
-        for group in batch.by_model.values():
-            monitor = self.scoring_watch.monitor(group.loaded.meta)
-            if monitor.prediction_reference_due(group.loaded.version):  # once per served version
-                reference = group.loaded.scorer.score_batch(monitor.reference_inputs or [])
-                monitor.set_prediction_reference(
-                    group.loaded.version, [s.prediction for s in reference], [s.probabilities for s in reference]
+    def feed_messages(
+        self, batch: ScoredBatch, progress: dict[int, tuple[int, int]] | None
+    ) -> list[tuple[bytes, bytes]]:
+        """The monitor feed of a scored batch: per model its events (source partition and offset, event time,
+        features, outputs, served version), the invalid events (the default model's data-quality monitor counts
+        them) and, from the stream, the scorer's ``progress``, which every model it fed hears (each model's
+        merger waits for every partition). The model's ordered monitor is wherever that model's ``monitor``
+        partition is owned (:mod:`driftline.streams.ordered_monitor`)."""
+        events = self.settings.topic("events")
+        default = self.settings.model_name
+        invalid = [
+            (d.partition if d.topic == events else DIRECT, d.offset, d.error_class)
+            for d in batch.dead_letters
+            if d.stage in ("deserialize", "validate")
+        ]
+        names = set(batch.by_model) | (self.fed if progress is not None else set()) | ({default} if invalid else set())
+        out: list[tuple[bytes, bytes]] = []
+        for name in names:
+            group = batch.by_model.get(name)
+            mine = invalid if name == default else []
+            if group is None:
+                feed = FeedBatch.progress_only(name, progress or {}, mine)
+            else:
+                records = group.records
+                feed = FeedBatch(
+                    name,
+                    group.loaded.version,
+                    [r.partition if r.topic == events else DIRECT for r in records],
+                    [r.offset for r in records],
+                    group.ts,
+                    group.event_ids,
+                    group.columns,
+                    group.predictions,
+                    group.probabilities,
+                    mine,
+                    progress or {},
                 )
-            alerts = monitor.observe_events(
-                group.event_ids,
-                None,  # read from the columns (the row dicts are built only while a reference is collected)
-                group.predictions,
-                group.probabilities,
-                group.loaded.version,
-                group.ts,
-                columns=group.columns,
-            )
-            fired += alerts
-        invalid = [d for d in batch.dead_letters if d.stage in ("deserialize", "validate")]
-        default = self.scoring_watch.monitors.get(self.settings.model_name)
-        if invalid and default is not None:
-            fired += default.observe_invalid(len(invalid), [d.error_class for d in invalid])
-        return fired
+            self.fed.add(name)
+            key = name.encode()
+            out += [(key, raw) for raw in encode_feed(feed)]
+        return out
+
+    def scoring_progress(self, records: Sequence[RawRecord], batch: ScoredBatch) -> dict[int, tuple[int, int]]:
+        """Per ``events`` partition this scorer owns and handed something over of: the event time handed over up
+        to, and the offset after the last record handed over (with ``records``, scored as ``batch``). The monitors
+        compare that offset with the partition's end: a scorer level with it is not waited for."""
+        events = self.settings.topic("events")
+        for record in records:  # in offset order per partition
+            if record.topic == events:
+                self.handed_offsets[record.partition] = record.offset + 1
+        for group in batch.by_model.values():
+            for record, ts in zip(group.records, group.ts, strict=True):
+                if record.topic == events and ts > self.handed.get(record.partition, ts - 1):
+                    self.handed[record.partition] = ts
+        assigned = self.score_source.assigned if self.score_source is not None else None
+        return {
+            tp.partition: (self.handed.get(tp.partition, NEVER), self.handed_offsets[tp.partition])
+            for tp in assigned or ()
+            if tp.partition in self.handed_offsets
+        }
+
+    async def acted(self, alerts: list[Alert]) -> list[Alert]:
+        """``alerts`` with their actions carried out (off the event loop), e.g. the ordered monitors'."""
+        if not alerts:
+            return []
+        return await asyncio.to_thread(lambda: [self.scoring_watch.act(a) for a in alerts])
 
     def _integrity_failure(self, name: str, version: int, reason: str) -> None:
         """A refused model version raises a ``model_integrity`` alert and takes its configured action."""
@@ -269,8 +321,7 @@ class Worker:
     async def _act(self, alerts: list[Alert]) -> None:
         """Carry out the alerts' actions (they write to Redis: registry, thresholds, retrain requests) off the
         event loop; the alerts go out with the next batch."""
-        if alerts:
-            self._pending_alerts += await asyncio.to_thread(lambda: [self.scoring_watch.act(a) for a in alerts])
+        self._pending_alerts += await self.acted(alerts)
 
     # --- wiring ------------------------------------------------------------------------------
     def consumer_kwargs(self) -> dict:
@@ -304,26 +355,37 @@ class Worker:
             on_crash=self._service_crashed,
         )
         self.learning.stopping = lambda: learn.should_stop  # a label waiting for the scorers stops waiting
-        return [
-            learn,
-            BatchSource(
-                name="score",
-                consumer_kwargs=self.consumer_kwargs(),
-                topics=[settings.topic("events")],
-                group_id=f"{settings.topic_prefix}scoring",
-                handler=self.score,
-                on_flush=self.joins.flush,  # join records buffered while Redis was unreachable (never raises)
-                on_idle=self.joins.write_in_background,  # idle polls never wait for Redis: scoring goes on
-                durable=self.joins.mark,  # a kill never loses join records waiting for Redis
-                backpressure=lambda: self.joins.full,  # while Redis is unreachable, join records never drop
-                ordered=True,  # monitors see each model's events in time order across partitions (KIP-353)
-                order_by=event_time,  # the events' own ts, not the producer's clock
-                order_many=event_times,
-                max_records=settings.batch_size,
-                timeout_ms=settings.batch_timeout_ms,
-                on_crash=self._service_crashed,
-            ),
-        ]
+        monitor = BatchSource(
+            name="monitor",
+            consumer_kwargs=self.consumer_kwargs(),
+            topics=[settings.topic("monitor")],
+            group_id=f"{settings.topic_prefix}monitoring",
+            handler=self.monitoring.handle,
+            on_assigned=self.monitoring.on_assigned,
+            on_flush=self.monitoring.flush,  # the monitors' checkpoints, before a revoke and at stop
+            commit_to_kafka=False,  # where each model's monitor read its feed up to lives in its checkpoint
+            max_records=MONITOR_FEED_MESSAGES,
+            timeout_ms=settings.batch_timeout_ms,
+            on_crash=self._service_crashed,
+        )
+        self.score_source = BatchSource(
+            name="score",
+            consumer_kwargs=self.consumer_kwargs(),
+            topics=[settings.topic("events")],
+            group_id=f"{settings.topic_prefix}scoring",
+            handler=self.score,
+            on_flush=self.joins.flush,  # join records buffered while Redis was unreachable (never raises)
+            on_idle=self.joins.write_in_background,  # idle polls never wait for Redis: scoring goes on
+            durable=self.joins.mark,  # a kill never loses join records waiting for Redis
+            backpressure=lambda: self.joins.full,  # while Redis is unreachable, join records never drop
+            ordered=True,  # monitors see each model's events in time order across partitions (KIP-353)
+            order_by=event_time,  # the events' own ts, not the producer's clock
+            order_many=event_times,
+            max_records=settings.batch_size,
+            timeout_ms=settings.batch_timeout_ms,
+            on_crash=self._service_crashed,
+        )
+        return [learn, monitor, self.score_source]
 
     async def start(self) -> None:
         """Create topics, make sure a model exists, start the producer and /metrics."""
@@ -354,6 +416,15 @@ class Worker:
             Watch("learning", self.settings, self.registry, self.registry.client, dedup),
         )
         self.learning.publisher = Publisher(self.publisher.producer)
+        self.monitoring = OrderedMonitors(
+            self.settings,
+            self.scoring_watch,
+            self.models,
+            self.registry,
+            Publisher(self.publisher.producer),
+            self.acted,
+            self.alert_keys,
+        )
         init_model_metrics(self.settings.model_name)
         if self.settings.metrics_port:
             serve_metrics(self.settings.metrics_host, self.settings.metrics_port, self.health)
@@ -430,7 +501,7 @@ class Worker:
 
     async def _refresh_thresholds(self) -> None:
         """Decision thresholds set by ``adjust_threshold`` actions (any worker's) for the loaded models."""
-        names = list(self.scoring_watch.monitors)
+        names = self.models.names  # every model this worker scores, monitored here or elsewhere
         if not names:
             return
         try:

@@ -4,10 +4,11 @@ KIP-353 across workers).
 Every worker's scorer sends what it scored of a model, with its progress per ``events`` partition it owns
 (:mod:`driftline.streams.monitor_feed`). :class:`FeedMerger` buffers the events per source partition and releases
 them in event-time order: everything up to the *watermark*, the lowest event time handed over up to among the
-partitions that may still hold older events. A partition its scorer reported caught up with its high watermark is
-not waited for (its events are released as they come); one never heard of is (the partitions of ``events`` are
-known from the start). Within a partition events are released in offset order, ranked by the running maximum of
-their times (an event older than one before it in its partition keeps its place). Events are deduplicated by
+partitions that may still hold older events. A partition whose scorer handed over everything up to its end offset
+(``ends``, read from the broker by the caller when it releases) is not waited for (its events are released as they
+come); one never heard of is, unless it is empty (the partitions of ``events`` are known from the start). Within a
+partition events are released in offset order, ranked by the running maximum of their times (an event older than
+one before it in its partition keeps its place). Events are deduplicated by
 source (partition, offset): a partition re-read after a rebalance or a restart brings nothing twice. At most
 ``max_buffered`` events wait: beyond, the oldest are released anyway. Events released older than one released
 before them are counted (``out_of_order``).
@@ -19,29 +20,29 @@ Pure: no Kafka.
 
 >>> import numpy as np
 >>> from driftline.models.feature_columns import FeatureColumns
->>> def feed(partition, offsets, ts, caught=False):
+>>> def feed(partition, offsets, ts):
 ...     n = len(ts)
 ...     columns = FeatureColumns(["x"], {"x": np.array(ts, dtype=float)}, {}, list(range(n)))
 ...     return FeedBatch("m", 1, [partition] * n, offsets, ts, [f"p{partition}o{o}" for o in offsets], columns,
-...                      [0] * n, [None] * n, progress={partition: (max(ts), caught)})
+...                      [0] * n, [None] * n, progress={partition: (max(ts), offsets[-1] + 1)})
 >>> merger = FeedMerger(partitions=[0, 1])
 >>> merger.add(0, feed(0, [0, 1, 2], [10, 30, 50]))
->>> merger.release().event_ids  # partition 1 may still hold older events
+>>> merger.release({0: 5, 1: 3}).event_ids  # partition 1 may still hold older events
 []
 >>> merger.add(1, feed(1, [0, 1], [20, 40]))
->>> merger.release().event_ids  # up to the watermark, 40
+>>> merger.release({0: 5, 1: 3}).event_ids  # up to the watermark, 40
 ['p0o0', 'p1o0', 'p0o1', 'p1o1']
->>> merger.add(2, feed(1, [1, 2], [40, 60], caught=True))  # offset 1 again: dropped
->>> merger.release().event_ids, merger.duplicates  # partition 1 is caught up: only partition 0 is waited for
+>>> merger.add(2, feed(1, [1, 2], [40, 60]))  # offset 1 again: dropped
+>>> merger.release({0: 5, 1: 3}).event_ids, merger.duplicates  # partition 1 is at its end: only 0 is waited for
 (['p0o2'], 1)
->>> merger.add(3, feed(0, [3], [70], caught=True))
->>> merger.release().event_ids, merger.resume_offset
-(['p1o2', 'p0o3'], 4)
+>>> merger.add(3, feed(0, [3, 4], [70, 80]))
+>>> merger.release({0: 5, 1: 3}).event_ids, merger.resume_offset
+(['p1o2', 'p0o3', 'p0o4'], 4)
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -55,6 +56,7 @@ __all__ = ["FeedMerger", "Released", "Run"]
 #: Events a model's merger holds at most while it waits for a partition (then the oldest go anyway).
 MAX_BUFFERED = 50_000
 _NEVER = -(2**62)
+_FOREVER = 2**62
 
 
 @dataclass
@@ -136,14 +138,15 @@ class FeedMerger:
 
     def __init__(self, partitions: Iterable[int] = (), max_buffered: int = MAX_BUFFERED):
         self.max_buffered = max_buffered
-        #: The ``events`` partitions: each is waited for until its scorer says it caught up.
+        #: The ``events`` partitions: each is waited for until its scorer handed over everything up to its end.
         self.partitions: set[int] = set(partitions)
         #: Per partition, the event time handed over up to (rows and progress reports).
         self.high: dict[int, int] = {}
         #: Per partition, the rank of the last event added, and of the last released (ranks are running maxima).
         self.ranked: dict[int, int] = {}
         self.released_rank: dict[int, int] = {}
-        self.caught_up: dict[int, bool] = {}
+        #: Per partition, the offset after the last record its scorer handed over.
+        self.handed: dict[int, int] = {}
         #: Per partition, the highest offset released to the monitor (what a restart must not monitor again).
         self.monitored: dict[int, int] = {}
         #: Per partition, the highest offset buffered or released (incoming events at or below it are duplicates).
@@ -168,9 +171,11 @@ class FeedMerger:
         messages = [int(rows.message.min()) for rows in self._buffer if len(rows)]
         return min(messages, default=self.next_message)
 
-    def watermark(self) -> int | None:
-        """The event time up to which every event has come (None: no partition is waited for)."""
-        waiting = [p for p in self.partitions if not self.caught_up.get(p, False)]
+    def watermark(self, ends: Mapping[int, int]) -> int | None:
+        """The event time up to which every event has come (None: no partition is waited for), given the end
+        offset of each partition (one missing from ``ends`` is waited for)."""
+        self.partitions.update(ends)
+        waiting = [p for p in self.partitions if self.handed.get(p, 0) < ends.get(p, _FOREVER)]
         return min((self.high.get(p, _NEVER) for p in waiting), default=None)
 
     def add(self, message: int, feed: FeedBatch) -> None:
@@ -183,11 +188,11 @@ class FeedMerger:
         n = len(feed)
         if n:
             self._buffer_rows(message, feed, n)
-        for partition, (ts, caught) in feed.progress.items():
+        for partition, (ts, offset) in feed.progress.items():
             if partition != DIRECT:
                 self.partitions.add(partition)
                 self.high[partition] = max(ts, self.high.get(partition, _NEVER))
-                self.caught_up[partition] = caught
+                self.handed[partition] = max(offset, self.handed.get(partition, 0))
 
     def _buffer_rows(self, message: int, feed: FeedBatch, n: int) -> None:
         partitions = np.asarray(feed.partitions, dtype=np.int64)
@@ -225,15 +230,15 @@ class FeedMerger:
         )
         self._buffer.append(rows if keep.all() else rows.take(np.flatnonzero(keep)))
 
-    def release(self) -> Released:
+    def release(self, ends: Mapping[int, int]) -> Released:
         """The events up to the watermark in event-time order (the oldest beyond ``max_buffered`` too), and the
-        invalid events counted since the last release."""
+        invalid events counted since the last release; ``ends``: the end offset of each ``events`` partition."""
         out = Released(invalid=self._invalid)
         self._invalid = []
         if not self._buffer:
             return out
         rows = _Rows.concat(self._buffer)
-        mark = self.watermark()
+        mark = self.watermark(ends)
         order = np.lexsort((rows.offsets, rows.partitions, rows.rank))
         due = len(order) if mark is None else int(np.searchsorted(rows.rank[order], mark, side="right"))
         if len(order) - due > self.max_buffered:

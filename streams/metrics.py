@@ -54,6 +54,13 @@ JOIN_BUFFERED = Gauge("driftline_join_buffered", "Join records waiting for Redis
 CONSUMPTION_PAUSED = Gauge(
     "driftline_consumption_paused", "1 while a source has paused consumption (back-pressure)", ["stage"]
 )
+MONITOR_FEED = Gauge(
+    "driftline_monitor_feed_events",
+    "Events of a model's monitor feed in this worker since its monitor's checkpoint began: buffered (waiting for "
+    "the watermark), out_of_order (monitored after a later event), forced (released by the cap before the "
+    "watermark), duplicates (dropped by source offset)",
+    ["model", "state"],
+)
 REDIS_ERRORS = Counter("driftline_redis_errors_total", "Redis operations that failed and were retried", ["op"])
 
 HTTP_REQUESTS = Counter("driftline_http_requests_total", "V2 API requests by route and status", ["route", "status"])

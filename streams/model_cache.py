@@ -53,6 +53,11 @@ class ModelCache:
         return self._loaded.get(name)
 
     @property
+    def names(self) -> list[str]:
+        """The models loaded."""
+        return list(self._loaded)
+
+    @property
     def unknown_names(self) -> int:
         """How many unknown names are remembered (bounded by :data:`MAX_UNKNOWN_NAMES`)."""
         return len(self._unknown_until)

@@ -3,7 +3,8 @@
 Each worker's scorer hands what a batch gives the monitor (event ids, event times, source partition and offset,
 the prepared feature columns, predictions, probabilities, the served version, and the events that failed
 validation) to the ``monitor`` topic, keyed by model, with its progress per owned ``events`` partition: the event
-time handed over up to, and whether it has caught up with the partition's high watermark. One consumer per model
+time handed over up to, and the offset handed over up to (the merger compares it with the partition's end offset:
+a scorer level with the end of its partition is not waited for). One consumer per model
 merges the feeds in event-time order (:mod:`driftline.streams.feed_merge`). The wire format is data, never
 pickle: an orjson object, numbers as JSON arrays (float64 round-trips exactly; NaN as null), probabilities as a
 class list and one row of numbers per event. :func:`decode_feed` raises :class:`FeedError` with a reason on
@@ -15,10 +16,10 @@ Pure: no Kafka.
 >>> from driftline.models.feature_columns import FeatureColumns
 >>> columns = FeatureColumns(["x", "c"], {"x": np.array([1.5, np.nan])}, {"c": ["a", None]}, [0, 1])
 >>> batch = FeedBatch("m", 3, [0, 2], [10, 4], [1000, 1001], ["e1", "e2"], columns, [True, False],
-...                   [{True: 0.9, False: 0.1}, None], invalid=[(1, 7, "ValidationError")], progress={0: (1000, True)})
+...                   [{True: 0.9, False: 0.1}, None], invalid=[(1, 7, "ValidationError")], progress={0: (1000, 11)})
 >>> [decoded] = [decode_feed(raw) for raw in encode_feed(batch)]
 >>> decoded.columns.rows(), decoded.probabilities, decoded.progress, decoded.invalid
-([{'x': 1.5, 'c': 'a'}, {}], [{True: 0.9, False: 0.1}, None], {0: (1000, True)}, [(1, 7, 'ValidationError')])
+([{'x': 1.5, 'c': 'a'}, {}], [{True: 0.9, False: 0.1}, None], {0: (1000, 11)}, [(1, 7, 'ValidationError')])
 >>> decode_feed(b'{"feed": 1, "model": 7, "version": 1}')
 Traceback (most recent call last):
 ...
@@ -42,7 +43,7 @@ __all__ = ["FEED_FORMAT", "MAX_FEED_ROWS", "FeedBatch", "FeedError", "decode_fee
 FEED_FORMAT = 1
 #: Events per message at most (a batch of more is split: every message stays far below the broker's size limit).
 MAX_FEED_ROWS = 1000
-#: The source partition of events scored outside ``events`` (the HTTP API): always caught up, never deduplicated.
+#: The source partition of events scored outside ``events`` (the HTTP API): never waited for, never deduplicated.
 DIRECT = -1
 _OPTIONS = orjson.OPT_SERIALIZE_NUMPY
 
@@ -55,7 +56,7 @@ class FeedError(ValueError):
 class FeedBatch:
     """One model's share of a scored batch, and the scorer's progress (see the module docstring).
 
-    ``progress``: events partition -> (event time handed over up to, caught up with the high watermark).
+    ``progress``: events partition -> (event time handed over up to, offset after the last record handed over).
     ``invalid``: (partition, offset, error class) of the events that failed validation (the data-quality monitor
     counts them; they go to the default model's feed).
     """
@@ -70,7 +71,7 @@ class FeedBatch:
     predictions: list[Any]
     probabilities: list[dict[Any, float] | None]
     invalid: list[tuple[int, int, str]] = field(default_factory=list)
-    progress: dict[int, tuple[int, bool]] = field(default_factory=dict)
+    progress: dict[int, tuple[int, int]] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.event_ids)
@@ -79,7 +80,7 @@ class FeedBatch:
     def progress_only(
         cls,
         model: str,
-        progress: dict[int, tuple[int, bool]],
+        progress: dict[int, tuple[int, int]],
         invalid: list[tuple[int, int, str]] | None = None,
         names: list[str] | None = None,
     ) -> FeedBatch:
@@ -91,7 +92,7 @@ class FeedBatch:
 
 def encode_feed(batch: FeedBatch, max_rows: int = MAX_FEED_ROWS) -> list[bytes]:
     """The messages of ``batch``: ``max_rows`` events each at most; the invalid events and the progress go with
-    the last (a consumer never hears "caught up" before it has the events handed over up to then)."""
+    the last (a consumer never hears of progress before it has the events handed over up to then)."""
     n = len(batch)
     parts = [(a, min(n, a + max_rows)) for a in range(0, n, max_rows)] or [(0, 0)]
     out = []
@@ -127,7 +128,7 @@ def _message(batch: FeedBatch, a: int, b: int, last: bool) -> dict[str, Any]:
         "classes": classes,
         "proba": proba,
         "invalid": batch.invalid if last else [],
-        "progress": [[p, ts, caught] for p, (ts, caught) in batch.progress.items()] if last else [],
+        "progress": [[p, ts, offset] for p, (ts, offset) in batch.progress.items()] if last else [],
     }
 
 
@@ -168,7 +169,7 @@ def _decode(value: Any) -> FeedBatch:
         raise ValueError("predictions and probabilities must have one entry per event")
     probabilities = [None if row is None else _probabilities(classes, row) for row in proba]
     invalid = [(int(p), int(o), str(reason)) for p, o, reason in value["invalid"]]
-    progress = {int(p): (int(t), bool(caught)) for p, t, caught in value["progress"]}
+    progress = {int(p): (int(t), int(offset)) for p, t, offset in value["progress"]}
     columns = FeatureColumns(list(names), numeric, categorical, list(range(n)))
     return FeedBatch(
         model, version, partitions, offsets, ts, ids, columns, predictions, probabilities, invalid, progress

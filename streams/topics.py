@@ -18,7 +18,7 @@ from aiokafka.errors import TopicAlreadyExistsError
 from driftline.contract.settings import Settings
 from driftline.streams.connections import kafka_kwargs
 
-CONTRACT_TOPICS = ("events", "labels", "predictions", "alerts", "dead-letter", "review")
+CONTRACT_TOPICS = ("events", "labels", "predictions", "alerts", "dead-letter", "review", "monitor")
 
 
 def topic_names(settings: Settings) -> list[str]:

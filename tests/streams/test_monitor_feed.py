@@ -42,12 +42,12 @@ def test_a_batch_comes_back_the_same_whatever_its_split(rows: list[tuple], max_r
         [r[2] for r in rows],
         [r[3] for r in rows],
         invalid=[(3, 9, "ValidationError")],
-        progress={0: (123, True), 1: (45, False)},
+        progress={0: (123, 7), 1: (45, 0)},
     )
     parts = [decode_feed(raw) for raw in encode_feed(batch, max_rows=max_rows)]
     assert len(parts) == max(1, math.ceil(n / max_rows))
     assert all(not p.progress and not p.invalid for p in parts[:-1])  # progress only once its events are out
-    assert parts[-1].progress == {0: (123, True), 1: (45, False)} and parts[-1].invalid == [(3, 9, "ValidationError")]
+    assert parts[-1].progress == {0: (123, 7), 1: (45, 0)} and parts[-1].invalid == [(3, 9, "ValidationError")]
     assert [e for p in parts for e in p.event_ids] == batch.event_ids
     assert [int(t) for p in parts for t in p.ts] == list(batch.ts)
     assert [int(o) for p in parts for o in p.partitions] == list(batch.partitions)
@@ -62,12 +62,12 @@ def test_a_batch_comes_back_the_same_whatever_its_split(rows: list[tuple], max_r
 
 
 def test_progress_alone_goes_in_one_message() -> None:
-    [raw] = encode_feed(FeedBatch.progress_only("m", {2: (7, True)}, [(2, 1, "JSONDecodeError")]))
+    [raw] = encode_feed(FeedBatch.progress_only("m", {2: (7, 3)}, [(2, 1, "JSONDecodeError")]))
     decoded = decode_feed(raw)
     assert (len(decoded), decoded.version, decoded.progress, decoded.invalid) == (
         0,
         None,
-        {2: (7, True)},
+        {2: (7, 3)},
         [(2, 1, "JSONDecodeError")],
     )
 

@@ -1,0 +1,121 @@
+"""The single ordered monitor per model on the real stack: two workers share the 4 partitions of ``events`` and
+both score, and one monitor (wherever the model's ``monitor`` partition is owned) watches every event once, in
+event-time order, and alerts once."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import time
+from collections import Counter
+
+import pytest
+import redis
+from aiokafka import AIOKafkaProducer
+
+from driftline.contract import keys
+from driftline.contract.settings import Settings
+from driftline.embedded.stack import free_port, wait_for_port
+from driftline.models.bootstrap import synthetic_stream
+from driftline.monitoring.monitor import Monitor
+from driftline.streams.ordered_monitor import feed_partition
+from tests.harness import WorkerProcess, probe, read_until
+
+pytestmark = pytest.mark.integration
+
+N = 4000
+
+
+def checkpointed(settings: Settings) -> Monitor | None:
+    """The default model's scoring monitor as last checkpointed (None before the first checkpoint)."""
+    client = redis.Redis.from_url(settings.redis_url)
+    try:
+        blob = client.get(keys.monitor(settings.redis_prefix, settings.model_name, "scoring"))
+    finally:
+        client.close()
+    if blob is None:
+        return None
+    purpose = keys.monitor_purpose(settings.model_name, "scoring")
+    return Monitor.restore(blob, settings.keyring(), purpose=purpose)
+
+
+def scored(port: int) -> float:
+    import urllib.request  # noqa: PLC0415
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
+        text = response.read().decode()
+    return sum(
+        float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith("driftline_events_scored_total{")
+    )
+
+
+async def publish_in_order(settings: Settings, events: list[dict]) -> None:
+    """Each event appended once the one before is (the broker's order across partitions is the events' time
+    order: an event appended after the monitor read the partitions' ends is later than every event before it)."""
+    producer = AIOKafkaProducer(bootstrap_servers=settings.broker_url, linger_ms=0)
+    await producer.start()
+    try:
+        for e in events:
+            await producer.send_and_wait(settings.topic("events"), json.dumps(e).encode(), key=e["event_id"].encode())
+    finally:
+        await producer.stop()
+
+
+def scoring_partitions(port: int) -> int | None:
+    """The ``events`` partitions a worker's scorer holds, as its readiness probe says (None: not yet joined)."""
+    answer = probe(port, "/readyz")
+    found = re.search(r"score: (\d+) assigned", json.dumps(answer[1])) if answer is not None else None
+    return int(found.group(1)) if found else None
+
+
+def test_feed_partition_is_where_the_producer_puts_the_model_key() -> None:
+    from aiokafka.partitioner import DefaultPartitioner  # noqa: PLC0415
+
+    for name in ("default", "fraud", "a" * 40):
+        assert feed_partition(name, [3, 1, 0, 2]) == DefaultPartitioner()(name.encode(), [0, 1, 2, 3], [0, 1, 2, 3])
+
+
+@pytest.mark.timeout(300)
+def test_two_workers_feed_one_monitor_that_sees_every_event_once_in_time_order(settings: Settings, tmp_path) -> None:
+    pairs = list(synthetic_stream(N, drift_at=N // 2))
+    ports = [free_port(), free_port()]
+    workers = [
+        WorkerProcess(settings, tmp_path / f"w{k}", DRIFTLINE_METRICS_PORT=str(port)) for k, port in enumerate(ports)
+    ]
+    for k, worker in enumerate(workers):
+        (tmp_path / f"w{k}").mkdir()
+        worker.start()
+    try:
+        for worker, port in zip(workers, ports, strict=True):
+            wait_for_port(port, timeout=60, proc=worker.proc)
+        deadline = time.monotonic() + 120
+        while not all(scoring_partitions(port) == 2 for port in ports):  # the group settled: both will score
+            assert time.monotonic() < deadline, "the two workers never shared the partitions"
+            time.sleep(0.2)
+        asyncio.run(publish_in_order(settings, [e for e, _ in pairs]))
+        deadline, monitor = time.monotonic() + 180, None
+        while time.monotonic() < deadline:  # checkpointed every 10 s: until it holds every event
+            assert all(w.alive() for w in workers), workers[0].log()[-3000:] + workers[1].log()[-3000:]
+            monitor = checkpointed(settings)
+            if monitor is not None and monitor.events >= N:
+                break
+            time.sleep(0.5)
+        shares = [scored(port) for port in ports]
+        alerts = asyncio.run(read_until(settings, ["alerts"], lambda seen: False, timeout=3))["alerts"]
+    finally:
+        for worker in workers:
+            worker.stop()
+    assert all(share > 0 for share in shares), f"both workers scored: {shares}"
+    assert monitor is not None and monitor.events == N, "one monitor watched every event once"
+    merger = monitor.feed
+    assert merger.out_of_order == 0 and merger.forced == 0, "in event-time order"
+    assert sum(merger.monitored.values()) + len(merger.monitored) == N  # the last offset of each partition, + 1
+    fired = Counter((a["kind"], a.get("feature"), a["detector"]) for a in map(json.loads, (r.value for r in alerts)))
+    assert fired[("data_drift", "salary", "psi")] == 1 and max(fired.values()) == 1, fired
+    first = min(
+        int(json.loads(r.value)["event_id"].rsplit("-", 1)[1])
+        for r in alerts
+        if json.loads(r.value)["kind"] == "data_drift"
+    )
+    assert N // 2 <= first <= N // 2 + 500, f"the change found {first - N // 2} events late"
