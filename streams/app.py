@@ -38,6 +38,7 @@ from driftline.streams.alerts_io import WebhookSender, decode_alert
 from driftline.streams.batch_source import BatchSource
 from driftline.streams.connections import async_redis_client, check_broker, get_many, kafka_kwargs, redis_client
 from driftline.streams.event_order import event_time, event_times
+from driftline.streams.free_memory import release_free_memory
 from driftline.streams.health import Health
 from driftline.streams.http_api import InferenceApi, listen
 from driftline.streams.join_store import JoinStore
@@ -89,6 +90,8 @@ CRASH_EXIT_SECONDS = 3.0
 EXIT_CRASHED = 1
 #: Seconds an alert's cross-worker dedup claim may wait for Redis (it runs on the event loop).
 DEDUP_SOCKET_TIMEOUT = 0.5
+#: How often the C allocator's free pages go back to the system (:mod:`driftline.streams.free_memory`).
+FREE_MEMORY_SECONDS = 30.0
 #: The garbage collector's thresholds in a running worker (Python's default: 700, 10, 10).
 GC_THRESHOLDS = (50_000, 20, 100)
 
@@ -577,6 +580,10 @@ class Worker:
         async def _checkpoint_monitors() -> None:
             if self.started:
                 await self.scoring_watch.save()
+
+        @app.timer(FREE_MEMORY_SECONDS)
+        async def _free_memory() -> None:
+            await asyncio.to_thread(release_free_memory)  # RSS follows what is in use (bounded), not what was
 
         if settings.webhook_url:
             self._deliver_alerts(app, settings.webhook_url)
