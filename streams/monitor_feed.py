@@ -28,6 +28,8 @@ driftline.streams.monitor_feed.FeedError: not a monitor feed message: TypeError:
 
 from __future__ import annotations
 
+import itertools
+import operator
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -104,15 +106,7 @@ def encode_feed(batch: FeedBatch, max_rows: int = MAX_FEED_ROWS) -> list[bytes]:
 
 def _message(batch: FeedBatch, a: int, b: int, last: bool) -> dict[str, Any]:
     columns = batch.columns
-    classes: list[Any] = []
-    seen: set[Any] = set()
-    for p in batch.probabilities[a:b]:
-        if p:
-            for c in p:
-                if c not in seen:
-                    seen.add(c)
-                    classes.append(c)
-    proba = [None if p is None else [p.get(c) for c in classes] for p in batch.probabilities[a:b]]
+    classes, proba, dense = _probability_rows(batch.probabilities[a:b])
     return {
         "feed": FEED_FORMAT,
         "model": batch.model,
@@ -127,9 +121,29 @@ def _message(batch: FeedBatch, a: int, b: int, last: bool) -> dict[str, Any]:
         "prediction": batch.predictions[a:b],
         "classes": classes,
         "proba": proba,
+        "dense": dense,
         "invalid": batch.invalid if last else [],
         "progress": [[p, ts, offset] for p, (ts, offset) in batch.progress.items()] if last else [],
     }
+
+
+def _probability_rows(probabilities: list[dict[Any, float] | None]) -> tuple[list[Any], list[Any], bool]:
+    """The classes, one row of probabilities per event (None for an event without), and whether every event has
+    exactly those classes (then one C-level pass each way)."""
+    first = next((p for p in probabilities if p), None)
+    classes = list(first) if first else []
+    if len(classes) > 1 and None not in probabilities and set(map(len, probabilities)) == {len(classes)}:
+        try:
+            return classes, list(map(operator.itemgetter(*classes), probabilities)), True
+        except (KeyError, TypeError):  # another class in some row
+            pass
+    seen = set(classes)
+    for p in probabilities:
+        for c in p or ():
+            if c not in seen:
+                seen.add(c)
+                classes.append(c)
+    return classes, [None if p is None else [p.get(c) for c in classes] for p in probabilities], False
 
 
 def decode_feed(raw: bytes | None) -> FeedBatch:
@@ -167,7 +181,9 @@ def _decode(value: Any) -> FeedBatch:
     predictions, classes, proba = value["prediction"], value["classes"], value["proba"]
     if len(predictions) != n or len(proba) != n:
         raise ValueError("predictions and probabilities must have one entry per event")
-    probabilities = [None if row is None else _probabilities(classes, row) for row in proba]
+    probabilities = _dense(classes, proba, n) if value.get("dense") is True else None
+    if probabilities is None:
+        probabilities = [None if row is None else _probabilities(classes, row) for row in proba]
     invalid = [(int(p), int(o), str(reason)) for p, o, reason in value["invalid"]]
     progress = {int(p): (int(t), int(offset)) for p, t, offset in value["progress"]}
     columns = FeatureColumns(list(names), numeric, categorical, list(range(n)))
@@ -181,6 +197,17 @@ def _ints(values: Any, n: int, name: str) -> np.ndarray:
     if array.shape != (n,):
         raise ValueError(f"{name} must have one int per event")
     return array
+
+
+def _dense(classes: list[Any], proba: list[Any], n: int) -> list[dict[Any, float]] | None:
+    """Rows of one number per class as dicts (None: not such rows; they are read one by one)."""
+    try:
+        matrix = np.array(proba, dtype=np.float64)
+    except (TypeError, ValueError):
+        return None
+    if matrix.shape != (n, len(classes)) or np.isnan(matrix).any():
+        return None
+    return list(map(dict, map(zip, itertools.repeat(classes), matrix.tolist())))
 
 
 def _probabilities(classes: list[Any], row: list[Any]) -> dict[Any, float]:
