@@ -1,8 +1,9 @@
 """The Faust application of a driftline worker.
 
 Faust owns the process (worker lifecycle, signals, services, timers). The hot paths are Faust services fed by
-:class:`driftline.streams.batch_source.BatchSource` (aiokafka ``getmany`` + manual commits): scoring of ``events`` and,
-at concurrency 1, learning from ``labels``.
+:class:`driftline.streams.batch_source.BatchSource` (aiokafka ``getmany`` + manual commits): scoring of ``events``,
+at concurrency 1 learning from ``labels``, and each model's ordered scoring monitor, fed by every scorer through
+``monitor`` (:mod:`driftline.streams.ordered_monitor`).
 """
 
 from __future__ import annotations
@@ -286,13 +287,14 @@ class Worker:
         to, and the offset after the last record handed over (with ``records``, scored as ``batch``). The monitors
         compare that offset with the partition's end: a scorer level with it is not waited for."""
         events = self.settings.topic("events")
-        for record in records:  # in offset order per partition
-            if record.topic == events:
-                self.handed_offsets[record.partition] = record.offset + 1
-        for group in batch.by_model.values():
-            for record, ts in zip(group.records, group.ts, strict=True):
-                if record.topic == events and ts > self.handed.get(record.partition, ts - 1):
-                    self.handed[record.partition] = ts
+        # records come in offset order per partition: a dict keeps each partition's last
+        self.handed_offsets.update({r.partition: r.offset + 1 for r in records if r.topic == events})
+        for group in batch.by_model.values():  # each partition's last event time (at most its highest: a later
+            # event older than one before it only makes the monitors wait a little longer, never reorders)
+            last = {r.partition: ts for r, ts in zip(group.records, group.ts, strict=True) if r.topic == events}
+            for partition, ts in last.items():
+                if ts > self.handed.get(partition, ts - 1):
+                    self.handed[partition] = ts
         assigned = self.score_source.assigned if self.score_source is not None else None
         return {
             tp.partition: (self.handed.get(tp.partition, NEVER), self.handed_offsets[tp.partition])

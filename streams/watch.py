@@ -1,6 +1,7 @@
 """Monitors in the worker: one per model and role, restored from checkpoints, and the actions alerts take.
 
-The scoring role watches features, predictions and data quality; the learning role watches outcomes (concept
+The scoring role watches features, predictions and data quality (in the worker that owns the model's ``monitor``
+partition: :mod:`driftline.streams.ordered_monitor`); the learning role watches outcomes (concept
 drift, realised metric, label lag). Scoring monitors are checkpointed to Redis every few seconds and on stop;
 the learning monitor is checkpointed together with the learner (one Redis write), so its evidence is exactly as
 consistent as the model's. Actions per alert kind come from settings: ``rollback`` asks the registry for the
