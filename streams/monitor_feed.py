@@ -80,16 +80,10 @@ class FeedBatch:
 
     @classmethod
     def progress_only(
-        cls,
-        model: str,
-        progress: dict[int, tuple[int, int]],
-        invalid: list[tuple[int, int, str]] | None = None,
-        names: list[str] | None = None,
+        cls, model: str, progress: dict[int, tuple[int, int]], invalid: list[tuple[int, int, str]] | None = None
     ) -> FeedBatch:
         """A message without events: the scorer's progress (and invalid events) alone."""
-        return cls(
-            model, None, [], [], [], [], FeatureColumns(names or [], {}, {}, []), [], [], invalid or [], progress
-        )
+        return cls(model, None, [], [], [], [], FeatureColumns([], {}, {}, []), [], [], invalid or [], progress)
 
 
 def encode_feed(batch: FeedBatch, max_rows: int = MAX_FEED_ROWS) -> list[bytes]:
