@@ -8,7 +8,8 @@ application (lifecycle, worker, services) while the hot path reads whole batches
   their acknowledgements at once), and commits a batch's offsets only once its acknowledgements, and those of
   every batch before it, are in. Commits run in the background, one at a time, and are awaited before a revoke
   and at stop;
-* when partitions are revoked or the service stops, the batch in flight is finished and committed first;
+* when partitions are revoked or the service stops, the batch in flight is finished and committed first; the
+  hook of an assignment (``on_assigned``) also waits for it, and no batch is handled while it runs;
 * records of partitions no longer assigned are dropped before handling (the new owner reads them again);
 * a batch whose handler raises one of ``retry_on`` (e.g. Redis unreachable) is not committed: its partitions
   are rewound to the batch's first offsets and it is handled again after ``retry_pause`` seconds (the handler
@@ -91,9 +92,14 @@ class _Rebalance(ConsumerRebalanceListener):
                 self.source.ahead -= set(revoked)
 
     async def on_partitions_assigned(self, assigned: Iterable[TopicPartition]) -> None:
-        self.source.assigned = set(assigned)
-        if self.source.on_assigned is not None:
-            await self.source.on_assigned(self.source.consumer, set(assigned))
+        # Never while a batch is handled: the hook may replace what the handler works on (the learner reloads its
+        # checkpoints and seeks to them). aiokafka runs this in its coordinator's task, beside the consume loop;
+        # a handler that went on learning into the replaced state had its labels counted, its checkpoint written
+        # from the reloaded one and the consumer already past them: learned by no checkpoint, read by no one.
+        async with self.source.in_flight:
+            self.source.assigned = set(assigned)
+            if self.source.on_assigned is not None:
+                await self.source.on_assigned(self.source.consumer, set(assigned))
 
 
 class BatchSource(mode.Service):

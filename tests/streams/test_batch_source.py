@@ -12,7 +12,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from driftline.contract.settings import Settings
-from driftline.streams.batch_source import BatchSource
+from driftline.streams.batch_source import BatchSource, _Rebalance
 from driftline.streams.topics import ensure_topics
 
 pytestmark = pytest.mark.integration
@@ -227,3 +227,46 @@ def test_with_flush_every_what_was_deferred_is_flushed_when_no_idle_poll_comes(s
             await source.stop()
 
     asyncio.run(scenario())
+
+
+def test_an_assignment_hook_waits_for_the_batch_in_flight_and_no_batch_runs_during_it() -> None:
+    """aiokafka calls the rebalance listener from its coordinator's task, beside the consume loop. The learner's
+    hook reloads its checkpoints and seeks to them: run in the middle of a batch, the batch went on learning into
+    the replaced state, and its labels were counted as learned but reached no checkpoint (the broker-restart test's
+    stall: 3,000 learned by the metrics, 2,500 in the checkpoint, the consumer idle past them)."""
+    events: list[str] = []
+
+    async def on_assigned(_consumer: object, assigned: set[TopicPartition]) -> None:
+        events.append("assigned: start")
+        await asyncio.sleep(0)  # the hook awaits (Redis, the registry): a batch must not slip in here
+        events.append("assigned: end")
+
+    async def scenario() -> None:
+        source = BatchSource(
+            name="t", consumer_kwargs={}, topics=["t"], group_id="g", handler=lambda _: None, on_assigned=on_assigned
+        )
+        listener = _Rebalance(source)
+
+        async def batch(name: str) -> None:
+            async with source.in_flight:  # what the consume loop holds while it handles a batch
+                events.append(f"{name}: start")
+                await asyncio.sleep(0)
+                await asyncio.sleep(0)
+                events.append(f"{name}: end")
+
+        first = asyncio.ensure_future(batch("batch 1"))
+        await asyncio.sleep(0)  # batch 1 is in flight
+        assignment = asyncio.ensure_future(listener.on_partitions_assigned({TopicPartition("t", 0)}))
+        await asyncio.sleep(0)  # the assignment waits for it
+        second = asyncio.ensure_future(batch("batch 2"))  # queued behind the assignment
+        await asyncio.gather(first, assignment, second)
+
+    asyncio.run(scenario())
+    assert events == [
+        "batch 1: start",
+        "batch 1: end",
+        "assigned: start",
+        "assigned: end",
+        "batch 2: start",
+        "batch 2: end",
+    ]

@@ -111,12 +111,15 @@ def test_broker_killed_and_restarted_empty_loses_nothing_new_and_learns_each_new
                 read_until(
                     settings,
                     ["predictions", "alerts"],
-                    lambda seen: (
-                        len(set(prediction_ids(seen["predictions"])) & ids) == AFTER
-                        and learned_count(client, settings) >= BEFORE + AFTER
-                    ),
+                    lambda seen: len(set(prediction_ids(seen["predictions"])) & ids) == AFTER,
                     timeout=240,
                 )
+            )
+            wait_for(
+                lambda: learned_count(client, settings) >= BEFORE + AFTER,
+                "the labels after the restart learned",
+                worker,
+                lambda: progress(settings, client, port),
             )
             health = probe(port, "/healthz")
             alive = worker.alive()
