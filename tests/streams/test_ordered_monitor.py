@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import threading
 import time
 from collections import Counter
 
@@ -21,6 +22,7 @@ from driftline.models.bootstrap import synthetic_stream
 from driftline.monitoring.monitor import Monitor
 from driftline.streams.ordered_monitor import feed_partition
 from tests.harness import WorkerProcess, probe, read_until
+from tests.streams.test_faults import Published, publish_paced
 
 pytestmark = pytest.mark.integration
 
@@ -119,3 +121,57 @@ def test_two_workers_feed_one_monitor_that_sees_every_event_once_in_time_order(s
         if json.loads(r.value)["kind"] == "data_drift"
     )
     assert N // 2 <= first <= N // 2 + 500, f"the change found {first - N // 2} events late"
+
+
+@pytest.mark.timeout(300)
+def test_the_monitors_worker_killed_mid_stream_its_successor_watches_every_event_once(
+    settings: Settings, tmp_path
+) -> None:
+    """kill -9 of the worker that holds the monitor, once a checkpoint holds part of the stream and while events
+    keep coming; a new worker restores the monitor from that checkpoint, reads the feed again from where it says
+    and drops what the dead one had watched or fed already (by source offset): every event watched once, the
+    drift alerted once."""
+    pairs = list(synthetic_stream(N, drift_at=N // 2))
+    port = free_port()
+    worker = WorkerProcess(settings, tmp_path, DRIFTLINE_METRICS_PORT=str(port)).start()
+    published = Published()
+    publisher = threading.Thread(
+        target=lambda: asyncio.run(
+            publish_paced(settings, [("events", json.dumps(e).encode()) for e, _ in pairs], 150, published)
+        )
+    )
+    try:
+        wait_for_port(port, timeout=60, proc=worker.proc)
+        publisher.start()
+        deadline, at_kill = time.monotonic() + 120, None
+        while at_kill is None:  # a checkpoint holds part of the stream: kill the monitor's worker
+            assert time.monotonic() < deadline and worker.alive(), worker.log()[-3000:]
+            monitor = checkpointed(settings)
+            if monitor is not None and monitor.events > 0:
+                at_kill = monitor.events
+            else:
+                time.sleep(0.2)
+        worker.kill()
+        sent_at_kill = published.sent
+        worker.start()
+        publisher.join(120)
+        deadline, monitor = time.monotonic() + 180, None
+        while time.monotonic() < deadline:  # checkpointed every 10 s: until it holds every event
+            assert worker.alive(), worker.log()[-3000:]
+            monitor = checkpointed(settings)
+            if monitor is not None and monitor.events >= N:
+                break
+            time.sleep(0.5)
+        alerts = asyncio.run(read_until(settings, ["alerts"], lambda seen: False, timeout=3))["alerts"]
+    finally:
+        worker.stop()
+    print(
+        json.dumps(
+            {"monitored_at_kill": at_kill, "published_at_kill": sent_at_kill, "monitored": monitor and monitor.events}
+        )
+    )
+    assert sent_at_kill < N, "the kill came while events were still being published"
+    assert 0 < at_kill < N
+    assert monitor is not None and monitor.events == N, f"every event watched once (killed at {at_kill})"
+    fired = Counter((a["kind"], a.get("feature"), a["detector"]) for a in map(json.loads, (r.value for r in alerts)))
+    assert fired[("data_drift", "salary", "psi")] == 1, fired
