@@ -306,6 +306,14 @@ ROWS: list[tuple[str, list[Panel]]] = [
                 [Target("sum by (kind, severity) (increase(driftline_alerts_total[1h]))", "{{kind}} {{severity}}")],
             ),
             Panel(
+                "Monitor feed: order",
+                "Events of each model's one ordered monitor since its checkpoint began: buffered (waiting for the "
+                "watermark: a scorer behind), out_of_order (watched after a later event), forced (released by the "
+                "buffer's cap before the watermark) and duplicates (re-read after a rebalance, dropped). Rising "
+                "out_of_order or forced: windows mix events from both sides of a change; look for a stuck scorer.",
+                [Target(f"max by (model, state) (driftline_monitor_feed_events{MODEL})", "{{state}} {{model}}")],
+            ),
+            Panel(
                 "Drift score by detector",
                 "Evidence relative to each detector's budget-corrected threshold (1 = "
                 "at the threshold). Which feature and which test moved tells data drift from prediction drift.",

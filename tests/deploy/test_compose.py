@@ -385,6 +385,8 @@ def test_status_and_trace_work_with_the_compose_worker_environment_and_the_compo
             "DRIFTLINE_HTTP_PORT": str(free_port()),
             "DRIFTLINE_MODEL_HMAC_KEY": "compose-signing-key",
             "DRIFTLINE_REDIS_PASSWORD": secret.read_text().strip(),
+            # no snapshot by the clock: the version served after the 10 labels is v1 however slow the start was
+            "DRIFTLINE_SNAPSHOT_EVERY_SECONDS": "3600",
         }
         compose_settings = Settings(
             **{k.removeprefix("DRIFTLINE_").lower(): v for k, v in env.items() if k.startswith("DRIFTLINE_")}
