@@ -184,8 +184,11 @@ class BatchSource(mode.Service):
             auto_offset_reset="earliest",
             **self.consumer_kwargs,
         )
-        self.consumer.subscribe(self.topics, listener=_Rebalance(self))
         await self.consumer.start()
+        # Subscribed once started: start() would otherwise wait for the group's first assignment (the embedded
+        # broker takes ~5 s to form a group), and a worker's sources start one after another: 5 s each.
+        # Assigned in the background, each source's group joins at the same time as the others'.
+        self.consumer.subscribe(self.topics, listener=_Rebalance(self))
 
     async def on_stop(self) -> None:
         if self.consumer is not None:
