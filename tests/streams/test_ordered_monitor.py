@@ -42,6 +42,19 @@ def checkpointed(settings: Settings) -> Monitor | None:
     return Monitor.restore(blob, settings.keyring(), purpose=purpose)
 
 
+def checkpoint_of_every_event(settings: Settings, workers: list[WorkerProcess]) -> Monitor | None:
+    """The monitor as checkpointed (every 10 s) once it holds all ``N`` events, or as last read after 180 s; every
+    worker must stay alive meanwhile."""
+    deadline, monitor = time.monotonic() + 180, None
+    while time.monotonic() < deadline:
+        assert all(w.alive() for w in workers), "".join(w.log()[-3000:] for w in workers)
+        monitor = checkpointed(settings)
+        if monitor is not None and monitor.events >= N:
+            break
+        time.sleep(0.5)
+    return monitor
+
+
 def scored(port: int) -> float:
     import urllib.request  # noqa: PLC0415
 
@@ -96,13 +109,7 @@ def test_two_workers_feed_one_monitor_that_sees_every_event_once_in_time_order(s
             assert time.monotonic() < deadline, "the two workers never shared the partitions"
             time.sleep(0.2)
         asyncio.run(publish_in_order(settings, [e for e, _ in pairs]))
-        deadline, monitor = time.monotonic() + 180, None
-        while time.monotonic() < deadline:  # checkpointed every 10 s: until it holds every event
-            assert all(w.alive() for w in workers), workers[0].log()[-3000:] + workers[1].log()[-3000:]
-            monitor = checkpointed(settings)
-            if monitor is not None and monitor.events >= N:
-                break
-            time.sleep(0.5)
+        monitor = checkpoint_of_every_event(settings, workers)
         shares = [scored(port) for port in ports]
         alerts = asyncio.run(read_until(settings, ["alerts"], lambda seen: False, timeout=3))["alerts"]
     finally:
@@ -155,13 +162,7 @@ def test_the_monitors_worker_killed_mid_stream_its_successor_watches_every_event
         sent_at_kill = published.sent
         worker.start()
         publisher.join(120)
-        deadline, monitor = time.monotonic() + 180, None
-        while time.monotonic() < deadline:  # checkpointed every 10 s: until it holds every event
-            assert worker.alive(), worker.log()[-3000:]
-            monitor = checkpointed(settings)
-            if monitor is not None and monitor.events >= N:
-                break
-            time.sleep(0.5)
+        monitor = checkpoint_of_every_event(settings, [worker])
         alerts = asyncio.run(read_until(settings, ["alerts"], lambda seen: False, timeout=3))["alerts"]
     finally:
         worker.stop()
