@@ -8,9 +8,8 @@
 * a worker restarted with empty local state recovers its learner checkpoint and its detector state.
 
 The kill -9 test and Redis stopped mid-stream also run against a real 3-master Redis Cluster
-(``DRIFTLINE_REDIS_CLUSTER``; the outage stops the master holding the model's keys). A worker killed during an
-outage of the cluster's master is not in the suite: at load 4-5 its scorer predicted nothing in the 5 s between
-the master's stop and the kill (it passes on the standalone Redis); see docs/SCALING.md.
+(``DRIFTLINE_REDIS_CLUSTER``; the outage stops the master holding the model's keys), and so does a worker killed
+during that outage.
 
 Each scenario prints one JSON line (``print(..., flush=True)``, run with ``-s``) for BENCHMARKS.md.
 """
@@ -552,10 +551,12 @@ def test_redis_down_10s_scoring_continues_worker_survives_and_learning_resumes_w
 
 
 @pytest.mark.timeout(600)
-def test_worker_killed_during_a_redis_outage_loses_no_join_record(request, settings, tmp_path):
+@pytest.mark.parametrize("backend", ["standalone", "cluster"])
+def test_worker_killed_during_a_redis_outage_loses_no_join_record(request, settings, tmp_path, backend):
     """Join records wait in the scorer's memory while Redis is down; their offsets are not committed until they
-    reach Redis, so the restarted worker scores those events again and every label still finds its event."""
-    target = outage_target(request, "standalone", settings)
+    reach Redis, so the restarted worker scores those events again and every label still finds its event. On the
+    cluster, the master holding the model's keys is the one stopped."""
+    target = outage_target(request, backend, settings)
     result = run_redis_outage(settings, target, tmp_path, "mid_stream", "stopped_and_worker_killed")
     assert not result["alive_at_restart"] and result["alive_at_end"] and result["worker_starts"] == 2
     assert result["predicted_during_outage"] > 0, "events were scored, their join records buffered, before the kill"
