@@ -7,13 +7,15 @@ chunk once its events are scored, so none waits for its event). At three marks, 
 - ``worker_rss_mib``: the worker process's resident memory (``VmRSS``);
 - ``versions_kept``: the versions of the model the registry holds (the learner registers one every 1,000 labels
   and prunes to ``DRIFTLINE_KEEP_VERSIONS`` besides the pinned ones);
-- ``reload_check_ms``: the median time of what a worker reads when a new version becomes current (its current and
-  challenger pointers, the verified version, its reference profile), timed in this process against the same
-  Redis, and ``reload_check_round_trips``, the Redis round trips it makes (the same at every mark: the
-  reference is found in two reads, however long the lineage).
+- ``reload_check_ms`` and ``reload_check_min_ms``: the median and the shortest of 30 timings of what a worker reads
+  when a new version becomes current (its current and challenger pointers, the verified version, its reference
+  profile), timed in this process against the same Redis, and ``reload_check_round_trips``, the Redis round trips
+  it makes (the same at every mark: the reference is found in two reads, however long the lineage).
 
 Then ``rss_ratio_1m_100k`` is the RSS at the last mark over the second, and ``reload_check_ratio_1m_10k`` the
-reload check at the last mark over the first.
+shortest reload check at the last mark over the first: the check's own cost. The median's ratio,
+``reload_check_median_ratio_1m_10k``, also carries what else the machine ran meanwhile (a busy core can hold a
+timing for milliseconds).
 
 >>> marks(1_000_000), marks(500)
 ([10000, 100000, 1000000], [5, 50, 500])
@@ -65,14 +67,17 @@ def reload_check(run: StateRun, name: str) -> None:
     registry.reference(name, meta.version)
 
 
-def reload_check_ms(run: StateRun, name: str, repeats: int = RELOAD_REPEATS) -> float:
-    """Median milliseconds of :func:`reload_check`."""
+def reload_check_ms(run: StateRun, name: str, repeats: int = RELOAD_REPEATS) -> dict[str, float]:
+    """The median and the shortest milliseconds of :func:`reload_check` over ``repeats`` timings."""
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
         reload_check(run, name)
         times.append(time.perf_counter() - start)
-    return round(statistics.median(times) * 1000, 3)
+    return {
+        "reload_check_ms": round(statistics.median(times) * 1000, 3),
+        "reload_check_min_ms": round(min(times) * 1000, 3),
+    }
 
 
 def round_trips(client: redis.Redis, action: Callable[[], object]) -> int:
@@ -131,7 +136,7 @@ async def grow(run: StateRun, producer: Any, labelled: int, name: str, before: i
                     "events": mark,
                     "worker_rss_mib": worker_rss_mib(run.worker.pid),
                     "versions_kept": len(run.registry.versions(name)),
-                    "reload_check_ms": reload_check_ms(run, name),
+                    **reload_check_ms(run, name),
                     "reload_check_round_trips": round_trips(run.redis, lambda: reload_check(run, name)),
                 }
             )
@@ -143,5 +148,6 @@ async def grow(run: StateRun, producer: Any, labelled: int, name: str, before: i
         "keep_versions": run.settings.keep_versions,
         "pinned_versions": len(run.registry.pinned(name)),
         "rss_ratio_1m_100k": round(last["worker_rss_mib"] / second["worker_rss_mib"], 3),
-        "reload_check_ratio_1m_10k": round(last["reload_check_ms"] / first["reload_check_ms"], 3),
+        "reload_check_ratio_1m_10k": round(last["reload_check_min_ms"] / first["reload_check_min_ms"], 3),
+        "reload_check_median_ratio_1m_10k": round(last["reload_check_ms"] / first["reload_check_ms"], 3),
     }

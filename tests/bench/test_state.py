@@ -38,9 +38,11 @@ def test_the_registry_keeps_keep_versions_besides_the_pinned_ones_however_many_s
     assert result["keep_versions"] == 3 and result["pinned_versions"] == 1
     assert [m["events"] for m in result["marks"]] == [30, 300, 3_000]
     assert all(m["versions_kept"] <= 3 + 1 + 1 for m in result["marks"]), result["marks"]
-    assert all(m["worker_rss_mib"] > 50 and m["reload_check_ms"] > 0 for m in result["marks"])
+    marks = result["marks"]
+    assert all(m["worker_rss_mib"] > 50 and 0 < m["reload_check_min_ms"] <= m["reload_check_ms"] for m in marks)
     assert [m["reload_check_round_trips"] for m in result["marks"]] == [5, 5, 5], "pointers, version, metadata"
-    assert result["rss_ratio_1m_100k"] > 0 and result["reload_check_ratio_1m_10k"] > 0
+    assert result["rss_ratio_1m_100k"] > 0
+    assert result["reload_check_ratio_1m_10k"] > 0 and result["reload_check_median_ratio_1m_10k"] > 0
 
 
 def test_the_label_backlog_is_learned_by_the_live_worker_and_timed(result: dict[str, Any]) -> None:
