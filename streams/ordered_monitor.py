@@ -74,6 +74,8 @@ class OrderedMonitors:
         self.consumer: AIOKafkaConsumer | None = None
         #: The version that scored the prediction reference last, per model (another is loaded when asked).
         self._scorers: dict[str, LoadedModel] = {}
+        #: Whether a batch was handled (or a checkpoint failed) since the monitors were last checkpointed.
+        self.unsaved = False
 
     async def _events_partitions(self) -> set[int]:
         if self.event_partitions is None:
@@ -127,6 +129,7 @@ class OrderedMonitors:
     # --- the feed ---------------------------------------------------------------------------------------------
     async def handle(self, records: list) -> asyncio.Future:
         """Merge a batch of feed messages into the monitors; their alerts go out (returns their acknowledgements)."""
+        self.unsaved = True
         letters: list[DeadLetter] = []
         alerts: list[Alert] = []
         events = await self._events_partitions()
@@ -217,5 +220,8 @@ class OrderedMonitors:
         )
 
     async def flush(self) -> None:
-        """Checkpoint the monitors (before a revoke, at stop; the worker's timer does it every few seconds)."""
-        await self.watch.save()
+        """Checkpoint the monitors when a batch came since (an idle poll, before a revoke, at stop; the worker's
+        timer does it every few seconds): an idle poll of an idle feed pickles nothing."""
+        if self.unsaved:
+            self.unsaved = False  # set again by a batch handled while the checkpoint is written
+            self.unsaved = not await self.watch.save() or self.unsaved

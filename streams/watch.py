@@ -12,6 +12,7 @@ previous version, ``adjust_threshold`` stores the decision threshold scorers app
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import pickle
 import time
@@ -66,6 +67,8 @@ class Watch:
         #: Monitors started while Redis could not give their checkpoint: never saved (they would overwrite the
         #: checkpoint's evidence), replaced by the checkpoint once Redis answers; name -> next attempt (monotonic).
         self.provisional: dict[str, float] = {}
+        #: Per monitor, the digest of the pickle last written: an unchanged monitor is not sealed and written again.
+        self.written: dict[str, bytes] = {}
 
     def key(self, name: str) -> str:
         return keys.monitor(self.prefix, name, self.role)
@@ -87,6 +90,7 @@ class Watch:
                 log.warning("monitor of %s restored from its checkpoint once Redis answered", meta.name)
             self.provisional.pop(meta.name, None)
             self.monitors[meta.name] = restored
+            self.written.pop(meta.name, None)
 
     def purpose(self, name: str) -> str:
         """What this role's checkpoint of ``name`` is signed for (it verifies for nothing else)."""
@@ -101,6 +105,7 @@ class Watch:
         """The monitor of ``meta.name`` restored from ``blob``, else new with its version's reference profile; built
         off the event loop (reading the profile is Redis I/O)."""
         self.monitors[meta.name] = await asyncio.to_thread(self._build, meta, blob)
+        self.written.pop(meta.name, None)
         return self.monitors[meta.name]
 
     def _provisional(self, meta: ModelVersion, exc: Exception) -> Monitor:
@@ -149,18 +154,29 @@ class Watch:
             if name not in self.provisional
         }
 
-    def write(self, pickled: dict[str, bytes]) -> None:
-        """Seal and store :meth:`pickled` checkpoints (blocking: run it in a thread); Redis errors are counted."""
+    def write(self, pickled: dict[str, bytes]) -> bool:
+        """Seal and store :meth:`pickled` checkpoints (blocking: run it in a thread), skipping a monitor whose pickle
+        is the one this watch last wrote (an idle monitor: its checkpoint already holds it); Redis errors are
+        counted. True when every checkpoint is in Redis."""
         key = self.settings.keyring()
+        stored = True
         for name, state in pickled.items():
+            digest = hashlib.blake2b(state, digest_size=16).digest()
+            if self.written.get(name) == digest:
+                continue
             try:
                 self.client.set(self.key(name), seal_pickled(state, key, self.purpose(name)))
             except redis.RedisError:
                 REDIS_ERRORS.labels("monitor_checkpoint").inc()
+                stored = False
+            else:
+                self.written[name] = digest
+        return stored
 
-    async def save(self) -> None:
-        """Checkpoint every monitor (scoring role): pickled on the loop, sealed and written off it."""
-        await asyncio.to_thread(self.write, self.pickled())
+    async def save(self) -> bool:
+        """Checkpoint every monitor (scoring role) that changed since it was last written: pickled on the loop,
+        sealed and written off it. True when every checkpoint is in Redis."""
+        return await asyncio.to_thread(self.write, self.pickled())
 
     def export(self) -> None:
         """Set the Prometheus gauges of every monitor."""

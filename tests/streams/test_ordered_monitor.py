@@ -20,7 +20,7 @@ from driftline.contract.settings import Settings
 from driftline.embedded.stack import free_port, wait_for_port
 from driftline.models.bootstrap import synthetic_stream
 from driftline.monitoring.monitor import Monitor
-from driftline.streams.ordered_monitor import feed_partition
+from driftline.streams.ordered_monitor import OrderedMonitors, feed_partition
 from tests.harness import WorkerProcess, probe, read_until
 from tests.streams.test_faults import Published, publish_paced
 
@@ -176,3 +176,33 @@ def test_the_monitors_worker_killed_mid_stream_its_successor_watches_every_event
     assert monitor is not None and monitor.events == N, f"every event watched once (killed at {at_kill})"
     fired = Counter((a["kind"], a.get("feature"), a["detector"]) for a in map(json.loads, (r.value for r in alerts)))
     assert fired[("data_drift", "salary", "psi")] == 1, fired
+
+
+def test_an_idle_feed_checkpoints_nothing_and_a_failed_checkpoint_is_tried_again() -> None:
+    class Saves:
+        def __init__(self) -> None:
+            self.calls, self.stored = 0, True
+
+        async def save(self) -> bool:
+            self.calls += 1
+            return self.stored
+
+    watch = Saves()
+    monitors = OrderedMonitors(Settings(), watch, None, None, None, None, None)  # type: ignore[arg-type]
+
+    async def flushes(batch: bool) -> int:
+        before = watch.calls
+        if batch:
+            monitors.unsaved = True  # what handle() sets first
+        await monitors.flush()
+        return watch.calls - before
+
+    async def scenario() -> list[int]:
+        done = [await flushes(False), await flushes(True), await flushes(False)]
+        watch.stored = False
+        done += [await flushes(True), await flushes(False)]  # Redis refused it: the next flush writes again
+        watch.stored = True
+        done += [await flushes(False), await flushes(False)]
+        return done
+
+    assert asyncio.run(scenario()) == [0, 1, 0, 1, 1, 1, 0]

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import redis
 
+from driftline.contract import keys
 from driftline.contract.settings import Settings
 from driftline.embedded.stack import REDIS_USER, EmbeddedServer, start_redis
 from driftline.models.bootstrap import synthetic_stream
@@ -108,3 +109,40 @@ def test_checkpoints_are_consistent_and_a_provisional_monitor_never_overwrites_o
     assert result["kept"] == 500, "the provisional monitor did not overwrite the checkpoint"
     assert result["after_retry"] == 500 and result["still_provisional"] == 0
     assert result["event_times"] == [0, 0, 100], "only the learner's monitor keeps the events' times"
+
+
+def test_an_unchanged_monitor_is_not_written_again(own_redis) -> None:
+    settings = Settings(redis_url=f"redis://127.0.0.1:{own_redis.port}/0", model_hmac_key="k")
+    sets = []
+
+    class Counted(redis.Redis):
+        def set(self, name, value, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202 - redis.Redis.set's own
+            sets.append(name)
+            return super().set(name, value, *args, **kwargs)
+
+    client = Counted(host="127.0.0.1", port=own_redis.port, username=REDIS_USER, password=PASSWORD)
+    registry = ModelRegistry(client, settings.keyring(), prefix=settings.redis_prefix)
+    ensure_default_model(registry, "default")
+    meta, _ = registry.load("default")
+
+    def writes() -> int:
+        return sets.count(keys.monitor(settings.redis_prefix, "default", "scoring"))
+
+    async def scenario() -> list[tuple[bool, int]]:
+        watch = Watch("scoring", settings, registry, client, InMemoryDeduplicator())
+        await watch.ensure([meta])
+        _observe(watch, meta, 0, 200)
+        done = []
+        for observe in (False, False, True):  # written, idle (skipped), changed (written)
+            if observe:
+                _observe(watch, meta, 200, 50)
+            before = writes()
+            done.append((await watch.save(), writes() - before))
+        await watch.restore(meta, client.get(watch.key("default")))  # a monitor rebuilt is written again
+        before = writes()
+        done.append((await watch.save(), writes() - before))
+        return done
+
+    result = asyncio.run(scenario())
+    client.close()
+    assert result == [(True, 1), (True, 0), (True, 1), (True, 1)]
