@@ -368,6 +368,7 @@ class Worker:
             handler=self.monitoring.handle,
             on_assigned=self.monitoring.on_assigned,
             on_flush=self.monitoring.flush,  # the monitors' checkpoints, before a revoke and at stop
+            on_idle=self.monitoring.idle,  # and every MONITOR_CHECKPOINT_SECONDS (the timer), not on idle polls
             commit_to_kafka=False,  # where each model's monitor read its feed up to lives in its checkpoint
             max_records=MONITOR_FEED_MESSAGES,
             timeout_ms=settings.batch_timeout_ms,

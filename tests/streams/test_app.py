@@ -76,6 +76,33 @@ def test_a_started_worker_keeps_what_it_loaded_out_of_the_collector_s_full_colle
     assert frozen > 0 and not model_still_scanned
 
 
+@pytest.mark.integration
+def test_the_monitor_feed_s_idle_polls_checkpoint_nothing_its_revokes_and_stops_do(settings, stack, redis_client):
+    """The feed runs dry between the scorer's batches, up to 20 times a second: a checkpoint of every monitor on
+    each idle poll cost ~9% of the worker's CPU. The worker's timer checkpoints instead; a revoke or a stop
+    (``on_flush``) still does, at once."""
+    worker = Worker(settings, stack.broker_url, stack.redis_url)
+    key = keys.monitor(settings.redis_prefix, settings.model_name, "scoring")
+
+    async def idle_then_flush() -> tuple[bool, bool]:
+        await worker.start()
+        try:
+            await worker.models.ensure({settings.model_name})
+            await worker.scoring_watch.ensure([worker.models.get(settings.model_name).meta])
+            feed = next(source for source in worker.sources() if source.source_name == "monitor")
+            assert feed.on_idle is not None  # what an idle poll calls instead of awaiting on_flush
+            worker.monitoring.unsaved = True  # what a handled batch sets
+            feed.on_idle()
+            after_idle = redis_client.exists(key) == 1
+            await feed.flush()  # a revoke or a stop
+            return after_idle, redis_client.exists(key) == 1
+        finally:
+            await worker.stop()
+            gc.unfreeze()
+
+    assert asyncio.run(idle_then_flush()) == (False, True)
+
+
 #: A worker whose monitors raise on any batch holding event ``e30`` (scoring) or its label (learning): a bug in a
 #: detector must cost monitoring, never the batch's predictions or its labels.
 FAULTY_MONITOR_WORKER = """
