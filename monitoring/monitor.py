@@ -68,6 +68,7 @@ from driftline.contract.records import Alert
 from driftline.contract.signing import Keyring
 from driftline.models.feature_columns import FeatureColumns
 from driftline.models.features import FeatureSchema
+from driftline.models.probability_rows import ProbabilityRows
 from driftline.models.reference import NumericProfile, ReferenceProfile
 from driftline.models.specs import TASKS
 from driftline.monitoring import families
@@ -342,18 +343,24 @@ class Monitor:
         """Scores (the numeric output tested for drift) and confidences (top-class probabilities)."""
         if self.task == "regression":
             return np.array([_NAN if p is None else float(p) for p in predictions], dtype=float), None
+        dense = isinstance(probabilities, ProbabilityRows) and bool(probabilities.classes)  # a matrix: by column
         if self.task == "multiclass":
+            if dense:
+                return None, probabilities.highest()  # type: ignore[union-attr]
             conf = np.array([max(p.values()) if p else _NAN for p in probabilities], dtype=float)
             return None, conf
         if self._positive_class is None:
-            first = next((p for p in probabilities if p), None)
+            first = probabilities[0] if dense and len(probabilities) else next((p for p in probabilities if p), None)
             if first is not None:
                 self._positive_class = sorted(first, key=str)[-1]
         positive = self._positive_class
         if positive is None:  # no probabilities at all: the 0/1 decision is the score
             scores = np.array([1.0 if _is_positive(p) else 0.0 for p in predictions], dtype=float)
             return scores, None
-        scores = np.array([p.get(positive, _NAN) if p else _NAN for p in probabilities], dtype=float)
+        if dense:
+            scores = probabilities.column(positive).astype(float)  # type: ignore[union-attr]
+        else:
+            scores = np.array([p.get(positive, _NAN) if p else _NAN for p in probabilities], dtype=float)
         return scores, np.maximum(scores, 1 - scores)
 
     def _learn_features(self, features: Sequence[dict[str, Any]]) -> None:

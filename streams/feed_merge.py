@@ -42,13 +42,14 @@ Pure: no Kafka.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from driftline.models.feature_columns import FeatureColumns
+from driftline.models.probability_rows import ProbabilityRows
 from driftline.streams.monitor_feed import DIRECT, FeedBatch
 
 __all__ = ["FeedMerger", "Released", "Run"]
@@ -68,7 +69,7 @@ class Run:
     ts: list[int]
     columns: FeatureColumns
     predictions: list[Any]
-    probabilities: list[dict[Any, float] | None]
+    probabilities: Sequence[dict[Any, float] | None]
 
 
 @dataclass
@@ -97,7 +98,7 @@ class _Rows:
     event_ids: list[str]
     columns: FeatureColumns
     predictions: list[Any]
-    probabilities: list[dict[Any, float] | None]
+    probabilities: Sequence[dict[Any, float] | None]  # ProbabilityRows while every part's are
 
     def __len__(self) -> int:
         return len(self.event_ids)
@@ -114,7 +115,7 @@ class _Rows:
             [self.event_ids[i] for i in positions],
             self.columns.take(positions),
             [self.predictions[i] for i in positions],
-            [self.probabilities[i] for i in positions],
+            _take(self.probabilities, positions),
         )
 
     @staticmethod
@@ -126,7 +127,7 @@ class _Rows:
             [e for p in parts for e in p.event_ids],
             _concat_columns([p.columns for p in parts]),
             [v for p in parts for v in p.predictions],
-            [v for p in parts for v in p.probabilities],
+            _concat_probabilities([p.probabilities for p in parts]),
         )
 
 
@@ -226,7 +227,7 @@ class FeedMerger:
             feed.event_ids,
             feed.columns,
             list(feed.predictions),
-            list(feed.probabilities),
+            feed.probabilities if isinstance(feed.probabilities, ProbabilityRows) else list(feed.probabilities),
         )
         self._buffer.append(rows if keep.all() else rows.take(np.flatnonzero(keep)))
 
@@ -295,6 +296,22 @@ def _runs(rows: _Rows) -> list[Run]:
             )
         )
     return out
+
+
+def _take(probabilities: Sequence[dict[Any, float] | None], positions: list[int]) -> Sequence[Any]:
+    if isinstance(probabilities, ProbabilityRows):
+        return probabilities.take(positions)
+    return [probabilities[i] for i in positions]
+
+
+def _concat_probabilities(parts: list[Sequence[dict[Any, float] | None]]) -> Sequence[Any]:
+    """The parts one after the other: one matrix while every part is one of the same classes, else a list."""
+    first = parts[0]
+    if isinstance(first, ProbabilityRows) and all(
+        isinstance(p, ProbabilityRows) and p.classes == first.classes for p in parts
+    ):
+        return ProbabilityRows.concat(parts)  # type: ignore[arg-type]
+    return [v for p in parts for v in p]
 
 
 def _concat_columns(parts: list[FeatureColumns]) -> FeatureColumns:

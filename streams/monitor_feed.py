@@ -28,7 +28,6 @@ driftline.streams.monitor_feed.FeedError: not a monitor feed message: TypeError:
 
 from __future__ import annotations
 
-import itertools
 import operator
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -38,6 +37,7 @@ import numpy as np
 import orjson
 
 from driftline.models.feature_columns import FeatureColumns
+from driftline.models.probability_rows import ProbabilityRows
 
 __all__ = ["FEED_FORMAT", "MAX_FEED_ROWS", "FeedBatch", "FeedError", "decode_feed", "encode_feed"]
 
@@ -71,7 +71,7 @@ class FeedBatch:
     event_ids: list[str]
     columns: FeatureColumns
     predictions: list[Any]
-    probabilities: list[dict[Any, float] | None]
+    probabilities: Sequence[dict[Any, float] | None]  # decoded: ProbabilityRows when every event has every class
     invalid: list[tuple[int, int, str]] = field(default_factory=list)
     progress: dict[int, tuple[int, int]] = field(default_factory=dict)
 
@@ -121,7 +121,7 @@ def _message(batch: FeedBatch, a: int, b: int, last: bool) -> dict[str, Any]:
     }
 
 
-def _probability_rows(probabilities: list[dict[Any, float] | None]) -> tuple[list[Any], list[Any], bool]:
+def _probability_rows(probabilities: Sequence[dict[Any, float] | None]) -> tuple[list[Any], list[Any], bool]:
     """The classes, one row of probabilities per event (None for an event without), and whether every event has
     exactly those classes (then one C-level pass each way)."""
     first = next((p for p in probabilities if p), None)
@@ -193,15 +193,15 @@ def _ints(values: Any, n: int, name: str) -> np.ndarray:
     return array
 
 
-def _dense(classes: list[Any], proba: list[Any], n: int) -> list[dict[Any, float]] | None:
-    """Rows of one number per class as dicts (None: not such rows; they are read one by one)."""
+def _dense(classes: list[Any], proba: list[Any], n: int) -> ProbabilityRows | None:
+    """Rows of one number per class, held as a matrix (None: not such rows; they are read one by one)."""
     try:
         matrix = np.array(proba, dtype=np.float64)
     except (TypeError, ValueError):
         return None
-    if matrix.shape != (n, len(classes)) or np.isnan(matrix).any():
+    if matrix.shape != (n, len(classes)) or np.isnan(matrix).any() or len(set(classes)) != len(classes):
         return None
-    return list(map(dict, map(zip, itertools.repeat(classes), matrix.tolist())))
+    return ProbabilityRows(classes, matrix)
 
 
 def _probabilities(classes: list[Any], row: list[Any]) -> dict[Any, float]:

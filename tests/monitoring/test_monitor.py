@@ -4,6 +4,7 @@ drift and actions, deduplication across workers, checkpoint and restore without 
 from __future__ import annotations
 
 import dataclasses
+import pickle
 import random
 from collections.abc import Iterator
 from typing import Any
@@ -13,6 +14,7 @@ import pytest
 
 from driftline.models.feature_columns import prepare_columns
 from driftline.models.features import FeatureSchema
+from driftline.models.probability_rows import ProbabilityRows
 from driftline.models.reference import ReferenceProfile
 from driftline.monitoring.dedup import InMemoryDeduplicator
 from driftline.monitoring.monitor import Monitor, MonitorConfig
@@ -367,3 +369,40 @@ def test_the_scorers_columns_give_the_same_alerts_gauges_and_state_as_the_featur
     assert by_columns.reference == by_rows.reference and by_columns.reference_inputs == by_rows.reference_inputs
     with pytest.raises(ValueError):
         by_columns.observe_events(["e"], None, [True], [None], 1, 0)
+
+
+def test_probabilities_as_a_matrix_give_the_same_alerts_gauges_and_state_as_the_dicts() -> None:
+    """The ordered monitor gets the feed's probabilities as one matrix (no dict per event): binary with a score
+    shift (prediction drift) and multiclass, in random batch sizes, give the same alerts, gauges and state as the
+    dicts the matrix stands for."""
+    rng = np.random.default_rng(16)
+    stream = [part for b in batches(rng, 16) for part in zip(*b, strict=True)]
+    for ids, features, _, _ in batches(rng, 16, start=8000, shift=1.0):
+        scores = np.clip(rng.beta(5, 2, len(ids)), 0.01, 0.99).tolist()  # the scores shift
+        probabilities = [{"False": 1 - s, "True": s} for s in scores]
+        stream += zip(ids, features, [s >= 0.5 for s in scores], probabilities, strict=True)
+    config = dataclasses.replace(CONFIG, cooldown_events=1000, cooldown_seconds=30)
+    for task in ("binary", "multiclass"):
+        by_dicts, by_matrix = (Monitor("m", SCHEMA, task, None, config) for _ in range(2))
+        alerts: tuple[list[Any], list[Any]] = ([], [])
+        sizes, start = iter(np.random.default_rng(5).integers(1, 1500, 1000).tolist()), 0
+        while start < len(stream):
+            ids, features, predictions, probabilities = zip(*stream[start : start + next(sizes)], strict=True)
+            columns, _ = prepare_columns(SCHEMA, features)
+            matrix = ProbabilityRows(["False", "True"], np.array([[p["False"], p["True"]] for p in probabilities]))
+            ts = [int(i[1:]) * 20 for i in ids]
+            for monitor in (by_dicts, by_matrix):  # as the ordered monitor does: the served version's outputs
+                if monitor.prediction_reference_due(1):
+                    outputs = np.random.default_rng(9).beta(2, 5, len(monitor.reference_inputs or [])).tolist()
+                    monitor.set_prediction_reference(
+                        1, [s >= 0.5 for s in outputs], [{"False": 1 - s, "True": s} for s in outputs]
+                    )
+            alerts[0].extend(by_dicts.observe_events(ids, None, predictions, probabilities, 1, ts, columns=columns))
+            alerts[1].extend(by_matrix.observe_events(ids, None, predictions, matrix, 1, ts, columns=columns))
+            start += len(ids)
+        assert [a.model_dump() for a in alerts[1]] == [a.model_dump() for a in alerts[0]]
+        assert by_matrix.gauges() == by_dicts.gauges()
+        assert pickle.dumps(by_matrix.families) == pickle.dumps(by_dicts.families)
+        assert "data_drift" in {a.kind for a in alerts[0]}
+        if task == "binary":
+            assert "prediction_drift" in {a.kind for a in alerts[0]}
