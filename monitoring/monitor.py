@@ -450,8 +450,7 @@ class Monitor:
         if scores is None or self._positive_class is None:
             return OutcomeBatch(errors)
         positive = self._positive_class
-        positives = np.array([_same(t, positive) for t in y_true], dtype=bool)
-        predicted = np.array([_same(p, positive) for p in y_pred], dtype=bool)
+        positives, predicted = _matching(y_true, positive), _matching(y_pred, positive)
         return OutcomeBatch(errors, scores, positives, predicted, list(event_ids), version)
 
     # ---------------------------------------------------------------------------------------------- performance
@@ -565,6 +564,17 @@ def _same(a: Any, b: Any) -> bool:
         return float(a) == float(b)
     except (TypeError, ValueError):
         return str(a) == str(b)
+
+
+def _matching(values: Sequence[Any], positive: Any) -> np.ndarray:
+    """:func:`_same` of each value and ``positive``; at once when both are bools (a binary learner's labels).
+
+    >>> _matching([True, False, 1, "true"], True).tolist(), _matching([True, False], True).tolist()
+    ([True, False, True, False], [True, False])
+    """
+    if type(positive) is bool and set(map(type, values)) == {bool}:
+        return np.array(values, dtype=bool) == positive
+    return np.array([_same(v, positive) for v in values], dtype=bool)
 
 
 def _is_positive(prediction: Any) -> bool:

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import functools
 import itertools
 import logging
 import math
@@ -83,7 +84,7 @@ class JoinSlices:
 
     ttl_ms: int
 
-    @property
+    @functools.cached_property
     def length_ms(self) -> int:
         return max(1, self.ttl_ms // SLICES_PER_TTL)
 
@@ -110,9 +111,13 @@ class JoinSlices:
     def record(self, raw: bytes, slice_index: int, layouts: dict[int, tuple[str, ...]]) -> JoinRecord | None:
         """The record ``raw`` read from slice ``slice_index`` (None when unreadable or its layout unknown)."""
         try:
-            x, prediction, proba, score, version, delta, shadow = decode_record(raw, layouts)
+            return self.decoded(raw, slice_index, layouts)
         except (KeyError, ValueError):
             return None
+
+    def decoded(self, raw: bytes, slice_index: int, layouts: dict[int, tuple[str, ...]]) -> JoinRecord:
+        """:meth:`record`, raising KeyError when its layout is not in ``layouts``, ValueError when unreadable."""
+        x, prediction, proba, score, version, delta, shadow = decode_record(raw, layouts)
         return JoinRecord(
             x, prediction, proba, score, version, slice_index * self.length_ms + delta + self.ttl_ms, shadow
         )
@@ -400,14 +405,26 @@ class JoinStore:
                     if value is not None:
                         raw[i] = (key, k, value)
             waiting = [i for i in waiting if i not in raw]
-        await self._read_layouts(model, [record_layout(value) for _, _, value in raw.values()])
-        layouts = self._names(model)
+        layouts, decoded, unknown = self._names(model), self.slices.decoded, []
         for i, (key, k, value) in raw.items():
-            record = self.slices.record(value, k, layouts)
-            if record is None:
-                log.error("join record of %r in %s unreadable (layout unknown?), treated as absent", event_ids[i], key)
-                continue
-            found[i] = key, record
+            try:
+                found[i] = key, decoded(value, k, layouts)
+            except KeyError:  # a layout not read yet: read below, then decoded again
+                unknown.append(i)
+            except ValueError:
+                log.error("join record of %r in %s unreadable, treated as absent", event_ids[i], key)
+        if unknown:
+            await self._read_layouts(model, [record_layout(raw[i][2]) for i in unknown])
+            layouts = self._names(model)
+            for i in unknown:
+                key, k, value = raw[i]
+                record = self.slices.record(value, k, layouts)
+                if record is None:
+                    log.error(
+                        "join record of %r in %s unreadable (layout unknown?), treated as absent", event_ids[i], key
+                    )
+                    continue
+                found[i] = key, record
         return found
 
     async def get_many(self, model: str, event_ids: Sequence[str], label_ts: Sequence[int]) -> list[JoinRecord | None]:

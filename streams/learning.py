@@ -290,7 +290,10 @@ class LabelLearner:
         if state is None:
             letters += [dead_letter(r, "join", "UnknownModel", f"no model named '{name}'") for r, _ in items]
             return None
-        fresh = [(r, lab) for r, lab in items if r.offset >= (state.learner.next_offset(r.topic, r.partition) or 0)]
+        starts = {(r.topic, r.partition): 0 for r, _ in items}
+        for topic, partition in starts:
+            starts[topic, partition] = state.learner.next_offset(topic, partition) or 0
+        fresh = [(r, lab) for r, lab in items if r.offset >= starts[r.topic, r.partition]]
         if not fresh:
             return None
         await self._follow_registry(state)
