@@ -114,7 +114,7 @@ def learn_rows(model: Any, xs: Sequence[dict[str, Any]], ys: Sequence[Any]) -> b
     first = xs[0].keys() if xs else None
     if len(xs) < MIN_ROWS or not supports_rows(model) or any(x.keys() != first for x in xs):
         return False
-    columns = {column: [x[column] for x in xs] for column in first}  # type: ignore[union-attr]
+    columns = _columns(xs, list(first))  # type: ignore[arg-type]
     steps = _transformers(model)
     if on_plain_lists(model):
         updates: list[tuple[Any, Any, tuple[int, float, float]]] = []
@@ -122,7 +122,7 @@ def learn_rows(model: Any, xs: Sequence[dict[str, Any]], ys: Sequence[Any]) -> b
             if isinstance(step, compose.Select):
                 columns = _select(step, columns)
                 continue
-            floats = {column: [float(v) for v in values] for column, values in columns.items()}
+            floats = {column: list(map(float, values)) for column, values in columns.items()}
             columns = {}
             for column, values in floats.items():
                 columns[column], statistics = _scaled(step, column, values)
@@ -139,6 +139,22 @@ def learn_rows(model: Any, xs: Sequence[dict[str, Any]], ys: Sequence[Any]) -> b
         frame = _through(step, frame)
     sgd_steps(_head(model), frame, ys)
     return True
+
+
+def _columns(xs: Sequence[dict[str, Any]], names: list[Any]) -> dict[Any, list[Any]]:
+    """The values of each of ``names`` (present in every row) down the rows ``xs``, transposed in C.
+
+    >>> _columns([{"a": 1.0, "b": 2.0}, {"b": 4.0, "a": 3.0}], ["a", "b"]), _columns([{"a": 1.0}], ["a"])
+    ({'a': [1.0, 3.0], 'b': [2.0, 4.0]}, {'a': [1.0]})
+    """
+    if len(names) < 2 or not xs:
+        return {name: [x[name] for x in xs] for name in names}
+    return dict(zip(names, map(list, zip(*_rows(xs, names), strict=True)), strict=True))
+
+
+def _rows(xs: Sequence[dict[str, Any]], names: list[Any]) -> list[tuple[Any, ...]]:
+    """The values of ``names`` (at least two, present in every row) of each row of ``xs``, as tuples."""
+    return list(map(operator.itemgetter(*names), xs))
 
 
 def _select(step: Any, columns: dict[Any, list[Any]]) -> dict[Any, list[Any]]:
@@ -264,7 +280,8 @@ def predict_rows(model: Any, xs: Sequence[dict[str, Any]]) -> list[Any] | None:
     columns, first = list(xs[0]), xs[0].keys()
     if any(x.keys() != first for x in xs):
         return None
-    matrix = np.array([[x[c] for c in columns] for x in xs])  # floats (or ints beside them) only: float64
+    # floats (or ints beside them) only: float64
+    matrix = np.array(_rows(xs, columns) if len(columns) > 1 else [[x[c] for c in columns] for x in xs])
     if matrix.dtype != np.float64 or not np.isfinite(matrix).all():
         return None
     for step in steps:
