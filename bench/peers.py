@@ -16,8 +16,9 @@ so a busy machine slows them alike. One run of one system:
 Per system, the figures are the medians over the rounds (``missing``/``duplicates``: the sum).
 
 The systems: ``driftline`` (``driftline worker`` as users run it: validation, join records in Redis, monitors,
-offsets committed after the acknowledgements) and the peers of :mod:`driftline.bench.peer_systems`, which only
-score.
+offsets committed after the acknowledgements), the same with the scorer's Kafka client chosen
+(``driftline_aiokafka``, ``driftline_confluent``: ``DRIFTLINE_KAFKA_CLIENT``) and the peers of
+:mod:`driftline.bench.peer_systems`, which only score.
 """
 
 from __future__ import annotations
@@ -48,7 +49,10 @@ from driftline.embedded.stack import EmbeddedStack, embedded_stack, free_port, s
 from driftline.models.bootstrap import synthetic_stream
 from driftline.streams.topics import ensure_topics
 
-SYSTEMS = ("driftline", "quix", "bytewax", "raw_confluent")
+#: driftline's worker with its scorer's source and sink on one Kafka client each (``DRIFTLINE_KAFKA_CLIENT``);
+#: ``driftline`` runs the default client.
+CLIENTS = {"driftline_aiokafka": "aiokafka", "driftline_confluent": "confluent"}
+SYSTEMS = ("driftline", *CLIENTS, "quix", "bytewax", "raw_confluent")
 #: The module each peer needs (installed by ``pip install 'driftline[bench]'``).
 REQUIRES = {"quix": "quixstreams", "bytewax": "bytewax", "raw_confluent": "confluent_kafka"}
 #: Outputs received before the clock starts (start-up, group join and first fetches excluded).
@@ -68,7 +72,7 @@ def check_installed(systems: Sequence[str]) -> None:
     >>> check_installed(["nosuch"])
     Traceback (most recent call last):
     ...
-    ValueError: unknown system 'nosuch'; choose among driftline, quix, bytewax, raw_confluent
+    ValueError: unknown system 'nosuch'; choose among driftline, driftline_aiokafka, driftline_confluent, quix, ...
     """
     for system in systems:
         if system not in SYSTEMS:
@@ -152,8 +156,10 @@ class Bench:
         self.reference: dict[bytes, float] = {}  # driftline's score per event, once it ran
 
     def start(self, system: str, settings: Settings, log: Path) -> subprocess.Popen:
-        if system == "driftline":
+        if system == "driftline" or system in CLIENTS:
             env = worker_env(settings, self.stack, self.hmac_key, free_port())
+            if system in CLIENTS:
+                env["DRIFTLINE_KAFKA_CLIENT"] = CLIENTS[system]
             return start_worker(env, log)
         command = [
             sys.executable,

@@ -19,7 +19,8 @@ import socket
 import sys
 import threading
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 import faust
 import mode
@@ -37,7 +38,14 @@ from driftline.monitoring.actions import choose_action
 from driftline.monitoring.cbpe import Calibrator
 from driftline.streams.alerts_io import WebhookSender, decode_alert
 from driftline.streams.batch_source import BatchSource
-from driftline.streams.connections import async_redis_client, check_broker, get_many, kafka_kwargs, redis_client
+from driftline.streams.connections import (
+    async_redis_client,
+    check_broker,
+    confluent_config,
+    get_many,
+    kafka_kwargs,
+    redis_client,
+)
 from driftline.streams.event_order import event_time, event_times
 from driftline.streams.free_memory import release_free_memory
 from driftline.streams.health import Health
@@ -58,7 +66,7 @@ from driftline.streams.metrics_drift import METRICS, init_model_metrics
 from driftline.streams.model_cache import ModelCache
 from driftline.streams.monitor_feed import DIRECT, FeedBatch, encode_feed
 from driftline.streams.ordered_monitor import OrderedMonitors
-from driftline.streams.publisher import Publisher, producer_for
+from driftline.streams.publisher import MAX_REQUEST_BYTES, Publisher, producer_for
 from driftline.streams.redis_dedup import RedisDeduplicator
 from driftline.streams.scoring_stage import (
     ModelBatch,
@@ -70,6 +78,9 @@ from driftline.streams.scoring_stage import (
 )
 from driftline.streams.topics import ensure_topics, topic_names
 from driftline.streams.watch import Watch
+
+if TYPE_CHECKING:
+    from driftline.streams.confluent_producer import ConfluentProducer
 
 log = logging.getLogger(__name__)
 
@@ -341,6 +352,37 @@ class Worker:
             "fetch_max_wait_ms": settings.batch_timeout_ms,  # aiokafka's 500 ms long poll would dominate latency
         }
 
+    def score_consumer(self) -> Callable[[], object] | None:
+        """What builds the scorer's consumer with ``DRIFTLINE_KAFKA_CLIENT=confluent`` (librdkafka, the same group
+        settings as :meth:`consumer_kwargs`); None: aiokafka's, from :meth:`consumer_kwargs`."""
+        settings = self.settings
+        if settings.kafka_client != "confluent":
+            return None
+        from driftline.streams.confluent_consumer import ConfluentConsumer  # noqa: PLC0415 - only when chosen
+
+        config = {
+            **confluent_config(settings, self.broker_url),
+            "group.id": f"{settings.topic_prefix}scoring",
+            "auto.offset.reset": "earliest",
+            "session.timeout.ms": settings.session_timeout_ms,
+            "heartbeat.interval.ms": settings.heartbeat_interval_ms,
+            "fetch.wait.max.ms": settings.batch_timeout_ms,
+            "max.partition.fetch.bytes": 8 * 1024 * 1024,
+            "fetch.max.bytes": 32 * 1024 * 1024,
+            "partition.assignment.strategy": "roundrobin",  # aiokafka's: workers of either client share the group
+        }
+        return lambda: ConfluentConsumer(config)
+
+    def bulk_producer(self) -> ConfluentProducer | None:
+        """The librdkafka producer of the scorer's bulk output with ``DRIFTLINE_KAFKA_CLIENT=confluent``."""
+        if self.settings.kafka_client != "confluent":
+            return None
+        from driftline.streams.confluent_producer import ConfluentProducer  # noqa: PLC0415 - only when chosen
+
+        return ConfluentProducer(
+            {**confluent_config(self.settings, self.broker_url), "message.max.bytes": MAX_REQUEST_BYTES}
+        )
+
     def sources(self) -> list[BatchSource]:
         """The batch-fed services of this worker, in start order."""
         settings = self.settings
@@ -387,6 +429,7 @@ class Worker:
             ordered=True,  # monitors see each model's events in time order across partitions (KIP-353)
             order_by=event_time,  # the events' own ts, not the producer's clock
             order_many=event_times,
+            new_consumer=self.score_consumer(),
             max_records=settings.batch_size,
             timeout_ms=settings.batch_timeout_ms,
             on_crash=self._service_crashed,
@@ -397,8 +440,10 @@ class Worker:
         """Create topics, make sure a model exists, start the producer and /metrics."""
         await ensure_topics(self.settings, self.broker_url)
         await asyncio.to_thread(ensure_default_model, self.registry, self.settings.model_name)
-        self.publisher = Publisher(producer_for(self.kafka))
+        self.publisher = Publisher(producer_for(self.kafka), bulk=self.bulk_producer())
         await self.publisher.producer.start()
+        if self.publisher.bulk is not None:
+            await self.publisher.bulk.start()
         client = async_redis_client(self.settings, self.redis_url)
         self.joins = JoinStore(
             client,
@@ -421,13 +466,13 @@ class Worker:
             self.joins,
             Watch("learning", self.settings, self.registry, self.registry.client, dedup),
         )
-        self.learning.publisher = Publisher(self.publisher.producer)
+        self.learning.publisher = Publisher(self.publisher.producer, bulk=self.publisher.bulk)
         self.monitoring = OrderedMonitors(
             self.settings,
             self.scoring_watch,
             self.models,
             self.registry,
-            Publisher(self.publisher.producer),
+            Publisher(self.publisher.producer, bulk=self.publisher.bulk),
             self.acted,
             self.alert_keys,
         )
@@ -456,6 +501,8 @@ class Worker:
             await self.scoring_watch.save()
         if hasattr(self, "publisher"):
             await self.publisher.producer.stop()
+            if self.publisher.bulk is not None:
+                await self.publisher.bulk.stop()
         if hasattr(self, "learning"):
             await self.learning.progress.close()
         if self.webhook is not None:  # its aiohttp session ("Unclosed client session" otherwise)

@@ -1,4 +1,5 @@
-"""A Faust service that feeds a batch handler from aiokafka ``getmany`` with manual commits.
+"""A Faust service that feeds a batch handler from a consumer's ``getmany`` with manual commits (aiokafka's, or
+another client with the same methods: ``new_consumer``, e.g. the scorer's librdkafka consumer).
 
 Faust's per-event stream path costs ~200 µs an event (measured on 2 cores); this service keeps Faust as the
 application (lifecycle, worker, services) while the hot path reads whole batches. Delivery is at-least-once:
@@ -71,6 +72,10 @@ DurableMark = Callable[[], DurableCheck]
 BackpressureCheck = Callable[[], bool]
 #: Told that the service crashed, and why (the worker then reports it and stops).
 CrashHook = Callable[["BatchSource", BaseException], Awaitable[None]]
+#: Builds the consumer (not started), e.g. :class:`~driftline.streams.confluent_consumer.ConfluentConsumer`: an
+#: object with the methods of ``AIOKafkaConsumer`` this service calls (start, subscribe, getmany, assignment,
+#: paused, pause, resume, highwater, seek, seek_to_committed, commit, stop).
+ConsumerFactory = Callable[[], Any]
 
 
 class _Rebalance(ConsumerRebalanceListener):
@@ -129,10 +134,12 @@ class BatchSource(mode.Service):
         ordered: bool = False,
         order_by: Callable[[Any], int] | None = None,
         order_many: Callable[[list[Any]], Iterable[int]] | None = None,
+        new_consumer: ConsumerFactory | None = None,
         **kwargs: Any,
     ) -> None:
         self.source_name = name
         self.consumer_kwargs = consumer_kwargs
+        self.new_consumer = new_consumer
         self.topics = topics
         self.group_id = group_id
         self.handler = handler
@@ -178,12 +185,15 @@ class BatchSource(mode.Service):
         return f"BatchSource[{self.source_name}]"
 
     async def on_start(self) -> None:
-        self.consumer = AIOKafkaConsumer(
-            group_id=self.group_id,
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-            **self.consumer_kwargs,
-        )
+        if self.new_consumer is not None:  # another client (its own settings; commits are manual too)
+            self.consumer = self.new_consumer()
+        else:
+            self.consumer = AIOKafkaConsumer(
+                group_id=self.group_id,
+                enable_auto_commit=False,
+                auto_offset_reset="earliest",
+                **self.consumer_kwargs,
+            )
         await self.consumer.start()
         # Subscribed once started: start() would otherwise wait for the group's first assignment (the embedded
         # broker takes ~5 s to form a group), and a worker's sources start one after another: 5 s each.

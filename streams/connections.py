@@ -43,6 +43,32 @@ def kafka_kwargs(settings: Settings, bootstrap: str) -> dict[str, Any]:
     return kwargs
 
 
+def confluent_config(settings: Settings, bootstrap: str) -> dict[str, Any]:
+    """librdkafka's properties for the connection :func:`kafka_kwargs` describes (confluent-kafka clients).
+
+    >>> confluent_config(Settings(), "127.0.0.1:9092")
+    {'bootstrap.servers': '127.0.0.1:9092', 'security.protocol': 'plaintext'}
+    >>> sorted(confluent_config(Settings(kafka_security_protocol="SASL_SSL", kafka_sasl_username="u"), "b:1"))
+    ['bootstrap.servers', 'sasl.mechanism', 'sasl.username', 'security.protocol', 'ssl.ca.location']
+    """
+    config: dict[str, Any] = {
+        "bootstrap.servers": bootstrap,
+        "security.protocol": settings.kafka_security_protocol.lower(),
+    }
+    if settings.kafka_security_protocol in ("SSL", "SASL_SSL"):
+        config["ssl.ca.location"] = settings.kafka_ssl_cafile or "probe"  # probe: the system's CA bundle
+        if settings.kafka_ssl_certfile:
+            config["ssl.certificate.location"] = settings.kafka_ssl_certfile
+            if settings.kafka_ssl_keyfile:
+                config["ssl.key.location"] = settings.kafka_ssl_keyfile
+    if settings.kafka_security_protocol.startswith("SASL"):
+        config["sasl.mechanism"] = settings.kafka_sasl_mechanism or "PLAIN"
+        config["sasl.username"] = settings.kafka_sasl_username
+        if settings.kafka_sasl_password is not None:
+            config["sasl.password"] = settings.kafka_sasl_password.get_secret_value()
+    return config
+
+
 async def fetch_log_ends(
     consumer: AIOKafkaConsumer, partitions: list[TopicPartition], timeout: float
 ) -> dict[TopicPartition, int]:

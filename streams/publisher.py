@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
@@ -13,6 +13,9 @@ from driftline.contract.records import Alert, dumps
 from driftline.contract.signing import ALERT_SIGNATURE_HEADER, Keyring, sign_alert
 from driftline.streams.deadletter import DeadLetter
 from driftline.streams.partitioning import default_partitions
+
+if TYPE_CHECKING:
+    from driftline.streams.confluent_producer import ConfluentProducer
 
 #: A :meth:`Publisher.send_many` call waiting for the producer: topic, records, its acknowledgements' future.
 Queued = tuple[str, Sequence[tuple[bytes, bytes]], asyncio.Future]
@@ -34,11 +37,15 @@ class Publisher:
     concurrent batches (one per request) then join the producer's open batch of their partition: a record batch
     of its own waits until every earlier batch of that partition is sent, so under load requests queued behind
     each other until the producer gave up (``KafkaTimeoutError``).
+
+    ``bulk``: :meth:`send_many` hands its records to this librdkafka producer instead (``DRIFTLINE_KAFKA_CLIENT``
+    ``confluent``); single records (dead letters, alerts) still go through ``producer``.
     """
 
-    def __init__(self, producer: AIOKafkaProducer, per_record: bool = False):
+    def __init__(self, producer: AIOKafkaProducer, per_record: bool = False, bulk: ConfluentProducer | None = None):
         self.producer = producer
         self.per_record = per_record
+        self.bulk = bulk
         self._pending: list[asyncio.Future] = []
         #: Records of :meth:`send_many` not handed to the producer yet, and the task handing them over.
         self._queued: list[Queued] = []
@@ -89,6 +96,8 @@ class Publisher:
 
     async def _send_batches(self, topic: str, items: Sequence[tuple[bytes, bytes]]) -> list[asyncio.Future]:
         """``items`` in one record batch per partition (more when one fills up); the batches' futures."""
+        if self.bulk is not None:
+            return [await self.bulk.send_many(topic, items)]
         sent: list[asyncio.Future] = []
         partitions = sorted(await self.producer.partitions_for(topic))
         batches: dict[int, Any] = {}

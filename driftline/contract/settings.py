@@ -74,7 +74,12 @@ class Settings(BaseSettings):
         None, description="Redis URL, e.g. redis://user:pass@redis:6379/0. Unset: embedded redis-server."
     )
     kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
-        "PLAINTEXT", description="How every Kafka client (aiokafka and Faust) connects."
+        "PLAINTEXT", description="How every Kafka client (aiokafka, Faust and librdkafka) connects."
+    )
+    kafka_client: Literal["confluent", "aiokafka"] = Field(
+        "aiokafka",
+        description="Kafka client of the scorer's source (events) and bulk output (predictions, monitor feed, "
+        "reviews): confluent (librdkafka, confluent-kafka) or aiokafka. Every other client is aiokafka's.",
     )
     kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = Field(
         None, description="SASL mechanism (SASL_* protocols; PLAIN when unset)."

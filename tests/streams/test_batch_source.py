@@ -9,10 +9,11 @@ import time
 from collections.abc import Callable
 
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 
 from driftline.contract.settings import Settings
-from driftline.streams.batch_source import BatchSource, _Rebalance
+from driftline.streams.batch_source import BatchSource, ConsumerFactory, _Rebalance
+from driftline.streams.confluent_consumer import ConfluentConsumer
 from driftline.streams.topics import ensure_topics
 
 pytestmark = pytest.mark.integration
@@ -27,6 +28,25 @@ async def _until(condition: Callable[[], bool], what: str) -> None:
         await asyncio.sleep(0.01)
 
 
+def _consumer(client: str, settings: Settings, group: str) -> ConsumerFactory | None:
+    """The source's consumer for ``client``: aiokafka's (the default, None) or librdkafka's."""
+    if client == "aiokafka":
+        return None
+    config = {
+        "bootstrap.servers": settings.broker_url,
+        "group.id": group,
+        "auto.offset.reset": "earliest",
+        "session.timeout.ms": settings.session_timeout_ms,
+        "heartbeat.interval.ms": settings.heartbeat_interval_ms,
+        "partition.assignment.strategy": "roundrobin",  # as the worker's: aiokafka's members share the group
+    }
+    return lambda: ConfluentConsumer(config)
+
+
+#: Each test on the real broker runs with both clients the scorer's source can use.
+clients = pytest.mark.parametrize("client", ["aiokafka", "confluent"])
+
+
 def _total(handled: list[dict[TopicPartition, int]]) -> int:
     """Records handled, from the batches' next offsets (every partition starts at 0)."""
     last: dict[TopicPartition, int] = {}
@@ -35,7 +55,10 @@ def _total(handled: list[dict[TopicPartition, int]]) -> int:
     return sum(last.values())
 
 
-def test_offsets_wait_for_the_acknowledgements_and_the_durable_checks_of_every_batch_before(settings: Settings):
+@clients
+def test_offsets_wait_for_the_acknowledgements_and_the_durable_checks_of_every_batch_before(
+    settings: Settings, client: str
+):
     topic = settings.topic("events")
     group = f"{settings.topic_prefix}batches"
 
@@ -71,6 +94,7 @@ def test_offsets_wait_for_the_acknowledgements_and_the_durable_checks_of_every_b
         source = BatchSource(
             name="t",
             consumer_kwargs={"bootstrap_servers": settings.broker_url},
+            new_consumer=_consumer(client, settings, group),
             topics=[topic],
             group_id=group,
             handler=handler,
@@ -123,7 +147,8 @@ def test_offsets_wait_for_the_acknowledgements_and_the_durable_checks_of_every_b
     asyncio.run(scenario())
 
 
-def test_an_idle_poll_with_on_idle_does_not_wait_for_what_the_flush_is_still_writing(settings: Settings):
+@clients
+def test_an_idle_poll_with_on_idle_does_not_wait_for_what_the_flush_is_still_writing(settings: Settings, client: str):
     """The scorer's join writes while Redis hangs or fails over: a flush that does not return. With ``on_idle``,
     idle polls only call it, so records that arrive after an idle poll are handled while that write still hangs;
     the offsets of the batches whose writes are not durable stay uncommitted, and a stop still awaits the flush."""
@@ -152,6 +177,7 @@ def test_an_idle_poll_with_on_idle_does_not_wait_for_what_the_flush_is_still_wri
         source = BatchSource(
             name="t",
             consumer_kwargs={"bootstrap_servers": settings.broker_url},
+            new_consumer=_consumer(client, settings, group),
             topics=[topic],
             group_id=group,
             handler=handler,
@@ -179,7 +205,8 @@ def test_an_idle_poll_with_on_idle_does_not_wait_for_what_the_flush_is_still_wri
     asyncio.run(scenario())
 
 
-def test_with_flush_every_what_was_deferred_is_flushed_when_no_idle_poll_comes(settings: Settings):
+@clients
+def test_with_flush_every_what_was_deferred_is_flushed_when_no_idle_poll_comes(settings: Settings, client: str):
     """The learner defers a checkpoint after a batch and writes it on the next idle poll; with ``flush_every`` it
     is written even when that poll never comes (here: a fetch that never returns after the first batch)."""
     topic = settings.topic("events")
@@ -210,6 +237,7 @@ def test_with_flush_every_what_was_deferred_is_flushed_when_no_idle_poll_comes(s
         source = BatchSource(
             name="t",
             consumer_kwargs={"bootstrap_servers": settings.broker_url},
+            new_consumer=_consumer(client, settings, group),
             topics=[topic],
             group_id=group,
             handler=handler,
@@ -270,3 +298,95 @@ def test_an_assignment_hook_waits_for_the_batch_in_flight_and_no_batch_runs_duri
         "batch 2: start",
         "batch 2: end",
     ]
+
+
+@clients
+def test_a_revoke_finishes_and_commits_the_batches_in_flight_before_another_member_gets_their_partitions(
+    settings: Settings, client: str, monkeypatch: pytest.MonkeyPatch
+):
+    """A second member joins while every batch handled waits for its acknowledgements. The partitions move only
+    once the revoke let those batches finish and committed them: the new owner starts where the first stopped
+    (librdkafka calls the revoke inside ``poll`` on its thread; the listener runs on the loop and is waited for)."""
+    topic = settings.topic("events")
+    group = f"{settings.topic_prefix}moving"
+    revoking = asyncio.Event()
+    revoked = _Rebalance.on_partitions_revoked
+
+    async def on_revoked(self: _Rebalance, partitions: set[TopicPartition]) -> None:
+        if partitions:
+            revoking.set()
+        await revoked(self, partitions)
+
+    monkeypatch.setattr(_Rebalance, "on_partitions_revoked", on_revoked)
+
+    async def scenario() -> None:
+        await ensure_topics(settings, settings.broker_url, [topic])
+        producer = AIOKafkaProducer(bootstrap_servers=settings.broker_url, linger_ms=5)
+        await producer.start()
+        try:
+            await asyncio.gather(*[await producer.send(topic, b"{}", key=str(i).encode()) for i in range(200)])
+        finally:
+            await producer.stop()
+        loop = asyncio.get_running_loop()
+        handled: list[dict[TopicPartition, int]] = []
+        acks: list[asyncio.Future] = []
+
+        async def handler(records: list) -> asyncio.Future:
+            handled.append({TopicPartition(r.topic, r.partition): r.offset + 1 for r in records})
+            acks.append(loop.create_future())
+            return acks[-1]
+
+        source = BatchSource(
+            name="t",
+            consumer_kwargs={"bootstrap_servers": settings.broker_url},
+            new_consumer=_consumer(client, settings, group),
+            topics=[topic],
+            group_id=group,
+            handler=handler,
+            max_records=50,
+            max_in_flight=10,
+            timeout_ms=int(WAIT * 1000),  # no idle poll (it would wait for the acknowledgements before polling again)
+        )
+        reader = AIOKafkaConsumer(bootstrap_servers=settings.broker_url, group_id=group, enable_auto_commit=False)
+        committed_when_moved: dict[TopicPartition, int | None] = {}
+
+        class Recorder(ConsumerRebalanceListener):
+            async def on_partitions_revoked(self, revoked: object) -> None:
+                pass
+
+            async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+                for tp in assigned:
+                    committed_when_moved[tp] = await reader.committed(tp)
+
+        other = AIOKafkaConsumer(
+            bootstrap_servers=settings.broker_url,
+            group_id=group,
+            enable_auto_commit=False,
+            session_timeout_ms=settings.session_timeout_ms,
+            heartbeat_interval_ms=settings.heartbeat_interval_ms,
+            rebalance_timeout_ms=settings.rebalance_timeout_ms,
+        )
+        await reader.start()
+        await source.start()
+        try:
+            await _until(lambda: _total(handled) == 200, "every record handled, none acknowledged")
+            await other.start()
+            other.subscribe([topic], listener=Recorder())
+            await asyncio.wait_for(revoking.wait(), WAIT)
+            assert not committed_when_moved, "the partitions moved before the batches in flight were acknowledged"
+            for ack in acks:
+                ack.set_result(None)
+            await _until(lambda: bool(committed_when_moved), "the second member's assignment")
+            last: dict[TopicPartition, int] = {}
+            for offsets in handled:
+                last.update(offsets)
+            assert committed_when_moved == {tp: last[tp] for tp in committed_when_moved}
+        finally:
+            for ack in acks:
+                if not ack.done():
+                    ack.set_result(None)
+            await source.stop()
+            await other.stop()
+            await reader.stop()
+
+    asyncio.run(scenario())

@@ -1,5 +1,5 @@
-"""Publisher.send_many on the real embedded broker: per-partition record batches put every record where
-``producer.send`` would, in order, and its acknowledgement covers them all."""
+"""Publisher.send_many on the real embedded broker: per-partition record batches (or librdkafka's, with ``bulk``)
+put every record where ``producer.send`` would, in order, and its acknowledgement covers them all."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import pytest
 from aiokafka import AIOKafkaProducer
 from aiokafka.partitioner import murmur2
 
+from driftline.streams.confluent_producer import ConfluentProducer
 from driftline.streams.publisher import Publisher
 from driftline.streams.topics import ensure_topics
 from tests.harness import read_until
@@ -16,7 +17,8 @@ from tests.harness import read_until
 pytestmark = pytest.mark.integration
 
 
-def test_send_many_places_each_key_like_the_default_partitioner_keeps_order_and_loses_nothing(settings):
+@pytest.mark.parametrize("client", ["aiokafka", "confluent"])
+def test_send_many_places_each_key_like_the_default_partitioner_keeps_order_and_loses_nothing(settings, client):
     keys = [f"key-{i % 97}".encode() for i in range(5000)]
     items = [(key, b"x" * (i % 700) + str(i).encode()) for i, key in enumerate(keys)]  # several batches each
 
@@ -24,13 +26,18 @@ def test_send_many_places_each_key_like_the_default_partitioner_keeps_order_and_
         await ensure_topics(settings, settings.broker_url)
         producer = AIOKafkaProducer(bootstrap_servers=settings.broker_url, max_batch_size=64 * 1024)
         await producer.start()
+        bulk = ConfluentProducer({"bootstrap.servers": settings.broker_url}) if client == "confluent" else None
+        if bulk is not None:
+            await bulk.start()
         try:
-            publisher = Publisher(producer)
+            publisher = Publisher(producer, bulk=bulk)
             await publisher.send_many(settings.topic("predictions"), items[:2500])
             await publisher.send_many(settings.topic("predictions"), items[2500:])
             await publisher.flush()
         finally:
             await producer.stop()
+            if bulk is not None:
+                await bulk.stop()
 
     asyncio.run(send())
     records = asyncio.run(read_until(settings, ["predictions"], lambda seen: len(seen["predictions"]) >= 5000))
