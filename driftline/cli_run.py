@@ -5,6 +5,7 @@ Imports beyond click happen inside the commands (`driftline --help` stays cheap;
 
 from __future__ import annotations
 
+import importlib.util
 import json
 from pathlib import Path
 
@@ -137,6 +138,10 @@ def worker(loglevel: str) -> None:
         raise Misconfigured("set both DRIFTLINE_BROKER_URL and DRIFTLINE_REDIS_URL, or neither (embedded)")
     if settings.broker_url:
         require_key(settings)  # before the worker's heavy imports: a missing key is one line at once
+    if settings.kafka_client == "confluent" and importlib.util.find_spec("confluent_kafka") is None:
+        raise Misconfigured(
+            "DRIFTLINE_KAFKA_CLIENT=confluent needs confluent-kafka: pip install 'confluent-kafka>=2.16'"
+        )
 
     import redis
     from pydantic import SecretStr

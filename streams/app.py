@@ -358,7 +358,13 @@ class Worker:
         settings = self.settings
         if settings.kafka_client != "confluent":
             return None
-        from driftline.streams.confluent_consumer import ConfluentConsumer  # noqa: PLC0415 - only when chosen
+        from driftline.streams.confluent_consumer import (  # noqa: PLC0415 - only when chosen
+            ConfluentConsumer,
+            librdkafka_warning,
+        )
+
+        if warning := librdkafka_warning():
+            log.warning("DRIFTLINE_KAFKA_CLIENT=confluent: %s", warning)
 
         config = {
             **confluent_config(settings, self.broker_url),

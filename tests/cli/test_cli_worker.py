@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib.util
+
 from click.testing import CliRunner
 
 from driftline.cli import main
@@ -25,6 +27,20 @@ def test_worker_with_only_one_of_broker_and_redis_refuses_to_start():
         main, ["worker"], env={"DRIFTLINE_BROKER_URL": "127.0.0.1:1", "DRIFTLINE_MODEL_HMAC_KEY": "k"}
     )
     assert result.exit_code == 2 and "set both DRIFTLINE_BROKER_URL and DRIFTLINE_REDIS_URL" in result.output
+
+
+def test_worker_with_the_confluent_client_not_installed_says_what_to_install(monkeypatch):
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "confluent_kafka" else real(name, *a)
+    )
+    result = CliRunner().invoke(
+        main, ["worker"], env={"DRIFTLINE_KAFKA_CLIENT": "confluent", "DRIFTLINE_MODEL_HMAC_KEY": "k"}
+    )
+    assert result.exit_code == 2
+    assert result.output.strip().splitlines() == [
+        "Error: DRIFTLINE_KAFKA_CLIENT=confluent needs confluent-kafka: pip install 'confluent-kafka>=2.16'"
+    ]
 
 
 def test_worker_error_lines_never_print_the_redis_password():
