@@ -390,3 +390,54 @@ def test_a_revoke_finishes_and_commits_the_batches_in_flight_before_another_memb
             await reader.stop()
 
     asyncio.run(scenario())
+
+
+@clients
+def test_a_batch_whose_handler_fails_with_a_retriable_error_is_read_again_from_its_first_offsets(
+    settings: Settings, client: str
+):
+    """``retry_on``: the failed batch's partitions are sought back to its first records (librdkafka's ``seek`` on
+    partitions it is fetching), so every record is handled once after the failure, in offset order."""
+    topic = settings.topic("events")
+    group = f"{settings.topic_prefix}retry"
+
+    async def scenario() -> None:
+        await ensure_topics(settings, settings.broker_url, [topic])
+        producer = AIOKafkaProducer(bootstrap_servers=settings.broker_url, linger_ms=5)
+        await producer.start()
+        try:
+            await asyncio.gather(*[await producer.send(topic, b"{}", key=str(i).encode()) for i in range(300)])
+        finally:
+            await producer.stop()
+        handled: dict[int, list[int]] = {}
+        failures = {"left": 2}
+
+        async def handler(records: list) -> None:
+            if failures["left"]:
+                failures["left"] -= 1
+                raise ConnectionError("the store is unreachable")
+            for r in records:
+                handled.setdefault(r.partition, []).append(r.offset)
+
+        source = BatchSource(
+            name="t",
+            consumer_kwargs={"bootstrap_servers": settings.broker_url},
+            new_consumer=_consumer(client, settings, group),
+            topics=[topic],
+            group_id=group,
+            handler=handler,
+            retry_on=(ConnectionError,),
+            retry_pause=0.05,
+            max_records=40,
+            timeout_ms=int(WAIT * 1000),
+        )
+        await source.start()
+        try:
+            await _until(lambda: sum(map(len, handled.values())) >= 300, "every record handled")
+        finally:
+            await source.stop()
+        assert source.retries == 2
+        assert all(offsets == list(range(len(offsets))) for offsets in handled.values()), "none lost or repeated"
+        assert sum(map(len, handled.values())) == 300
+
+    asyncio.run(scenario())
