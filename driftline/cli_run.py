@@ -139,9 +139,7 @@ def worker(loglevel: str) -> None:
     if settings.broker_url:
         require_key(settings)  # before the worker's heavy imports: a missing key is one line at once
     if settings.kafka_client == "confluent" and importlib.util.find_spec("confluent_kafka") is None:
-        raise Misconfigured(
-            "DRIFTLINE_KAFKA_CLIENT=confluent needs confluent-kafka: pip install 'confluent-kafka>=2.16'"
-        )
+        raise Misconfigured("DRIFTLINE_KAFKA_CLIENT=confluent needs confluent-kafka: pip install confluent-kafka")
 
     import redis
     from pydantic import SecretStr

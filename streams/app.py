@@ -363,8 +363,7 @@ class Worker:
             librdkafka_warning,
         )
 
-        if warning := librdkafka_warning():
-            log.warning("DRIFTLINE_KAFKA_CLIENT=confluent: %s", warning)
+        log.warning(librdkafka_warning())
 
         config = {
             **confluent_config(settings, self.broker_url),

@@ -39,7 +39,7 @@ def test_worker_with_the_confluent_client_not_installed_says_what_to_install(mon
     )
     assert result.exit_code == 2
     assert result.output.strip().splitlines() == [
-        "Error: DRIFTLINE_KAFKA_CLIENT=confluent needs confluent-kafka: pip install 'confluent-kafka>=2.16'"
+        "Error: DRIFTLINE_KAFKA_CLIENT=confluent needs confluent-kafka: pip install confluent-kafka"
     ]
 
 
