@@ -378,7 +378,12 @@ class BatchSource(mode.Service):
         if self.consumer is not None:
             if self.merger is not None:  # what is buffered lies after the last commit: fetched again
                 self.merger.drop(list(self.merger.buffers))
-            await self.consumer.seek_to_committed()
+            committed = await self.consumer.seek_to_committed()
+            # aiokafka seeks only where an offset > 0 is committed (librdkafka's consumer returns None, having
+            # sought every partition): one with none is read from its start, where the group began it
+            never = [tp for tp, offset in (committed or {}).items() if not offset]
+            if never:
+                await self.consumer.seek_to_beginning(*never)
 
     async def commit_held(self, wait: bool = False) -> None:
         """Commit the held offsets of the oldest batches whose durable checks say they are stored (the others

@@ -10,6 +10,7 @@ from collections.abc import Callable
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.errors import KafkaError
 
 from driftline.contract.settings import Settings
 from driftline.streams.batch_source import BatchSource, ConsumerFactory, _Rebalance
@@ -439,5 +440,56 @@ def test_a_batch_whose_handler_fails_with_a_retriable_error_is_read_again_from_i
         assert source.retries == 2
         assert all(offsets == list(range(len(offsets))) for offsets in handled.values()), "none lost or repeated"
         assert sum(map(len, handled.values())) == 300
+
+    asyncio.run(scenario())
+
+
+@clients
+def test_a_batch_whose_output_is_not_acknowledged_before_any_commit_is_read_again_from_the_start(
+    settings: Settings, client: str
+):
+    """The first batch's output fails (KafkaError) before any offset of its partitions was committed: the source
+    reads on from the last commit, here the partitions' start (aiokafka's ``seek_to_committed`` seeks only where an
+    offset > 0 is committed: those records were skipped), so every record's output is acknowledged."""
+    topic = settings.topic("events")
+    group = f"{settings.topic_prefix}unacked"
+
+    async def scenario() -> None:
+        await ensure_topics(settings, settings.broker_url, [topic])
+        producer = AIOKafkaProducer(bootstrap_servers=settings.broker_url, linger_ms=5)
+        await producer.start()
+        try:
+            await asyncio.gather(*[await producer.send(topic, b"{}", key=str(i).encode()) for i in range(300)])
+        finally:
+            await producer.stop()
+        acknowledged: set[tuple[int, int]] = set()
+        failures = {"left": 1}
+
+        async def handler(records: list) -> asyncio.Future:
+            acked = asyncio.get_running_loop().create_future()
+            if failures["left"]:
+                failures["left"] -= 1
+                acked.set_exception(KafkaError("the predictions' send failed"))
+            else:
+                acknowledged.update((r.partition, r.offset) for r in records)
+                acked.set_result(None)
+            return acked
+
+        source = BatchSource(
+            name="t",
+            consumer_kwargs={"bootstrap_servers": settings.broker_url},
+            new_consumer=_consumer(client, settings, group),
+            topics=[topic],
+            group_id=group,
+            handler=handler,
+            max_records=40,
+            timeout_ms=200,
+        )
+        await source.start()
+        try:
+            await _until(lambda: len(acknowledged) >= 300, "every record's output acknowledged")
+        finally:
+            await source.stop()
+        assert failures["left"] == 0 and len(acknowledged) == 300
 
     asyncio.run(scenario())
