@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
@@ -44,8 +45,31 @@ def _consumer(client: str, settings: Settings, group: str) -> ConsumerFactory | 
     return lambda: ConfluentConsumer(config)
 
 
+def _source(client: str, settings: Settings, topic: str, group: str, **options: Any) -> BatchSource:
+    """A source named ``t`` reading ``topic`` in ``group`` on the embedded broker with ``client``'s consumer."""
+    return BatchSource(
+        name="t",
+        consumer_kwargs={"bootstrap_servers": settings.broker_url},
+        new_consumer=_consumer(client, settings, group),
+        topics=[topic],
+        group_id=group,
+        **options,
+    )
+
+
 #: Each test on the real broker runs with both clients the scorer's source can use.
 clients = pytest.mark.parametrize("client", ["aiokafka", "confluent"])
+
+
+async def _publish(settings: Settings, topic: str, n: int) -> None:
+    """``n`` records keyed 0..n-1 on ``topic``, spread over its partitions by key."""
+    await ensure_topics(settings, settings.broker_url, [topic])
+    producer = AIOKafkaProducer(bootstrap_servers=settings.broker_url, linger_ms=5)
+    await producer.start()
+    try:
+        await asyncio.gather(*[await producer.send(topic, b"{}", key=str(i).encode()) for i in range(n)])
+    finally:
+        await producer.stop()
 
 
 def _total(handled: list[dict[TopicPartition, int]]) -> int:
@@ -92,12 +116,11 @@ def test_offsets_wait_for_the_acknowledgements_and_the_durable_checks_of_every_b
             batch = len(handled)
             return lambda: stored["batches"] >= batch
 
-        source = BatchSource(
-            name="t",
-            consumer_kwargs={"bootstrap_servers": settings.broker_url},
-            new_consumer=_consumer(client, settings, group),
-            topics=[topic],
-            group_id=group,
+        source = _source(
+            client,
+            settings,
+            topic,
+            group,
             handler=handler,
             durable=durable,
             max_records=50,
@@ -175,12 +198,11 @@ def test_an_idle_poll_with_on_idle_does_not_wait_for_what_the_flush_is_still_wri
         def idle() -> None:
             calls["idle"] += 1
 
-        source = BatchSource(
-            name="t",
-            consumer_kwargs={"bootstrap_servers": settings.broker_url},
-            new_consumer=_consumer(client, settings, group),
-            topics=[topic],
-            group_id=group,
+        source = _source(
+            client,
+            settings,
+            topic,
+            group,
             handler=handler,
             on_flush=flush,
             on_idle=idle,
@@ -235,12 +257,11 @@ def test_with_flush_every_what_was_deferred_is_flushed_when_no_idle_poll_comes(s
             if deferred:
                 flushed.append(list(deferred))
 
-        source = BatchSource(
-            name="t",
-            consumer_kwargs={"bootstrap_servers": settings.broker_url},
-            new_consumer=_consumer(client, settings, group),
-            topics=[topic],
-            group_id=group,
+        source = _source(
+            client,
+            settings,
+            topic,
+            group,
             handler=handler,
             on_flush=flush,
             flush_every=0.2,
@@ -321,13 +342,7 @@ def test_a_revoke_finishes_and_commits_the_batches_in_flight_before_another_memb
     monkeypatch.setattr(_Rebalance, "on_partitions_revoked", on_revoked)
 
     async def scenario() -> None:
-        await ensure_topics(settings, settings.broker_url, [topic])
-        producer = AIOKafkaProducer(bootstrap_servers=settings.broker_url, linger_ms=5)
-        await producer.start()
-        try:
-            await asyncio.gather(*[await producer.send(topic, b"{}", key=str(i).encode()) for i in range(200)])
-        finally:
-            await producer.stop()
+        await _publish(settings, topic, 200)
         loop = asyncio.get_running_loop()
         handled: list[dict[TopicPartition, int]] = []
         acks: list[asyncio.Future] = []
@@ -337,12 +352,11 @@ def test_a_revoke_finishes_and_commits_the_batches_in_flight_before_another_memb
             acks.append(loop.create_future())
             return acks[-1]
 
-        source = BatchSource(
-            name="t",
-            consumer_kwargs={"bootstrap_servers": settings.broker_url},
-            new_consumer=_consumer(client, settings, group),
-            topics=[topic],
-            group_id=group,
+        source = _source(
+            client,
+            settings,
+            topic,
+            group,
             handler=handler,
             max_records=50,
             max_in_flight=10,
@@ -403,13 +417,7 @@ def test_a_batch_whose_handler_fails_with_a_retriable_error_is_read_again_from_i
     group = f"{settings.topic_prefix}retry"
 
     async def scenario() -> None:
-        await ensure_topics(settings, settings.broker_url, [topic])
-        producer = AIOKafkaProducer(bootstrap_servers=settings.broker_url, linger_ms=5)
-        await producer.start()
-        try:
-            await asyncio.gather(*[await producer.send(topic, b"{}", key=str(i).encode()) for i in range(300)])
-        finally:
-            await producer.stop()
+        await _publish(settings, topic, 300)
         handled: dict[int, list[int]] = {}
         failures = {"left": 2}
 
@@ -420,12 +428,11 @@ def test_a_batch_whose_handler_fails_with_a_retriable_error_is_read_again_from_i
             for r in records:
                 handled.setdefault(r.partition, []).append(r.offset)
 
-        source = BatchSource(
-            name="t",
-            consumer_kwargs={"bootstrap_servers": settings.broker_url},
-            new_consumer=_consumer(client, settings, group),
-            topics=[topic],
-            group_id=group,
+        source = _source(
+            client,
+            settings,
+            topic,
+            group,
             handler=handler,
             retry_on=(ConnectionError,),
             retry_pause=0.05,
@@ -455,13 +462,7 @@ def test_a_batch_whose_output_is_not_acknowledged_before_any_commit_is_read_agai
     group = f"{settings.topic_prefix}unacked"
 
     async def scenario() -> None:
-        await ensure_topics(settings, settings.broker_url, [topic])
-        producer = AIOKafkaProducer(bootstrap_servers=settings.broker_url, linger_ms=5)
-        await producer.start()
-        try:
-            await asyncio.gather(*[await producer.send(topic, b"{}", key=str(i).encode()) for i in range(300)])
-        finally:
-            await producer.stop()
+        await _publish(settings, topic, 300)
         acknowledged: set[tuple[int, int]] = set()
         failures = {"left": 1}
 
@@ -475,12 +476,11 @@ def test_a_batch_whose_output_is_not_acknowledged_before_any_commit_is_read_agai
                 acked.set_result(None)
             return acked
 
-        source = BatchSource(
-            name="t",
-            consumer_kwargs={"bootstrap_servers": settings.broker_url},
-            new_consumer=_consumer(client, settings, group),
-            topics=[topic],
-            group_id=group,
+        source = _source(
+            client,
+            settings,
+            topic,
+            group,
             handler=handler,
             max_records=40,
             timeout_ms=200,
