@@ -74,7 +74,7 @@ BackpressureCheck = Callable[[], bool]
 CrashHook = Callable[["BatchSource", BaseException], Awaitable[None]]
 #: Builds the consumer (not started), e.g. :class:`~driftline.streams.confluent_consumer.ConfluentConsumer`: an
 #: object with the methods of ``AIOKafkaConsumer`` this service calls (start, subscribe, getmany, assignment,
-#: paused, pause, resume, highwater, seek, seek_to_committed, commit, stop).
+#: paused, pause, resume, highwater, seek, seek_to_committed, seek_to_beginning, commit, stop).
 ConsumerFactory = Callable[[], Any]
 
 
@@ -379,9 +379,9 @@ class BatchSource(mode.Service):
             if self.merger is not None:  # what is buffered lies after the last commit: fetched again
                 self.merger.drop(list(self.merger.buffers))
             committed = await self.consumer.seek_to_committed()
-            # aiokafka seeks only where an offset > 0 is committed (librdkafka's consumer returns None, having
-            # sought every partition): one with none is read from its start, where the group began it
-            never = [tp for tp, offset in (committed or {}).items() if not offset]
+            # it seeks only where an offset > 0 is committed: one with none is read from its start, where the
+            # group began it
+            never = [tp for tp, offset in committed.items() if not offset]
             if never:
                 await self.consumer.seek_to_beginning(*never)
 

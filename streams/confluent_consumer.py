@@ -227,17 +227,25 @@ class ConfluentConsumer:
         except ck.KafkaException as exc:
             raise KafkaError(f"seek {tp} to {offset} failed: {exc}") from exc
 
-    async def seek_to_committed(self) -> None:
-        """Read every assigned partition from its committed offset (from the start when none is committed)."""
+    async def seek_to_committed(self) -> dict[TopicPartition, int | None]:
+        """Read every assigned partition from its committed offset; the committed offsets (None: none), as
+        aiokafka's, which seeks only where one > 0 is committed (the caller seeks the rest to the beginning)."""
         assert self._consumer is not None and self._loop is not None
         assigned = [ck.TopicPartition(tp.topic, tp.partition) for tp in self._assignment]
         if not assigned:
-            return
+            return {}
         consumer = self._consumer
-        committed = await self._loop.run_in_executor(self._committer, lambda: consumer.committed(assigned, 30))
-        for p in committed:
-            offset = p.offset if p.offset >= 0 else ck.OFFSET_BEGINNING
-            self.seek(self._partition(p.topic, p.partition), offset)
+        answered = await self._loop.run_in_executor(self._committer, lambda: consumer.committed(assigned, 30))
+        committed = {self._partition(p.topic, p.partition): p.offset if p.offset >= 0 else None for p in answered}
+        for tp, offset in committed.items():
+            if offset:
+                self.seek(tp, offset)
+        return committed
+
+    async def seek_to_beginning(self, *partitions: TopicPartition) -> None:
+        """Read ``partitions`` from their first offset next."""
+        for tp in partitions:
+            self.seek(tp, ck.OFFSET_BEGINNING)
 
     # --- committing ----------------------------------------------------------------------------
     async def commit(self, offsets: dict[TopicPartition, int]) -> None:
