@@ -11,7 +11,11 @@ keeps ``learn_one``'s result to the last bits of a sum and takes the speed:
   batch with River's ``learn_many`` / ``transform_many``;
 * the linear head (``LogisticRegression`` / ``LinearRegression``, plain SGD, no L1/L2) takes one SGD step per row,
   in order, with River's own loss gradient (:func:`sgd_steps`), on lists of floats instead of one dict per row;
-* a pipeline of selections and scalers only (the Agrawal model's shape) does all of it on plain lists of column
+* a pipeline of selections and scalers only (the Agrawal model's shape) does all of it on one float matrix when
+  every value is a finite number (:func:`_learn_matrix`): the scalers' running statistics of every row from
+  shifted prefix sums, the SGD steps a block of :data:`SGD_BLOCK` rows at a time from the block's Gram matrix, only
+  the loss gradients row by row; equal to ``learn_one`` to float rounding (a property test against River), not bit
+  for bit (in process on 500 Agrawal rows: 4.4-4.9 against 6.4-9.7 us a row); else on plain lists of column
   values, no DataFrame (7 against 17 us a row);
 * any other model (a tree, a multiclass one-vs-rest, an optimizer with state), a small batch, or rows whose
   features differ in presence learn one row at a time with ``learn_one`` (:func:`learn_rows` returns False).
@@ -32,6 +36,7 @@ True
 
 from __future__ import annotations
 
+import math
 import operator
 from collections.abc import Sequence
 from typing import Any
@@ -114,8 +119,10 @@ def learn_rows(model: Any, xs: Sequence[dict[str, Any]], ys: Sequence[Any]) -> b
     first = xs[0].keys() if xs else None
     if len(xs) < MIN_ROWS or not supports_rows(model) or any(x.keys() != first for x in xs):
         return False
-    columns = _columns(xs, list(first))  # type: ignore[arg-type]
     steps = _transformers(model)
+    if on_plain_lists(model) and _learn_matrix(model, steps, xs, ys):
+        return True
+    columns = _columns(xs, list(first))  # type: ignore[arg-type]
     if on_plain_lists(model):
         updates: list[tuple[Any, Any, tuple[int, float, float]]] = []
         for step in steps:  # selections and scalers on plain lists: no DataFrame, nothing written yet
@@ -139,6 +146,127 @@ def learn_rows(model: Any, xs: Sequence[dict[str, Any]], ys: Sequence[Any]) -> b
         frame = _through(step, frame)
     sgd_steps(_head(model), frame, ys)
     return True
+
+
+#: Rows of a block of SGD steps taken from one Gram matrix (:func:`_sgd_matrix`).
+SGD_BLOCK = 32
+
+
+def _learn_matrix(model: Any, steps: list[Any], xs: Sequence[dict[str, Any]], ys: Sequence[Any]) -> bool:
+    """:func:`learn_rows` of a pipeline :func:`on_plain_lists` on one float matrix: the scalers' statistics of
+    every row at once (:func:`_scaled_matrix`), the SGD steps a block of rows at a time (:func:`_sgd_matrix`);
+    the same numbers as the plain lists to float rounding. False (nothing written) unless every value is a finite
+    number and every key a selection asks for is there (the plain lists then decide, and raise what they raise)."""
+    names = list(xs[0])
+    matrix = np.array(_rows(xs, names) if len(names) > 1 else [[x[c] for c in names] for x in xs])
+    if matrix.dtype != np.float64 or matrix.ndim != 2 or not np.isfinite(matrix).all():
+        return False
+    columns: list[Any] = names
+    updates: list[tuple[Any, list[Any], tuple[np.ndarray, np.ndarray, np.ndarray]]] = []
+    for step in steps:  # nothing written until every row went through
+        if isinstance(step, compose.Select):
+            order = getattr(step, "ordered", None)
+            if order is None and not set(step.keys) <= set(columns):
+                return False  # River's Select raises on an absent key: the plain lists raise it
+            kept = [c for c in (order if order is not None else step.keys) if c in columns]
+            matrix, columns = matrix[:, [columns.index(c) for c in kept]], kept
+            continue
+        matrix, statistics = _scaled_matrix(step, columns, matrix)
+        updates.append((step, columns, statistics))
+    head = _head(model)
+    intercept, weights = _sgd_matrix(head, columns, matrix, ys)
+    for scaler, names_of, (counts, means, variances) in updates:
+        for column, count, mean, var in zip(names_of, counts.tolist(), means.tolist(), variances.tolist(), strict=True):
+            _set_statistics(scaler, column, (count, mean, var))
+    _set_head(head, columns, intercept, weights, matrix.shape[0])
+    return True
+
+
+def _scaled_matrix(
+    scaler: Any, columns: list[Any], matrix: np.ndarray
+) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """:func:`_scaled` of every column of ``matrix`` at once: each row scaled with the running mean and variance up
+    to it (``learn_one`` then ``transform_one``), from shifted prefix sums instead of Welford's recurrence (equal
+    to float rounding; the shift is the mean so far, or the column's first value, so a column that never changed
+    has a variance of exactly 0, as in ``learn_one``); the statistics after the last row, none written.
+
+    >>> from river import preprocessing
+    >>> one, many = preprocessing.StandardScaler(), preprocessing.StandardScaler()
+    >>> rows = [[1.0, 5.0], [2.0, 5.0], [4.0, 5.0]]
+    >>> expected = [list(one.learn_one(dict(enumerate(r))) or one.transform_one(dict(enumerate(r))).values())
+    ...             for r in rows]
+    >>> out, (counts, means, variances) = _scaled_matrix(many, [0, 1], np.array(rows))
+    >>> np.allclose(out, expected, rtol=1e-12), counts.tolist(), np.allclose(means, [7 / 3, 5.0])
+    (True, [3, 3], True)
+    """
+    n = matrix.shape[0]
+    count0 = np.array([scaler.counts[c] for c in columns], dtype=np.int64)
+    mean0 = np.array([scaler.means[c] for c in columns], dtype=np.float64)
+    shift = np.where(count0 > 0, mean0, matrix[0])
+    seen = count0[None, :] + np.arange(1, n + 1, dtype=np.int64)[:, None]
+    deviations = matrix - shift
+    first = np.cumsum(deviations, axis=0) + count0 * (mean0 - shift)
+    means = shift + first / seen
+    if not scaler.with_std:
+        return matrix - means, (seen[-1], means[-1], mean0 * 0.0)
+    var0 = np.array([scaler.vars[c] for c in columns], dtype=np.float64)
+    second = np.cumsum(deviations * deviations, axis=0) + count0 * (var0 + (mean0 - shift) ** 2)
+    variances = np.maximum((second - first * first / seen) / seen, 0.0)
+    stds = np.sqrt(variances)
+    out = np.zeros_like(matrix)
+    np.divide(matrix - means, stds, out=out, where=variances > 0)
+    return out, (seen[-1], means[-1], variances[-1])
+
+
+def _sgd_matrix(head: Any, columns: list[Any], matrix: np.ndarray, ys: Sequence[Any]) -> tuple[float, list[float]]:
+    """:func:`_sgd` on the rows of ``matrix``, :data:`SGD_BLOCK` rows at a time: a row's raw output is the block's
+    start weights' (one product for the block) less the steps of the block's earlier rows (their gradients times
+    the block's Gram matrix), so only the gradients are computed row by row; the weights move once per block. The
+    same steps as :func:`_sgd` to float rounding; ``head`` is not written."""
+    weights = np.array([head._weights.get(c, 0.0) for c in columns], dtype=np.float64)
+    lr, intercept_lr = head.optimizer.lr.learning_rate, head.intercept_lr.learning_rate
+    gradient_of, clip = head.loss.gradient, head.clip_gradient
+    intercept = head.intercept
+    log = _log_terms(head.loss, ys)
+    for start in range(0, matrix.shape[0], SGD_BLOCK):
+        block = matrix[start : start + SGD_BLOCK]
+        raw = (block @ weights).tolist()
+        steps = (lr * (block @ block.T)).tolist()
+        gradients: list[float] = []
+        if log is not None:  # River's Log.gradient inlined: the same branches and arithmetic
+            for row, (sign, weight) in enumerate(log[start : start + SGD_BLOCK]):
+                z = (raw[row] - sum(map(operator.mul, gradients, steps[row])) + intercept) * sign
+                if z > 18.0:
+                    loss_gradient = weight * math.exp(-z) * -sign
+                elif z < -18.0:
+                    loss_gradient = weight * -sign
+                else:
+                    loss_gradient = weight * -sign / (math.exp(z) + 1.0)
+                loss_gradient = max(-clip, min(clip, float(loss_gradient)))
+                intercept -= intercept_lr * loss_gradient
+                gradients.append(loss_gradient)
+        else:
+            for row, y in enumerate(ys[start : start + SGD_BLOCK]):
+                before = sum(map(operator.mul, gradients, steps[row]))  # the earlier rows' weight steps
+                loss_gradient = gradient_of(y_true=y, y_pred=raw[row] - before + intercept)
+                loss_gradient = max(-clip, min(clip, float(loss_gradient)))
+                intercept -= intercept_lr * loss_gradient
+                gradients.append(loss_gradient)
+        weights = weights - lr * (np.array(gradients) @ block)
+    return intercept, weights.tolist()
+
+
+def _log_terms(loss: Any, ys: Sequence[Any]) -> list[tuple[int, float]] | None:
+    """For River's ``Log`` loss, each label's sign and weight as ``Log.gradient`` takes them (raising what it
+    raises on a label it cannot take); None for any other loss.
+
+    >>> _log_terms(optim.losses.Log(weight_neg=2.0), [True, False, 1]), _log_terms(optim.losses.Squared(), [1.0])
+    ([(1, 1.0), (-1, 2.0), (1, 1.0)], None)
+    """
+    if type(loss) is not optim.losses.Log:
+        return None
+    negative, positive = (-1, loss.weight_neg), loss.weight_pos
+    return [negative if y == 0 else (int(y), positive) for y in ys]
 
 
 def _columns(xs: Sequence[dict[str, Any]], names: list[Any]) -> dict[Any, list[Any]]:

@@ -7,8 +7,11 @@ import copy
 import random
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from river import linear_model, multiclass, preprocessing, tree
 
 from driftline.models.features import FeatureSchema
@@ -128,7 +131,7 @@ def test_models_and_rows_not_on_one_float_matrix_are_left_to_predict_many() -> N
 
 def test_a_numeric_pipeline_learns_on_plain_lists_where_learn_one_ends(monkeypatch: pytest.MonkeyPatch) -> None:
     """Selection and scaler ahead of the head (the Agrawal model's shape) learn without any DataFrame, and end
-    where learn_one ends: the scaler bit for bit, the head to the last bits of a sum (ints among the floats too)."""
+    where learn_one ends to float rounding: the scaler's statistics and the head (ints among the floats too)."""
     numeric = FeatureSchema({"x": "numeric", "z": "numeric"})
     data = [({"x": x["x"], "z": round(x["z"]) if i % 3 else x["z"]}, y) for i, (x, y) in enumerate(rows(2000))]
     one, many = build_model(numeric, "binary"), build_model(numeric, "binary")
@@ -143,7 +146,10 @@ def test_a_numeric_pipeline_learns_on_plain_lists_where_learn_one_ends(monkeypat
         chunk = data[start : start + 500]
         assert learn_rows(many, [x for x, _ in chunk], [y for _, y in chunk]) is True
     scaler_one, scaler_many = (list(model.steps.values())[1] for model in (one, many))
-    assert scaler_many.means == scaler_one.means and scaler_many.vars == scaler_one.vars
+    assert scaler_many.counts == scaler_one.counts
+    for column in ("x", "z"):
+        assert scaler_many.means[column] == pytest.approx(scaler_one.means[column], rel=1e-12)
+        assert scaler_many.vars[column] == pytest.approx(scaler_one.vars[column], rel=1e-12)
     assert head(many).intercept == pytest.approx(head(one).intercept, rel=1e-9, abs=1e-12)
     for feature, weight in head(one)._weights.items():
         assert head(many)._weights[feature] == pytest.approx(weight, rel=1e-9, abs=1e-12)
@@ -169,3 +175,71 @@ def test_a_batch_on_plain_lists_that_raises_leaves_the_model_as_it_was(bad: str)
     assert (scaler.counts, scaler.means, scaler.vars) == (scaler_before.counts, scaler_before.means, scaler_before.vars)
     assert head(model).intercept == head(before).intercept and head(model)._weights == head(before)._weights
     assert head(model).optimizer.n_iterations == head(before).optimizer.n_iterations
+
+
+def _batches(draw: Any, task: str) -> tuple[list[str], list[list[dict[str, Any]]], list[list[Any]]]:
+    """Random numeric batches: a few features, each on its own scale and offset (some constant for a while, some
+    whole numbers), labels that follow them loosely, cut in batches of random sizes (at least MIN_ROWS)."""
+    names = [f"f{i}" for i in range(draw(st.integers(1, 6)))]
+    scales = {n: draw(st.sampled_from([1e-3, 1.0, 30.0, 1e4])) for n in names}
+    # an offset of up to 100 spreads: both River's Welford means and the prefix sums lose bits to larger ones
+    offsets = {n: draw(st.floats(-100, 100)) * scales[n] for n in names}
+    whole = {n: draw(st.booleans()) for n in names}
+    constant_until = {n: draw(st.sampled_from([0, 0, 10, 200])) for n in names}
+    rng = random.Random(draw(st.integers(0, 2**32)))
+    sizes = draw(st.lists(st.integers(MIN_ROWS, 260), min_size=1, max_size=4))
+    xs_all, ys_all, xss, yss = [], [], [], []
+    for size in sizes:
+        xs, ys = [], []
+        for _ in range(size):
+            row = {}
+            for n in names:
+                value = offsets[n] if len(xs_all) < constant_until[n] else offsets[n] + rng.gauss(0, 1) * scales[n]
+                row[n] = float(round(value)) if whole[n] else value
+            target = sum((row[n] - offsets[n]) / scales[n] for n in names) + rng.gauss(0, 0.5)
+            y: Any = target > 0 if task == "binary" else target * 3.0
+            xs.append(row), ys.append(y), xs_all.append(row), ys_all.append(y)
+        xss.append(xs), yss.append(ys)
+    return names, xss, yss
+
+
+@pytest.mark.parametrize("task", ["binary", "regression"])
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_learn_rows_on_one_matrix_ends_where_river_learn_one_ends(task: str, data: Any) -> None:
+    """Property: on random numeric batches, the matrix path (scalers from prefix sums, SGD a block at a time from
+    Gram matrices) leaves the scaler's statistics and the head where River's learn_one, row by row, leaves them,
+    to float tolerance; the matrix path is the one taken (no plain lists, no DataFrame)."""
+    names, xss, yss = _batches(data.draw, task)
+    schema = FeatureSchema({n: "numeric" for n in names})
+    one, many = build_model(schema, task), build_model(schema, task)
+    for xs, ys in zip(xss, yss, strict=True):
+        for x, y in zip(xs, ys, strict=True):
+            one.learn_one(x, y)
+        assert learn_rows(many, xs, ys) is True
+    scaler_one, scaler_many = (list(model.steps.values())[1] for model in (one, many))
+    assert dict(scaler_many.counts) == dict(scaler_one.counts)
+    for n in names:
+        assert scaler_many.means[n] == pytest.approx(scaler_one.means[n], rel=1e-9, abs=1e-9)
+        assert scaler_many.vars[n] == pytest.approx(scaler_one.vars[n], rel=1e-9, abs=1e-12)
+        assert (scaler_many.vars[n] == 0) == (scaler_one.vars[n] == 0)
+    assert head(many).optimizer.n_iterations == head(one).optimizer.n_iterations
+    assert head(many).intercept == pytest.approx(head(one).intercept, rel=1e-9, abs=1e-9)
+    for n in names:
+        assert head(many)._weights.get(n, 0.0) == pytest.approx(head(one)._weights.get(n, 0.0), rel=1e-9, abs=1e-9)
+
+
+def test_the_matrix_path_is_taken_for_numbers_and_left_for_anything_else(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Finite numbers: the matrix (no plain lists); a NaN or text: the plain lists, which learn or raise as before."""
+    from driftline.models import minibatch
+
+    model = build_model(FeatureSchema({"x": "numeric", "z": "numeric"}), "binary")
+    data = [({"x": x["x"], "z": x["z"]}, y) for x, y in rows(200)]
+    calls: list[str] = []
+    real = minibatch._columns
+    monkeypatch.setattr(minibatch, "_columns", lambda *a: calls.append("lists") or real(*a))
+    assert learn_rows(model, [x for x, _ in data[:100]], [y for _, y in data[:100]]) and calls == []
+    nan = [dict(x) for x, _ in data[100:]]
+    nan[3]["x"] = float("nan")
+    assert learn_rows(model, nan, [y for _, y in data[100:]]) and calls == ["lists"]
+    assert np.isnan(list(model.steps.values())[1].means["x"])
