@@ -567,13 +567,16 @@ def _same(a: Any, b: Any) -> bool:
 
 
 def _matching(values: Sequence[Any], positive: Any) -> np.ndarray:
-    """:func:`_same` of each value and ``positive``; at once when both are bools (a binary learner's labels).
+    """:func:`_same` of each value and ``positive``; at once when the values are bools (a binary learner's labels
+    and predictions, whatever type its positive class has: :func:`_same` of ``True`` and of ``False`` once each).
 
     >>> _matching([True, False, 1, "true"], True).tolist(), _matching([True, False], True).tolist()
     ([True, False, True, False], [True, False])
+    >>> _matching([True, False, False], 1).tolist(), _matching([True, False], "0").tolist()
+    ([True, False, False], [False, True])
     """
-    if type(positive) is bool and set(map(type, values)) == {bool}:
-        return np.array(values, dtype=bool) == positive
+    if set(map(type, values)) == {bool}:
+        return np.where(np.array(values, dtype=bool), _same(True, positive), _same(False, positive))
     return np.array([_same(v, positive) for v in values], dtype=bool)
 
 

@@ -9,15 +9,17 @@ import random
 from collections.abc import Iterator
 from typing import Any
 
+import hypothesis
 import numpy as np
 import pytest
+from hypothesis import strategies as st
 
 from driftline.models.feature_columns import prepare_columns
 from driftline.models.features import FeatureSchema
 from driftline.models.probability_rows import ProbabilityRows
 from driftline.models.reference import ReferenceProfile
 from driftline.monitoring.dedup import InMemoryDeduplicator
-from driftline.monitoring.monitor import Monitor, MonitorConfig
+from driftline.monitoring.monitor import Monitor, MonitorConfig, _matching, _same
 from driftline.streams.metrics_drift import DriftMetrics
 
 SCHEMA = FeatureSchema({"amount": "numeric", "age": "numeric", "country": "categorical"})
@@ -406,3 +408,15 @@ def test_probabilities_as_a_matrix_give_the_same_alerts_gauges_and_state_as_the_
         assert "data_drift" in {a.kind for a in alerts[0]}
         if task == "binary":
             assert "prediction_drift" in {a.kind for a in alerts[0]}
+
+
+@hypothesis.settings(max_examples=200, deadline=None)
+@hypothesis.given(
+    values=st.lists(st.booleans(), max_size=40),
+    positive=st.sampled_from([True, False, 1, 0, 1.0, 2, "1", "0", "true", "True", "False", "yes", None, "x"]),
+)
+def test_bools_match_any_positive_class_at_once_as_one_by_one(values: list[bool], positive: Any) -> None:
+    """Property: a binary learner's bool labels and predictions against its positive class, whatever its type (an
+    int 1 from the training data, a string), match as :func:`_same` says one value at a time."""
+    assert _matching(values, positive).tolist() == [_same(v, positive) for v in values]
+    assert _matching(values, positive).dtype == bool
