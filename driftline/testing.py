@@ -125,6 +125,9 @@ class _Batch:
         self.items.append((key, value))
         return len(self.items)
 
+    def close(self) -> None:
+        """Complete: the publisher closes each batch before sending it (nothing to do in memory)."""
+
 
 class InMemoryProducer:
     """The part of aiokafka's ``AIOKafkaProducer`` the worker's :class:`~driftline.streams.publisher.Publisher`

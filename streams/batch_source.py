@@ -323,10 +323,13 @@ class BatchSource(mode.Service):
         merger = self.merger
         assert merger is not None
         merger.add({tp: rs for tp, rs in fetched.items() if tp in assigned}, assigned)
-        caught_up = set()  # nothing buffered and nothing more on the broker (never waits on the broker here)
+        # fetched up to the high watermark of their last fetch: nothing more on the broker (never waits on the
+        # broker here). Not waited for once their buffers run dry during the take either: a partition whose last
+        # buffered record was taken would otherwise hold the others' later records back for a whole fetch
+        caught_up = set()
         for tp in assigned:
             highwater, fetched_to = consumer.highwater(tp), merger.next_offset.get(tp)
-            if not merger.buffers.get(tp) and None not in (highwater, fetched_to) and fetched_to >= highwater:
+            if None not in (highwater, fetched_to) and fetched_to >= highwater:
                 caught_up.add(tp)
         taken = merger.take(assigned, self.max_records, caught_up)
         full = {tp for tp in assigned if merger.full(tp)}

@@ -112,6 +112,7 @@ class Publisher:
                 del batches[partition]
                 sent.append(await self.producer.send(topic, value=value, key=key, partition=partition))
         for partition, batch in batches.items():
+            batch.close()  # complete: sent at once (an open one lingers linger_ms for records that never come)
             sent.append(await self.producer.send_batch(batch, topic, partition=partition))
         return sent
 

@@ -93,6 +93,50 @@ def test_the_scorers_source_hands_a_four_partition_backlog_over_in_time_order(se
     assert sorted(plain) == ordered and plain != ordered
 
 
+def test_a_partition_caught_up_with_its_end_never_holds_the_others_back(settings: Settings) -> None:
+    """Partition 0 holds ts 1 and 3, partition 1 ts 2, partitions 2 and 3 ts 4 and 5, all on the broker before the
+    source starts: the first batch handed over is all five in time order. Once partition 1's only record is taken it
+    has nothing buffered, but nothing more on the broker either (fetched up to its high watermark): the others are
+    not held back for another fetch (they were, before: the first batch stopped at ts 2)."""
+
+    async def scenario() -> list[list[int]]:
+        await ensure_topics(settings, settings.broker_url)
+        topic = settings.topic("events")
+        producer = AIOKafkaProducer(bootstrap_servers=settings.broker_url)
+        await producer.start()
+        try:
+            for partition, ts in ((0, 1), (1, 2), (0, 3), (2, 4), (3, 5)):
+                await producer.send_and_wait(topic, orjson.dumps({"ts": ts}), partition=partition)
+        finally:
+            await producer.stop()
+        batches: list[list[int]] = []
+        enough = asyncio.Event()
+
+        async def handler(records: list) -> None:
+            batches.append([event_time(r) for r in records])
+            if sum(map(len, batches)) >= 5:
+                enough.set()
+
+        source = BatchSource(
+            name="score",
+            consumer_kwargs={"bootstrap_servers": settings.broker_url, "fetch_max_wait_ms": 50},
+            topics=[topic],
+            group_id=f"{settings.topic_prefix}caught-up",
+            handler=handler,
+            ordered=True,
+            order_by=event_time,
+        )
+        await source.start()
+        try:
+            await asyncio.wait_for(enough.wait(), 60)
+        finally:
+            await source.stop()
+        return batches
+
+    assert settings.partitions == 4
+    assert asyncio.run(scenario()) == [[1, 2, 3, 4, 5]]
+
+
 def test_the_scorers_order_is_the_events_ts_not_the_producers_clock() -> None:
     """Kafka timestamps that disagree with the events' ts (a producer's skewed clock, a re-publish): the merger
     with ``event_time`` hands the records over by ts, ISO-8601 or epoch ms; hostile values keep their Kafka
