@@ -613,6 +613,10 @@ class Worker:
             broker_rebalance_timeout=settings.rebalance_timeout_ms / 1000,
             consumer_auto_offset_reset="earliest",
         )
+        if not settings.webhook_url:
+            # No Faust agent: the batch sources and the publisher have clients of their own. Faust's consumer
+            # would form a group of its own at every start (~5 s on the embedded broker), for nothing.
+            app.boot_strategy = app.BootStrategy(app, enable_kafka=False)
 
         @app.timer(settings.reload_check_seconds)
         async def _reload() -> None:

@@ -1,6 +1,6 @@
 """The worker's Faust application keeps its data directory under the state folder, never the current one; a started
 worker keeps what it loaded out of the garbage collector's full collections; a monitor that raises stops neither
-scoring nor learning."""
+scoring nor learning; a worker joins no consumer group it does not read from."""
 
 from __future__ import annotations
 
@@ -208,3 +208,13 @@ def test_the_scoring_monitors_take_the_cbpe_calibrator_the_learner_shared_whiche
     redis_client.set(key, fitted.to_json().replace('"y": [', '"y": [2.0, '))
     asyncio.run(worker._refresh_calibrators())
     assert monitor.calibrator == fitted
+
+
+@pytest.mark.parametrize("webhook_url", [None, "http://127.0.0.1:1/alerts"])
+def test_faust_starts_a_kafka_consumer_only_for_the_webhook_agent(webhook_url: str | None) -> None:
+    """The batch sources have consumers of their own; Faust's would form a group of its own at every start (~5 s
+    on the embedded broker) though no Faust agent reads anything. Only the webhook's agent needs it."""
+    settings = Settings(metrics_port=0, http_port=0, model_hmac_key="k", webhook_url=webhook_url)
+    app = Worker(settings, "127.0.0.1:1", "redis://127.0.0.1:1/0").create_app()
+    started = list(app.on_init_dependencies())
+    assert (app.consumer in started) == (webhook_url is not None)
