@@ -14,6 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from river import linear_model, multiclass, preprocessing, tree
 
+from driftline.models import minibatch
 from driftline.models.features import FeatureSchema
 from driftline.models.minibatch import MIN_ROWS, learn_rows, on_plain_lists, predict_rows, sgd_steps, supports_rows
 from driftline.models.specs import build_model
@@ -129,9 +130,15 @@ def test_models_and_rows_not_on_one_float_matrix_are_left_to_predict_many() -> N
     assert predict_rows(numeric, [{"x": 1.0}, {"x": 2.0}]) == [False, False]
 
 
-def test_a_numeric_pipeline_learns_on_plain_lists_where_learn_one_ends(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("path", ["plain lists", "matrix"])
+def test_a_numeric_pipeline_learns_without_a_dataframe_where_learn_one_ends(
+    path: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Selection and scaler ahead of the head (the Agrawal model's shape) learn without any DataFrame, and end
-    where learn_one ends to float rounding: the scaler's statistics and the head (ints among the floats too)."""
+    where learn_one ends (ints among the floats too): on the plain lists the scaler bit for bit, on the matrix (the
+    path finite numbers take) to float rounding; the head to the last bits of a sum on both."""
+    if path == "plain lists":
+        monkeypatch.setattr(minibatch, "_learn_matrix", lambda *_: False)
     numeric = FeatureSchema({"x": "numeric", "z": "numeric"})
     data = [({"x": x["x"], "z": round(x["z"]) if i % 3 else x["z"]}, y) for i, (x, y) in enumerate(rows(2000))]
     one, many = build_model(numeric, "binary"), build_model(numeric, "binary")
@@ -147,6 +154,8 @@ def test_a_numeric_pipeline_learns_on_plain_lists_where_learn_one_ends(monkeypat
         assert learn_rows(many, [x for x, _ in chunk], [y for _, y in chunk]) is True
     scaler_one, scaler_many = (list(model.steps.values())[1] for model in (one, many))
     assert scaler_many.counts == scaler_one.counts
+    if path == "plain lists":
+        assert scaler_many.means == scaler_one.means and scaler_many.vars == scaler_one.vars
     for column in ("x", "z"):
         assert scaler_many.means[column] == pytest.approx(scaler_one.means[column], rel=1e-12)
         assert scaler_many.vars[column] == pytest.approx(scaler_one.vars[column], rel=1e-12)
@@ -231,8 +240,6 @@ def test_learn_rows_on_one_matrix_ends_where_river_learn_one_ends(task: str, dat
 
 def test_the_matrix_path_is_taken_for_numbers_and_left_for_anything_else(monkeypatch: pytest.MonkeyPatch) -> None:
     """Finite numbers: the matrix (no plain lists); a NaN or text: the plain lists, which learn or raise as before."""
-    from driftline.models import minibatch
-
     model = build_model(FeatureSchema({"x": "numeric", "z": "numeric"}), "binary")
     data = [({"x": x["x"], "z": x["z"]}, y) for x, y in rows(200)]
     calls: list[str] = []
