@@ -19,6 +19,15 @@ from driftline.streams.topics import ensure_topics
 R = namedtuple("R", "timestamp offset")
 
 
+async def _run_until(source: BatchSource, done: asyncio.Event) -> None:
+    """Run ``source`` until ``done`` is set (at most 60 s), then stop it."""
+    await source.start()
+    try:
+        await asyncio.wait_for(done.wait(), 60)
+    finally:
+        await source.stop()
+
+
 @given(st.lists(st.lists(st.integers(0, 1000), max_size=30), min_size=1, max_size=5), st.integers(1, 7))
 def test_merged_records_come_in_timestamp_order_each_once_whatever_the_fetches(
     partitions: list[list[int]], chunk: int
@@ -81,11 +90,7 @@ def test_the_scorers_source_hands_a_four_partition_backlog_over_in_time_order(se
             max_records=100,
             ordered=ordered,
         )
-        await source.start()
-        try:
-            await asyncio.wait_for(enough.wait(), 60)
-        finally:
-            await source.stop()
+        await _run_until(source, enough)
         return seen
 
     ordered, plain = asyncio.run(scenario())
@@ -126,11 +131,7 @@ def test_a_partition_caught_up_with_its_end_never_holds_the_others_back(settings
             ordered=True,
             order_by=event_time,
         )
-        await source.start()
-        try:
-            await asyncio.wait_for(enough.wait(), 60)
-        finally:
-            await source.stop()
+        await _run_until(source, enough)
         return batches
 
     assert settings.partitions == 4
