@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import ssl
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import hiredis
@@ -245,6 +247,58 @@ def async_redis_client(settings: Settings, url: str) -> aioredis.Redis:
     plain = pool.connection_class
     pool.connection_class = type(f"Hiredis{plain.__name__}", (_HiredisPacking, plain), {})
     return client
+
+
+async def write_many(client: aioredis.Redis, commands: Sequence[Sequence[Any]]) -> None:
+    """Send ``commands`` in one round trip and read every reply; raises the first error reply after all are read.
+
+    A pipeline of redis-py's asyncio client reads each reply under its own ``socket_timeout`` (an asyncio timeout
+    armed and cancelled per reply) and through the command's response callback: ~20 us a reply, when the scorer's
+    join writes send two commands per bucket touched (one ``HSET`` of its records, one ``EXPIRE``). Here the
+    commands are packed by hiredis at once and the replies read with no timeout of their own, the whole exchange
+    under one ``socket_timeout``; the client's retry policy applies as in a pipeline (a dropped connection is
+    reconnected and the commands sent again). Only for commands whose replies the caller does not read
+    (``int``, ``str`` and ``bytes`` arguments); a Redis Cluster client sends them as its pipeline does.
+    """
+    if not commands:
+        return
+    if not isinstance(client, aioredis.Redis):  # a cluster client: its pipeline routes each command to its node
+        pipe = client.pipeline(transaction=False)
+        for command in commands:
+            pipe.execute_command(*command)
+        await pipe.execute()
+        return
+    packed = b"".join(hiredis.pack_command(tuple(command)) for command in commands)
+    pool = client.connection_pool
+    connection = await pool.get_connection()
+    try:
+        await connection.retry.call_with_retry(
+            lambda: _exchange(connection, packed, len(commands)), lambda _: connection.disconnect()
+        )
+    finally:
+        await pool.release(connection)
+
+
+async def _exchange(connection: Any, packed: bytes, replies: int) -> None:
+    """Send ``packed`` and read its ``replies`` under one ``socket_timeout``; a connection left with replies unread
+    (a timeout, a cancellation) is closed, never reused."""
+    errors: list[redis.ResponseError] = []
+    try:
+        async with asyncio.timeout(connection.socket_timeout):
+            await connection.send_packed_command(packed)
+            for _ in range(replies):
+                try:
+                    await connection.read_response(timeout=math.inf)  # inf: no timeout of the reply's own
+                except redis.ResponseError as exc:
+                    errors.append(exc)
+    except TimeoutError:
+        await connection.disconnect(nowait=True)
+        raise redis.TimeoutError(f"Timeout reading from {connection.host}:{connection.port}") from None
+    except BaseException:
+        await connection.disconnect(nowait=True)
+        raise
+    if errors:
+        raise errors[0]
 
 
 def get_many(client: redis.Redis, keys: list[str]) -> list[bytes | None]:

@@ -50,6 +50,7 @@ import redis.asyncio as aioredis
 
 from driftline.contract import keys
 from driftline.models.feature_columns import FeatureColumns
+from driftline.streams.connections import write_many
 from driftline.streams.join_codec import (
     decode_record,
     encode_batch,
@@ -341,22 +342,24 @@ class JoinStore:
         by_bucket: dict[tuple[str, int, int], dict[str, bytes]] = collections.defaultdict(dict)
         for model, k, event_id, value in pending:
             by_bucket[model, k, crc32(event_id.encode()) % chosen[model, k]][event_id] = value
-        buckets = {keys.join_bucket(self.prefix, *bucket): fields for bucket, fields in by_bucket.items()}
         seconds = self.slices.expires_seconds()
-        pipe = self.client.pipeline(transaction=False)
-        for (model, digest), names in self._layouts.items():
-            if (model, digest) not in self._layouts_written:
-                pipe.set(keys.join_layout(self.prefix, model, digest), orjson.dumps(names))
-        for key, fields in buckets.items():
-            pipe.hset(key, mapping=fields)  # type: ignore[arg-type]
-            pipe.expire(key, seconds)
+        commands: list[tuple[Any, ...]] = [
+            ("SET", keys.join_layout(self.prefix, model, digest), orjson.dumps(names))
+            for (model, digest), names in self._layouts.items()
+            if (model, digest) not in self._layouts_written
+        ]
+        for bucket, fields in by_bucket.items():
+            key = keys.join_bucket(self.prefix, *bucket)
+            commands += (("HSET", key, *itertools.chain.from_iterable(fields.items())), ("EXPIRE", key, seconds))
         for (model, k), count in counts.items():
             meta = keys.join_slice(self.prefix, model, k)
-            pipe.hsetnx(meta, "buckets", self._buckets[model, k])  # again: the hash may have expired meanwhile
-            pipe.hincrby(meta, "events", count)
-            pipe.expire(meta, seconds + math.ceil(self.slices.length_ms / 1000))
-            pipe.sadd(keys.join_slices(self.prefix, model), k)
-        await pipe.execute()
+            commands += (
+                ("HSETNX", meta, "buckets", self._buckets[model, k]),  # again: the hash may have expired meanwhile
+                ("HINCRBY", meta, "events", count),
+                ("EXPIRE", meta, seconds + math.ceil(self.slices.length_ms / 1000)),
+                ("SADD", keys.join_slices(self.prefix, model), k),
+            )
+        await write_many(self.client, commands)  # one round trip, its replies read at once
         self._layouts_written.update(self._layouts)
 
     async def _choose_buckets(self, new: list[tuple[str, int]]) -> None:
