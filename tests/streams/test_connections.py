@@ -21,6 +21,7 @@ from driftline.streams.connections import (
     kafka_kwargs,
     log_end_offsets,
     redis_client,
+    write_many,
 )
 from driftline.streams.join_store import JoinStore
 from driftline.streams.learner_state import LearnerStore
@@ -52,6 +53,36 @@ def test_log_end_offsets_count_every_record_of_multi_record_batches(settings):
         return await log_end_offsets(kafka_kwargs(settings, settings.broker_url), [full, single, empty], 10.0)
 
     assert asyncio.run(ends()) == {full: 80, single: 3, empty: 0}
+
+
+def test_write_many_reads_every_reply_and_raises_the_first_error_after_them(settings):
+    """One round trip: the commands after an error reply still run, the error is raised once every reply is read,
+    and the connection goes on answering its own commands (no reply left behind for the next caller)."""
+
+    async def run() -> tuple[list, str]:
+        client = async_redis_client(settings, settings.redis_url)
+        p = settings.redis_prefix
+        try:
+            with pytest.raises(redis.ResponseError) as raised:
+                await write_many(
+                    client,
+                    [
+                        ("HSET", f"{p}h", "a", b"1", "b", 2),
+                        ("SET", f"{p}s", "text"),
+                        ("HINCRBY", f"{p}s", "x", 1),  # WRONGTYPE: a string, not a hash
+                        ("HINCRBY", f"{p}h", "b", 5),
+                        ("EXPIRE", f"{p}h", 60),
+                    ],
+                )
+            await write_many(client, [])
+            answers = [await client.hgetall(f"{p}h"), await client.get(f"{p}s"), await client.pttl(f"{p}h")]
+            return answers, str(raised.value)
+        finally:
+            await client.aclose()
+
+    (fields, text, ttl), error = asyncio.run(run())
+    assert fields == {b"a": b"1", b"b": b"7"} and text == b"text" and 0 < ttl <= 60_000
+    assert "WRONGTYPE" in error
 
 
 # --- Redis Cluster --------------------------------------------------------------------------------
