@@ -22,6 +22,7 @@ where the contract keeps an int; such feature values are re-read with :func:`par
 from __future__ import annotations
 
 import itertools
+import operator
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -73,6 +74,49 @@ def _fast(row: int, raw: bytes | None, max_bytes: int, low: int, high: int, valu
     return row, event_id, ts, model, features
 
 
+#: The three fields of an event without a model, read from each decoded message at once.
+_EVENT_ID, _TS, _FEATURES = (operator.itemgetter(key) for key in ("event_id", "ts", "features"))
+
+
+def _plain_batch(
+    raws: Sequence[bytes | None], max_bytes: int, low: int, high: int, values: Sequence[Any] | None
+) -> EventColumns | None:
+    """The batch when every message is plainly valid and names no model (the common batch): :func:`_fast`'s tests
+    on whole columns, each a C-level pass instead of a call per message; None when any message needs more (then
+    each is decided alone, with the same outcome for these).
+
+    >>> raws = [b'{"event_id": "a", "ts": 5, "features": {"x": 1}}', b'{"event_id": "b", "ts": 6, "features": {}}']
+    >>> batch = _plain_batch(raws, 100, 0, 10, None)
+    >>> batch.rows, batch.event_ids, batch.ts, batch.models, batch.features, batch.errors
+    ([0, 1], ['a', 'b'], [5, 6], [None, None], [{'x': 1}, {}], [])
+    >>> _plain_batch(raws, 100, 0, 5, None), _plain_batch(raws, 40, 0, 10, None), _plain_batch([], 100, 0, 10, None)
+    (None, None, None)
+    """
+    n = len(raws)
+    try:
+        if not n or max(map(len, raws)) > max_bytes:  # len(None): TypeError
+            return None
+        if values is None or None in values:
+            values = [orjson.loads(raw) for raw in raws]
+        if set(map(type, values)) != {dict} or set(map(len, values)) != {3}:
+            return None
+        event_ids, ts, features = (list(map(field, values)) for field in (_EVENT_ID, _TS, _FEATURES))
+    except Exception:  # noqa: BLE001 - not JSON, or not these three fields: decided message by message
+        return None
+    if (
+        set(map(type, event_ids)) != {str}
+        or min(map(len, event_ids)) == 0
+        or max(map(len, event_ids)) > 256
+        or set(map(type, ts)) != {int}
+        or min(ts) < low
+        or max(ts) > high
+        or set(map(type, features)) != {dict}
+        or not set(map(type, itertools.chain.from_iterable(map(dict.values, features)))) <= SCALAR_TYPES
+    ):
+        return None
+    return EventColumns(list(range(n)), event_ids, ts, [None] * n, features)
+
+
 def decode_events(
     raws: Sequence[bytes | None],
     max_bytes: int = 65_536,
@@ -83,6 +127,9 @@ def decode_events(
     already decoded by ``orjson.loads`` where known (None where not, e.g. by the merge that ordered them by ts),
     so that no message is decoded twice; they must not have been changed since."""
     low, high = ts_bounds
+    plain = _plain_batch(raws, max_bytes, low, high, values)
+    if plain is not None:
+        return plain
     each = [None] * len(raws) if values is None else values
     decoded = [_fast(row, raw, max_bytes, low, high, v) for row, (raw, v) in enumerate(zip(raws, each, strict=True))]
     accepted: list[Accepted] = [fields for fields in decoded if fields is not None]

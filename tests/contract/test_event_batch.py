@@ -12,7 +12,7 @@ import orjson
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from driftline.contract.event_batch import decode_events
+from driftline.contract.event_batch import _plain_batch, decode_events
 from driftline.contract.records import RecordError, parse_event, ts_window
 from tests.strategies import DAY_MS, NOW_MS, edge_events, hostile_events, malformed_events, valid_events
 
@@ -77,3 +77,32 @@ def test_messages_already_decoded_by_the_merge_give_the_same_batch(raws, max_byt
     """The merge by event time decodes each message first; the batch reuses those values and decides alike."""
     values = [_decoded_or_none(raw) for raw in raws]
     assert _outcome(decode_events(raws, max_bytes, BOUNDS, values)) == _outcome(decode_events(raws, max_bytes, BOUNDS))
+
+
+@settings(max_examples=200, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large], deadline=None)
+@given(
+    st.lists(valid_events().map(lambda e: json.dumps(e).encode()), min_size=1, max_size=20),
+    st.lists(st.tuples(st.integers(0, 19), messages), max_size=1),
+    st.sampled_from([64, 65_536]),
+    st.booleans(),
+)
+def test_a_batch_of_plain_events_is_decided_at_once_as_each_alone(plain, others, max_bytes, decoded):
+    """The column pass (:func:`_plain_batch`) takes a batch of plain events (no model) whole, and gives up on one
+    with any other message: either way each message's outcome is parse_event's."""
+    raws: list[bytes | None] = list(plain)
+    for position, raw in others:
+        raws.insert(min(position, len(raws)), raw)
+    values = [_decoded_or_none(raw) for raw in raws] if decoded else None
+    batch = decode_events(raws, max_bytes, BOUNDS, values)
+    outcome: dict[int, tuple] = {row: rejection(error) for row, error in batch.errors}
+    for row, event_id, ts, model, features in zip(
+        batch.rows, batch.event_ids, batch.ts, batch.models, batch.features, strict=True
+    ):
+        outcome[row] = ("accepted", event_id, ts, model, features_json(features))
+    expected = {row: one_at_a_time(raw, max_bytes) for row, raw in enumerate(raws)}
+    assert outcome == expected
+    whole = _plain_batch(raws, max_bytes, *BOUNDS, values)
+    if all(o[0] == "accepted" for o in expected.values()) and all(b'"model"' not in raw for raw in raws):
+        assert whole is not None, "a batch of plain events is taken whole"
+    if whole is not None:
+        assert _outcome(whole) == _outcome(decode_events(raws, max_bytes, BOUNDS, values))
