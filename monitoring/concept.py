@@ -189,6 +189,10 @@ class _RiverErrorDetector:
     def update_many(self, errors: np.ndarray) -> None:
         self.detections = []
         detector = self.detector
+        inlined = _INLINED.get(type(detector)) if self._scale is None and self.block == 1 else None
+        if inlined is not None:
+            self.detections, self._since_reset = inlined(detector, errors.tolist(), self.grace, self._since_reset)
+            return
         for i, x in enumerate(errors.tolist()):
             if self._scale is not None:
                 x = self._block_mean(x)
@@ -222,6 +226,94 @@ class _RiverErrorDetector:
         z = (sum(self._partial) / self.block - mean) / (std / math.sqrt(self.block))
         self._partial = []
         return z
+
+
+def _ddm_many(ddm: binary.DDM, errors: list[float], grace: int, since_reset: int) -> tuple[list[int], int]:
+    """River's ``DDM.update`` of each error in order, inlined (the same operations on the same floats, ~4 times
+    faster), with :meth:`_RiverErrorDetector.update_many`'s grace: the positions of the detections it reports
+    and the outcomes since the last reset."""
+    warm, warning_at, drift_at = ddm.warm_start, ddm.warning_threshold, ddm.drift_threshold
+    mean = ddm._p
+    n, p, p_min, s_min, ps_min = mean.n, mean._mean, ddm._p_min, ddm._s_min, ddm._ps_min
+    drifted, warning = ddm._drift_detected, ddm._warning_detected
+    sqrt = math.sqrt
+    found = []
+    for i, x in enumerate(errors):
+        if drifted:  # DDM._reset: a new mean, no minimum
+            n, p, p_min, s_min, ps_min = 0.0, 0.0, None, None, float("inf")
+            drifted = warning = False
+        n += 1.0
+        p += (1.0 / n) * (x - p)
+        s = sqrt(p * (1 - p) / n)
+        if n > warm:
+            if p + s <= ps_min:
+                p_min, s_min = p, s
+                ps_min = p_min + s_min
+            warning = p + s > p_min + warning_at * s_min  # type: ignore[operator]
+            if p + s > p_min + drift_at * s_min:  # type: ignore[operator]
+                drifted, warning = True, False
+        since_reset += 1
+        if drifted:
+            if since_reset > grace:
+                found.append(i)
+            since_reset = 0
+    mean.n, mean._mean = n, p
+    ddm._p_min, ddm._s_min, ddm._ps_min = p_min, s_min, ps_min
+    ddm._drift_detected, ddm._warning_detected = drifted, warning
+    return found, since_reset
+
+
+def _eddm_many(eddm: binary.EDDM, errors: list[float], grace: int, since_reset: int) -> tuple[list[int], int]:
+    """River's ``EDDM.update`` of each error in order, inlined as :func:`_ddm_many` (``stats.Var``'s Welford
+    steps too)."""
+    warm, alpha, beta = eddm.warm_start, eddm.alpha, eddm.beta
+    var = eddm._error_distances
+    ddof, mean = var.ddof, var.mean
+    vn, m, big_s = mean.n, mean._mean, var._S
+    n, last, errors_seen, top = eddm._n, eddm._last_error, eddm._n_errors, eddm._p2s_prime_max
+    drifted, warning = eddm._drift_detected, eddm._warning_detected
+    found = []
+    for i, x in enumerate(errors):
+        if drifted:  # EDDM._reset: a new variance, counters from 0
+            vn, m, big_s, n, last, errors_seen, top = 0.0, 0.0, 0.0, 0, 0, 0, -1
+            drifted = warning = False
+        n += 1
+        if x == 1:
+            errors_seen += 1
+            distance = n - last
+            m_old = m
+            vn += 1.0
+            m += (1.0 / vn) * (distance - m)
+            big_s += 1.0 * (distance - m_old) * (distance - m)
+            if n > warm:
+                p2s = m + 2 * (big_s / (vn - ddof) if vn > ddof else 0.0) ** 0.5
+                if p2s > top:
+                    top = p2s
+                elif errors_seen > warm:
+                    level = p2s / top
+                    if level < beta:
+                        drifted = True
+                    elif level < alpha:
+                        warning = True
+                    else:
+                        warning = False
+            last = n
+        since_reset += 1
+        if drifted:
+            if since_reset > grace:
+                found.append(i)
+            since_reset = 0
+    mean.n, mean._mean, var._S = vn, m, big_s
+    eddm._n, eddm._last_error, eddm._n_errors, eddm._p2s_prime_max = n, last, errors_seen, top
+    eddm._drift_detected, eddm._warning_detected = drifted, warning
+    return found, since_reset
+
+
+#: River detectors whose updates run inlined (exactly these types: a subclass may change ``update``).
+_INLINED: dict[type, Callable[[Any, list[float], int, int], tuple[list[int], int]]] = {
+    binary.DDM: _ddm_many,
+    binary.EDDM: _eddm_many,
+}
 
 
 def _adwin(alpha: float, arl: float, grace: int) -> _RiverErrorDetector:
