@@ -47,6 +47,7 @@ from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 from river import metrics as river_metrics
+from river import stats as river_stats
 from river import utils
 
 from driftline.contract.signing import Keyring, as_keyring, seal, unseal
@@ -215,15 +216,43 @@ def _plain_mean(metric: Any) -> bool:
 
 
 def mean_values(metric: Any, pairs: list[tuple[Any, Any]]) -> list[float]:
-    """What a mean ``metric`` (or a rolling one) averages of each pair."""
-    evaluate = (metric.obj if type(metric) is utils.Rolling else metric)._eval
+    """What a mean ``metric`` (or a rolling one) averages of each pair (River's log loss inlined: the same
+    operations, the same floats).
+
+    >>> pairs = [(True, {True: 0.8, False: 0.2}), (False, 0.3), (True, {})]
+    >>> mean_values(river_metrics.LogLoss(), pairs) == [river_metrics.LogLoss()._eval(*p) for p in pairs]
+    True
+    """
+    metric = metric.obj if type(metric) is utils.Rolling else metric
+    if type(metric) is river_metrics.LogLoss and metric._eval.__func__ is _RIVER_LOG_LOSS:
+        return _log_losses(pairs)
+    evaluate = metric._eval
     return [evaluate(y, y_pred) for y, y_pred in pairs]
+
+
+_RIVER_LOG_LOSS = river_metrics.LogLoss._eval
+
+
+def _log_losses(pairs: list[tuple[Any, Any]]) -> list[float]:
+    """``LogLoss._eval`` of each pair: the probability of True clamped to [1e-15, 1 - 1e-15], then -log."""
+    log, low, high = math.log, 1e-15, 1 - 1e-15
+    out = []
+    for y, y_pred in pairs:
+        p = y_pred.get(True, 0.0) if isinstance(y_pred, dict) else y_pred
+        p = max(min(p, high), low)
+        out.append(-log(p) if y else -log(1 - p))
+    return out
 
 
 def _feed_mean(metric: Any, mean_metric: Any, pairs: list[tuple[Any, Any]], values: list[float] | None) -> None:
     values = mean_values(metric, pairs) if values is None else values
-    update, revert = mean_metric._mean.update, mean_metric._mean.revert
-    if type(metric) is not utils.Rolling:
+    stat = mean_metric._mean
+    rolling = type(metric) is utils.Rolling
+    if type(stat) is river_stats.Mean:
+        _feed_stat(stat, metric, pairs, values) if rolling else _add_all(stat, values)
+        return
+    update, revert = stat.update, stat.revert
+    if not rolling:
         for value in values:
             update(value)
         return
@@ -233,6 +262,37 @@ def _feed_mean(metric: Any, mean_metric: Any, pairs: list[tuple[Any, Any]], valu
             revert(evaluate(*window[0][0]))
         update(value)
         window.append((pair, {}))
+
+
+def _add_all(stat: Any, values: list[float]) -> None:
+    """``stats.Mean.update`` of each value, inlined (the same operations in the same order)."""
+    n, mean = stat.n, stat._mean
+    for value in values:
+        n += 1.0
+        mean += (1.0 / n) * (value - mean)
+    stat.n, stat._mean = n, mean
+
+
+def _feed_stat(stat: Any, metric: Any, pairs: list[tuple[Any, Any]], values: list[float]) -> None:
+    """A rolling mean fed ``pairs`` as River's ``Rolling.update`` feeds it: before each pair once the window is
+    full, ``revert`` of the value of the pair leaving it, then ``update``; ``stats.Mean``'s two steps inlined and
+    the leaving pairs' values computed in one call."""
+    window, size = metric.window, metric.window_size
+    held = len(window)
+    dropped = max(0, held + len(pairs) - size)  # the first ``dropped`` of the window's pairs, then of ``pairs``
+    leaving = [args for args, _ in itertools.islice(window, min(dropped, held))]
+    old = mean_values(metric, leaving) + values[: max(0, dropped - held)]
+    n, mean = stat.n, stat._mean
+    for i, value in enumerate(values):
+        if held + i >= size:
+            n -= 1.0
+            if n < 0:
+                raise ValueError("Cannot go below 0")
+            mean = 0.0 if n == 0 else mean - (1.0 / n) * (old[held + i - size] - mean)
+        n += 1.0
+        mean += (1.0 / n) * (value - mean)
+    stat.n, stat._mean = n, mean
+    window.extend((pair, {}) for pair in pairs)
 
 
 def _count(matrix: Any, pairs: list[tuple[Any, Any]], sign: float) -> None:

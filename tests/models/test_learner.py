@@ -11,7 +11,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from river import metrics
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from river import metrics, utils
 
 from driftline.contract.signing import SEAL_MAGIC, IntegrityError, as_keyring, seal
 from driftline.models.features import FeatureSchema
@@ -437,3 +439,43 @@ def test_mean_metrics_fed_a_batch_at_once_end_where_one_label_at_a_time_ends() -
     for start in range(0, len(data), 130):
         many.learn_many(data[start : start + 130])
     assert many.metrics() == one.metrics() and set(one.metrics()) == {"mae", "rmse", "mae_rolling", "rmse_rolling"}
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    task=st.sampled_from(["binary", "regression"]),
+    window=st.integers(1, 30),
+    sizes=st.lists(st.integers(1, 45), min_size=1, max_size=8),
+    seed=st.integers(0, 2**16),
+)
+def test_mean_metrics_in_batches_equal_rivers_updates_one_by_one_bit_for_bit(task, window, sizes, seed) -> None:
+    """The log loss, MAE and RMSE (cumulative and rolling) that learn_many feeds in batches, with River's log
+    loss and mean recurrence inlined, hold the very floats River's own ``update`` gives row by row."""
+    rng = random.Random(seed)
+    lr = learner(task, metric_window=window)
+    names = ["logloss"] if task == "binary" else ["mae", "rmse"]
+    river = {n: type(lr._metrics[n])() for n in names}
+    rolling = {n: utils.Rolling(type(lr._metrics[n]), window_size=window) for n in names}
+    i = 0
+    for size in sizes:
+        rows = []
+        for _ in range(size):
+            if task == "binary":
+                y, p = rng.random() < 0.5, rng.choice([0.0, 1.0, 1e-17, rng.random()])
+                rows.append((f"e{i}", {"x": 1.0, "c": "a"}, y, p >= 0.5, {"True": p, "False": 1 - p}, i))
+                pair = (y, {True: p, False: 1 - p})
+            else:
+                y, served = rng.uniform(-5, 5), rng.uniform(-5, 5)
+                rows.append((f"e{i}", {"x": 1.0, "c": "a"}, y, served, None, i))
+                pair = (y, served)
+            for n in names:
+                river[n].update(*pair)
+                rolling[n].update(*pair)
+            i += 1
+        lr.learn_many(rows)
+        for n in names:
+            ours, theirs = lr._metrics[n], river[n]
+            assert (ours._mean.n, ours._mean._mean) == (theirs._mean.n, theirs._mean._mean)
+            ours, theirs = lr._metrics[f"{n}_rolling"], rolling[n]
+            assert (ours.obj._mean.n, ours.obj._mean._mean) == (theirs.obj._mean.n, theirs.obj._mean._mean)
+            assert list(ours.window) == list(theirs.window)
