@@ -104,6 +104,8 @@ EXIT_CRASHED = 1
 DEDUP_SOCKET_TIMEOUT = 0.5
 #: How often the C allocator's free pages go back to the system (:mod:`driftline.streams.free_memory`).
 FREE_MEMORY_SECONDS = 30.0
+#: Seconds the scorer's join records wait for the next batches' before a write (the offsets wait for it too).
+JOIN_WRITE_LINGER = 0.2
 #: The garbage collector's thresholds in a running worker (Python's default: 700, 10, 10).
 GC_THRESHOLDS = (50_000, 20, 100)
 
@@ -457,6 +459,7 @@ class Worker:
             self.settings.redis_prefix,
             self.settings.label_ttl_seconds,
             max_buffered=self.settings.join_buffer_max,
+            linger=JOIN_WRITE_LINGER,  # at low rates, one Redis pipeline per 200 ms instead of one per batch
         )
         # Alert claims run on the event loop: a short timeout, so that a hung Redis costs one short wait before
         # the deduplicator falls back to local dedup (a 5 s timeout there stalled scoring while Redis was frozen).

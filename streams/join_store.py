@@ -14,12 +14,15 @@ per model (``P join-layout:N:DIGEST``).
 
 Writes go to a buffer and reach Redis in the background, so the scorer never waits for them (it scores the next
 batch meanwhile); :meth:`JoinStore.mark` tells a batch when its records are stored (its offsets are committed only
-then). When Redis is unreachable, writes wait in the buffer. After a failed write, or while a write is still
-waiting for Redis (a hung server answers nothing until the socket timeout), the scorer only buffers, so scoring
-keeps its pace; the next batch after ``retry_seconds``, and the worker's timer, retry. The buffer never drops a
-record: once
-it holds ``max_buffered`` records it is :attr:`JoinStore.full` and the scorer pauses consumption until Redis
-took them (back-pressure; ``driftline_join_buffered`` and ``driftline_consumption_paused`` say so).
+then). With ``linger``, a write starts once the oldest record buffered waited that long or ``linger_records`` are
+buffered: at low rates, one pipeline takes the records of several batches (a bucket's HSET and EXPIRE once for
+all of them) instead of one each.
+
+When Redis is unreachable, writes wait in the buffer. After a failed write, or while a write is still waiting for
+Redis (a hung server answers nothing until the socket timeout), the scorer only buffers, so scoring keeps its pace;
+the next batch after ``retry_seconds``, and the worker's timer, retry. The buffer never drops a record: once it
+holds ``max_buffered`` records it is :attr:`JoinStore.full` and the scorer pauses consumption until Redis took them
+(back-pressure; ``driftline_join_buffered`` and ``driftline_consumption_paused`` say so).
 
 >>> slices = JoinSlices(ttl_ms=8_000)
 >>> slices.of(5_000), slices.order([2, 3, 4, 5, 6], 5_000)
@@ -71,6 +74,8 @@ _SLICE_OF = operator.itemgetter(0, 1)
 FLUSH_CHUNK = 5_000
 #: Seconds after a failed write during which batches only buffer (the timer still retries).
 RETRY_SECONDS = 1.0
+#: Records buffered that start a write at once, whatever the linger.
+LINGER_RECORDS = 1_000
 #: Slices per label TTL: a record outlives its label's deadline by at most two slices.
 SLICES_PER_TTL = 8
 #: Records a bucket hash aims at (Redis keeps a hash of up to 128 fields of up to 64 bytes as one listpack).
@@ -138,12 +143,19 @@ class JoinStore:
         ttl_seconds: int,
         retry_seconds: float = RETRY_SECONDS,
         max_buffered: int = 200_000,
+        linger: float = 0.0,
+        linger_records: int = LINGER_RECORDS,
     ):
         self.client = client
         self.prefix = prefix
         self.slices = JoinSlices(ttl_seconds * 1000)
         self.retry_seconds = retry_seconds
         self.max_buffered = max_buffered
+        #: Seconds the oldest buffered record waits for others before a write starts (unless ``linger_records``).
+        self.linger, self.linger_records = linger, linger_records
+        #: When the buffer last became non-empty (monotonic), and the timer that ends the linger, if any.
+        self._since: float | None = None
+        self._timer: asyncio.TimerHandle | None = None
         #: (model, slice, event id, record) waiting for Redis
         self._buffer: collections.deque[tuple[str, int, str, bytes]] = collections.deque()
         self._flushing = asyncio.Lock()
@@ -188,6 +200,7 @@ class JoinStore:
             [r.expires_ms - self.slices.ttl_ms for _, r in records],
             [r.challenger for _, r in records],
         )
+        self.write_in_background(now=True)
         if self._writer is not None and self._writer is not before:
             await asyncio.shield(self._writer)
 
@@ -285,17 +298,36 @@ class JoinStore:
         self._buffer.extend(zip(itertools.repeat(model), slices.tolist(), event_ids, values, strict=False))
         self.appended += len(values)
 
-    def write_in_background(self) -> None:
-        """Start writing what is buffered unless a write is in flight (it takes these records too) or
-        ``retry_seconds`` after a failed one; never waits (the scorer's idle polls call it)."""
+    def write_in_background(self, now: bool = False) -> None:
+        """Start writing what is buffered unless a write is in flight (it takes these records too),
+        ``retry_seconds`` after a failed one, or (unless ``now``) while the oldest record buffered has waited less
+        than ``linger`` and fewer than ``linger_records`` are: a timer starts it when the linger ends. Never waits
+        (the scorer's idle polls call it)."""
         JOIN_BUFFERED.set(len(self._buffer))
         writing = self._flushing.locked() or (self._writer is not None and not self._writer.done())
         if writing or time.monotonic() < self._retry_at:
             return
+        if not now and self.linger > 0 and len(self._buffer) < self.linger_records:
+            if not self._buffer:
+                return
+            clock = time.monotonic()
+            if self._since is None:
+                self._since = clock
+            wait = self._since + self.linger - clock
+            if wait > 0:
+                if self._timer is None:
+                    self._timer = asyncio.get_running_loop().call_later(wait, self._linger_over)
+                return
         self._writer = asyncio.ensure_future(self.flush())
 
+    def _linger_over(self) -> None:
+        self._timer = None
+        self.write_in_background()
+
     async def written(self) -> None:
-        """Wait for the write in flight, if any: it takes every record buffered before it ends. Never raises."""
+        """Start writing what is buffered (no linger) unless a write is in flight or failed ``retry_seconds`` ago,
+        and wait for the write in flight, if any: it takes every record buffered before it ends. Never raises."""
+        self.write_in_background(now=True)
         if self._writer is not None:
             await asyncio.shield(self._writer)
 
@@ -332,6 +364,8 @@ class JoinStore:
                 for _ in pending:
                     self._buffer.popleft()
                 self.stored += len(pending)
+            if not self._buffer:
+                self._since = None  # the next record put starts the next linger
             JOIN_BUFFERED.set(len(self._buffer))
             return len(self._buffer)
 

@@ -235,6 +235,54 @@ def test_puts_return_before_the_write_and_the_mark_says_when_their_records_are_s
     assert after and stored == 510, "once the write in flight ended, every record put before is stored"
 
 
+def test_with_a_linger_one_write_takes_the_records_of_several_puts(own_redis):
+    """The scorer at low rates: a put starts no write until the oldest record buffered waited ``linger`` (then one
+    pipeline takes them all), or ``linger_records`` are buffered; :meth:`JoinStore.written` writes at once."""
+
+    class Counted(JoinStore):
+        writes = 0
+
+        async def _write(self, pending: list) -> None:
+            self.writes += 1
+            await super()._write(pending)
+
+    async def put(store: JoinStore, start: int, count: int) -> None:
+        ids = [f"e{i}" for i in range(start, start + count)]
+        xs = [{"x": float(i)} for i in range(start, start + count)]
+        await store.put_scored("m", ids, xs, [True] * count, [None] * count, [None] * count, 1, [10**13] * count)
+
+    async def until(condition, what: str) -> None:
+        deadline = time.monotonic() + 30
+        while not condition():
+            assert time.monotonic() < deadline, what
+            await asyncio.sleep(0.01)
+
+    async def scenario() -> tuple[list[int], int]:
+        client = aioredis.Redis(host="127.0.0.1", port=own_redis.port, username=REDIS_USER, password=PASSWORD)
+        store = Counted(client, "t:", ttl_seconds=60, linger=0.2, linger_records=100)
+        writes = []
+        for k in range(3):  # three batches within the linger
+            await put(store, 10 * k, 10)
+        three = store.mark()
+        writes.append(store.writes)  # none yet
+        assert not three()
+        await until(three, "the linger's write")
+        writes.append(store.writes)  # one for the three batches
+        await put(store, 30, 100)  # as many as linger_records: written at once
+        writes.append(int(store._writer is not None and not store._writer.done()))
+        await store.written()
+        await put(store, 130, 5)
+        await store.written()  # no linger
+        writes.append(store.writes)
+        ids = [f"e{i}" for i in range(135)]
+        stored = sum(r is not None for r in await store.get_many("m", ids, [10**13] * len(ids)))
+        await client.aclose()
+        return writes, stored
+
+    writes, stored = asyncio.run(scenario())
+    assert writes == [0, 1, 1, 3] and stored == 135, writes
+
+
 def test_a_scored_batch_put_from_its_columns_reads_back_as_put_row_by_row(own_redis):
     """The scorer's batch (float columns, one version, no challenger) is encoded at once; its records read back
     equal to the same records put one by one, whatever the score (whole numbers are packed apart)."""
