@@ -310,15 +310,8 @@ ROWS: list[tuple[str, list[Panel]]] = [
                 "Events of each model's one ordered monitor since its checkpoint began: buffered (waiting for the "
                 "watermark: a scorer behind), out_of_order (watched after a later event), forced (released by the "
                 "buffer's cap before the watermark) and duplicates (re-read after a rebalance, dropped). Rising "
-                "out_of_order or forced: windows mix events from both sides of a change; look for a stuck scorer. "
-                "Batches merged / s by where the events partitions' ends came from: scorer (this worker's own "
-                "fetches) or broker (a ListOffsets round trip each: two or more workers).",
-                [
-                    Target(f"max by (model, state) (driftline_monitor_feed_events{MODEL})", "{{state}} {{model}}"),
-                    Target(
-                        "sum by (source) (rate(driftline_monitor_log_ends_total[1m]))", "batches/s ends from {{source}}"
-                    ),
-                ],
+                "out_of_order or forced: windows mix events from both sides of a change; look for a stuck scorer.",
+                [Target(f"max by (model, state) (driftline_monitor_feed_events{MODEL})", "{{state}} {{model}}")],
             ),
             Panel(
                 "Drift score by detector",
