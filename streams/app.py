@@ -441,8 +441,6 @@ class Worker:
             timeout_ms=settings.batch_timeout_ms,
             on_crash=self._service_crashed,
         )
-        # the merge reads where events ends from the scorer's fetches, not a ListOffsets round trip per feed batch
-        self.monitoring.log_ends = self.score_source.log_ends
         return [learn, monitor, self.score_source]
 
     async def start(self) -> None:

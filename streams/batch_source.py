@@ -27,9 +27,6 @@ application (lifecycle, worker, services) while the hot path reads whole batches
   check it returned says that what the batch stored outside Kafka (the scorer's join records, written in the
   background) has reached its store: until then they are held, and committed by a later batch or idle poll, so
   a worker killed meanwhile reads those records again instead of losing what they stored;
-* :meth:`BatchSource.log_ends` gives where each assigned partition ends as of a fetch at or after every fetch
-  that brought records (a snapshot later than every record handed over), when the consumer says so (aiokafka's:
-  the high watermarks and times of its fetch responses), without a ``ListOffsets`` round trip;
 * with ``ordered``, the partitions are consumed timestamp-synchronised (KIP-353,
   :class:`driftline.streams.event_order.EventTimeMerger`): batches hold records in time order (``order_by`` of
   each record, by default its Kafka timestamp; the scorer orders by the events' ``ts``; ``order_many``, when
@@ -181,8 +178,6 @@ class BatchSource(mode.Service):
         )
         self.ahead: set[TopicPartition] = set()
         self.held_back = False  # paused by back-pressure
-        #: The time (ms, the consumer's clock) of the latest fetch response that brought records (see log_ends).
-        self.fetched_at = 0
         super().__init__(**kwargs)
 
     @property
@@ -258,8 +253,6 @@ class BatchSource(mode.Service):
             failed = False
             async with self.in_flight:
                 assigned = consumer.assignment()
-                if fetched:
-                    self._note_fetch(consumer, fetched, assigned)
                 if self.merger is not None:  # timestamp order across partitions
                     taken = self._in_time_order(consumer, fetched, assigned)
                 else:
@@ -302,36 +295,6 @@ class BatchSource(mode.Service):
                     await self.commit_held(wait=True)
             if failed:  # outside the lock: a rebalance or a stop need not wait for the pause
                 await self.sleep(self.retry_pause)
-
-    def _note_fetch(
-        self, consumer: AIOKafkaConsumer, fetched: dict[TopicPartition, list[Any]], assigned: set[TopicPartition]
-    ) -> None:
-        """Note the time of the fetch responses that brought ``fetched``: a partition's records come from its latest
-        response (the consumer fetches it again only once they are all taken)."""
-        stamp = getattr(consumer, "last_poll_timestamp", None)
-        if stamp is not None:
-            times = [stamp(tp) for tp in fetched if tp in assigned]
-            self.fetched_at = max([self.fetched_at, *(t for t in times if t is not None)])
-
-    def log_ends(self) -> dict[TopicPartition, int] | None:
-        """Where each assigned partition ends (its high watermark) as of fetch responses no older than the latest
-        one that brought records: every record handed over lies below, and was appended before, these ends. None
-        when the consumer cannot say so (a client without response times, a paused partition, one not fetched
-        since it was assigned or since records came): ask the broker then."""
-        consumer = self.consumer
-        stamp = getattr(consumer, "last_poll_timestamp", None)
-        if consumer is None or stamp is None or self.assigned is None:
-            return None
-        assigned = consumer.assignment()
-        if not assigned or consumer.paused() & assigned:
-            return None  # a paused partition is not fetched: its high watermark ages
-        ends = {}
-        for tp in assigned:
-            highwater, at = consumer.highwater(tp), stamp(tp)
-            if highwater is None or at is None or at < self.fetched_at:
-                return None
-            ends[tp] = highwater
-        return ends
 
     def _pause_or_resume(self, consumer: AIOKafkaConsumer) -> None:
         """Pause every assigned partition while ``backpressure`` says so (newly assigned ones too); resume after."""

@@ -61,12 +61,6 @@ MONITOR_FEED = Gauge(
     "watermark), duplicates (dropped by source offset)",
     ["model", "state"],
 )
-MONITOR_LOG_ENDS = Counter(
-    "driftline_monitor_log_ends_total",
-    "Batches of monitor feed messages merged, by where the ends of events came from: scorer (this worker's scorer "
-    "holds every partition: its fetches' high watermarks) or broker (a ListOffsets round trip)",
-    ["source"],
-)
 REDIS_ERRORS = Counter("driftline_redis_errors_total", "Redis operations that failed and were retried", ["op"])
 
 HTTP_REQUESTS = Counter("driftline_http_requests_total", "V2 API requests by route and status", ["route", "status"])

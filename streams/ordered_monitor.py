@@ -30,7 +30,7 @@ from driftline.models.registry import ModelRegistry
 from driftline.monitoring.monitor import Monitor
 from driftline.streams.deadletter import DeadLetter
 from driftline.streams.feed_merge import FeedMerger, Released
-from driftline.streams.metrics import DEAD_LETTERED, MONITOR_FEED, MONITOR_LOG_ENDS, STEP_FAILURES
+from driftline.streams.metrics import DEAD_LETTERED, MONITOR_FEED, STEP_FAILURES
 from driftline.streams.model_cache import ModelCache
 from driftline.streams.monitor_feed import FeedError, decode_feed
 from driftline.streams.publisher import Publisher
@@ -41,33 +41,6 @@ log = logging.getLogger(__name__)
 
 #: Carries out the alerts' actions (off the event loop) and queues them for the next publish.
 ActHook = Callable[[list[Alert]], Any]
-#: Where each ``events`` partition the worker's own scorer holds ends, as of a fetch after every record it handed
-#: over (:meth:`driftline.streams.batch_source.BatchSource.log_ends`); None when it cannot say.
-LogEnds = Callable[[], "dict[TopicPartition, int] | None"]
-
-
-def scorer_ends(
-    local: dict[TopicPartition, int] | None, topic: str, partitions: set[int], handed: dict[int, int]
-) -> dict[int, int] | None:
-    """The end offsets the merge may use instead of asking the broker: the worker's own scorer's (``local``),
-    when it holds every ``events`` partition (any other scorer's events may be newer than its fetch) and no feed
-    handed over more of a partition than they say (``handed``: the offsets in the feed's progress; more would come
-    from a scorer that fetched later). None: ask the broker.
-
-    >>> tp = lambda p: TopicPartition("events", p)
-    >>> scorer_ends({tp(0): 5, tp(1): 7}, "events", {0, 1}, {0: 5, 1: 3})
-    {0: 5, 1: 7}
-    >>> scorer_ends({tp(0): 5}, "events", {0, 1}, {}) is None  # partition 1 is another scorer's
-    True
-    >>> scorer_ends({tp(0): 5, tp(1): 7}, "events", {0, 1}, {0: 6}) is None  # handed over beyond that fetch
-    True
-    """
-    if local is None:
-        return None
-    ends = {tp.partition: offset for tp, offset in local.items() if tp.topic == topic}
-    if not partitions <= ends.keys() or any(offset > ends.get(p, offset) for p, offset in handed.items()):
-        return None
-    return ends
 
 
 def feed_partition(model: str, partitions: Sequence[int]) -> int:
@@ -96,8 +69,6 @@ class OrderedMonitors:
         self.settings, self.watch, self.models, self.registry = settings, watch, models, registry
         self.publisher, self.act, self.alert_keys = publisher, act, alert_keys
         self.topic = settings.topic("monitor")
-        #: The worker's own scorer's log ends (set by the worker once its scorer's source exists).
-        self.log_ends: LogEnds | None = None
         #: The ``events`` partitions (each merger waits for them until their scorers report).
         self.event_partitions: set[int] | None = None
         self.consumer: AIOKafkaConsumer | None = None
@@ -162,22 +133,13 @@ class OrderedMonitors:
         letters: list[DeadLetter] = []
         alerts: list[Alert] = []
         events = await self._events_partitions()
-        feeds = []
+        ends = await self._ends(events)
         for record in records:
             try:
-                feeds.append((record, decode_feed(record.value)))
+                feed = decode_feed(record.value)
             except FeedError as exc:
                 letters.append(self._dead_letter(record, "FeedError", str(exc)))
-        handed: dict[int, int] = {}
-        for _, feed in feeds:
-            for partition, (_, offset) in feed.progress.items():
-                handed[partition] = max(offset, handed.get(partition, offset))
-        local = self.log_ends() if self.log_ends is not None else None
-        ends = scorer_ends(local, self.settings.topic("events"), events, handed)
-        MONITOR_LOG_ENDS.labels("broker" if ends is None else "scorer").inc()
-        if ends is None:
-            ends = await self._ends(events)
-        for record, feed in feeds:
+                continue
             monitor = await self._monitor(feed.model)
             if monitor is None:
                 letters.append(self._dead_letter(record, "UnknownModel", f"no model {feed.model!r} in the registry"))

@@ -279,55 +279,6 @@ def test_with_flush_every_what_was_deferred_is_flushed_when_no_idle_poll_comes(s
     asyncio.run(scenario())
 
 
-@clients
-def test_log_ends_are_the_high_watermarks_of_a_fetch_after_every_record_handed_over(settings: Settings, client: str):
-    """What the monitor's merge reads instead of a ListOffsets round trip: with aiokafka, once every record is
-    handed over, each partition's end (records past every handed one are none); inside a batch, above each of its
-    records; None while a partition is paused (not fetched, its high watermark ages). librdkafka's consumer does
-    not say when its high watermarks were read: None."""
-    topic = settings.topic("events")
-    group = f"{settings.topic_prefix}ends"
-
-    async def scenario() -> None:
-        await _publish(settings, topic, 40)
-        handled: list[Any] = []
-        inside: list[tuple[list[Any], dict[TopicPartition, int] | None]] = []
-
-        async def handler(records: list) -> None:
-            handled.extend(records)
-            inside.append((records, source.log_ends()))
-
-        def expected() -> dict[TopicPartition, int]:
-            out = {TopicPartition(topic, p): 0 for p in range(settings.partitions)}
-            for r in handled:
-                out[TopicPartition(topic, r.partition)] = max(out[TopicPartition(topic, r.partition)], r.offset + 1)
-            return out
-
-        source = _source(client, settings, topic, group, handler=handler, timeout_ms=20)
-        await source.start()
-        try:
-            await _until(lambda: len(handled) == 40, "every record handled")
-            if client == "confluent":
-                assert source.log_ends() is None and all(ends is None for _, ends in inside)
-                return
-            await _until(lambda: source.log_ends() is not None, "a fetch after the last records")
-            assert source.log_ends() == expected()
-            for records, ends in inside:
-                assert ends is None or all(r.offset < ends[TopicPartition(topic, r.partition)] for r in records)
-            first = TopicPartition(topic, 0)
-            source.consumer.pause(first)
-            assert source.log_ends() is None, "a paused partition's high watermark is not read again"
-            source.consumer.resume(first)
-            await _publish(settings, topic, 8)
-            await _until(lambda: len(handled) == 48, "the new records handled")
-            await _until(lambda: source.log_ends() is not None, "a fetch after the new records")
-            assert source.log_ends() == expected()
-        finally:
-            await source.stop()
-
-    asyncio.run(scenario())
-
-
 def test_an_assignment_hook_waits_for_the_batch_in_flight_and_no_batch_runs_during_it() -> None:
     """aiokafka calls the rebalance listener from its coordinator's task, beside the consume loop. The learner's
     hook reloads its checkpoints and seeks to them: run in the middle of a batch, the batch went on learning into
