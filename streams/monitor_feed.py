@@ -238,23 +238,14 @@ def _decode(value: Any) -> FeedBatch:
         raise TypeError("not a JSON object")
     if value.get("feed") != 1:
         raise FeedError(f"monitor feed format {value.get('feed')!r}, this worker reads 1 and {FEED_FORMAT}")
-    model, version = value["model"], value["version"]
-    if not isinstance(model, str):
-        raise TypeError("model must be a str")
-    if version is not None and type(version) is not int:
-        raise TypeError("version must be an int or null")
-    ids = value["id"]
+    model, version, ids = _identity(value)
     n = len(ids)
-    if not all(type(i) is str for i in ids):
-        raise TypeError("event ids must be strings")
     partitions, offsets, ts = (_ints(value[k], n, k) for k in ("partition", "offset", "ts"))
     names = value["names"]
     numeric = {str(k): np.array(v, dtype=np.float64) for k, v in value["numeric"].items()}
-    categorical = {str(k): [None if c is None else str(c) for c in v] for k, v in value["categorical"].items()}
-    if not all(isinstance(k, str) for k in names) or not set(numeric) | set(categorical) <= set(names):
-        raise TypeError("feature names do not match the columns")
-    if any(c.shape != (n,) for c in numeric.values()) or any(len(c) != n for c in categorical.values()):
+    if any(c.shape != (n,) for c in numeric.values()):
         raise ValueError("a feature column has not one value per event")
+    categorical = _categorical(value, names, numeric, n)
     predictions, classes, proba = value["prediction"], value["classes"], value["proba"]
     if len(predictions) != n or len(proba) != n:
         raise ValueError("predictions and probabilities must have one entry per event")
@@ -269,6 +260,30 @@ def _decode(value: Any) -> FeedBatch:
     )
 
 
+def _identity(value: dict[str, Any]) -> tuple[str, int | None, Any]:
+    """The model, version and event ids of a message's fields (either format), checked."""
+    model, version = value["model"], value["version"]
+    if not isinstance(model, str):
+        raise TypeError("model must be a str")
+    if version is not None and type(version) is not int:
+        raise TypeError("version must be an int or null")
+    ids = value["id"]
+    if not all(type(i) is str for i in ids):
+        raise TypeError("event ids must be strings")
+    return model, version, ids
+
+
+def _categorical(value: dict[str, Any], names: Any, numeric: dict[str, Any], n: int) -> dict[str, list[str | None]]:
+    """The categorical columns of a message's fields (either format), checked against the feature names and the
+    ``n`` events."""
+    categorical = {str(k): [None if c is None else str(c) for c in v] for k, v in value["categorical"].items()}
+    if not all(isinstance(k, str) for k in names) or not set(numeric) | set(categorical) <= set(names):
+        raise TypeError("feature names do not match the columns")
+    if any(len(c) != n for c in categorical.values()):
+        raise ValueError("a feature column has not one value per event")
+    return categorical
+
+
 def _unpack(raw: bytes) -> FeedBatch:
     """The batch of a format-2 message (the same one format 1 decodes to; see the module docstring)."""
     _, size = _PREFIX.unpack_from(raw)
@@ -277,12 +292,8 @@ def _unpack(raw: bytes) -> FeedBatch:
         raise TypeError("the header is not a JSON object")
     if value.get("feed") != 2:
         raise FeedError(f"monitor feed format {value.get('feed')!r} in a format-2 message")
-    model, version, ids, names = value["model"], value["version"], value["id"], value["names"]
-    if not isinstance(model, str):
-        raise TypeError("model must be a str")
-    if version is not None and type(version) is not int:
-        raise TypeError("version must be an int or null")
-    if not isinstance(ids, list) or not all(type(i) is str for i in ids):
+    (model, version, ids), names = _identity(value), value["names"]
+    if not isinstance(ids, list):
         raise TypeError("event ids must be strings")
     numeric_names, classes, proba = value["numeric"], value["classes"], value["proba"]
     if not isinstance(numeric_names, list) or not isinstance(classes, list):
@@ -300,11 +311,7 @@ def _unpack(raw: bytes) -> FeedBatch:
     numeric = {str(name): matrix[j] for j, name in enumerate(numeric_names)}
     if len(numeric) != m:
         raise ValueError("a numeric feature is named twice")
-    categorical = {str(key): [None if c is None else str(c) for c in v] for key, v in value["categorical"].items()}
-    if not all(isinstance(key, str) for key in names) or not set(numeric) | set(categorical) <= set(names):
-        raise TypeError("feature names do not match the columns")
-    if any(len(c) != n for c in categorical.values()):
-        raise ValueError("a feature column has not one value per event")
+    categorical = _categorical(value, names, numeric, n)
     predictions = value["prediction"]
     if len(predictions) != n:
         raise ValueError("predictions and probabilities must have one entry per event")
