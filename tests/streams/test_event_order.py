@@ -98,6 +98,60 @@ def test_the_scorers_source_hands_a_four_partition_backlog_over_in_time_order(se
     assert sorted(plain) == ordered and plain != ordered
 
 
+def test_a_partition_far_ahead_is_left_out_of_the_fetches_not_paused(settings: Settings) -> None:
+    """Partition 0's 1,500 records are all later in time than partitions 1-3's 500 each: its buffer fills up while
+    the others are handed over first, so it is far ahead. It is left out of ``getmany`` instead of paused (aiokafka
+    drops what it fetched of a paused partition and fetches it again once resumed): the consumer never has a
+    paused partition, and everything is handed over once, in time order."""
+    ahead = 1500
+
+    async def scenario() -> tuple[list[int], set, int]:
+        await ensure_topics(settings, settings.broker_url)
+        topic = settings.topic("events")
+        producer = AIOKafkaProducer(bootstrap_servers=settings.broker_url, linger_ms=5)
+        await producer.start()
+        try:
+            futures = [await producer.send(topic, b"{}", partition=0, timestamp_ms=100_000 + i) for i in range(ahead)]
+            futures += [
+                await producer.send(topic, b"{}", partition=p, timestamp_ms=1_000 + 3 * i + p - 1)
+                for i in range(500)
+                for p in (1, 2, 3)
+            ]
+            await asyncio.gather(*futures)
+        finally:
+            await producer.stop()
+        seen: list[int] = []
+        paused: set = set()
+        most_ahead = 0
+        enough = asyncio.Event()
+
+        async def handler(records: list) -> None:
+            nonlocal most_ahead
+            seen.extend(r.timestamp for r in records)
+            paused.update(source.consumer.paused())
+            most_ahead = max(most_ahead, len(source.ahead))
+            if len(seen) >= ahead + 1500:
+                enough.set()
+
+        source = BatchSource(
+            name="score",
+            consumer_kwargs={"bootstrap_servers": settings.broker_url, "fetch_max_wait_ms": 50},
+            topics=[topic],
+            group_id=f"{settings.topic_prefix}far-ahead",
+            handler=handler,
+            max_records=100,
+            ordered=True,
+        )
+        await _run_until(source, enough)
+        return seen, paused, most_ahead
+
+    assert settings.partitions == 4
+    seen, paused, most_ahead = asyncio.run(scenario())
+    assert seen == sorted(seen) and len(seen) == len(set(seen)) == ahead + 1500
+    assert most_ahead >= 1  # partition 0 was far ahead while the others were handed over
+    assert paused == set()
+
+
 def test_a_partition_caught_up_with_its_end_never_holds_the_others_back(settings: Settings) -> None:
     """Partition 0 holds ts 1 and 3, partition 1 ts 2, partitions 2 and 3 ts 4 and 5, all on the broker before the
     source starts: the first batch handed over is all five in time order. Once partition 1's only record is taken it
