@@ -80,6 +80,7 @@ from driftline.streams.topics import ensure_topics, topic_names
 from driftline.streams.watch import Watch
 
 if TYPE_CHECKING:
+    from driftline.monitoring.monitor import Monitor
     from driftline.streams.confluent_producer import ConfluentProducer
 
 log = logging.getLogger(__name__)
@@ -154,8 +155,9 @@ class Worker:
         #: Alerts whose action is still to be taken (see _act).
         self._to_act: list[Alert] = []
         self.thresholds: dict[str, float] = {}
-        #: The CBPE calibrator each scoring monitor uses, as read from Redis (the learner's, any worker's).
-        self.calibrators: dict[str, bytes] = {}
+        #: The CBPE calibrator each scoring monitor uses, as read from Redis (the learner's, any worker's), with the
+        #: monitor it was given to (a monitor dropped by a rebalance and restored later is given it again).
+        self.calibrators: dict[str, tuple[Monitor, bytes]] = {}
         #: The V2 inference API's listening socket (bound before start, so a taken port fails the command).
         self.http_socket: socket.socket | None = None
         self.http: InferenceApi | None = None
@@ -587,15 +589,18 @@ class Worker:
             REDIS_ERRORS.labels("calibrator_refresh").inc()
             return
         for name, raw in zip(names, values, strict=True):
-            if raw is None or raw == self.calibrators.get(name):
+            # the feed's rebalance hook may have dropped the monitor while Redis was read (a KeyError here crashed
+            # the worker after a broker restart): it gets the calibrator once it is back
+            monitor, (given_to, given) = self.scoring_watch.monitors.get(name), self.calibrators.get(name, (None, None))
+            if raw is None or monitor is None or (given_to is monitor and given == raw):
                 continue
-            self.calibrators[name] = raw
+            self.calibrators[name] = (monitor, raw)
             try:
                 calibrator = Calibrator.from_json(raw)
             except (ValueError, KeyError, TypeError) as exc:
                 log.error("CBPE calibrator of %s refused: %r", name, exc)
                 continue
-            self.scoring_watch.monitors[name].use_calibration(calibrator)
+            monitor.use_calibration(calibrator)
 
     def create_app(self) -> faust.App:
         """The Faust app running this worker's services and timers."""
