@@ -274,6 +274,7 @@ def run(events: int = 20_000, delay: int = 100, stack: EmbeddedStack | None = No
             **worker_env(settings, stack, hmac_key, port),
             "DRIFTLINE_PARTITIONS": "1",
             "DRIFTLINE_SNAPSHOT_EVERY_LABELS": str(SNAPSHOT_EVERY_LABELS),
+            "DRIFTLINE_SNAPSHOT_MIN_INTERVAL_MS": "0",  # a version every SNAPSHOT_EVERY_LABELS labels at any pace
             "DRIFTLINE_RELOAD_CHECK_SECONDS": str(RELOAD_CHECK_SECONDS),
             # every version served stays readable: its labels_learned gives each prediction's lag
             "DRIFTLINE_KEEP_VERSIONS": str((events + len(extra_pairs)) // SNAPSHOT_EVERY_LABELS + 10),

@@ -268,27 +268,42 @@ async def write_many(client: aioredis.Redis, commands: Sequence[Sequence[Any]]) 
             pipe.execute_command(*command)
         await pipe.execute()
         return
+    await read_many(client, commands)
+
+
+async def read_many(client: aioredis.Redis, commands: Sequence[Sequence[Any]]) -> list[Any]:
+    """:func:`write_many`, returning the replies as the parser reads them (no response callbacks: for commands
+    whose reply needs none, e.g. ``HMGET``'s list of values or None); the learner's join lookups, one ``HMGET``
+    per bucket a batch's labels fall in."""
+    if not commands:
+        return []
+    if not isinstance(client, aioredis.Redis):  # a cluster client: its pipeline routes each command to its node
+        pipe = client.pipeline(transaction=False)
+        for command in commands:
+            pipe.execute_command(*command)
+        return await pipe.execute()
     packed = b"".join(hiredis.pack_command(tuple(command)) for command in commands)
     pool = client.connection_pool
     connection = await pool.get_connection()
     try:
-        await connection.retry.call_with_retry(
+        return await connection.retry.call_with_retry(
             lambda: _exchange(connection, packed, len(commands)), lambda _: connection.disconnect()
         )
     finally:
         await pool.release(connection)
 
 
-async def _exchange(connection: Any, packed: bytes, replies: int) -> None:
+async def _exchange(connection: Any, packed: bytes, replies: int) -> list[Any]:
     """Send ``packed`` and read its ``replies`` under one ``socket_timeout``; a connection left with replies unread
     (a timeout, a cancellation) is closed, never reused."""
     errors: list[redis.ResponseError] = []
+    read: list[Any] = []
     try:
         async with asyncio.timeout(connection.socket_timeout):
             await connection.send_packed_command(packed)
             for _ in range(replies):
                 try:
-                    await connection.read_response(timeout=math.inf)  # inf: no timeout of the reply's own
+                    read.append(await connection.read_response(timeout=math.inf))  # inf: no timeout of its own
                 except redis.ResponseError as exc:
                     errors.append(exc)
     except TimeoutError:
@@ -299,6 +314,7 @@ async def _exchange(connection: Any, packed: bytes, replies: int) -> None:
         raise
     if errors:
         raise errors[0]
+    return read
 
 
 def get_many(client: redis.Redis, keys: list[str]) -> list[bytes | None]:

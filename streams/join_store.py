@@ -53,7 +53,7 @@ import redis.asyncio as aioredis
 
 from driftline.contract import keys
 from driftline.models.feature_columns import FeatureColumns
-from driftline.streams.connections import write_many
+from driftline.streams.connections import read_many, write_many
 from driftline.streams.join_codec import (
     decode_record,
     encode_batch,
@@ -434,10 +434,8 @@ class JoinStore:
                 by_key[keys.join_bucket(self.prefix, model, k, bucket)].append((i, k))
             if not by_key:
                 break
-            pipe = self.client.pipeline(transaction=False)
-            for key, items in by_key.items():
-                pipe.hmget(key, [event_ids[i] for i, _ in items])
-            for (key, items), values in zip(by_key.items(), await pipe.execute(), strict=True):
+            commands = [("HMGET", key, *[event_ids[i] for i, _ in items]) for key, items in by_key.items()]
+            for (key, items), values in zip(by_key.items(), await read_many(self.client, commands), strict=True):
                 for (i, k), value in zip(items, values, strict=True):
                     if value is not None:
                         raw[i] = (key, k, value)
@@ -504,16 +502,12 @@ class JoinStore:
     # --- deletes -------------------------------------------------------------------------------
     async def delete(self, learned: Sequence[tuple[str, str]]) -> None:
         """Delete the records of learned labels, ``(bucket key, event id)`` each (once their checkpoint is
-        written: a label replayed after a crash must still find its record); raises redis errors."""
+        written: a label replayed after a crash must still find its record), one ``HDEL`` per bucket in one
+        exchange (:func:`~driftline.streams.connections.write_many`); raises redis errors."""
         by_key: dict[str, list[str]] = collections.defaultdict(list)
         for key, event_id in learned:
             by_key[key].append(event_id)
-        if not by_key:
-            return
-        pipe = self.client.pipeline(transaction=False)
-        for key, event_ids in by_key.items():
-            pipe.hdel(key, *event_ids)
-        await pipe.execute()
+        await write_many(self.client, [("HDEL", key, *event_ids) for key, event_ids in by_key.items()])
 
 
 def find_join(

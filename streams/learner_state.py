@@ -24,6 +24,7 @@ the scorers hot-reload (:meth:`LearnerStore.snapshot`).
 from __future__ import annotations
 
 import asyncio
+import copy
 import logging
 import time
 from dataclasses import dataclass, field
@@ -84,6 +85,31 @@ class ModelLearner:
     challenger: ShadowChallenger | None = None
     #: Versions made current by someone else whose blob is refused: the learner keeps its base version.
     refused: set[int] = field(default_factory=set)
+
+
+@dataclass
+class Sealed:
+    """A checkpoint sealed at one moment (:meth:`LearnerStore.seal`): its hash fields and the rows learned since the
+    one before, for :meth:`LearnerStore.commit`."""
+
+    name: str
+    mapping: dict[str, Any]
+    rows: list[tuple[dict[str, Any], Any]]
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """A champion snapshot taken at one moment (:meth:`LearnerStore.take_snapshot`), for
+    :meth:`LearnerStore.publish`: a copy of the model, its metrics and labels learned (``since`` of them after the
+    snapshot before), the version it follows and the versions the learner stood on."""
+
+    name: str
+    model: Any
+    metrics: dict[str, float]
+    learned: int
+    since: int
+    parent: int
+    in_use: set[int]
 
 
 class LearnerStore:
@@ -155,11 +181,22 @@ class LearnerStore:
             raise
 
     async def write(self, state: ModelLearner) -> None:
-        """Store ``state``'s checkpoint and the rows it learned since the last one (one transaction).
+        """Store ``state``'s checkpoint and the rows it learned since the last one (one transaction): :meth:`seal`,
+        then :meth:`commit` (on a failure the rows are ``state``'s again, for the next checkpoint)."""
+        sealed = await self.seal(state)
+        try:
+            await self.commit(sealed)
+        except BaseException:
+            state.rows[:0] = sealed.rows
+            raise
 
-        The learner, its monitor and its challenger are pickled and signed in a thread (a 2 MB learner costs
-        ~150 ms: never on the event loop). Only the learning path changes them, and it waits for this write, so
-        what the thread pickles is the state the checkpoint's offsets describe."""
+    async def seal(self, state: ModelLearner) -> Sealed:
+        """``state``'s checkpoint as it stands now, and the rows it learned since the last one (taken from it).
+
+        The learner, its monitor and its challenger are pickled and signed in a thread (never on the event loop:
+        a 2 MB learner cost ~150 ms before its ids were kept as arrays). Only the learning path changes them, and
+        it waits for this, so what the thread pickles is the state the checkpoint's offsets describe; the learning
+        path may go on while :meth:`commit` writes it."""
         monitor = self.watch.monitors.get(state.name)
         mapping = await asyncio.to_thread(self._sealed, state, monitor)
         mapping["base_version"] = state.base_version
@@ -169,31 +206,39 @@ class LearnerStore:
             mapping["comparison"] = orjson.dumps({"version": version, "state": comparison.state()})
         if state.challenger is not None:
             mapping["challenger"] = orjson.dumps(state.challenger.state())
-        absent = [k for k in CHALLENGER_FIELDS if k not in mapping]
+        rows, state.rows = state.rows, []
+        state.last_checkpoint = time.monotonic()
+        for metric, value in state.learner.metrics().items():
+            LEARNER_METRIC.labels(state.name, metric).set(value)
+        return Sealed(state.name, mapping, rows)
+
+    async def commit(self, sealed: Sealed) -> None:
+        """Write a :meth:`seal`-ed checkpoint and its rows in ONE transaction."""
+        absent = [k for k in CHALLENGER_FIELDS if k not in sealed.mapping]
         async with self.client.pipeline(transaction=True) as pipe:
-            pipe.hset(self.key(state.name), mapping=mapping)
+            pipe.hset(self.key(sealed.name), mapping=sealed.mapping)
             if absent:
-                pipe.hdel(self.key(state.name), *absent)
-            stream = keys.labelled(self.prefix, state.name)
-            for start in range(0, len(state.rows), ROWS_PER_APPEND):
+                pipe.hdel(self.key(sealed.name), *absent)
+            stream = keys.labelled(self.prefix, sealed.name)
+            for start in range(0, len(sealed.rows), ROWS_PER_APPEND):
                 args = [
                     a
-                    for x, y in state.rows[start : start + ROWS_PER_APPEND]
+                    for x, y in sealed.rows[start : start + ROWS_PER_APPEND]
                     for a in (orjson.dumps(x), orjson.dumps(y))
                 ]
                 pipe.eval(APPEND_ROWS, 1, stream, MAX_LABELLED_ROWS, *args)
             await pipe.execute()
-        state.rows.clear()
-        state.last_checkpoint = time.monotonic()
-        for metric, value in state.learner.metrics().items():
-            LEARNER_METRIC.labels(state.name, metric).set(value)
 
     async def write_base(self, state: ModelLearner) -> None:
         """Right after :meth:`write` and a champion :meth:`snapshot`: the stored checkpoint holds this very learner
         (a snapshot changes nothing that is sealed), only its base version moves to the snapshot (one ``HSET``,
         nothing pickled: a full :meth:`write` again cost a second pickle of the learner and its monitor)."""
-        await self.client.hset(self.key(state.name), "base_version", state.base_version)
+        await self.write_base_version(state.name, state.base_version)
         state.last_checkpoint = time.monotonic()
+
+    async def write_base_version(self, name: str, version: int) -> None:
+        """Move the stored checkpoint of ``name`` onto ``version`` (see :meth:`write_base`)."""
+        await self.client.hset(self.key(name), "base_version", version)
 
     def _sealed(self, state: ModelLearner, monitor: Monitor | None) -> dict[str, Any]:
         """The signed blobs of ``state``'s checkpoint: learner, monitor, River challenger (run in a thread)."""
@@ -212,44 +257,85 @@ class LearnerStore:
     def snapshot_due(self, learner: OnlineLearner, since: int, last: float) -> bool:
         """A new version of ``learner``'s model is due (see :func:`~driftline.streams.learning_stage.snapshot_due`)."""
         every = self.settings.snapshot_every_labels, self.settings.snapshot_every_seconds
-        return snapshot_due(learner, since, last, *every)
+        return snapshot_due(learner, since, last, *every, self.settings.snapshot_min_interval_ms / 1000)
 
     async def snapshot(self, state: ModelLearner) -> None:
         """Register the champion learner's model as the next current version, then prune the registry of ``name``
         to ``keep_versions`` besides what retention always keeps and what this learner stands on (the stored
         checkpoint's base version too: it is rewritten after the snapshot)."""
-        stored_base = state.base_version
-        version = await self.register_snapshot(
-            state.name, state.learner, state.base_version, "online learner snapshot", promote=True
+        self.adopt(state, await self.publish(self.take_snapshot(state)))
+
+    def take_snapshot(self, state: ModelLearner) -> Snapshot:
+        """What :meth:`publish` registers, taken from ``state`` now (a copy of the model: the learning path may go
+        on meanwhile); the labels counted toward the next snapshot start again from 0."""
+        learner = state.learner
+        taken = Snapshot(
+            state.name,
+            copy.deepcopy(learner.model),
+            learner.metrics(),
+            learner.learned,
+            state.since_snapshot,
+            state.base_version,
+            versions_in_use(state),
         )
-        state.base_version, state.since_snapshot, state.last_snapshot = version, 0, time.monotonic()
-        MODEL_VERSION.labels(state.name, "learner").set(version)
-        keep, in_use = self.settings.keep_versions, versions_in_use(state) | {stored_base}
+        state.since_snapshot, state.last_snapshot = 0, time.monotonic()
+        return taken
+
+    async def publish(self, snapshot: Snapshot) -> int:
+        """Register a :meth:`take_snapshot` as the next current version and prune the registry (best effort); the
+        new version."""
+        name, stored_base = snapshot.name, snapshot.parent
+        version = await self._register(
+            name, snapshot.model, snapshot.metrics, snapshot.learned, stored_base, "online learner snapshot", True
+        )
+        keep, in_use = self.settings.keep_versions, snapshot.in_use | {stored_base}
         try:  # retention is best effort: the next snapshot prunes what this one could not
-            pruned = await asyncio.to_thread(self.registry.prune, state.name, keep, in_use)
+            pruned = await asyncio.to_thread(self.registry.prune, name, keep, in_use)
         except redis.RedisError as exc:
             REDIS_ERRORS.labels("registry_prune").inc()
-            log.warning("%s: registry not pruned: %r", state.name, exc)
-            return
+            log.warning("%s: registry not pruned: %r", name, exc)
+            return version
         if pruned:
-            log.debug("%s: pruned versions %s", state.name, pruned)
+            log.debug("%s: pruned versions %s", name, pruned)
+        return version
+
+    @staticmethod
+    def adopt(state: ModelLearner, version: int) -> None:
+        """``state`` continues from its published snapshot ``version``."""
+        state.base_version = version
+        MODEL_VERSION.labels(state.name, "learner").set(version)
 
     async def register_snapshot(
         self, name: str, learner: OnlineLearner, parent: int, note: str, promote: bool, **summary: Any
     ) -> int:
         """Register ``learner``'s model as the next version of ``name`` after ``parent``; its version."""
+        return await self._register(
+            name, learner.model, learner.metrics(), learner.learned, parent, note, promote, **summary
+        )
+
+    async def _register(
+        self,
+        name: str,
+        model: Any,
+        metrics: dict[str, float],
+        learned: int,
+        parent: int,
+        note: str,
+        promote: bool,
+        **summary: Any,
+    ) -> int:
         meta = await asyncio.to_thread(self.registry.get, name, parent)
         inherited = {k: v for k, v in meta.data_summary.items() if k != "challenger_root"}  # a promoted one's
         new = await asyncio.to_thread(
             self.registry.register,
             name,
-            learner.model,
+            model,
             schema=meta.feature_schema(),
             task=meta.task,
             parent=parent,
-            metrics=learner.metrics(),
-            data_summary={**inherited, **summary, "labels_learned": learner.learned},
-            note=f"{note} after {learner.learned} labels",
+            metrics=metrics,
+            data_summary={**inherited, **summary, "labels_learned": learned},
+            note=f"{note} after {learned} labels",
             promote=promote,
             snapshot=True,
         )

@@ -2,7 +2,14 @@
 
 Crash safety: after a batch the dead letters are flushed, then ONE Redis write stores the learner checkpoint
 (model, offsets, learned ids, metrics; :mod:`driftline.streams.learner_state`). On partition assignment the
-consumer seeks to the offsets of the checkpoints, so a label is learned exactly once across kill -9. When someone
+consumer seeks to the offsets of the checkpoints, so a label is learned exactly once across kill -9.
+
+The checkpoint is sealed (pickled and signed) at the end of its batch, then written while the next batch is
+fetched, joined and learned; the join records of its labels are deleted, and a due snapshot registered, after that
+write. At most one write is in flight: the next checkpoint, a flush, a revoke, a reload from the checkpoints and a
+rollback wait for it first. A write that fails puts what it held back (rows, join records to delete, the snapshot's
+labels) and leaves the checkpoint deferred; in a batch, its error is the batch's (learned again from the
+checkpoints). When someone
 else promotes or rolls back a version, the learner continues from that version. A challenger learns in shadow
 beside the champion (:mod:`driftline.streams.challenger_track`).
 
@@ -37,7 +44,7 @@ from driftline.streams.challenger_track import ChallengerTrack
 from driftline.streams.connections import log_end_offsets
 from driftline.streams.deadletter import DeadLetter
 from driftline.streams.join_store import JoinStore
-from driftline.streams.learner_state import LearnerStore, ModelLearner
+from driftline.streams.learner_state import LearnerStore, ModelLearner, Sealed, Snapshot
 from driftline.streams.learning_stage import JoinRecord, target_for
 from driftline.streams.metrics import (
     DEAD_LETTERED,
@@ -110,6 +117,9 @@ class LabelLearner:
         self.frozen: dict[str, FrozenModel] = {}
         #: Per model, the CBPE calibrator last written to Redis for every worker's scorer.
         self.shared: dict[str, Calibrator] = {}
+        #: The checkpoint being written while learning goes on (at most one), and the model it snapshots, if any.
+        self.writing: asyncio.Task[None] | None = None
+        self.snapshotting: str | None = None
 
     # --- state ---------------------------------------------------------------------------------
     async def _learner(self, name: str) -> ModelLearner | None:
@@ -137,6 +147,7 @@ class LabelLearner:
     ) -> None:
         """Reload every learner from its checkpoint and seek each partition to the earliest checkpointed offset
         (``unread``: first offsets of records fetched but not learned, for partitions no checkpoint mentions)."""
+        await self._written(quiet=True)  # a write still in flight would land after the reload
         self.learners.clear()  # another worker may have learned since: reload from the checkpoints
         self.frozen.clear()
         self.dirty.clear()
@@ -224,6 +235,7 @@ class LabelLearner:
                 return
             await self._handle(records)
         except RETRIABLE_ERRORS:
+            await self._written(quiet=True)  # what a failing write puts back is dropped below
             self.learners.clear()
             self.frozen.clear()
             self.dirty.clear()
@@ -243,6 +255,8 @@ class LabelLearner:
         log.warning("learning resumes from the checkpoints")
 
     async def _handle(self, records: list[ConsumerRecord]) -> None:
+        if self.writing is not None and self.writing.done():
+            await self._written()  # its error is this batch's
         groups: dict[str, list[tuple[ConsumerRecord, Label]]] = defaultdict(list)
         letters: list[DeadLetter] = []
         bounds = self.settings.ts_bounds(now_ms())
@@ -296,7 +310,8 @@ class LabelLearner:
         fresh = [(r, lab) for r, lab in items if r.offset >= starts[r.topic, r.partition]]
         if not fresh:
             return None
-        await self._follow_registry(state)
+        if self.snapshotting != name:  # the snapshot in flight is made current: the learner stands on it already
+            await self._follow_registry(state)
         found = await self._join(name, fresh, state.learner)
         joins = [f[1] if f is not None else None for f in found]
         forgotten = state.learner.forgotten_early
@@ -322,6 +337,8 @@ class LabelLearner:
         concept = [staged.get(i, joins[i].prediction) for i in outcome.learned_indices]  # type: ignore[union-attr]
         # Learned: from here on a failure (other than Redis or the broker) costs monitoring, never the labels
         await self._beside(self._observe(state, learned, concept), "monitor outcomes", name)  # type: ignore[arg-type]
+        if state.challenger is not None or any(join.challenger for _, join, _ in learned):  # type: ignore[union-attr]
+            await self._written()  # the challenger track may promote: not while a snapshot is registered
         await self._beside(self.challengers.follow(state, learned), "shadow challenger", name)  # type: ignore[arg-type]
         state.rows += [(join.x, y) for _, join, y in learned]  # type: ignore[union-attr]
         state.since_snapshot += outcome.learned
@@ -340,12 +357,15 @@ class LabelLearner:
             log.error("%s of %s failed after learning: %r", what, name, exc)
 
     async def flush(self) -> None:
-        """Write the deferred checkpoints (called between batches: idle poll, before a revoke, at stop)."""
-        for name in sorted(self.dirty):  # a Redis error leaves them dirty: written by a later flush or batch
+        """Write the deferred checkpoints and wait for them (called between batches: idle poll, before a revoke,
+        at stop)."""
+        await self._written()  # a Redis error leaves them dirty: written by a later flush or batch
+        for name in sorted(self.dirty):
             state = self.learners.get(name)
             if state is not None:
                 await self._checkpoint(state)
-        self.dirty.clear()
+                await self._written()
+            self.dirty.discard(name)
 
     async def _observe(
         self, state: ModelLearner, learned: list[tuple[Label, JoinRecord, Any]], concept: list[Any]
@@ -369,6 +389,8 @@ class LabelLearner:
             event_ts=[join.expires_ms - ttl_ms for _, join, _ in learned],
             concept_predictions=concept,
         )
+        if any(alert.action == "rollback" for alert in alerts):
+            await self._written()  # rolled back from the current version: the snapshot in flight is registered
         self.alerts += [await asyncio.to_thread(self.watch.act, alert) for alert in alerts]
         calibrator = monitor.calibrator
         if calibrator is not None and calibrator is not self.shared.get(state.name):  # refitted: share it
@@ -416,15 +438,70 @@ class LabelLearner:
             await asyncio.sleep(JOIN_RETRY_SECONDS)
 
     async def _checkpoint(self, state: ModelLearner) -> None:
-        """Store the checkpoint; when a snapshot is due, register it and store the checkpoint's new base version
-        (the whole checkpoint again after a challenger's snapshot).
+        """Seal the checkpoint and write it in the background (:meth:`_write`), after the write before it; with a
+        challenger (its snapshot replaces the served challenger), all of it before returning.
 
-        A crash between the two writes leaves a checkpoint whose base version is older than the registry's
-        current one; the restarted learner then loads the snapshot, which holds exactly the checkpoint's labels.
+        A crash between the checkpoint and the base version written after a snapshot leaves a checkpoint whose base
+        version is older than the registry's current one; the restarted learner then loads the snapshot, which
+        holds exactly the checkpoint's labels.
         """
+        await self._written()
+        champion, challenger = self._snapshot_due(state), self.challengers.snapshot_due(state)
+        if challenger or state.challenger is not None:
+            await self._checkpoint_now(state, champion, challenger)
+            return
+        sealed = await self.store.seal(state)
+        learned = self.learned_joins.pop(state.name, [])  # their labels are in the checkpoint
+        snapshot = self.store.take_snapshot(state) if champion else None
+        self.snapshotting = state.name if champion else None
+        self.writing = asyncio.ensure_future(self._write(state, sealed, learned, snapshot))
+
+    async def _write(
+        self, state: ModelLearner, sealed: Sealed, learned: list[tuple[str, str]], snapshot: Snapshot | None
+    ) -> None:
+        """Write a sealed checkpoint, delete the join records of its labels, publish its snapshot and move the
+        stored checkpoint onto it; on a failure, put back what is not written and leave the checkpoint deferred."""
+        try:
+            await self.store.commit(sealed)
+        except BaseException:
+            state.rows[:0] = sealed.rows
+            self.learned_joins[state.name][:0] = learned
+            if snapshot is not None:  # due again
+                state.since_snapshot += snapshot.since
+            self.dirty.add(state.name)
+            raise
+        try:
+            await self.joins.delete(learned)
+            if snapshot is not None:
+                version = await self.store.publish(snapshot)
+                self.store.adopt(state, version)
+                await self.store.write_base_version(state.name, version)
+        except BaseException:
+            self.learned_joins[state.name][:0] = learned  # deleted again with the next checkpoint
+            if snapshot is not None and state.base_version == snapshot.parent:  # not published: due again
+                state.since_snapshot += snapshot.since
+            self.dirty.add(state.name)
+            raise
+
+    async def _written(self, quiet: bool = False) -> None:
+        """Wait for the checkpoint in flight; its error is raised (``quiet``: only logged)."""
+        writing, self.writing = self.writing, None
+        if writing is None:
+            return
+        try:
+            await writing
+        except RETRIABLE_ERRORS as exc:
+            if not quiet:
+                raise
+            log.warning("a learner checkpoint was not written: %r", exc)
+        finally:
+            self.snapshotting = None
+
+    async def _checkpoint_now(self, state: ModelLearner, champion: bool, challenger: bool) -> None:
+        """Store the checkpoint; when a snapshot is due, register it and store the checkpoint's new base version
+        (the whole checkpoint again after a challenger's snapshot)."""
         await self.store.write(state)
         await self.joins.delete(self.learned_joins.pop(state.name, []))  # their labels are in the checkpoint
-        champion, challenger = self._snapshot_due(state), self.challengers.snapshot_due(state)
         if champion:
             await self.store.snapshot(state)
         if challenger:

@@ -73,18 +73,29 @@ def target_for(label: Any, positive_class: Any | None) -> Any:
     return str(label) == str(positive_class)
 
 
-def snapshot_due(learner: OnlineLearner, since: int, last: float, every_labels: int, every_seconds: float) -> bool:
+def snapshot_due(
+    learner: OnlineLearner, since: int, last: float, every_labels: int, every_seconds: float, min_seconds: float = 0.0
+) -> bool:
     """A new version of ``learner``'s model is due: ``since`` labels learned since the snapshot at monotonic time
-    ``last``, and at least ``every_labels`` of them or ``every_seconds`` since (never for a model that does not
-    learn online: it would be the same model).
+    ``last``, at least ``every_labels`` of them or ``every_seconds`` since, and at least ``min_seconds`` since
+    (never for a model that does not learn online: it would be the same model).
 
     >>> from driftline.models.features import FeatureSchema
     >>> from driftline.models.specs import build_model
     >>> learner = OnlineLearner(build_model(FeatureSchema({"x": "numeric"}), "binary"), "binary")
     >>> snapshot_due(learner, 10, time.monotonic(), 10, 60), snapshot_due(learner, 9, time.monotonic(), 10, 60)
     (True, False)
+    >>> now = time.monotonic()
+    >>> snapshot_due(learner, 10, now, 10, 60, min_seconds=1.0), snapshot_due(learner, 10, now - 1, 10, 60, 1.0)
+    (False, True)
     """
-    return learner.updates_model and since > 0 and (since >= every_labels or time.monotonic() - last >= every_seconds)
+    elapsed = time.monotonic() - last
+    return (
+        learner.updates_model
+        and since > 0
+        and elapsed >= min_seconds
+        and (since >= every_labels or elapsed >= every_seconds)
+    )
 
 
 def learn_batch(

@@ -177,6 +177,12 @@ class Settings(BaseSettings):
     )
     snapshot_every_labels: int = Field(1000, ge=1, description="Publish a model version every N labels.")
     snapshot_every_seconds: float = Field(30.0, gt=0, description="... or every T seconds.")
+    snapshot_min_interval_ms: int = Field(
+        1000,
+        ge=0,
+        description="... but at most one version this often: at high label rates the registry gets one a "
+        "reload_check_seconds, not one per N labels (concept drift still freezes its model every N labels).",
+    )
     keep_versions: int = Field(
         10,
         ge=2,

@@ -49,7 +49,14 @@ def run_phase(settings: Settings, client: redis.Redis, tmp_path, phase: int, pai
 
 
 def test_rotation_with_resign_refuses_nothing_and_loses_nothing(settings: Settings, redis_client, tmp_path) -> None:  # type: ignore[no-untyped-def]
-    base = Settings(**{**settings_as_kwargs(settings), "model_hmac_key": OLD_KEY, "snapshot_every_labels": 250})
+    base = Settings(
+        **{
+            **settings_as_kwargs(settings),
+            "model_hmac_key": OLD_KEY,
+            "snapshot_every_labels": 250,
+            "snapshot_min_interval_ms": 0,
+        }
+    )
     for phase in range(3):
         (tmp_path / f"phase{phase}").mkdir()
     model, schema, task = bootstrap_model(samples=500)

@@ -84,7 +84,9 @@ def test_the_paired_comparison_is_checkpointed_with_the_learner_and_continues_af
 ):
     """Pairs counted before a restart are neither lost nor counted again: ``seen`` after the restart is the
     pairs before it plus the labels learned after it."""
-    settings = settings.model_copy(update={"reload_check_seconds": 0.2, "join_grace_seconds": 5})
+    # a snapshot every 1,000 labels however fast they are learned (not at most one a second)
+    update = {"reload_check_seconds": 0.2, "join_grace_seconds": 5, "snapshot_min_interval_ms": 0}
+    settings = settings.model_copy(update=update)
     untrained_champion_trained_challenger(settings, redis_client)
     pairs = list(synthetic_stream(4000, drift_at=10_000, seed=5))
     main_pairs, warm = pairs[:3000], pairs[3000:]

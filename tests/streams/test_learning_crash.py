@@ -169,6 +169,7 @@ def test_worker_killed_three_times_mid_stream_learns_every_valid_label_exactly_o
     settings = settings.model_copy(
         update={
             "snapshot_every_labels": 200,  # registry snapshots (and hot reloads) happen between the kills
+            "snapshot_min_interval_ms": 0,
             "join_grace_seconds": 3.0,  # labels of unknown ids are dead-lettered 3 s after they are read
             # a killed member leaves its groups after the session timeout: restarts take ~10 s instead of ~20 s
             "session_timeout_ms": 3000,
