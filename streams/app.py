@@ -406,7 +406,7 @@ class Worker:
             flush_every=DEFERRED_CHECKPOINT_SECONDS,  # a deferred checkpoint never waits for an idle poll alone
             commit_to_kafka=False,  # the learner's offsets live in its checkpoint (exactly-once)
             retry_on=RETRIABLE_ERRORS,
-            max_records=settings.batch_size,
+            max_records=settings.learn_batch_size,
             timeout_ms=settings.batch_timeout_ms,
             on_crash=self._service_crashed,
         )

@@ -26,7 +26,7 @@ SCORING_LATENCY = Histogram(
     buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
 BATCH_SIZE = Histogram(
-    "driftline_batch_size", "Messages per processed batch", ["stage"], buckets=(1, 10, 50, 100, 250, 500, 1000)
+    "driftline_batch_size", "Messages per processed batch", ["stage"], buckets=(1, 10, 50, 100, 250, 500, 1000, 2000)
 )
 CONSUMER_LAG = Gauge("driftline_consumer_lag", "Messages behind the end of the partition", ["topic", "partition"])
 MODEL_VERSION = Gauge("driftline_model_version", "Model version in use", ["model", "role"])

@@ -134,8 +134,11 @@ class Settings(BaseSettings):
     )
 
     # --- scoring -----------------------------------------------------------------------------
-    batch_size: int = Field(500, ge=1, description="Max events scored in one batch.")
+    # 2,000: what a batch costs whatever its size (feed message, join write, produce requests, the monitor's merge)
+    # shared by 4x more events than at 500 on a backlog; small batches at low rates all the same (BENCHMARKS.md)
+    batch_size: int = Field(2000, ge=1, description="Max events scored in one batch.")
     batch_timeout_ms: int = Field(50, ge=1, description="Max wait to fill a batch.")
+    learn_batch_size: int = Field(500, ge=1, description="Max labels learned in one batch.")
     review_confidence_threshold: float | None = Field(
         None, ge=0, le=1, description="Predictions below this confidence also go to the review topic."
     )
