@@ -220,7 +220,7 @@ def measure(stack: EmbeddedStack, workers: int, events: list[dict[str, Any]], la
 def run(
     events: int = 20_000,
     workers: int = 2,
-    learn_labels_per_s: float = 8_598.0,
+    learn_labels_per_s: float = 10_685.0,
     label_coverage: float = 0.05,
     label_delay_s: float = 3_600.0,
     label_ttl_s: float = 7 * 86_400.0,

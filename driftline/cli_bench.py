@@ -216,7 +216,7 @@ def state(events: int, warmup: int | None, labelled: int, as_json: bool) -> None
 @click.option("--workers", default=2, show_default=True, help="Workers of the second run (they share the partitions).")
 @click.option(
     "--learn-labels-per-s",
-    default=8_598.0,
+    default=10_685.0,
     show_default=True,
     help="Labels one model's learner learns per second (learn_labels_per_s of `driftline bench state`; the default "
     "is its live figure in BENCHMARKS.md).",
