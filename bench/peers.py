@@ -61,6 +61,10 @@ WARMUP = 1000
 RUN_TIMEOUT = 600.0
 
 
+class UntimedRun(RuntimeError):
+    """A run whose outputs past the warm-up all came at once: too few events to time."""
+
+
 class MissingExtras(RuntimeError):
     """A peer's client library is not installed."""
 
@@ -274,6 +278,11 @@ class Bench:
     def _figures(self, system: str, round_: int, outputs: Outputs, sent_at: dict[bytes, float]) -> dict[str, Any]:
         (t0, n0, cpu0), (t1, n1, cpu1) = outputs.marks[WARMUP], outputs.marks[len(self.events)]
         counted = n1 - n0
+        if counted <= 0 or t1 <= t0:  # e.g. a few thousand events, scored in batches of up to 2,000
+            raise UntimedRun(
+                f"{system}: every output after the first {WARMUP} came in one read, so no rate can be timed; "
+                f"use more --events than {len(self.events)}"
+            )
         expected = [k for k, _ in self.events] + list(sent_at)
         if system == "driftline":
             self.reference = {k: outputs.scores[k] for k, _ in self.events}

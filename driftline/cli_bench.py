@@ -151,7 +151,10 @@ def peers(events: int, rounds: int, rate: float, latency_events: int, systems: s
     def progress(figures: dict[str, Any]) -> None:
         click.echo(json.dumps(figures, sort_keys=True), err=True)
 
-    result = bench_peers.run(events, rounds, rate, latency_events, chosen, progress)
+    try:
+        result = bench_peers.run(events, rounds, rate, latency_events, chosen, progress)
+    except (ValueError, bench_peers.UntimedRun) as exc:  # too few --events: one line, exit status 1
+        raise click.ClickException(str(exc)) from exc
     if as_json:
         click.echo(json.dumps(result, sort_keys=True))
         return
