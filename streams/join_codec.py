@@ -479,3 +479,117 @@ def _decode(
         _unzigzag(delta),
         challenger,
     )
+
+
+#: Widest varint (version, event-time delta) read at once by :func:`decode_many` (longer ones: one by one).
+_VARINT_WIDTH = 8
+
+
+def _uvarints(buf: np.ndarray, at: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The unsigned varint at each position ``at`` of ``buf`` (at most :data:`_VARINT_WIDTH` bytes), where each
+    one ends, and which ones fit in that width."""
+    value = np.zeros(len(at), dtype=np.int64)
+    more = np.ones(len(at), dtype=bool)
+    end = at.copy()
+    for j in range(_VARINT_WIDTH):
+        byte = buf[at + j].astype(np.int64)
+        value |= np.where(more, (byte & 0x7F) << (7 * j), 0)
+        end += more
+        more &= byte >= 0x80
+    return value, end, ~more
+
+
+def _gather(buf: np.ndarray, at: np.ndarray, width: int) -> np.ndarray:
+    """The ``width`` bytes from each position ``at`` of ``buf``, one row each."""
+    return buf[at[..., None] + np.arange(width)]
+
+
+def decode_many(raws: Sequence[bytes], layouts: Mapping[int, Sequence[str]]) -> list[Any]:
+    """:func:`decode_record` of each record, or the KeyError / ValueError it raises (returned, not raised).
+
+    The records a scorer writes (features all floats, a bool prediction, the binary pair of a float score, no
+    challenger, a known layout) are read at once with NumPy over the records joined end to end: the same values,
+    of the same types, as :func:`decode_record` (a property test); any other record is decoded alone.
+
+    >>> names = ("a", "b")
+    >>> raws = [encode_record([1.0, 0.25], True, {"False": 0.5, "True": 0.5}, 0.5, 3, 9, None, names), b"?"]
+    >>> record, error = decode_many(raws, {layout_digest(names): names})
+    >>> record
+    ({'a': 1.0, 'b': 0.25}, True, {'False': 0.5, 'True': 0.5}, 0.5, 3, 9, None)
+    >>> error
+    ValueError('not a join record of format 1')
+    """
+    out: list[Any] = [None] * len(raws)
+    fast = _decode_fast(raws, layouts, out) if raws else np.zeros(0, dtype=bool)
+    for i in np.flatnonzero(~fast).tolist():
+        try:
+            out[i] = decode_record(raws[i], layouts)
+        except (KeyError, ValueError) as exc:
+            out[i] = exc
+    return out
+
+
+def _decode_fast(raws: Sequence[bytes], layouts: Mapping[int, Sequence[str]], out: list[Any]) -> np.ndarray:
+    """Fill ``out`` with the records :func:`decode_many` reads at once; which ones they are."""
+    n = len(raws)
+    lengths = np.fromiter(map(len, raws), dtype=np.int64, count=n)
+    starts = np.zeros(n, dtype=np.int64)
+    np.cumsum(lengths[:-1], out=starts[1:])
+    # a record cut short is read past its end (then decoded alone): into the next one, or these zeros
+    pad = 64 + 9 * max((len(names) for names in layouts.values()), default=0)
+    buf = np.frombuffer(b"".join(raws) + bytes(pad), dtype=np.uint8)
+    ok = (lengths > 0) & (buf[starts] == FORMAT)
+    versions, at, fits = _uvarints(buf, starts + 1)
+    ok &= fits
+    zigzags, at, fits = _uvarints(buf, at)
+    ok &= fits
+    head = _gather(buf, at, 7).astype(np.int64)
+    digests = head[:, 0] | head[:, 1] << 8 | head[:, 2] << 16 | head[:, 3] << 24
+    ok &= head[:, 4] == (_BINARY_PROBA | _FLOATS << 4)
+    prediction_tags, score_tags = head[:, 5] & 0x0F, head[:, 5] >> 4
+    ok &= ((prediction_tags == _FALSE) | (prediction_tags == _TRUE)) & ((score_tags == _F32) | (score_tags == _F64))
+    ok &= head[:, 6] == _NONE
+    at = at + 7
+    score_bytes = _gather(buf, at, 8)
+    f32 = score_tags == _F32
+    with np.errstate(invalid="ignore"):  # the first 4 bytes of a double read as a float32: maybe a NaN, not kept
+        narrow = np.ascontiguousarray(score_bytes[:, :4]).view("<f4").ravel().astype(np.float64)
+    scores = np.where(f32, narrow, np.ascontiguousarray(score_bytes).view("<f8").ravel())
+    at = at + np.where(f32, 4, 8)
+    deltas = np.where(zigzags % 2 == 0, zigzags // 2, -(zigzags + 1) // 2)
+    for digest in np.unique(digests[ok]).tolist():
+        names = layouts.get(digest)
+        rows = np.flatnonzero(ok & (digests == digest))
+        if names is None:
+            ok[rows] = False  # decode_record raises its KeyError
+            continue
+        count, width = len(names), (len(names) + 7) // 8
+        masks = _gather(buf, at[rows], width)
+        whole = np.unpackbits(masks, axis=1, bitorder="little")[:, :count].astype(bool)
+        sizes = np.where(whole, 1, 8)
+        offsets = at[rows, None] + width + np.cumsum(sizes, axis=1) - sizes
+        complete = at[rows] + width + sizes.sum(axis=1) == starts[rows] + lengths[rows]
+        payload = _gather(buf, offsets, 8)
+        matrix = np.where(whole, payload[..., 0], np.ascontiguousarray(payload).view("<f8")[..., 0])
+        ok[rows[~complete]] = False
+        kept = rows[complete]
+        values = matrix[complete].tolist()
+        for i, row, prediction, score, version, delta in zip(
+            kept.tolist(),
+            values,
+            (prediction_tags[kept] == _TRUE).tolist(),
+            scores[kept].tolist(),
+            versions[kept].tolist(),
+            deltas[kept].tolist(),
+            strict=True,
+        ):
+            out[i] = (
+                dict(zip(names, row)),  # noqa: B905 - a row of the matrix: one value per name
+                prediction,
+                {"False": 1.0 - score, "True": score},
+                score,
+                version,
+                delta,
+                None,
+            )
+    return ok

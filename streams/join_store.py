@@ -55,6 +55,7 @@ from driftline.contract import keys
 from driftline.models.feature_columns import FeatureColumns
 from driftline.streams.connections import read_many, write_many
 from driftline.streams.join_codec import (
+    decode_many,
     decode_record,
     encode_batch,
     encode_record,
@@ -127,6 +128,21 @@ class JoinSlices:
         return JoinRecord(
             x, prediction, proba, score, version, slice_index * self.length_ms + delta + self.ttl_ms, shadow
         )
+
+    def decoded_many(
+        self, raws: Sequence[bytes], slice_indices: Sequence[int], layouts: dict[int, tuple[str, ...]]
+    ) -> list[JoinRecord | KeyError | ValueError]:
+        """:meth:`decoded` of each record (read from the slice of the same index), or the KeyError / ValueError it
+        raises; read at once (:func:`~driftline.streams.join_codec.decode_many`)."""
+        out: list[JoinRecord | KeyError | ValueError] = []
+        length, ttl = self.length_ms, self.ttl_ms
+        for decoded, k in zip(decode_many(raws, layouts), slice_indices, strict=True):
+            if isinstance(decoded, Exception):
+                out.append(decoded)
+                continue
+            x, prediction, proba, score, version, delta, shadow = decoded
+            out.append(JoinRecord(x, prediction, proba, score, version, k * length + delta + ttl, shadow))
+        return out
 
     def expires_seconds(self) -> int:
         """Seconds a bucket lives after its last write: the label TTL and one slice."""
@@ -424,7 +440,9 @@ class JoinStore:
         found: list[tuple[str, JoinRecord] | None] = [None] * len(event_ids)
         raw: dict[int, tuple[str, int, bytes]] = {}
         live = await self._live_slices(model) if event_ids else []
-        candidates = [self.slices.order(live, ts) for ts in label_ts]
+        orders: dict[int, list[int]] = {}  # by the label's own slice: labels of a batch share a few
+        of, order = self.slices.of, self.slices.order
+        candidates = [orders.get(of(ts)) or orders.setdefault(of(ts), order(live, ts)) for ts in label_ts]
         waiting = list(range(len(event_ids)))
         for attempt in range(len(live)):
             by_key: dict[str, list[tuple[int, int]]] = collections.defaultdict(list)
@@ -440,14 +458,16 @@ class JoinStore:
                     if value is not None:
                         raw[i] = (key, k, value)
             waiting = [i for i in waiting if i not in raw]
-        layouts, decoded, unknown = self._names(model), self.slices.decoded, []
-        for i, (key, k, value) in raw.items():
-            try:
-                found[i] = key, decoded(value, k, layouts)
-            except KeyError:  # a layout not read yet: read below, then decoded again
+        layouts, unknown = self._names(model), []
+        read = list(raw.values())
+        records = self.slices.decoded_many([value for _, _, value in read], [k for _, k, _ in read], layouts)
+        for i, (key, _, _), record in zip(raw, read, records, strict=True):
+            if isinstance(record, KeyError):  # a layout not read yet: read below, then decoded again
                 unknown.append(i)
-            except ValueError:
+            elif isinstance(record, ValueError):
                 log.error("join record of %r in %s unreadable, treated as absent", event_ids[i], key)
+            else:
+                found[i] = key, record
         if unknown:
             await self._read_layouts(model, [record_layout(raw[i][2]) for i in unknown])
             layouts = self._names(model)

@@ -9,7 +9,14 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from driftline.models.bootstrap import bootstrap_model, synthetic_stream
-from driftline.streams.join_codec import decode_record, encode_batch, encode_record, float_blocks, layout_digest
+from driftline.streams.join_codec import (
+    decode_many,
+    decode_record,
+    encode_batch,
+    encode_record,
+    float_blocks,
+    layout_digest,
+)
 
 scalars = st.one_of(
     st.none(),
@@ -143,3 +150,63 @@ def test_a_record_cut_short_is_an_unreadable_record_wherever_it_is_cut(rows):
             except ValueError:
                 continue
             raise AssertionError(f"{raw[:end]!r} decoded")
+
+
+def decoded_alone(raw: bytes, layouts: dict[int, tuple[str, ...]]) -> object:
+    try:
+        return decode_record(raw, layouts)
+    except (KeyError, ValueError) as exc:
+        return exc
+
+
+def same_decoded(a: object, b: object) -> bool:
+    """Two outcomes of a decode: equal records value for value (types and the sign of zero too), or the same
+    exception."""
+    if isinstance(a, Exception) or isinstance(b, Exception):
+        return type(a) is type(b) and a.args == b.args  # type: ignore[union-attr]
+    assert isinstance(a, tuple) and isinstance(b, tuple)
+    x, *rest = a
+    y, *other = b
+    return (
+        list(x) == list(y)
+        and all(same(x[k], y[k]) for k in x)
+        and all(same(p, q) or (type(p) is type(q) and p == q) for p, q in zip(rest, other, strict=True))
+    )
+
+
+@given(
+    st.lists(
+        st.tuples(
+            st.lists(
+                st.one_of(st.floats(allow_nan=False), st.integers(0, 255).map(float), st.just(-0.0)),
+                min_size=9,
+                max_size=9,
+            ),
+            st.one_of(st.booleans(), st.none(), st.just(1)),
+            batch_scores,
+            st.sampled_from(["pair", "none", "other"]),
+            st.integers(-(2**60), 2**60),
+            st.one_of(st.integers(1, 300), st.integers(1, 2**62)),
+            st.one_of(st.none(), st.just([2, True, None, 0.5])),
+            st.sampled_from(["agrawal", "other", "unknown", "text"]),
+            st.one_of(st.none(), st.integers(0, 80)),
+        ),
+        min_size=1,
+        max_size=40,
+    )
+)
+def test_a_batch_decoded_at_once_is_each_record_decoded_alone(rows):
+    """decode_many's NumPy path against decode_record: scorer-shaped records and every other kind beside them
+    (tagged features, other probabilities, challengers, unknown layouts, long varints, records cut short)."""
+    agrawal, other = tuple(f"f{i}" for i in range(9)), ("a", "b", "c", "d", "e", "f", "g", "h", "i")
+    layouts = {layout_digest(agrawal): agrawal, layout_digest(other): other}
+    raws = []
+    for values, prediction, score, kind, delta, version, challenger, layout, cut in rows:
+        names = agrawal if layout in ("agrawal", "text") else other if layout == "other" else ("z",) * 9
+        features = [*values[:8], "text"] if layout == "text" else values
+        proba = {"False": 1.0 - score, "True": score} if kind == "pair" else None if kind == "none" else {"1": score}
+        raw = encode_record(features, prediction, proba, score, version, delta, challenger, names)
+        raws.append(raw[:cut] if cut is not None else raw)
+    got = decode_many(raws, layouts)
+    for i, raw in enumerate(raws):
+        assert same_decoded(got[i], decoded_alone(raw, layouts)), i
