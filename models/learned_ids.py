@@ -25,7 +25,7 @@ from __future__ import annotations
 import array
 import hashlib
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import numpy as np
@@ -85,6 +85,36 @@ class LearnedIds:
         self._keys[slot], self._times[slot] = key, UNDATED if ts is None else ts
         self._present.add(key)
         self._size += 1
+
+    def add_many(self, keys: Sequence[int], times: Sequence[int | None]) -> None:
+        """:meth:`add` of each key (none in it yet, no two alike) with its label's time, in order, inlined.
+
+        >>> one, many = LearnedIds(capacity=3, window_ms=10), LearnedIds(capacity=3, window_ms=10)
+        >>> for ids in (one, many):
+        ...     ids.advance([100])
+        >>> for key, ts in zip(range(5), [95, 80, None, 100, 101]):
+        ...     one.add(key, ts)
+        >>> many.add_many(range(5), [95, 80, None, 100, 101])
+        >>> one.__getstate__()["keys"].tolist() == many.__getstate__()["keys"].tolist(), many.forgotten_early
+        (True, 1)
+        """
+        start = None if self.latest_ts is None else self.latest_ts - self.window_ms
+        ring_keys, ring_times, present, capacity = self._keys, self._times, self._present, self.capacity
+        first, size, forgotten = self._start, self._size, 0
+        for key, ts in zip(keys, times, strict=True):
+            while size and start is not None and ring_times[first] < start:
+                present.discard(ring_keys[first])
+                first, size = (first + 1) % capacity, size - 1
+            if size == capacity:
+                forgotten += start is None or ring_times[first] >= start
+                present.discard(ring_keys[first])
+                first, size = (first + 1) % capacity, size - 1
+            slot = (first + size) % capacity
+            ring_keys[slot], ring_times[slot] = key, UNDATED if ts is None else ts
+            present.add(key)
+            size += 1
+        self._start, self._size = first, size
+        self.forgotten_early += forgotten
 
     def _pop(self) -> None:
         self._present.discard(self._keys[self._start])

@@ -459,19 +459,25 @@ class OnlineLearner:
             for position, exc in failed.items():
                 outcomes[taken[position]] = exc
         self._ids.advance(rows[i][5] for i in taken if not isinstance(outcomes[i], Exception))
-        served: list[tuple[Any, Any, dict[Any, float] | None]] = []
-        for position, i in enumerate(taken):
-            if isinstance(outcomes[i], Exception):
-                continue
-            _, _, _, y_pred, proba, ts = rows[i]
-            target = targets[position]
-            if self.task != "regression" and target not in self.classes:
-                self.classes.add(target)
-                self._coerced.clear()
-            served.append((target, *self._served(y_pred, proba)))
-            self._ids.add(keys[i], ts)
-            self.learned += 1
-            outcomes[i] = True
+        kept = [(position, i) for position, i in enumerate(taken) if not isinstance(outcomes[i], Exception)]
+        served = self._served_known([targets[p] for p, _ in kept], [rows[i] for _, i in kept])
+        if served is not None:  # no new class: the served values coerced once per distinct value
+            self._ids.add_many([keys[i] for _, i in kept], [rows[i][5] for _, i in kept])
+            self.learned += len(kept)
+            for _, i in kept:
+                outcomes[i] = True
+        else:
+            served = []
+            for position, i in kept:
+                _, _, _, y_pred, proba, ts = rows[i]
+                target = targets[position]
+                if self.task != "regression" and target not in self.classes:
+                    self.classes.add(target)
+                    self._coerced.clear()
+                served.append((target, *self._served(y_pred, proba)))
+                self._ids.add(keys[i], ts)
+                self.learned += 1
+                outcomes[i] = True
         self._update_metrics(served)
         again = [i for i in repeats if keys[i] not in self._ids]  # the first one failed: the next is no duplicate
         for i, outcome in zip(again, self.learn_many([rows[i] for i in again]) if again else [], strict=True):
@@ -497,6 +503,59 @@ class OnlineLearner:
             except Exception as exc:  # noqa: BLE001 - the caller dead-letters this row alone
                 failed[position] = exc
         return failed
+
+    def _served_known(
+        self, targets: list[Any], rows: list[LabelledRow]
+    ) -> list[tuple[Any, Any, dict[Any, float] | None]] | None:
+        """``(target, *_served(prediction, probabilities))`` of each row when every target is a known class (so
+        the classes, hence each coercion, stay as they are through the rows): each distinct served prediction and
+        set of probability keys coerced once. None when a target is a new class (the caller goes row by row).
+
+        >>> from driftline.models.features import FeatureSchema
+        >>> from driftline.models.specs import build_model
+        >>> model = build_model(FeatureSchema({"x": "numeric"}), "binary")
+        >>> learner = OnlineLearner(model, "binary", classes={True, False})
+        >>> rows = [("a", {}, 1, True, {"False": 0.25, "True": 0.75}, 1), ("b", {}, 0, "no", {"x": 1.0}, 2)]
+        >>> learner._served_known([True, False], rows)
+        [(True, True, {False: 0.25, True: 0.75}), (False, False, None)]
+        >>> learner._served_known([True, 7], rows) is None
+        True
+        """
+        if self.task != "regression" and not all(target in self.classes for target in targets):
+            return None
+        predictions: dict[tuple[type, Any], Any] = {}
+        labels: dict[tuple[Any, ...], tuple[Any, ...] | None] = {}
+        out: list[tuple[Any, Any, dict[Any, float] | None]] = []
+        regression = self.task == "regression"
+        for target, (_, _, _, y_pred, proba, _) in zip(targets, rows, strict=True):
+            if y_pred is not None and regression:
+                y_pred = self._served(y_pred, None)[0]
+            elif y_pred is not None:
+                try:
+                    y_pred = predictions[type(y_pred), y_pred]
+                except KeyError:
+                    y_pred = predictions.setdefault((type(y_pred), y_pred), self._served(y_pred, None)[0])
+                except TypeError:  # unhashable
+                    y_pred = self._served(y_pred, None)[0]
+            if regression or not proba:
+                out.append((target, y_pred, None))
+                continue
+            names = tuple(proba)
+            if names not in labels:
+                try:
+                    labels[names] = tuple(self.coerce(k) for k in names)
+                except ValueError:
+                    labels[names] = None
+            coerced = labels[names]
+            if coerced is None:  # a key that is no class: as _served says (it may raise on a value first)
+                out.append((target, y_pred, self._served(None, proba)[1]))
+                continue
+            try:
+                mapped = dict(zip(coerced, map(float, proba.values()), strict=True))
+            except ValueError:
+                mapped = None
+            out.append((target, y_pred, mapped))
+        return out
 
     def _served(self, y_pred: Any, proba: Mapping[str, float] | None) -> tuple[Any, Any]:
         """The served prediction and probabilities in the label's class space (None where unusable)."""

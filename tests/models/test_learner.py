@@ -479,3 +479,59 @@ def test_mean_metrics_in_batches_equal_rivers_updates_one_by_one_bit_for_bit(tas
             ours, theirs = lr._metrics[f"{n}_rolling"], rolling[n]
             assert (ours.obj._mean.n, ours.obj._mean._mean) == (theirs.obj._mean.n, theirs.obj._mean._mean)
             assert list(ours.window) == list(theirs.window)
+
+
+served_predictions = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-2, 3),
+    st.sampled_from([0.0, -0.0, 1.0, 2.5, float("nan"), "true", "no", "a", "b", "7", ["unhashable"]]),
+)
+served_probabilities = st.one_of(
+    st.none(),
+    st.just({}),
+    st.floats(0, 1).map(lambda p: {"False": 1.0 - p, "True": p}),
+    st.dictionaries(
+        st.sampled_from(["True", "False", "1", "0", "a", "b", "7", "yes", "maybe"]),
+        st.one_of(st.floats(0, 1), st.sampled_from(["0.5", "text"])),
+        max_size=3,
+    ),
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    task=st.sampled_from(["binary", "multiclass", "regression"]),
+    known=st.sampled_from([(), (True, False), ("a", "b"), (1, 2)]),
+    rows=st.lists(
+        st.tuples(
+            st.sampled_from(["e1", "e2", "e3", "e4", "e5", "e6"]),
+            st.sampled_from([True, False, 0, 1, "a", "b", 2, "7", 1.5, "yes"]),
+            served_predictions,
+            served_probabilities,
+        ),
+        max_size=12,
+    ),
+)
+def test_the_served_values_coerced_once_per_batch_are_what_row_by_row_coercion_gives(task, known, rows) -> None:
+    """learn_many coerces the served predictions and probabilities once per distinct value when the batch brings
+    no new class: outcomes, metrics, classes and remembered ids equal the row-by-row path's (forced here), whatever
+    the values (unusable ones, unhashable ones, probabilities that do not parse)."""
+    classes = () if task == "regression" else known
+    fast, slow = (
+        OnlineLearner(build_model(FeatureSchema({"x": "numeric"}), task), task, classes=classes) for _ in range(2)
+    )
+    slow._served_known = lambda targets, rows: None  # type: ignore[method-assign]
+    data = [(e, {"x": float(i)}, y, p, q, 100 + i) for i, (e, y, p, q) in enumerate(rows)]
+    outcomes = []
+    for learner_ in (fast, slow):
+        try:
+            got: Any = [repr(o) for o in learner_.learn_many(data[: len(data) // 2])]
+            got += [repr(o) for o in learner_.learn_many(data[len(data) // 2 :])]
+        except TypeError as exc:  # a probability that is no number: learn_many raises it on either path
+            got = repr(exc)
+        outcomes.append(got)
+    assert outcomes[0] == outcomes[1]
+    assert repr(fast.metrics()) == repr(slow.metrics()) and fast.classes == slow.classes
+    assert [a.tolist() for a in fast._ids._ordered()] == [a.tolist() for a in slow._ids._ordered()]
+    assert fast.learned == slow.learned and fast._ids.forgotten_early == slow._ids.forgotten_early
