@@ -34,7 +34,7 @@ from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.errors import KafkaError
 
 from driftline.contract import keys
-from driftline.contract.records import Alert, Label, now_ms, parse_label
+from driftline.contract.records import Alert, Label, now_ms, parse_labels
 from driftline.contract.settings import Settings
 from driftline.contract.signing import IntegrityError, alert_keyring
 from driftline.models.learner import OnlineLearner
@@ -260,11 +260,10 @@ class LabelLearner:
         groups: dict[str, list[tuple[ConsumerRecord, Label]]] = defaultdict(list)
         letters: list[DeadLetter] = []
         bounds = self.settings.ts_bounds(now_ms())
-        for record in records:
-            try:
-                label = parse_label(record.value, self.settings.max_event_bytes, bounds)
-            except Exception as exc:  # noqa: BLE001 - no label may stop learning
-                letters.append(rejected(record, exc))
+        parsed = parse_labels([record.value for record in records], self.settings.max_event_bytes, bounds)
+        for record, label in zip(records, parsed, strict=True):
+            if isinstance(label, Exception):  # no label may stop learning
+                letters.append(rejected(record, label))
                 continue
             groups[label.model or self.settings.model_name].append((record, label))
         touched = []

@@ -46,6 +46,7 @@ import time
 from datetime import datetime
 from typing import Annotated, Any, Literal, NoReturn
 
+import orjson
 from pydantic import (
     BaseModel,
     BeforeValidator,
@@ -272,6 +273,54 @@ def parse_event(raw: bytes | None, max_bytes: int = 65_536, ts_bounds: tuple[int
 def parse_label(raw: bytes | None, max_bytes: int = 65_536, ts_bounds: tuple[int, int] = ANY_TS) -> Label:
     """Parse and validate one ``labels`` message; its ``ts`` must lie within ``ts_bounds`` (epoch-ms, inclusive)."""
     return _parse(Label, raw, max_bytes, ts_bounds)
+
+
+#: Types of a label's ``label`` and ``ts`` that JSON and orjson read alike (a JSON integer past 64 bits is an int to
+#: pydantic, a float to orjson: a float label takes the JSON path).
+_PLAIN_LABELS, _LABEL_FIELDS = frozenset((bool, str, int)), frozenset(Label.model_fields)
+
+
+def parse_labels(
+    raws: list[bytes | None], max_bytes: int = 65_536, ts_bounds: tuple[int, int] = ANY_TS
+) -> list[Label | Exception]:
+    """:func:`parse_label` of each message, or the exception it raises (returned, not raised).
+
+    A message that orjson reads as an object of the label's fields only, with a bool, string or integer label and
+    an integer ``ts``, is validated from that object (pydantic's Python mode, half the cost of its JSON mode);
+    every other message, and any that this validation refuses, goes through :func:`parse_label`, which says why.
+    The same labels either way (a property test).
+
+    >>> ok, bad = parse_labels([b'{"event_id": "e1", "label": true, "ts": 5}', b'{"event_id": "e1"}'])
+    >>> ok, bad.error_class
+    (Label(event_id='e1', label=True, ts=5, model=None), 'ValidationError')
+    """
+    out: list[Label | Exception] = []
+    validate, low, high = Label.__pydantic_validator__.validate_python, *ts_bounds  # model_validate, less its wrapper
+    for raw in raws:
+        if raw is not None and len(raw) <= max_bytes:
+            try:
+                data = orjson.loads(raw)
+            except orjson.JSONDecodeError:
+                data = None
+            if (
+                type(data) is dict
+                and data.keys() <= _LABEL_FIELDS
+                and type(data.get("label")) in _PLAIN_LABELS
+                and type(data.get("ts")) is int
+            ):
+                try:
+                    label = validate(data)
+                except ValidationError:
+                    pass
+                else:
+                    if low <= label.ts <= high:
+                        out.append(label)
+                        continue
+        try:
+            out.append(parse_label(raw, max_bytes, ts_bounds))
+        except Exception as exc:  # noqa: BLE001 - returned: the caller dead-letters that message alone
+            out.append(exc)
+    return out
 
 
 def dumps(record: BaseModel | dict[str, Any]) -> bytes:

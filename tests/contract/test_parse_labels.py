@@ -1,0 +1,63 @@
+"""Labels parsed a batch at a time are the labels (or the refusals) that parse_label gives one by one."""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from driftline.contract.records import RecordError, parse_label, parse_labels
+
+values = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-(2**70), 2**70),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.sampled_from(["", "e1", "fraud", "2024-01-01T00:00:00Z", "x" * 300, "1.5", "true", "bad model!", "m-1"]),
+    st.text(max_size=8),
+    st.lists(st.integers(), max_size=2),
+)
+label_objects = st.dictionaries(
+    st.sampled_from(["event_id", "label", "ts", "model", "extra"]), values, max_size=5
+) | st.fixed_dictionaries(
+    {
+        "event_id": st.text(min_size=1, max_size=12),
+        "label": st.one_of(st.booleans(), st.integers(-5, 5), st.sampled_from(["a", "b"]), st.integers(2**63, 2**80)),
+        "ts": st.one_of(st.integers(0, 2**48), st.integers(-5, 5), st.sampled_from([1.5e12, "2024-01-01T00:00:00Z"])),
+    },
+    optional={"model": st.sampled_from([None, "m-1", "bad model!", 3, ""])},
+)
+messages = st.one_of(
+    label_objects.map(lambda d: json.dumps(d).encode()),
+    st.binary(max_size=40),
+    st.sampled_from([None, b"", b"[]", b'{"event_id":"a","event_id":"b","label":1,"ts":5}', b'{"label": 1e400}']),
+    st.sampled_from([b'{"event_id":"a","label":99999999999999999999999,"ts":5}', b'\xef\xbb\xbf{"event_id":"a"}']),
+)
+
+
+def outcome(result: Any) -> Any:
+    """What a label or a refusal says: every field with its type, or the refusal's class, stage and reason."""
+    if isinstance(result, RecordError):
+        return ("refused", result.stage, result.error_class, result.reason)
+    if isinstance(result, Exception):
+        return ("raised", type(result).__name__, str(result))
+    fields = result.model_dump()
+    return tuple(
+        (k, type(v).__name__, repr(v) if not (isinstance(v, float) and math.isnan(v)) else "nan")
+        for k, v in sorted(fields.items())
+    ) + (("set", tuple(sorted(result.model_fields_set))),)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(messages, max_size=12), st.sampled_from([65_536, 40]), st.sampled_from([(0, 2**62), (10, 10**13)]))
+def test_a_batch_of_labels_parses_as_each_label_alone(raws, max_bytes, bounds) -> None:
+    got = parse_labels(raws, max_bytes, bounds)
+    for raw, result in zip(raws, got, strict=True):
+        try:
+            alone: Any = parse_label(raw, max_bytes, bounds)
+        except Exception as exc:  # noqa: BLE001 - compared with what the batch returned
+            alone = exc
+        assert outcome(result) == outcome(alone), raw
