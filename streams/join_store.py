@@ -141,7 +141,7 @@ class JoinSlices:
                 out.append(decoded)
                 continue
             x, prediction, proba, score, version, delta, shadow = decoded
-            out.append(JoinRecord(x, prediction, proba, score, version, k * length + delta + ttl, shadow))
+            out.append(JoinRecord.of(x, prediction, proba, score, version, k * length + delta + ttl, shadow))
         return out
 
     def expires_seconds(self) -> int:

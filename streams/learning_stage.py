@@ -48,6 +48,34 @@ class JoinRecord:
     #: The challenger's output in shadow: [version, prediction, probabilities, score], when one is set.
     challenger: list[Any] | None = None
 
+    @classmethod
+    def of(
+        cls,
+        x: dict[str, Any],
+        prediction: Any,
+        probabilities: dict[str, float] | None,
+        score: float | None,
+        version: int,
+        expires_ms: int,
+        challenger: list[Any] | None = None,
+    ) -> JoinRecord:
+        """``JoinRecord(...)`` without the frozen dataclass's ``object.__setattr__`` per field (a learner decodes
+        one record per label: 1.1 against 0.5 us in process).
+
+        >>> JoinRecord.of({"x": 1.0}, True, None, 0.5, 3, 10) == JoinRecord({"x": 1.0}, True, None, 0.5, 3, 10)
+        True
+        """
+        record = object.__new__(cls)
+        fields = record.__dict__
+        fields["x"], fields["prediction"], fields["probabilities"] = x, prediction, probabilities
+        fields["score"], fields["version"], fields["expires_ms"], fields["challenger"] = (
+            score,
+            version,
+            expires_ms,
+            challenger,
+        )
+        return record
+
 
 @dataclass
 class LearnOutcome:

@@ -23,6 +23,7 @@ from driftline.contract import keys
 from driftline.contract.settings import Settings
 from driftline.embedded.stack import REDIS_USER, EmbeddedServer, free_port, start_redis
 from driftline.models.feature_columns import FeatureColumns
+from driftline.streams.join_codec import encode_record, layout_digest
 from driftline.streams.join_store import DEFAULT_BUCKETS, JoinSlices, JoinStore, find_join
 from driftline.streams.learning_stage import JoinRecord
 from tests.harness import WorkerProcess, busy_cores, event, prediction_ids, probe, publish, read_until
@@ -338,3 +339,23 @@ def test_a_batch_put_without_its_rows_builds_them_from_its_columns_when_it_is_en
     from_columns, from_rows = asyncio.run(scenario())
     assert None not in from_columns and from_columns == from_rows
     assert [r.x for r in from_columns] == columns.rows() and "b" not in from_columns[0].x
+
+
+def test_records_decoded_at_once_are_the_records_decoded_one_by_one() -> None:
+    """JoinSlices.decoded_many (the learner's lookups) against decoded: each record, each refusal."""
+    slices, names = JoinSlices(ttl_ms=8_000), ("a", "b", "c")
+    layouts = {layout_digest(names): names}
+    raws = [
+        encode_record([1.0, 0.5, -3.25], True, {"False": 1.0 - 0.7, "True": 0.7}, 0.7, 4, 321, None, names),
+        encode_record([1.0, "t", None], "x", None, None, 5, -3, [2, True, None, 0.5], names),
+        encode_record([1.0, 2.0, 3.0], False, {"False": 0.6, "True": 0.4}, 0.4, 6, 7, None, ("z", "y", "x")),
+        b"\x01\x02",
+    ]
+    many = slices.decoded_many(raws, [3, 4, 5, 6], layouts)
+    for raw, k, got in zip(raws, [3, 4, 5, 6], many, strict=True):
+        try:
+            alone: object = slices.decoded(raw, k, layouts)
+        except (KeyError, ValueError) as exc:
+            alone = exc
+        assert type(got) is type(alone) and (got == alone if isinstance(got, JoinRecord) else got.args == alone.args)
+    assert isinstance(many[0], JoinRecord) and isinstance(many[2], KeyError) and isinstance(many[3], ValueError)
