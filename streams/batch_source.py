@@ -245,12 +245,14 @@ class BatchSource(mode.Service):
             if self.backpressure is not None:
                 self._pause_or_resume(consumer)
             asked = self._asked(consumer)
+            # the merge holds a batch already: take what the client has at once, never wait for more
+            ready = self._merge_ready(consumer)
             try:
                 if asked == ():  # every partition far ahead: nothing is fetched, the merge goes on with its buffers
                     fetched = {}
                 else:
                     fetched = await consumer.getmany(
-                        *(asked or ()), timeout_ms=self.timeout_ms, max_records=self.max_records
+                        *(asked or ()), timeout_ms=0 if ready else self.timeout_ms, max_records=self.max_records
                     )
             except (KafkaError, IllegalStateError) as exc:  # transient broker trouble: retry, never crash
                 log.warning("%s: fetch failed: %r", self.label, exc)
@@ -260,7 +262,8 @@ class BatchSource(mode.Service):
             async with self.in_flight:
                 assigned = consumer.assignment()
                 if self.merger is not None:  # timestamp order across partitions
-                    taken = self._in_time_order(consumer, fetched, assigned, asked)
+                    # a poll that did not wait and brought nothing says nothing of its partitions: no idle poll
+                    taken = self._in_time_order(consumer, fetched, assigned, () if ready and not fetched else asked)
                 else:
                     taken = [(tp, r) for tp, rs in fetched.items() if tp in assigned for r in rs]
                 records = list(map(_RECORD, taken))
@@ -284,7 +287,7 @@ class BatchSource(mode.Service):
                         future = asyncio.ensure_future(acked) if acked is not None else None
                         self.pending.append((future, offsets, check))
                         self._export_lag(consumer, last)
-                if fetched or asked == ():
+                if fetched or asked == () or ready:
                     await self._settle(keep=self.max_in_flight)
                     await self.commit_held()
                 else:  # idle: everything handled is acknowledged, flushed and committed before the next poll
@@ -347,15 +350,7 @@ class BatchSource(mode.Service):
         assert merger is not None
         polled = assigned if asked is None else assigned.intersection(asked)
         merger.add({tp: rs for tp, rs in fetched.items() if tp in assigned}, polled)
-        # fetched up to the high watermark of their last fetch: nothing more on the broker (never waits on the
-        # broker here). Not waited for once their buffers run dry during the take either: a partition whose last
-        # buffered record was taken would otherwise hold the others' later records back for a whole fetch
-        caught_up = set()
-        for tp in assigned:
-            highwater, fetched_to = consumer.highwater(tp), merger.next_offset.get(tp)
-            if None not in (highwater, fetched_to) and fetched_to >= highwater:
-                caught_up.add(tp)
-        taken = merger.take(assigned, self.max_records, caught_up)
+        taken = merger.take(assigned, self.max_records, self._caught_up(consumer, assigned))
         full = {tp for tp in assigned if merger.full(tp)}
         if not isinstance(consumer, AIOKafkaConsumer):  # left out of getmany by _asked otherwise
             if full - self.ahead:
@@ -364,6 +359,29 @@ class BatchSource(mode.Service):
                 consumer.resume(*((self.ahead - full) & assigned))
         self.ahead = full
         return taken
+
+    def _caught_up(self, consumer: AIOKafkaConsumer, assigned: set[TopicPartition]) -> set[TopicPartition]:
+        """The partitions of ``assigned`` fetched up to the high watermark of their last fetch: nothing more on the
+        broker (never waits on the broker here). Not waited for once their buffers run dry during the take either:
+        a partition whose last buffered record was taken would otherwise hold the others' later records back for a
+        whole fetch."""
+        assert self.merger is not None
+        caught_up = set()
+        for tp in assigned:
+            highwater, fetched_to = consumer.highwater(tp), self.merger.next_offset.get(tp)
+            if None not in (highwater, fetched_to) and fetched_to >= highwater:
+                caught_up.add(tp)
+        return caught_up
+
+    def _merge_ready(self, consumer: AIOKafkaConsumer) -> bool:
+        """With ``ordered``: the merge could hand records over without another fetch (every assigned partition that
+        may hold older records has some buffered). The next ``getmany`` then does not wait for records: measured
+        in ``bench peers``, 13 of 29 polls of the backlog waited their whole ``timeout_ms`` for partitions with
+        nothing fetched yet while the merge held a batch of the others (a quarter of the scorer's time)."""
+        if self.merger is None or not self.merger.buffered:
+            return False
+        assigned = consumer.assignment()
+        return self.merger.ready(assigned, self._caught_up(consumer, assigned))
 
     def _rewind(
         self, consumer: AIOKafkaConsumer, first: dict[TopicPartition, ConsumerRecord], exc: BaseException

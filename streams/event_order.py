@@ -143,14 +143,33 @@ class EventTimeMerger:
         buffer = self.buffers.get(tp)
         return buffer is not None and len(buffer) >= self.max_buffered
 
+    def _waiting(self, assigned: set[Hashable], caught_up: Iterable[Hashable]) -> set[Hashable]:
+        """The partitions of ``assigned`` that may still hold older records: neither caught up nor idle."""
+        done = set(caught_up) | {tp for tp in assigned if self._empty_polls.get(tp, 0) >= self.idle_polls}
+        return {tp for tp in assigned if tp not in done}
+
+    def ready(self, assigned: Iterable[Hashable], caught_up: Iterable[Hashable] = ()) -> bool:
+        """:meth:`take` would hand something over now (without another fetch).
+
+        >>> from collections import namedtuple
+        >>> R = namedtuple("R", "timestamp offset")
+        >>> merger = EventTimeMerger()
+        >>> merger.add({"p0": [R(1, 0)]})
+        >>> merger.ready({"p0", "p1"}), merger.ready({"p0", "p1"}, caught_up={"p1"}), merger.ready({"p0"})
+        (False, True, True)
+        """
+        assigned = set(assigned)
+        return any(self.buffers.get(tp) for tp in assigned) and all(
+            self.buffers.get(tp) for tp in self._waiting(assigned, caught_up)
+        )
+
     def take(
         self, assigned: Iterable[Hashable], max_records: int, caught_up: Iterable[Hashable] = ()
     ) -> list[tuple[Hashable, Any]]:
         """Up to ``max_records`` ``(partition, record)`` pairs in timestamp order, taken while every partition of
         ``assigned`` that is neither caught up nor idle has records buffered."""
         assigned = set(assigned)
-        done = set(caught_up) | {tp for tp in assigned if self._empty_polls.get(tp, 0) >= self.idle_polls}
-        waiting = {tp for tp in assigned if tp not in done}
+        waiting = self._waiting(assigned, caught_up)
         heap = [(b[0][0], b[0][1].offset, i, tp) for i, (tp, b) in enumerate(self.buffers.items()) if b]
         heapq.heapify(heap)
         order = {tp: i for i, tp in enumerate(self.buffers)}
