@@ -135,6 +135,9 @@ class OrderedMonitors:
         events = await self._events_partitions()
         ends = await self._ends(events)
         for record in records:
+            # Let what became ready meanwhile run first (the scorer's fetch response, its produce request): each
+            # message's merge and detectors hold the loop 2-5 ms, and predictions waited behind them at 1,000/s
+            await asyncio.sleep(0)
             try:
                 feed = decode_feed(record.value)
             except FeedError as exc:
