@@ -5,9 +5,12 @@ model (the bootstrap model), and runs in its own process; the systems take turns
 so a busy machine slows them alike. One run of one system:
 
 1. ``events`` events are published to a fresh ``events`` topic before the system starts;
-2. the system starts and scores them into ``predictions``; ``eps`` is the rate at which their outputs arrive,
+2. the system starts and scores them into ``predictions``; ``eps`` is the rate at which it writes their outputs,
    from the :data:`WARMUP`-th output to the last (start-up and group join excluded), and ``cpu_us_per_event`` the
-   system process's CPU time (user + system, from ``/proc``) over the same stretch, per event;
+   system process's CPU time (user + system, from ``/proc``) over the same stretch, per event. Both come from
+   samples (:class:`Sample`) taken at each read of the bench's consumer: the outputs written so far (the high watermarks
+   the broker's last fetch responses carried) beside the CPU time, so a consumer that falls behind (a busy
+   machine) cannot shift them;
 3. ``latency_events`` more events are published at ``rate`` events/s; ``p50_ms``/``p99_ms`` are event published
    -> output received;
 4. the system is stopped; ``missing`` counts events without an output, ``duplicates`` outputs beyond one per
@@ -111,8 +114,30 @@ class Outputs:
     arrived: dict[bytes, float] = field(default_factory=dict)
     counts: Counter[bytes] = field(default_factory=Counter)
     scores: dict[bytes, float] = field(default_factory=dict)
-    #: (time, distinct keys so far, CPU seconds of the system) when the count first reached each mark.
-    marks: dict[int, tuple[float, int, float | None]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Sample:
+    """At ``time`` (perf_counter seconds), ``written`` outputs were on the broker and the system had used ``cpu``
+    seconds (None without ``/proc``)."""
+
+    time: float
+    written: int
+    cpu: float | None
+
+
+def crossings(samples: Sequence[Sample], first: int, last: int) -> tuple[Sample, Sample] | None:
+    """The first samples with at least ``first`` and at least ``last`` outputs written (None before both).
+
+    >>> s = [Sample(0.0, 0, 1.0), Sample(0.1, 1500, 1.2), Sample(0.2, 4000, 1.5), Sample(0.3, 8000, 1.9)]
+    >>> crossings(s, 1000, 8000)
+    (Sample(time=0.1, written=1500, cpu=1.2), Sample(time=0.3, written=8000, cpu=1.9))
+    >>> crossings(s[:3], 1000, 8000) is None
+    True
+    """
+    start = next((x for x in samples if x.written >= first), None)
+    end = next((x for x in samples if x.written >= last), None)
+    return None if start is None or end is None else (start, end)
 
 
 def summary(systems: Sequence[str], runs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -186,10 +211,10 @@ class Bench:
         log = self.stack.workdir / f"{system}-{round_}.log"
         proc = self.start(system, settings, log)
         try:
-            outputs, sent_at = asyncio.run(self._drive(settings, proc, log))
+            outputs, sent_at, samples = asyncio.run(self._drive(settings, proc, log))
         finally:
             stop_process(proc)
-        return self._figures(system, round_, outputs, sent_at)
+        return self._figures(system, round_, outputs, sent_at, samples)
 
     async def _preload(self, topic: str) -> None:
         producer = AIOKafkaProducer(bootstrap_servers=self.stack.broker_url, linger_ms=5, max_batch_size=256 * 1024)
@@ -200,26 +225,28 @@ class Bench:
         finally:
             await producer.stop()
 
-    async def _drive(self, settings: Settings, proc: subprocess.Popen, log: Path) -> tuple[Outputs, dict[bytes, float]]:
-        """Collect the outputs of the pre-loaded events, then of the paced ones; returns them and when those
-        were sent."""
+    async def _drive(
+        self, settings: Settings, proc: subprocess.Popen, log: Path
+    ) -> tuple[Outputs, dict[bytes, float], list[Sample]]:
+        """Collect the outputs of the pre-loaded events (sampling how fast they are written), then of the paced
+        ones; returns them, when those were sent and the samples."""
         outputs = Outputs()
         topic = settings.topic("predictions")
         consumer = AIOKafkaConsumer(bootstrap_servers=self.stack.broker_url, fetch_max_wait_ms=10)
         producer = AIOKafkaProducer(bootstrap_servers=self.stack.broker_url, linger_ms=0)
-        await consumer.start()
-        await producer.start()
         try:
+            await consumer.start()
+            await producer.start()
             consumer.assign([TopicPartition(topic, p) for p in range(settings.partitions)])
-            marks = (WARMUP, len(self.events))
-            await self._collect(consumer, outputs, proc, log, len(self.events), marks)
+            samples: list[Sample] = []
+            await self._collect(consumer, outputs, proc, log, len(self.events), samples)
             sent_at: dict[bytes, float] = {}
             total = len(self.events) + len(self.paced)
             sender = asyncio.create_task(self._send_paced(producer, settings.topic("events"), sent_at))
-            await self._collect(consumer, outputs, proc, log, total, ())
+            await self._collect(consumer, outputs, proc, log, total)
             await sender
             await self._drain(consumer, outputs)
-            return outputs, sent_at
+            return outputs, sent_at, samples
         finally:
             await producer.stop()
             await consumer.stop()
@@ -244,18 +271,21 @@ class Bench:
         proc: subprocess.Popen,
         log: Path,
         until: int,
-        marks: Sequence[int],
+        samples: list[Sample] | None = None,
     ) -> None:
+        """Read outputs until ``until`` distinct events have one; into ``samples``, after each read, the outputs
+        written so far (the sum of the partitions' high watermarks) and the system's CPU time."""
         deadline = time.perf_counter() + RUN_TIMEOUT
-        pending = sorted(m for m in marks if m not in outputs.marks)
+        partitions = list(consumer.assignment())
         while len(outputs.arrived) < until:
             if proc.poll() is not None:
                 raise RuntimeError(f"{log.stem} exited with {proc.returncode}: {_tail(log)}")
             if time.perf_counter() > deadline:
                 raise TimeoutError(f"{log.stem}: {len(outputs.arrived)}/{until} outputs in {RUN_TIMEOUT:.0f} s")
             self._take(await consumer.getmany(timeout_ms=100, max_records=10_000), outputs)
-            while pending and len(outputs.arrived) >= pending[0]:
-                outputs.marks[pending.pop(0)] = (time.perf_counter(), len(outputs.arrived), cpu_seconds(proc.pid))
+            if samples is not None:
+                written = sum(consumer.highwater(tp) or 0 for tp in partitions)
+                samples.append(Sample(time.perf_counter(), written, cpu_seconds(proc.pid)))
 
     async def _drain(self, consumer: AIOKafkaConsumer, outputs: Outputs) -> None:
         """Read what is still on its way (late duplicates) until a poll comes back empty."""
@@ -275,14 +305,20 @@ class Bench:
                     outputs.arrived[record.key] = now
                     outputs.scores[record.key] = orjson.loads(record.value).get("score")
 
-    def _figures(self, system: str, round_: int, outputs: Outputs, sent_at: dict[bytes, float]) -> dict[str, Any]:
-        (t0, n0, cpu0), (t1, n1, cpu1) = outputs.marks[WARMUP], outputs.marks[len(self.events)]
-        counted = n1 - n0
-        if counted <= 0 or t1 <= t0:  # e.g. a few thousand events, scored in batches of up to 2,000
+    def _figures(
+        self, system: str, round_: int, outputs: Outputs, sent_at: dict[bytes, float], samples: list[Sample]
+    ) -> dict[str, Any]:
+        marks = crossings(samples, WARMUP, len(self.events))
+        if marks is None:  # every output was read, so the last read's high watermarks count them all
+            raise RuntimeError(f"{system}: every output was read but the broker's high watermarks fell short")
+        start, end = marks
+        counted = end.written - start.written
+        if counted <= 0 or end.time <= start.time:  # e.g. a few thousand events, scored in batches of up to 2,000
             raise UntimedRun(
-                f"{system}: every output after the first {WARMUP} came in one read, so no rate can be timed; "
-                f"use more --events than {len(self.events)}"
+                f"{system}: every output after the first {WARMUP} was written between two reads, so no rate "
+                f"can be timed; use more --events than {len(self.events)}"
             )
+        cpu0, cpu1 = start.cpu, end.cpu
         expected = [k for k, _ in self.events] + list(sent_at)
         if system == "driftline":
             self.reference = {k: outputs.scores[k] for k, _ in self.events}
@@ -290,7 +326,7 @@ class Bench:
         return {
             "system": system,
             "round": round_,
-            "eps": round(counted / (t1 - t0), 1),
+            "eps": round(counted / (end.time - start.time), 1),
             "cpu_us_per_event": None if cpu0 is None or cpu1 is None else round((cpu1 - cpu0) / counted * 1e6, 1),
             "p50_ms": percentile_ms([outputs.arrived[k] - t for k, t in sent_at.items()], 50),
             "p99_ms": percentile_ms([outputs.arrived[k] - t for k, t in sent_at.items()], 99),

@@ -13,7 +13,7 @@ pytestmark = pytest.mark.integration
 
 
 def test_bench_peers_measures_each_system_on_the_same_events_and_checks_exactly_once() -> None:
-    result = run(events=8000, rounds=1, latency_events=300, rate=500.0, systems=("raw_confluent", "driftline"))
+    result = run(events=30_000, rounds=1, latency_events=300, rate=500.0, systems=("raw_confluent", "driftline"))
     assert [r["system"] for r in result["runs"]] == ["driftline", "raw_confluent"], "driftline first: the reference"
     for name, figures in result["systems"].items():
         assert figures["eps"] > 0 and figures["p50_ms"] <= figures["p99_ms"], name
