@@ -602,6 +602,18 @@ class Worker:
                 continue
             monitor.use_calibration(calibrator)
 
+    async def reload_check(self) -> None:
+        """What the worker reads again every ``reload_check_seconds`` (a timer): buffered join writes, the served
+        versions, the thresholds set by actions, and the gauges it exports."""
+        await self.joins.flush()  # join writes buffered during a Redis outage, also when no event follows
+        await self.models.refresh()
+        to_act, self._to_act = self._to_act, []
+        await self._act(to_act)  # e.g. a version refused by the refresh: its rollback
+        await self._refresh_thresholds()
+        await self._refresh_calibrators()
+        self.scoring_watch.export()
+        self.learning.watch.export()
+
     def create_app(self) -> faust.App:
         """The Faust app running this worker's services and timers."""
         settings = self.settings
@@ -628,16 +640,8 @@ class Worker:
 
         @app.timer(settings.reload_check_seconds)
         async def _reload() -> None:
-            if not self.started:  # timers start with the app, before WorkerService has started the worker
-                return
-            await self.joins.flush()  # join writes buffered during a Redis outage, also when no event follows
-            await self.models.refresh()
-            to_act, self._to_act = self._to_act, []
-            await self._act(to_act)  # e.g. a version refused by the refresh: its rollback
-            await self._refresh_thresholds()
-            await self._refresh_calibrators()
-            self.scoring_watch.export()
-            self.learning.watch.export()
+            if self.started:  # timers start with the app, before WorkerService has started the worker
+                await self.reload_check()
 
         @app.timer(HEALTH_CHECK_SECONDS)
         async def _health() -> None:
