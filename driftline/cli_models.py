@@ -166,7 +166,13 @@ def show(obj: dict[str, Any], ref: str, as_json: bool) -> None:
     click.echo(f"  reference   {'yes' if details['has_reference'] else 'no'}")
     click.echo(f"  promotions  {' -> '.join(map(str, details['history'])) or '-'}")
     if meta.data_summary:
-        click.echo(f"  data        {json.dumps(meta.data_summary, sort_keys=True)}")
+        from driftline.monitoring.cbpe import SUMMARY_FIELD  # the registry has loaded numpy and scipy
+
+        summary = dict(meta.data_summary)
+        if isinstance(summary.get(SUMMARY_FIELD), str):  # its map is hundreds of numbers: the method and size
+            calibrator = json.loads(summary[SUMMARY_FIELD])
+            summary[SUMMARY_FIELD] = f"{calibrator.get('method')}, {len(calibrator.get('x', ()))} points"
+        click.echo(f"  data        {json.dumps(summary, sort_keys=True)}")
     if meta.note:
         click.echo(f"  note        {meta.note}")
 

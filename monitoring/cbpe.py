@@ -45,12 +45,15 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import optimize, special
 
-__all__ = ["METRICS", "Calibrator", "estimate", "isotonic_fit", "platt_fit", "realised"]
+__all__ = ["METRICS", "SUMMARY_FIELD", "Calibrator", "estimate", "isotonic_fit", "platt_fit", "realised"]
 
 #: The metrics estimated and realised per window.
 METRICS = ("roc_auc", "accuracy", "precision", "recall", "f1")
 #: Standard errors in a band (NannyML's default).
 BAND_WIDTH = 3.0
+#: The field of a model version's data summary holding the calibrator (:meth:`Calibrator.to_json`) its learner had
+#: fitted when it registered the version: the scoring side estimates with it from the version's first event on.
+SUMMARY_FIELD = "cbpe_calibrator"
 
 
 @dataclass(frozen=True)
@@ -90,7 +93,7 @@ class Calibrator:
         return cls(tuple(x.tolist()), tuple(p.tolist()), threshold, int(keep.sum()), method)
 
     def to_json(self) -> str:
-        """The calibrator as JSON (what the learner shares with the scorers through Redis)."""
+        """The calibrator as JSON (what the learner registers with a version for the scoring monitor)."""
         return json.dumps(
             {"x": self.x, "y": self.y, "threshold": self.threshold, "fitted_on": self.fitted_on, "method": self.method}
         )

@@ -454,7 +454,10 @@ class Performance:
     once per ``calibration_every`` labelled outcomes. On the
     scoring side the alert tests the estimated accuracy per window of predictions
     (:class:`driftline.monitoring.performance_estimate.ConfidenceEstimate`) on calibrated expected correctness once
-    a calibrator is given (:meth:`use_calibration`), on the top-class probability before.
+    a calibrator is given (:meth:`use_calibration`), on the top-class probability before. The learner registers
+    its calibrator with each version it snapshots, and the scoring monitor takes a version's calibrator at the first
+    event that version served in its event-time ordered stream (``Monitor.calibration_due``), so the estimate
+    depends on the events and the versions that served them, not on when the calibrator reached a worker.
     """
 
     name: ClassVar[str] = "performance"
@@ -486,9 +489,10 @@ class Performance:
         """The estimate's reference is the first full window of confidences."""
 
     def use_calibration(self, calibrator: Calibrator) -> None:
-        """Estimate with ``calibrator`` from now on (the scoring side). The first calibrator changes the scale of
-        what is estimated (top-class probability to calibrated correctness): the reference window is learnt again;
-        later refits move it little and keep the reference."""
+        """Estimate with ``calibrator`` from the next event on (the scoring side: at the first event of the version
+        it was registered with). The first calibrator changes the scale of what is estimated (top-class probability
+        to calibrated correctness): the reference window is learnt again from that event; later refits move it
+        little and keep the reference."""
         if self.calibrator is None and self.estimate is not None:
             self.estimate.reset_reference()
         self.calibrator = calibrator

@@ -21,7 +21,8 @@ one fleet-wide false-alarm budget (:mod:`driftline.monitoring.budget`); alerts a
   (:mod:`driftline.monitoring.cbpe`): per window of labels the estimated metrics beside the realised ones
   (:meth:`Monitor.performance_windows`), and the label-free accuracy estimate that alerts
   (:mod:`driftline.monitoring.performance_estimate`), calibrated once a calibrator is given
-  (:meth:`Monitor.use_calibration`);
+  (:meth:`Monitor.use_calibration`: the scoring monitor takes the one registered with each served version, from
+  that version's first event on, :meth:`Monitor.calibration_due`);
 * data quality (:mod:`driftline.monitoring.quality`): missing, out-of-range, unseen categories, schema violations.
 
 Without a reference profile the monitor learns one from the first ``reference_events`` events, then tests.
@@ -131,6 +132,10 @@ class Monitor:
     deduplicator
         Alert dedup across workers (default: in-memory). Not checkpointed; pass it again to :meth:`restore`.
     """
+
+    #: The served version whose calibrator the scoring side looked up last (:meth:`calibration_due`; a class
+    #: default: monitors checkpointed before it look it up again at their next event).
+    calibration_version: int | None = None
 
     def __init__(
         self,
@@ -461,10 +466,25 @@ class Monitor:
         family = self.families.get("performance")
         return getattr(family, "calibrator", None)
 
-    def use_calibration(self, calibrator: Calibrator) -> None:
-        """Estimate performance with ``calibrator`` (the scoring monitor, given the learning monitor's)."""
+    def calibration_due(self, version: int) -> bool:
+        """The events about to be watched were served by ``version`` and the calibrator of another version is in
+        use (or none was looked for yet): the caller looks up ``version``'s and gives it to :meth:`use_calibration`
+        before them. Only binary classifiers estimate with a calibrator.
+
+        >>> from driftline.models.features import FeatureSchema
+        >>> monitor = Monitor("m", FeatureSchema({"x": "numeric"}), "binary", None)
+        >>> monitor.calibration_due(3), monitor.use_calibration(None, 3), monitor.calibration_due(3)
+        (True, None, False)
+        """
+        return self.task == "binary" and "performance" in self.families and version != self.calibration_version
+
+    def use_calibration(self, calibrator: Calibrator | None, version: int | None = None) -> None:
+        """Estimate performance with ``calibrator`` from the next event watched on (the scoring monitor: the one
+        registered with ``version``, the version that served the events that follow); None keeps the one in use."""
+        if version is not None:
+            self.calibration_version = version
         family = self.families.get("performance")
-        if family is not None:
+        if family is not None and calibrator is not None:
             family.use_calibration(calibrator)  # type: ignore[attr-defined]
 
     def performance_windows(self) -> list[dict[str, Any]]:

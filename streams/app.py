@@ -35,7 +35,6 @@ from driftline.models.bootstrap import bootstrap_model
 from driftline.models.registry import ModelRegistry
 from driftline.models.version import UnknownModelError
 from driftline.monitoring.actions import choose_action
-from driftline.monitoring.cbpe import Calibrator
 from driftline.streams.alerts_io import WebhookSender, decode_alert
 from driftline.streams.batch_source import BatchSource
 from driftline.streams.connections import (
@@ -80,7 +79,6 @@ from driftline.streams.topics import ensure_topics, topic_names
 from driftline.streams.watch import Watch
 
 if TYPE_CHECKING:
-    from driftline.monitoring.monitor import Monitor
     from driftline.streams.confluent_producer import ConfluentProducer
 
 log = logging.getLogger(__name__)
@@ -155,9 +153,6 @@ class Worker:
         #: Alerts whose action is still to be taken (see _act).
         self._to_act: list[Alert] = []
         self.thresholds: dict[str, float] = {}
-        #: The CBPE calibrator each scoring monitor uses, as read from Redis (the learner's, any worker's), with the
-        #: monitor it was given to (a monitor dropped by a rebalance and restored later is given it again).
-        self.calibrators: dict[str, tuple[Monitor, bytes]] = {}
         #: The V2 inference API's listening socket (bound before start, so a taken port fails the command).
         self.http_socket: socket.socket | None = None
         self.http: InferenceApi | None = None
@@ -576,32 +571,6 @@ class Worker:
             return
         self.thresholds = {n: float(v) for n, v in zip(names, values, strict=True) if v is not None}
 
-    async def _refresh_calibrators(self) -> None:
-        """CBPE calibrators fitted by the models' learners (whichever worker learns them) for the scoring monitors."""
-        names = list(self.scoring_watch.monitors)
-        if not names:
-            return
-        try:
-            values = await asyncio.to_thread(
-                get_many, self.registry.client, [keys.calibrator(self.settings.redis_prefix, n) for n in names]
-            )
-        except redis.RedisError:
-            REDIS_ERRORS.labels("calibrator_refresh").inc()
-            return
-        for name, raw in zip(names, values, strict=True):
-            # the feed's rebalance hook may have dropped the monitor while Redis was read (a KeyError here crashed
-            # the worker after a broker restart): it gets the calibrator once it is back
-            monitor, (given_to, given) = self.scoring_watch.monitors.get(name), self.calibrators.get(name, (None, None))
-            if raw is None or monitor is None or (given_to is monitor and given == raw):
-                continue
-            self.calibrators[name] = (monitor, raw)
-            try:
-                calibrator = Calibrator.from_json(raw)
-            except (ValueError, KeyError, TypeError) as exc:
-                log.error("CBPE calibrator of %s refused: %r", name, exc)
-                continue
-            monitor.use_calibration(calibrator)
-
     async def reload_check(self) -> None:
         """What the worker reads again every ``reload_check_seconds`` (a timer): buffered join writes, the served
         versions, the thresholds set by actions, and the gauges it exports."""
@@ -610,7 +579,6 @@ class Worker:
         to_act, self._to_act = self._to_act, []
         await self._act(to_act)  # e.g. a version refused by the refresh: its rollback
         await self._refresh_thresholds()
-        await self._refresh_calibrators()
         self.scoring_watch.export()
         self.learning.watch.export()
 

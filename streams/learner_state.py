@@ -41,6 +41,7 @@ from driftline.models.champion import PairedComparison
 from driftline.models.learner import OnlineLearner
 from driftline.models.registry import ModelRegistry
 from driftline.models.version import ModelVersion, UnknownModelError
+from driftline.monitoring.cbpe import SUMMARY_FIELD
 from driftline.monitoring.monitor import Monitor
 from driftline.streams.learning_stage import snapshot_due
 from driftline.streams.metrics import LEARNER_METRIC, MODEL_VERSION, REDIS_ERRORS
@@ -110,6 +111,8 @@ class Snapshot:
     since: int
     parent: int
     in_use: set[int]
+    #: The learning monitor's CBPE calibrator then (JSON), registered with the version (None: none fitted yet).
+    calibrator: str | None = None
 
 
 class LearnerStore:
@@ -268,7 +271,8 @@ class LearnerStore:
     def take_snapshot(self, state: ModelLearner) -> Snapshot:
         """What :meth:`publish` registers, taken from ``state`` now (a copy of the model: the learning path may go
         on meanwhile); the labels counted toward the next snapshot start again from 0."""
-        learner = state.learner
+        learner, monitor = state.learner, self.watch.monitors.get(state.name)
+        calibrator = monitor.calibrator if monitor is not None else None
         taken = Snapshot(
             state.name,
             copy.deepcopy(learner.model),
@@ -277,6 +281,7 @@ class LearnerStore:
             state.since_snapshot,
             state.base_version,
             versions_in_use(state),
+            calibrator.to_json() if calibrator is not None else None,
         )
         state.since_snapshot, state.last_snapshot = 0, time.monotonic()
         return taken
@@ -285,8 +290,18 @@ class LearnerStore:
         """Register a :meth:`take_snapshot` as the next current version and prune the registry (best effort); the
         new version."""
         name, stored_base = snapshot.name, snapshot.parent
+        # the calibrator goes with the version (else the parent's is inherited): the scoring monitor applies it
+        # from the version's first event in its ordered stream, whenever the learner fitted it
+        calibration = {SUMMARY_FIELD: snapshot.calibrator} if snapshot.calibrator is not None else {}
         version = await self._register(
-            name, snapshot.model, snapshot.metrics, snapshot.learned, stored_base, "online learner snapshot", True
+            name,
+            snapshot.model,
+            snapshot.metrics,
+            snapshot.learned,
+            stored_base,
+            "online learner snapshot",
+            True,
+            **calibration,
         )
         keep, in_use = self.settings.keep_versions, snapshot.in_use | {stored_base}
         try:  # retention is best effort: the next snapshot prunes what this one could not

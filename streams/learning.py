@@ -33,13 +33,11 @@ import redis.asyncio as aioredis
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.errors import KafkaError
 
-from driftline.contract import keys
 from driftline.contract.records import Alert, Label, now_ms, parse_labels
 from driftline.contract.settings import Settings
 from driftline.contract.signing import IntegrityError, alert_keyring
 from driftline.models.learner import OnlineLearner
 from driftline.models.registry import ModelRegistry
-from driftline.monitoring.cbpe import Calibrator
 from driftline.streams.challenger_track import ChallengerTrack
 from driftline.streams.connections import log_end_offsets
 from driftline.streams.deadletter import DeadLetter
@@ -115,8 +113,6 @@ class LabelLearner:
         #: Per model, the frozen copy whose errors concept drift watches (:mod:`driftline.streams.staged_learning`);
         #: dropped with the learners, taken again from the checkpointed model.
         self.frozen: dict[str, FrozenModel] = {}
-        #: Per model, the CBPE calibrator last written to Redis for every worker's scorer.
-        self.shared: dict[str, Calibrator] = {}
         #: The checkpoint being written while learning goes on (at most one), and the model it snapshots, if any.
         self.writing: asyncio.Task[None] | None = None
         self.snapshotting: str | None = None
@@ -391,10 +387,6 @@ class LabelLearner:
         if any(alert.action == "rollback" for alert in alerts):
             await self._written()  # rolled back from the current version: the snapshot in flight is registered
         self.alerts += [await asyncio.to_thread(self.watch.act, alert) for alert in alerts]
-        calibrator = monitor.calibrator
-        if calibrator is not None and calibrator is not self.shared.get(state.name):  # refitted: share it
-            await self.store.client.set(keys.calibrator(self.settings.redis_prefix, state.name), calibrator.to_json())
-            self.shared[state.name] = calibrator
 
     async def _join(
         self, name: str, items: list[tuple[ConsumerRecord, Label]], learner: OnlineLearner

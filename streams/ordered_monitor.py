@@ -4,7 +4,8 @@ Every worker's scorer hands what it scored of a model to the ``monitor`` topic, 
 (:mod:`driftline.streams.monitor_feed`). The worker that owns a model's partition of that topic runs the model's
 one scoring monitor: it merges the scorers' feeds in event-time order (:class:`driftline.streams.feed_merge.
 FeedMerger`), watches the released events (drift, prediction drift against the served version's outputs on the
-reference inputs, data quality, the CBPE estimate), takes the alerts' actions and publishes them. The monitor
+reference inputs, data quality, the CBPE estimate with the calibrator registered with the served version, from
+its first event on), takes the alerts' actions and publishes them. The monitor
 (with the merger's state: what was monitored per source partition, and the feed offset to read again from) is
 checkpointed to Redis every few seconds, before its partition is revoked and at stop; the next owner restores
 it and seeks the feed back to that offset, and events already monitored are dropped by source offset. A message
@@ -27,6 +28,7 @@ from driftline.contract.records import Alert
 from driftline.contract.settings import Settings
 from driftline.contract.signing import Keyring
 from driftline.models.registry import ModelRegistry
+from driftline.monitoring.cbpe import SUMMARY_FIELD, Calibrator
 from driftline.monitoring.monitor import Monitor
 from driftline.streams.deadletter import DeadLetter
 from driftline.streams.feed_merge import FeedMerger, Released
@@ -39,6 +41,8 @@ from driftline.streams.watch import Watch
 
 log = logging.getLogger(__name__)
 
+#: Versions whose CBPE calibrators are kept at once (two scorers on two versions switch back and forth).
+MAX_CALIBRATORS = 16
 #: Carries out the alerts' actions (off the event loop) and queues them for the next publish.
 ActHook = Callable[[list[Alert]], Any]
 
@@ -74,6 +78,8 @@ class OrderedMonitors:
         self.consumer: AIOKafkaConsumer | None = None
         #: The version that scored the prediction reference last, per model (another is loaded when asked).
         self._scorers: dict[str, LoadedModel] = {}
+        #: The CBPE calibrator registered with each version looked up lately (None: none), oldest first.
+        self._calibrators: dict[tuple[str, int], Calibrator | None] = {}
         #: Whether a batch was handled (or a checkpoint failed) since the monitors were last checkpointed.
         self.unsaved = False
 
@@ -184,6 +190,10 @@ class OrderedMonitors:
                         monitor.set_prediction_reference(
                             run.version, [s.prediction for s in reference], [s.probabilities for s in reference]
                         )
+                if monitor.calibration_due(run.version):  # from the version's first event on, once per switch
+                    found, calibrator = await self._calibrator(monitor.model, run.version)
+                    if found:
+                        monitor.use_calibration(calibrator, run.version)
                 fired += monitor.observe_events(
                     run.event_ids, None, run.predictions, run.probabilities, run.version, run.ts, columns=run.columns
                 )
@@ -193,6 +203,35 @@ class OrderedMonitors:
             STEP_FAILURES.labels(monitor.model, "scoring monitors").inc()
             log.error("monitor of %s failed on %d events: %r", monitor.model, len(released.event_ids), exc)
         return fired
+
+    async def _calibrator(self, name: str, version: int) -> tuple[bool, Calibrator | None]:
+        """Whether the calibrator registered with ``version`` of ``name`` was read, and it (None: the version has
+        none, is gone, or its calibrator is refused: the one in use is kept). A Redis error reads nothing: the
+        monitor looks again at the version's next events."""
+        if (name, version) in self._calibrators:
+            return True, self._calibrators[name, version]
+        held = (self.models.get(name), self._scorers.get(name))
+        meta = next((m.meta for m in held if m is not None and m.version == version), None)
+        if meta is None:
+            try:
+                meta = await asyncio.to_thread(self.registry.get, name, version)
+            except redis.RedisError as exc:
+                log.warning("CBPE calibrator of %s v%d not read: %r", name, version, exc)
+                return False, None
+            except Exception as exc:  # noqa: BLE001 - pruned or refused: the calibrator in use is kept
+                log.warning("CBPE calibrator of %s v%d unknown: %r", name, version, exc)
+                meta = None
+        raw = meta.data_summary.get(SUMMARY_FIELD) if meta is not None else None
+        calibrator = None
+        if raw is not None:
+            try:
+                calibrator = Calibrator.from_json(raw)
+            except (ValueError, KeyError, TypeError) as exc:
+                log.error("CBPE calibrator of %s v%d refused: %r", name, version, exc)
+        while len(self._calibrators) >= MAX_CALIBRATORS:
+            self._calibrators.pop(next(iter(self._calibrators)))
+        self._calibrators[name, version] = calibrator
+        return True, calibrator
 
     async def _scorer(self, name: str, version: int) -> LoadedModel | None:
         """The served ``version`` of ``name`` (the cache's, else loaded from the registry once)."""

@@ -22,7 +22,6 @@ default), ``N`` a model name (:data:`driftline.contract.records.MODEL_NAME_PATTE
     P join-layout:{N}:DIGEST   string   feature names of join records' values (JSON list)   (scorer)
     P monitor:{N}:ROLE         string   signed detector checkpoint of the scorer or learner (both)
     P threshold:{N}            string   decision threshold set by an alert action           (scorer)
-    P calibrator:{N}           string   CBPE calibrator JSON fitted on the learned labels    (learner, scorer)
     P retrain:{N}              list     retrain requests for `offline retrain`              (scorer)
     P alert-dedup:KEY          string   event time of the first claim of an alert key       (scorer, learner)
 
@@ -136,11 +135,6 @@ def monitor(prefix: str, name: str, role: str) -> str:
 def threshold(prefix: str, name: str) -> str:
     """The decision threshold of model ``name`` set by an alert action."""
     return f"{prefix}threshold:{tag(name)}"
-
-
-def calibrator(prefix: str, name: str) -> str:
-    """The CBPE calibrator of model ``name``, fitted by its learner, read by every scorer."""
-    return f"{prefix}calibrator:{tag(name)}"
 
 
 def retrain(prefix: str, name: str) -> str:

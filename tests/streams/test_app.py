@@ -12,20 +12,13 @@ import time
 import urllib.request
 from pathlib import Path
 
-import numpy as np
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from driftline.contract import keys
 from driftline.contract.settings import Settings
 from driftline.embedded.stack import free_port, stop_process
-from driftline.models.features import FeatureSchema
-from driftline.monitoring.cbpe import Calibrator
-from driftline.monitoring.dedup import InMemoryDeduplicator
-from driftline.monitoring.monitor import Monitor
-from driftline.streams import app as app_module
 from driftline.streams.app import Worker
-from driftline.streams.watch import Watch
 from tests.harness import event, prediction_ids, probe, publish, read_until, settings_env
 from tests.streams.test_poison_defects import label
 
@@ -185,59 +178,6 @@ def test_a_monitor_raising_on_a_batch_stops_neither_scoring_nor_learning_and_is_
     assert health is not None and health[0] == 200, health
     assert "injected scoring monitor fault" in output and "injected learning monitor fault" in output
     assert "Traceback" not in output
-
-
-def test_the_scoring_monitors_take_the_cbpe_calibrator_the_learner_shared_whichever_worker_learns(
-    settings, redis_client
-):
-    """The learner writes its calibrator to Redis; every worker's scorer reads it on its reload check (before,
-    only a scorer in the learner's own process was calibrated). A calibrator that is no increasing map into [0, 1]
-    is refused and the one in use kept."""
-    worker = Worker(settings, settings.broker_url, settings.redis_url)
-    worker.scoring_watch = Watch("scoring", settings, worker.registry, worker.registry.client, InMemoryDeduplicator())
-    monitor = Monitor("m", FeatureSchema({"x": "numeric"}), "binary", None)
-    worker.scoring_watch.monitors["m"] = monitor
-    rng = np.random.default_rng(1)
-    scores = rng.random(2000)
-    fitted = Calibrator.fit(scores, rng.random(2000) < scores**2)
-    key = keys.calibrator(settings.redis_prefix, "m")
-    asyncio.run(worker._refresh_calibrators())
-    assert monitor.calibrator is None  # nothing shared yet
-    redis_client.set(key, fitted.to_json())
-    asyncio.run(worker._refresh_calibrators())
-    assert monitor.calibrator == fitted
-    redis_client.set(key, fitted.to_json().replace('"y": [', '"y": [2.0, '))
-    asyncio.run(worker._refresh_calibrators())
-    assert monitor.calibrator == fitted
-
-
-def test_a_monitor_dropped_by_a_rebalance_while_the_calibrator_is_read_is_calibrated_once_it_is_back(
-    settings, redis_client, monkeypatch: pytest.MonkeyPatch
-):
-    """The feed's rebalance hook drops a monitor (another worker may own it now) while the reload check reads the
-    calibrators from Redis: the check skips it (a KeyError there crashed the worker after a broker restart), and
-    the monitor restored later gets the calibrator on the next check."""
-    worker = Worker(settings, settings.broker_url, settings.redis_url)
-    worker.scoring_watch = Watch("scoring", settings, worker.registry, worker.registry.client, InMemoryDeduplicator())
-    monitors = worker.scoring_watch.monitors
-    monitors["m"] = Monitor("m", FeatureSchema({"x": "numeric"}), "binary", None)
-    rng = np.random.default_rng(2)
-    scores = rng.random(2000)
-    fitted = Calibrator.fit(scores, rng.random(2000) < scores**2)
-    redis_client.set(keys.calibrator(settings.redis_prefix, "m"), fitted.to_json())
-    read = app_module.get_many
-
-    def read_while_rebalanced(*args: object) -> list:
-        monitors.pop("m", None)  # what OrderedMonitors.on_assigned does meanwhile
-        return read(*args)
-
-    monkeypatch.setattr(app_module, "get_many", read_while_rebalanced)
-    asyncio.run(worker._refresh_calibrators())
-    assert "m" not in monitors
-    monkeypatch.setattr(app_module, "get_many", read)
-    monitors["m"] = restored = Monitor("m", FeatureSchema({"x": "numeric"}), "binary", None)
-    asyncio.run(worker._refresh_calibrators())
-    assert restored.calibrator == fitted
 
 
 @pytest.mark.parametrize("webhook_url", [None, "http://127.0.0.1:1/alerts"])

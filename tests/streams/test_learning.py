@@ -23,7 +23,7 @@ def test_a_batch_feeds_the_held_monitor_without_reading_the_registry(settings, r
     register_three(registry, settings.model_name)
     learning = LabelLearner.__new__(LabelLearner)
     learning.settings, learning.registry, learning.watch, learning.store = settings, registry, store.watch, store
-    learning.alerts, learning.shared = [], {}
+    learning.alerts = []
     reads: list[Any] = []
     get = ModelRegistry.get
     monkeypatch.setattr(ModelRegistry, "get", lambda self, *args: reads.append(args) or get(self, *args))
