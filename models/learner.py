@@ -173,11 +173,18 @@ def _metric_set(task: str, window: int) -> tuple[dict[str, Any], list[tuple[str,
     return metrics, feeds + [("proba", metrics["logloss"]), ("proba", metrics["logloss_rolling"])]
 
 
-def feed_many(metric: Any, pairs: list[tuple[Any, Any]], values: list[float] | None = None) -> None:
+def feed_many(
+    metric: Any,
+    pairs: list[tuple[Any, Any]],
+    values: list[float] | None = None,
+    held: collections.deque[float] | None = None,
+) -> None:
     """``metric.update(y, prediction)`` of each pair in order. A confusion matrix (or a rolling one) adds the
     count of each pair at once: its cells are sums of 1.0, the same numbers in any order. A mean (log loss, MAE,
     ...) takes ``values``, the pairs' own values when given (computed once for a metric and its rolling twin), in
-    the order ``update`` and the rolling window's ``revert`` would take them.
+    the order ``update`` and the rolling window's ``revert`` would take them. ``held``, for a rolling mean: the
+    values of the pairs in its window, oldest first, kept beside it from one call to the next (a pair's value is
+    computed once, when it enters; out of step with the window, e.g. after a restore, it is computed again from it).
 
     >>> one, many = (utils.Rolling(river_metrics.ConfusionMatrix, window_size=3) for _ in range(2))
     >>> pairs = [(True, True), (True, False), (False, False), (True, True), (False, True)]
@@ -190,7 +197,7 @@ def feed_many(metric: Any, pairs: list[tuple[Any, Any]], values: list[float] | N
     rolling = type(metric) is utils.Rolling
     matrix = metric.obj if rolling else metric
     if _plain_mean(matrix):
-        _feed_mean(metric, matrix, pairs, values)
+        _feed_mean(metric, matrix, pairs, values, held)
         return
     if type(matrix) is not river_metrics.ConfusionMatrix:
         for y, y_pred in pairs:
@@ -244,12 +251,18 @@ def _log_losses(pairs: list[tuple[Any, Any]]) -> list[float]:
     return out
 
 
-def _feed_mean(metric: Any, mean_metric: Any, pairs: list[tuple[Any, Any]], values: list[float] | None) -> None:
+def _feed_mean(
+    metric: Any,
+    mean_metric: Any,
+    pairs: list[tuple[Any, Any]],
+    values: list[float] | None,
+    held: collections.deque[float] | None = None,
+) -> None:
     values = mean_values(metric, pairs) if values is None else values
     stat = mean_metric._mean
     rolling = type(metric) is utils.Rolling
     if type(stat) is river_stats.Mean:
-        _feed_stat(stat, metric, pairs, values) if rolling else _add_all(stat, values)
+        _feed_stat(stat, metric, pairs, values, held) if rolling else _add_all(stat, values)
         return
     update, revert = stat.update, stat.revert
     if not rolling:
@@ -273,15 +286,23 @@ def _add_all(stat: Any, values: list[float]) -> None:
     stat.n, stat._mean = n, mean
 
 
-def _feed_stat(stat: Any, metric: Any, pairs: list[tuple[Any, Any]], values: list[float]) -> None:
+def _feed_stat(
+    stat: Any, metric: Any, pairs: list[tuple[Any, Any]], values: list[float], kept: collections.deque[float] | None
+) -> None:
     """A rolling mean fed ``pairs`` as River's ``Rolling.update`` feeds it: before each pair once the window is
     full, ``revert`` of the value of the pair leaving it, then ``update``; ``stats.Mean``'s two steps inlined and
-    the leaving pairs' values computed in one call."""
+    the leaving pairs' values read from ``kept`` (see :func:`feed_many`) or computed in one call."""
     window, size = metric.window, metric.window_size
     held = len(window)
     dropped = max(0, held + len(pairs) - size)  # the first ``dropped`` of the window's pairs, then of ``pairs``
-    leaving = [args for args, _ in itertools.islice(window, min(dropped, held))]
-    old = mean_values(metric, leaving) + values[: max(0, dropped - held)]
+    if kept is not None and len(kept) != held:  # out of step with the window (a restore): from the window
+        kept.clear()
+        kept.extend(mean_values(metric, [args for args, _ in window]))
+    if kept is not None:
+        leaving = list(itertools.islice(kept, min(dropped, held)))
+    else:
+        leaving = mean_values(metric, [args for args, _ in itertools.islice(window, min(dropped, held))])
+    old = leaving + values[: max(0, dropped - held)]
     n, mean = stat.n, stat._mean
     for i, value in enumerate(values):
         if held + i >= size:
@@ -293,6 +314,10 @@ def _feed_stat(stat: Any, metric: Any, pairs: list[tuple[Any, Any]], values: lis
         mean += (1.0 / n) * (value - mean)
     stat.n, stat._mean = n, mean
     window.extend((pair, {}) for pair in pairs)
+    if kept is not None:
+        kept.extend(values)
+        for _ in range(len(kept) - len(window)):
+            kept.popleft()
 
 
 def _count(matrix: Any, pairs: list[tuple[Any, Any]], sign: float) -> None:
@@ -578,13 +603,15 @@ class OnlineLearner:
         labelled = [(y, y_pred) for y, y_pred, _ in served if y_pred is not None]
         scored = [(y, proba) for y, _, proba in served if proba is not None]
         values: dict[tuple[str, type], list[float]] = {}  # a mean and its rolling twin average the same values
-        for kind, feed in self._feeds:
+        held = self.__dict__.setdefault("_held", {})  # per rolling mean, its window's values (not checkpointed)
+        for position, (kind, feed) in enumerate(self._feeds):
             pairs = scored if kind == "proba" else labelled
             metric = feed.obj if type(feed) is utils.Rolling else feed
             if _plain_mean(metric) and pairs:
                 if (kind, type(metric)) not in values:
                     values[kind, type(metric)] = mean_values(feed, pairs)
-                feed_many(feed, pairs, values[kind, type(metric)])
+                kept = held.setdefault(position, collections.deque()) if type(feed) is utils.Rolling else None
+                feed_many(feed, pairs, values[kind, type(metric)], kept)
             else:
                 feed_many(feed, pairs)
         self._counts["label"] += len(labelled)
@@ -643,11 +670,10 @@ class OnlineLearner:
         A model that does not learn online is left out (``model`` is None once restored): it never changes, so
         it is the registry version the learner started from, and it can be large (a scikit-learn ensemble).
         """
-        state = (
-            {**self.__dict__, "_coerced": {}}
-            if self.updates_model
-            else {**self.__dict__, "model": None, "_coerced": {}}
-        )
+        state = {name: value for name, value in self.__dict__.items() if name != "_held"}  # computed again
+        state["_coerced"] = {}
+        if not self.updates_model:
+            state["model"] = None
         payload = pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL)
         return seal(as_keyring(hmac_key), payload, purpose)
 

@@ -422,10 +422,13 @@ class Monitor:
         errors = self._error_values(y_true, y_pred)
         concept = None if concept_predictions is None else self._error_values(y_true, concept_predictions)
         labelled = np.full(n, ts_ms, dtype=np.int64) if isinstance(ts_ms, int | np.integer) else np.asarray(ts_ms)
-        times = list(event_ts) if event_ts is not None else [self._event_ts.get(e) for e in event_ids]
-        lags = [int(at) - t for at, t in zip(labelled.tolist(), times, strict=True) if t is not None]
-        if lags:
-            self._label_lag_ms = float(np.median(lags))
+        lag = _label_lag(labelled, event_ts) if event_ts is not None else None
+        if lag is None:
+            times = list(event_ts) if event_ts is not None else [self._event_ts.get(e) for e in event_ids]
+            lags = [int(at) - t for at, t in zip(labelled.tolist(), times, strict=True) if t is not None]
+            lag = float(np.median(lags)) if lags else None
+        if lag is not None:
+            self._label_lag_ms = lag
         clock = self._clock(labelled, n)
         batch = self._outcome_batch(event_ids, y_true, y_pred, probabilities, errors, model_version)
         found = self._observe(replace(batch, concept_errors=concept))
@@ -567,6 +570,20 @@ def _at(clock: np.ndarray, offset: int) -> Callable[[int], int]:
     """The event time at a finding's position (positions index the chunk starting at ``offset``)."""
     last = len(clock) - 1
     return lambda position: int(clock[min(last, offset + position)] if position >= 0 else clock[last])
+
+
+def _label_lag(labelled: np.ndarray, event_ts: Sequence[int] | np.ndarray) -> float | None:
+    """The median of ``labelled - event_ts`` (label event time less the event's) computed on int64 arrays: the
+    median of the per-outcome differences as Python ints, when both are arrays of integers (else None: the caller
+    goes outcome by outcome).
+
+    >>> _label_lag(np.array([10, 20, 40]), [5, 5, 5]), _label_lag(np.array([10, 20]), [5, None])
+    (15.0, None)
+    """
+    times = np.asarray(event_ts)
+    if times.dtype.kind != "i" or labelled.dtype.kind != "i" or times.shape != labelled.shape:
+        return None
+    return float(np.median(labelled.astype(np.int64) - times.astype(np.int64)))
 
 
 def _errors(y_true: Sequence[Any], y_pred: Sequence[Any]) -> np.ndarray:

@@ -535,3 +535,40 @@ def test_the_served_values_coerced_once_per_batch_are_what_row_by_row_coercion_g
     assert repr(fast.metrics()) == repr(slow.metrics()) and fast.classes == slow.classes
     assert [a.tolist() for a in fast._ids._ordered()] == [a.tolist() for a in slow._ids._ordered()]
     assert fast.learned == slow.learned and fast._ids.forgotten_early == slow._ids.forgotten_early
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    task=st.sampled_from(["binary", "regression"]),
+    window=st.integers(1, 30),
+    sizes=st.lists(st.integers(1, 45), min_size=1, max_size=8),
+    restore_after=st.integers(0, 8),
+    seed=st.integers(0, 2**16),
+)
+def test_rolling_means_read_their_leaving_values_kept_beside_the_window_the_same_state(
+    task, window, sizes, restore_after, seed
+) -> None:
+    """The values of the pairs in a rolling mean's window are kept from batch to batch (not computed again when
+    they leave it): the checkpoint, byte for byte, and every metric equal a learner whose kept values are dropped
+    before every batch (each leaving value computed again from the window, the path before), across a restore;
+    the kept values are not checkpointed."""
+    rng = random.Random(seed)
+    kept, fresh = learner(task, metric_window=window), learner(task, metric_window=window)
+    for batch, size in enumerate(sizes):
+        rows = []
+        for _ in range(size):
+            i = len(rows) + 1000 * batch
+            if task == "binary":
+                y, p = rng.random() < 0.5, rng.choice([0.0, 1.0, 1e-17, rng.random()])
+                rows.append((f"e{i}", {"x": 1.0, "c": "a"}, y, p >= 0.5, {"True": p, "False": 1 - p}, i))
+            else:
+                rows.append((f"e{i}", {"x": 1.0, "c": "a"}, rng.uniform(-5, 5), rng.uniform(-5, 5), None, i))
+        fresh.__dict__.pop("_held", None)
+        kept.learn_many(rows)
+        fresh.learn_many(rows)
+        assert kept.metrics() == fresh.metrics()
+        assert kept.checkpoint(hmac_key=KEY) == fresh.checkpoint(hmac_key=KEY)
+        assert all(len(values) == len(kept._feeds[p][1].window) for p, values in kept._held.items())
+        if batch == restore_after:
+            kept, fresh = (OnlineLearner.restore(lr.checkpoint(hmac_key=KEY), hmac_key=KEY) for lr in (kept, fresh))
+            assert "_held" not in kept.__dict__

@@ -1,4 +1,4 @@
-"""DDM and EDDM updated inlined (monitoring/concept.py) equal River's own updates one error at a time: the same
+"""DDM, EDDM and ADWIN updated inlined (monitoring/concept.py) equal River's own updates one error at a time: the same
 detections at the same positions, warnings, resets and every float of their state."""
 
 from __future__ import annotations
@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from river.drift import binary
 
 from driftline.monitoring import concept
 from driftline.monitoring.concept import ERROR_STREAM_FACTORIES
@@ -31,14 +30,21 @@ def _run(name: str, errors: np.ndarray, cuts: list[int], grace: int, inlined: bo
         for start, end in zip([0, *cuts], [*cuts, errors.size], strict=True):
             detector.update_many(errors[start:end])
             river = detector.detector
-            seen.append((detector.detections, detector._since_reset, river.drift_detected, river.warning_detected))
+            seen.append(
+                (
+                    detector.detections,
+                    detector._since_reset,
+                    river.drift_detected,
+                    getattr(river, "warning_detected", None),
+                )
+            )
             seen.append(pickle.dumps(vars(river)))  # every float of the state, bit for bit
     finally:
         concept._INLINED.update(saved)
     return seen
 
 
-@pytest.mark.parametrize("name", ["ddm", "eddm"])
+@pytest.mark.parametrize("name", ["ddm", "eddm", "adwin"])
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     rates=st.lists(st.sampled_from([0.02, 0.1, 0.3, 0.5, 0.8, 0.95]), min_size=1, max_size=6),
@@ -53,10 +59,22 @@ def test_inlined_updates_equal_rivers_one_by_one(name, rates, lengths, cuts, gra
     assert _run(name, errors, cuts, grace, inlined=True) == _run(name, errors, cuts, grace, inlined=False)
 
 
-@pytest.mark.parametrize("name", ["ddm", "eddm"])
+@pytest.mark.parametrize("name", ["ddm", "eddm", "adwin"])
 def test_a_rising_error_rate_is_detected_and_reset_the_same_way_inlined(name) -> None:
     errors = _stream([0.05, 0.9, 0.05, 0.9], [3000, 3000, 3000, 3000], 3)
     inlined = _run(name, errors, [500, 4000, 7777], 0, inlined=True)
     assert inlined == _run(name, errors, [500, 4000, 7777], 0, inlined=False)
     assert sum(len(batch[0]) for batch in inlined[::2]) >= 1  # a detection, and the reset after it, were compared
-    assert type(ERROR_STREAM_FACTORIES[name](1e-3, 1e4, 0).detector) in (binary.DDM, binary.EDDM)
+    assert type(ERROR_STREAM_FACTORIES[name](1e-3, 1e4, 0).detector) in concept._INLINED
+
+
+def test_adwin_improvements_are_logged_not_detected_the_same_way_inlined(caplog) -> None:
+    errors = _stream([0.9, 0.05, 0.9, 0.05], [3000, 3000, 3000, 3000], 5)
+    with caplog.at_level("INFO", logger=concept.__name__):
+        inlined = _run("adwin", errors, [100, 3500, 6000], 0, inlined=True)
+    logged = [r.getMessage() for r in caplog.records]
+    caplog.clear()
+    with caplog.at_level("INFO", logger=concept.__name__):
+        assert inlined == _run("adwin", errors, [100, 3500, 6000], 0, inlined=False)
+    assert logged == [r.getMessage() for r in caplog.records]
+    assert any("improvement" in m for m in logged) and sum(len(batch[0]) for batch in inlined[::2]) >= 1

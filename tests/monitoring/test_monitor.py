@@ -420,3 +420,45 @@ def test_bools_match_any_positive_class_at_once_as_one_by_one(values: list[bool]
     int 1 from the training data, a string), match as :func:`_same` says one value at a time."""
     assert _matching(values, positive).tolist() == [_same(v, positive) for v in values]
     assert _matching(values, positive).dtype == bool
+
+
+@hypothesis.settings(max_examples=25, deadline=None)
+@hypothesis.example(sizes=[500] * 6, lags=[7000], ts_kind="list", seed=5)
+@hypothesis.given(
+    sizes=st.lists(st.integers(1, 400), min_size=1, max_size=6),
+    lags=st.lists(st.integers(-(10**6), 10**9), min_size=1, max_size=5),
+    ts_kind=st.sampled_from(["list", "array", "one"]),
+    seed=st.integers(0, 2**16),
+)
+def test_the_label_lag_computed_on_arrays_leaves_the_state_and_alerts_of_the_outcome_by_outcome_path(
+    sizes, lags, ts_kind, seed
+) -> None:
+    """The learning monitor's label lag (median of label time less event time) on int64 arrays: the same alerts
+    and the same pickled state, batch after batch, as the path outcome by outcome (forced here), with a jump of
+    errors that fires concept drift."""
+    from driftline.monitoring import monitor as monitor_module
+
+    rng = np.random.default_rng(seed)
+    fast, slow = (Monitor("m", SCHEMA, "binary", None, CONFIG) for _ in range(2))
+    fast_alerts, slow_alerts = [], []
+    start = 0
+    for b, n in enumerate(sizes * 4):
+        ids = [f"e{start + i}" for i in range(n)]
+        y_true = [bool(v) for v in rng.random(n) >= (0.05 if b < len(sizes) * 2 else 0.6)]
+        y_pred = [True] * n
+        proba = [{True: p, False: 1 - p} for p in rng.random(n).tolist()]
+        label_ts = [10**9 + 100 * (start + i) for i in range(n)]
+        event_ts = [t - lags[(start + i) % len(lags)] for i, t in enumerate(label_ts)]
+        ts: Any = label_ts if ts_kind == "list" else np.array(label_ts) if ts_kind == "array" else label_ts[0]
+        fast_alerts += fast.observe_outcomes(ids, y_true, y_pred, proba, 1, ts, event_ts=event_ts)
+        with pytest.MonkeyPatch.context() as patched:
+            patched.setattr(monitor_module, "_label_lag", lambda *_: None)
+            slow_alerts += slow.observe_outcomes(ids, y_true, y_pred, proba, 1, ts, event_ts=event_ts)
+        assert fast.gauges() == slow.gauges()
+        assert pickle.dumps(fast.__getstate__()) == pickle.dumps(slow.__getstate__())
+        start += n
+    if len(sizes) == 6 and min(sizes) == 500:  # the explicit example: its jump of errors fires concept drift
+        assert any(a.kind == "concept_drift" for a in fast_alerts)
+    assert [a.model_copy(update={"alert_id": ""}) for a in fast_alerts] == [
+        a.model_copy(update={"alert_id": ""}) for a in slow_alerts
+    ]
