@@ -576,7 +576,11 @@ class OnlineLearner:
                 out.append((target, y_pred, self._served(None, proba)[1]))
                 continue
             try:
-                mapped = dict(zip(coerced, map(float, proba.values()), strict=True))
+                if len(coerced) == 2:  # a binary pair: the same dict as zip's (a key twice: the last value)
+                    first, second = proba.values()
+                    mapped = {coerced[0]: float(first), coerced[1]: float(second)}
+                else:
+                    mapped = dict(zip(coerced, map(float, proba.values()), strict=True))
             except ValueError:
                 mapped = None
             out.append((target, y_pred, mapped))

@@ -535,6 +535,10 @@ def test_the_served_values_coerced_once_per_batch_are_what_row_by_row_coercion_g
     assert repr(fast.metrics()) == repr(slow.metrics()) and fast.classes == slow.classes
     assert [a.tolist() for a in fast._ids._ordered()] == [a.tolist() for a in slow._ids._ordered()]
     assert fast.learned == slow.learned and fast._ids.forgotten_early == slow._ids.forgotten_early
+    # the served probabilities in the rolling windows: the same dicts, keys in the same order
+    assert [repr(list(getattr(m, "window", []))) for _, m in fast._feeds] == [
+        repr(list(getattr(m, "window", []))) for _, m in slow._feeds
+    ]
 
 
 @settings(max_examples=40, deadline=None)
