@@ -43,7 +43,7 @@ from driftline.streams.connections import log_end_offsets
 from driftline.streams.deadletter import DeadLetter
 from driftline.streams.join_store import JoinStore
 from driftline.streams.learner_state import LearnerStore, ModelLearner, Sealed, Snapshot
-from driftline.streams.learning_stage import JoinRecord, target_for
+from driftline.streams.learning_stage import JoinRecord, last_offsets, learned_targets
 from driftline.streams.metrics import (
     DEAD_LETTERED,
     LABELS_LEARNED,
@@ -321,14 +321,13 @@ class LabelLearner:
         LEARNED_IDS.labels(name).set(state.learner.remembered_ids)
         for index, stage, error_class in outcome.rejected:
             letters.append(dead_letter(fresh[index][0], stage, error_class, outcome.messages[index]))
-        for record, _ in fresh:
-            state.learner.mark_offset(record.topic, record.partition, record.offset)
+        for (topic, partition), offset in last_offsets(record for record, _ in fresh).items():
+            state.learner.mark_offset(topic, partition, offset)
         # deleted once the checkpoint that holds them is written (see _checkpoint)
         self.learned_joins[name] += [(found[i][0], fresh[i][1].event_id) for i in outcome.learned_indices]  # type: ignore[index]
-        learned = [
-            (fresh[i][1], joins[i], state.learner.coerce(target_for(fresh[i][1].label, state.positive_class)))
-            for i in outcome.learned_indices
-        ]
+        labels = [fresh[i][1] for i in outcome.learned_indices]
+        targets = learned_targets(state.learner, [label.label for label in labels], state.positive_class)
+        learned = [(label, joins[i], y) for label, i, y in zip(labels, outcome.learned_indices, targets, strict=True)]
         concept = [staged.get(i, joins[i].prediction) for i in outcome.learned_indices]  # type: ignore[union-attr]
         # Learned: from here on a failure (other than Redis or the broker) costs monitoring, never the labels
         await self._beside(self._observe(state, learned, concept), "monitor outcomes", name)  # type: ignore[arg-type]

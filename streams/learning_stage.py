@@ -26,7 +26,7 @@ Every label record ends up learned or dead-lettered with a reason, exactly once:
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -99,6 +99,46 @@ def target_for(label: Any, positive_class: Any | None) -> Any:
     if positive_class is None:
         return label
     return str(label) == str(positive_class)
+
+
+def learned_targets(learner: OnlineLearner, labels: Sequence[Any], positive_class: Any | None = None) -> list[Any]:
+    """``learner.coerce(target_for(label, positive_class))`` of each label (the learned labels' targets, after
+    their batch: the learner's classes no longer move), computed once per distinct bool, int or str label.
+
+    >>> from driftline.models.features import FeatureSchema
+    >>> from driftline.models.specs import build_model
+    >>> learner = OnlineLearner(build_model(FeatureSchema({"x": "numeric"}), "binary"), "binary", classes={0, 1})
+    >>> learned_targets(learner, [True, "no", 1, True, 0.0])
+    [1, 0, 1, 1, 0]
+    """
+    coerce, out, known = learner.coerce, [], {}
+    for label in labels:
+        kind = type(label)
+        if kind is bool or kind is int or kind is str:  # a float may be -0.0: its text differs from 0.0's
+            try:
+                out.append(known[kind, label])
+            except KeyError:
+                out.append(known.setdefault((kind, label), coerce(target_for(label, positive_class))))
+        else:
+            out.append(coerce(target_for(label, positive_class)))
+    return out
+
+
+def last_offsets(records: Iterable[Any]) -> dict[tuple[str, int], int]:
+    """The highest offset of ``records`` (Kafka records: ``topic``, ``partition``, ``offset``) per partition:
+    what ``mark_offset`` of each record, in any order, leaves.
+
+    >>> from types import SimpleNamespace as R
+    >>> last_offsets([R(topic="l", partition=0, offset=5), R(topic="l", partition=1, offset=2),
+    ...               R(topic="l", partition=0, offset=3)])
+    {('l', 0): 5, ('l', 1): 2}
+    """
+    last: dict[tuple[str, int], int] = {}
+    for record in records:
+        key = record.topic, record.partition
+        if record.offset > last.get(key, -1):
+            last[key] = record.offset
+    return last
 
 
 def snapshot_due(

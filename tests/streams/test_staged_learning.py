@@ -88,3 +88,64 @@ def test_a_model_that_does_not_learn_online_is_used_as_it_is() -> None:
     assert frozen.model is model
     frozen.follow(EVERY)
     assert frozen.model is model and frozen.boundary == 2 * EVERY
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    task=st.sampled_from(["binary", "multiclass", "regression"]),
+    known=st.sampled_from([(), (True, False), ("a", "b"), (0, 1), (1, 2)]),
+    positive=st.sampled_from([None, "a", "1", True, 1, "0.0", "-0.0"]),
+    labels=st.lists(
+        st.one_of(
+            st.booleans(),
+            st.integers(-2, 3),
+            st.sampled_from(["a", "b", "1", "0", "true", "no", "7"]),
+            st.sampled_from([0.0, -0.0, 1.0, 2.0]),
+        ),
+        max_size=30,
+    ),
+)
+def test_learned_targets_are_each_labels_coerced_target(task, known, positive, labels) -> None:
+    """The learned labels' targets computed once per distinct bool, int or str label equal coercing each label's
+    target (a float every time: -0.0 and 0.0 are one key but not one text)."""
+    from driftline.streams.learning_stage import learned_targets, target_for
+
+    classes = () if task == "regression" else known
+    learner = OnlineLearner(build_model(SCHEMA, task), task, classes=classes)
+
+    def each(label):
+        try:
+            return repr(learner.coerce(target_for(label, positive)))
+        except ValueError as exc:
+            return repr(exc)
+
+    expected = [each(label) for label in labels]
+    if any(e.startswith("ValueError") for e in expected):  # learned labels were coerced once already
+        return
+    got = learned_targets(learner, labels, positive)
+    assert [repr(y) for y in got] == expected
+    assert [type(y) for y in got] == [type(learner.coerce(target_for(label, positive))) for label in labels]
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    records=st.lists(
+        st.tuples(st.sampled_from(["labels", "other"]), st.integers(0, 3), st.integers(0, 10**6)), max_size=40
+    ),
+    before=st.lists(st.tuples(st.sampled_from(["labels", "other"]), st.integers(0, 3), st.integers(0, 10**6))),
+)
+def test_marking_the_last_offset_per_partition_leaves_what_marking_every_record_leaves(records, before) -> None:
+    from types import SimpleNamespace
+
+    from driftline.streams.learning_stage import last_offsets
+
+    each, once = (OnlineLearner(build_model(SCHEMA, "binary"), "binary") for _ in range(2))
+    for learner in (each, once):
+        for topic, partition, offset in before:
+            learner.mark_offset(topic, partition, offset)
+    kafka = [SimpleNamespace(topic=t, partition=p, offset=o) for t, p, o in records]
+    for record in kafka:
+        each.mark_offset(record.topic, record.partition, record.offset)
+    for (topic, partition), offset in last_offsets(kafka).items():
+        once.mark_offset(topic, partition, offset)
+    assert once.offsets == each.offsets
