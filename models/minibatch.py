@@ -228,23 +228,27 @@ def _sgd_matrix(head: Any, columns: list[Any], matrix: np.ndarray, ys: Sequence[
     gradient_of, clip = head.loss.gradient, head.clip_gradient
     intercept = head.intercept
     log = _log_terms(head.loss, ys)
+    exp, mul, low = math.exp, operator.mul, -clip
     for start in range(0, matrix.shape[0], SGD_BLOCK):
         block = matrix[start : start + SGD_BLOCK]
         raw = (block @ weights).tolist()
         steps = (lr * (block @ block.T)).tolist()
         gradients: list[float] = []
         if log is not None:  # River's Log.gradient inlined: the same branches and arithmetic
-            for row, (sign, weight) in enumerate(log[start : start + SGD_BLOCK]):
-                z = (raw[row] - sum(map(operator.mul, gradients, steps[row])) + intercept) * sign
+            append = gradients.append
+            for value, step, (sign, weight) in zip(raw, steps, log[start : start + SGD_BLOCK]):  # noqa: B905
+                z = (value - sum(map(mul, gradients, step)) + intercept) * sign
                 if z > 18.0:
-                    loss_gradient = weight * math.exp(-z) * -sign
+                    loss_gradient = weight * exp(-z) * -sign
                 elif z < -18.0:
                     loss_gradient = weight * -sign
                 else:
-                    loss_gradient = weight * -sign / (math.exp(z) + 1.0)
-                loss_gradient = max(-clip, min(clip, float(loss_gradient)))
+                    loss_gradient = weight * -sign / (exp(z) + 1.0)
+                loss_gradient = float(loss_gradient)  # max(-clip, min(clip, .)), a NaN to clip as there:
+                loss_gradient = loss_gradient if loss_gradient < clip else clip
+                loss_gradient = loss_gradient if loss_gradient > low else low
                 intercept -= intercept_lr * loss_gradient
-                gradients.append(loss_gradient)
+                append(loss_gradient)
         else:
             for row, y in enumerate(ys[start : start + SGD_BLOCK]):
                 before = sum(map(operator.mul, gradients, steps[row]))  # the earlier rows' weight steps
