@@ -142,6 +142,10 @@ class EventBatch:
     True while the monitor still learns its reference from the events; ``relevant(key, score)`` says whether a
     test result can change the alert policy's state (cheap pre-filter of large banks); ``unseen`` is filled by
     the categorical drift tests with the count of unseen categories per feature (data quality reuses it).
+    ``pieces``: the lengths of the monitor's chunks this batch groups (None: one chunk), see
+    :meth:`driftline.monitoring.monitor.Monitor.observe_events`; a family whose state depends on how the events
+    were batched (data quality's window of whole chunks) takes them piece by piece, and ``unseen`` then holds one
+    count per piece.
     """
 
     features: Sequence[dict[str, Any]]
@@ -151,7 +155,8 @@ class EventBatch:
     confidences: np.ndarray | None
     learning: bool
     relevant: Callable[[str, float], bool]
-    unseen: dict[str, int] = field(default_factory=dict)
+    unseen: dict[str, Any] = field(default_factory=dict)
+    pieces: tuple[int, ...] | None = None
     _columns: dict[str, list[Any]] = field(default_factory=dict)
 
     def column(self, name: str) -> list[Any]:
@@ -207,6 +212,10 @@ class Detector(Protocol):
     def learn_reference(self, profile: ReferenceProfile) -> None:
         """A reference profile learnt from the first events is ready: build what needs it."""
         ...
+
+    # Optional: ``quiet(events) -> bool``, True when ``events`` more scored events run no test and their
+    # observation may be grouped with later ones (the monitor then observes them later, in one batch with
+    # ``pieces``); the same state must follow either way. A family without it is observed chunk by chunk.
 
     def gauges(self) -> dict[str, Any]:
         """Current statistics: ``{"detectors": [rows]}`` and any summary keys of its own."""

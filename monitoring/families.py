@@ -104,6 +104,25 @@ def streaming_bank(scope: Scope, levels: Levels, streams: dict[str, tuple[float,
     )
 
 
+def quiet_for(events: int, detector: Any) -> bool:
+    """Whether ``events`` more values leave windowed ``detector`` (with ``seen`` and ``hop``) short of its next test.
+
+    >>> from types import SimpleNamespace
+    >>> quiet_for(9, SimpleNamespace(seen=240, hop=250)), quiet_for(10, SimpleNamespace(seen=240, hop=250))
+    (True, False)
+    """
+    return events < detector.hop - detector.seen % detector.hop
+
+
+def piece_starts(pieces: tuple[int, ...]) -> np.ndarray:
+    """Where each piece of a grouped batch starts (see :attr:`EventBatch.pieces`).
+
+    >>> piece_starts((3, 1, 2)).tolist()
+    [0, 3, 4]
+    """
+    return np.concatenate([[0], np.cumsum(pieces[:-1], dtype=np.int64)]).astype(np.int64)
+
+
 def bank_findings(
     kind: str, bank: NumericDriftBank, window: int, batch: EventBatch, out: list[Finding], floor: float
 ) -> None:
@@ -168,6 +187,14 @@ class DataDrift:
         features = [n for n in scope.streaming_scope() if n != PREDICTION]
         return 2 * len(scope.numeric) + len(scope.categorical) + len(features) * len(scope.config.streaming_detectors)
 
+    def quiet(self, events: int) -> bool:
+        """No PSI, KS or chi-square test within ``events`` more events (the streaming tests are never grouped)."""
+        if self.streaming is not None:
+            return False
+        if self.bank is not None and not quiet_for(events, self.bank):
+            return False
+        return all(quiet_for(events, detector) for detector in self.categorical.values())
+
     def __init__(self, scope: Scope, levels: Levels, reference: ReferenceProfile | None):
         self.scope, self.levels = scope, levels
         self.bank: NumericDriftBank | None = None
@@ -210,7 +237,11 @@ class DataDrift:
             bank_findings("data_drift", self.bank, cfg.window, batch, found, cfg.rearm_score)
         for name, detector in self.categorical.items():
             idx = detector.indices(batch.column(name))
-            batch.unseen[name] = int(np.count_nonzero(idx == len(detector.categories)))
+            unseen = idx == len(detector.categories)
+            if batch.pieces is None:
+                batch.unseen[name] = int(np.count_nonzero(unseen))
+            else:  # one count per piece (data quality takes a grouped batch piece by piece)
+                batch.unseen[name] = np.add.reduceat(unseen.astype(np.int64), piece_starts(batch.pieces)).tolist()
             found += [
                 Finding(source("data_drift", "chi2", name, cfg.window), t) for t in detector.update_indices(idx).tests
             ]
@@ -239,6 +270,10 @@ class DataQualityChecks:
     def count(cls, scope: Scope) -> int:
         nf, nc = len(scope.numeric), len(scope.categorical)
         return (nf + nc) + nf + nc + 1  # missing, out of range, unseen, schema
+
+    def quiet(self, events: int) -> bool:
+        """No rate test within ``events`` more events."""
+        return self.quality is None or self.quality._since + events < self.quality.hop
 
     def __init__(self, scope: Scope, levels: Levels, reference: ReferenceProfile | None):
         self.scope, self.levels = scope, levels
@@ -286,6 +321,8 @@ class DataQualityChecks:
         if not isinstance(observation, EventBatch) or observation.learning:
             return []
         batch = observation
+        if batch.pieces is not None:
+            return self._observe_pieces(batch, batch.pieces)
         matrix, n = batch.matrix, len(batch.predictions)
         missing = np.isnan(matrix).sum(axis=0) if matrix.size else np.zeros(0, dtype=np.int64)
         cat_missing = [sum(v is None for v in batch.column(name)) for name in self.scope.categorical]
@@ -297,6 +334,29 @@ class DataQualityChecks:
         unseen = [seen[name] if name in seen else self._unseen(batch.column(name), name) for name in self.known]
         counts = np.concatenate([missing, cat_missing, out, unseen, [0]]).astype(np.int64)
         return self._findings(self.quality.update(n, counts, n - 1), batch)
+
+    def _observe_pieces(self, batch: EventBatch, pieces: tuple[int, ...]) -> list[Finding]:
+        """A grouped batch: the counts of each piece at once, then the rates updated piece by piece, as the
+        monitor's chunks would have been one at a time (the window holds whole chunks)."""
+        assert self.quality is not None
+        matrix, starts = batch.matrix, piece_starts(pieces)
+        cols = self.range_columns
+        ranged = matrix[:, cols]
+        flags = [np.isnan(matrix), (ranged < self.lows[cols]) | (ranged > self.highs[cols])]
+        missing, out = (np.add.reduceat(f.astype(np.int64), starts, axis=0) for f in flags)
+        columns = {name: batch.column(name) for name in self.scope.categorical}
+        seen = batch.unseen
+        found: list[Finding] = []
+        for i, (start, n) in enumerate(zip(starts.tolist(), pieces, strict=True)):
+            stop = start + n
+            cat_missing = [sum(v is None for v in columns[name][start:stop]) for name in self.scope.categorical]
+            unseen = [
+                seen[name][i] if name in seen else self._unseen(batch.column(name)[start:stop], name)
+                for name in self.known
+            ]
+            counts = np.concatenate([missing[i], cat_missing, out[i], unseen, [0]]).astype(np.int64)
+            found += self._findings(self.quality.update(n, counts, stop - 1), batch)
+        return found
 
     def _unseen(self, values: list[Any], name: str) -> int:
         known = self.known[name]
@@ -348,6 +408,15 @@ class PredictionOutput:
     def count(cls, scope: Scope) -> int:
         streaming = PREDICTION in scope.streaming_scope()
         return (2 if scope.prediction_numeric else 1) + streaming * len(scope.config.streaming_detectors)
+
+    def quiet(self, events: int) -> bool:
+        """No output test within ``events`` more events (the trailing reference and streaming tests are never
+        grouped: the trailing reference keeps the outputs batch by batch)."""
+        drift = self.drift
+        if self.streaming is not None or (drift is not None and drift.lag is not None):
+            return False
+        window = None if drift is None else drift.bank if drift.bank is not None else drift.categorical
+        return window is None or quiet_for(events, window)
 
     def __init__(self, scope: Scope, levels: Levels, reference: ReferenceProfile | None):
         self.scope, self.levels = scope, levels
@@ -467,6 +536,10 @@ class Performance:
     @classmethod
     def count(cls, scope: Scope) -> int:
         return 0 if scope.task == "regression" else 1
+
+    def quiet(self, events: int) -> bool:
+        """No estimate test within ``events`` more events (NaN confidences only delay it)."""
+        return self.estimate is None or quiet_for(events, self.estimate)
 
     def __init__(self, scope: Scope, levels: Levels, reference: ReferenceProfile | None):
         cfg = scope.config
@@ -598,6 +671,10 @@ class ConceptDrift:
     @classmethod
     def count(cls, scope: Scope) -> int:
         return len(detectors_for_task(scope.task, scope.config.error_detectors))
+
+    def quiet(self, events: int) -> bool:
+        """Scored events are not its input."""
+        return True
 
     def __init__(self, scope: Scope, levels: Levels, reference: ReferenceProfile | None):
         cfg = scope.config

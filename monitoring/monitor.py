@@ -97,6 +97,9 @@ from driftline.monitoring.window import hop_chunks
 __all__ = ["Monitor", "MonitorConfig", "assemble"]
 
 _NAN = float("nan")
+#: Chunks of up to this many scored events may wait to be observed with later ones (see
+#: :meth:`Monitor.observe_events`); a larger one amortises the families' fixed costs itself.
+GROUP_BELOW = 64
 assert families.__name__  # the registry is filled by importing the families
 
 
@@ -151,7 +154,7 @@ class Monitor:
         self.model, self.schema, self.task, self.config = model, schema, task, config
         self.numeric, self.categorical = schema.numeric, schema.categorical
         self.scope = Scope(task, tuple(self.numeric), tuple(self.categorical), config)
-        self.families, self.levels = assemble(self.scope, reference)
+        self._families, self.levels = assemble(self.scope, reference)
         self.alerting = AlertBuilder(model, config, deduplicator)
         self.events = self.outcomes = self.invalid = 0
         self.reference = reference
@@ -173,11 +176,24 @@ class Monitor:
         self._event_ts: dict[str, int] = {}
         self._ts_batches: deque[list[str]] = deque()
         self.history, self.outcome_history = _histories(config)
+        #: Chunks of scored events waiting to be observed with later ones (see :meth:`observe_events`).
+        self._pending: list[tuple[EventBatch, Sequence[str], np.ndarray]] = []
+        self._pending_events = 0
         prediction = reference.prediction if reference is not None else None
         if isinstance(prediction, NumericProfile) and prediction.sample and task == "binary":
             self._positive_rate = float(np.mean(np.asarray(prediction.sample) >= 0.5))
 
     # ---------------------------------------------------------------------------------------------- budget
+
+    #: Group the chunks on which no family can test and observe them at the next one that can (see
+    #: :meth:`observe_events`); False observes every chunk as it comes (the same alerts and state, slower).
+    group_events = True
+
+    @property
+    def families(self) -> dict[str, Detector]:
+        """The detector families by name (:func:`assemble`), every scored event observed."""
+        self._settle()
+        return self._families
 
     @property
     def detectors(self) -> int:
@@ -197,14 +213,14 @@ class Monitor:
     def prediction_reference_due(self, version: int) -> bool:
         """True when ``version`` must score :attr:`reference_inputs` for :meth:`set_prediction_reference` (the
         reference inputs are collected and another version is served than the one that scored them)."""
-        family = self.families.get("prediction_drift")
+        family = self._families.get("prediction_drift")
         return self.reference_inputs is not None and family is not None and family.reference_due(version)  # type: ignore[attr-defined]
 
     def set_prediction_reference(
         self, version: int, predictions: Sequence[Any], probabilities: Sequence[dict[Any, float] | None]
     ) -> None:
         """The outputs of ``version`` on :attr:`reference_inputs`: the prediction-drift reference from now on."""
-        family = self.families.get("prediction_drift")
+        family = self.families.get("prediction_drift")  # the events before it are observed first
         if family is None:
             return
         scores, _ = self._outputs(predictions, probabilities)
@@ -221,9 +237,56 @@ class Monitor:
 
     def _observe(self, observation: Observation) -> list[Finding]:
         found: list[Finding] = []
-        for family in self.families.values():
+        for family in self._families.values():
             found += family.observe(observation)
         return found
+
+    def _quiet(self, events: int) -> bool:
+        """Whether ``events`` more scored events run no test in any family (each says, or is never grouped)."""
+        cfg = self.config
+        if not (self.group_events and cfg.hop < cfg.window and cfg.hop < cfg.performance_window):
+            return False  # a grouped batch stays shorter than every window: the rings fill as chunk by chunk
+        for family in self._families.values():
+            quiet = getattr(family, "quiet", None)
+            if quiet is None or not quiet(events):
+                return False
+        return True
+
+    def _fits(self, batch: EventBatch) -> bool:
+        """Whether ``batch`` can join the pending chunks in one batch (the same outputs given)."""
+        if not self._pending:
+            return True
+        first = self._pending[0][0]
+        return (first.scores is None) == (batch.scores is None) and (first.confidences is None) == (
+            batch.confidences is None
+        )
+
+    def _grouped(self, batches: list[EventBatch]) -> EventBatch:
+        """One batch of consecutive chunks, their lengths in ``pieces``."""
+        first = batches[0]
+        if len(batches) == 1:
+            return first
+        grouped = EventBatch(
+            [f for b in batches for f in b.features],
+            np.concatenate([b.matrix for b in batches]),
+            [p for b in batches for p in b.predictions],
+            None if first.scores is None else np.concatenate([b.scores for b in batches]),  # type: ignore[misc]
+            None if first.confidences is None else np.concatenate([b.confidences for b in batches]),  # type: ignore[misc]
+            False,
+            first.relevant,
+            pieces=tuple(len(b.predictions) for b in batches),
+        )
+        grouped._columns.update({name: [v for b in batches for v in b.column(name)] for name in self.categorical})
+        return grouped
+
+    def _settle(self) -> list[Alert]:
+        """Observe the pending chunks now (no family tests on them: nothing fires, the state catches up)."""
+        if not self._pending:
+            return []
+        pending, self._pending, self._pending_events = self._pending, [], 0
+        found = self._observe(self._grouped([p[0] for p in pending]))
+        clock = np.concatenate([p[2] for p in pending])
+        return self.alerting.build(found, [i for p in pending for i in p[1]], None, self.events, _at(clock, 0))
 
     # ---------------------------------------------------------------------------------------------- events
 
@@ -246,7 +309,9 @@ class Monitor:
         :class:`~driftline.models.feature_columns.FeatureColumns` (the scorer's); the detectors then read them
         and ``features`` may be None (the dicts are built from the columns only while the reference is
         collected). The batch is watched in chunks ending at multiples of ``hop`` events, so the alerts do not
-        depend on how the caller batched the stream.
+        depend on how the caller batched the stream. A chunk of up to :data:`GROUP_BELOW` events on which no family
+        would test waits and is observed with the next chunk that reaches a test or the hop's end (each family's
+        NumPy work once per hop, not once per call); the alerts, their events and the state are the same.
         """
         n = len(event_ids)
         if not n:
@@ -266,7 +331,7 @@ class Monitor:
             features = columns.rows()  # type: ignore[union-attr]
         scores, confidences = self._outputs(predictions, probabilities)
         alerts: list[Alert] = []
-        for a, b, _ in hop_chunks(self.events, n, self.config.hop):
+        for a, b, hop_end in hop_chunks(self.events, n, self.config.hop):
             self.events += b - a
             ids = event_ids[a:b]
             if self.track_event_times:
@@ -288,8 +353,22 @@ class Monitor:
             )
             if features is None:  # the categorical values as EventBatch.column reads them from the dicts
                 batch._columns.update(self._categorical_columns(columns, a, b))  # type: ignore[arg-type]
-            found = self._observe(batch)
-            alerts += self.alerting.build(found, ids, model_version, self.events, _at(clock, a))
+            fits = self._fits(batch)
+            small = b - a <= GROUP_BELOW
+            if small and not hop_end and not learning and fits and self._quiet(self._pending_events + b - a):
+                self._pending.append((batch, ids, clock[a:b]))  # no test in it: observed with a later chunk
+                self._pending_events += b - a
+                continue
+            if not self._pending or not fits:
+                alerts += self._settle()
+                found = self._observe(batch)
+                alerts += self.alerting.build(found, ids, model_version, self.events, _at(clock, a))
+                continue
+            pending, self._pending, self._pending_events = self._pending, [], 0
+            found = self._observe(self._grouped([p[0] for p in pending] + [batch]))
+            ids = [i for p in pending for i in p[1]] + list(ids)
+            at = _at(np.concatenate([p[2] for p in pending] + [clock[a:]]), 0)
+            alerts += self.alerting.build(found, ids, model_version, self.events, at)
         if self.scope.prediction_numeric and scores is not None:
             self._recent_scores.append(scores)
         self.history.observe(self.events, self.event_time, self.gauges)
@@ -375,7 +454,7 @@ class Monitor:
             profile = ReferenceProfile.from_rows(self._feature_rows, self.schema)
             self.reference = profile if self.reference is None else self.reference
             self._feature_rows = None
-            for family in self.families.values():
+            for family in self._families.values():
                 family.learn_reference(profile)
 
     # ---------------------------------------------------------------------------------------------- invalid
@@ -385,10 +464,11 @@ class Monitor:
         trustworthy event time: by default they happen at the monitor's clock (the latest event time seen)."""
         if count <= 0:
             return []
+        settled = self._settle()
         self.invalid += count
         self.alerting.invalid_reasons.update(reasons)
         ts = self.event_time if ts_ms is None else int(self._clock(ts_ms, 1)[0])
-        return self.alerting.build(self._observe(InvalidBatch(count)), [], None, self.events, ts)
+        return settled + self.alerting.build(self._observe(InvalidBatch(count)), [], None, self.events, ts)
 
     # ---------------------------------------------------------------------------------------------- outcomes
 
@@ -418,6 +498,7 @@ class Monitor:
             raise ValueError("event_ids, y_true and y_pred must have one entry per outcome")
         if concept_predictions is not None and len(concept_predictions) != n:
             raise ValueError("concept_predictions must have one entry per outcome")
+        settled = self._settle()
         self.outcomes += n
         errors = self._error_values(y_true, y_pred)
         concept = None if concept_predictions is None else self._error_values(y_true, concept_predictions)
@@ -434,7 +515,7 @@ class Monitor:
         found = self._observe(replace(batch, concept_errors=concept))
         alerts = self.alerting.build(found, event_ids, model_version, self.events, _at(clock, 0))
         self.outcome_history.observe(self.outcomes, self.event_time, self.gauges)
-        return alerts
+        return settled + alerts
 
     def _error_values(self, y_true: Sequence[Any], y_pred: Sequence[Any]) -> np.ndarray:
         """0/1 errors of a classifier, absolute errors of a regressor."""
@@ -466,7 +547,7 @@ class Monitor:
     @property
     def calibrator(self) -> Calibrator | None:
         """The CBPE calibrator fitted on this monitor's labelled outcomes (the learning monitor's), if any."""
-        family = self.families.get("performance")
+        family = self._families.get("performance")
         return getattr(family, "calibrator", None)
 
     def calibration_due(self, version: int) -> bool:
@@ -479,15 +560,16 @@ class Monitor:
         >>> monitor.calibration_due(3), monitor.use_calibration(None, 3), monitor.calibration_due(3)
         (True, None, False)
         """
-        return self.task == "binary" and "performance" in self.families and version != self.calibration_version
+        return self.task == "binary" and "performance" in self._families and version != self.calibration_version
 
     def use_calibration(self, calibrator: Calibrator | None, version: int | None = None) -> None:
         """Estimate performance with ``calibrator`` from the next event watched on (the scoring monitor: the one
         registered with ``version``, the version that served the events that follow); None keeps the one in use."""
         if version is not None:
             self.calibration_version = version
-        family = self.families.get("performance")
+        family = self._families.get("performance")
         if family is not None and calibrator is not None:
+            self._settle()  # the pending events with the calibrator they were served under
             family.use_calibration(calibrator)  # type: ignore[attr-defined]
 
     def performance_windows(self) -> list[dict[str, Any]]:
@@ -519,10 +601,12 @@ class Monitor:
                 self._event_ts.pop(event_id, None)
 
     def __getstate__(self) -> dict[str, Any]:
+        self._settle()
         state = dict(self.__dict__)
         state["alerting"] = alerting = object.__new__(AlertBuilder)
         alerting.__dict__.update({k: v for k, v in self.alerting.__dict__.items() if k != "dedup"})
         state["_event_ts"], state["_ts_batches"] = {}, deque()
+        state["families"] = state.pop("_families")  # the key checkpoints always had (older versions read it)
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
@@ -532,6 +616,9 @@ class Monitor:
         state.setdefault("_input_rows", None)  # ... or before the reference inputs
         state.setdefault("reference_inputs", None)
         state.setdefault("track_event_times", True)
+        state["_families"] = state.pop("families")  # the property settles what waits
+        state.setdefault("_pending", [])
+        state.setdefault("_pending_events", 0)
         self.__dict__.update(state)
         self.alerting.dedup = InMemoryDeduplicator()
 
