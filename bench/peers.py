@@ -7,10 +7,10 @@ so a busy machine slows them alike. One run of one system:
 1. ``events`` events are published to a fresh ``events`` topic before the system starts;
 2. the system starts and scores them into ``predictions``; ``eps`` is the rate at which it writes their outputs,
    from the :data:`WARMUP`-th output to the last (start-up and group join excluded), and ``cpu_us_per_event`` the
-   system process's CPU time (user + system, from ``/proc``) over the same stretch, per event. Both come from
-   samples (:class:`Sample`) taken at each read of the bench's consumer: the outputs written so far (the high watermarks
-   the broker's last fetch responses carried) beside the CPU time, so a consumer that falls behind (a busy
-   machine) cannot shift them;
+   system process's CPU time (user + system, from ``/proc``) over the same stretch, per event. Both are
+   least-squares slopes (:func:`fitted_rates`) over samples (:class:`Sample`) taken at each read of the bench's
+   consumer: the outputs written so far (the high watermarks the broker's last fetch responses carried) beside the
+   CPU time, so a consumer that falls behind (a busy machine) cannot shift them, nor a system's bursts of output;
 3. ``latency_events`` more events are published at ``rate`` events/s; ``p50_ms``/``p99_ms`` are event published
    -> output received;
 4. the system is stopped; ``missing`` counts events without an output, ``duplicates`` outputs beyond one per
@@ -126,18 +126,34 @@ class Sample:
     cpu: float | None
 
 
-def crossings(samples: Sequence[Sample], first: int, last: int) -> tuple[Sample, Sample] | None:
-    """The first samples with at least ``first`` and at least ``last`` outputs written (None before both).
+def fitted_rates(samples: Sequence[Sample], first: int, last: int) -> tuple[float, float | None] | None:
+    """Outputs written a second and CPU seconds an output, each the least-squares slope over the samples from the
+    first with at least ``first`` written to the first with at least ``last`` (None when no two samples of that
+    stretch differ in time and outputs). A slope, not the two ends: a system that writes in bursts (driftline's
+    scorer, 4 partitions x 2,000 events) has done the work of the burst the first sample falls in before it.
 
-    >>> s = [Sample(0.0, 0, 1.0), Sample(0.1, 1500, 1.2), Sample(0.2, 4000, 1.5), Sample(0.3, 8000, 1.9)]
-    >>> crossings(s, 1000, 8000)
-    (Sample(time=0.1, written=1500, cpu=1.2), Sample(time=0.3, written=8000, cpu=1.9))
-    >>> crossings(s[:3], 1000, 8000) is None
-    True
+    >>> steps = [Sample(0.0, 0, 1.0), Sample(0.1, 3000, 1.1), Sample(0.11, 4000, 1.11)]
+    >>> steps += [Sample(0.2, 7000, 1.2), Sample(0.21, 8000, 1.21), Sample(0.3, 11000, 1.3), Sample(0.31, 12000, 1.31)]
+    >>> eps, cpu = fitted_rates(steps, 1000, 12000)
+    >>> round(eps), round(cpu * 1e6, 1), round((12000 - 3000) / (0.31 - 0.1))  # 4,000 every 0.1 s; the two ends
+    (40224, 24.9, 42857)
+    >>> fitted_rates(steps[:2], 1000, 12000) is None, fitted_rates([Sample(0.0, 0, 1.0), Sample(0.1, 9, 2.0)], 1, 9)
+    (True, None)
     """
-    start = next((x for x in samples if x.written >= first), None)
-    end = next((x for x in samples if x.written >= last), None)
-    return None if start is None or end is None else (start, end)
+    start = next((i for i, x in enumerate(samples) if x.written >= first), None)
+    end = next((i for i, x in enumerate(samples) if x.written >= last), None)
+    if start is None or end is None or end - start < 1:
+        return None
+    stretch = samples[start : end + 1]
+    times = np.array([x.time for x in stretch])
+    times -= times.mean()
+    spread = float(times @ times)
+    eps = float(times @ np.array([x.written for x in stretch], dtype=float)) / spread if spread > 0 else 0.0
+    if eps <= 0:
+        return None
+    cpus = [x.cpu for x in stretch]
+    cpu = None if None in cpus else float(times @ np.array(cpus, dtype=float)) / spread / eps
+    return eps, cpu
 
 
 def summary(systems: Sequence[str], runs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -308,17 +324,15 @@ class Bench:
     def _figures(
         self, system: str, round_: int, outputs: Outputs, sent_at: dict[bytes, float], samples: list[Sample]
     ) -> dict[str, Any]:
-        marks = crossings(samples, WARMUP, len(self.events))
-        if marks is None:  # every output was read, so the last read's high watermarks count them all
+        if max((x.written for x in samples), default=0) < len(self.events):  # every output was read
             raise RuntimeError(f"{system}: every output was read but the broker's high watermarks fell short")
-        start, end = marks
-        counted = end.written - start.written
-        if counted <= 0 or end.time <= start.time:  # e.g. a few thousand events, scored in batches of up to 2,000
+        rates = fitted_rates(samples, WARMUP, len(self.events))
+        if rates is None:  # e.g. a few thousand events, scored in batches of up to 2,000
             raise UntimedRun(
                 f"{system}: every output after the first {WARMUP} was written between two reads, so no rate "
                 f"can be timed; use more --events than {len(self.events)}"
             )
-        cpu0, cpu1 = start.cpu, end.cpu
+        eps, cpu = rates
         expected = [k for k, _ in self.events] + list(sent_at)
         if system == "driftline":
             self.reference = {k: outputs.scores[k] for k, _ in self.events}
@@ -326,8 +340,8 @@ class Bench:
         return {
             "system": system,
             "round": round_,
-            "eps": round(counted / (end.time - start.time), 1),
-            "cpu_us_per_event": None if cpu0 is None or cpu1 is None else round((cpu1 - cpu0) / counted * 1e6, 1),
+            "eps": round(eps, 1),
+            "cpu_us_per_event": None if cpu is None else round(cpu * 1e6, 1),
             "p50_ms": percentile_ms([outputs.arrived[k] - t for k, t in sent_at.items()], 50),
             "p99_ms": percentile_ms([outputs.arrived[k] - t for k, t in sent_at.items()], 99),
             "missing": sum(1 for k in expected if k not in outputs.arrived),
