@@ -210,8 +210,8 @@ class OrderedMonitors:
         monitor looks again at the version's next events."""
         if (name, version) in self._calibrators:
             return True, self._calibrators[name, version]
-        held = (self.models.get(name), self._scorers.get(name))
-        meta = next((m.meta for m in held if m is not None and m.version == version), None)
+        loaded = self._held(name, version)
+        meta = loaded.meta if loaded is not None else None
         if meta is None:
             try:
                 meta = await asyncio.to_thread(self.registry.get, name, version)
@@ -233,11 +233,18 @@ class OrderedMonitors:
         self._calibrators[name, version] = calibrator
         return True, calibrator
 
-    async def _scorer(self, name: str, version: int) -> LoadedModel | None:
-        """The served ``version`` of ``name`` (the cache's, else loaded from the registry once)."""
+    def _held(self, name: str, version: int) -> LoadedModel | None:
+        """``version`` of ``name`` if the model cache or the prediction reference's scorer holds it."""
         for loaded in (self.models.get(name), self._scorers.get(name)):
             if loaded is not None and loaded.version == version:
                 return loaded
+        return None
+
+    async def _scorer(self, name: str, version: int) -> LoadedModel | None:
+        """The served ``version`` of ``name`` (the cache's, else loaded from the registry once)."""
+        held = self._held(name, version)
+        if held is not None:
+            return held
         try:
             meta, model = await asyncio.to_thread(self.registry.load, name, version)
         except Exception as exc:  # noqa: BLE001 - pruned or refused: no prediction reference for it
