@@ -229,6 +229,65 @@ def test_an_idle_poll_with_on_idle_does_not_wait_for_what_the_flush_is_still_wri
 
 
 @clients
+def test_an_idle_poll_with_on_idle_does_not_wait_for_the_acknowledgements_of_the_batches_before(
+    settings: Settings, client: str
+):
+    """The scorer at a low rate: a poll that comes back empty while a batch's output is not acknowledged yet polls
+    again (the acknowledgement and the commit go on in the background), so a record published meanwhile is handled
+    before that acknowledgement; its offsets, and those of the batch after it, still wait for it."""
+    topic = settings.topic("events")
+    group = f"{settings.topic_prefix}idleacks"
+
+    async def scenario() -> None:
+        await ensure_topics(settings, settings.broker_url, [topic])
+        producer = AIOKafkaProducer(bootstrap_servers=settings.broker_url, linger_ms=0)
+        await producer.start()
+        loop = asyncio.get_running_loop()
+        first_acked = loop.create_future()  # the first batch's output: acknowledged only at the end
+        handled: list[int] = []
+        calls = {"idle": 0}
+
+        async def handler(records: list) -> asyncio.Future:
+            handled.extend(int(r.value) for r in records)
+            if len(handled) == len(records):  # the first batch
+                return first_acked
+            done = loop.create_future()
+            done.set_result(None)
+            return done
+
+        def idle() -> None:
+            calls["idle"] += 1
+
+        source = _source(client, settings, topic, group, handler=handler, on_idle=idle, max_records=50, timeout_ms=20)
+        reader = AIOKafkaConsumer(bootstrap_servers=settings.broker_url, group_id=group, enable_auto_commit=False)
+        await reader.start()
+        await source.start()
+        tp = TopicPartition(topic, 0)
+        try:
+            first = await (await producer.send(topic, b"0", key=b"k", partition=0))
+            await _until(lambda: handled == [0], "record 0 handled")
+            polls = calls["idle"]
+            await _until(lambda: calls["idle"] > polls, "an idle poll while record 0's output is not acknowledged")
+            await (await producer.send(topic, b"1", key=b"k", partition=0))
+            await _until(lambda: handled == [0, 1], "record 1 handled before record 0's acknowledgement")
+            assert not first_acked.done()
+            assert (await reader.committed(tp) or 0) <= first.offset, "offsets committed before the acknowledgement"
+            first_acked.set_result(None)
+            deadline = time.monotonic() + WAIT
+            while (await reader.committed(tp) or 0) != first.offset + 2:  # committed by a later idle poll
+                assert time.monotonic() < deadline, "records 0 and 1 not committed after the acknowledgement"
+                await asyncio.sleep(0.05)
+        finally:
+            if not first_acked.done():
+                first_acked.set_result(None)
+            await source.stop()
+            await reader.stop()
+            await producer.stop()
+
+    asyncio.run(scenario())
+
+
+@clients
 def test_with_flush_every_what_was_deferred_is_flushed_when_no_idle_poll_comes(settings: Settings, client: str):
     """The learner defers a checkpoint after a batch and writes it on the next idle poll; with ``flush_every`` it
     is written even when that poll never comes (here: a fetch that never returns after the first batch)."""
