@@ -148,10 +148,10 @@ class GridLookup:
         t = (matrix - self.low) * self._inv
         flat = np.clip(t, 0, self.cells - 1).astype(np.int64) + self._offsets
         idx = self._base[flat] + (matrix > self._point[flat])
-        if self._any_crowded:
-            rows, cols = np.nonzero(self._crowded[flat])
-            for f in np.unique(cols).tolist():
-                pick = rows[cols == f]
+        if self._any_crowded:  # per column, no sort of the crowded values' coordinates (np.unique was ~4% of a scorer)
+            crowded = self._crowded[flat]
+            for f in np.flatnonzero(crowded.any(axis=0)).tolist():
+                pick = np.flatnonzero(crowded[:, f])
                 idx[pick, f] = np.searchsorted(self.grids[f], matrix[pick, f], "left")
         return idx
 

