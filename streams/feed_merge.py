@@ -58,6 +58,8 @@ __all__ = ["FeedMerger", "Released", "Run"]
 MAX_BUFFERED = 50_000
 #: Events in a message (or a release) up to which the merger's bookkeeping runs event by event, not in NumPy.
 FEW = 64
+#: Messages' parts the buffer holds before they are joined into one (while the watermark holds them back).
+COMPACT_PARTS = 64
 _NEVER = -(2**62)
 _FOREVER = 2**62
 
@@ -141,6 +143,8 @@ class FeedMerger:
 
     #: Events up to which a message's (or a release's) bookkeeping runs event by event (see :data:`FEW`).
     few = FEW
+    #: The lowest rank buffered (a merger restored from a checkpoint written before it existed buffers nothing).
+    _lowest = _FOREVER
 
     def __init__(self, partitions: Iterable[int] = (), max_buffered: int = MAX_BUFFERED):
         self.max_buffered = max_buffered
@@ -166,6 +170,8 @@ class FeedMerger:
         self.duplicates = self.out_of_order = self.forced = 0
         self._buffer: list[_Rows] = []
         self._invalid: list[str] = []
+        #: The lowest rank buffered (_FOREVER: none): a release whose watermark is below it has nothing to sort.
+        self._lowest = _FOREVER
 
     @property
     def buffered(self) -> int:
@@ -220,7 +226,11 @@ class FeedMerger:
             list(feed.predictions),
             feed.probabilities if isinstance(feed.probabilities, ProbabilityRows) else list(feed.probabilities),
         )
-        self._buffer.append(rows if keep.all() else rows.take(np.flatnonzero(keep)))
+        rows = rows if keep.all() else rows.take(np.flatnonzero(keep))
+        self._lowest = min(self._lowest, int(rows.rank.min()))
+        self._buffer.append(rows)
+        if len(self._buffer) > COMPACT_PARTS:  # many messages waiting for the watermark: one part again
+            self._buffer = [_Rows.concat(self._buffer)]
 
     def _ranks(self, partitions: np.ndarray, offsets: np.ndarray, ts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Which of a message's events are new (offset above what its partition brought before), and each new
@@ -271,23 +281,47 @@ class FeedMerger:
         self._invalid = []
         if not self._buffer:
             return out
-        rows = _Rows.concat(self._buffer)
         mark = self.watermark(ends)
-        order = np.lexsort((rows.offsets, rows.partitions, rows.rank))
-        due = len(order) if mark is None else int(np.searchsorted(rows.rank[order], mark, side="right"))
-        if len(order) - due > self.max_buffered:
-            self.forced += len(order) - due - self.max_buffered
-            due = len(order) - self.max_buffered
-        if due == 0:
-            self._buffer = [rows]
-            return out
-        rest = order[due:]
-        in_order = due == len(order) and bool((order[1:] > order[:-1]).all())
-        taken = rows if in_order else rows.take(order[:due])
-        self._buffer = [rows.take(np.sort(rest))] if len(rest) else []
+        if mark is not None and self.buffered <= self.max_buffered:
+            if mark < self._lowest:
+                return out  # nothing due: the buffer is left as it is
+            taken = self._take_due(mark)
+        else:  # everything due, or the oldest beyond max_buffered forced out
+            rows = _Rows.concat(self._buffer)
+            order = np.lexsort((rows.offsets, rows.partitions, rows.rank))
+            due = len(order) if mark is None else int(np.searchsorted(rows.rank[order], mark, side="right"))
+            if len(order) - due > self.max_buffered:
+                self.forced += len(order) - due - self.max_buffered
+                due = len(order) - self.max_buffered
+            rest = order[due:]
+            in_order = due == len(order) and bool((order[1:] > order[:-1]).all())
+            taken = rows if in_order else rows.take(order[:due])
+            self._buffer = [rows.take(np.sort(rest))] if len(rest) else []
+        self._lowest = min((int(rows.rank.min()) for rows in self._buffer), default=_FOREVER)
         self._note_released(taken)
         out.runs = _runs(taken)
         return out
+
+    def _take_due(self, mark: int) -> _Rows:
+        """Take the buffered events ranked up to ``mark`` (some are) out of the buffer, in release order. Only the
+        parts holding some are split: the others stay as they are, so events held back message after message (a
+        partition's events older than its latest, behind a watermark that is not moving) are not copied and sorted
+        again at every release (measured in `bench peers`' paced stretch: 3,600 waiting, 1.2 ms a feed message,
+        more than scoring the events)."""
+        due_parts, rest = [], []
+        for rows in self._buffer:
+            due = rows.rank <= mark
+            if not due.any():
+                rest.append(rows)
+            elif due.all():
+                due_parts.append(rows)
+            else:
+                due_parts.append(rows.take(np.flatnonzero(due)))
+                rest.append(rows.take(np.flatnonzero(~due)))
+        self._buffer = rest
+        rows = _Rows.concat(due_parts)
+        order = np.lexsort((rows.offsets, rows.partitions, rows.rank))
+        return rows if bool((order[1:] > order[:-1]).all()) else rows.take(order)
 
     def _note_released(self, taken: _Rows) -> None:
         ts = taken.ts
@@ -319,7 +353,7 @@ class FeedMerger:
         waiting = {int(p) for rows in self._buffer for p in np.unique(rows.partitions).tolist()}
         # a partition with events buffered: its time comes back with them (until then, what was released)
         state["high"] = {p: self.released_rank.get(p, _NEVER) if p in waiting else t for p, t in self.high.items()}
-        state["_buffer"], state["_invalid"] = [], []
+        state["_buffer"], state["_invalid"], state["_lowest"] = [], [], _FOREVER
         return state
 
 

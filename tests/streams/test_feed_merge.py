@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from driftline.models.feature_columns import FeatureColumns
-from driftline.streams.feed_merge import FeedMerger
+from driftline.streams.feed_merge import COMPACT_PARTS, FeedMerger
 from driftline.streams.monitor_feed import FeedBatch
 
 
@@ -118,6 +118,23 @@ def test_a_partition_its_scorer_was_level_with_is_waited_for_once_more_events_ar
     merger.add(3, feed([(0, o, 10 * o) for o in range(4, 8)], {0: (70, 8)}))
     assert [t for _, t in released(merger, {0: 8, 1: 4})] == [35, 40, 50, 60, 70]
     assert merger.out_of_order == 0
+
+
+def test_events_held_back_by_the_watermark_wait_over_many_messages_and_come_out_in_order() -> None:
+    """`bench peers`' paced stretch after its backlog: partition 0's new events are older than its backlog's last
+    (their rank is that event's time) and partition 1, not at its end, holds the watermark below them: message after
+    message nothing is due (the buffer is not sorted again each time, and its parts are joined now and then), and
+    everything comes out in order once partition 1 is at its end."""
+    merger = FeedMerger(partitions=[0, 1])
+    merger.add(0, feed([(0, 0, 1000)], {0: (1000, 1)}))
+    merger.add(1, feed([(1, 0, 500)], {1: (500, 1)}))
+    assert released(merger, {0: 1, 1: 2}) == [("p1o0", 500)]  # partition 1 may still hold events before 1000
+    for offset in range(1, 201):
+        merger.add(offset + 1, feed([(0, offset, 600 + offset)], {0: (1000, offset + 1)}))  # ranked 1000
+        assert released(merger, {0: offset + 1, 1: 2}) == []
+    assert merger.buffered == 201 and len(merger._buffer) <= COMPACT_PARTS and merger.resume_offset == 0
+    assert released(merger, {0: 201, 1: 1}) == [("p0o0", 1000)] + [(f"p0o{o}", 600 + o) for o in range(1, 201)]
+    assert merger.buffered == 0 and merger.out_of_order == 200
 
 
 def test_duplicates_after_a_rebalance_are_dropped_by_source_offset() -> None:
