@@ -214,8 +214,12 @@ class ModelRegistry:
 
     def current_version(self, name: str) -> int | None:
         """The version scorers should serve (one GET), or None when none was promoted."""
-        raw = self.client.get(self._key(name, "current"))
+        raw = self.client.get(self.current_key(name))
         return None if raw is None else int(raw)
+
+    def current_key(self, name: str) -> str:
+        """The key holding the current version of ``name`` (for a caller that reads it with an async client)."""
+        return self._key(name, "current")
 
     def get(self, name: str, version: int | None = None) -> ModelVersion:
         """Metadata of ``version`` (the current one when None), its signature verified (:class:`IntegrityError`)."""

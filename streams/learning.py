@@ -202,7 +202,7 @@ class LabelLearner:
 
     async def _follow_registry(self, state: ModelLearner) -> None:
         """Continue from the current version when someone else promoted or rolled back."""
-        current = await asyncio.to_thread(self.registry.current_version, state.name)
+        current = await self.store.current_version(state.name)
         if current is not None and current != state.base_version and current not in state.refused:
             try:
                 _, model = await asyncio.to_thread(self.registry.load, state.name, current)
