@@ -11,6 +11,8 @@ Examples
 ['ev-00000000', 'ev-00000001', 'ev-00000002', 'ev-00000003']
 >>> events[3][0]["features"]["salary"] > 0
 True
+>>> [e["ts"] for e, _ in synthetic_stream(2, start_ms=1_000)]
+[1000, 1001]
 """
 
 from __future__ import annotations
@@ -39,12 +41,15 @@ def bootstrap_model(samples: int = 2000, seed: int = 42) -> tuple[Any, FeatureSc
     return model, schema, "binary"
 
 
-def synthetic_stream(n: int, drift_at: int | None = None, seed: int = 7) -> Iterator[tuple[dict, bool]]:
-    """``n`` events (the topic contract) with their labels; concept and covariate drift at ``drift_at``."""
+def synthetic_stream(
+    n: int, drift_at: int | None = None, seed: int = 7, start_ms: int | None = None
+) -> Iterator[tuple[dict, bool]]:
+    """``n`` events (the topic contract) with their labels; concept and covariate drift at ``drift_at``; event
+    ``i`` happened at ``start_ms + i`` (epoch milliseconds; default: now)."""
     drift_at = n // 2 if drift_at is None else drift_at
     before = synth.Agrawal(classification_function=CONCEPT_BEFORE, seed=seed)
     after = synth.Agrawal(classification_function=CONCEPT_AFTER, seed=seed + 1)
-    start_ms = int(time.time() * 1000)
+    start_ms = int(time.time() * 1000) if start_ms is None else start_ms
     for i, (x, y) in enumerate(itertools.chain(itertools.islice(before, drift_at), after)):
         if i >= n:
             return
