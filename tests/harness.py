@@ -61,6 +61,17 @@ class WorkerProcess:
         if self.proc is not None:
             stop_process(self.proc, timeout=20)
 
+    @contextlib.contextmanager
+    def paused(self) -> Iterator[None]:
+        """The worker frozen (SIGSTOP) for the duration, then let go (SIGCONT): what happens meanwhile happens
+        before it can do anything more."""
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGSTOP)
+        try:
+            yield
+        finally:
+            self.proc.send_signal(signal.SIGCONT)
+
     def dump_stacks(self) -> None:
         """Have the worker print every thread's stack and what each asyncio task awaits to its log (SIGQUIT, see
         ``run_worker``); returns once the dump is written (or after 5 s: a stuck loop prints the threads only)."""
