@@ -420,7 +420,7 @@ class Worker:
             timeout_ms=settings.batch_timeout_ms,
             on_crash=self._service_crashed,
         )
-        self.score_source = BatchSource(
+        self.score_source = score = BatchSource(
             name="score",
             consumer_kwargs=self.consumer_kwargs(),
             topics=[settings.topic("events")],
@@ -438,7 +438,8 @@ class Worker:
             timeout_ms=settings.batch_timeout_ms,
             on_crash=self._service_crashed,
         )
-        return [learn, monitor, self.score_source]
+        self.monitoring.fetched_ends = score.fetched_ends  # the scorer's fetches tell the monitors the ends
+        return [learn, monitor, score]
 
     async def start(self) -> None:
         """Create topics, make sure a model exists, start the producer and /metrics."""

@@ -378,6 +378,21 @@ class BatchSource(mode.Service):
         self.ahead = full
         return taken
 
+    def fetched_ends(self, partitions: Iterable[TopicPartition]) -> dict[TopicPartition, int]:
+        """The high watermark of each of ``partitions`` this source is assigned, as of its consumer's last fetch
+        response (a partition not assigned, or not fetched yet, is left out). Asks the broker nothing: every fetch
+        response carries it. Each is at least the end the records handed over so far were fetched with."""
+        consumer, assigned = self.consumer, self.assigned
+        if consumer is None or not assigned:
+            return {}
+        ends = {}
+        for tp in partitions:
+            if tp in assigned and tp in consumer.assignment():
+                highwater = consumer.highwater(tp)
+                if highwater is not None:
+                    ends[tp] = highwater
+        return ends
+
     def _caught_up(self, consumer: AIOKafkaConsumer, assigned: set[TopicPartition]) -> set[TopicPartition]:
         """The partitions of ``assigned`` fetched up to the high watermark of their last fetch: nothing more on the
         broker (never waits on the broker here). Not waited for once their buffers run dry during the take either:

@@ -206,3 +206,57 @@ def test_an_idle_feed_checkpoints_nothing_and_a_failed_checkpoint_is_tried_again
         return done
 
     assert asyncio.run(scenario()) == [0, 1, 0, 1, 1, 1, 0]
+
+
+def test_the_ends_come_from_the_scorers_fetches_when_it_reads_every_partition(settings: Settings) -> None:
+    """No ``ListOffsets`` while the scorer here reads every ``events`` partition: its fetch responses' high
+    watermarks are the ends (every record of a multi-record batch counted, where the embedded broker's
+    ``ListOffsets`` falls short). A partition it does not read (another worker's) is asked of the broker."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition  # noqa: PLC0415
+
+    from driftline.streams.batch_source import BatchSource  # noqa: PLC0415
+    from driftline.streams.connections import kafka_kwargs  # noqa: PLC0415
+    from driftline.streams.topics import ensure_topics  # noqa: PLC0415
+
+    topic = settings.topic("events")
+    tps = [TopicPartition(topic, p) for p in range(settings.partitions)]
+
+    async def scenario() -> tuple[dict[int, int], int, dict[int, int], int, dict[int, int]]:
+        await ensure_topics(settings, settings.broker_url)
+        producer = AIOKafkaProducer(bootstrap_servers=settings.broker_url, linger_ms=50)
+        await producer.start()
+        try:  # partition 0: one batch of 40 records, partition 1: 3 single ones, the others nothing
+            await asyncio.gather(*[await producer.send(topic, b"x", partition=0) for _ in range(40)])
+            for _ in range(3):
+                await producer.send_and_wait(topic, b"y", partition=1)
+        finally:
+            await producer.stop()
+        consumer = AIOKafkaConsumer(**kafka_kwargs(settings, settings.broker_url), auto_offset_reset="earliest")
+        await consumer.start()
+        try:
+            consumer.assign(tps)
+            deadline = time.monotonic() + 30
+            while any(consumer.highwater(tp) is None for tp in tps):  # each partition's first fetch response
+                assert time.monotonic() < deadline, "no fetch response for every partition"
+                await consumer.getmany(timeout_ms=200)
+            source = BatchSource(name="score", consumer_kwargs={}, topics=[topic], group_id="g", handler=print)
+            source.consumer, source.assigned = consumer, set(tps)
+            monitors = OrderedMonitors(settings, None, None, None, None, None, None)  # type: ignore[arg-type]
+            monitors.consumer, monitors.fetched_ends = consumer, source.fetched_ends
+            every = set(range(settings.partitions))
+            fetched = await monitors._ends(every)
+            listed_all = monitors.listed
+            source.assigned = set(tps[1:])  # partition 0 is another worker's: the broker is asked for all
+            partial = await monitors._ends(every)
+            listed_partial = monitors.listed
+            monitors.fetched_ends = None
+            return fetched, listed_all, partial, listed_partial, await monitors._ends(every)
+        finally:
+            await consumer.stop()
+
+    fetched, listed_all, partial, listed_partial, listed = asyncio.run(scenario())
+    expected = {0: 40, 1: 3} | {p: 0 for p in range(2, settings.partitions)}
+    assert (fetched, listed_all) == (expected, 0)
+    # the broker's answers (partition 0's may fall short of 40), raised by the scorer's where it reads
+    assert listed_partial == 1 and partial == listed | {p: e for p, e in expected.items() if p}
+    assert listed[0] <= 40 and {p: e for p, e in listed.items() if p} == {p: e for p, e in expected.items() if p}
