@@ -289,35 +289,35 @@ class BatchSource(mode.Service):
                         future = asyncio.ensure_future(acked) if acked is not None else None
                         self.pending.append((future, offsets, check))
                         self._export_lag(consumer, last)
-                if fetched or asked == () or ready or self.on_idle is not None:
-                    # with on_idle, an idle poll waits for nothing either: see _idle
-                    await self._settle(keep=self.max_in_flight)
-                    if not (fetched or asked == () or ready):
-                        failed = self._idle()
-                    await self.commit_held()
-                else:  # idle: everything handled is acknowledged, flushed and committed before the next poll
+                idle = not (fetched or asked == () or ready)
+                if idle and self.on_idle is None:
+                    # everything handled is acknowledged, flushed and committed before the next poll
                     await self.finish_pending()
-                    try:
-                        await self.flush()
-                    except self.retry_on as exc:  # what was deferred stays deferred: flushed on a later poll
-                        failed = True
-                        self.retries += 1
-                        log.warning("%s: flush failed, trying again in %.1f s: %r", self.label, self.retry_pause, exc)
+                    failed = await self._flush_idle() or failed
                     await self.commit_held(wait=True)
+                else:  # with on_idle, an idle poll waits for nothing either: see _flush_idle
+                    await self._settle(keep=self.max_in_flight)
+                    if idle:
+                        failed = await self._flush_idle() or failed
+                    await self.commit_held()
             if failed:  # outside the lock: a rebalance or a stop need not wait for the pause
                 await self.sleep(self.retry_pause)
 
-    def _idle(self) -> bool:
-        """An idle poll of a source with ``on_idle`` (the scorer): start what the hook persists in the background and
-        wait for nothing, neither the acknowledgements of the batches in flight nor a commit (both go on in the
-        background, as between batches; a later poll commits them once acknowledged and durable). Waiting for them
-        here held the scorer's next fetch: at 1,000 events/s a poll that came back empty on a busy machine then
-        waited 10-98 ms for acknowledgements and the commit's round trip before fetching again, and every event
-        published meanwhile waited too (the p99 of `bench peers`). Returns whether the hook failed."""
-        assert self.on_idle is not None
+    async def _flush_idle(self) -> bool:
+        """Persist what the handler deferred on an idle poll: :meth:`flush`, or with ``on_idle`` (the scorer) only
+        start what the hook persists in the background. A source with ``on_idle`` waits for nothing on an idle poll,
+        neither the acknowledgements of the batches in flight nor a commit (both go on in the background, as between
+        batches; a later poll commits them once acknowledged and durable). Waiting for them held the scorer's next
+        fetch: at 1,000 events/s a poll that came back empty on a busy machine then waited 10-98 ms for
+        acknowledgements and the commit's round trip before fetching again, and every event published meanwhile
+        waited too (the p99 of `bench peers`). Returns whether it failed with one of ``retry_on`` (what was deferred
+        stays deferred, for a later poll)."""
         try:
-            self.on_idle()
-        except self.retry_on as exc:  # what was deferred stays deferred: started again on a later poll
+            if self.on_idle is not None:
+                self.on_idle()
+            else:
+                await self.flush()
+        except self.retry_on as exc:
             self.retries += 1
             log.warning("%s: flush failed, trying again in %.1f s: %r", self.label, self.retry_pause, exc)
             return True
