@@ -32,7 +32,7 @@ from driftline.monitoring.cbpe import SUMMARY_FIELD, Calibrator
 from driftline.monitoring.monitor import Monitor
 from driftline.streams.deadletter import DeadLetter
 from driftline.streams.feed_merge import FeedMerger, Released
-from driftline.streams.metrics import DEAD_LETTERED, MONITOR_FEED, STEP_FAILURES
+from driftline.streams.metrics import DEAD_LETTERED, MONITOR_FEED, REDIS_ERRORS, STEP_FAILURES
 from driftline.streams.model_cache import ModelCache
 from driftline.streams.monitor_feed import FeedError, decode_feed
 from driftline.streams.publisher import Publisher
@@ -223,6 +223,7 @@ class OrderedMonitors:
             try:
                 meta = await asyncio.to_thread(self.registry.get, name, version)
             except redis.RedisError as exc:
+                REDIS_ERRORS.labels("calibrator_read").inc()
                 log.warning("CBPE calibrator of %s v%d not read: %r", name, version, exc)
                 return False, None
             except Exception as exc:  # noqa: BLE001 - pruned or refused: the calibrator in use is kept

@@ -260,3 +260,22 @@ def test_the_ends_come_from_the_scorers_fetches_when_it_reads_every_partition(se
     # the broker's answers (partition 0's may fall short of 40), raised by the scorer's where it reads
     assert listed_partial == 1 and partial == listed | {p: e for p, e in expected.items() if p}
     assert listed[0] <= 40 and {p: e for p, e in listed.items() if p} == {p: e for p, e in expected.items() if p}
+
+
+def test_a_calibrator_redis_cannot_read_is_counted_and_asked_again_at_the_next_events() -> None:
+    """A Redis error while a version's CBPE calibrator is read reads nothing (the version is looked up again at its
+    next events, nothing cached) and counts in ``driftline_redis_errors_total{op="calibrator_read"}``."""
+    from prometheus_client import REGISTRY  # noqa: PLC0415
+
+    from driftline.models.registry import ModelRegistry  # noqa: PLC0415
+
+    unreachable = redis.Redis(port=free_port(), socket_connect_timeout=1)  # nothing listens there
+    monitors = OrderedMonitors(Settings(), None, {}, ModelRegistry(unreachable, b"k" * 32), None, None, None)  # type: ignore[arg-type]
+
+    def errors() -> float:
+        return REGISTRY.get_sample_value("driftline_redis_errors_total", {"op": "calibrator_read"}) or 0.0
+
+    before = errors()
+    assert [asyncio.run(monitors._calibrator("default", 3)) for _ in range(2)] == [(False, None)] * 2
+    assert errors() == before + 2
+    assert monitors._calibrators == {}
