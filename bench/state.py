@@ -5,7 +5,8 @@ features) with the bootstrap model:
 
 1. warm-up: ``warmup`` events and their labels, every label learned; by default enough for every bounded store
    to be full (the rows kept for retraining, ``MAX_LABELLED_ROWS``; the learner's exactly-once window; the
-   monitors' checkpoints), so that Redis's ``used_memory`` then is the deployment's steady state, the *baseline*;
+   monitors' checkpoints), so that Redis's ``used_memory`` then, once the join records of the learned labels are
+   deleted (:meth:`StateRun.settled`), is the deployment's steady state, the *baseline*;
 2. ``events`` more events and no label: once all are scored, ``redis_bytes_per_waiting_event`` is the growth of
    ``used_memory`` over the baseline per event (what an event waiting for its label costs);
 3. their labels, published while the worker is paused, then learned as one backlog: once all are learned,
@@ -152,7 +153,7 @@ async def _phases(
         await run.publish(producer, [_event(e) for e, _ in warmup] + [_label(e, y) for e, y in warmup])
         await run.wait("every warm-up label learned", lambda: run.learned() >= len(warmup))
         await run.wait("every warm-up event scored", lambda: len(run.tally.scored) >= len(warmup))
-        baseline = run.memory()
+        baseline = await run.settled()  # the join records of the last checkpoints' labels deleted
         await run.publish(producer, [_event(e) for e, _ in waiting])
         await run.wait("every waiting event scored", lambda: len(run.tally.scored) >= len(warmup) + len(waiting))
         scored = run.memory()
