@@ -35,6 +35,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from driftline.bench.pipeline import cpu_seconds
+from driftline.bench.state import used_memory
 from driftline.contract.settings import Settings
 from driftline.embedded.demo import start_worker, worker_env
 from driftline.embedded.stack import EmbeddedStack, embedded_stack, free_port, stop_process, wait_for_port
@@ -117,10 +118,6 @@ def plan(costs: Costs, load: Workload) -> dict[str, Any]:
 
 
 # --- measuring the costs ---------------------------------------------------------------------------------------
-
-
-def used_memory(client: Any) -> int:
-    return int(client.info("memory")["used_memory"])
 
 
 async def _publish(settings: Settings, broker_url: str, records: list[tuple[bytes, bytes]]) -> None:
