@@ -43,6 +43,7 @@ from driftline.models.registry import ModelRegistry
 from driftline.models.version import ModelVersion, UnknownModelError
 from driftline.monitoring.cbpe import SUMMARY_FIELD
 from driftline.monitoring.monitor import Monitor
+from driftline.streams.labelled_rows import APPEND_PACKED, LabelJson, packed
 from driftline.streams.learning_stage import snapshot_due
 from driftline.streams.metrics import LEARNER_METRIC, MODEL_VERSION, REDIS_ERRORS
 from driftline.streams.shadow_challenger import ShadowChallenger
@@ -53,14 +54,16 @@ log = logging.getLogger(__name__)
 MAX_LABELLED_ROWS = 200_000
 #: Appends the rows learned since the last checkpoint to the labelled stream, one entry per row (``x``, ``y``),
 #: capped near ``MAX_LABELLED_ROWS``: ARGV = the cap, then x1, y1, x2, y2, ... One command per checkpoint instead of
-#: one ``XADD`` per row (redis-py's packing and parsing of those were a tenth of the live learner's time).
+#: one ``XADD`` per row (redis-py's packing and parsing of those were a tenth of the live learner's time). Rows are
+#: sent this way only when :func:`~driftline.streams.labelled_rows.packed` cannot cut them (else ``APPEND_PACKED``:
+#: two arguments a chunk, the same entries).
 APPEND_ROWS = """
 for i = 2, #ARGV, 2 do
   redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'x', ARGV[i], 'y', ARGV[i + 1])
 end
 return (#ARGV - 1) / 2
 """
-#: Rows per ``APPEND_ROWS`` call (a script blocks Redis while it runs).
+#: Rows per ``APPEND_ROWS`` or ``APPEND_PACKED`` call (a script blocks Redis while it runs).
 ROWS_PER_APPEND = 2_000
 #: Checkpoint fields present only while a challenger is compared (deleted when it is gone).
 CHALLENGER_FIELDS = ("comparison", "challenger", "challenger_checkpoint")
@@ -124,6 +127,7 @@ class LearnerStore:
         self.client = client
         self.watch = watch
         self.prefix = settings.redis_prefix
+        self.labels = LabelJson()
 
     def key(self, name: str) -> str:
         return keys.learner(self.prefix, name)
@@ -230,11 +234,12 @@ class LearnerStore:
                 pipe.hdel(self.key(sealed.name), *absent)
             stream = keys.labelled(self.prefix, sealed.name)
             for start in range(0, len(sealed.rows), ROWS_PER_APPEND):
-                args = [
-                    a
-                    for x, y in sealed.rows[start : start + ROWS_PER_APPEND]
-                    for a in (orjson.dumps(x), orjson.dumps(y))
-                ]
+                chunk = sealed.rows[start : start + ROWS_PER_APPEND]
+                payload = packed(chunk, self.labels)
+                if payload is not None:
+                    pipe.eval(APPEND_PACKED, 1, stream, MAX_LABELLED_ROWS, *payload, len(chunk))
+                    continue
+                args = [a for x, y in chunk for a in (orjson.dumps(x), self.labels(y))]
                 pipe.eval(APPEND_ROWS, 1, stream, MAX_LABELLED_ROWS, *args)
             await pipe.execute()
 
