@@ -118,6 +118,18 @@ def ensure_default_model(registry: ModelRegistry, name: str) -> None:
         registry.register(name, model, schema=schema, task=task, note="bootstrap: River Agrawal synth, 2000 rows")
 
 
+def score_fetch_wait(settings: Settings) -> int:
+    """How long the scorer's fetches may wait on the broker (ms): ``score_fetch_wait_ms``, at most the batch timeout.
+    The embedded broker looks for records when a fetch comes, then after half the time left: a fetch sent just
+    before the next events waits that half, and every event it brings waited with it (the slowest 1% at 1,000
+    events/s, BENCHMARKS.md).
+
+    >>> score_fetch_wait(Settings(score_fetch_wait_ms=10)), score_fetch_wait(Settings(batch_timeout_ms=5))
+    (10, 5)
+    """
+    return min(settings.score_fetch_wait_ms, settings.batch_timeout_ms)
+
+
 def faust_datadir(settings: Settings, app_id: str) -> str:
     """Faust's data directory for ``app_id``: under the state folder, never the current one.
 
@@ -370,7 +382,7 @@ class Worker:
             "auto.offset.reset": "earliest",
             "session.timeout.ms": settings.session_timeout_ms,
             "heartbeat.interval.ms": settings.heartbeat_interval_ms,
-            "fetch.wait.max.ms": settings.batch_timeout_ms,
+            "fetch.wait.max.ms": score_fetch_wait(settings),
             "max.partition.fetch.bytes": 8 * 1024 * 1024,
             "fetch.max.bytes": 32 * 1024 * 1024,
             "partition.assignment.strategy": "roundrobin",  # aiokafka's: workers of either client share the group
@@ -422,7 +434,7 @@ class Worker:
         )
         self.score_source = score = BatchSource(
             name="score",
-            consumer_kwargs=self.consumer_kwargs(),
+            consumer_kwargs={**self.consumer_kwargs(), "fetch_max_wait_ms": score_fetch_wait(settings)},
             topics=[settings.topic("events")],
             group_id=f"{settings.topic_prefix}scoring",
             handler=self.score,

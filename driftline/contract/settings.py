@@ -138,6 +138,11 @@ class Settings(BaseSettings):
     # shared by 4x more events than at 500 on a backlog; small batches at low rates all the same (BENCHMARKS.md)
     batch_size: int = Field(2000, ge=1, description="Max events scored in one batch.")
     batch_timeout_ms: int = Field(50, ge=1, description="Max wait to fill a batch.")
+    # the embedded broker (Tansu) answers a fetch that found nothing after half the time it may wait (then looks
+    # again): a scorer's fetch sent just before the next events parks for ~25 ms at 50 (BENCHMARKS.md)
+    score_fetch_wait_ms: int = Field(
+        10, ge=1, description="Max wait of the scorer's fetches on the broker (at most the batch timeout)."
+    )
     learn_batch_size: int = Field(500, ge=1, description="Max labels learned in one batch.")
     review_confidence_threshold: float | None = Field(
         None, ge=0, le=1, description="Predictions below this confidence also go to the review topic."
