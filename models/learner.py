@@ -41,17 +41,19 @@ import collections
 import copy
 import itertools
 import math
+import operator
 import pickle
 from collections import OrderedDict
 from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
+import numpy as np
 from river import metrics as river_metrics
 from river import stats as river_stats
 from river import utils
 
 from driftline.contract.signing import Keyring, as_keyring, seal, unseal
-from driftline.models.learned_ids import LearnedIds, digest
+from driftline.models.learned_ids import LearnedIds, digest, digest_many
 from driftline.models.minibatch import MIN_ROWS, learn_rows, on_plain_lists, supports_rows
 
 DEFAULT_MAX_LEARNED_IDS = 100_000
@@ -61,6 +63,8 @@ DEFAULT_WINDOW_MS = 3600 * 1000
 MAX_COERCED = 64
 #: ``(event_id, x, y, served prediction, served probabilities, label ts)``, see :meth:`OnlineLearner.learn_many`.
 LabelledRow = tuple[str, Mapping[str, Any], Any, Any, "Mapping[str, float] | None", "int | None"]
+#: The keyword arguments of every pair a rolling metric is fed here (none): one dict for all, never changed.
+_NO_KWARGS: dict[str, Any] = {}
 _TRUE = {"true", "1", "yes", "1.0"}
 _FALSE = {"false", "0", "no", "0.0"}
 
@@ -209,7 +213,7 @@ def feed_many(
         dropped = max(0, len(window) + len(pairs) - metric.window_size)
         old = [args for args, _ in itertools.islice(window, min(dropped, len(window)))]
         _count(matrix, old + pairs[: max(0, dropped - len(window))], -1.0)
-        window.extend((pair, {}) for pair in pairs)
+        window.extend(zip(pairs, itertools.repeat(_NO_KWARGS)))
 
 
 def _plain_mean(metric: Any) -> bool:
@@ -240,9 +244,36 @@ def mean_values(metric: Any, pairs: list[tuple[Any, Any]]) -> list[float]:
 _RIVER_LOG_LOSS = river_metrics.LogLoss._eval
 
 
+def _columns(
+    served: list[tuple[Any, Any, Any]], targets: list[Any]
+) -> tuple[list[Any], list[Any], list[dict[Any, float] | None]]:
+    """``(target, served prediction, served probabilities)`` rows as three columns (``targets`` when empty)."""
+    if not served:
+        return targets, [], []
+    ys, predictions, probabilities = (list(column) for column in zip(*served, strict=True))
+    return ys, predictions, probabilities
+
+
+_TRUE_PROBABILITY = operator.methodcaller("get", True, 0.0)
+
+
 def _log_losses(pairs: list[tuple[Any, Any]]) -> list[float]:
-    """``LogLoss._eval`` of each pair: the probability of True clamped to [1e-15, 1 - 1e-15], then -log."""
+    """``LogLoss._eval`` of each pair: the probability of True clamped to [1e-15, 1 - 1e-15], then -log (on
+    arrays when every prediction is a dict of floats: the same floats, ``math.log`` of each).
+
+    >>> pairs = [(True, {True: 0.5}), (False, {True: 1.0}), (1, {False: 1.0}), ("", {True: 0.25})]
+    >>> _log_losses(pairs) == [river_metrics.LogLoss()._eval(*pair) for pair in pairs]
+    True
+    """
     log, low, high = math.log, 1e-15, 1 - 1e-15
+    if pairs:
+        ys, predictions = zip(*pairs, strict=True)
+        if set(map(type, predictions)) == {dict}:
+            p = list(map(_TRUE_PROBABILITY, predictions))
+            if set(map(type, p)) == {float}:
+                clamped = np.clip(np.array(p, dtype=np.float64), low, high)
+                chosen = np.where(np.array(list(map(bool, ys)), dtype=bool), clamped, 1.0 - clamped)
+                return [-value for value in map(log, chosen.tolist())]
     out = []
     for y, y_pred in pairs:
         p = y_pred.get(True, 0.0) if isinstance(y_pred, dict) else y_pred
@@ -313,7 +344,7 @@ def _feed_stat(
         n += 1.0
         mean += (1.0 / n) * (value - mean)
     stat.n, stat._mean = n, mean
-    window.extend((pair, {}) for pair in pairs)
+    window.extend(zip(pairs, itertools.repeat(_NO_KWARGS)))
     if kept is not None:
         kept.extend(values)
         for _ in range(len(kept) - len(window)):
@@ -408,6 +439,28 @@ class OnlineLearner:
         self._coerced[key] = value
         return value
 
+    def _coerce_all(self, ys: list[Any]) -> list[Any]:
+        """:meth:`coerce` of each label, or the ValueError it raised; once per distinct label when they are all
+        bools, ints or strings of one type (the classes do not move meanwhile: the same values).
+
+        >>> from driftline.models.features import FeatureSchema
+        >>> from driftline.models.specs import build_model
+        >>> learner = OnlineLearner(build_model(FeatureSchema({"x": "numeric"}), "binary"), "binary")
+        >>> learner._coerce_all([1, 0, 7])
+        [True, False, ValueError('binary label must be true/false or 0/1, got 7')]
+        """
+        kinds = set(map(type, ys))
+        if len(kinds) == 1 and kinds <= {bool, int, str}:
+            by_value = {y: self._coerce_or_error(y) for y in set(ys)}
+            return list(map(by_value.__getitem__, ys))
+        return [self._coerce_or_error(y) for y in ys]
+
+    def _coerce_or_error(self, y: Any) -> Any:
+        try:
+            return self.coerce(y)
+        except ValueError as exc:
+            return exc
+
     def limit_ids(self, max_learned_ids: int, window_ms: int) -> None:
         """Set the exactly-once window and the cap on remembered ids (a restored learner takes the settings')."""
         if (max_learned_ids, window_ms) != (self._ids.capacity, self._ids.window_ms):
@@ -465,45 +518,64 @@ class OnlineLearner:
         targets: list[Any] = []
         batch: set[int] = set()
         repeats: list[int] = []  # repeats of an id taken earlier in this batch: duplicates unless that one fails
-        keys = [digest(row[0]) for row in rows]
-        for i, (key, (_, _, y, *_)) in enumerate(zip(keys, rows, strict=True)):
-            if key in self._ids:
-                continue
-            if key in batch:
-                repeats.append(i)
-                continue
-            try:
-                targets.append(self.coerce(y))
-            except ValueError as exc:
-                outcomes[i] = exc
-                continue
-            batch.add(key)
-            taken.append(i)
+        keys = digest_many([row[0] for row in rows])
+        coerced = self._coerce_all([row[2] for row in rows])
+        known = self._ids.contains_many(keys)
+        if not any(known) and len(set(keys)) == len(keys) and not any(isinstance(t, ValueError) for t in coerced):
+            taken, targets = list(range(len(rows))), coerced  # the usual batch: new ids, labels that fit
+        else:
+            for i, (key, target) in enumerate(zip(keys, coerced, strict=True)):
+                if known[i]:
+                    continue
+                if key in batch:
+                    repeats.append(i)
+                    continue
+                if isinstance(target, ValueError):
+                    outcomes[i] = target
+                    continue
+                targets.append(target)
+                batch.add(key)
+                taken.append(i)
+        failed: dict[int, Exception] = {}
         if self.updates_model:
             failed = self._learn_model([rows[i][1] for i in taken], targets)
             for position, exc in failed.items():
                 outcomes[taken[position]] = exc
-        self._ids.advance(rows[i][5] for i in taken if not isinstance(outcomes[i], Exception))
-        kept = [(position, i) for position, i in enumerate(taken) if not isinstance(outcomes[i], Exception)]
-        served = self._served_known([targets[p] for p, _ in kept], [rows[i] for _, i in kept])
-        if served is not None:  # no new class: the served values coerced once per distinct value
-            self._ids.add_many([keys[i] for _, i in kept], [rows[i][5] for _, i in kept])
-            self.learned += len(kept)
-            for _, i in kept:
-                outcomes[i] = True
+        if len(taken) == len(rows) and not failed:  # every row learned
+            kept = list(enumerate(taken))
+            kept_rows, kept_keys, kept_targets = rows, keys, targets
         else:
-            served = []
+            kept = [(position, i) for position, i in enumerate(taken) if not isinstance(outcomes[i], Exception)]
+            kept_rows, kept_keys = [rows[i] for _, i in kept], [keys[i] for _, i in kept]
+            kept_targets = [targets[p] for p, _ in kept]
+        times = [row[5] for row in kept_rows]
+        self._ids.advance(times)
+        served = self._served_columns(kept_targets, kept_rows)
+        if served is None:
+            known_rows = self._served_known(kept_targets, kept_rows)
+            served = None if known_rows is None else _columns(known_rows, kept_targets)
+        if served is not None:  # no new class: the served values coerced once per distinct value
+            self._ids.add_many(kept_keys, times)
+            self.learned += len(kept)
+            if len(kept) == len(rows):
+                outcomes = [True] * len(rows)
+            else:
+                for _, i in kept:
+                    outcomes[i] = True
+        else:
+            one_by_one = []
             for position, i in kept:
                 _, _, _, y_pred, proba, ts = rows[i]
                 target = targets[position]
                 if self.task != "regression" and target not in self.classes:
                     self.classes.add(target)
                     self._coerced.clear()
-                served.append((target, *self._served(y_pred, proba)))
+                one_by_one.append((target, *self._served(y_pred, proba)))
                 self._ids.add(keys[i], ts)
                 self.learned += 1
                 outcomes[i] = True
-        self._update_metrics(served)
+            served = _columns(one_by_one, kept_targets)
+        self._update_metrics(*served)
         again = [i for i in repeats if keys[i] not in self._ids]  # the first one failed: the next is no duplicate
         for i, outcome in zip(again, self.learn_many([rows[i] for i in again]) if again else [], strict=True):
             outcomes[i] = outcome
@@ -528,6 +600,45 @@ class OnlineLearner:
             except Exception as exc:  # noqa: BLE001 - the caller dead-letters this row alone
                 failed[position] = exc
         return failed
+
+    def _served_columns(
+        self, targets: list[Any], rows: Sequence[LabelledRow]
+    ) -> tuple[list[Any], list[Any], list[dict[Any, float] | None]] | None:
+        """What :meth:`_served_known` gives, as columns (targets, served predictions, served probabilities), for
+        the usual batch of a classifier: every target a known class, the served predictions of one type (bool, int
+        or str), the probabilities dicts with the same two keys in the same order, each a class, and float values.
+        None for any other batch (the caller goes by :meth:`_served_known`).
+
+        >>> from driftline.models.features import FeatureSchema
+        >>> from driftline.models.specs import build_model
+        >>> model = build_model(FeatureSchema({"x": "numeric"}), "binary")
+        >>> learner = OnlineLearner(model, "binary", classes={True, False})
+        >>> rows = [("a", {}, 1, True, {"False": 0.25, "True": 0.75}, 1)]
+        >>> rows.append(("b", {}, 0, False, {"False": 1, "True": 0}, 2))
+        >>> learner._served_columns([True, False], rows)
+        ([True, False], [True, False], [{False: 0.25, True: 0.75}, {False: 1.0, True: 0.0}])
+        >>> learner._served_columns([True, False], rows[:1] + [("b", {}, 0, "no", None, 2)]) is None
+        True
+        """
+        if self.task == "regression" or not rows or not all(target in self.classes for target in targets):
+            return None
+        predictions, probabilities = [row[3] for row in rows], [row[4] for row in rows]
+        kinds = set(map(type, predictions))
+        first = probabilities[0]
+        if len(kinds) != 1 or not kinds <= {bool, int, str} or type(first) is not dict or len(first) != 2:
+            return None
+        names = tuple(first)
+        if set(map(type, probabilities)) != {dict} or set(map(tuple, probabilities)) != {names}:
+            return None
+        try:
+            coerced = tuple(self.coerce(name) for name in names)
+            columns = [list(map(float, map(operator.itemgetter(name), probabilities))) for name in names]
+        except ValueError:  # a key that is no class, or a value that is no number: row by row
+            return None
+        served = {value: self._served(value, None)[0] for value in set(predictions)}
+        (a, b), (first_values, second_values) = coerced, columns
+        mapped = [{a: x, b: y} for x, y in zip(first_values, second_values, strict=True)]
+        return targets, list(map(served.__getitem__, predictions)), mapped
 
     def _served_known(
         self, targets: list[Any], rows: list[LabelledRow]
@@ -601,11 +712,19 @@ class OnlineLearner:
             return y_pred, None
         return y_pred, mapped
 
-    def _update_metrics(self, served: list[tuple[Any, Any, dict[Any, float] | None]]) -> None:
-        """Feed each ``(label, served prediction, served probabilities)`` to the metrics, in order (a None skips
-        the metrics it feeds)."""
-        labelled = [(y, y_pred) for y, y_pred, _ in served if y_pred is not None]
-        scored = [(y, proba) for y, _, proba in served if proba is not None]
+    def _update_metrics(
+        self, targets: list[Any], predictions: list[Any], probabilities: list[dict[Any, float] | None]
+    ) -> None:
+        """Feed each label with its served prediction and served probabilities to the metrics, in order (a None
+        skips the metrics it feeds)."""
+        if None in predictions:
+            labelled = [(y, y_pred) for y, y_pred in zip(targets, predictions, strict=True) if y_pred is not None]
+        else:
+            labelled = list(zip(targets, predictions, strict=True))
+        if None in probabilities:
+            scored = [(y, proba) for y, proba in zip(targets, probabilities, strict=True) if proba is not None]
+        else:
+            scored = list(zip(targets, probabilities, strict=True))
         values: dict[tuple[str, type], list[float]] = {}  # a mean and its rolling twin average the same values
         held = self.__dict__.setdefault("_held", {})  # per rolling mean, its window's values (not checkpointed)
         for position, (kind, feed) in enumerate(self._feeds):

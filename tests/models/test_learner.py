@@ -522,6 +522,7 @@ def test_the_served_values_coerced_once_per_batch_are_what_row_by_row_coercion_g
         OnlineLearner(build_model(FeatureSchema({"x": "numeric"}), task), task, classes=classes) for _ in range(2)
     )
     slow._served_known = lambda targets, rows: None  # type: ignore[method-assign]
+    slow._served_columns = lambda targets, rows: None  # type: ignore[method-assign]
     data = [(e, {"x": float(i)}, y, p, q, 100 + i) for i, (e, y, p, q) in enumerate(rows)]
     outcomes = []
     for learner_ in (fast, slow):
@@ -576,3 +577,72 @@ def test_rolling_means_read_their_leaving_values_kept_beside_the_window_the_same
         if batch == restore_after:
             kept, fresh = (OnlineLearner.restore(lr.checkpoint(hmac_key=KEY), hmac_key=KEY) for lr in (kept, fresh))
             assert "_held" not in kept.__dict__
+
+
+two_keys = st.sampled_from([("False", "True"), ("True", "False"), ("1", "0"), ("a", "b"), ("True", "1"), ("yes", "x")])
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    task=st.sampled_from(["binary", "multiclass"]),
+    known=st.sampled_from([(True, False), ("a", "b"), (0, 1)]),
+    kind=st.sampled_from([bool, int, str]),
+    keys=two_keys,
+    rows=st.lists(
+        st.tuples(
+            st.sampled_from([0, 0, 0, 1, 1, 1, 7]),  # a known class (by position) or 7
+            st.sampled_from([True, False, 0, 1, 2, "a", "b", "no"]),
+            st.one_of(*[st.floats(0, 1)] * 4, st.floats(allow_nan=True), st.integers(-1, 2), st.just("0.5")),
+            st.floats(0, 1),
+        ),
+        min_size=1,
+        max_size=10,
+    ),
+    swap=st.booleans(),
+)
+def test_the_served_columns_are_the_served_values_row_by_row(task, known, kind, keys, rows, swap) -> None:
+    """The columns of the usual batch (predictions of one type, probabilities with the same two keys in the same
+    order) hold what :meth:`OnlineLearner._served_known` gives row by row: the same values, the same dicts with
+    their keys in the same order; any other batch is left to it (None)."""
+    lr = OnlineLearner(build_model(FeatureSchema({"x": "numeric"}), task), task, classes=known)
+    predictions = [kind(p) if not (kind is int and isinstance(p, str)) else 1 for _, p, _, _ in rows]
+    probabilities = [dict(zip(keys, (b, a) if swap else (a, b), strict=True)) for _, _, a, b in rows]
+    targets = [known[t] if t < 2 else t for t, _, _, _ in rows]
+    served = zip(targets, predictions, probabilities, strict=True)
+    data = [(f"e{i}", {}, t, p, q, i) for i, (t, p, q) in enumerate(served)]
+    try:
+        expected: Any = lr._served_known(targets, data)
+    except TypeError as exc:
+        expected = repr(exc)
+    try:
+        columns = lr._served_columns(targets, data)
+    except TypeError as exc:
+        assert repr(exc) == expected
+        return
+    if columns is not None:
+        assert repr(list(zip(*columns, strict=True))) == repr(expected)
+        return
+    with contextlib.suppress(ValueError):  # keys that are classes, values that are numbers: the columns' batch
+        assert expected is None or not ([lr.coerce(k) for k in keys] and all(type(a) is not str for _, _, a, _ in rows))
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from([True, False, 0, 1, "", "a", None]),
+            st.one_of(
+                st.dictionaries(st.sampled_from([True, False, "True"]), st.floats(allow_nan=True), max_size=2),
+                st.dictionaries(st.just(True), st.integers(0, 1), min_size=1),
+                st.floats(0, 1),
+            ),
+        ),
+        max_size=30,
+    )
+)
+def test_log_losses_on_arrays_are_rivers_bit_for_bit(pairs) -> None:
+    """The log losses of a batch (on arrays when every prediction is a dict of floats) are River's ``_eval`` of
+    each pair: the same floats, NaN where River gives NaN, infinities and the clamp included."""
+    from driftline.models.learner import _log_losses
+
+    assert repr(_log_losses(pairs)) == repr([metrics.LogLoss()._eval(*pair) for pair in pairs])
