@@ -56,6 +56,16 @@ def digest_many(event_ids: Sequence[str]) -> list[int]:
     return np.frombuffer(raw, dtype="<i8").tolist()
 
 
+def _wrapped(ring: np.ndarray, start: int, count: int) -> np.ndarray:
+    """``count`` entries of ``ring`` from ``start`` on, wrapping to 0.
+
+    >>> _wrapped(np.arange(5), 3, 4).tolist()
+    [3, 4, 0, 1]
+    """
+    end = start + count
+    return ring[start:end] if end <= len(ring) else np.concatenate([ring[start:], ring[: end - len(ring)]])
+
+
 class LearnedIds:
     """Learned ids in arrival order with their label time; see the module docstring."""
 
@@ -150,24 +160,27 @@ class LearnedIds:
         start = None if self.latest_ts is None else self.latest_ts - self.window_ms
         old_head = 0
         if start is not None and size:
-            head = ring_times[(first + np.arange(min(size, 1024))) % capacity] < start
+            head = _wrapped(ring_times, first, min(size, 1024)) < start
             old_head = int(np.argmin(head)) if not head.all() else len(head)
             if old_head == 1024 and size > 1024:
                 return False  # many leave by time: one by one
         front = max(old_head, size + count - capacity)
         if start is not None:  # none old where the front goes: positions old_head .. front (inclusive)
             stop = min(front + 1, size + count)
-            in_ring = np.arange(old_head, min(stop, size))
-            if len(in_ring) and (ring_times[(first + in_ring) % capacity] < start).any():
+            ahead = min(stop, size) - old_head  # of the ring's ids
+            if ahead > 0 and (_wrapped(ring_times, (first + old_head) % capacity, ahead) < start).any():
                 return False
             if stop > size and (new_times[max(0, old_head - size) : stop - size] < start).any():
                 return False
         leaving = min(front, size)
         if leaving:
-            self._present.difference_update(ring_keys[(first + np.arange(leaving)) % capacity].tolist())
+            self._present.difference_update(_wrapped(ring_keys, first, leaving).tolist())
         staying = max(0, front - size)
-        slots = (first + size + np.arange(staying, count)) % capacity
-        ring_keys[slots], ring_times[slots] = new_keys[staying:], new_times[staying:]
+        at = (first + size + staying) % capacity  # the new ids' slots: ``at`` on, wrapping to 0
+        fits = min(count - staying, capacity - at)
+        for ring, new in ((ring_keys, new_keys), (ring_times, new_times)):
+            ring[at : at + fits] = new[staying : staying + fits]
+            ring[: count - staying - fits] = new[staying + fits :]
         self._present.update(new_keys[staying:].tolist())
         self._start, self._size = (first + front) % capacity, size + count - front
         self.forgotten_early += front - old_head

@@ -182,6 +182,7 @@ def feed_many(
     pairs: list[tuple[Any, Any]],
     values: list[float] | None = None,
     held: collections.deque[float] | None = None,
+    counts: collections.Counter[tuple[Any, Any]] | None = None,
 ) -> None:
     """``metric.update(y, prediction)`` of each pair in order. A confusion matrix (or a rolling one) adds the
     count of each pair at once: its cells are sums of 1.0, the same numbers in any order. A mean (log loss, MAE,
@@ -189,6 +190,7 @@ def feed_many(
     the order ``update`` and the rolling window's ``revert`` would take them. ``held``, for a rolling mean: the
     values of the pairs in its window, oldest first, kept beside it from one call to the next (a pair's value is
     computed once, when it enters; out of step with the window, e.g. after a restore, it is computed again from it).
+    ``counts``, for a confusion matrix: ``Counter(pairs)``, when already counted (for a matrix and its rolling twin).
 
     >>> one, many = (utils.Rolling(river_metrics.ConfusionMatrix, window_size=3) for _ in range(2))
     >>> pairs = [(True, True), (True, False), (False, False), (True, True), (False, True)]
@@ -207,13 +209,18 @@ def feed_many(
         for y, y_pred in pairs:
             metric.update(y, y_pred)
         return
-    _count(matrix, pairs, 1.0)
+    _count(matrix, pairs, 1.0, counts)
     if rolling:
         window = metric.window
         dropped = max(0, len(window) + len(pairs) - metric.window_size)
         old = [args for args, _ in itertools.islice(window, min(dropped, len(window)))]
         _count(matrix, old + pairs[: max(0, dropped - len(window))], -1.0)
         window.extend(zip(pairs, itertools.repeat(_NO_KWARGS)))
+
+
+def _is_matrix(feed: Any) -> bool:
+    """A River confusion matrix, or a rolling one."""
+    return type(feed.obj if type(feed) is utils.Rolling else feed) is river_metrics.ConfusionMatrix
 
 
 def _plain_mean(metric: Any) -> bool:
@@ -351,9 +358,12 @@ def _feed_stat(
             kept.popleft()
 
 
-def _count(matrix: Any, pairs: list[tuple[Any, Any]], sign: float) -> None:
-    """``ConfusionMatrix.update`` (``sign`` 1.0) or ``revert`` (-1.0) of each pair, a count per distinct pair."""
-    for (y, y_pred), count in collections.Counter(pairs).items():
+def _count(
+    matrix: Any, pairs: list[tuple[Any, Any]], sign: float, counts: collections.Counter[tuple[Any, Any]] | None = None
+) -> None:
+    """``ConfusionMatrix.update`` (``sign`` 1.0) or ``revert`` (-1.0) of each pair, a count per distinct pair
+    (``counts``: the pairs already counted)."""
+    for (y, y_pred), count in (collections.Counter(pairs) if counts is None else counts).items():
         weight = sign * count
         matrix.n_samples += int(weight)
         matrix.data[y][y_pred] += weight
@@ -620,7 +630,7 @@ class OnlineLearner:
         >>> learner._served_columns([True, False], rows[:1] + [("b", {}, 0, "no", None, 2)]) is None
         True
         """
-        if self.task == "regression" or not rows or not all(target in self.classes for target in targets):
+        if self.task == "regression" or not rows or not set(targets) <= self.classes:
             return None
         predictions, probabilities = [row[3] for row in rows], [row[4] for row in rows]
         kinds = set(map(type, predictions))
@@ -727,14 +737,20 @@ class OnlineLearner:
             scored = list(zip(targets, probabilities, strict=True))
         values: dict[tuple[str, type], list[float]] = {}  # a mean and its rolling twin average the same values
         held = self.__dict__.setdefault("_held", {})  # per rolling mean, its window's values (not checkpointed)
+        counted: dict[str, collections.Counter[tuple[Any, Any]]] = {}  # a matrix and its rolling twin: one count
         for position, (kind, feed) in enumerate(self._feeds):
             pairs = scored if kind == "proba" else labelled
             metric = feed.obj if type(feed) is utils.Rolling else feed
             if _plain_mean(metric) and pairs:
                 if (kind, type(metric)) not in values:
                     values[kind, type(metric)] = mean_values(feed, pairs)
-                kept = held.setdefault(position, collections.deque()) if type(feed) is utils.Rolling else None
+                rolling = type(feed) is utils.Rolling  # its kept values as many as its window holds, at most
+                kept = held.setdefault(position, collections.deque(maxlen=feed.window_size)) if rolling else None
                 feed_many(feed, pairs, values[kind, type(metric)], kept)
+            elif _is_matrix(feed):
+                if kind not in counted:
+                    counted[kind] = collections.Counter(pairs)
+                feed_many(feed, pairs, counts=counted[kind])
             else:
                 feed_many(feed, pairs)
         self._counts["label"] += len(labelled)

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import operator
 import time
 import uuid
 from collections import defaultdict
@@ -60,6 +61,10 @@ from driftline.streams.watch import Watch
 log = logging.getLogger(__name__)
 
 JOIN_RETRY_SECONDS = 0.2
+#: The fields of the learned labels and their join records the learning monitor takes, as columns.
+_EVENT_ID, _TS = operator.attrgetter("event_id"), operator.attrgetter("ts")
+_PREDICTION, _PROBABILITIES = operator.attrgetter("prediction"), operator.attrgetter("probabilities")
+_EXPIRES = operator.attrgetter("expires_ms")
 #: Seconds to read the labels partitions' log ends on (re)assignment; past them the batch is retried.
 LOG_END_TIMEOUT = 10.0
 
@@ -373,14 +378,15 @@ class LabelLearner:
             meta = await asyncio.to_thread(self.registry.get, state.name, state.base_version)
             monitor = await self.watch.restore(meta, None)
         ttl_ms = self.settings.label_ttl_seconds * 1000
+        labels, joins, targets = zip(*learned, strict=True)  # the batch's columns, each read once
         alerts = monitor.observe_outcomes(
-            [label.event_id for label, _, _ in learned],
-            [y for _, _, y in learned],
-            [join.prediction for _, join, _ in learned],
-            [join.probabilities for _, join, _ in learned],
+            list(map(_EVENT_ID, labels)),
+            list(targets),
+            list(map(_PREDICTION, joins)),
+            list(map(_PROBABILITIES, joins)),
             state.base_version,
-            [label.ts for label, _, _ in learned],  # event time: the labels' own timestamps
-            event_ts=[join.expires_ms - ttl_ms for _, join, _ in learned],
+            list(map(_TS, labels)),  # event time: the labels' own timestamps
+            event_ts=[expires - ttl_ms for expires in map(_EXPIRES, joins)],
             concept_predictions=concept,
         )
         if any(alert.action == "rollback" for alert in alerts):

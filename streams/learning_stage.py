@@ -25,6 +25,8 @@ Every label record ends up learned or dead-lettered with a reason, exactly once:
 
 from __future__ import annotations
 
+import itertools
+import operator
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -134,11 +136,19 @@ def last_offsets(records: Iterable[Any]) -> dict[tuple[str, int], int]:
     {('l', 0): 5, ('l', 1): 2}
     """
     last: dict[tuple[str, int], int] = {}
-    for record in records:
-        key = record.topic, record.partition
-        if record.offset > last.get(key, -1):
-            last[key] = record.offset
+    records = list(records)
+    offsets = list(map(_OFFSET, records))
+    start = 0
+    for key, run in itertools.groupby(map(_PARTITION, records)):  # runs of one partition: the highest of each
+        end = start + sum(1 for _ in run)
+        highest = max(offsets[start:end])
+        if highest > last.get(key, -1):
+            last[key] = highest
+        start = end
     return last
+
+
+_OFFSET, _PARTITION = operator.attrgetter("offset"), operator.attrgetter("topic", "partition")
 
 
 def snapshot_due(
@@ -166,6 +176,39 @@ def snapshot_due(
     )
 
 
+_EVENT_ID, _LABEL, _TS = (operator.attrgetter(name) for name in ("event_id", "label", "ts"))
+_X, _PREDICTION, _PROBABILITIES, _EXPIRES = (
+    operator.attrgetter(name) for name in ("x", "prediction", "probabilities", "expires_ms")
+)
+
+
+def _joined_rows(
+    joined: Sequence[tuple[Label, JoinRecord | None]], positive_class: Any | None
+) -> list[tuple[Any, ...]] | None:
+    """:meth:`OnlineLearner.learn_many`'s row of each label when every one has its join record and came within
+    its label TTL (the usual batch), built column by column; else None (:func:`learn_batch` goes label by label).
+
+    >>> join = JoinRecord({"x": 1.0}, True, None, 0.7, 1, expires_ms=10)
+    >>> _joined_rows([(Label(event_id="e1", label=True, ts=5), join)], None)
+    [('e1', {'x': 1.0}, True, True, None, 5)]
+    >>> _joined_rows([(Label(event_id="e1", label=True, ts=11), join)], None) is None
+    True
+    """
+    if not joined:
+        return None
+    labels, joins = zip(*joined, strict=True)
+    if None in joins:
+        return None
+    times = list(map(_TS, labels))
+    if not all(map(operator.le, times, map(_EXPIRES, joins))):
+        return None
+    targets = list(map(_LABEL, labels))
+    if positive_class is not None:
+        targets = [target_for(label, positive_class) for label in targets]
+    columns = (map(_EVENT_ID, labels), map(_X, joins), targets, map(_PREDICTION, joins), map(_PROBABILITIES, joins))
+    return list(zip(*columns, times, strict=True))
+
+
 def learn_batch(
     learner: OnlineLearner,
     joined: Sequence[tuple[Label, JoinRecord | None]],
@@ -174,8 +217,9 @@ def learn_batch(
     """Learn each ``(label, join record)`` in order, the joined ones in one :meth:`OnlineLearner.learn_many`; see
     the module docstring for what is rejected."""
     outcome = LearnOutcome()
-    rows, positions = [], []
-    for i, (label, join) in enumerate(joined):
+    fast = _joined_rows(joined, positive_class)  # every label joined in time: no label by label
+    rows, positions = (fast, list(range(len(joined)))) if fast is not None else ([], [])
+    for i, (label, join) in enumerate(joined if fast is None else ()):
         if join is None and learner.has_learned(label.event_id):
             outcome.rejected.append((i, "join", "DuplicateLabel"))
             outcome.messages[i] = f"the label of '{label.event_id}' was already learned"
@@ -188,10 +232,14 @@ def learn_batch(
             outcome.rejected.append((i, "join", "LateLabel"))
             outcome.messages[i] = f"label at {label.ts} is after the label TTL of its event ({join.expires_ms})"
             continue
-        target = target_for(label.label, positive_class)
+        target = label.label if positive_class is None else target_for(label.label, positive_class)
         rows.append((label.event_id, join.x, target, join.prediction, join.probabilities, label.ts))
         positions.append(i)
-    for i, learned in zip(positions, learner.learn_many(rows), strict=True):
+    learned_rows = learner.learn_many(rows)
+    if learned_rows.count(True) == len(learned_rows) and not outcome.rejected:  # every label learned
+        outcome.learned_indices = positions
+        return outcome
+    for i, learned in zip(positions, learned_rows, strict=True):
         label = joined[i][0]
         if learned is True:
             outcome.learned_indices.append(i)

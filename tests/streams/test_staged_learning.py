@@ -7,6 +7,7 @@ import copy
 import random
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -149,3 +150,46 @@ def test_marking_the_last_offset_per_partition_leaves_what_marking_every_record_
     for (topic, partition), offset in last_offsets(kafka).items():
         once.mark_offset(topic, partition, offset)
     assert once.offsets == each.offsets
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    rows=st.lists(
+        st.tuples(
+            st.sampled_from(["e1", "e2", "e3", "e4", "e5", "e6", "e7", "e8"]),
+            st.sampled_from([True, False, 0, 1, "fraud", "ok", 7]),
+            st.sampled_from([*range(10), 11]),  # the label's time; its event's join record expires at 10
+            st.sampled_from([True] * 6 + [False]),  # the join record found
+        ),
+        max_size=20,
+    ),
+    positive=st.sampled_from([None, "fraud", True]),
+    sizes=st.lists(st.integers(1, 8), min_size=1, max_size=4),
+)
+def test_a_batch_learned_column_by_column_ends_where_label_by_label_ends(rows, positive, sizes) -> None:
+    """learn_batch's usual batch (every label joined in time) built column by column: the outcomes (learned,
+    dead-lettered with their reasons and messages), the learned ids and the metrics equal the label-by-label path's,
+    whatever the batch holds (late labels, unknown events, duplicates, labels that do not fit)."""
+    import driftline.streams.learning_stage as stage
+
+    joined = [
+        (
+            Label(event_id=e, label=y, ts=ts),
+            JoinRecord({"x": float(ts), "z": 1.0}, True, None, None, 1, 10) if found else None,
+        )
+        for e, y, ts, found in rows
+    ]
+    got = []
+    for columns in (True, False):
+        learner = OnlineLearner(build_model(SCHEMA, "binary"), "binary")
+        with pytest.MonkeyPatch.context() as patch:
+            if not columns:
+                patch.setattr(stage, "_joined_rows", lambda joined, positive_class: None)
+            start, outcomes = 0, []
+            while start < len(joined):
+                size = sizes[len(outcomes) % len(sizes)]
+                outcome = stage.learn_batch(learner, joined[start : start + size], positive)
+                outcomes.append((outcome.learned_indices, outcome.rejected, outcome.messages))
+                start += size
+        got.append((outcomes, learner.metrics(), [a.tolist() for a in learner._ids._ordered()], learner.learned))
+    assert got[0] == got[1]
