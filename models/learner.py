@@ -266,7 +266,7 @@ _TRUE_PROBABILITY = operator.methodcaller("get", True, 0.0)
 
 def _log_losses(pairs: list[tuple[Any, Any]]) -> list[float]:
     """``LogLoss._eval`` of each pair: the probability of True clamped to [1e-15, 1 - 1e-15], then -log (on
-    arrays when every prediction is a dict of floats: the same floats, ``math.log`` of each).
+    arrays when every prediction is a dict of floats, or a float: the same floats, ``math.log`` of each).
 
     >>> pairs = [(True, {True: 0.5}), (False, {True: 1.0}), (1, {False: 1.0}), ("", {True: 0.25})]
     >>> _log_losses(pairs) == [river_metrics.LogLoss()._eval(*pair) for pair in pairs]
@@ -275,8 +275,9 @@ def _log_losses(pairs: list[tuple[Any, Any]]) -> list[float]:
     log, low, high = math.log, 1e-15, 1 - 1e-15
     if pairs:
         ys, predictions = zip(*pairs, strict=True)
-        if set(map(type, predictions)) == {dict}:
-            p = list(map(_TRUE_PROBABILITY, predictions))
+        kinds = set(map(type, predictions))
+        if kinds == {dict} or kinds == {float}:
+            p = list(map(_TRUE_PROBABILITY, predictions)) if kinds == {dict} else list(predictions)
             if set(map(type, p)) == {float}:
                 clamped = np.clip(np.array(p, dtype=np.float64), low, high)
                 chosen = np.where(np.array(list(map(bool, ys)), dtype=bool), clamped, 1.0 - clamped)
@@ -613,10 +614,11 @@ class OnlineLearner:
 
     def _served_columns(
         self, targets: list[Any], rows: Sequence[LabelledRow]
-    ) -> tuple[list[Any], list[Any], list[dict[Any, float] | None]] | None:
+    ) -> tuple[list[Any], list[Any], list[Any]] | None:
         """What :meth:`_served_known` gives, as columns (targets, served predictions, served probabilities), for
         the usual batch of a classifier: every target a known class, the served predictions of one type (bool, int
-        or str), the probabilities dicts with the same two keys in the same order, each a class, and float values.
+        or str), the probabilities dicts with the same two keys in the same order, each a class, and float values
+        (for River's binary log loss, :meth:`_true_probabilities`, the probability of True of each instead).
         None for any other batch (the caller goes by :meth:`_served_known`).
 
         >>> from driftline.models.features import FeatureSchema
@@ -625,8 +627,8 @@ class OnlineLearner:
         >>> learner = OnlineLearner(model, "binary", classes={True, False})
         >>> rows = [("a", {}, 1, True, {"False": 0.25, "True": 0.75}, 1)]
         >>> rows.append(("b", {}, 0, False, {"False": 1, "True": 0}, 2))
-        >>> learner._served_columns([True, False], rows)
-        ([True, False], [True, False], [{False: 0.25, True: 0.75}, {False: 1.0, True: 0.0}])
+        >>> learner._served_columns([True, False], rows)  # a binary log loss reads the probability of True alone
+        ([True, False], [True, False], [0.75, 0.0])
         >>> learner._served_columns([True, False], rows[:1] + [("b", {}, 0, "no", None, 2)]) is None
         True
         """
@@ -647,8 +649,19 @@ class OnlineLearner:
             return None
         served = {value: self._served(value, None)[0] for value in set(predictions)}
         (a, b), (first_values, second_values) = coerced, columns
+        if self._true_probabilities():  # the probability of True of each: what the dicts' get(True, 0.0) gives
+            at = {a: 0, b: 1}.get(True)  # a key twice: the last one's, as in the dicts
+            return targets, list(map(served.__getitem__, predictions)), [0.0] * len(rows) if at is None else columns[at]
         mapped = [{a: x, b: y} for x, y in zip(first_values, second_values, strict=True)]
         return targets, list(map(served.__getitem__, predictions)), mapped
+
+    def _true_probabilities(self) -> bool:
+        """Whether the served probabilities feed River's binary log loss alone (cumulative and rolling), which reads
+        the probability of True of each: they are kept as that float (a smaller window, no dict per label)."""
+        proba = [feed.obj if type(feed) is utils.Rolling else feed for kind, feed in self._feeds if kind == "proba"]
+        return self.task == "binary" and all(
+            type(metric) is river_metrics.LogLoss and metric._eval.__func__ is _RIVER_LOG_LOSS for metric in proba
+        )
 
     def _served_known(
         self, targets: list[Any], rows: list[LabelledRow]
@@ -723,10 +736,13 @@ class OnlineLearner:
         return y_pred, mapped
 
     def _update_metrics(
-        self, targets: list[Any], predictions: list[Any], probabilities: list[dict[Any, float] | None]
+        self, targets: list[Any], predictions: list[Any], probabilities: list[dict[Any, float] | float | None]
     ) -> None:
         """Feed each label with its served prediction and served probabilities to the metrics, in order (a None
-        skips the metrics it feeds)."""
+        skips the metrics it feeds). For River's binary log loss, a probabilities dict is taken as its probability
+        of True (:meth:`_true_probabilities`): the same log loss, the same float in the rolling window's pair."""
+        if not set(map(type, probabilities)) <= {float, type(None)} and self._true_probabilities():
+            probabilities = [_TRUE_PROBABILITY(p) if type(p) is dict else p for p in probabilities]
         if None in predictions:
             labelled = [(y, y_pred) for y, y_pred in zip(targets, predictions, strict=True) if y_pred is not None]
         else:

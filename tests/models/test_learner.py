@@ -478,7 +478,9 @@ def test_mean_metrics_in_batches_equal_rivers_updates_one_by_one_bit_for_bit(tas
             assert (ours._mean.n, ours._mean._mean) == (theirs._mean.n, theirs._mean._mean)
             ours, theirs = lr._metrics[f"{n}_rolling"], rolling[n]
             assert (ours.obj._mean.n, ours.obj._mean._mean) == (theirs.obj._mean.n, theirs.obj._mean._mean)
-            assert list(ours.window) == list(theirs.window)
+            # a binary log loss keeps the probability of True of each pair (what River's reads of the dict)
+            held = [((y, p.get(True, 0.0) if task == "binary" else p), kw) for (y, p), kw in theirs.window]
+            assert list(ours.window) == held
 
 
 served_predictions = st.one_of(
@@ -603,7 +605,8 @@ two_keys = st.sampled_from([("False", "True"), ("True", "False"), ("1", "0"), ("
 def test_the_served_columns_are_the_served_values_row_by_row(task, known, kind, keys, rows, swap) -> None:
     """The columns of the usual batch (predictions of one type, probabilities with the same two keys in the same
     order) hold what :meth:`OnlineLearner._served_known` gives row by row: the same values, the same dicts with
-    their keys in the same order; any other batch is left to it (None)."""
+    their keys in the same order (a binary classifier's: their probability of True, all its log loss reads); any
+    other batch is left to it (None)."""
     lr = OnlineLearner(build_model(FeatureSchema({"x": "numeric"}), task), task, classes=known)
     predictions = [kind(p) if not (kind is int and isinstance(p, str)) else 1 for _, p, _, _ in rows]
     probabilities = [dict(zip(keys, (b, a) if swap else (a, b), strict=True)) for _, _, a, b in rows]
@@ -620,6 +623,8 @@ def test_the_served_columns_are_the_served_values_row_by_row(task, known, kind, 
         assert repr(exc) == expected
         return
     if columns is not None:
+        if task == "binary":  # River's binary log loss reads the probability of True of each: kept as that float
+            expected = [(t, p, q.get(True, 0.0) if q is not None else q) for t, p, q in expected]
         assert repr(list(zip(*columns, strict=True))) == repr(expected)
         return
     with contextlib.suppress(ValueError):  # keys that are classes, values that are numbers: the columns' batch
@@ -646,3 +651,36 @@ def test_log_losses_on_arrays_are_rivers_bit_for_bit(pairs) -> None:
     from driftline.models.learner import _log_losses
 
     assert repr(_log_losses(pairs)) == repr([metrics.LogLoss()._eval(*pair) for pair in pairs])
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    window=st.integers(1, 30), sizes=st.lists(st.integers(1, 45), min_size=2, max_size=5), seed=st.integers(0, 2**16)
+)
+def test_a_restored_window_of_probability_dicts_goes_on_as_one_of_floats(window, sizes, seed) -> None:
+    """A checkpoint from before the binary log loss kept the probability of True of each pair holds the dicts in its
+    rolling window: learning on from it leaves the very metrics (and window values) learning on from floats does."""
+    rng = random.Random(seed)
+    batches = []
+    for b, size in enumerate(sizes):
+        batch = []
+        for i in range(size):
+            y, p = rng.random() < 0.5, rng.choice([0.0, 1.0, 1e-17, rng.random()])
+            batch.append((f"e{b}-{i}", {"x": 1.0, "c": "a"}, y, p >= 0.5, {"False": 1 - p, "True": p}, b * 100 + i))
+        batches.append(batch)
+    floats, dicts = learner(metric_window=window), learner(metric_window=window)
+    for lr in (floats, dicts):
+        lr.learn_many(batches[0])
+    rolling = dicts._metrics["logloss_rolling"]
+    old = [((y, {True: p, False: 1 - p}), kw) for (y, p), kw in rolling.window]  # as the checkpoint held them
+    rolling.window.clear()
+    rolling.window.extend(old)
+    dicts = OnlineLearner.restore(dicts.checkpoint(hmac_key=KEY), hmac_key=KEY)
+    for batch in batches[1:]:
+        floats.learn_many(batch)
+        dicts.learn_many(batch)
+        assert repr(floats.metrics()) == repr(dicts.metrics())
+    theirs = dicts._metrics["logloss_rolling"].window
+    assert [(y, p.get(True, 0.0) if isinstance(p, dict) else p) for (y, p), _ in theirs] == [
+        pair for pair, _ in floats._metrics["logloss_rolling"].window
+    ]
