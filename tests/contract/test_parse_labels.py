@@ -9,7 +9,7 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from driftline.contract.records import RecordError, parse_label, parse_labels
+from driftline.contract.records import MAX_NUMBER, RecordError, parse_label, parse_labels
 
 values = st.one_of(
     st.none(),
@@ -30,8 +30,40 @@ label_objects = st.dictionaries(
     },
     optional={"model": st.sampled_from([None, "m-1", "bad model!", 3, ""])},
 )
+#: Objects at the edges of what is built without pydantic's validation (records._plain_label): event ids of 256 and
+#: 257 characters (some not ASCII), integer labels and timestamps at their bounds, model names of 128 and 129
+#: characters or ending in a newline, fields in any order.
+_EDGE_INT = int(MAX_NUMBER)
+plain_objects = st.fixed_dictionaries(
+    {
+        "event_id": st.one_of(
+            st.text(min_size=0, max_size=3),
+            st.sampled_from(["e" * 256, "e" * 257, "é" * 256, "é" * 257, "\U0001f600" * 256, "a\n"]),
+        ),
+        "label": st.one_of(
+            st.booleans(),
+            st.text(max_size=3),
+            st.integers(-(2**63), 2**64 - 1),
+            st.sampled_from([0, 1, -1, 2**63 - 1, -(2**63), _EDGE_INT, -_EDGE_INT, _EDGE_INT + 1]),
+        ),
+        "ts": st.one_of(
+            st.integers(-5, 2**64 - 1),
+            st.sampled_from([0, 9, 10, 10**13, 10**13 + 1, 253_402_300_799_999, 253_402_300_800_000, True]),
+        ),
+    },
+    optional={
+        "model": st.one_of(
+            st.none(),
+            st.sampled_from(["m", "m-1", "a" * 128, "a" * 129, "m\n", "-m", "m.x_y", "", "bad model!", "é"]),
+        ),
+        "extra": st.integers(),
+    },
+).flatmap(lambda d: st.permutations(list(d.items())).map(dict))
+
 messages = st.one_of(
     label_objects.map(lambda d: json.dumps(d).encode()),
+    plain_objects.map(lambda d: json.dumps(d).encode()),
+    plain_objects.map(lambda d: json.dumps(d, ensure_ascii=False).encode()),
     st.binary(max_size=40),
     st.sampled_from([None, b"", b"[]", b'{"event_id":"a","event_id":"b","label":1,"ts":5}', b'{"label": 1e400}']),
     st.sampled_from([b'{"event_id":"a","label":99999999999999999999999,"ts":5}', b'\xef\xbb\xbf{"event_id":"a"}']),
@@ -61,3 +93,6 @@ def test_a_batch_of_labels_parses_as_each_label_alone(raws, max_bytes, bounds) -
         except Exception as exc:  # noqa: BLE001 - compared with what the batch returned
             alone = exc
         assert outcome(result) == outcome(alone), raw
+        if not isinstance(alone, Exception):
+            assert result == alone and repr(result) == repr(alone) and hash(result) == hash(alone)
+            assert result.model_dump_json() == alone.model_dump_json()
