@@ -18,7 +18,6 @@ from __future__ import annotations
 import json
 import resource
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -27,6 +26,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from driftline.embedded.stack import CHILD_PYTHON
 from driftline.offline.framing import card_to_toml, draft_card
 
 #: Every fourth feature is categorical.
@@ -70,7 +70,7 @@ def run(rows: int, features: int) -> dict[str, Any]:
         generate_seconds = time.perf_counter() - generated
         del df
         command = [
-            sys.executable,
+            *CHILD_PYTHON,
             "-m",
             "driftline",
             "offline",

@@ -32,7 +32,6 @@ import os
 import secrets
 import statistics
 import subprocess
-import sys
 import time
 import uuid
 from collections import Counter
@@ -48,7 +47,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from driftline.bench.pipeline import cpu_seconds
 from driftline.contract.settings import Settings
 from driftline.embedded.demo import start_worker, worker_env
-from driftline.embedded.stack import EmbeddedStack, embedded_stack, free_port, stop_process
+from driftline.embedded.stack import CHILD_PYTHON, EmbeddedStack, embedded_stack, free_port, stop_process
 from driftline.models.bootstrap import synthetic_stream
 from driftline.streams.topics import ensure_topics
 
@@ -216,7 +215,7 @@ class Bench:
                 env["DRIFTLINE_KAFKA_CLIENT"] = CLIENTS[system]
             return start_worker(env, log)
         command = [
-            sys.executable,
+            *CHILD_PYTHON,
             "-m",
             "driftline.bench.peer_systems",
             system,

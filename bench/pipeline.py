@@ -20,7 +20,6 @@ import os
 import secrets
 import statistics
 import subprocess
-import sys
 import time
 import uuid
 from pathlib import Path
@@ -31,7 +30,14 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from driftline.contract.settings import Settings
 from driftline.embedded.demo import start_worker, worker_env
-from driftline.embedded.stack import EmbeddedStack, embedded_stack, free_port, stop_process, wait_for_port
+from driftline.embedded.stack import (
+    CHILD_PYTHON,
+    EmbeddedStack,
+    embedded_stack,
+    free_port,
+    stop_process,
+    wait_for_port,
+)
 from driftline.models.bootstrap import bootstrap_model, synthetic_stream
 from driftline.streams.topics import ensure_topics
 
@@ -176,7 +182,7 @@ async def raw_consume_eps(stack: EmbeddedStack, topic: str, n: int) -> float:
 
 def faust_consume_eps(stack: EmbeddedStack, topic: str, n: int) -> float:
     result = stack.workdir / "faust_consume.json"
-    command = [sys.executable, "-m", "driftline.bench.faust_consume", stack.broker_url, topic, str(n), str(result)]
+    command = [*CHILD_PYTHON, "-m", "driftline.bench.faust_consume", stack.broker_url, topic, str(n), str(result)]
     out = subprocess.run(command, capture_output=True, text=True, timeout=600)
     if not result.exists():
         raise RuntimeError(f"the Faust consumer wrote no result: {out.stderr[-500:]}")

@@ -19,7 +19,6 @@ import json
 import os
 import secrets
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -30,7 +29,7 @@ import pandas as pd
 import redis
 
 from driftline.bench.offline import _cpus
-from driftline.embedded.stack import REDIS_USER, start_redis
+from driftline.embedded.stack import CHILD_PYTHON, REDIS_USER, start_redis
 from driftline.models.bootstrap import bootstrap_model
 from driftline.models.reference import ReferenceProfile
 from driftline.models.registry import ModelRegistry
@@ -71,7 +70,7 @@ def write_csv(path: Path, rows: int) -> None:
 
 def _score(data: Path, out: Path, env: dict[str, str]) -> dict[str, Any]:
     """One `driftline score` child: its JSON report, wall time and own peak RSS (KiB)."""
-    command = [sys.executable, "-m", "driftline", "score", "--data", str(data), "--out", str(out), "--json"]
+    command = [*CHILD_PYTHON, "-m", "driftline", "score", "--data", str(data), "--out", str(out), "--json"]
     logs = out.with_suffix(".log")
     started = time.perf_counter()
     with out.with_suffix(".json").open("w") as stdout, logs.open("w") as stderr:

@@ -7,7 +7,6 @@ import itertools
 import json
 import os
 import subprocess
-import sys
 import time
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Iterator
@@ -21,7 +20,14 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from driftline.contract.records import DLQ_SOURCE_TOPIC, RecordError, parse_event, parse_label
 from driftline.contract.settings import Settings
-from driftline.embedded.stack import EmbeddedStack, embedded_stack, free_port, stop_process, wait_for_port
+from driftline.embedded.stack import (
+    CHILD_PYTHON,
+    EmbeddedStack,
+    embedded_stack,
+    free_port,
+    stop_process,
+    wait_for_port,
+)
 from driftline.models.bootstrap import bootstrap_model, synthetic_stream
 from driftline.models.features import SchemaInference, infer_schema
 from driftline.models.registry import ModelRegistry
@@ -67,7 +73,7 @@ def start_worker(env: dict[str, str], log_path: Path) -> subprocess.Popen:
     """Start ``driftline worker`` as a child process (its output goes to ``log_path``)."""
     log = log_path.open("ab")
     return subprocess.Popen(
-        [sys.executable, "-m", "driftline", "worker"],
+        [*CHILD_PYTHON, "-m", "driftline", "worker"],
         env=env,
         stdout=log,
         stderr=subprocess.STDOUT,

@@ -24,6 +24,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -34,6 +35,10 @@ from driftline.contract import keys
 
 #: The Redis user driftline connects to the embedded Redis as.
 REDIS_USER = "driftline"
+#: The interpreter of a child ``python -m driftline...``: ``-P`` keeps the directory it is started from off
+#: ``sys.path``, so a ``driftline`` folder there (a clone of this repository, another checkout) is never imported
+#: in place of the installed package.
+CHILD_PYTHON = (sys.executable, "-P")
 
 
 class EmbeddedServerError(RuntimeError):

