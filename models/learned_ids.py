@@ -36,6 +36,8 @@ import numpy as np
 UNDATED = 2**63 - 1
 #: Labels whose median time is the clock of the window.
 CLOCK_LABELS = 1001
+#: Batches of fewer ids than this are added one by one (NumPy's fixed cost per call is more than they save).
+MIN_ARRAY_IDS = 32
 #: A label time that is not None.
 _DATED = functools.partial(operator.is_not, None)
 
@@ -48,10 +50,13 @@ def digest(event_id: str) -> int:
 def digest_many(event_ids: Sequence[str]) -> list[int]:
     """:func:`digest` of each id: the digests joined and read as int64 in one pass (no ``int.from_bytes`` per id).
 
-    >>> digest_many(["a", "b"]) == [digest("a"), digest("b")], digest_many([])
-    (True, [])
+    >>> many = [str(i) for i in range(40)]
+    >>> digest_many(many) == [digest(e) for e in many], digest_many(["a"]) == [digest("a")], digest_many([])
+    (True, True, [])
     """
     blake = hashlib.blake2b
+    if len(event_ids) < MIN_ARRAY_IDS:
+        return [digest(event_id) for event_id in event_ids]
     raw = b"".join([blake(event_id.encode(), digest_size=8).digest() for event_id in event_ids])
     return np.frombuffer(raw, dtype="<i8").tolist()
 
@@ -138,7 +143,7 @@ class LearnedIds:
         """
         if len(keys) != len(times):
             raise ValueError("one time per key")
-        if not len(keys) or not self._add_arrays(keys, times):
+        if len(keys) < MIN_ARRAY_IDS or not self._add_arrays(keys, times):
             self._add_each(keys, times)
 
     def _add_arrays(self, keys: Sequence[int], times: Sequence[int | None]) -> bool:

@@ -262,6 +262,8 @@ def _columns(
 
 
 _TRUE_PROBABILITY = operator.methodcaller("get", True, 0.0)
+#: Log losses of fewer pairs than this are computed one by one.
+MIN_ARRAY_PAIRS = 32
 
 
 def _log_losses(pairs: list[tuple[Any, Any]]) -> list[float]:
@@ -273,7 +275,7 @@ def _log_losses(pairs: list[tuple[Any, Any]]) -> list[float]:
     True
     """
     log, low, high = math.log, 1e-15, 1 - 1e-15
-    if pairs:
+    if len(pairs) >= MIN_ARRAY_PAIRS:  # fewer: NumPy's fixed cost per call is more than it saves
         ys, predictions = zip(*pairs, strict=True)
         kinds = set(map(type, predictions))
         if kinds == {dict} or kinds == {float}:
@@ -627,13 +629,14 @@ class OnlineLearner:
         >>> learner = OnlineLearner(model, "binary", classes={True, False})
         >>> rows = [("a", {}, 1, True, {"False": 0.25, "True": 0.75}, 1)]
         >>> rows.append(("b", {}, 0, False, {"False": 1, "True": 0}, 2))
-        >>> learner._served_columns([True, False], rows)  # a binary log loss reads the probability of True alone
+        >>> targets, predictions, probabilities = learner._served_columns([True, False] * 16, rows * 16)
+        >>> targets[:2], predictions[:2], probabilities[:2]  # a binary log loss reads the probability of True alone
         ([True, False], [True, False], [0.75, 0.0])
-        >>> learner._served_columns([True, False], rows[:1] + [("b", {}, 0, "no", None, 2)]) is None
+        >>> learner._served_columns([True] * 32, rows[:1] * 31 + [("b", {}, 0, "no", None, 2)]) is None
         True
         """
-        if self.task == "regression" or not rows or not set(targets) <= self.classes:
-            return None
+        if self.task == "regression" or len(rows) < MIN_ARRAY_PAIRS or not set(targets) <= self.classes:
+            return None  # (a batch this small goes row by row at no more cost)
         predictions, probabilities = [row[3] for row in rows], [row[4] for row in rows]
         kinds = set(map(type, predictions))
         first = probabilities[0]

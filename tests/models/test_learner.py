@@ -608,6 +608,7 @@ def test_the_served_columns_are_the_served_values_row_by_row(task, known, kind, 
     their keys in the same order (a binary classifier's: their probability of True, all its log loss reads); any
     other batch is left to it (None)."""
     lr = OnlineLearner(build_model(FeatureSchema({"x": "numeric"}), task), task, classes=known)
+    rows = (rows * 32)[: max(32, len(rows))]  # a batch of at least MIN_ARRAY_PAIRS rows: smaller ones go row by row
     predictions = [kind(p) if not (kind is int and isinstance(p, str)) else 1 for _, p, _, _ in rows]
     probabilities = [dict(zip(keys, (b, a) if swap else (a, b), strict=True)) for _, _, a, b in rows]
     targets = [known[t] if t < 2 else t for t, _, _, _ in rows]
