@@ -16,9 +16,10 @@ import os
 import resource
 import statistics
 import subprocess
-import sys
 import time
 from typing import Any
+
+from driftline.embedded.stack import CHILD_PYTHON
 
 HEAVY = ("faust", "numpy", "pandas", "river", "scipy", "sklearn")
 
@@ -56,7 +57,7 @@ def _start(code: str, env: dict[str, str]) -> tuple[float, float, list[str]]:
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     out = subprocess.run(
-        [sys.executable, "-c", code], env={**os.environ, **env}, capture_output=True, text=True, check=True
+        [*CHILD_PYTHON, "-c", code], env={**os.environ, **env}, capture_output=True, text=True, check=True
     ).stdout
     wall = time.perf_counter() - started
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
