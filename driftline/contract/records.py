@@ -164,9 +164,10 @@ class Event(BaseModel):
 MAX_LABEL_EVENT_ID = 256
 
 
+# parse_labels builds the plainest labels without validation (_plain_label): a rule added to Label is added there
+# too; a property test compares them. (The docstring below is the published schema's description.)
 class Label(BaseModel):
-    """The true outcome of an event, possibly long after it (:func:`parse_labels` builds the plainest ones without
-    validation, by :func:`_plain_label`: a rule added here is added there too; a property test compares them)."""
+    """The true outcome of an event, possibly long after it."""
 
     model_config = ConfigDict(extra="ignore", frozen=True, allow_inf_nan=False)
 
