@@ -56,9 +56,13 @@ class LazyGroup(click.Group):
         return super().get_command(ctx, name)
 
     def invoke(self, ctx: click.Context) -> object:
-        """Run the command; a broker or Redis connection failure that escaped it becomes one line, exit 2."""
+        """Run the command; a broker or Redis connection failure that escaped it becomes one line, exit 2. SIGTERM
+        and SIGHUP end it like Ctrl-C: what it started is stopped (:func:`.cli_support.ending_signals_exit`)."""
+        from driftline.cli_support import ending_signals_exit
+
         try:
-            return super().invoke(ctx)
+            with ending_signals_exit():
+                return super().invoke(ctx)
         except (click.ClickException, click.exceptions.Exit, click.Abort):
             raise
         except Exception as exc:

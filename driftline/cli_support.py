@@ -9,9 +9,12 @@ the fix, exit status 2, never a traceback.
 
 from __future__ import annotations
 
+import contextlib
 import re
 import signal
+import threading
 import time
+from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 import click
@@ -139,6 +142,50 @@ def no_permission_line(exc: BaseException, settings: Settings | None = None) -> 
         f"{settings.redis_prefix}* (the prefix follows DRIFTLINE_TOPIC_PREFIX={settings.topic_prefix!r}); check "
         "DRIFTLINE_TOPIC_PREFIX, the user in DRIFTLINE_REDIS_URL and its ACL"
     )
+
+
+#: Signals that end a command like Ctrl-C does (:func:`ending_signals_exit`): ``timeout``, systemd, a closed terminal.
+ENDING_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
+
+
+@contextlib.contextmanager
+def ending_signals_exit(signums: tuple[signal.Signals, ...] = ENDING_SIGNALS) -> Iterator[None]:
+    """While inside, each of ``signums`` still at its default action raises ``SystemExit(128 + signum)`` instead of
+    killing the process, so the command's ``finally`` blocks stop what it started (the embedded broker and Redis, a
+    worker) by their pids instead of orphaning them; once one came, the others are ignored until the command is
+    done cleaning up. The handlers before are put back on the way out (only in the main thread: elsewhere nothing
+    changes).
+
+    >>> try:
+    ...     with ending_signals_exit((signal.SIGUSR1,)):
+    ...         try:
+    ...             signal.raise_signal(signal.SIGUSR1)
+    ...         finally:
+    ...             signal.raise_signal(signal.SIGUSR1)  # a second one while cleaning up: ignored
+    ... except SystemExit as exc:
+    ...     print("exit", exc.code)
+    exit 138
+    >>> signal.getsignal(signal.SIGUSR1) is signal.SIG_DFL
+    True
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    before = {signum: signal.getsignal(signum) for signum in signums}
+
+    def end(signum: int, _frame: object) -> None:
+        for other in before:
+            signal.signal(other, signal.SIG_IGN)
+        raise SystemExit(128 + signum)
+
+    for signum, handler in before.items():
+        if handler is signal.SIG_DFL:  # not one a caller chose (nohup's SIG_IGN, a handler of its own)
+            signal.signal(signum, end)
+    try:
+        yield
+    finally:
+        for signum, handler in before.items():
+            signal.signal(signum, handler)
 
 
 class StopSignals:

@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import signal
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -115,6 +117,57 @@ def _up_exports() -> dict[str, str]:
     assert len(servers) == 2
     assert [pid for pid in servers if _running(pid)] == []
     return dict(line.removeprefix("export ").strip().split("=", 1) for line in lines)
+
+
+def _children(pid: int) -> list[int]:
+    """The pids of ``pid``'s child processes (from /proc: the parent is the 4th field of ``stat``)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError, ValueError, IndexError):
+                if int((entry / "stat").read_text().rpartition(")")[2].split()[1]) == pid:
+                    found.append(int(entry.name))
+    return found
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads child processes from /proc")
+def test_a_sigterm_to_driftline_demo_stops_its_broker_redis_and_worker() -> None:
+    """`timeout`, systemd or a closed terminal end a command with SIGTERM (or SIGHUP): the demo then stops its
+    broker, redis-server and worker by their pids and exits 143. They were orphaned before: the signal's default
+    action killed the demo at once."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("DRIFTLINE_")}
+    proc = subprocess.Popen(
+        [*CHILD_PYTHON, "-m", "driftline", "demo", "--n-events", "200000"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=clean,
+        start_new_session=True,
+    )
+    started: list[int] = []
+    leaked: list[int] = []
+    try:
+        assert proc.stdout is not None
+        lines = []
+        for line in proc.stdout:  # the worker is up once its pid is printed
+            lines.append(line)
+            if line.startswith("worker pid"):
+                break
+        assert lines and lines[-1].startswith("worker pid"), "".join(lines)
+        threading.Thread(target=proc.stdout.read, daemon=True).start()  # its progress never fills the pipe
+        started = _children(proc.pid)
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        leaked = [pid for pid in started if _running(pid)]
+        for pid in leaked:  # the test must not leave them either
+            os.kill(pid, signal.SIGKILL)
+    assert len(started) == 3, started  # Tansu, redis-server, the worker
+    assert leaked == []
+    assert proc.returncode == 128 + signal.SIGTERM
 
 
 def test_two_driftline_up_runs_print_different_keys_and_redis_credentials() -> None:
