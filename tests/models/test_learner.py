@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import copy
 import pickle
@@ -18,7 +19,7 @@ from river import metrics, utils
 from driftline.contract.signing import SEAL_MAGIC, IntegrityError, as_keyring, seal
 from driftline.models.features import FeatureSchema
 from driftline.models.learned_ids import digest
-from driftline.models.learner import OnlineLearner, coerce_label
+from driftline.models.learner import OnlineLearner, coerce_label, tally
 from driftline.models.specs import build_model
 
 SCHEMA = FeatureSchema({"x": "numeric", "c": "categorical"})
@@ -685,3 +686,22 @@ def test_a_restored_window_of_probability_dicts_goes_on_as_one_of_floats(window,
     assert [(y, p.get(True, 0.0) if isinstance(p, dict) else p) for (y, p), _ in theirs] == [
         pair for pair, _ in floats._metrics["logloss_rolling"].window
     ]
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    pairs=st.lists(
+        st.tuples(st.booleans(), st.booleans())
+        | st.tuples(st.sampled_from([True, False, 1, 0, 1.0, "a"]), st.sampled_from([True, False, 0, None])),
+        max_size=80,
+    ),
+    bools=st.booleans(),
+)
+def test_pairs_are_tallied_as_a_counter_counts_them(pairs, bools) -> None:
+    """Property: tally (four counts for pairs of bools, no tuple hashed) gives Counter's counts, any pairs: bools
+    only (one class, one pair, many), or ints, floats and strings equal to them or not."""
+    if bools:
+        pairs = [(bool(y), bool(p)) for y, p in pairs]
+    counted = tally(pairs)
+    assert counted == collections.Counter(pairs)
+    assert all(count > 0 for count in counted.values())

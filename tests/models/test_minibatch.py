@@ -252,37 +252,7 @@ def test_the_matrix_path_is_taken_for_numbers_and_left_for_anything_else(monkeyp
     assert np.isnan(list(model.steps.values())[1].means["x"])
 
 
-def _sgd_matrix_before(head: Any, columns: list[Any], matrix: np.ndarray, ys: Any) -> tuple[float, list[float]]:
-    """``_sgd_matrix`` as it was before its loop read locals (the reference the loop must equal bit for bit)."""
-    import math
-    import operator
-
-    weights = np.array([head._weights.get(c, 0.0) for c in columns], dtype=np.float64)
-    lr, intercept_lr = head.optimizer.lr.learning_rate, head.intercept_lr.learning_rate
-    clip = head.clip_gradient
-    intercept = head.intercept
-    log = minibatch._log_terms(head.loss, ys)
-    for start in range(0, matrix.shape[0], minibatch.SGD_BLOCK):
-        block = matrix[start : start + minibatch.SGD_BLOCK]
-        raw = (block @ weights).tolist()
-        steps = (lr * (block @ block.T)).tolist()
-        gradients: list[float] = []
-        for row, (sign, weight) in enumerate(log[start : start + minibatch.SGD_BLOCK]):
-            z = (raw[row] - sum(map(operator.mul, gradients, steps[row])) + intercept) * sign
-            if z > 18.0:
-                loss_gradient = weight * math.exp(-z) * -sign
-            elif z < -18.0:
-                loss_gradient = weight * -sign
-            else:
-                loss_gradient = weight * -sign / (math.exp(z) + 1.0)
-            loss_gradient = max(-clip, min(clip, float(loss_gradient)))
-            intercept -= intercept_lr * loss_gradient
-            gradients.append(loss_gradient)
-        weights = weights - lr * (np.array(gradients) @ block)
-    return intercept, weights.tolist()
-
-
-@settings(max_examples=80, deadline=None)
+@settings(max_examples=120, deadline=None)
 @given(
     rows=st.integers(1, 150),
     width=st.integers(1, 5),
@@ -290,14 +260,14 @@ def _sgd_matrix_before(head: Any, columns: list[Any], matrix: np.ndarray, ys: An
     weights=st.sampled_from([(1.0, 1.0), (2, 1), (0.5, 3.0)]),
     clip=st.sampled_from([1e12, 0.5, 0.01]),
     lr=st.sampled_from([0.01, 0.5]),
+    intercept_lr=st.sampled_from([0.01, 0.0]),
     seed=st.integers(0, 2**16),
 )
-def test_the_block_sgd_loop_on_locals_takes_the_very_steps_it_took_before(
-    rows, width, scale, weights, clip, lr, seed
-) -> None:
-    """The log-loss SGD loop reading locals (exp, the product, the clip as two comparisons) leaves the intercept
-    and the weights bit for bit where the loop before left them: both branches past |z| > 18, clipped gradients,
-    integer class weights."""
+def test_the_block_sgd_steps_are_the_row_by_row_steps(rows, width, scale, weights, clip, lr, intercept_lr, seed):
+    """Property: the block SGD loop (the log loss's fast path: the intercept a weight, signed rows, each label's
+    weight taken once; else the generic loop) leaves the intercept and the weights where River's steps row by row
+    (:func:`minibatch._sgd`) leave them, to float rounding: both branches past |z| > 18, clipped gradients (the
+    generic loop), integer class weights, an intercept that does not learn."""
     from river import optim
 
     rng = np.random.default_rng(seed)
@@ -305,10 +275,27 @@ def test_the_block_sgd_loop_on_locals_takes_the_very_steps_it_took_before(
         optimizer=optim.SGD(lr),
         loss=optim.losses.Log(weight_pos=weights[0], weight_neg=weights[1]),
         clip_gradient=clip,
+        intercept_lr=intercept_lr,
     )
     columns = list(range(width))
     head._weights.update({c: float(w) for c, w in zip(columns, rng.normal(0, 1, width), strict=True)})
     head.intercept = float(rng.normal())
     matrix = rng.normal(0, scale, (rows, width))
     ys = (rng.random(rows) < 0.5).tolist()
-    assert minibatch._sgd_matrix(head, columns, matrix, ys) == _sgd_matrix_before(head, columns, matrix, ys)
+    intercept, weights_after = minibatch._sgd_matrix(head, columns, matrix, ys)
+    expected_intercept, expected = minibatch._sgd(head, columns, matrix.tolist(), ys)
+    assert intercept == pytest.approx(expected_intercept, rel=1e-9, abs=1e-9)
+    assert weights_after == pytest.approx(expected, rel=1e-9, abs=1e-9)
+
+
+def test_a_nan_gradient_leaves_the_fast_log_loop_for_the_clipping_one() -> None:
+    """A NaN output (weights already NaN) makes a NaN gradient, which River clips: the fast loop hands the batch to
+    the generic loop, which ends where River's steps row by row end (NaN where they are NaN)."""
+    head = linear_model.LogisticRegression()
+    head._weights.update({0: float("nan"), 1: 1.0})
+    matrix, ys = np.random.default_rng(3).normal(0, 1, (40, 2)), [True, False] * 20
+    log = minibatch._log_terms(head.loss, ys)
+    assert minibatch._sgd_log(head, [0, 1], matrix, log) is None
+    intercept, weights = minibatch._sgd_matrix(head, [0, 1], matrix, ys)
+    expected_intercept, expected = minibatch._sgd(head, [0, 1], matrix.tolist(), ys)
+    np.testing.assert_allclose([intercept, *weights], [expected_intercept, *expected], rtol=1e-12, equal_nan=True)
