@@ -51,3 +51,41 @@ def test_the_label_backlog_is_learned_by_the_live_worker_and_timed(result: dict[
     assert result["learn_backlog_labels"] == 1_000
     assert result["learn_labels_per_s"] > 0 and result["learn_labels_per_s_from_resume"] > 0
     assert result["learn_cpu_us_per_label"] > 0 and result["labels_published_per_s"] > 0
+
+
+def test_used_memory_is_read_after_an_append_only_file_rewrite_not_during_it(tmp_path) -> None:
+    """While Redis rewrites its append-only file it buffers each write for the rewrite in 10 MB blocks, counted in
+    ``used_memory``: a reading then is 10 MB high (two idle runs of the bench read 1.26 after learning). Here the
+    rewrite is made slow (``rdb-key-save-delay``: 20 ms a key, 50 keys: 1 s) so that it surely runs while read."""
+    import redis
+
+    from driftline.embedded.stack import REDIS_USER, start_redis
+
+    server = start_redis(
+        tmp_path,
+        "pw",
+        key_prefix="",
+        extra_commands=("bgrewriteaof", "mset", "info"),
+        extra_config=("rdb-key-save-delay 20000",),
+    )
+    client = redis.Redis(port=server.port, username=REDIS_USER, password="pw")
+    try:
+        client.mset({f"k{i}": "v" * 1_000 for i in range(50)})
+        before = state.used_memory(client)
+        client.bgrewriteaof()
+        grown = 0
+        for i in range(200):  # writes during the rewrite (2 MB at most), buffered for it: a reading carries a block
+            client.set(f"during{i}", "w" * 10_000)
+            during = client.info()
+            if not during["aof_rewrite_in_progress"]:
+                break
+            grown = max(grown, during["used_memory"] - before)
+            if grown > 10_000_000:
+                break
+        assert grown > 10_000_000, "a reading during the rewrite counts its 10 MB buffer"
+        after = state.used_memory(client)
+        assert client.info()["aof_rewrite_in_progress"] == 0
+        assert after < before + 3_000_000, (before, after)  # the 2 MB written at most, no block
+    finally:
+        client.close()
+        server.stop()
