@@ -95,6 +95,16 @@ class LearnedIds:
     def __len__(self) -> int:
         return self._size
 
+    def isdisjoint(self, keys: Iterable[int]) -> bool:
+        """Whether none of ``keys`` is remembered (in one pass, no list).
+
+        >>> ids = LearnedIds(capacity=2, window_ms=10)
+        >>> ids.add(5, None)
+        >>> ids.isdisjoint([6, 7]), ids.isdisjoint([6, 5])
+        (True, False)
+        """
+        return self._present.isdisjoint(keys)
+
     def contains_many(self, keys: Sequence[int]) -> list[bool]:
         """``key in self`` of each key, in one pass.
 

@@ -67,6 +67,8 @@ LabelledRow = tuple[str, Mapping[str, Any], Any, Any, "Mapping[str, float] | Non
 _NO_KWARGS: dict[str, Any] = {}
 #: The arguments of a rolling window's ``(args, kwargs)`` entry.
 _ARGS = operator.itemgetter(0)
+#: The fields of a :data:`LabelledRow`, by position.
+_ID, _X, _Y, _PREDICTION, _PROBABILITIES, _TS = map(operator.itemgetter, range(6))
 _TRUE = {"true", "1", "yes", "1.0"}
 _FALSE = {"false", "0", "no", "0.0"}
 
@@ -574,12 +576,13 @@ class OnlineLearner:
         targets: list[Any] = []
         batch: set[int] = set()
         repeats: list[int] = []  # repeats of an id taken earlier in this batch: duplicates unless that one fails
-        keys = digest_many([row[0] for row in rows])
-        coerced = self._coerce_all([row[2] for row in rows])
-        known = self._ids.contains_many(keys)
-        if not any(known) and len(set(keys)) == len(keys) and not any(isinstance(t, ValueError) for t in coerced):
+        keys = digest_many(list(map(_ID, rows)))
+        coerced = self._coerce_all(list(map(_Y, rows)))
+        fits = not any(issubclass(kind, ValueError) for kind in set(map(type, coerced)))
+        if fits and self._ids.isdisjoint(keys) and len(set(keys)) == len(keys):
             taken, targets = list(range(len(rows))), coerced  # the usual batch: new ids, labels that fit
         else:
+            known = self._ids.contains_many(keys)
             for i, (key, target) in enumerate(zip(keys, coerced, strict=True)):
                 if known[i]:
                     continue
@@ -594,7 +597,9 @@ class OnlineLearner:
                 taken.append(i)
         failed: dict[int, Exception] = {}
         if self.updates_model:
-            failed = self._learn_model([rows[i][1] for i in taken], targets)
+            failed = self._learn_model(
+                list(map(_X, rows)) if len(taken) == len(rows) else [rows[i][1] for i in taken], targets
+            )
             for position, exc in failed.items():
                 outcomes[taken[position]] = exc
         if len(taken) == len(rows) and not failed:  # every row learned
@@ -604,7 +609,7 @@ class OnlineLearner:
             kept = [(position, i) for position, i in enumerate(taken) if not isinstance(outcomes[i], Exception)]
             kept_rows, kept_keys = [rows[i] for _, i in kept], [keys[i] for _, i in kept]
             kept_targets = [targets[p] for p, _ in kept]
-        times = [row[5] for row in kept_rows]
+        times = list(map(_TS, kept_rows))
         self._ids.advance(times)
         served = self._served_columns(kept_targets, kept_rows)
         if served is None:
@@ -680,22 +685,25 @@ class OnlineLearner:
         """
         if self.task == "regression" or len(rows) < MIN_ARRAY_PAIRS or not set(targets) <= self.classes:
             return None  # (a batch this small goes row by row at no more cost)
-        predictions, probabilities = [row[3] for row in rows], [row[4] for row in rows]
+        predictions, probabilities = list(map(_PREDICTION, rows)), list(map(_PROBABILITIES, rows))
         kinds = set(map(type, predictions))
         first = probabilities[0]
         if len(kinds) != 1 or not kinds <= {bool, int, str} or type(first) is not dict or len(first) != 2:
             return None
         names = tuple(first)
-        if set(map(type, probabilities)) != {dict} or set(map(tuple, probabilities)) != {names}:
+        if set(map(type, probabilities)) != {dict} or set(map(len, probabilities)) != {2}:
             return None
         try:
             coerced = tuple(self.coerce(name) for name in names)
             columns = [list(map(float, map(operator.itemgetter(name), probabilities))) for name in names]
-        except ValueError:  # a key that is no class, or a value that is no number: row by row
+        except (ValueError, KeyError):  # a key that is no class (or not the first's), a value that is no number
+            return None
+        (a, b), (first_values, second_values) = coerced, columns
+        true_only = self._true_probabilities()  # the probability of True alone: with two classes, in any key order
+        if (a == b or not true_only) and set(map(tuple, probabilities)) != {names}:
             return None
         served = {value: self._served(value, None)[0] for value in set(predictions)}
-        (a, b), (first_values, second_values) = coerced, columns
-        if self._true_probabilities():  # the probability of True of each: what the dicts' get(True, 0.0) gives
+        if true_only:  # the probability of True of each: what the dicts' get(True, 0.0) gives
             at = {a: 0, b: 1}.get(True)  # a key twice: the last one's, as in the dicts
             return targets, list(map(served.__getitem__, predictions)), [0.0] * len(rows) if at is None else columns[at]
         mapped = [{a: x, b: y} for x, y in zip(first_values, second_values, strict=True)]

@@ -705,3 +705,19 @@ def test_pairs_are_tallied_as_a_counter_counts_them(pairs, bools) -> None:
     counted = tally(pairs)
     assert counted == collections.Counter(pairs)
     assert all(count > 0 for count in counted.values())
+
+
+def test_a_binary_batch_with_the_probability_keys_in_either_order_keeps_the_probability_of_true() -> None:
+    """A binary classifier's log loss reads the probability of True alone: a batch whose dicts hold the same two
+    keys in either order takes the columns' path, with each row's probability of True, as row by row."""
+    lr = OnlineLearner(build_model(FeatureSchema({"x": "numeric"}), "binary"), "binary", classes={True, False})
+    data = []
+    for i in range(40):
+        p = i / 40
+        probabilities = {"False": 1 - p, "True": p} if i % 3 else {"True": p, "False": 1 - p}
+        data.append((f"e{i}", {}, i % 2 == 0, p > 0.5, probabilities, i))
+    targets = [row[2] for row in data]
+    columns = lr._served_columns(targets, data)
+    assert columns is not None
+    expected = [(t, p, q.get(True, 0.0)) for t, p, q in lr._served_known(targets, data)]
+    assert list(zip(*columns, strict=True)) == expected
