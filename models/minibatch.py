@@ -226,11 +226,11 @@ def _sgd_matrix(head: Any, columns: list[Any], matrix: np.ndarray, ys: Sequence[
     the block's Gram matrix), so only the gradients are computed row by row; the weights move once per block. The
     same steps as :func:`_sgd` to float rounding; ``head`` is not written. River's log loss takes
     :func:`_sgd_log`; any other loss, or a log loss its fast path leaves, the generic loop below."""
-    log = _log_terms(head.loss, ys)
-    if log is not None and matrix.shape[0]:
+    terms = _log_signs(head.loss, ys)
+    if terms is not None and matrix.shape[0]:
         loss, clip = head.loss, head.clip_gradient
         if max(abs(loss.weight_pos), abs(loss.weight_neg)) < clip:  # |gradient| <= its weight: never clipped
-            fast = _sgd_log(head, columns, matrix, log)
+            fast = _sgd_log(head, columns, matrix, *terms)
             if fast is not None:
                 return fast
     weights = np.array([head._weights.get(c, 0.0) for c in columns], dtype=np.float64)
@@ -252,8 +252,27 @@ def _sgd_matrix(head: Any, columns: list[Any], matrix: np.ndarray, ys: Sequence[
     return intercept, weights.tolist()
 
 
+def _log_signs(loss: Any, ys: Sequence[Any]) -> tuple[np.ndarray, list[float]] | None:
+    """For River's ``Log`` loss, each label's sign (as floats) and its weight times minus its sign, from
+    :func:`_log_terms` (raising what it raises), or at once for labels that are all bools; None for another loss.
+
+    >>> loss = optim.losses.Log(weight_neg=2)
+    >>> (signs, scales), (int_signs, int_scales) = _log_signs(loss, [True, False] * 40), _log_signs(loss, [1, 0] * 40)
+    >>> signs[:2].tolist(), scales[:2], signs.tolist() == int_signs.tolist() and scales == int_scales
+    ([1.0, -1.0], [-1.0, 2.0], True)
+    """
+    if type(loss) is not optim.losses.Log:
+        return None
+    if len(ys) >= MIN_ROWS and set(map(type, ys)) == {bool}:
+        positive = np.array(ys, dtype=bool)
+        scales = np.where(positive, float(loss.weight_pos * -1), float(loss.weight_neg * 1)).tolist()
+        return np.where(positive, 1.0, -1.0), scales
+    log = _log_terms(loss, ys)
+    return np.array([sign for sign, _ in log], dtype=np.float64), [float(weight * -sign) for sign, weight in log]
+
+
 def _sgd_log(
-    head: Any, columns: list[Any], matrix: np.ndarray, log: list[tuple[int, float]]
+    head: Any, columns: list[Any], matrix: np.ndarray, signs: np.ndarray, scales: list[float]
 ) -> tuple[float, list[float]] | None:
     """:func:`_sgd_matrix` for River's log loss when no gradient can be clipped, with fewer Python operations a
     row: the intercept is one more weight (a column of ones, its own learning rate), each row is multiplied by its
@@ -266,7 +285,8 @@ def _sgd_log(
     >>> from river import linear_model
     >>> head = linear_model.LogisticRegression()
     >>> matrix, ys = np.array([[1.0, 2.0], [0.5, -1.0], [3.0, 0.0]]), [True, False, True]
-    >>> fast, plain = _sgd_log(head, [0, 1], matrix, _log_terms(head.loss, ys)), _sgd(head, [0, 1], matrix.tolist(), ys)
+    >>> fast = _sgd_log(head, [0, 1], matrix, *_log_signs(head.loss, ys))
+    >>> plain = _sgd(head, [0, 1], matrix.tolist(), ys)
     >>> np.allclose(fast[1] + [fast[0]], plain[1] + [plain[0]], rtol=1e-12, atol=1e-15)
     True
     """
@@ -276,7 +296,6 @@ def _sgd_log(
     rows[:, :width], rows[:, width] = matrix, 1.0
     rates = np.full(width + 1, lr, dtype=np.float64)
     rates[width] = intercept_lr
-    signs = np.array([sign for sign, _ in log], dtype=np.float64)
     signed, stepped = rows * signs[:, None], rows * rates  # a row's output, and its step per unit of gradient
     weights = np.array([head._weights.get(c, 0.0) for c in columns] + [head.intercept], dtype=np.float64)
     full = n - n % SGD_BLOCK
@@ -284,7 +303,6 @@ def _sgd_log(
     grams = np.matmul(signed[:full].reshape(shape), stepped[:full].reshape(shape).transpose(0, 2, 1)).tolist()
     if full < n:
         grams.append((signed[full:] @ stepped[full:].T).tolist())
-    scales = [float(weight * -sign) for sign, weight in log]
     exp, mul = math.exp, operator.mul
     for block, start in enumerate(range(0, n, SGD_BLOCK)):
         stop = start + SGD_BLOCK

@@ -294,8 +294,7 @@ def test_a_nan_gradient_leaves_the_fast_log_loop_for_the_clipping_one() -> None:
     head = linear_model.LogisticRegression()
     head._weights.update({0: float("nan"), 1: 1.0})
     matrix, ys = np.random.default_rng(3).normal(0, 1, (40, 2)), [True, False] * 20
-    log = minibatch._log_terms(head.loss, ys)
-    assert minibatch._sgd_log(head, [0, 1], matrix, log) is None
+    assert minibatch._sgd_log(head, [0, 1], matrix, *minibatch._log_signs(head.loss, ys)) is None
     intercept, weights = minibatch._sgd_matrix(head, [0, 1], matrix, ys)
     expected_intercept, expected = minibatch._sgd(head, [0, 1], matrix.tolist(), ys)
     np.testing.assert_allclose([intercept, *weights], [expected_intercept, *expected], rtol=1e-12, equal_nan=True)
