@@ -41,6 +41,8 @@ import json
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cached_property
+from typing import Any
 
 import numpy as np
 from scipy import optimize, special
@@ -123,7 +125,16 @@ class Calibrator:
     def transform(self, scores: np.ndarray) -> np.ndarray:
         """Calibrated probabilities of ``scores`` (NaN stays NaN)."""
         scores = np.asarray(scores, dtype=float)
-        return np.where(np.isnan(scores), np.nan, np.interp(scores, self.x, self.y))
+        return np.where(np.isnan(scores), np.nan, np.interp(scores, *self._knots))
+
+    @cached_property
+    def _knots(self) -> tuple[np.ndarray, np.ndarray]:
+        """:attr:`x` and :attr:`y` as arrays, converted once (``np.interp`` converted Platt's 483 knots at each
+        call); not pickled."""
+        return np.asarray(self.x, dtype=float), np.asarray(self.y, dtype=float)
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if k != "_knots"}  # the checkpoint as before
 
 
 def isotonic_fit(scores: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -267,14 +278,21 @@ def _auc(scores: np.ndarray, positive_weight: np.ndarray) -> float:
     if scores.size == 0:
         return math.nan
     order = np.argsort(-scores, kind="stable")
-    s, w = scores[order], positive_weight[order]
-    last = np.r_[np.flatnonzero(np.diff(s) != 0), s.size - 1]  # end of each group of tied scores
-    tp = np.r_[0.0, np.cumsum(w)[last]]
-    fp = np.r_[0.0, np.cumsum(1 - w)[last]]
+    return _sorted_auc(scores[order], positive_weight[order])
+
+
+def _sorted_auc(s: np.ndarray, w: np.ndarray) -> float:
+    """:func:`_auc` of scores ``s`` sorted from the highest (at least one) and their weights ``w``."""
+    last = np.append(np.flatnonzero(np.diff(s) != 0), s.size - 1)  # end of each group of tied scores
+    tp = np.concatenate((_ZERO, np.cumsum(w)[last]))
+    fp = np.concatenate((_ZERO, np.cumsum(1 - w)[last]))
     if tp[-1] <= 0 or fp[-1] <= 0:
         return math.nan
     x, y = fp / fp[-1], tp / tp[-1]
     return float(np.sum(np.diff(x) * (y[1:] + y[:-1]) / 2))
+
+
+_ZERO = np.zeros(1)
 
 
 def estimate(calibrated: np.ndarray, predicted: np.ndarray | None = None, threshold: float = 0.5) -> dict:
@@ -304,3 +322,44 @@ def realised(
     tp, fp = float((pred & y).sum()), float((pred & ~y).sum())
     fn, tn = float((~pred & y).sum()), float((~pred & ~y).sum())
     return {**_metrics(tp, fp, fn, tn, _auc(s, y.astype(float))), "n": int(s.size)}
+
+
+def window_metrics(
+    calibrator: Calibrator, scores: np.ndarray, positives: np.ndarray, predicted: np.ndarray
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``estimate(calibrator.transform(scores), predicted=predicted)`` and ``realised(scores, positives,
+    predicted=predicted)``, the same figures, with the scores sorted once: the calibrated probabilities take the
+    scores' order when it sorts them too (a calibrator is increasing), and the ROC AUC then sums the same values
+    in the same groups (within a group of tied probabilities every weight is the same).
+
+    >>> rng = np.random.default_rng(1)
+    >>> s = rng.random(300)
+    >>> y, pred = rng.random(300) < s, s >= 0.5
+    >>> calibrator = Calibrator.fit(s, y)
+    >>> window_metrics(calibrator, s, y, pred) == (estimate(calibrator.transform(s), predicted=pred),
+    ...                                            realised(s, y, predicted=pred))
+    True
+    """
+    s_all = np.asarray(scores, dtype=float)
+    pred_all = np.asarray(predicted, dtype=bool)
+    p_all = calibrator.transform(s_all)
+    keep = ~np.isnan(s_all)
+    if not np.array_equal(keep, ~np.isnan(p_all)) or not keep.any():
+        return estimate(p_all, predicted=pred_all), realised(s_all, positives, predicted=pred_all)
+    all_kept = bool(keep.all())
+    s = s_all if all_kept else s_all[keep]
+    y = np.asarray(positives, dtype=bool) if all_kept else np.asarray(positives, dtype=bool)[keep]
+    pred = pred_all if all_kept else pred_all[keep]
+    p = p_all if all_kept else p_all[keep]
+    order = np.argsort(-s, kind="stable")
+    by_score = p[order]
+    sorted_too = bool(np.all(np.diff(by_score) <= 0)) and not np.signbit(by_score).any()  # no -0.0: placed as +0.0
+    p_auc = _sorted_auc(by_score, by_score) if sorted_too else _auc(p, p)
+    tp, fp = float(p[pred].sum()), float((1 - p[pred]).sum())
+    fn, tn = float(p[~pred].sum()), float((1 - p[~pred]).sum())
+    metrics = _metrics(tp, fp, fn, tn, p_auc)
+    estimated = {**metrics, "bands": _bands(metrics, tp, fp, fn, tn), "n": int(p.size)}
+    rtp, rfp = float((pred & y).sum()), float((pred & ~y).sum())
+    rfn, rtn = float((~pred & y).sum()), float((~pred & ~y).sum())
+    auc = _sorted_auc(s[order], y[order].astype(float))
+    return estimated, {**_metrics(rtp, rfp, rfn, rtn, auc), "n": int(s.size)}

@@ -216,6 +216,9 @@ class Detector(Protocol):
     # Optional: ``quiet(events) -> bool``, True when ``events`` more scored events run no test and their
     # observation may be grouped with later ones (the monitor then observes them later, in one batch with
     # ``pieces``); the same state must follow either way. A family without it is observed chunk by chunk.
+    # Optional: ``gauge_kinds: ClassVar[tuple[str, ...]]``, the kinds of the series its gauges give (the first
+    # part of :func:`driftline.monitoring.history.flatten`'s names); a history that keeps none of them skips its
+    # gauges. A family without it is asked every time.
 
     def gauges(self) -> dict[str, Any]:
         """Current statistics: ``{"detectors": [rows]}`` and any summary keys of its own."""

@@ -32,7 +32,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from driftline.models.reference import CategoricalProfile, NumericProfile, ReferenceProfile, profile_values
-from driftline.monitoring.cbpe import Calibrator, estimate, realised
+from driftline.monitoring.cbpe import Calibrator, window_metrics
 from driftline.monitoring.concept import ErrorStream, detectors_for_task
 from driftline.monitoring.detector import (
     EventBatch,
@@ -181,6 +181,7 @@ class DataDrift:
     """Feature drift: PSI and KS per numeric feature, chi-square per categorical one, optional streaming tests."""
 
     name: ClassVar[str] = "data_drift"
+    gauge_kinds: ClassVar[tuple[str, ...]] = ("data_drift",)
 
     @classmethod
     def count(cls, scope: Scope) -> int:
@@ -265,6 +266,7 @@ class DataQualityChecks:
     """Rolling rates of missing values, out-of-range values, unseen categories and schema violations."""
 
     name: ClassVar[str] = "data_quality"
+    gauge_kinds: ClassVar[tuple[str, ...]] = ("quality",)
 
     @classmethod
     def count(cls, scope: Scope) -> int:
@@ -403,6 +405,7 @@ class PredictionOutput:
     """
 
     name: ClassVar[str] = "prediction_drift"
+    gauge_kinds: ClassVar[tuple[str, ...]] = ("prediction_drift",)
 
     @classmethod
     def count(cls, scope: Scope) -> int:
@@ -530,6 +533,7 @@ class Performance:
     """
 
     name: ClassVar[str] = "performance"
+    gauge_kinds: ClassVar[tuple[str, ...]] = ("performance",)
     #: Labelled outcomes since the calibrator was last fitted (a class default: monitors checkpointed before it).
     since_calibration: int = 0
 
@@ -627,13 +631,9 @@ class Performance:
         self._window, self._window_n = [], 0
         if self.calibrator is None:
             return  # no labelled reference before this window: nothing to estimate from
-        estimated = estimate(self.calibrator.transform(scores), predicted=predicted)
+        estimated, realised_ = window_metrics(self.calibrator, scores, positives, predicted)
         self.windows.append(
-            {
-                "end_event_id": end_event_id,
-                "estimated": _rounded(estimated),
-                "realised": _rounded(realised(scores, positives, predicted=predicted)),
-            }
+            {"end_event_id": end_event_id, "estimated": _rounded(estimated), "realised": _rounded(realised_)}
         )
 
     def gauges(self) -> dict[str, Any]:
@@ -667,6 +667,7 @@ class ConceptDrift:
     """Concept drift: changes of the error rate once labels are joined."""
 
     name: ClassVar[str] = "concept_drift"
+    gauge_kinds: ClassVar[tuple[str, ...]] = ("concept_drift",)
 
     @classmethod
     def count(cls, scope: Scope) -> int:

@@ -422,9 +422,13 @@ class Monitor:
         ).reshape(n, len(self.numeric))
 
     def _outputs(
-        self, predictions: Sequence[Any], probabilities: Sequence[dict[Any, float] | None]
+        self,
+        predictions: Sequence[Any],
+        probabilities: Sequence[dict[Any, float] | None],
+        confidences: bool = True,
     ) -> tuple[np.ndarray | None, np.ndarray | None]:
-        """Scores (the numeric output tested for drift) and confidences (top-class probabilities)."""
+        """Scores (the numeric output tested for drift) and confidences (top-class probabilities; of a binary
+        classifier's scores only when ``confidences``)."""
         if self.task == "regression":
             return np.array([_NAN if p is None else float(p) for p in predictions], dtype=float), None
         dense = isinstance(probabilities, ProbabilityRows) and bool(probabilities.classes)  # a matrix: by column
@@ -441,11 +445,12 @@ class Monitor:
         if positive is None:  # no probabilities at all: the 0/1 decision is the score
             scores = np.array([1.0 if _is_positive(p) else 0.0 for p in predictions], dtype=float)
             return scores, None
-        if dense:
-            scores = probabilities.column(positive).astype(float)  # type: ignore[union-attr]
-        else:
-            scores = np.array([p.get(positive, _NAN) if p else _NAN for p in probabilities], dtype=float)
-        return scores, np.maximum(scores, 1 - scores)
+        scores = (
+            probabilities.column(positive).astype(float)  # type: ignore[union-attr]
+            if dense
+            else _positive_scores(probabilities, positive)
+        )
+        return scores, np.maximum(scores, 1 - scores) if confidences else None
 
     def _learn_features(self, features: Sequence[dict[str, Any]]) -> None:
         assert self._feature_rows is not None
@@ -500,8 +505,9 @@ class Monitor:
             raise ValueError("concept_predictions must have one entry per outcome")
         settled = self._settle()
         self.outcomes += n
-        errors = self._error_values(y_true, y_pred)
-        concept = None if concept_predictions is None else self._error_values(y_true, concept_predictions)
+        truth, served = np.asarray(y_true), np.asarray(y_pred)  # each converted once
+        errors = self._error_values(y_true, y_pred, truth, served)
+        concept = None if concept_predictions is None else self._error_values(y_true, concept_predictions, truth)
         labelled = np.full(n, ts_ms, dtype=np.int64) if isinstance(ts_ms, int | np.integer) else np.asarray(ts_ms)
         lag = _label_lag(labelled, event_ts) if event_ts is not None else None
         if lag is None:
@@ -511,17 +517,42 @@ class Monitor:
         if lag is not None:
             self._label_lag_ms = lag
         clock = self._clock(labelled, n)
-        batch = self._outcome_batch(event_ids, y_true, y_pred, probabilities, errors, model_version)
+        batch = self._outcome_batch(event_ids, y_true, y_pred, probabilities, errors, model_version, truth, served)
         found = self._observe(replace(batch, concept_errors=concept))
         alerts = self.alerting.build(found, event_ids, model_version, self.events, _at(clock, 0))
-        self.outcome_history.observe(self.outcomes, self.event_time, self.gauges)
+        self.outcome_history.observe(self.outcomes, self.event_time, self._outcome_gauges)
         return settled + alerts
 
-    def _error_values(self, y_true: Sequence[Any], y_pred: Sequence[Any]) -> np.ndarray:
-        """0/1 errors of a classifier, absolute errors of a regressor."""
+    def _outcome_gauges(self) -> dict[str, Any]:
+        """The part of :meth:`gauges` :attr:`outcome_history` keeps (its rows are the same): the detectors and
+        performance of the families whose ``gauge_kinds`` it records (or that do not say), not the data-drift
+        and quality gauges of every feature, which it drops."""
+        kinds = self.outcome_history.kinds
+        detectors: list[dict[str, Any]] = []
+        quality: list[dict[str, Any]] = []
+        performance: dict[str, Any] = {"metric": None, "rolling": None, "estimated": None, "estimated_reference": None}
+        for family in self._families.values():
+            own = getattr(family, "gauge_kinds", None)
+            if own is not None and kinds is not None and not _overlap(own, kinds):
+                continue
+            part = family.gauges()
+            detectors += part["detectors"]
+            quality += part.get("quality", [])
+            performance = part.get("performance", performance)
+        return {"detectors": detectors, "quality": quality, "performance": performance}
+
+    def _error_values(
+        self,
+        y_true: Sequence[Any],
+        y_pred: Sequence[Any],
+        truth: np.ndarray | None = None,
+        predicted: np.ndarray | None = None,
+    ) -> np.ndarray:
+        """0/1 errors of a classifier, absolute errors of a regressor (``truth``, ``predicted``: ``np.asarray``
+        of ``y_true``, ``y_pred`` when the caller has them)."""
         if self.task == "regression":
             return np.abs(np.array(y_true, dtype=float) - np.array(y_pred, dtype=float))
-        return _errors(y_true, y_pred)
+        return _errors(y_true, y_pred, truth, predicted)
 
     def _outcome_batch(
         self,
@@ -531,15 +562,18 @@ class Monitor:
         probabilities: Sequence[dict[Any, float] | None],
         errors: np.ndarray,
         version: int,
+        truth: np.ndarray | None = None,
+        served: np.ndarray | None = None,
     ) -> OutcomeBatch:
-        """Errors for every task; for binary classifiers with probabilities also what CBPE needs."""
+        """Errors for every task; for binary classifiers with probabilities also what CBPE needs (``truth``,
+        ``served``: ``np.asarray`` of ``y_true``, ``y_pred`` when the caller has them)."""
         if self.task != "binary":
             return OutcomeBatch(errors)
-        scores, _ = self._outputs(y_pred, probabilities)
+        scores, _ = self._outputs(y_pred, probabilities, confidences=False)
         if scores is None or self._positive_class is None:
             return OutcomeBatch(errors)
         positive = self._positive_class
-        positives, predicted = _matching(y_true, positive), _matching(y_pred, positive)
+        positives, predicted = _matching(y_true, positive, truth), _matching(y_pred, positive, served)
         return OutcomeBatch(errors, scores, positives, predicted, list(event_ids), version)
 
     # ---------------------------------------------------------------------------------------------- performance
@@ -659,6 +693,15 @@ def _at(clock: np.ndarray, offset: int) -> Callable[[int], int]:
     return lambda position: int(clock[min(last, offset + position)] if position >= 0 else clock[last])
 
 
+def _overlap(kinds: Sequence[str], kept: Sequence[str]) -> bool:
+    """Whether a series of one of ``kinds`` may start with one of the ``kept`` prefixes (a history's kinds).
+
+    >>> _overlap(("performance",), ("concept_drift", "performance|realised")), _overlap(("quality",), ("perf",))
+    (True, False)
+    """
+    return any(k.startswith(p) or p.startswith(k) for k in kinds for p in kept)
+
+
 def _label_lag(labelled: np.ndarray, event_ts: Sequence[int] | np.ndarray) -> float | None:
     """The median of ``labelled - event_ts`` (label event time less the event's) computed on int64 arrays: the
     median of the per-outcome differences as Python ints, when both are arrays of integers (else None: the caller
@@ -673,9 +716,35 @@ def _label_lag(labelled: np.ndarray, event_ts: Sequence[int] | np.ndarray) -> fl
     return float(np.median(labelled.astype(np.int64) - times.astype(np.int64)))
 
 
-def _errors(y_true: Sequence[Any], y_pred: Sequence[Any]) -> np.ndarray:
-    """1.0 where the label differs from the prediction (vectorised when both have one type, e.g. bools)."""
-    truth, predicted = np.asarray(y_true), np.asarray(y_pred)
+def _positive_scores(probabilities: Sequence[dict[Any, float] | None], positive: Any) -> np.ndarray:
+    """The probability of ``positive`` in each mapping, NaN where there is none (or no mapping): at once when every
+    mapping holds one (a learner's joined labels), else mapping by mapping.
+
+    >>> _positive_scores([{"True": 0.25}, {"True": 1}], "True").tolist()
+    [0.25, 1.0]
+    >>> _positive_scores([{"True": 0.25}, None, {}, {"False": 1.0}, {"True": None}], "True").tolist()
+    [0.25, nan, nan, nan, nan]
+    """
+    try:
+        if set(map(type, probabilities)) == {dict}:
+            values = list(map(itemgetter(positive), probabilities))
+            if set(map(type, values)) == {float}:
+                return np.array(values, dtype=float)
+    except KeyError:  # one has no probability of the positive class (or is empty): NaN there
+        pass
+    return np.array([p.get(positive, _NAN) if p else _NAN for p in probabilities], dtype=float)
+
+
+def _errors(
+    y_true: Sequence[Any],
+    y_pred: Sequence[Any],
+    truth: np.ndarray | None = None,
+    predicted: np.ndarray | None = None,
+) -> np.ndarray:
+    """1.0 where the label differs from the prediction (vectorised when both have one type, e.g. bools);
+    ``truth``, ``predicted``: ``np.asarray`` of ``y_true``, ``y_pred`` when the caller has them."""
+    truth = np.asarray(y_true) if truth is None else truth
+    predicted = np.asarray(y_pred) if predicted is None else predicted
     if truth.dtype == predicted.dtype and truth.dtype.kind in "biu":
         return (truth != predicted).astype(float)
     return np.array([0.0 if _same(t, p) else 1.0 for t, p in zip(y_true, y_pred, strict=True)])
@@ -690,17 +759,21 @@ def _same(a: Any, b: Any) -> bool:
         return str(a) == str(b)
 
 
-def _matching(values: Sequence[Any], positive: Any) -> np.ndarray:
+def _matching(values: Sequence[Any], positive: Any, array: np.ndarray | None = None) -> np.ndarray:
     """:func:`_same` of each value and ``positive``; at once when the values are bools (a binary learner's labels
     and predictions, whatever type its positive class has: :func:`_same` of ``True`` and of ``False`` once each).
+    ``array``: ``np.asarray(values)`` when the caller has it (of bools when the values are).
 
     >>> _matching([True, False, 1, "true"], True).tolist(), _matching([True, False], True).tolist()
     ([True, False, True, False], [True, False])
     >>> _matching([True, False, False], 1).tolist(), _matching([True, False], "0").tolist()
     ([True, False, False], [False, True])
     """
-    if set(map(type, values)) == {bool}:
-        return np.where(np.array(values, dtype=bool), _same(True, positive), _same(False, positive))
+    flags = array if array is not None and array.dtype == bool and array.shape == (len(values),) else None
+    if flags is None and set(map(type, values)) == {bool}:
+        flags = np.array(values, dtype=bool)
+    if flags is not None:  # bools (or NumPy's, which _same takes as bools)
+        return np.where(flags, _same(True, positive), _same(False, positive))
     return np.array([_same(v, positive) for v in values], dtype=bool)
 
 

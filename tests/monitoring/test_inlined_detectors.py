@@ -78,3 +78,34 @@ def test_adwin_improvements_are_logged_not_detected_the_same_way_inlined(caplog)
         assert inlined == _run("adwin", errors, [100, 3500, 6000], 0, inlined=False)
     assert logged == [r.getMessage() for r in caplog.records]
     assert any("improvement" in m for m in logged) and sum(len(batch[0]) for batch in inlined[::2]) >= 1
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    values=st.lists(st.sampled_from([0.0, 1.0, 1.0, 0.5, 2.0, float("nan")]), max_size=3000),
+    cuts=st.lists(st.integers(0, 3000), max_size=8),
+    grace=st.sampled_from([0, 30]),
+)
+def test_inlined_eddm_equals_rivers_on_any_values(values, cuts, grace) -> None:
+    """Not only 0/1 (what a binary monitor feeds): EDDM counts only the ones as errors, the rest as outcomes (DDM
+    fails on values outside [0, 1], River's own as the inlined one)."""
+    name = "eddm"
+    errors = np.asarray(values, dtype=float)
+    cuts = sorted({c for c in cuts if c <= errors.size})
+    assert _run(name, errors, cuts, grace, inlined=True) == _run(name, errors, cuts, grace, inlined=False)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    seed=st.integers(0, 2**16),
+    size=st.integers(1, 400),
+    rate=st.sampled_from([0.05, 0.5, 0.95, 1.0]),
+    cuts=st.lists(st.integers(0, 12_000), max_size=30),
+)
+def test_eddm_detections_in_the_last_outcome_or_in_runs_of_errors_equal_rivers(seed, size, rate, cuts) -> None:
+    """EDDM fires often on these (warm start 300 errors): drifts at a batch's last outcome, a batch that ends on an
+    error, batches of no error."""
+    rng = np.random.default_rng(seed)
+    errors = np.concatenate([(rng.random(size) < r).astype(float) for r in (0.02, rate, 0.02, 1.0, 0.0, rate)] * 6)
+    cuts = sorted({c for c in cuts if c <= errors.size})
+    assert _run("eddm", errors, cuts, 0, inlined=True) == _run("eddm", errors, cuts, 0, inlined=False)
