@@ -6,6 +6,7 @@ import json
 import math
 from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -118,7 +119,11 @@ accepted_objects = st.fixed_dictionaries(
 @settings(max_examples=300, deadline=None)
 @given(
     st.lists(accepted_objects.map(lambda d: json.dumps(d).encode()), min_size=1, max_size=12),
-    st.one_of(st.none(), messages),
+    st.one_of(
+        st.none(),
+        messages,
+        plain_objects.map(lambda d: json.dumps(d).encode()),
+    ),
     st.integers(0, 12),
 )
 def test_a_batch_of_plain_labels_is_built_at_once_as_each_label_alone(raws, odd, at) -> None:
@@ -139,3 +144,18 @@ def test_a_batch_of_plain_labels_is_built_at_once_as_each_label_alone(raws, odd,
         assert outcome(result) == outcome(alone), raw
         if not isinstance(alone, Exception):
             assert result == alone and repr(result) == repr(alone) and hash(result) == hash(alone)
+
+
+@pytest.mark.parametrize(
+    "odd", [{"model": 3}, {"model": ["m"]}, {"model": "m\n"}, {"ts": 9}, {"label": 0.5}, {"x": 1}, {"ts": True}]
+)
+def test_one_label_that_is_not_plain_sends_its_batch_label_by_label(odd) -> None:
+    plain = [json.dumps({"event_id": f"e{i}", "label": i % 2 == 0, "ts": 10 + i}).encode() for i in range(3)]
+    raws = [plain[0], json.dumps({"event_id": "e", "label": True, "ts": 10, **odd}).encode(), *plain[1:]]
+    got = parse_labels(raws, 65_536, (10, 10**13))
+    for raw, result in zip(raws, got, strict=True):
+        try:
+            alone: Any = parse_label(raw, 65_536, (10, 10**13))
+        except RecordError as exc:
+            alone = exc
+        assert outcome(result) == outcome(alone), raw
