@@ -53,6 +53,7 @@ from river import stats as river_stats
 from river import utils
 
 from driftline.contract.signing import Keyring, as_keyring, seal, unseal
+from driftline.models.feature_rows import features_taken
 from driftline.models.learned_ids import LearnedIds, digest, digest_many
 from driftline.models.minibatch import MIN_ROWS, learn_rows, on_plain_lists, supports_rows
 
@@ -597,9 +598,7 @@ class OnlineLearner:
                 taken.append(i)
         failed: dict[int, Exception] = {}
         if self.updates_model:
-            failed = self._learn_model(
-                list(map(_X, rows)) if len(taken) == len(rows) else [rows[i][1] for i in taken], targets
-            )
+            failed = self._learn_model(features_taken(rows, taken), targets)  # a LabelledBatch: its matrix
             for position, exc in failed.items():
                 outcomes[taken[position]] = exc
         if len(taken) == len(rows) and not failed:  # every row learned
@@ -642,7 +641,7 @@ class OnlineLearner:
             outcomes[i] = outcome
         return outcomes
 
-    def _learn_model(self, xs: list[Mapping[str, Any]], ys: list[Any]) -> dict[int, Exception]:
+    def _learn_model(self, xs: Sequence[Mapping[str, Any]], ys: list[Any]) -> dict[int, Exception]:
         """Learn the rows (a batch at a time where :mod:`~driftline.models.minibatch` can); the exceptions of the
         rows that could not be learned, by position (a failed batch is undone and learned one row at a time)."""
         if len(xs) >= MIN_ROWS and supports_rows(self.model):

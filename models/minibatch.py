@@ -38,12 +38,14 @@ from __future__ import annotations
 
 import math
 import operator
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 import pandas as pd
 from river import compose, linear_model, optim, preprocessing
+
+from driftline.models.feature_rows import matrix_of
 
 #: Rows below this many learn one at a time (a DataFrame costs more than it saves).
 MIN_ROWS = 64
@@ -117,7 +119,9 @@ def learn_rows(model: Any, xs: Sequence[dict[str, Any]], ys: Sequence[Any]) -> b
     a number belongs, a label the loss cannot take) leaves the model as it was.
     """
     first = xs[0].keys() if xs else None
-    if len(xs) < MIN_ROWS or not supports_rows(model) or any(x.keys() != first for x in xs):
+    if len(xs) < MIN_ROWS or not supports_rows(model):
+        return False
+    if matrix_of(xs) is None and any(x.keys() != first for x in xs):  # FeatureRows: every row has the same keys
         return False
     steps = _transformers(model)
     if on_plain_lists(model) and _learn_matrix(model, steps, xs, ys):
@@ -159,8 +163,7 @@ def _learn_matrix(model: Any, steps: list[Any], xs: Sequence[dict[str, Any]], ys
     every row at once (:func:`_scaled_matrix`), the SGD steps a block of rows at a time (:func:`_sgd_matrix`);
     the same numbers as the plain lists to float rounding. False (nothing written) unless every value is a finite
     number and every key a selection asks for is there (the plain lists then decide, and raise what they raise)."""
-    names = list(xs[0])
-    matrix = np.array(_rows(xs, names) if len(names) > 1 else [[x[c] for c in names] for x in xs])
+    names, matrix = _matrix(xs)
     if matrix.dtype != np.float64 or matrix.ndim != 2 or not np.isfinite(matrix).all():
         return False
     columns: list[Any] = names
@@ -347,7 +350,22 @@ def _columns(xs: Sequence[dict[str, Any]], names: list[Any]) -> dict[Any, list[A
     return dict(zip(names, map(list, zip(*_rows(xs, names), strict=True)), strict=True))
 
 
-def _rows(xs: Sequence[dict[str, Any]], names: list[Any]) -> list[tuple[Any, ...]]:
+def _matrix(xs: Sequence[Mapping[str, Any]]) -> tuple[list[Any], np.ndarray]:
+    """The feature names of ``xs`` (the keys of the first row, present in every row) and their values as one array,
+    a row each: the matrix of :class:`~driftline.models.feature_rows.FeatureRows` as it is (the same values).
+
+    >>> _matrix([{"a": 1.0, "b": 2}, {"b": 4.0, "a": 3.0}])
+    (['a', 'b'], array([[1., 2.],
+           [3., 4.]]))
+    """
+    kept = matrix_of(xs)
+    if kept is not None:
+        return list(kept[0]), kept[1]
+    names = list(xs[0])
+    return names, np.array(_rows(xs, names) if len(names) > 1 else [[x[c] for c in names] for x in xs])
+
+
+def _rows(xs: Sequence[Mapping[str, Any]], names: list[Any]) -> list[tuple[Any, ...]]:
     """The values of ``names`` (at least two, present in every row) of each row of ``xs``, as tuples."""
     return list(map(operator.itemgetter(*names), xs))
 
@@ -472,11 +490,10 @@ def predict_rows(model: Any, xs: Sequence[dict[str, Any]]) -> list[Any] | None:
         for step in steps
     ):
         return None
-    columns, first = list(xs[0]), xs[0].keys()
-    if any(x.keys() != first for x in xs):
+    first = xs[0].keys()
+    if matrix_of(xs) is None and any(x.keys() != first for x in xs):
         return None
-    # floats (or ints beside them) only: float64
-    matrix = np.array(_rows(xs, columns) if len(columns) > 1 else [[x[c] for c in columns] for x in xs])
+    columns, matrix = _matrix(xs)  # floats (or ints beside them) only: float64
     if matrix.dtype != np.float64 or not np.isfinite(matrix).all():
         return None
     for step in steps:

@@ -33,10 +33,12 @@ import operator
 import struct
 import zlib
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import orjson
+
+from driftline.models.feature_rows import FloatBlock
 
 FORMAT = 1
 _NONE, _FALSE, _TRUE, _F64, _F32, _WHOLE, _NEG_WHOLE, _INT, _STR, _JSON = range(10)
@@ -496,6 +498,8 @@ def _uvarints(buf: np.ndarray, at: np.ndarray) -> tuple[np.ndarray, np.ndarray, 
         value |= np.where(more, (byte & 0x7F) << (7 * j), 0)
         end += more
         more &= byte >= 0x80
+        if not more.any():  # every varint ended: the later bytes add nothing
+            break
     return value, end, ~more
 
 
@@ -504,12 +508,23 @@ def _gather(buf: np.ndarray, at: np.ndarray, width: int) -> np.ndarray:
     return buf[at[..., None] + np.arange(width)]
 
 
+class DecodedBlock(NamedTuple):
+    """Records of one layout read at once (:func:`decode_blocks`): where each one is among the records, their
+    features (one row each), served predictions, scores, model versions and event-time deltas."""
+
+    positions: list[int]
+    features: FloatBlock
+    predictions: list[bool]
+    scores: list[float]
+    versions: list[int]
+    deltas: np.ndarray
+
+
 def decode_many(raws: Sequence[bytes], layouts: Mapping[int, Sequence[str]]) -> list[Any]:
     """:func:`decode_record` of each record, or the KeyError / ValueError it raises (returned, not raised).
 
-    The records a scorer writes (features all floats, a bool prediction, the binary pair of a float score, no
-    challenger, a known layout) are read at once with NumPy over the records joined end to end: the same values,
-    of the same types, as :func:`decode_record` (a property test); any other record is decoded alone.
+    The records a scorer writes are read at once (:func:`decode_blocks`): the same values, of the same types, as
+    :func:`decode_record` (a property test); any other record is decoded alone.
 
     >>> names = ("a", "b")
     >>> raws = [encode_record([1.0, 0.25], True, {"False": 0.5, "True": 0.5}, 0.5, 3, 9, None, names), b"?"]
@@ -520,8 +535,19 @@ def decode_many(raws: Sequence[bytes], layouts: Mapping[int, Sequence[str]]) -> 
     ValueError('not a join record of format 1')
     """
     out: list[Any] = [None] * len(raws)
-    fast = _decode_fast(raws, layouts, out) if raws else np.zeros(0, dtype=bool)
-    for i in np.flatnonzero(~fast).tolist():
+    blocks, others = decode_blocks(raws, layouts)
+    for block in blocks:
+        for i, x, prediction, score, version, delta in zip(
+            block.positions,
+            block.features.rows(),
+            block.predictions,
+            block.scores,
+            block.versions,
+            block.deltas.tolist(),
+            strict=True,
+        ):
+            out[i] = (x, prediction, {"False": 1.0 - score, "True": score}, score, version, delta, None)
+    for i in others:
         try:
             out[i] = decode_record(raws[i], layouts)
         except (KeyError, ValueError) as exc:
@@ -529,9 +555,20 @@ def decode_many(raws: Sequence[bytes], layouts: Mapping[int, Sequence[str]]) -> 
     return out
 
 
-def _decode_fast(raws: Sequence[bytes], layouts: Mapping[int, Sequence[str]], out: list[Any]) -> np.ndarray:
-    """Fill ``out`` with the records :func:`decode_many` reads at once; which ones they are."""
+def decode_blocks(raws: Sequence[bytes], layouts: Mapping[int, Sequence[str]]) -> tuple[list[DecodedBlock], list[int]]:
+    """The records a scorer writes (features all floats, a bool prediction, the binary pair of a float score, no
+    challenger, a known layout of distinct names), read at once with NumPy over the records joined end to end and
+    grouped by layout; and the positions of the other records (to decode alone with :func:`decode_record`).
+
+    >>> names = ("a", "b")
+    >>> raws = [encode_record([1.0, 0.25], False, {"False": 0.5, "True": 0.5}, 0.5, 3, -9, None, names), b"?"]
+    >>> (block,), others = decode_blocks(raws, {layout_digest(names): names})
+    >>> block.positions, block.features.names, block.features.matrix.tolist(), block.deltas.tolist(), others
+    ([0], ('a', 'b'), [[1.0, 0.25]], [-9], [1])
+    """
     n = len(raws)
+    if not n:
+        return [], []
     lengths = np.fromiter(map(len, raws), dtype=np.int64, count=n)
     starts = np.zeros(n, dtype=np.int64)
     np.cumsum(lengths[:-1], out=starts[1:])
@@ -557,11 +594,12 @@ def _decode_fast(raws: Sequence[bytes], layouts: Mapping[int, Sequence[str]], ou
     scores = np.where(f32, narrow, np.ascontiguousarray(score_bytes).view("<f8").ravel())
     at = at + np.where(f32, 4, 8)
     deltas = np.where(zigzags % 2 == 0, zigzags // 2, -(zigzags + 1) // 2)
+    blocks = []
     for digest in np.unique(digests[ok]).tolist():
         names = layouts.get(digest)
         rows = np.flatnonzero(ok & (digests == digest))
-        if names is None:
-            ok[rows] = False  # decode_record raises its KeyError
+        if names is None or len(set(names)) != len(names):
+            ok[rows] = False  # decode_record raises its KeyError (or builds the dict of repeated names)
             continue
         count, width = len(names), (len(names) + 7) // 8
         masks = _gather(buf, at[rows], width)
@@ -573,23 +611,16 @@ def _decode_fast(raws: Sequence[bytes], layouts: Mapping[int, Sequence[str]], ou
         matrix = np.where(whole, payload[..., 0], np.ascontiguousarray(payload).view("<f8")[..., 0])
         ok[rows[~complete]] = False
         kept = rows[complete]
-        values = matrix[complete].tolist()
-        for i, row, prediction, score, version, delta in zip(
-            kept.tolist(),
-            values,
-            (prediction_tags[kept] == _TRUE).tolist(),
-            scores[kept].tolist(),
-            versions[kept].tolist(),
-            deltas[kept].tolist(),
-            strict=True,
-        ):
-            out[i] = (
-                dict(zip(names, row)),  # noqa: B905 - a row of the matrix: one value per name
-                prediction,
-                {"False": 1.0 - score, "True": score},
-                score,
-                version,
-                delta,
-                None,
+        if not len(kept):
+            continue
+        blocks.append(
+            DecodedBlock(
+                kept.tolist(),
+                FloatBlock(tuple(names), matrix[complete].astype(np.float64, copy=False)),
+                (prediction_tags[kept] == _TRUE).tolist(),
+                scores[kept].tolist(),
+                versions[kept].tolist(),
+                deltas[kept],
             )
-    return ok
+        )
+    return blocks, np.flatnonzero(~ok).tolist()

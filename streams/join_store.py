@@ -55,7 +55,7 @@ from driftline.contract import keys
 from driftline.models.feature_columns import FeatureColumns
 from driftline.streams.connections import read_many, write_many
 from driftline.streams.join_codec import (
-    decode_many,
+    decode_blocks,
     decode_record,
     encode_batch,
     encode_record,
@@ -81,6 +81,8 @@ LINGER_RECORDS = 1_000
 SLICES_PER_TTL = 8
 #: Records a bucket hash aims at (Redis keeps a hash of up to 128 fields of up to 64 bytes as one listpack).
 EVENTS_PER_BUCKET = 64
+#: Below this, a slice's start plus an event-time delta (under 2**56) and a TTL is exact in an int64.
+_EXACT_INT64 = 1 << 61
 #: Buckets of a slice whose previous slice is unknown, and the most a slice gets.
 DEFAULT_BUCKETS, MAX_BUCKETS = 64, 1 << 20
 
@@ -134,14 +136,33 @@ class JoinSlices:
     ) -> list[JoinRecord | KeyError | ValueError]:
         """:meth:`decoded` of each record (read from the slice of the same index), or the KeyError / ValueError it
         raises; read at once (:func:`~driftline.streams.join_codec.decode_many`)."""
-        out: list[JoinRecord | KeyError | ValueError] = []
-        length, ttl = self.length_ms, self.ttl_ms
-        for decoded, k in zip(decode_many(raws, layouts), slice_indices, strict=True):
-            if isinstance(decoded, Exception):
-                out.append(decoded)
-                continue
-            x, prediction, proba, score, version, delta, shadow = decoded
-            out.append(JoinRecord.of(x, prediction, proba, score, version, k * length + delta + ttl, shadow))
+        out: list[JoinRecord | KeyError | ValueError] = [None] * len(raws)  # type: ignore[list-item]
+        length, ttl, of = self.length_ms, self.ttl_ms, JoinRecord.of
+        blocks, others = decode_blocks(raws, layouts)
+        for block in blocks:
+            ks = [slice_indices[i] for i in block.positions]
+            if max(map(abs, ks)) * length < _EXACT_INT64:  # the usual: every expiry at once
+                expires = (np.array(ks, dtype=np.int64) * length + block.deltas + ttl).tolist()
+            else:
+                expires = [k * length + delta + ttl for k, delta in zip(ks, block.deltas.tolist(), strict=True)]
+            features = block.features
+            for i, x, prediction, score, version, expiry, row in zip(
+                block.positions,
+                features.rows(),
+                block.predictions,
+                block.scores,
+                block.versions,
+                expires,
+                itertools.count(),
+            ):
+                out[i] = of(
+                    x, prediction, {"False": 1.0 - score, "True": score}, score, version, expiry, None, features, row
+                )
+        for i in others:
+            try:
+                out[i] = self.decoded(raws[i], slice_indices[i], layouts)
+            except (KeyError, ValueError) as exc:
+                out[i] = exc
         return out
 
     def expires_seconds(self) -> int:
@@ -444,17 +465,24 @@ class JoinStore:
         of, order = self.slices.of, self.slices.order
         candidates = [orders.get(of(ts)) or orders.setdefault(of(ts), order(live, ts)) for ts in label_ts]
         waiting = list(range(len(event_ids)))
+        crc32, prefix = zlib.crc32, self.prefix  # JoinSlices.bucket of each event, inline: its CRC32 once
+        hashes = [crc32(event_id.encode()) for event_id in event_ids] if live else []
+        buckets = {k: self._buckets[model, k] for k in live}
         for attempt in range(len(live)):
-            by_key: dict[str, list[tuple[int, int]]] = collections.defaultdict(list)
+            by_bucket: dict[tuple[int, int], list[int]] = collections.defaultdict(list)
             for i in waiting:
                 k = candidates[i][attempt]
-                bucket = self.slices.bucket(self._buckets[model, k], event_ids[i])
-                by_key[keys.join_bucket(self.prefix, model, k, bucket)].append((i, k))
-            if not by_key:
+                by_bucket[k, hashes[i] % buckets[k]].append(i)
+            if not by_bucket:
                 break
-            commands = [("HMGET", key, *[event_ids[i] for i, _ in items]) for key, items in by_key.items()]
-            for (key, items), values in zip(by_key.items(), await read_many(self.client, commands), strict=True):
-                for (i, k), value in zip(items, values, strict=True):
+            bucket_keys = [keys.join_bucket(prefix, model, k, bucket) for k, bucket in by_bucket]  # one per bucket
+            commands = [
+                ("HMGET", key, *[event_ids[i] for i in items])
+                for key, items in zip(bucket_keys, by_bucket.values(), strict=True)
+            ]
+            replies = await read_many(self.client, commands)
+            for key, (k, _), items, values in zip(bucket_keys, by_bucket, by_bucket.values(), replies, strict=True):
+                for i, value in zip(items, values, strict=True):
                     if value is not None:
                         raw[i] = (key, k, value)
             waiting = [i for i in waiting if i not in raw]

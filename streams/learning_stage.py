@@ -33,8 +33,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from driftline.contract.records import Label
+from driftline.models.feature_rows import FeatureRows, FloatBlock, LabelledBatch
 from driftline.models.learner import OnlineLearner
 from driftline.streams.deadletter import unexpected_reason
+
+_X, _PREDICTION, _PROBABILITIES, _EXPIRES, _BLOCK, _ROW = (
+    operator.attrgetter(name) for name in ("x", "prediction", "probabilities", "expires_ms", "block", "row")
+)
 
 
 @dataclass(frozen=True)
@@ -49,6 +54,9 @@ class JoinRecord:
     expires_ms: int
     #: The challenger's output in shadow: [version, prediction, probabilities, score], when one is set.
     challenger: list[Any] | None = None
+    #: The float matrix ``x`` is row ``row`` of, when its batch was decoded at once (``x`` holds that row's values).
+    block: FloatBlock | None = field(default=None, compare=False, repr=False)
+    row: int = field(default=0, compare=False, repr=False)
 
     @classmethod
     def of(
@@ -60,6 +68,8 @@ class JoinRecord:
         version: int,
         expires_ms: int,
         challenger: list[Any] | None = None,
+        block: FloatBlock | None = None,
+        row: int = 0,
     ) -> JoinRecord:
         """``JoinRecord(...)`` without the frozen dataclass's ``object.__setattr__`` per field (a learner decodes
         one record per label: 1.1 against 0.5 us in process).
@@ -70,13 +80,26 @@ class JoinRecord:
         record = object.__new__(cls)
         fields = record.__dict__
         fields["x"], fields["prediction"], fields["probabilities"] = x, prediction, probabilities
-        fields["score"], fields["version"], fields["expires_ms"], fields["challenger"] = (
-            score,
-            version,
-            expires_ms,
-            challenger,
-        )
+        fields["score"], fields["version"], fields["expires_ms"] = score, version, expires_ms
+        fields["challenger"], fields["block"], fields["row"] = challenger, block, row
         return record
+
+
+def features_of(joins: Sequence[JoinRecord]) -> list[dict[str, Any]]:
+    """The feature dicts of ``joins``: a :class:`~driftline.models.feature_rows.FeatureRows` (with their matrix)
+    when every one is a row of the same decoded block.
+
+    >>> from driftline.models.feature_rows import FloatBlock
+    >>> import numpy as np
+    >>> block = FloatBlock(("x",), np.array([[1.0], [2.0]]))
+    >>> rows = block.rows()
+    >>> features_of([JoinRecord.of(rows[1], True, None, 0.5, 1, 10, None, block, 1)]).matrix.tolist()
+    [[2.0]]
+    >>> type(features_of([JoinRecord({"x": 1.0}, True, None, 0.5, 1, 10)]))
+    <class 'list'>
+    """
+    xs = list(map(_X, joins))
+    return FeatureRows.of(xs, list(map(_BLOCK, joins)), list(map(_ROW, joins))) or xs
 
 
 @dataclass
@@ -114,6 +137,10 @@ def learned_targets(learner: OnlineLearner, labels: Sequence[Any], positive_clas
     [1, 0, 1, 1, 0]
     """
     coerce, out, known = learner.coerce, [], {}
+    kinds = set(map(type, labels))
+    if len(kinds) == 1 and kinds <= {bool, int, str}:  # the usual batch: one kind, a few values, each coerced once
+        by_value = {label: coerce(target_for(label, positive_class)) for label in dict.fromkeys(labels)}
+        return list(map(by_value.__getitem__, labels))
     for label in labels:
         kind = type(label)
         if kind is bool or kind is int or kind is str:  # a float may be -0.0: its text differs from 0.0's
@@ -138,8 +165,12 @@ def last_offsets(records: Iterable[Any]) -> dict[tuple[str, int], int]:
     last: dict[tuple[str, int], int] = {}
     records = list(records)
     offsets = list(map(_OFFSET, records))
+    partitions = list(map(_PARTITION, records))
+    if partitions and partitions.count(partitions[0]) == len(partitions):  # one partition (the usual batch)
+        highest = max(offsets)
+        return {partitions[0]: highest} if highest > -1 else {}
     start = 0
-    for key, run in itertools.groupby(map(_PARTITION, records)):  # runs of one partition: the highest of each
+    for key, run in itertools.groupby(partitions):  # runs of one partition: the highest of each
         end = start + sum(1 for _ in run)
         highest = max(offsets[start:end])
         if highest > last.get(key, -1):
@@ -177,16 +208,16 @@ def snapshot_due(
 
 
 _EVENT_ID, _LABEL, _TS = (operator.attrgetter(name) for name in ("event_id", "label", "ts"))
-_X, _PREDICTION, _PROBABILITIES, _EXPIRES = (
-    operator.attrgetter(name) for name in ("x", "prediction", "probabilities", "expires_ms")
-)
 
 
 def _joined_rows(
-    joined: Sequence[tuple[Label, JoinRecord | None]], positive_class: Any | None
+    joined: Sequence[tuple[Label, JoinRecord | None]],
+    positive_class: Any | None,
+    features: Sequence[dict[str, Any]] | None = None,
 ) -> list[tuple[Any, ...]] | None:
     """:meth:`OnlineLearner.learn_many`'s row of each label when every one has its join record and came within
     its label TTL (the usual batch), built column by column; else None (:func:`learn_batch` goes label by label).
+    ``features``: the joins' :func:`features_of`, when known (a :class:`FeatureRows` hands its matrix on).
 
     >>> join = JoinRecord({"x": 1.0}, True, None, 0.7, 1, expires_ms=10)
     >>> _joined_rows([(Label(event_id="e1", label=True, ts=5), join)], None)
@@ -205,19 +236,23 @@ def _joined_rows(
     targets = list(map(_LABEL, labels))
     if positive_class is not None:
         targets = [target_for(label, positive_class) for label in targets]
-    columns = (map(_EVENT_ID, labels), map(_X, joins), targets, map(_PREDICTION, joins), map(_PROBABILITIES, joins))
-    return list(zip(*columns, times, strict=True))
+    xs = features if features is not None else features_of(joins)
+    columns = (map(_EVENT_ID, labels), xs, targets, map(_PREDICTION, joins), map(_PROBABILITIES, joins))
+    rows = list(zip(*columns, times, strict=True))
+    return LabelledBatch.of(rows, xs) if type(xs) is FeatureRows else rows
 
 
 def learn_batch(
     learner: OnlineLearner,
     joined: Sequence[tuple[Label, JoinRecord | None]],
     positive_class: Any | None = None,
+    features: Sequence[dict[str, Any]] | None = None,
 ) -> LearnOutcome:
     """Learn each ``(label, join record)`` in order, the joined ones in one :meth:`OnlineLearner.learn_many`; see
-    the module docstring for what is rejected."""
+    the module docstring for what is rejected. ``features``: :func:`features_of` the join records when every label
+    has one (else None)."""
     outcome = LearnOutcome()
-    fast = _joined_rows(joined, positive_class)  # every label joined in time: no label by label
+    fast = _joined_rows(joined, positive_class, features)  # every label joined in time: no label by label
     rows, positions = (fast, list(range(len(joined)))) if fast is not None else ([], [])
     for i, (label, join) in enumerate(joined if fast is None else ()):
         if join is None and learner.has_learned(label.event_id):

@@ -39,7 +39,7 @@ from driftline.contract.records import Label
 from driftline.models.learner import OnlineLearner
 from driftline.models.minibatch import predict_rows
 from driftline.models.scoring import MIN_FRAME_ROWS, is_complete, native, score_batch
-from driftline.streams.learning_stage import JoinRecord, LearnOutcome, learn_batch
+from driftline.streams.learning_stage import JoinRecord, LearnOutcome, features_of, learn_batch
 
 __all__ = ["FrozenModel", "learn_staged"]
 
@@ -104,12 +104,18 @@ def learn_staged(
     start = 0
     while start < len(joined):
         part = joined[start : start + frozen.room(learner.learned)]
-        indices = [i for i, (_, join) in enumerate(part) if join is not None]
-        rows = [part[i][1].x for i in indices]  # type: ignore[union-attr]
+        joins = [join for _, join in part]
+        features = None
+        if None in joins:
+            indices = [i for i, join in enumerate(joins) if join is not None]
+            rows = [joins[i].x for i in indices]  # type: ignore[union-attr]
+        else:  # every label joined (the usual batch): their features with the matrix they were decoded into
+            indices, rows = list(range(len(part))), features_of(joins)  # type: ignore[arg-type]
+            features = rows
         for i, prediction in zip(indices, predict(frozen.model, learner.task, rows), strict=True):
             if prediction is not _UNSCORED:
                 predicted[start + i] = prediction
-        done = learn_batch(learner, part, positive_class)
+        done = learn_batch(learner, part, positive_class, features)
         outcome.learned_indices += [start + i for i in done.learned_indices]
         outcome.rejected += [(start + i, stage, error) for i, stage, error in done.rejected]
         outcome.messages.update({start + i: message for i, message in done.messages.items()})

@@ -184,7 +184,7 @@ def test_a_batch_learned_column_by_column_ends_where_label_by_label_ends(rows, p
         learner = OnlineLearner(build_model(SCHEMA, "binary"), "binary")
         with pytest.MonkeyPatch.context() as patch:
             if not columns:
-                patch.setattr(stage, "_joined_rows", lambda joined, positive_class: None)
+                patch.setattr(stage, "_joined_rows", lambda joined, positive_class, features=None: None)
             start, outcomes = 0, []
             while start < len(joined):
                 size = sizes[len(outcomes) % len(sizes)]
