@@ -41,7 +41,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import itertools
 import logging
 import operator
 from collections.abc import Awaitable, Callable, Iterable
@@ -267,15 +266,11 @@ class BatchSource(mode.Service):
                 if self.merger is not None:  # timestamp order across partitions
                     # a poll that did not wait and brought nothing says nothing of its partitions: no idle poll
                     taken = self._in_time_order(consumer, fetched, assigned, () if ready and not fetched else asked)
-                    records = list(map(_RECORD, taken))
-                    # each partition's last record handed over (dict() of the pairs keeps the last one); a failed
-                    # batch is requeued, not rewound to its first ones
-                    first: dict[TopicPartition, ConsumerRecord] = {}
-                    last: dict[TopicPartition, ConsumerRecord] = dict(taken)
-                else:  # each partition's records as fetched, in offset order: a list a partition, not a pair a record
-                    runs = [(tp, rs) for tp, rs in fetched.items() if tp in assigned and rs]
-                    records = list(itertools.chain.from_iterable(rs for _, rs in runs))
-                    first, last = {tp: rs[0] for tp, rs in runs}, {tp: rs[-1] for tp, rs in runs}
+                else:
+                    taken = [(tp, r) for tp, rs in fetched.items() if tp in assigned for r in rs]
+                records = list(map(_RECORD, taken))
+                # each partition's first and last record handed over (dict() of the pairs keeps the last one)
+                last: dict[TopicPartition, ConsumerRecord] = dict(taken)
                 if records:
                     BATCH_SIZE.labels(self.source_name).observe(len(records))
                     try:
@@ -287,7 +282,7 @@ class BatchSource(mode.Service):
                             log.warning("%s: batch failed, handling it again: %r", self.label, exc)
                             self.merger.requeue(taken)
                         else:
-                            self._rewind(consumer, first, exc)
+                            self._rewind(consumer, dict(reversed(taken)), exc)
                     else:
                         offsets = {tp: record.offset + 1 for tp, record in last.items()}
                         check = self.durable() if self.durable is not None else None

@@ -6,19 +6,17 @@ whatever the value (each result's buffer is carved from fresh heap pages; one ca
 dumps of a list of 2,000 feature dicts ~0.3 us a dict, so a chunk of rows is sent as two arguments:
 
 - ``xs``: ONE ``orjson.dumps`` of the list of feature dicts, ``[{...},{...}]``; the script cuts it at ``},{``. That
-  cut is exact when ``{`` occurs exactly ``len(rows)`` times (each element is a ``{...}`` and the elements are
-  separated by ``,``, so the ``len(rows) - 1`` separators ``},{`` hold ``len(rows) - 1`` of them, the first element
-  the last one: no other ``{``, so no other ``},{``, in a string or a nested value; any such ``{`` makes the count
-  larger, and the chunk is then sent one argument a value, as before: :func:`packed` returns None; one byte counted
-  costs half what counting ``},{`` did);
+  cut is exact when ``},{`` occurs exactly ``len(rows) - 1`` times (each element is a ``{...}`` and the elements
+  are separated by ``,``, so those are the separators: any other occurrence, in a string or a nested value, makes
+  the count larger, and the chunk is then sent one argument a value, as before: :func:`packed` returns None);
 - ``ys``: the labels' JSON, each dumped once per distinct value (:class:`LabelJson`), joined by newlines (JSON text
   never holds a raw newline: ``orjson`` escapes it in strings).
 
 The entries are byte for byte those of one ``orjson.dumps`` a value, so ``offline retrain`` reads old and new alike.
 
->>> packed([({"a": 1.0, "c": "x,y}"}, True), ({"a": 2.0}, "no\\n")], LabelJson())
-(b'[{"a":1.0,"c":"x,y}"},{"a":2.0}]', b'true\\n"no\\\\n"')
->>> packed([({"a": 1.0, "c": "x},{y"}, True), ({}, False)], LabelJson()) is None
+>>> packed([({"a": 1.0, "c": "x,{y}"}, True), ({"a": 2.0}, "no\\n")], LabelJson())
+(b'[{"a":1.0,"c":"x,{y}"},{"a":2.0}]', b'true\\n"no\\\\n"')
+>>> packed([({"a": 1.0, "c": "x},{y"}, True)], LabelJson()) is None
 True
 >>> cut(*packed([({"a": 1.0}, True), ({}, False), ({"b": "z"}, 3)], LabelJson()), 3)
 [(b'{"a":1.0}', b'true'), (b'{}', b'false'), (b'{"b":"z"}', b'3')]
@@ -74,27 +72,14 @@ class LabelJson:
             found = self._known[key] = orjson.dumps(y)
         return found
 
-    def many(self, ys: Sequence[Any]) -> list[bytes]:
-        """The JSON of each of ``ys``: of labels of one cached type, one lookup each in a table of their distinct
-        values (labels of one type: ``True`` and ``1`` are equal keys of one table, never of two types).
-
-        >>> LabelJson().many([True, False, True]), LabelJson().many([1, True, 0.5])
-        ([b'true', b'false', b'true'], [b'1', b'true', b'0.5'])
-        """
-        kinds = set(map(type, ys))
-        if len(kinds) == 1 and kinds <= set(CACHED_LABELS):
-            table = {y: self(y) for y in set(ys)}
-            return list(map(table.__getitem__, ys))
-        return list(map(self, ys))
-
 
 def packed(rows: Sequence[tuple[dict[str, Any], Any]], labels: LabelJson) -> tuple[bytes, bytes] | None:
     """``xs`` and ``ys`` of ``rows`` for :data:`APPEND_PACKED` (see the module docstring); None when ``xs`` cannot be
     cut exactly (send the rows one argument a value)."""
     xs = orjson.dumps([x for x, _ in rows])
-    if xs.count(b"{") != len(rows):
+    if xs.count(b"},{") != len(rows) - 1:
         return None
-    return xs, b"\n".join(labels.many([y for _, y in rows]))
+    return xs, b"\n".join([labels(y) for _, y in rows])
 
 
 def cut(xs: bytes, ys: bytes, n: int) -> list[tuple[bytes, bytes]]:

@@ -21,13 +21,12 @@ the exception (stage ``unexpected`` for one no check anticipated); only Redis an
 from __future__ import annotations
 
 import asyncio
-import itertools
 import logging
 import operator
 import time
 import uuid
 from collections import defaultdict
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import redis
@@ -45,7 +44,7 @@ from driftline.streams.connections import log_end_offsets
 from driftline.streams.deadletter import DeadLetter
 from driftline.streams.join_store import JoinStore
 from driftline.streams.learner_state import LearnerStore, ModelLearner, Sealed, Snapshot
-from driftline.streams.learning_stage import JoinRecord, learned_targets
+from driftline.streams.learning_stage import JoinRecord, last_offsets, learned_targets
 from driftline.streams.metrics import (
     DEAD_LETTERED,
     LABELS_LEARNED,
@@ -63,37 +62,11 @@ log = logging.getLogger(__name__)
 
 JOIN_RETRY_SECONDS = 0.2
 #: The fields of the learned labels and their join records the learning monitor takes, as columns.
-_EVENT_ID, _TS, _LABEL = operator.attrgetter("event_id"), operator.attrgetter("ts"), operator.attrgetter("label")
-_X, _CHALLENGER = operator.attrgetter("x"), operator.attrgetter("challenger")
-_FIRST, _SECOND = operator.itemgetter(0), operator.itemgetter(1)
-_VALUE, _MODEL = operator.attrgetter("value"), operator.attrgetter("model")
-_OFFSET, _PARTITION = operator.attrgetter("offset"), operator.attrgetter("topic", "partition")
+_EVENT_ID, _TS = operator.attrgetter("event_id"), operator.attrgetter("ts")
 _PREDICTION, _PROBABILITIES = operator.attrgetter("prediction"), operator.attrgetter("probabilities")
 _EXPIRES = operator.attrgetter("expires_ms")
 #: Seconds to read the labels partitions' log ends on (re)assignment; past them the batch is retried.
 LOG_END_TIMEOUT = 10.0
-
-
-def offset_bounds(records: Sequence[ConsumerRecord]) -> dict[tuple[str, int], tuple[int, int]]:
-    """The lowest and the highest offset of ``records`` (Kafka records) per partition, a run of one partition's
-    records at a time (where the partition changes is found in C over the batch's columns: no step of Python a
-    record; a batch holds a run or a few a partition).
-
-    >>> from types import SimpleNamespace as R
-    >>> offset_bounds([R(topic="l", partition=0, offset=5), R(topic="l", partition=1, offset=2),
-    ...                R(topic="l", partition=0, offset=3), R(topic="m", partition=0, offset=9)])
-    {('l', 0): (3, 5), ('l', 1): (2, 2), ('m', 0): (9, 9)}
-    """
-    keys, offsets = list(map(_PARTITION, records)), list(map(_OFFSET, records))
-    ends = [*itertools.compress(range(1, len(keys)), map(operator.ne, keys, keys[1:])), len(keys)]
-    bounds: dict[tuple[str, int], tuple[int, int]] = {}
-    start = 0
-    for end in ends if keys else ():
-        low, high = min(offsets[start:end]), max(offsets[start:end])
-        known = bounds.get(keys[start])
-        bounds[keys[start]] = (low, high) if known is None else (min(low, known[0]), max(high, known[1]))
-        start = end
-    return bounds
 
 
 class ScorersBehind(Exception):
@@ -288,11 +261,8 @@ class LabelLearner:
         groups: dict[str, list[tuple[ConsumerRecord, Label]]] = defaultdict(list)
         letters: list[DeadLetter] = []
         bounds = self.settings.ts_bounds(now_ms())
-        parsed = parse_labels(list(map(_VALUE, records)), self.settings.max_event_bytes, bounds)
-        models = set(map(_MODEL, parsed)) if set(map(type, parsed)) == {Label} else None
-        if models is not None and len(models) == 1:  # the usual batch: labels of one model, none refused
-            groups[models.pop() or self.settings.model_name] = list(zip(records, parsed, strict=True))  # type: ignore[arg-type]
-        for record, label in zip(records, parsed if not groups else (), strict=False):
+        parsed = parse_labels([record.value for record in records], self.settings.max_event_bytes, bounds)
+        for record, label in zip(records, parsed, strict=True):
             if isinstance(label, Exception):  # no label may stop learning
                 letters.append(rejected(record, label))
                 continue
@@ -311,9 +281,7 @@ class LabelLearner:
                 touched.append(state)
         await self.publisher.send_dead_letters(self.settings.topic("dead-letter"), letters)
         alerts, self.alerts = self.alerts, []
-        if alerts:
-            keyring = alert_keyring(self.settings.keyring())
-            await self.publisher.send_alerts(self.settings.topic("alerts"), alerts, keyring)
+        await self.publisher.send_alerts(self.settings.topic("alerts"), alerts, alert_keyring(self.settings.keyring()))
         await self.publisher.flush()
         for letter in letters:
             DEAD_LETTERED.labels("labels", letter.stage, letter.error_class).inc()
@@ -336,54 +304,42 @@ class LabelLearner:
         if state is None:
             letters += [dead_letter(r, "join", "UnknownModel", f"no model named '{name}'") for r, _ in items]
             return None
-        bounds = offset_bounds(list(map(_FIRST, items)))
-        starts = {tp: state.learner.next_offset(*tp) or 0 for tp in bounds}
-        if all(bounds[tp][0] >= start for tp, start in starts.items()):  # the usual batch: none learned already
-            fresh = items
-        else:
-            fresh = [(r, lab) for r, lab in items if r.offset >= starts[r.topic, r.partition]]
-            bounds = offset_bounds(list(map(_FIRST, fresh)))
+        starts = {(r.topic, r.partition): 0 for r, _ in items}
+        for topic, partition in starts:
+            starts[topic, partition] = state.learner.next_offset(topic, partition) or 0
+        fresh = [(r, lab) for r, lab in items if r.offset >= starts[r.topic, r.partition]]
         if not fresh:
             return None
         if self.snapshotting != name:  # the snapshot in flight is made current: the learner stands on it already
             await self._follow_registry(state)
         found = await self._join(name, fresh, state.learner)
-        joins = list(map(_SECOND, found)) if None not in found else [f[1] if f is not None else None for f in found]
+        joins = [f[1] if f is not None else None for f in found]
         forgotten = state.learner.forgotten_early
         frozen = self.frozen.get(name)
         if frozen is None or frozen.source is not state.learner.model:  # new, reloaded, promoted or rolled back
             every = self.settings.snapshot_every_labels
             frozen = self.frozen[name] = FrozenModel(state.learner.model, state.learner.learned, every)
         outcome, staged = learn_staged(
-            state.learner, list(zip(map(_SECOND, fresh), joins, strict=True)), frozen, state.positive_class
+            state.learner, [(lab, j) for (_, lab), j in zip(fresh, joins, strict=True)], frozen, state.positive_class
         )
         LEARNED_IDS_FORGOTTEN_EARLY.labels(name).inc(state.learner.forgotten_early - forgotten)
         LEARNED_IDS.labels(name).set(state.learner.remembered_ids)
         for index, stage, error_class in outcome.rejected:
             letters.append(dead_letter(fresh[index][0], stage, error_class, outcome.messages[index]))
-        for (topic, partition), (_, offset) in bounds.items():  # the highest: what mark_offset of each leaves
+        for (topic, partition), offset in last_offsets(record for record, _ in fresh).items():
             state.learner.mark_offset(topic, partition, offset)
-        picked = outcome.learned_indices
-        if len(picked) == len(fresh):  # the usual batch: every label learned, in order
-            labels, kept, served = list(map(_SECOND, fresh)), found, joins
-        else:
-            labels, kept = [fresh[i][1] for i in picked], [found[i] for i in picked]
-            served = [joins[i] for i in picked]
         # deleted once the checkpoint that holds them is written (see _checkpoint)
-        self.learned_joins[name] += zip(map(_FIRST, kept), map(_EVENT_ID, labels), strict=True)  # type: ignore[arg-type]
-        targets = learned_targets(state.learner, list(map(_LABEL, labels)), state.positive_class)
-        if len(staged) == len(picked) == len(fresh):  # the frozen model predicted every label, every one learned
-            concept = list(map(staged.__getitem__, picked))
-        else:
-            concept = [staged.get(i, joins[i].prediction) for i in picked]  # type: ignore[union-attr]
+        self.learned_joins[name] += [(found[i][0], fresh[i][1].event_id) for i in outcome.learned_indices]  # type: ignore[index]
+        labels = [fresh[i][1] for i in outcome.learned_indices]
+        targets = learned_targets(state.learner, [label.label for label in labels], state.positive_class)
+        learned = [(label, joins[i], y) for label, i, y in zip(labels, outcome.learned_indices, targets, strict=True)]
+        concept = [staged.get(i, joins[i].prediction) for i in outcome.learned_indices]  # type: ignore[union-attr]
         # Learned: from here on a failure (other than Redis or the broker) costs monitoring, never the labels
-        observed = self._observe(state, labels, served, targets, concept)  # type: ignore[arg-type]
-        await self._beside(observed, "monitor outcomes", name)
-        if state.challenger is not None or any(map(_CHALLENGER, served)):  # else the challenger track has nothing
+        await self._beside(self._observe(state, learned, concept), "monitor outcomes", name)  # type: ignore[arg-type]
+        if state.challenger is not None or any(join.challenger for _, join, _ in learned):  # type: ignore[union-attr]
             await self._written()  # the challenger track may promote: not while a snapshot is registered
-            learned = list(zip(labels, served, targets, strict=True))
-            await self._beside(self.challengers.follow(state, learned), "shadow challenger", name)  # type: ignore[arg-type]
-        state.rows += zip(map(_X, served), targets, strict=True)  # type: ignore[arg-type]
+        await self._beside(self.challengers.follow(state, learned), "shadow challenger", name)  # type: ignore[arg-type]
+        state.rows += [(join.x, y) for _, join, y in learned]  # type: ignore[union-attr]
         state.since_snapshot += outcome.learned
         LABELS_LEARNED.labels(name).inc(outcome.learned)
         return state
@@ -411,26 +367,26 @@ class LabelLearner:
             self.dirty.discard(name)
 
     async def _observe(
-        self, state: ModelLearner, labels: list[Label], joins: list[JoinRecord], targets: list[Any], concept: list[Any]
+        self, state: ModelLearner, learned: list[tuple[Label, JoinRecord, Any]], concept: list[Any]
     ) -> None:
-        """Feed the learned outcomes (each label, its join record and its target, as columns) to the learning monitor
-        (concept drift on the errors of the frozen model's ``concept`` predictions; the realised metric and CBPE on
-        the served ones; label lag)."""
-        if not labels:
+        """Feed the learned outcomes to the learning monitor (concept drift on the errors of the frozen model's
+        ``concept`` predictions; the realised metric and CBPE on the served ones; label lag)."""
+        if not learned:
             return
         monitor = self.watch.monitors.get(state.name)
         if monitor is None:  # the checkpoint held none: a new one, with the reference read off the event loop
             meta = await asyncio.to_thread(self.registry.get, state.name, state.base_version)
             monitor = await self.watch.restore(meta, None)
         ttl_ms = self.settings.label_ttl_seconds * 1000
+        labels, joins, targets = zip(*learned, strict=True)  # the batch's columns, each read once
         alerts = monitor.observe_outcomes(
             list(map(_EVENT_ID, labels)),
-            targets,
+            list(targets),
             list(map(_PREDICTION, joins)),
             list(map(_PROBABILITIES, joins)),
             state.base_version,
             list(map(_TS, labels)),  # event time: the labels' own timestamps
-            event_ts=list(map(operator.sub, map(_EXPIRES, joins), itertools.repeat(ttl_ms))),
+            event_ts=[expires - ttl_ms for expires in map(_EXPIRES, joins)],
             concept_predictions=concept,
         )
         if any(alert.action == "rollback" for alert in alerts):
@@ -449,11 +405,10 @@ class LabelLearner:
         missing never comes: ``None`` (UnknownEvent). A slow machine only makes the wait longer. When the group
         commits nothing for ``join_grace_seconds`` (no scorer running), or learning stops, :class:`ScorersBehind`
         is raised: the batch is handled again from the checkpoints, no label is dead-lettered for it."""
-        labels = list(map(_SECOND, items))
-        ids, at = list(map(_EVENT_ID, labels)), list(map(_TS, labels))
+        ids, at = [label.event_id for _, label in items], [label.ts for _, label in items]
         await self.joins.flush()  # this worker's own join writes buffered during a Redis outage come first
         joins = await self.joins.lookup(name, ids, at)
-        if None not in joins or all(j is not None or learner.has_learned(e) for j, e in zip(joins, ids, strict=True)):
+        if all(j is not None or learner.has_learned(e) for j, e in zip(joins, ids, strict=True)):
             return joins
         target = await self.progress.log_ends()  # every event published before these labels lies below
         last: tuple[dict[TopicPartition, int], int] | None = None

@@ -44,7 +44,6 @@ import math
 import re
 import time
 from datetime import datetime
-from itertools import repeat
 from typing import Annotated, Any, Literal, NoReturn
 
 import orjson
@@ -321,60 +320,6 @@ def _plain_label(data: dict[str, Any], low: int, high: int) -> Label | None:
 
 
 _new, _set = object.__new__, object.__setattr__
-_NONE = type(None)
-_PLAIN_TYPES, _MODEL_TYPES = frozenset((bool, str, int)), frozenset((_NONE, str))
-
-
-def _plain_labels(raws: list[bytes | None], max_bytes: int, low: int, high: int) -> list[Label] | None:
-    """The labels of a batch whose every message :func:`_plain_label` builds, checked a column at a time (each
-    field's types, lengths and bounds over the batch, each distinct model name once); None when any message is
-    not such a label (then each is parsed alone). The labels :func:`_plain_label` builds (a property test).
-
-    >>> one, two = b'{"event_id": "e1", "label": true, "ts": 5}', b'{"event_id": "e2", "label": 3, "ts": 6}'
-    >>> _plain_labels([one, two], 99, 0, 9)
-    [Label(event_id='e1', label=True, ts=5, model=None), Label(event_id='e2', label=3, ts=6, model=None)]
-    >>> _plain_labels([one, b'{"event_id": "e2", "label": 1.5, "ts": 6}'], 99, 0, 9) is None  # a float label
-    True
-    """
-    if not raws or None in raws or max(map(len, raws)) > max_bytes:  # type: ignore[arg-type]
-        return None
-    try:
-        datas = list(map(orjson.loads, raws))  # type: ignore[arg-type]
-    except orjson.JSONDecodeError:
-        return None
-    if set(map(type, datas)) != {dict} or not all(map(_LABEL_FIELDS.issuperset, datas)):
-        return None
-    get = dict.get
-    ids, ys, times = (
-        map(get, datas, repeat("event_id")),
-        map(get, datas, repeat("label")),
-        map(get, datas, repeat("ts")),
-    )
-    ids, ys, times, models = list(ids), list(ys), list(times), list(map(get, datas, repeat("model")))
-    if (
-        set(map(type, ids)) != {str}
-        or min(map(len, ids)) < 1
-        or max(map(len, ids)) > MAX_LABEL_EVENT_ID
-        or set(map(type, times)) != {int}
-        or min(times) < max(low, 0)
-        or max(times) > min(high, MAX_TS_MS)
-        or not (kinds := set(map(type, ys))) <= _PLAIN_TYPES
-        or set(map(type, models)) - _MODEL_TYPES
-    ):
-        return None
-    if int in kinds and not all(-_MAX_INT <= y <= _MAX_INT for y in ys if type(y) is int):
-        return None
-    if not all(name is None or _MODEL_NAME.fullmatch(name) for name in set(models)):
-        return None
-    out = []
-    for event_id, y, ts, model, data in zip(ids, ys, times, models, datas, strict=True):
-        label = _new(Label)
-        _set(label, "__dict__", {"event_id": event_id, "label": y, "ts": ts, "model": model})
-        _set(label, "__pydantic_fields_set__", set(data))
-        _set(label, "__pydantic_extra__", None)
-        _set(label, "__pydantic_private__", None)
-        out.append(label)
-    return out
 
 
 def parse_labels(
@@ -392,10 +337,6 @@ def parse_labels(
     >>> ok, bad.error_class
     (Label(event_id='e1', label=True, ts=5, model=None), 'ValidationError')
     """
-    low, high = ts_bounds
-    plain = _plain_labels(raws, max_bytes, low, high)  # the usual batch: every message a plain label
-    if plain is not None:
-        return plain  # type: ignore[return-value]
     out: list[Label | Exception] = []
     validate, low, high = Label.__pydantic_validator__.validate_python, *ts_bounds  # model_validate, less its wrapper
     for raw in raws:

@@ -38,7 +38,7 @@ def test_a_batch_feeds_the_held_monitor_without_reading_the_registry(settings, r
             learned = [
                 (Label(event_id=f"e{batch}-{i}", label=i % 2 == 0, ts=10**12 + i), join, i % 2 == 0) for i in range(50)
             ]
-            await learning._observe(state, *map(list, zip(*learned, strict=True)), [True] * 50)
+            await learning._observe(state, learned, [True] * 50)
         await store.client.aclose()
         return store.watch.monitors[settings.model_name].outcomes
 
