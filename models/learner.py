@@ -68,8 +68,8 @@ LabelledRow = tuple[str, Mapping[str, Any], Any, Any, "Mapping[str, float] | Non
 _NO_KWARGS: dict[str, Any] = {}
 #: The arguments of a rolling window's ``(args, kwargs)`` entry.
 _ARGS = operator.itemgetter(0)
-#: The fields of a :data:`LabelledRow`, by position.
-_ID, _X, _Y, _PREDICTION, _PROBABILITIES, _TS = map(operator.itemgetter, range(6))
+#: The fields of a :data:`LabelledRow` read as columns, by position (its features: :func:`features_taken`).
+_ID, _Y, _PREDICTION, _PROBABILITIES, _TS = map(operator.itemgetter, (0, 2, 3, 4, 5))
 _TRUE = {"true", "1", "yes", "1.0"}
 _FALSE = {"false", "0", "no", "0.0"}
 

@@ -68,8 +68,8 @@ from driftline.streams.metrics import JOIN_BUFFERED, REDIS_ERRORS
 
 log = logging.getLogger(__name__)
 
-#: The (model, slice) of a buffered ``(model, slice, event_id, value)``.
-_SLICE_OF = operator.itemgetter(0, 1)
+#: The (model, slice) and the event id of a buffered ``(model, slice, event_id, value)``.
+_SLICE_OF, _EVENT_ID = operator.itemgetter(0, 1), operator.itemgetter(2)
 
 #: Records written to Redis in one pipeline when a buffer is flushed.
 FLUSH_CHUNK = 5_000
@@ -85,6 +85,18 @@ EVENTS_PER_BUCKET = 64
 _EXACT_INT64 = 1 << 61
 #: Buckets of a slice whose previous slice is unknown, and the most a slice gets.
 DEFAULT_BUCKETS, MAX_BUCKETS = 64, 1 << 20
+
+
+def event_hashes(event_ids: Iterable[str]) -> list[int]:
+    """The hash that places each event's join record in a bucket of its slice (the record's bucket is the hash
+    modulo the slice's buckets): the CRC32 of its id's UTF-8, one list for a batch (writes and lookups hash every id
+    of theirs at once).
+
+    >>> event_hashes(["e1", "e1", "é"]) == [zlib.crc32(b"e1"), zlib.crc32(b"e1"), zlib.crc32("é".encode())]
+    True
+    """
+    crc32 = zlib.crc32
+    return [crc32(event_id.encode()) for event_id in event_ids]
 
 
 @dataclass(frozen=True)
@@ -114,8 +126,8 @@ class JoinSlices:
 
     @staticmethod
     def bucket(buckets: int, event_id: str) -> int:
-        """The bucket of ``event_id`` among ``buckets``."""
-        return zlib.crc32(event_id.encode()) % buckets
+        """The bucket of ``event_id`` among ``buckets``: its :func:`event_hashes` value modulo ``buckets``."""
+        return event_hashes([event_id])[0] % buckets
 
     def record(self, raw: bytes, slice_index: int, layouts: dict[int, tuple[str, ...]]) -> JoinRecord | None:
         """The record ``raw`` read from slice ``slice_index`` (None when unreadable or its layout unknown)."""
@@ -409,10 +421,10 @@ class JoinStore:
     async def _write(self, pending: list[tuple[str, int, str, bytes]]) -> None:
         counts = collections.Counter(map(_SLICE_OF, pending))
         await self._choose_buckets([s for s in counts if s not in self._buckets])
-        chosen, crc32 = self._buckets, zlib.crc32  # Slices.bucket of each record, inline
+        chosen = self._buckets  # JoinSlices.bucket of each record, from the batch's hashes
         by_bucket: dict[tuple[str, int, int], dict[str, bytes]] = collections.defaultdict(dict)
-        for model, k, event_id, value in pending:
-            by_bucket[model, k, crc32(event_id.encode()) % chosen[model, k]][event_id] = value
+        for (model, k, event_id, value), hashed in zip(pending, event_hashes(map(_EVENT_ID, pending)), strict=True):
+            by_bucket[model, k, hashed % chosen[model, k]][event_id] = value
         seconds = self.slices.expires_seconds()
         commands: list[tuple[Any, ...]] = [
             ("SET", keys.join_layout(self.prefix, model, digest), orjson.dumps(names))
@@ -465,8 +477,8 @@ class JoinStore:
         of, order = self.slices.of, self.slices.order
         candidates = [orders.get(of(ts)) or orders.setdefault(of(ts), order(live, ts)) for ts in label_ts]
         waiting = list(range(len(event_ids)))
-        crc32, prefix = zlib.crc32, self.prefix  # JoinSlices.bucket of each event, inline: its CRC32 once
-        hashes = [crc32(event_id.encode()) for event_id in event_ids] if live else []
+        prefix = self.prefix  # JoinSlices.bucket of each event from its hash, computed once
+        hashes = event_hashes(event_ids) if live else []
         buckets = {k: self._buckets[model, k] for k in live}
         for attempt in range(len(live)):
             by_bucket: dict[tuple[int, int], list[int]] = collections.defaultdict(list)
