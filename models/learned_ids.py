@@ -117,8 +117,16 @@ class LearnedIds:
 
     def advance(self, times: Iterable[int | None]) -> None:
         """Move the clock with the times of a batch of labels: to the median of the last :data:`CLOCK_LABELS`
-        label times, if that is later."""
-        self._recent.extend(map(int, filter(_DATED, times)))
+        label times, if that is later.
+
+        >>> ids = LearnedIds(capacity=2, window_ms=10)
+        >>> ids.advance([5, None, 9, 7]); ids.latest_ts
+        7
+        """
+        if type(times) is list and None not in times and set(map(type, times)) == {int}:
+            self._recent.extend(times)  # the usual batch: ints already (a bool is an int, not of type int)
+        else:
+            self._recent.extend(map(int, filter(_DATED, times)))
         if self._recent:
             median = sorted(self._recent)[len(self._recent) // 2]
             self.latest_ts = median if self.latest_ts is None else max(self.latest_ts, median)

@@ -55,7 +55,7 @@ from river import utils
 from driftline.contract.signing import Keyring, as_keyring, seal, unseal
 from driftline.models.feature_rows import features_taken
 from driftline.models.learned_ids import LearnedIds, digest, digest_many
-from driftline.models.minibatch import MIN_ROWS, learn_rows, on_plain_lists, supports_rows
+from driftline.models.minibatch import LISTS, MIN_ROWS, learn_rows, rows_kind
 
 DEFAULT_MAX_LEARNED_IDS = 100_000
 #: Label event time a learned id is remembered for by default (see the module docstring).
@@ -186,7 +186,7 @@ def feed_many(
     metric: Any,
     pairs: list[tuple[Any, Any]],
     values: list[float] | None = None,
-    held: collections.deque[float] | None = None,
+    held: collections.deque[Any] | None = None,
     counts: Mapping[tuple[Any, Any], int] | None = None,
 ) -> None:
     """``metric.update(y, prediction)`` of each pair in order. A confusion matrix (or a rolling one) adds the
@@ -196,6 +196,8 @@ def feed_many(
     values of the pairs in its window, oldest first, kept beside it from one call to the next (a pair's value is
     computed once, when it enters; out of step with the window, e.g. after a restore, it is computed again from it).
     ``counts``, for a confusion matrix: ``Counter(pairs)``, when already counted (for a matrix and its rolling twin).
+    ``held``, for a rolling confusion matrix: the counts of its window's pairs by the batches they came in, oldest
+    first (``(pairs, counts)`` each), kept beside it likewise: the pairs that leave are counted once, when they came.
 
     >>> one, many = (utils.Rolling(river_metrics.ConfusionMatrix, window_size=3) for _ in range(2))
     >>> pairs = [(True, True), (True, False), (False, False), (True, True), (False, True)]
@@ -218,9 +220,43 @@ def feed_many(
     if rolling:
         window = metric.window
         dropped = max(0, len(window) + len(pairs) - metric.window_size)
-        old = list(map(_ARGS, itertools.islice(window, min(dropped, len(window)))))
-        _count(matrix, old + pairs[: max(0, dropped - len(window))], -1.0)
+        leaving = min(dropped, len(window))
+        if held is None:
+            old = list(map(_ARGS, itertools.islice(window, leaving)))
+            _count(matrix, old + pairs[: dropped - leaving], -1.0)
+        else:
+            _leave(matrix, window, held, leaving)
+            if dropped > leaving:  # more pairs than the window holds: some of them leave at once
+                _count(matrix, pairs[: dropped - leaving], -1.0)
         window.extend(zip(pairs, itertools.repeat(_NO_KWARGS)))
+        if held is not None and dropped > leaving:  # the window holds the last of these pairs alone
+            held.clear()
+            held.append((len(window), tally(list(map(_ARGS, window)))))
+        elif held is not None:
+            held.append((len(pairs), tally(pairs) if counts is None else counts))
+
+
+def _leave(matrix: Any, window: collections.deque[Any], held: collections.deque[Any], leaving: int) -> None:
+    """``revert`` of the first ``leaving`` pairs of a rolling confusion ``matrix``'s ``window``, from the counts of
+    the batches they came in (``held``, see :func:`feed_many`; counted again from the window when out of step with
+    it); a batch that leaves in part keeps the counts of the rest."""
+    if sum(n for n, _ in held) != len(window):  # out of step (a restore, a first call): one batch, the window
+        held.clear()
+        if window:
+            held.append((len(window), tally(list(map(_ARGS, window)))))
+    gone = 0
+    while gone < leaving:
+        n, counts = held[0]
+        if gone + n <= leaving:
+            held.popleft()
+            _count(matrix, [], -1.0, counts)
+            gone += n
+            continue
+        part = tally(list(map(_ARGS, itertools.islice(window, gone, leaving))))
+        _count(matrix, [], -1.0, part)
+        rest = {pair: count - part.get(pair, 0) for pair, count in counts.items()}
+        held[0] = (n - (leaving - gone), {pair: count for pair, count in rest.items() if count})
+        gone = leaving
 
 
 def _is_matrix(feed: Any) -> bool:
@@ -238,9 +274,11 @@ def _plain_mean(metric: Any) -> bool:
     )
 
 
-def mean_values(metric: Any, pairs: list[tuple[Any, Any]]) -> list[float]:
+def mean_values(
+    metric: Any, pairs: list[tuple[Any, Any]], columns: tuple[Sequence[Any], Sequence[Any]] | None = None
+) -> list[float]:
     """What a mean ``metric`` (or a rolling one) averages of each pair (River's log loss inlined: the same
-    operations, the same floats).
+    operations, the same floats). ``columns``: the pairs' two columns, when the caller has them.
 
     >>> pairs = [(True, {True: 0.8, False: 0.2}), (False, 0.3), (True, {})]
     >>> mean_values(river_metrics.LogLoss(), pairs) == [river_metrics.LogLoss()._eval(*p) for p in pairs]
@@ -248,7 +286,7 @@ def mean_values(metric: Any, pairs: list[tuple[Any, Any]]) -> list[float]:
     """
     metric = metric.obj if type(metric) is utils.Rolling else metric
     if type(metric) is river_metrics.LogLoss and metric._eval.__func__ is _RIVER_LOG_LOSS:
-        return _log_losses(pairs)
+        return _log_losses(pairs, columns)
     evaluate = metric._eval
     return [evaluate(y, y_pred) for y, y_pred in pairs]
 
@@ -271,9 +309,12 @@ _TRUE_PROBABILITY = operator.methodcaller("get", True, 0.0)
 MIN_ARRAY_PAIRS = 32
 
 
-def _log_losses(pairs: list[tuple[Any, Any]]) -> list[float]:
+def _log_losses(
+    pairs: list[tuple[Any, Any]], columns: tuple[Sequence[Any], Sequence[Any]] | None = None
+) -> list[float]:
     """``LogLoss._eval`` of each pair: the probability of True clamped to [1e-15, 1 - 1e-15], then -log (on
     arrays when every prediction is a dict of floats, or a float: the same floats, ``math.log`` of each).
+    ``columns``: the pairs' labels and predictions, when the caller has them (no unzipping).
 
     >>> pairs = [(True, {True: 0.5}), (False, {True: 1.0}), (1, {False: 1.0}), ("", {True: 0.25})]
     >>> _log_losses(pairs) == [river_metrics.LogLoss()._eval(*pair) for pair in pairs]
@@ -281,13 +322,14 @@ def _log_losses(pairs: list[tuple[Any, Any]]) -> list[float]:
     """
     log, low, high = math.log, 1e-15, 1 - 1e-15
     if len(pairs) >= MIN_ARRAY_PAIRS:  # fewer: NumPy's fixed cost per call is more than it saves
-        ys, predictions = zip(*pairs, strict=True)
+        ys, predictions = zip(*pairs, strict=True) if columns is None else columns
         kinds = set(map(type, predictions))
         if kinds == {dict} or kinds == {float}:
-            p = list(map(_TRUE_PROBABILITY, predictions)) if kinds == {dict} else list(predictions)
-            if set(map(type, p)) == {float}:
+            p = list(map(_TRUE_PROBABILITY, predictions)) if kinds == {dict} else predictions
+            if kinds == {float} or set(map(type, p)) == {float}:
                 clamped = np.clip(np.array(p, dtype=np.float64), low, high)
-                chosen = np.where(np.array(list(map(bool, ys)), dtype=bool), clamped, 1.0 - clamped)
+                truth = np.array(ys if set(map(type, ys)) == {bool} else list(map(bool, ys)), dtype=bool)
+                chosen = np.where(truth, clamped, 1.0 - clamped)
                 return list(map(operator.neg, map(log, chosen.tolist())))
     out = []
     for y, y_pred in pairs:
@@ -380,7 +422,9 @@ def _feed_stat(
             kept.popleft()
 
 
-def tally(pairs: Sequence[tuple[Any, Any]]) -> Mapping[tuple[Any, Any], int]:
+def tally(
+    pairs: Sequence[tuple[Any, Any]], columns: tuple[Sequence[Any], Sequence[Any]] | None = None
+) -> Mapping[tuple[Any, Any], int]:
     """``Counter(pairs)``: how many times each distinct pair comes. Pairs of two bools (a binary task's labels and
     served predictions) are counted from four counts, no tuple hashed a pair (in process on 500 pairs: 20 against
     117 ns a pair): the same counts, a pair that never comes left out (a confusion matrix's cells are sums of
@@ -394,7 +438,7 @@ def tally(pairs: Sequence[tuple[Any, Any]]) -> Mapping[tuple[Any, Any], int]:
     """
     if len(pairs) < MIN_ARRAY_PAIRS:
         return collections.Counter(pairs)
-    ys, predictions = zip(*pairs, strict=True)
+    ys, predictions = zip(*pairs, strict=True) if columns is None else columns
     if set(map(type, ys)) != {bool} or set(map(type, predictions)) != {bool}:
         return collections.Counter(pairs)
     both, true, predicted = sum(map(operator.and_, ys, predictions)), ys.count(True), predictions.count(True)
@@ -644,11 +688,12 @@ class OnlineLearner:
     def _learn_model(self, xs: Sequence[Mapping[str, Any]], ys: list[Any]) -> dict[int, Exception]:
         """Learn the rows (a batch at a time where :mod:`~driftline.models.minibatch` can); the exceptions of the
         rows that could not be learned, by position (a failed batch is undone and learned one row at a time)."""
-        if len(xs) >= MIN_ROWS and supports_rows(self.model):
+        kind = rows_kind(self.model) if len(xs) >= MIN_ROWS else None
+        if kind is not None:
             # on plain lists a batch that raises wrote nothing: no copy of the model to undo it with
-            before = None if on_plain_lists(self.model) else copy.deepcopy(self.model)
+            before = None if kind == LISTS else copy.deepcopy(self.model)
             try:
-                if learn_rows(self.model, xs, ys):
+                if learn_rows(self.model, xs, ys, kind):
                     return {}
             except Exception:  # noqa: BLE001 - undone, then row by row: only the rows that fail are kept out
                 if before is not None:
@@ -702,11 +747,13 @@ class OnlineLearner:
         if (a == b or not true_only) and set(map(tuple, probabilities)) != {names}:
             return None
         served = {value: self._served(value, None)[0] for value in set(predictions)}
+        if not all(map(operator.is_, served, served.values())):  # (bools stay the same objects)
+            predictions = list(map(served.__getitem__, predictions))
         if true_only:  # the probability of True of each: what the dicts' get(True, 0.0) gives
             at = {a: 0, b: 1}.get(True)  # a key twice: the last one's, as in the dicts
-            return targets, list(map(served.__getitem__, predictions)), [0.0] * len(rows) if at is None else columns[at]
+            return targets, predictions, [0.0] * len(rows) if at is None else columns[at]
         mapped = [{a: x, b: y} for x, y in zip(first_values, second_values, strict=True)]
-        return targets, list(map(served.__getitem__, predictions)), mapped
+        return targets, predictions, mapped
 
     def _true_probabilities(self) -> bool:
         """Whether the served probabilities feed River's binary log loss alone (cumulative and rolling), which reads
@@ -796,30 +843,32 @@ class OnlineLearner:
         of True (:meth:`_true_probabilities`): the same log loss, the same float in the rolling window's pair."""
         if not set(map(type, probabilities)) <= {float, type(None)} and self._true_probabilities():
             probabilities = [_TRUE_PROBABILITY(p) if type(p) is dict else p for p in probabilities]
+        columns: dict[str, tuple[list[Any], list[Any]] | None] = {"label": None, "proba": None}  # no None in them
         if None in predictions:
             labelled = [(y, y_pred) for y, y_pred in zip(targets, predictions, strict=True) if y_pred is not None]
         else:
-            labelled = list(zip(targets, predictions, strict=True))
+            labelled, columns["label"] = list(zip(targets, predictions, strict=True)), (targets, predictions)
         if None in probabilities:
             scored = [(y, proba) for y, proba in zip(targets, probabilities, strict=True) if proba is not None]
         else:
-            scored = list(zip(targets, probabilities, strict=True))
+            scored, columns["proba"] = list(zip(targets, probabilities, strict=True)), (targets, probabilities)
         values: dict[tuple[str, type], list[float]] = {}  # a mean and its rolling twin average the same values
-        held = self.__dict__.setdefault("_held", {})  # per rolling mean, its window's values (not checkpointed)
+        held = self.__dict__.setdefault("_held", {})  # per rolling metric, its window's values (not checkpointed)
         counted: dict[str, Mapping[tuple[Any, Any], int]] = {}  # a matrix and its rolling twin: one count
         for position, (kind, feed) in enumerate(self._feeds):
             pairs = scored if kind == "proba" else labelled
             metric = feed.obj if type(feed) is utils.Rolling else feed
             if _plain_mean(metric) and pairs:
                 if (kind, type(metric)) not in values:
-                    values[kind, type(metric)] = mean_values(feed, pairs)
+                    values[kind, type(metric)] = mean_values(feed, pairs, columns[kind])
                 rolling = type(feed) is utils.Rolling  # its kept values as many as its window holds, at most
                 kept = held.setdefault(position, collections.deque(maxlen=feed.window_size)) if rolling else None
                 feed_many(feed, pairs, values[kind, type(metric)], kept)
             elif _is_matrix(feed):
                 if kind not in counted:
-                    counted[kind] = tally(pairs)
-                feed_many(feed, pairs, counts=counted[kind])
+                    counted[kind] = tally(pairs, columns[kind])
+                chunks = held.setdefault(position, collections.deque()) if type(feed) is utils.Rolling else None
+                feed_many(feed, pairs, held=chunks, counts=counted[kind])
             else:
                 feed_many(feed, pairs)
         self._counts["label"] += len(labelled)

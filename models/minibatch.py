@@ -91,7 +91,7 @@ def supports_rows(model: Any) -> bool:
     >>> supports_rows(tree.HoeffdingTreeClassifier())
     False
     """
-    return _head(model) is not None and all(_exact(step) for step in _transformers(model))
+    return rows_kind(model) is not None
 
 
 def on_plain_lists(model: Any) -> bool:
@@ -105,29 +105,54 @@ def on_plain_lists(model: Any) -> bool:
     >>> on_plain_lists(build_model(FeatureSchema({"c": "categorical"}), "binary"))  # one-hot: a DataFrame
     False
     """
-    return supports_rows(model) and all(
-        isinstance(step, compose.Select) or type(step) is preprocessing.StandardScaler for step in _transformers(model)
-    )
+    return rows_kind(model) == LISTS
 
 
-def learn_rows(model: Any, xs: Sequence[dict[str, Any]], ys: Sequence[Any]) -> bool:
+#: :func:`rows_kind` of a model :func:`on_plain_lists`, and of any other model :func:`supports_rows`.
+LISTS, FRAME = "lists", "frame"
+
+
+def rows_kind(model: Any) -> str | None:
+    """How :func:`learn_rows` learns ``model``: :data:`LISTS` (:func:`on_plain_lists`), :data:`FRAME` (a DataFrame)
+    or None (one row at a time). One look at the pipeline's steps (River's ``isinstance`` is slow), for a caller
+    that asks both questions of one batch.
+
+    >>> from driftline.models.features import FeatureSchema
+    >>> from driftline.models.specs import build_model
+    >>> rows_kind(build_model(FeatureSchema({"x": "numeric"}), "binary")), rows_kind(object())
+    ('lists', None)
+    """
+    if _head(model) is None:
+        return None
+    steps = _transformers(model)
+    if not all(_exact(step) for step in steps):
+        return None
+    plain = all(isinstance(step, compose.Select) or type(step) is preprocessing.StandardScaler for step in steps)
+    return LISTS if plain else FRAME
+
+
+def learn_rows(model: Any, xs: Sequence[dict[str, Any]], ys: Sequence[Any], kind: str | None = None) -> bool:
     """Learn ``xs``/``ys`` in order as one batch; False (nothing learned: learn them with ``learn_one``) unless
     :func:`supports_rows`, at least :data:`MIN_ROWS` rows and the same features present in every row (an absent
-    feature is skipped by ``learn_one``, it would be a NaN in a frame).
+    feature is skipped by ``learn_one``, it would be a NaN in a frame). ``kind``: :func:`rows_kind` of ``model``
+    when the caller knows it.
 
     When :func:`on_plain_lists`, everything is computed before anything is written: a row that raises (text where
     a number belongs, a label the loss cannot take) leaves the model as it was.
     """
     first = xs[0].keys() if xs else None
-    if len(xs) < MIN_ROWS or not supports_rows(model):
+    if len(xs) < MIN_ROWS:
+        return False
+    kind = rows_kind(model) if kind is None else kind
+    if kind is None:
         return False
     if matrix_of(xs) is None and any(x.keys() != first for x in xs):  # FeatureRows: every row has the same keys
         return False
     steps = _transformers(model)
-    if on_plain_lists(model) and _learn_matrix(model, steps, xs, ys):
+    if kind == LISTS and _learn_matrix(model, steps, xs, ys):
         return True
     columns = _columns(xs, list(first))  # type: ignore[arg-type]
-    if on_plain_lists(model):
+    if kind == LISTS:
         updates: list[tuple[Any, Any, tuple[int, float, float]]] = []
         for step in steps:  # selections and scalers on plain lists: no DataFrame, nothing written yet
             if isinstance(step, compose.Select):
