@@ -2,9 +2,12 @@
 ``{prefix}labelled:{model}`` (features as the stream prepared them, the label as learned), trained with the same
 offline pipeline as ``driftline offline train``, registered as a candidate version (not promoted).
 
->>> frame = labelled_frame([{b"x": b'{"a": 1.0, "c": "red"}', b"y": b"true"}, {b"x": b'{"a": 2.0}', b"y": b"false"}])
+An entry's features are a JSON object, or an array of floats beside their names (:mod:`driftline.contract.labelled`).
+
+>>> frame = labelled_frame([{b"x": b'{"a": 1.0, "c": "red"}', b"y": b"true"}, {b"x": b'{"a": 2.0}', b"y": b"false"},
+...                         {b"x": b"[3.0,null]", b"y": b"true", b"names": b'["a","b"]'}])
 >>> frame.to_dict("list")
-{'a': [1.0, 2.0], 'c': ['red', nan], 'label': [True, False]}
+{'a': [1.0, 2.0, 3.0], 'c': ['red', nan, nan], 'b': [nan, nan, nan], 'label': [True, False, True]}
 """
 
 from __future__ import annotations
@@ -18,7 +21,8 @@ import orjson
 import pandas as pd
 import redis
 
-from driftline.contract import keys
+from driftline.contract import keys, labelled
+from driftline.contract.labelled import features
 from driftline.models.registry import ModelRegistry
 from driftline.models.version import ModelVersion
 from driftline.monitoring.actions import RetrainRequest
@@ -44,7 +48,8 @@ class RetrainOutcome:
 
 def labelled_frame(entries: Sequence[Mapping[bytes, bytes]]) -> pd.DataFrame:
     """A DataFrame of feature columns plus ``label`` from labelled-stream entries."""
-    rows = [{**orjson.loads(e[b"x"]), LABEL: orjson.loads(e[b"y"])} for e in entries]
+    known: dict[bytes, list[str]] = {}
+    rows = [{**features(e, known), LABEL: orjson.loads(e[labelled.Y])} for e in entries]
     frame = pd.DataFrame.from_records(rows)
     return frame[[c for c in frame.columns if c != LABEL] + [LABEL]]
 

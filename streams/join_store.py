@@ -149,7 +149,7 @@ class JoinSlices:
         """:meth:`decoded` of each record (read from the slice of the same index), or the KeyError / ValueError it
         raises; read at once (:func:`~driftline.streams.join_codec.decode_many`)."""
         out: list[JoinRecord | KeyError | ValueError] = [None] * len(raws)  # type: ignore[list-item]
-        length, ttl, of = self.length_ms, self.ttl_ms, JoinRecord.of
+        length, ttl, of = self.length_ms, self.ttl_ms, JoinRecord.of_row
         blocks, others = decode_blocks(raws, layouts)
         for block in blocks:
             ks = [slice_indices[i] for i in block.positions]
@@ -157,19 +157,11 @@ class JoinSlices:
                 expires = (np.array(ks, dtype=np.int64) * length + block.deltas + ttl).tolist()
             else:
                 expires = [k * length + delta + ttl for k, delta in zip(ks, block.deltas.tolist(), strict=True)]
-            features = block.features
-            for i, x, prediction, score, version, expiry, row in zip(
-                block.positions,
-                features.rows(),
-                block.predictions,
-                block.scores,
-                block.versions,
-                expires,
-                itertools.count(),
+            features = block.features  # each record's x is built from its row when read (JoinRecord.of_row)
+            for i, prediction, score, version, expiry, row in zip(
+                block.positions, block.predictions, block.scores, block.versions, expires, itertools.count()
             ):
-                out[i] = of(
-                    x, prediction, {"False": 1.0 - score, "True": score}, score, version, expiry, None, features, row
-                )
+                out[i] = of(prediction, {"False": 1.0 - score, "True": score}, score, version, expiry, features, row)
         for i in others:
             try:
                 out[i] = self.decoded(raws[i], slice_indices[i], layouts)

@@ -43,7 +43,7 @@ from driftline.models.registry import ModelRegistry
 from driftline.models.version import ModelVersion, UnknownModelError
 from driftline.monitoring.cbpe import SUMMARY_FIELD
 from driftline.monitoring.monitor import Monitor
-from driftline.streams.labelled_rows import APPEND_PACKED, LabelJson, packed
+from driftline.streams.labelled_rows import LabelJson, Row, appends
 from driftline.streams.learning_stage import snapshot_due
 from driftline.streams.metrics import LEARNER_METRIC, MODEL_VERSION, REDIS_ERRORS
 from driftline.streams.shadow_challenger import ShadowChallenger
@@ -52,18 +52,10 @@ from driftline.streams.watch import Watch
 log = logging.getLogger(__name__)
 
 MAX_LABELLED_ROWS = 200_000
-#: Appends the rows learned since the last checkpoint to the labelled stream, one entry per row (``x``, ``y``),
-#: capped near ``MAX_LABELLED_ROWS``: ARGV = the cap, then x1, y1, x2, y2, ... One command per checkpoint instead of
-#: one ``XADD`` per row (redis-py's packing and parsing of those were a tenth of the live learner's time). Rows are
-#: sent this way only when :func:`~driftline.streams.labelled_rows.packed` cannot cut them (else ``APPEND_PACKED``:
-#: two arguments a chunk, the same entries).
-APPEND_ROWS = """
-for i = 2, #ARGV, 2 do
-  redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'x', ARGV[i], 'y', ARGV[i + 1])
-end
-return (#ARGV - 1) / 2
-"""
-#: Rows per ``APPEND_ROWS`` or ``APPEND_PACKED`` call (a script blocks Redis while it runs).
+#: The rows learned since the last checkpoint go to the labelled stream in a few script calls a checkpoint
+#: (:func:`~driftline.streams.labelled_rows.appends`: one ``XADD`` a row cost redis-py's packing and parsing, a tenth
+#: of the live learner's time), capped near ``MAX_LABELLED_ROWS``.
+#: Rows per script call at most (a script blocks Redis while it runs).
 ROWS_PER_APPEND = 2_000
 #: Checkpoint fields present only while a challenger is compared (deleted when it is gone).
 CHALLENGER_FIELDS = ("comparison", "challenger", "challenger_checkpoint")
@@ -80,8 +72,9 @@ class ModelLearner:
     since_snapshot: int = 0
     last_snapshot: float = field(default_factory=time.monotonic)
     last_checkpoint: float = 0.0
-    #: Learned (features, label) rows not yet written to the labelled stream (written with the checkpoint).
-    rows: list[tuple[dict[str, Any], Any]] = field(default_factory=list)
+    #: Learned (features, label) rows not yet written to the labelled stream (written with the checkpoint); a
+    #: batch decoded at once as :class:`~driftline.streams.labelled_rows.MatrixRows` (many rows each).
+    rows: list[Row] = field(default_factory=list)
     #: The challenger version being compared and the paired losses so far (checkpointed with the learner, so a
     #: restart or a batch learned again after an error neither loses nor double counts a pair).
     comparison: tuple[int, PairedComparison] | None = None
@@ -98,7 +91,7 @@ class Sealed:
 
     name: str
     mapping: dict[str, Any]
-    rows: list[tuple[dict[str, Any], Any]]
+    rows: list[Row]
 
 
 @dataclass(frozen=True)
@@ -233,14 +226,8 @@ class LearnerStore:
             if absent:
                 pipe.hdel(self.key(sealed.name), *absent)
             stream = keys.labelled(self.prefix, sealed.name)
-            for start in range(0, len(sealed.rows), ROWS_PER_APPEND):
-                chunk = sealed.rows[start : start + ROWS_PER_APPEND]
-                payload = packed(chunk, self.labels)
-                if payload is not None:
-                    pipe.eval(APPEND_PACKED, 1, stream, MAX_LABELLED_ROWS, *payload, len(chunk))
-                    continue
-                args = [a for x, y in chunk for a in (orjson.dumps(x), self.labels(y))]
-                pipe.eval(APPEND_ROWS, 1, stream, MAX_LABELLED_ROWS, *args)
+            for script, args in appends(sealed.rows, self.labels, ROWS_PER_APPEND):
+                pipe.eval(script, 1, stream, MAX_LABELLED_ROWS, *args)
             await pipe.execute()
 
     async def write_base(self, state: ModelLearner) -> None:

@@ -43,6 +43,7 @@ from driftline.streams.challenger_track import ChallengerTrack
 from driftline.streams.connections import log_end_offsets
 from driftline.streams.deadletter import DeadLetter
 from driftline.streams.join_store import JoinStore
+from driftline.streams.labelled_rows import learned_rows
 from driftline.streams.learner_state import LearnerStore, ModelLearner, Sealed, Snapshot
 from driftline.streams.learning_stage import JoinRecord, last_offsets, learned_targets
 from driftline.streams.metrics import (
@@ -339,7 +340,7 @@ class LabelLearner:
         if state.challenger is not None or any(join.challenger for _, join, _ in learned):  # type: ignore[union-attr]
             await self._written()  # the challenger track may promote: not while a snapshot is registered
         await self._beside(self.challengers.follow(state, learned), "shadow challenger", name)  # type: ignore[arg-type]
-        state.rows += [(join.x, y) for _, join, y in learned]  # type: ignore[union-attr]
+        state.rows += learned_rows(learned)  # a decoded block's rows as its matrix: no feature dict built
         state.since_snapshot += outcome.learned
         LABELS_LEARNED.labels(name).inc(outcome.learned)
         return state

@@ -44,7 +44,16 @@ _X, _PREDICTION, _PROBABILITIES, _EXPIRES, _BLOCK, _ROW = (
 
 @dataclass(frozen=True)
 class JoinRecord:
-    """One scored event as the learner needs it (in Redis in binary form: :mod:`driftline.streams.join_codec`)."""
+    """One scored event as the learner needs it (in Redis in binary form: :mod:`driftline.streams.join_codec`).
+
+    A record decoded with its batch (:meth:`of_row`) builds its ``x`` from its ``block`` when ``x`` is first read.
+
+    >>> from driftline.models.feature_rows import FloatBlock
+    >>> import numpy as np
+    >>> join = JoinRecord.of_row(True, None, 0.5, 3, 10, FloatBlock(("x",), np.array([[1.0], [2.0]])), 1)
+    >>> "x" in vars(join), join.x, "x" in vars(join), join == JoinRecord({"x": 2.0}, True, None, 0.5, 3, 10)
+    (False, {'x': 2.0}, True, True)
+    """
 
     x: dict[str, Any]
     prediction: Any
@@ -84,22 +93,49 @@ class JoinRecord:
         fields["challenger"], fields["block"], fields["row"] = challenger, block, row
         return record
 
+    @classmethod
+    def of_row(
+        cls,
+        prediction: Any,
+        probabilities: dict[str, float] | None,
+        score: float | None,
+        version: int,
+        expires_ms: int,
+        block: FloatBlock,
+        row: int,
+    ) -> JoinRecord:
+        """:meth:`of` the record whose features are row ``row`` of ``block`` (no challenger), its ``x`` built when
+        first read (the learner's usual batch reads the block's matrix, never ``x``)."""
+        record = object.__new__(cls)
+        fields = record.__dict__
+        fields["prediction"], fields["probabilities"], fields["score"] = prediction, probabilities, score
+        fields["version"], fields["expires_ms"], fields["challenger"] = version, expires_ms, None
+        fields["block"], fields["row"] = block, row
+        return record
 
-def features_of(joins: Sequence[JoinRecord]) -> list[dict[str, Any]]:
-    """The feature dicts of ``joins``: a :class:`~driftline.models.feature_rows.FeatureRows` (with their matrix)
-    when every one is a row of the same decoded block.
+    def __getattr__(self, name: str) -> Any:
+        """``x`` of a record of :meth:`of_row`, read for the first time: built from its block's row."""
+        fields = self.__dict__
+        block = fields.get("block")
+        if name != "x" or block is None:
+            raise AttributeError(name)
+        x = fields["x"] = block.row(fields["row"])
+        return x
+
+
+def features_of(joins: Sequence[JoinRecord]) -> Sequence[dict[str, Any]]:
+    """The feature dicts of ``joins``: a :class:`~driftline.models.feature_rows.FeatureRows` (their matrix, no
+    dict built) when every one is a row of the same decoded block.
 
     >>> from driftline.models.feature_rows import FloatBlock
     >>> import numpy as np
     >>> block = FloatBlock(("x",), np.array([[1.0], [2.0]]))
-    >>> rows = block.rows()
-    >>> features_of([JoinRecord.of(rows[1], True, None, 0.5, 1, 10, None, block, 1)]).matrix.tolist()
+    >>> features_of([JoinRecord.of_row(True, None, 0.5, 1, 10, block, 1)]).matrix.tolist()
     [[2.0]]
     >>> type(features_of([JoinRecord({"x": 1.0}, True, None, 0.5, 1, 10)]))
     <class 'list'>
     """
-    xs = list(map(_X, joins))
-    return FeatureRows.of(xs, list(map(_BLOCK, joins)), list(map(_ROW, joins))) or xs
+    return FeatureRows.of(list(map(_BLOCK, joins)), list(map(_ROW, joins))) or list(map(_X, joins))
 
 
 @dataclass
@@ -237,9 +273,11 @@ def _joined_rows(
     if positive_class is not None:
         targets = [target_for(label, positive_class) for label in targets]
     xs = features if features is not None else features_of(joins)
+    if type(xs) is FeatureRows:  # its dicts are built only when a row is read by index (see LabelledBatch)
+        columns = (map(_EVENT_ID, labels), itertools.repeat(None, len(times)), targets, map(_PREDICTION, joins))
+        return LabelledBatch.of(list(zip(*columns, map(_PROBABILITIES, joins), times, strict=True)), xs)
     columns = (map(_EVENT_ID, labels), xs, targets, map(_PREDICTION, joins), map(_PROBABILITIES, joins))
-    rows = list(zip(*columns, times, strict=True))
-    return LabelledBatch.of(rows, xs) if type(xs) is FeatureRows else rows
+    return list(zip(*columns, times, strict=True))
 
 
 def learn_batch(

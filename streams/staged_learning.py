@@ -36,6 +36,7 @@ from typing import Any
 import pandas as pd
 
 from driftline.contract.records import Label
+from driftline.models.feature_rows import FeatureRows
 from driftline.models.learner import OnlineLearner
 from driftline.models.minibatch import predict_rows
 from driftline.models.scoring import MIN_FRAME_ROWS, is_complete, native, score_batch
@@ -80,6 +81,7 @@ def predict(model: Any, task: str, rows: Sequence[dict[str, Any]]) -> list[Any]:
         fast = predict_rows(model, rows)  # a linear pipeline on numbers: predict_many's figures, no frame
         if fast is not None:
             return fast
+    rows = rows.dicts() if type(rows) is FeatureRows else rows  # a model that needs the dicts: a list of them
     columns = len(set().union(*rows))
     if len(rows) >= MIN_FRAME_ROWS and hasattr(model, "predict_many") and all(is_complete(r, columns) for r in rows):
         try:

@@ -15,7 +15,7 @@ default), ``N`` a model name (:data:`driftline.contract.records.MODEL_NAME_PATTE
     P model:{N}:challenger     string   the version scored in shadow                        (registry)
     P compare:{N}              string   champion/challenger paired comparison JSON          (learner)
     P learner:{N}              hash     signed learner checkpoint, offsets, learned count   (learner)
-    P labelled:{N}             stream   rows learned, for `offline retrain`                 (learner)
+    P labelled:{N}             stream   rows learned, for `offline retrain` (contract.labelled) (learner)
     P join:{N:SLICE}           hash     buckets and events of a slice of event time (TTL)   (scorer)
     P join:{N:SLICE:BUCKET}    hash     event id -> scored event waiting for its label (TTL) (scorer, learner)
     P join-slices:{N}          set      the slices of event time that hold join records     (scorer, learner)
