@@ -108,6 +108,9 @@ def test_add_many_leaves_what_adding_one_by_one_leaves(capacity, window_ms, batc
         assert pickle.dumps(one.__getstate__()) == pickle.dumps(many.__getstate__())
         assert one._present == many._present == set(many._ordered()[0].tolist())
         assert (one._start, one._size, one.forgotten_early) == (many._start, many._size, many.forgotten_early)
+        for ids in (one, many):  # the ring's int objects (what the set drops an id by) are its keys, in order
+            ring = [ids._objects[(ids._start + i) % ids.capacity] for i in range(len(ids))]
+            assert ring == ids._ordered()[0].tolist() and all(type(key) is int for key in ring)
 
 
 @pytest.mark.parametrize("capacity", [1200, 2000])
