@@ -6,6 +6,7 @@ import json
 import math
 from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -96,3 +97,91 @@ def test_a_batch_of_labels_parses_as_each_label_alone(raws, max_bytes, bounds) -
         if not isinstance(alone, Exception):
             assert result == alone and repr(result) == repr(alone) and hash(result) == hash(alone)
             assert result.model_dump_json() == alone.model_dump_json()
+
+
+#: Objects every one of which is built without pydantic's validation (records._plain_label), at the edges of what it
+#: accepts: a batch of them takes the batch path (records._plain_labels), column by column.
+accepted_objects = st.fixed_dictionaries(
+    {
+        "event_id": st.one_of(st.text(min_size=1, max_size=3), st.sampled_from(["e" * 256, "é" * 256, "a\n"])),
+        "label": st.one_of(
+            st.booleans(),
+            st.text(max_size=3),
+            st.integers(-(2**63), 2**64 - 1),
+            st.sampled_from([0, 1, -1, 2**63 - 1, -(2**63), 2**64 - 1]),
+        ),
+        "ts": st.one_of(st.integers(10, 10**13), st.sampled_from([10, 10**13])),
+    },
+    optional={"model": st.one_of(st.none(), st.sampled_from(["m", "m-1", "a" * 128, "m.x_y"]))},
+).flatmap(lambda d: st.permutations(list(d.items())).map(dict))
+
+
+def _same_as_alone(raws: list[Any], bounds: tuple[int, int]) -> None:
+    got = parse_labels(raws, 65_536, bounds)
+    assert len(got) == len(raws)
+    for raw, result in zip(raws, got, strict=True):
+        try:
+            alone: Any = parse_label(raw, 65_536, bounds)
+        except Exception as exc:  # noqa: BLE001 - compared with what the batch returned
+            alone = exc
+        assert outcome(result) == outcome(alone), raw
+        if not isinstance(alone, Exception):
+            assert result == alone and repr(result) == repr(alone) and hash(result) == hash(alone)
+            assert result.model_dump_json() == alone.model_dump_json()
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(accepted_objects.map(lambda d: json.dumps(d).encode()), min_size=1, max_size=12),
+    st.one_of(st.none(), messages, plain_objects.map(lambda d: json.dumps(d).encode())),
+    st.integers(0, 12),
+)
+def test_a_batch_of_plain_labels_is_built_at_once_as_each_label_alone(raws, odd, at) -> None:
+    """A batch of plain labels takes the batch path; one other message among them (refused, not plain, or at the
+    edges) sends the batch label by label, with the same results."""
+    from driftline.contract.records import _loaded, _plain_labels
+
+    bounds = (10, 10**13)
+    assert _plain_labels(_loaded(raws, 65_536), *bounds) is not None
+    if odd is not None:
+        raws = [*raws[:at], odd, *raws[at:]]
+    _same_as_alone(raws, bounds)
+
+
+@pytest.mark.parametrize(
+    "odd",
+    [
+        {"model": 3},
+        {"model": ["m"]},
+        {"model": "m\n"},
+        {"model": "a" * 129},
+        {"ts": 9},
+        {"ts": 10**13 + 1},
+        {"ts": True},
+        {"ts": 10.0},
+        {"label": 0.5},
+        {"label": None},
+        {"label": _EDGE_INT + 1},
+        {"label": -_EDGE_INT - 1},
+        {"event_id": ""},
+        {"event_id": "e" * 257},
+        {"event_id": 7},
+        {"x": 1},
+    ],
+)
+def test_one_label_that_is_not_plain_sends_its_batch_label_by_label(odd) -> None:
+    from driftline.contract.records import _loaded, _plain_labels
+
+    plain = [json.dumps({"event_id": f"e{i}", "label": i % 2 == 0, "ts": 10 + i}).encode() for i in range(3)]
+    raws = [plain[0], json.dumps({"event_id": "e", "label": True, "ts": 10, **odd}).encode(), *plain[1:]]
+    assert _plain_labels(_loaded(raws, 65_536), 10, 10**13) is None
+    _same_as_alone(raws, (10, 10**13))
+    _same_as_alone([*raws, None, b"{", b"x" * 70_000], (10, 10**13))  # no value, not JSON, too large
+
+
+def test_the_fields_set_of_each_label_is_its_own() -> None:
+    raws = [b'{"event_id": "e1", "label": true, "ts": 11}', b'{"event_id": "e2", "label": 1, "ts": 12, "model": null}']
+    one, two = parse_labels(raws, 65_536, (10, 10**13))
+    assert one.model_fields_set == {"event_id", "label", "ts"}
+    assert two.model_fields_set == {"event_id", "label", "ts", "model"}
+    assert one.model_fields_set is not two.model_fields_set
