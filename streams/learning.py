@@ -21,6 +21,7 @@ the exception (stage ``unexpected`` for one no check anticipated); only Redis an
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import operator
 import time
@@ -45,7 +46,7 @@ from driftline.streams.deadletter import DeadLetter
 from driftline.streams.join_store import JoinStore
 from driftline.streams.labelled_rows import learned_rows
 from driftline.streams.learner_state import LearnerStore, ModelLearner, Sealed, Snapshot
-from driftline.streams.learning_stage import JoinRecord, last_offsets, learned_targets
+from driftline.streams.learning_stage import JoinRecord, learned_targets, offset_bounds
 from driftline.streams.metrics import (
     DEAD_LETTERED,
     LABELS_LEARNED,
@@ -62,12 +63,40 @@ from driftline.streams.watch import Watch
 log = logging.getLogger(__name__)
 
 JOIN_RETRY_SECONDS = 0.2
-#: The fields of the learned labels and their join records the learning monitor takes, as columns.
-_EVENT_ID, _TS = operator.attrgetter("event_id"), operator.attrgetter("ts")
+#: The fields of the records, labels and join records a batch takes, as columns.
+_EVENT_ID, _TS, _LABEL = operator.attrgetter("event_id"), operator.attrgetter("ts"), operator.attrgetter("label")
 _PREDICTION, _PROBABILITIES = operator.attrgetter("prediction"), operator.attrgetter("probabilities")
-_EXPIRES = operator.attrgetter("expires_ms")
+_EXPIRES, _CHALLENGER = operator.attrgetter("expires_ms"), operator.attrgetter("challenger")
+_VALUE, _MODEL = operator.attrgetter("value"), operator.attrgetter("model")
+_FIRST, _SECOND = operator.itemgetter(0), operator.itemgetter(1)
 #: Seconds to read the labels partitions' log ends on (re)assignment; past them the batch is retried.
 LOG_END_TIMEOUT = 10.0
+
+
+def by_model(
+    records: list[ConsumerRecord], parsed: list[Label | Exception], default: str
+) -> tuple[dict[str, tuple[list[ConsumerRecord], list[Label]]], list[tuple[ConsumerRecord, Exception]]]:
+    """The records and labels of each model (``default`` for a label that names none), in the order they come, and
+    the records whose message is not a label with why; at once for the usual batch (labels of one model only).
+
+    >>> from types import SimpleNamespace as R
+    >>> one, two = Label(event_id="e1", label=True, ts=1), Label(event_id="e2", label=True, ts=1, model="b")
+    >>> groups, refused = by_model([R(offset=0), R(offset=1), R(offset=2)], [one, ValueError("no"), two], "a")
+    >>> {name: [r.offset for r in kept] for name, (kept, _) in groups.items()}, refused
+    ({'a': [0], 'b': [2]}, [(namespace(offset=1), ValueError('no'))])
+    """
+    if set(map(type, parsed)) == {Label} and len(models := set(map(_MODEL, parsed))) == 1:
+        return {models.pop() or default: (records, parsed)}, []  # type: ignore[dict-item]
+    groups: dict[str, tuple[list[ConsumerRecord], list[Label]]] = {}
+    refused = []
+    for record, label in zip(records, parsed, strict=True):
+        if isinstance(label, Exception):  # no label may stop learning
+            refused.append((record, label))
+            continue
+        kept, labels = groups.setdefault(label.model or default, ([], []))
+        kept.append(record)
+        labels.append(label)
+    return groups, refused
 
 
 class ScorersBehind(Exception):
@@ -259,30 +288,27 @@ class LabelLearner:
     async def _handle(self, records: list[ConsumerRecord]) -> None:
         if self.writing is not None and self.writing.done():
             await self._written()  # its error is this batch's
-        groups: dict[str, list[tuple[ConsumerRecord, Label]]] = defaultdict(list)
-        letters: list[DeadLetter] = []
         bounds = self.settings.ts_bounds(now_ms())
-        parsed = parse_labels([record.value for record in records], self.settings.max_event_bytes, bounds)
-        for record, label in zip(records, parsed, strict=True):
-            if isinstance(label, Exception):  # no label may stop learning
-                letters.append(rejected(record, label))
-                continue
-            groups[label.model or self.settings.model_name].append((record, label))
+        parsed = parse_labels(list(map(_VALUE, records)), self.settings.max_event_bytes, bounds)
+        groups, refused = by_model(records, parsed, self.settings.model_name)
+        letters: list[DeadLetter] = [rejected(record, error) for record, error in refused]
         touched = []
-        for name, items in groups.items():
+        for name, (kept, labels) in groups.items():
             try:
-                state = await self._learn(name, items, letters)
+                state = await self._learn(name, kept, labels, letters)
             except RETRIABLE_ERRORS:
                 raise
             except Exception as exc:  # noqa: BLE001 - raised before any of them was learned: they alone go
                 log.error("labels of %s not learned: %r", name, exc)
-                letters += [unexpected(record, exc) for record, _ in items]
+                letters += [unexpected(record, exc) for record in kept]
                 continue
             if state is not None:
                 touched.append(state)
         await self.publisher.send_dead_letters(self.settings.topic("dead-letter"), letters)
         alerts, self.alerts = self.alerts, []
-        await self.publisher.send_alerts(self.settings.topic("alerts"), alerts, alert_keyring(self.settings.keyring()))
+        if alerts:  # their keys are derived only then
+            keys = alert_keyring(self.settings.keyring())
+            await self.publisher.send_alerts(self.settings.topic("alerts"), alerts, keys)
         await self.publisher.flush()
         for letter in letters:
             DEAD_LETTERED.labels("labels", letter.stage, letter.error_class).inc()
@@ -297,49 +323,60 @@ class LabelLearner:
                 self.dirty.add(state.name)
 
     async def _learn(
-        self, name: str, items: list[tuple[ConsumerRecord, Label]], letters: list[DeadLetter]
+        self, name: str, records: list[ConsumerRecord], labels: list[Label], letters: list[DeadLetter]
     ) -> ModelLearner | None:
-        """Join and learn the labels of model ``name``; their dead letters go to ``letters``. The learner when it
-        took any label (learned or dead-lettered), for its checkpoint."""
+        """Join and learn the ``labels`` of model ``name`` (of ``records``, one each); their dead letters go to
+        ``letters``. The learner when it took any label (learned or dead-lettered), for its checkpoint. The batch
+        is handled as columns (a list a field, no tuple a label)."""
         state = await self._learner(name)
         if state is None:
-            letters += [dead_letter(r, "join", "UnknownModel", f"no model named '{name}'") for r, _ in items]
+            letters += [dead_letter(r, "join", "UnknownModel", f"no model named '{name}'") for r in records]
             return None
-        starts = {(r.topic, r.partition): 0 for r, _ in items}
-        for topic, partition in starts:
-            starts[topic, partition] = state.learner.next_offset(topic, partition) or 0
-        fresh = [(r, lab) for r, lab in items if r.offset >= starts[r.topic, r.partition]]
-        if not fresh:
+        bounds = offset_bounds(records)
+        starts = {tp: state.learner.next_offset(*tp) or 0 for tp in bounds}
+        if any(low < starts[tp] for tp, (low, _) in bounds.items()):  # some were learned already: not again
+            fresh = [r.offset >= starts[r.topic, r.partition] for r in records]
+            records, labels = list(itertools.compress(records, fresh)), list(itertools.compress(labels, fresh))
+            bounds = offset_bounds(records)
+        if not records:
             return None
         if self.snapshotting != name:  # the snapshot in flight is made current: the learner stands on it already
             await self._follow_registry(state)
-        found = await self._join(name, fresh, state.learner)
-        joins = [f[1] if f is not None else None for f in found]
+        found = await self._join(name, labels, state.learner)
+        joins = list(map(_SECOND, found)) if None not in found else [f[1] if f is not None else None for f in found]
         forgotten = state.learner.forgotten_early
         frozen = self.frozen.get(name)
         if frozen is None or frozen.source is not state.learner.model:  # new, reloaded, promoted or rolled back
             every = self.settings.snapshot_every_labels
             frozen = self.frozen[name] = FrozenModel(state.learner.model, state.learner.learned, every)
         outcome, staged = learn_staged(
-            state.learner, [(lab, j) for (_, lab), j in zip(fresh, joins, strict=True)], frozen, state.positive_class
+            state.learner, list(zip(labels, joins, strict=True)), frozen, state.positive_class
         )
         LEARNED_IDS_FORGOTTEN_EARLY.labels(name).inc(state.learner.forgotten_early - forgotten)
         LEARNED_IDS.labels(name).set(state.learner.remembered_ids)
         for index, stage, error_class in outcome.rejected:
-            letters.append(dead_letter(fresh[index][0], stage, error_class, outcome.messages[index]))
-        for (topic, partition), offset in last_offsets(record for record, _ in fresh).items():
+            letters.append(dead_letter(records[index], stage, error_class, outcome.messages[index]))
+        for (topic, partition), (_, offset) in bounds.items():  # the highest: what mark_offset of each leaves
             state.learner.mark_offset(topic, partition, offset)
+        picked = outcome.learned_indices
+        if picked == list(range(len(labels))):  # the usual batch: every label learned
+            served, kept = joins, found
+        else:
+            labels, kept, served = [labels[i] for i in picked], [found[i] for i in picked], [joins[i] for i in picked]
         # deleted once the checkpoint that holds them is written (see _checkpoint)
-        self.learned_joins[name] += [(found[i][0], fresh[i][1].event_id) for i in outcome.learned_indices]  # type: ignore[index]
-        labels = [fresh[i][1] for i in outcome.learned_indices]
-        targets = learned_targets(state.learner, [label.label for label in labels], state.positive_class)
-        learned = [(label, joins[i], y) for label, i, y in zip(labels, outcome.learned_indices, targets, strict=True)]
-        concept = [staged.get(i, joins[i].prediction) for i in outcome.learned_indices]  # type: ignore[union-attr]
+        self.learned_joins[name] += zip(map(_FIRST, kept), map(_EVENT_ID, labels), strict=True)  # type: ignore[arg-type]
+        targets = learned_targets(state.learner, list(map(_LABEL, labels)), state.positive_class)
+        if len(staged) == len(picked) == len(joins):  # the frozen model predicted every label, every one learned
+            concept = list(map(staged.__getitem__, picked))
+        else:
+            concept = [staged.get(i, joins[i].prediction) for i in picked]  # type: ignore[union-attr]
         # Learned: from here on a failure (other than Redis or the broker) costs monitoring, never the labels
-        await self._beside(self._observe(state, learned, concept), "monitor outcomes", name)  # type: ignore[arg-type]
-        if state.challenger is not None or any(join.challenger for _, join, _ in learned):  # type: ignore[union-attr]
+        observed = self._observe(state, labels, served, targets, concept)  # type: ignore[arg-type]
+        await self._beside(observed, "monitor outcomes", name)
+        learned = list(zip(labels, served, targets, strict=True))
+        if state.challenger is not None or any(map(_CHALLENGER, served)):  # else the challenger has nothing to do
             await self._written()  # the challenger track may promote: not while a snapshot is registered
-        await self._beside(self.challengers.follow(state, learned), "shadow challenger", name)  # type: ignore[arg-type]
+            await self._beside(self.challengers.follow(state, learned), "shadow challenger", name)  # type: ignore[arg-type]
         state.rows += learned_rows(learned)  # a decoded block's rows as its matrix: no feature dict built
         state.since_snapshot += outcome.learned
         LABELS_LEARNED.labels(name).inc(outcome.learned)
@@ -368,26 +405,26 @@ class LabelLearner:
             self.dirty.discard(name)
 
     async def _observe(
-        self, state: ModelLearner, learned: list[tuple[Label, JoinRecord, Any]], concept: list[Any]
+        self, state: ModelLearner, labels: list[Label], joins: list[JoinRecord], targets: list[Any], concept: list[Any]
     ) -> None:
-        """Feed the learned outcomes to the learning monitor (concept drift on the errors of the frozen model's
-        ``concept`` predictions; the realised metric and CBPE on the served ones; label lag)."""
-        if not learned:
+        """Feed the learned outcomes (the labels, their join records and targets, as columns) to the learning monitor
+        (concept drift on the errors of the frozen model's ``concept`` predictions; the realised metric and CBPE on
+        the served ones; label lag)."""
+        if not labels:
             return
         monitor = self.watch.monitors.get(state.name)
         if monitor is None:  # the checkpoint held none: a new one, with the reference read off the event loop
             meta = await asyncio.to_thread(self.registry.get, state.name, state.base_version)
             monitor = await self.watch.restore(meta, None)
         ttl_ms = self.settings.label_ttl_seconds * 1000
-        labels, joins, targets = zip(*learned, strict=True)  # the batch's columns, each read once
         alerts = monitor.observe_outcomes(
             list(map(_EVENT_ID, labels)),
-            list(targets),
+            targets,
             list(map(_PREDICTION, joins)),
             list(map(_PROBABILITIES, joins)),
             state.base_version,
             list(map(_TS, labels)),  # event time: the labels' own timestamps
-            event_ts=[expires - ttl_ms for expires in map(_EXPIRES, joins)],
+            event_ts=list(map(ttl_ms.__rsub__, map(_EXPIRES, joins))),  # expires_ms - ttl_ms: when it was scored
             concept_predictions=concept,
         )
         if any(alert.action == "rollback" for alert in alerts):
@@ -395,7 +432,7 @@ class LabelLearner:
         self.alerts += [await asyncio.to_thread(self.watch.act, alert) for alert in alerts]
 
     async def _join(
-        self, name: str, items: list[tuple[ConsumerRecord, Label]], learner: OnlineLearner
+        self, name: str, labels: list[Label], learner: OnlineLearner
     ) -> list[tuple[str, JoinRecord] | None]:
         """(bucket key, join record) of each label; a label whose event is not found waits for the scorers, not
         for a number of seconds (not one ``learner`` already learned: its record was deleted then).
@@ -406,10 +443,10 @@ class LabelLearner:
         missing never comes: ``None`` (UnknownEvent). A slow machine only makes the wait longer. When the group
         commits nothing for ``join_grace_seconds`` (no scorer running), or learning stops, :class:`ScorersBehind`
         is raised: the batch is handled again from the checkpoints, no label is dead-lettered for it."""
-        ids, at = [label.event_id for _, label in items], [label.ts for _, label in items]
+        ids, at = list(map(_EVENT_ID, labels)), list(map(_TS, labels))
         await self.joins.flush()  # this worker's own join writes buffered during a Redis outage come first
         joins = await self.joins.lookup(name, ids, at)
-        if all(j is not None or learner.has_learned(e) for j, e in zip(joins, ids, strict=True)):
+        if None not in joins or all(j is not None or learner.has_learned(e) for j, e in zip(joins, ids, strict=True)):
             return joins
         target = await self.progress.log_ends()  # every event published before these labels lies below
         last: tuple[dict[TopicPartition, int], int] | None = None

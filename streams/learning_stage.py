@@ -189,6 +189,31 @@ def learned_targets(learner: OnlineLearner, labels: Sequence[Any], positive_clas
     return out
 
 
+def offset_bounds(records: Sequence[Any]) -> dict[tuple[str, int], tuple[int, int]]:
+    """The lowest and the highest offset of ``records`` (Kafka records: ``topic``, ``partition``, ``offset``) per
+    partition, in the order the partitions first come; a run of one partition's records at a time (where the
+    partition changes is found in C over the batch's columns: no step of Python a record).
+
+    >>> from types import SimpleNamespace as R
+    >>> offset_bounds([R(topic="l", partition=0, offset=5), R(topic="l", partition=1, offset=2),
+    ...                R(topic="l", partition=0, offset=3), R(topic="m", partition=0, offset=9)])
+    {('l', 0): (3, 5), ('l', 1): (2, 2), ('m', 0): (9, 9)}
+    """
+    keys, offsets = list(map(_PARTITION, records)), list(map(_OFFSET, records))
+    if not keys:
+        return {}
+    if keys.count(keys[0]) == len(keys):  # one partition (the usual batch)
+        return {keys[0]: (min(offsets), max(offsets))}
+    bounds: dict[tuple[str, int], tuple[int, int]] = {}
+    start = 0
+    for end in [*itertools.compress(range(1, len(keys)), map(operator.ne, keys, keys[1:])), len(keys)]:
+        low, high = min(offsets[start:end]), max(offsets[start:end])
+        known = bounds.get(keys[start])
+        bounds[keys[start]] = (low, high) if known is None else (min(low, known[0]), max(high, known[1]))
+        start = end
+    return bounds
+
+
 def last_offsets(records: Iterable[Any]) -> dict[tuple[str, int], int]:
     """The highest offset of ``records`` (Kafka records: ``topic``, ``partition``, ``offset``) per partition:
     what ``mark_offset`` of each record, in any order, leaves.
@@ -198,21 +223,7 @@ def last_offsets(records: Iterable[Any]) -> dict[tuple[str, int], int]:
     ...               R(topic="l", partition=0, offset=3)])
     {('l', 0): 5, ('l', 1): 2}
     """
-    last: dict[tuple[str, int], int] = {}
-    records = list(records)
-    offsets = list(map(_OFFSET, records))
-    partitions = list(map(_PARTITION, records))
-    if partitions and partitions.count(partitions[0]) == len(partitions):  # one partition (the usual batch)
-        highest = max(offsets)
-        return {partitions[0]: highest} if highest > -1 else {}
-    start = 0
-    for key, run in itertools.groupby(partitions):  # runs of one partition: the highest of each
-        end = start + sum(1 for _ in run)
-        highest = max(offsets[start:end])
-        if highest > last.get(key, -1):
-            last[key] = highest
-        start = end
-    return last
+    return {key: high for key, (_, high) in offset_bounds(list(records)).items() if high > -1}
 
 
 _OFFSET, _PARTITION = operator.attrgetter("offset"), operator.attrgetter("topic", "partition")

@@ -54,7 +54,8 @@ async def learn_and_snapshot(worker: Worker, name: str, rng: np.random.Generator
             join = JoinRecord({"salary": 50_000.0}, True, {"False": 1 - s, "True": s}, s, 1, 10**13)
             label = Label(event_id=f"l{batch}-{i}", label=bool(rng.random() < s**3), ts=ts + batch * 1000 + i)
             learned.append((label, join, label.label))
-        await worker.learning._observe(state, learned, [True] * len(learned))
+        labels, joins, targets = (list(column) for column in zip(*learned, strict=True))
+        await worker.learning._observe(state, labels, joins, targets, [True] * len(learned))
     assert worker.learning.watch.monitors[name].calibrator is not None, "the learning monitor fitted one"
     await worker.learning.store.snapshot(state)
     assert state.base_version == 2

@@ -35,10 +35,8 @@ def test_a_batch_feeds_the_held_monitor_without_reading_the_registry(settings, r
         for batch in range(3):
             if batch == 1:  # the first batch built the monitor from the version's metadata
                 reads.clear()
-            learned = [
-                (Label(event_id=f"e{batch}-{i}", label=i % 2 == 0, ts=10**12 + i), join, i % 2 == 0) for i in range(50)
-            ]
-            await learning._observe(state, learned, [True] * 50)
+            labels = [Label(event_id=f"e{batch}-{i}", label=i % 2 == 0, ts=10**12 + i) for i in range(50)]
+            await learning._observe(state, labels, [join] * 50, [i % 2 == 0 for i in range(50)], [True] * 50)
         await store.client.aclose()
         return store.watch.monitors[settings.model_name].outcomes
 
