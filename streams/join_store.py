@@ -8,9 +8,10 @@ value = record). ``B`` is chosen by the first writer of a slice from how many ev
 ``P join:N:SLICE`` (``buckets``, ``events``) for the readers. A hash expires a label TTL and one slice after its last
 write; the learner deletes each record once the checkpoint that holds its label is written, so Redis holds only the
 events still waiting for a label. The slices that hold records are listed in the set ``P join-slices:N`` (a slice
-whose hash expired leaves it at the next lookup); a label is looked up in each, nearest to its own timestamp first
-(its event's slice is usually its own or the one before). The feature names of each record's layout are stored once
-per model (``P join-layout:N:DIGEST``).
+whose hash expired leaves it when a lookup reads the list next: a lookup keeps the list of the one before while
+its labels are found in slices it holds near enough, see :meth:`JoinStore.lookup`); a label is looked up in each,
+nearest to its own timestamp first (its event's slice is usually its own or the one before). The feature names of
+each record's layout are stored once per model (``P join-layout:N:DIGEST``).
 
 Writes go to a buffer and reach Redis in the background, so the scorer never waits for them (it scores the next
 batch meanwhile); :meth:`JoinStore.mark` tells a batch when its records are stored (its offsets are committed only
@@ -115,7 +116,11 @@ class JoinSlices:
     def order(self, live: Sequence[int], label_ts: int) -> list[int]:
         """The ``live`` slices in the order a label at ``label_ts`` looks for its event in them: nearest to the
         label's own slice first, the earlier of two equally near (labels come after their events)."""
-        own = self.of(label_ts)
+        return self.order_around(live, self.of(label_ts))
+
+    @staticmethod
+    def order_around(live: Sequence[int], own: int) -> list[int]:
+        """:meth:`order` for a label in slice ``own``."""
         return sorted(live, key=lambda k: (abs(own - k), k > own))
 
     @staticmethod
@@ -211,6 +216,8 @@ class JoinStore:
         #: (model, layout digest) -> feature names; the ones this process has written to Redis
         self._layouts: dict[tuple[str, int], tuple[str, ...]] = {}
         self._layouts_written: set[tuple[str, int]] = set()
+        #: model -> the slices holding its records as last listed (kept by :meth:`lookup` while they suffice)
+        self._live: dict[str, list[int]] = {}
 
     @property
     def buffered(self) -> int:
@@ -461,17 +468,77 @@ class JoinStore:
         self, model: str, event_ids: Sequence[str], label_ts: Sequence[int]
     ) -> list[tuple[str, JoinRecord] | None]:
         """(bucket key, record) of each event (None where absent), looked up in the slices around its label's
-        timestamp; raises redis errors to the caller."""
+        timestamp (nearest first); raises redis errors to the caller.
+
+        The slices are the ones the lookup before listed: a batch whose labels are all found costs one round trip
+        (its ``HMGET``s), not two, as long as no slice missing from that list could hold a record nearer a label
+        than the one found (every label found in its own slice, the usual case). Otherwise (a label not found, or
+        found farther away), the list is read again (``SMEMBERS``); if it holds a slice the old one did not, the
+        batch is looked up again in the new list: the records found are the ones a lookup that read the list
+        first finds."""
+        return (await self.lookup_beside(model, event_ids, label_ts, ()))[0]
+
+    async def lookup_beside(
+        self, model: str, event_ids: Sequence[str], label_ts: Sequence[int], beside: Sequence[Sequence[Any]]
+    ) -> tuple[list[tuple[str, JoinRecord] | None], list[Any]]:
+        """:meth:`lookup`, with the read commands ``beside`` sent in its first exchange (the learner's read of the
+        registry's current version: no round trip of its own); their replies as the parser reads them (see
+        :func:`~driftline.streams.connections.read_many`)."""
+        if not event_ids:
+            return [], await read_many(self.client, beside)
+        known = self._live.get(model)
+        owns = list(map(self.slices.of, label_ts))
+        live = known if known is not None else await self._live_slices(model)
+        found, where, replies = await self._find(model, event_ids, owns, live, beside)
+        if known is not None and not self._nearest(known, owns, where):
+            live = await self._live_slices(model)
+            if not set(live).issubset(known):  # a slice new since: from the list read now, as if read first
+                found, _, _ = await self._find(model, event_ids, owns, live, ())
+        return found, replies
+
+    @staticmethod
+    def _nearest(known: list[int], owns: list[int], where: list[int | None]) -> bool:
+        """Whether no slice missing from ``known`` could hold a record nearer its label (in :meth:`JoinSlices.order`)
+        than the slice ``where`` it was found (False for a label not found); ``owns``: each label's own slice.
+
+        >>> JoinStore._nearest([4, 5], [5, 5, 5], [5, 4, 5]), JoinStore._nearest([4, 6], [5], [4])
+        (True, False)
+        >>> JoinStore._nearest([5, 6], [5], [None]), JoinStore._nearest([4, 5, 6], [5], [6])
+        (False, True)
+        """
+        listed = set(known)
+        for own, k in set(zip(owns, where, strict=True)):
+            if k is None:
+                return False
+            distance = abs(own - k)  # nearer: any slice strictly closer, and the earlier one as close
+            if k > own and own - distance not in listed:
+                return False
+            if not all(j in listed for j in range(own - distance + 1, own + distance)):
+                return False
+        return True
+
+    async def _find(
+        self,
+        model: str,
+        event_ids: Sequence[str],
+        owns: list[int],
+        live: list[int],
+        beside: Sequence[Sequence[Any]],
+    ) -> tuple[list[tuple[str, JoinRecord] | None], list[int | None], list[Any]]:
+        """:meth:`lookup_beside` in the ``live`` slices (their buckets known), of labels in slices ``owns``: the
+        records, the slice each was found in, the replies of ``beside``."""
         found: list[tuple[str, JoinRecord] | None] = [None] * len(event_ids)
         raw: dict[int, tuple[str, int, bytes]] = {}
-        live = await self._live_slices(model) if event_ids else []
         orders: dict[int, list[int]] = {}  # by the label's own slice: labels of a batch share a few
-        of, order = self.slices.of, self.slices.order
-        candidates = [orders.get(of(ts)) or orders.setdefault(of(ts), order(live, ts)) for ts in label_ts]
+        order = self.slices.order_around
+        candidates = [orders.get(own) or orders.setdefault(own, order(live, own)) for own in owns]
         waiting = list(range(len(event_ids)))
         prefix = self.prefix  # JoinSlices.bucket of each event from its hash, computed once
         hashes = event_hashes(event_ids) if live else []
         buckets = {k: self._buckets[model, k] for k in live}
+        # sent with the first exchange, their replies taken off its front
+        first: list[Sequence[Any]] = list(beside)
+        answers: list[Any] = []
         for attempt in range(len(live)):
             by_bucket: dict[tuple[int, int], list[int]] = collections.defaultdict(list)
             for i in waiting:
@@ -484,7 +551,9 @@ class JoinStore:
                 ("HMGET", key, *[event_ids[i] for i in items])
                 for key, items in zip(bucket_keys, by_bucket.values(), strict=True)
             ]
-            replies = await read_many(self.client, commands)
+            replies = await read_many(self.client, first + commands)
+            if first:
+                answers, replies, first = replies[: len(first)], replies[len(first) :], []
             for key, (k, _), items, values in zip(bucket_keys, by_bucket, by_bucket.values(), replies, strict=True):
                 for i, value in zip(items, values, strict=True):
                     if value is not None:
@@ -512,7 +581,13 @@ class JoinStore:
                     )
                     continue
                 found[i] = key, record
-        return found
+        if first:  # no exchange above: no slice, or no label
+            answers = await read_many(self.client, first)
+        where: list[int | None] = [None] * len(event_ids)
+        for i, (_, k, _) in raw.items():
+            if found[i] is not None:
+                where[i] = k
+        return found, where, answers
 
     async def get_many(self, model: str, event_ids: Sequence[str], label_ts: Sequence[int]) -> list[JoinRecord | None]:
         """The join records of ``event_ids`` (None where absent) for labels at ``label_ts``."""
@@ -537,7 +612,8 @@ class JoinStore:
                     self._buckets[model, k] = int(count)
             if gone:
                 await self.client.srem(keys.join_slices(self.prefix, model), *gone)
-        return [k for k in listed if (model, k) in self._buckets]
+        live = self._live[model] = [k for k in listed if (model, k) in self._buckets]
+        return live
 
     async def _read_layouts(self, model: str, digests: list[int]) -> None:
         unknown = sorted({d for d in digests if (model, d) not in self._layouts})

@@ -125,12 +125,6 @@ class LearnerStore:
     def key(self, name: str) -> str:
         return keys.learner(self.prefix, name)
 
-    async def current_version(self, name: str) -> int | None:
-        """:meth:`ModelRegistry.current_version` of ``name`` read with the async client: on the event loop, no
-        thread hop (the learner asks once per batch)."""
-        raw = await self.client.get(self.registry.current_key(name))
-        return None if raw is None else int(raw)
-
     async def load(self, name: str) -> ModelLearner | None:
         """The learner of ``name`` from its checkpoint, else a new one on the current version (when that one is
         refused, the newest earlier promoted version that verifies); None for a model the registry does not know.

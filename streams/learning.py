@@ -38,7 +38,6 @@ from aiokafka.errors import KafkaError
 from driftline.contract.records import Alert, Label, now_ms, parse_labels
 from driftline.contract.settings import Settings
 from driftline.contract.signing import IntegrityError, alert_keyring
-from driftline.models.learner import OnlineLearner
 from driftline.models.registry import ModelRegistry
 from driftline.streams.challenger_track import ChallengerTrack
 from driftline.streams.connections import log_end_offsets
@@ -235,9 +234,10 @@ class LabelLearner:
             )
         )
 
-    async def _follow_registry(self, state: ModelLearner) -> None:
-        """Continue from the current version when someone else promoted or rolled back."""
-        current = await self.store.current_version(state.name)
+    async def _follow_registry(self, state: ModelLearner, raw: bytes | None) -> None:
+        """Continue from the current version (``raw``: the registry's current version of ``state``'s model, as
+        read with the batch's join lookup) when someone else promoted or rolled back."""
+        current = None if raw is None else int(raw)
         if current is not None and current != state.base_version and current not in state.refused:
             try:
                 _, model = await asyncio.to_thread(self.registry.load, state.name, current)
@@ -340,9 +340,9 @@ class LabelLearner:
             bounds = offset_bounds(records)
         if not records:
             return None
-        if self.snapshotting != name:  # the snapshot in flight is made current: the learner stands on it already
-            await self._follow_registry(state)
-        found = await self._join(name, labels, state.learner)
+        # the registry is followed in the join's round trip, unless the snapshot in flight is made current: the
+        # learner stands on it already
+        found = await self._join(name, labels, state, follow=self.snapshotting != name)
         joins = list(map(_SECOND, found)) if None not in found else [f[1] if f is not None else None for f in found]
         forgotten = state.learner.forgotten_early
         frozen = self.frozen.get(name)
@@ -432,10 +432,12 @@ class LabelLearner:
         self.alerts += [await asyncio.to_thread(self.watch.act, alert) for alert in alerts]
 
     async def _join(
-        self, name: str, labels: list[Label], learner: OnlineLearner
+        self, name: str, labels: list[Label], state: ModelLearner, follow: bool
     ) -> list[tuple[str, JoinRecord] | None]:
         """(bucket key, join record) of each label; a label whose event is not found waits for the scorers, not
-        for a number of seconds (not one ``learner`` already learned: its record was deleted then).
+        for a number of seconds (not one ``state``'s learner already learned: its record was deleted then). With
+        ``follow``, the registry's current version is read in the first lookup's exchange, and followed
+        (:meth:`_follow_registry`) before anything else: no round trip of its own a batch.
 
         Its event was published before the label, so it lies below where ``events`` ends once the label is read.
         The scorers commit an offset only once the join records below it are in Redis; so after the scoring
@@ -445,7 +447,11 @@ class LabelLearner:
         is raised: the batch is handled again from the checkpoints, no label is dead-lettered for it."""
         ids, at = list(map(_EVENT_ID, labels)), list(map(_TS, labels))
         await self.joins.flush()  # this worker's own join writes buffered during a Redis outage come first
-        joins = await self.joins.lookup(name, ids, at)
+        current = [("GET", self.registry.current_key(name))] if follow else []
+        joins, read = await self.joins.lookup_beside(name, ids, at, current)
+        if follow:
+            await self._follow_registry(state, read[0])
+        learner = state.learner
         if None not in joins or all(j is not None or learner.has_learned(e) for j, e in zip(joins, ids, strict=True)):
             return joins
         target = await self.progress.log_ends()  # every event published before these labels lies below

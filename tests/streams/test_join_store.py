@@ -15,6 +15,8 @@ import numpy as np
 import pytest
 import redis
 import redis.asyncio as aioredis
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
 from prometheus_client import REGISTRY
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
@@ -359,3 +361,60 @@ def test_records_decoded_at_once_are_the_records_decoded_one_by_one() -> None:
             alone = exc
         assert type(got) is type(alone) and (got == alone if isinstance(got, JoinRecord) else got.args == alone.args)
     assert isinstance(many[0], JoinRecord) and isinstance(many[2], KeyError) and isinstance(many[3], ValueError)
+
+
+_HOUR = 3_600_000
+#: (event number, slice of its event time, feature value) of a join record written.
+_WRITES = st.lists(st.tuples(st.integers(0, 3), st.integers(0, 3), st.floats(allow_nan=False)), max_size=12)
+#: (event number, slice of the label's time) of a label looked up.
+_LABELS = st.lists(st.tuples(st.integers(0, 4), st.integers(0, 4)), min_size=1, max_size=8)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    before=_WRITES,
+    warm=_LABELS,
+    deleted=st.sets(st.integers(0, 3)),
+    expired=st.sets(st.integers(0, 3)),
+    after=_WRITES,
+    labels=_LABELS,
+)
+# e0 written again into the slice of its label, which the list of the lookup before did not hold
+@example(before=[(0, 0, 0.0)], warm=[(0, 0)], deleted=set(), expired=set(), after=[(0, 1, 1.0)], labels=[(0, 1)])
+def test_a_lookup_with_the_slices_listed_before_finds_what_a_lookup_listing_them_first_finds(
+    own_redis, before, warm, deleted, expired, after, labels
+):
+    """JoinStore.lookup keeps the slice list of the lookup before (SMEMBERS again only on a miss): after records
+    written into new slices (the same event id in several slices too), records deleted and slices expired meanwhile,
+    it returns what a reader that lists the slices first returns (slice, bucket key and record), unknown ids too;
+    the commands sent beside it (the learner's GET of the current version) answer what they read."""
+
+    async def put(store: JoinStore, writes: list[tuple[int, int, float]]) -> None:
+        for n, k, x in writes:  # one put each: an event id written again into another slice is kept in both
+            await store.put_many("m", [(f"e{n}", JoinRecord({"x": x}, n % 2 == 0, None, x, 1, (k + 8) * _HOUR + 5))])
+
+    async def scenario() -> None:
+        prefix = f"t{uuid.uuid4().hex}:"
+        client = _client(own_redis)
+        store = JoinStore(client, prefix, ttl_seconds=8 * 3600)  # slices of an hour
+        writer = JoinStore(_client(own_redis), prefix, ttl_seconds=8 * 3600)  # the scorers: another process
+        await put(writer, before)
+
+        def batch(pairs: list[tuple[int, int]]) -> tuple[list[str], list[int]]:
+            return [f"e{n}" for n, _ in pairs], [k * _HOUR + 7 for _, k in pairs]
+
+        await store.lookup("m", *batch(warm))  # lists the slices
+        gone = await store.lookup("m", *batch([(n, 0) for n in sorted(deleted)]))
+        await store.delete([(f[0], f"e{n}") for n, f in zip(sorted(deleted), gone, strict=True) if f is not None])
+        for k in expired:  # a slice whose hashes expired
+            await client.delete(keys.join_slice(prefix, "m", k), *await client.keys(f"{prefix}join:{{m:{k}:*}}"))
+        await put(writer, after)
+        await client.set(f"{prefix}current", b"7")
+        beside = [("GET", f"{prefix}current"), ("GET", f"{prefix}none")]  # read in the lookup's first exchange
+        cached = await store.lookup_beside("m", *batch(labels), beside)
+        fresh = await JoinStore(_client(own_redis), prefix, ttl_seconds=8 * 3600).lookup("m", *batch(labels))
+        assert cached == (fresh, [b"7", None])
+        assert await store.lookup_beside("m", [], [], beside) == ([], [b"7", None])
+        await client.aclose()
+
+    asyncio.run(scenario())
