@@ -106,6 +106,22 @@ class LabelJson:
             found = self._known[key] = orjson.dumps(y)
         return found
 
+    def joined(self, ys: Sequence[Any]) -> bytes:
+        """The JSON of each of ``ys``, joined by newlines; labels of one kind, bool, int or str (the usual), looked
+        up once per distinct value.
+
+        >>> LabelJson().joined([True, False, True]), LabelJson().joined([1, True, "a", 0.5])
+        (b'true\\nfalse\\ntrue', b'1\\ntrue\\n"a"\\n0.5')
+        """
+        kinds = set(map(type, ys))
+        if len(kinds) == 1 and kinds <= _CACHED:  # one kind: no two distinct labels are equal (True == 1)
+            by_value = {y: self(y) for y in set(ys)}
+            return b"\n".join(map(by_value.__getitem__, ys))
+        return b"\n".join(map(self, ys))
+
+
+_CACHED = set(CACHED_LABELS)
+
 
 class MatrixRows:
     """Learned rows whose features are rows ``rows`` of ``block``, with their labels ``ys`` (one each).
@@ -231,7 +247,7 @@ def packed(rows: Sequence[tuple[dict[str, Any], Any]], labels: LabelJson) -> tup
     xs = orjson.dumps([x for x, _ in rows])
     if xs.count(b"},{") != len(rows) - 1:
         return None
-    return xs, b"\n".join([labels(y) for _, y in rows])
+    return xs, labels.joined([y for _, y in rows])
 
 
 def matrix_packed(rows: Sequence[MatrixRows], labels: LabelJson) -> tuple[bytes, bytes, bytes]:
@@ -246,7 +262,7 @@ def matrix_packed(rows: Sequence[MatrixRows], labels: LabelJson) -> tuple[bytes,
     matrices = [row.matrix() for row in rows]
     matrix = matrices[0] if len(matrices) == 1 else np.concatenate(matrices)
     ys = rows[0].ys if len(rows) == 1 else [y for row in rows for y in row.ys]
-    return orjson.dumps(rows[0].block.names), orjson.dumps(matrix.tolist()), b"\n".join(map(labels, ys))
+    return orjson.dumps(rows[0].block.names), orjson.dumps(matrix.tolist()), labels.joined(ys)
 
 
 def appends(rows: Sequence[Row], labels: LabelJson, size: int) -> Iterator[tuple[str, list[Any]]]:

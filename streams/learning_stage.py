@@ -275,7 +275,7 @@ def _joined_rows(
     if not joined:
         return None
     labels, joins = zip(*joined, strict=True)
-    if None in joins:
+    if not all(joins):  # a None among them (a record is always true: no == a record)
         return None
     times = list(map(_TS, labels))
     if not all(map(operator.le, times, map(_EXPIRES, joins))):

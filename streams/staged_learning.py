@@ -108,7 +108,7 @@ def learn_staged(
         part = joined[start : start + frozen.room(learner.learned)]
         joins = [join for _, join in part]
         features = None
-        if None in joins:
+        if not all(joins):  # a None among them (a record is always true)
             indices = [i for i, join in enumerate(joins) if join is not None]
             rows = [joins[i].x for i in indices]  # type: ignore[union-attr]
         else:  # every label joined (the usual batch): their features with the matrix they were decoded into

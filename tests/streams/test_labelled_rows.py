@@ -29,6 +29,7 @@ from driftline.streams.labelled_rows import (
     packed,
     pairs,
 )
+from driftline.streams.learning_stage import JoinRecord
 
 TRICKY = st.sampled_from(["},{", "}", "{", ",", "\n", '"', "\\", "é", "},{\n", ""])
 VALUES = st.one_of(
@@ -160,3 +161,25 @@ def test_old_entries_new_entries_and_both_mixed_read_back_as_the_same_frame(sett
     want = labelled_frame([{b"x": orjson.dumps(x), b"y": orjson.dumps(y)} for x, y in old])
     assert frame.equals(want), (frame, want)
     assert {tuple(sorted(f)) for _, f in redis_client.xrevrange(stream)} == {(b"x", b"y"), (b"names", b"x", b"y")}
+
+
+@given(
+    st.one_of(
+        st.lists(st.booleans(), max_size=30),
+        st.lists(st.integers(-3, 3), max_size=30),
+        st.lists(st.sampled_from(["a", "b\n", "", "é"]), max_size=30),
+        st.lists(st.one_of(st.booleans(), st.integers(-2, 2), st.floats(), st.text(max_size=2)), max_size=30),
+    )
+)
+@examples(max_examples=300)
+def test_labels_joined_at_once_are_each_labels_json_joined(ys):
+    """One kind of label looked up once a distinct value gives each label's own JSON (True and 1, 0.0 and -0.0
+    apart)."""
+    assert LabelJson().joined(ys) == b"\n".join(map(LabelJson(), ys)) == b"\n".join(map(orjson.dumps, ys))
+
+
+def test_a_join_record_is_true_so_all_finds_a_missing_one():
+    """learn_staged and _joined_rows find a missing record with ``all(joins)`` (``None in joins`` called each
+    record's ``__eq__``): a record, whatever it holds, is true."""
+    record = JoinRecord({}, False, None, 0.0, 0, 0)
+    assert all([record, record]) and not all([record, None]) and bool(JoinRecord.of_row(0, {}, 0, 0, 0, None, 0))
