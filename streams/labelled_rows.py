@@ -298,21 +298,15 @@ def entries(script: str, args: Sequence[Any]) -> list[dict[bytes, bytes]]:
 
 def cut_matrix(names: bytes, xs: bytes, ys: bytes, n: int) -> list[tuple[bytes, bytes]]:
     """The ``(x, y)`` JSON of each of the ``n`` rows of :func:`matrix_packed`, cut as :data:`APPEND_MATRIX` does."""
-    out, xa, ya = [], 1, 0
-    for i in range(n):
-        xe = xs.find(b"],[", xa) + 1 if i < n - 1 else len(xs) - 1
-        ye = ys.find(b"\n", ya)
-        ye = len(ys) if ye == -1 else ye
-        out.append((xs[xa:xe], ys[ya:ye]))
-        xa, ya = xe + 1, ye + 1
-    return out
+    return cut(xs, ys, n, b"],[")
 
 
-def cut(xs: bytes, ys: bytes, n: int) -> list[tuple[bytes, bytes]]:
-    """The ``(x, y)`` JSON of each of the ``n`` rows of :func:`packed`, cut as :data:`APPEND_PACKED` cuts them."""
+def cut(xs: bytes, ys: bytes, n: int, between: bytes = b"},{") -> list[tuple[bytes, bytes]]:
+    """The ``(x, y)`` JSON of each of the ``n`` rows of :func:`packed`, cut as :data:`APPEND_PACKED` cuts them
+    (``between``: what separates two rows' JSON in ``xs``; :func:`cut_matrix`'s ``],[``)."""
     out, xa, ya = [], 1, 0
     for i in range(n):
-        xe = xs.find(b"},{", xa) + 1 if i < n - 1 else len(xs) - 1
+        xe = xs.find(between, xa) + 1 if i < n - 1 else len(xs) - 1
         ye = ys.find(b"\n", ya)
         ye = len(ys) if ye == -1 else ye
         out.append((xs[xa:xe], ys[ya:ye]))
