@@ -418,15 +418,20 @@ def test_confusion_matrices_fed_a_batch_at_once_hold_what_one_label_at_a_time_le
         many.learn_many(data[start : start + 170])
     assert many.metrics() == one.metrics() and len(many.metrics()) >= 4
     for (_, matrix_one), (_, matrix_many) in zip(one._feeds[:2], many._feeds[:2], strict=True):
-        a, b = (getattr(m, "obj", m) for m in (matrix_one, matrix_many))
-        assert {y: dict(row) for y, row in b.data.items()} == {y: dict(row) for y, row in a.data.items()}
-        assert (b.n_samples, b.total_weight, b._total_true_positives) == (
-            a.n_samples,
-            a.total_weight,
-            a._total_true_positives,
-        )
-        assert dict(b.sum_row) == dict(a.sum_row) and dict(b.sum_col) == dict(a.sum_col)
+        assert_same_confusion(matrix_many, matrix_one)
         assert getattr(matrix_many, "window", None) == getattr(matrix_one, "window", None)
+
+
+def assert_same_confusion(ours: Any, theirs: Any) -> None:
+    """``ours`` (a confusion matrix, or a rolling one) holds the same counts as ``theirs``, cell for cell."""
+    a, b = getattr(theirs, "obj", theirs), getattr(ours, "obj", ours)
+    assert {y: dict(row) for y, row in b.data.items()} == {y: dict(row) for y, row in a.data.items()}
+    assert (b.n_samples, b.total_weight, b._total_true_positives) == (
+        a.n_samples,
+        a.total_weight,
+        a._total_true_positives,
+    )
+    assert dict(b.sum_row) == dict(a.sum_row) and dict(b.sum_col) == dict(a.sum_col)
 
 
 def test_mean_metrics_fed_a_batch_at_once_end_where_one_label_at_a_time_ends() -> None:
@@ -743,14 +748,7 @@ def test_rolling_confusion_matrices_reverting_by_the_batches_pairs_came_in_are_r
             i += 1
         assert lr.learn_many(rows) == [True] * len(rows)
         for ours, theirs in zip((f[1] for f in lr._feeds[:2]), (cumulative, rolling), strict=True):
-            a, b = getattr(theirs, "obj", theirs), getattr(ours, "obj", ours)
-            assert {y: dict(row) for y, row in b.data.items()} == {y: dict(row) for y, row in a.data.items()}
-            assert (b.n_samples, b.total_weight, b._total_true_positives) == (
-                a.n_samples,
-                a.total_weight,
-                a._total_true_positives,
-            )
-            assert dict(b.sum_row) == dict(a.sum_row) and dict(b.sum_col) == dict(a.sum_col)
+            assert_same_confusion(ours, theirs)
             assert list(getattr(ours, "window", [])) == list(getattr(theirs, "window", []))
         if batch == drop_after:
             lr.__dict__.pop("_held", None)
