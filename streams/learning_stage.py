@@ -68,32 +68,6 @@ class JoinRecord:
     row: int = field(default=0, compare=False, repr=False)
 
     @classmethod
-    def of(
-        cls,
-        x: dict[str, Any],
-        prediction: Any,
-        probabilities: dict[str, float] | None,
-        score: float | None,
-        version: int,
-        expires_ms: int,
-        challenger: list[Any] | None = None,
-        block: FloatBlock | None = None,
-        row: int = 0,
-    ) -> JoinRecord:
-        """``JoinRecord(...)`` without the frozen dataclass's ``object.__setattr__`` per field (a learner decodes
-        one record per label: 1.1 against 0.5 us in process).
-
-        >>> JoinRecord.of({"x": 1.0}, True, None, 0.5, 3, 10) == JoinRecord({"x": 1.0}, True, None, 0.5, 3, 10)
-        True
-        """
-        record = object.__new__(cls)
-        fields = record.__dict__
-        fields["x"], fields["prediction"], fields["probabilities"] = x, prediction, probabilities
-        fields["score"], fields["version"], fields["expires_ms"] = score, version, expires_ms
-        fields["challenger"], fields["block"], fields["row"] = challenger, block, row
-        return record
-
-    @classmethod
     def of_row(
         cls,
         prediction: Any,
@@ -104,8 +78,9 @@ class JoinRecord:
         block: FloatBlock,
         row: int,
     ) -> JoinRecord:
-        """:meth:`of` the record whose features are row ``row`` of ``block`` (no challenger), its ``x`` built when
-        first read (the learner's usual batch reads the block's matrix, never ``x``)."""
+        """The record whose features are row ``row`` of ``block`` (no challenger), its ``x`` built when first read
+        (the learner's usual batch reads the block's matrix, never ``x``), without the frozen dataclass's
+        ``object.__setattr__`` a field (a learner decodes one record a label)."""
         record = object.__new__(cls)
         fields = record.__dict__
         fields["prediction"], fields["probabilities"], fields["score"] = prediction, probabilities, score

@@ -153,8 +153,8 @@ def test_rows_of_several_blocks_or_none_are_plain_dicts() -> None:
     one, two = (FloatBlock(NAMES, np.ones((2, 3))) for _ in range(2))
     a, b = one.rows(), two.rows()
     mixed = [
-        JoinRecord.of(a[0], True, None, 0.5, 1, 9, None, one, 0),
-        JoinRecord.of(b[1], True, None, 0.5, 1, 9, None, two, 1),
+        JoinRecord(a[0], True, None, 0.5, 1, 9, None, one, 0),
+        JoinRecord(b[1], True, None, 0.5, 1, 9, None, two, 1),
     ]
     assert type(features_of(mixed)) is list and features_of(mixed) == [a[0], b[1]]
     assert type(features_of([*mixed[:1], JoinRecord({"x": 1.0}, True, None, 0.5, 1, 9)])) is list
