@@ -45,8 +45,33 @@ class EmbeddedServerError(RuntimeError):
     """An embedded server did not start."""
 
 
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+#: The kernel's range of ephemeral ports, the local ports of outgoing connections (Linux; absent elsewhere).
+EPHEMERAL_PORTS = Path("/proc/sys/net/ipv4/ip_local_port_range")
+#: The lowest port :func:`free_port` picks.
+LOWEST_FREE_PORT = 10_000
+
+
+def free_port(rng: random.Random | None = None) -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now, below the kernel's ephemeral range when it is known.
+
+    A port the kernel hands out for ``bind(("127.0.0.1", 0))`` is an ephemeral one, and every outgoing connection
+    (a worker's to its broker and Redis) takes its local port from that same range: between this call and the
+    server's own bind, a connection could take it (seen once: a worker's metrics port "already in use"). Below the
+    range only listeners bind.
+
+    >>> 0 < free_port() < 65_536
+    True
+    """
+    try:
+        first_ephemeral = int(EPHEMERAL_PORTS.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        first_ephemeral = 0
+    rng = rng or random.Random()
+    for _ in range(200 if first_ephemeral > LOWEST_FREE_PORT + 1_000 else 0):
+        port = rng.randrange(LOWEST_FREE_PORT, first_ephemeral)
+        with contextlib.suppress(OSError), socket.socket() as sock:
+            sock.bind(("127.0.0.1", port))
+            return port
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
