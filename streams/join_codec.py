@@ -503,6 +503,17 @@ def _uvarints(buf: np.ndarray, at: np.ndarray) -> tuple[np.ndarray, np.ndarray, 
     return value, end, ~more
 
 
+def _unaligned(blob: bytes, dtype: str) -> np.ndarray:
+    """The values of ``dtype`` that start at each byte of ``blob`` (a read-only view, one a byte: indexing it with
+    positions reads a value from each, with no gather of its bytes).
+
+    >>> _unaligned(b"\\x00" + _F64_PACK.pack(0.5) + b"\\x00", "<f8")[[1]].tolist()
+    [0.5]
+    """
+    size = np.dtype(dtype).itemsize
+    return np.ndarray((max(0, len(blob) - size + 1),), dtype=dtype, buffer=blob, strides=(1,))
+
+
 def _gather(buf: np.ndarray, at: np.ndarray, width: int) -> np.ndarray:
     """The ``width`` bytes from each position ``at`` of ``buf``, one row each."""
     return buf[at[..., None] + np.arange(width)]
@@ -574,24 +585,25 @@ def decode_blocks(raws: Sequence[bytes], layouts: Mapping[int, Sequence[str]]) -
     np.cumsum(lengths[:-1], out=starts[1:])
     # a record cut short is read past its end (then decoded alone): into the next one, or these zeros
     pad = 64 + 9 * max((len(names) for names in layouts.values()), default=0)
-    buf = np.frombuffer(b"".join(raws) + bytes(pad), dtype=np.uint8)
+    blob = b"".join(raws) + bytes(pad)
+    buf = np.frombuffer(blob, dtype=np.uint8)
+    doubles = _unaligned(blob, "<f8")
     ok = (lengths > 0) & (buf[starts] == FORMAT)
     versions, at, fits = _uvarints(buf, starts + 1)
     ok &= fits
     zigzags, at, fits = _uvarints(buf, at)
     ok &= fits
-    head = _gather(buf, at, 7).astype(np.int64)
-    digests = head[:, 0] | head[:, 1] << 8 | head[:, 2] << 16 | head[:, 3] << 24
-    ok &= head[:, 4] == (_BINARY_PROBA | _FLOATS << 4)
-    prediction_tags, score_tags = head[:, 5] & 0x0F, head[:, 5] >> 4
+    digests = _unaligned(blob, "<u4")[at].astype(np.int64)
+    ok &= buf[at + 4] == (_BINARY_PROBA | _FLOATS << 4)
+    tags = buf[at + 5]
+    prediction_tags, score_tags = tags & 0x0F, tags >> 4
     ok &= ((prediction_tags == _FALSE) | (prediction_tags == _TRUE)) & ((score_tags == _F32) | (score_tags == _F64))
-    ok &= head[:, 6] == _NONE
+    ok &= buf[at + 6] == _NONE
     at = at + 7
-    score_bytes = _gather(buf, at, 8)
     f32 = score_tags == _F32
     with np.errstate(invalid="ignore"):  # the first 4 bytes of a double read as a float32: maybe a NaN, not kept
-        narrow = np.ascontiguousarray(score_bytes[:, :4]).view("<f4").ravel().astype(np.float64)
-    scores = np.where(f32, narrow, np.ascontiguousarray(score_bytes).view("<f8").ravel())
+        narrow = _unaligned(blob, "<f4")[at].astype(np.float64)
+    scores = np.where(f32, narrow, doubles[at])
     at = at + np.where(f32, 4, 8)
     deltas = np.where(zigzags % 2 == 0, zigzags // 2, -(zigzags + 1) // 2)
     blocks = []
@@ -607,8 +619,7 @@ def decode_blocks(raws: Sequence[bytes], layouts: Mapping[int, Sequence[str]]) -
         sizes = np.where(whole, 1, 8)
         offsets = at[rows, None] + width + np.cumsum(sizes, axis=1) - sizes
         complete = at[rows] + width + sizes.sum(axis=1) == starts[rows] + lengths[rows]
-        payload = _gather(buf, offsets, 8)
-        matrix = np.where(whole, payload[..., 0], np.ascontiguousarray(payload).view("<f8")[..., 0])
+        matrix = np.where(whole, buf[offsets], doubles[offsets])
         ok[rows[~complete]] = False
         kept = rows[complete]
         if not len(kept):

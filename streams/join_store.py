@@ -154,19 +154,22 @@ class JoinSlices:
         """:meth:`decoded` of each record (read from the slice of the same index), or the KeyError / ValueError it
         raises; read at once (:func:`~driftline.streams.join_codec.decode_many`)."""
         out: list[JoinRecord | KeyError | ValueError] = [None] * len(raws)  # type: ignore[list-item]
-        length, ttl, of = self.length_ms, self.ttl_ms, JoinRecord.of_row
+        length, ttl = self.length_ms, self.ttl_ms
         blocks, others = decode_blocks(raws, layouts)
         for block in blocks:
-            ks = [slice_indices[i] for i in block.positions]
+            whole = len(block.positions) == len(out)  # every record of one block (the usual lookup)
+            ks = slice_indices if whole else list(map(slice_indices.__getitem__, block.positions))
             if max(map(abs, ks)) * length < _EXACT_INT64:  # the usual: every expiry at once
                 expires = (np.array(ks, dtype=np.int64) * length + block.deltas + ttl).tolist()
             else:
                 expires = [k * length + delta + ttl for k, delta in zip(ks, block.deltas.tolist(), strict=True)]
-            features = block.features  # each record's x is built from its row when read (JoinRecord.of_row)
-            for i, prediction, score, version, expiry, row in zip(
-                block.positions, block.predictions, block.scores, block.versions, expires, itertools.count()
-            ):
-                out[i] = of(prediction, {"False": 1.0 - score, "True": score}, score, version, expiry, features, row)
+            # each record's x is built from its row when read (JoinRecord.of_row)
+            records = JoinRecord.of_rows(block.predictions, block.scores, block.versions, expires, block.features)
+            if whole:
+                out = records  # type: ignore[assignment]
+                continue
+            for i, record in zip(block.positions, records, strict=True):
+                out[i] = record
         for i in others:
             try:
                 out[i] = self.decoded(raws[i], slice_indices[i], layouts)
@@ -517,6 +520,38 @@ class JoinStore:
                 return False
         return True
 
+    async def _read_slice(
+        self,
+        model: str,
+        k: int,
+        buckets: int,
+        event_ids: Sequence[str],
+        hashes: list[int],
+        beside: Sequence[Sequence[Any]],
+    ) -> tuple[list[str], list[bytes | None], list[int], list[Any]]:
+        """One ``HMGET`` per bucket of slice ``k`` (of ``buckets``) that ``event_ids`` (of :func:`event_hashes`
+        ``hashes``) fall in, in one exchange after the commands ``beside``: the bucket key and the value (None:
+        absent) of each event in bucket order, the position of each among ``event_ids``, and the replies of
+        ``beside``. The events are grouped by bucket at once (a stable sort of their buckets), not one by one."""
+        n = len(event_ids)
+        placed = np.array(hashes, dtype=np.int64) % buckets
+        by = np.argsort(placed, kind="stable")
+        ordered = placed[by]
+        cuts = (np.flatnonzero(ordered[1:] != ordered[:-1]) + 1).tolist()
+        starts, ends = [0, *cuts], [*cuts, n]
+        positions = by.tolist()
+        ids = list(map(event_ids.__getitem__, positions))
+        prefix = self.prefix
+        named = [keys.join_bucket(prefix, model, k, bucket) for bucket in ordered[starts].tolist()]
+        commands = [("HMGET", key, *ids[start:end]) for key, start, end in zip(named, starts, ends, strict=True)]
+        replies = await read_many(self.client, [*beside, *commands])
+        answers, replies = replies[: len(beside)], replies[len(beside) :]
+        values = list(itertools.chain.from_iterable(replies))
+        if len(values) != n:
+            raise redis.ResponseError(f"HMGET of {n} fields answered {len(values)} values")
+        sizes = map(operator.sub, ends, starts)
+        return list(itertools.chain.from_iterable(map(itertools.repeat, named, sizes))), values, positions, answers
+
     async def _find(
         self,
         model: str,
@@ -527,19 +562,35 @@ class JoinStore:
     ) -> tuple[list[tuple[str, JoinRecord] | None], list[int | None], list[Any]]:
         """:meth:`lookup_beside` in the ``live`` slices (their buckets known), of labels in slices ``owns``: the
         records, the slice each was found in, the replies of ``beside``."""
-        found: list[tuple[str, JoinRecord] | None] = [None] * len(event_ids)
+        n = len(event_ids)
+        found: list[tuple[str, JoinRecord] | None] = [None] * n
         raw: dict[int, tuple[str, int, bytes]] = {}
-        orders: dict[int, list[int]] = {}  # by the label's own slice: labels of a batch share a few
         order = self.slices.order_around
-        candidates = [orders.get(own) or orders.setdefault(own, order(live, own)) for own in owns]
-        waiting = list(range(len(event_ids)))
+        waiting = list(range(n))
         prefix = self.prefix  # JoinSlices.bucket of each event from its hash, computed once
         hashes = event_hashes(event_ids) if live else []
         buckets = {k: self._buckets[model, k] for k in live}
         # sent with the first exchange, their replies taken off its front
         first: list[Sequence[Any]] = list(beside)
         answers: list[Any] = []
-        for attempt in range(len(live)):
+        tried = 0  # the attempts made (below: the usual batch's first one)
+        if live and n and owns.count(owns[0]) == n:  # the usual batch: every label's own slice alike
+            k = order(live, owns[0])[0]
+            named, values, positions, answers = await self._read_slice(model, k, buckets[k], event_ids, hashes, first)
+            first, tried = [], 1
+            if None not in values:  # every record found in its label's own slice, or the nearest one
+                records = self.slices.decoded_many(values, [k] * n, self._names(model))
+                if set(map(type, records)) == {JoinRecord}:
+                    for _ in map(found.__setitem__, positions, zip(named, records, strict=True)):
+                        pass
+                    return found, [k] * n, answers
+            for i, key, value in zip(positions, named, values, strict=True):
+                if value is not None:
+                    raw[i] = (key, k, value)
+            waiting = [i for i in waiting if i not in raw]
+        orders: dict[int, list[int]] = {}  # by the label's own slice: labels of a batch share a few
+        candidates = [orders.get(own) or orders.setdefault(own, order(live, own)) for own in owns] if waiting else []
+        for attempt in range(tried, len(live)):
             by_bucket: dict[tuple[int, int], list[int]] = collections.defaultdict(list)
             for i in waiting:
                 k = candidates[i][attempt]

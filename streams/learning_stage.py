@@ -25,6 +25,7 @@ Every label record ends up learned or dead-lettered with a reason, exactly once:
 
 from __future__ import annotations
 
+import collections
 import itertools
 import operator
 import time
@@ -37,6 +38,7 @@ from driftline.models.feature_rows import FeatureRows, FloatBlock, LabelledBatch
 from driftline.models.learner import OnlineLearner
 from driftline.streams.deadletter import unexpected_reason
 
+_NEW, _DRAIN = object.__new__, collections.deque(maxlen=0).extend
 _X, _PREDICTION, _PROBABILITIES, _EXPIRES, _BLOCK, _ROW = (
     operator.attrgetter(name) for name in ("x", "prediction", "probabilities", "expires_ms", "block", "row")
 )
@@ -88,6 +90,46 @@ class JoinRecord:
         fields["block"], fields["row"] = block, row
         return record
 
+    @classmethod
+    def of_rows(
+        cls,
+        predictions: list[Any],
+        scores: list[float],
+        versions: list[int],
+        expires_ms: list[int],
+        block: FloatBlock,
+    ) -> list[JoinRecord]:
+        """:meth:`of_row` of each row of ``block`` in order, with the binary probabilities of its float score
+        (``{"False": 1 - score, "True": score}``, what the scorer serves): the records of a decoded batch, their
+        fields' dicts built by one comprehension (no call a record).
+
+        >>> from driftline.models.feature_rows import FloatBlock
+        >>> import numpy as np
+        >>> block = FloatBlock(("x",), np.array([[1.0], [2.0]]))
+        >>> JoinRecord.of_rows([True, False], [0.75, 0.25], [3, 3], [10, 11], block) == [
+        ...     JoinRecord.of_row(p, {"False": 1.0 - s, "True": s}, s, 3, e, block, i)
+        ...     for i, (p, s, e) in enumerate([(True, 0.75, 10), (False, 0.25, 11)])]
+        True
+        """
+        fields = [
+            {
+                "prediction": prediction,
+                "probabilities": {"False": 1.0 - score, "True": score},
+                "score": score,
+                "version": version,
+                "expires_ms": expiry,
+                "challenger": None,
+                "block": block,
+                "row": row,
+            }
+            for prediction, score, version, expiry, row in zip(
+                predictions, scores, versions, expires_ms, range(len(scores)), strict=True
+            )
+        ]
+        records = list(map(_NEW, itertools.repeat(cls, len(fields))))
+        _DRAIN(map(_SET_FIELDS, records, fields))
+        return records
+
     def __getattr__(self, name: str) -> Any:
         """``x`` of a record of :meth:`of_row`, read for the first time: built from its block's row."""
         fields = self.__dict__
@@ -96,6 +138,10 @@ class JoinRecord:
             raise AttributeError(name)
         x = fields["x"] = block.row(fields["row"])
         return x
+
+
+#: Sets a record's fields (its ``__dict__``) through the slot's descriptor, not ``object.__setattr__`` by name.
+_SET_FIELDS = vars(JoinRecord)["__dict__"].__set__
 
 
 def features_of(joins: Sequence[JoinRecord]) -> Sequence[dict[str, Any]]:
@@ -174,11 +220,13 @@ def offset_bounds(records: Sequence[Any]) -> dict[tuple[str, int], tuple[int, in
     ...                R(topic="l", partition=0, offset=3), R(topic="m", partition=0, offset=9)])
     {('l', 0): (3, 5), ('l', 1): (2, 2), ('m', 0): (9, 9)}
     """
+    topics, partitions = set(map(_TOPIC, records)), set(map(_PARTITION_NUMBER, records))
+    if len(topics) == len(partitions) == 1:  # one partition (the usual batch): no tuple a record
+        offsets = list(map(_OFFSET, records))
+        return {(topics.pop(), partitions.pop()): (min(offsets), max(offsets))}
     keys, offsets = list(map(_PARTITION, records)), list(map(_OFFSET, records))
     if not keys:
         return {}
-    if keys.count(keys[0]) == len(keys):  # one partition (the usual batch)
-        return {keys[0]: (min(offsets), max(offsets))}
     bounds: dict[tuple[str, int], tuple[int, int]] = {}
     start = 0
     for end in [*itertools.compress(range(1, len(keys)), map(operator.ne, keys, keys[1:])), len(keys)]:
@@ -202,6 +250,7 @@ def last_offsets(records: Iterable[Any]) -> dict[tuple[str, int], int]:
 
 
 _OFFSET, _PARTITION = operator.attrgetter("offset"), operator.attrgetter("topic", "partition")
+_TOPIC, _PARTITION_NUMBER = operator.attrgetter("topic"), operator.attrgetter("partition")
 
 
 def snapshot_due(

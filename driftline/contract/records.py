@@ -39,6 +39,7 @@ numbers beyond float64, timestamps outside the window the caller accepts (``ts_b
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import json
 import math
@@ -322,6 +323,13 @@ def _plain_label(data: dict[str, Any], low: int, high: int) -> Label | None:
 
 
 _new, _set = object.__new__, object.__setattr__
+#: The setters of a label's slots (pydantic's BaseModel keeps its fields in ``__dict__``), and a consumer of an
+#: iterator that keeps nothing.
+_SET_DICT, _SET_FIELDS_SET, _SET_EXTRA, _SET_PRIVATE = (
+    vars(BaseModel)[name].__set__
+    for name in ("__dict__", "__pydantic_fields_set__", "__pydantic_extra__", "__pydantic_private__")
+)
+_drain = collections.deque(maxlen=0).extend
 #: The types :func:`_plain_labels` accepts in a batch's columns (``type(None)``: no model).
 _PLAIN_MODELS = frozenset((type(None), str))
 
@@ -379,13 +387,11 @@ def _plain_labels(datas: list[Any], low: int, high: int) -> list[Label] | None:
     labels = list(map(_new, repeat(Label, len(datas))))
     columns = zip(ids, ys, times, models, strict=True)
     fields = [{"event_id": e, "label": y, "ts": t, "model": m} for e, y, t, m in columns]
-    for _ in map(_set, labels, repeat("__dict__"), fields):
-        pass
-    for _ in map(_set, labels, repeat("__pydantic_fields_set__"), map(set, datas)):
-        pass
-    for name in ("__pydantic_extra__", "__pydantic_private__"):
-        for _ in map(_set, labels, repeat(name), repeat(None)):
-            pass
+    # each slot set through its descriptor (object.__setattr__ looks it up by name, for each label)
+    _drain(map(_SET_DICT, labels, fields))
+    _drain(map(_SET_FIELDS_SET, labels, map(set, datas)))
+    _drain(map(_SET_EXTRA, labels, repeat(None)))
+    _drain(map(_SET_PRIVATE, labels, repeat(None)))
     return labels
 
 

@@ -418,3 +418,57 @@ def test_a_lookup_with_the_slices_listed_before_finds_what_a_lookup_listing_them
         await client.aclose()
 
     asyncio.run(scenario())
+
+
+#: Events written for a batch lookup: (event number, slice, kind), kind 0 a record the scorer writes (read in a
+#: block), 1 one decoded alone (a string feature), 2 an unreadable value, 3 a record of a layout never stored.
+_ONE_SLICE_WRITES = st.lists(st.tuples(st.integers(0, 60), st.integers(0, 3), st.integers(0, 3)), max_size=60)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(writes=_ONE_SLICE_WRITES, labels=st.lists(st.integers(0, 70), min_size=1, max_size=60), own=st.integers(0, 3))
+@example(writes=[(n, 2, 0) for n in range(40)], labels=list(range(40)), own=2)  # every label found at once
+def test_a_batch_of_labels_of_one_slice_finds_what_each_label_finds_alone(own_redis, writes, labels, own):
+    """The usual batch (every label in one slice of event time) is looked up in its nearest slice at once, grouped by
+    bucket with NumPy: it finds, for each label, the bucket key and the record that find_join finds for it alone
+    (records in other slices, unreadable ones and ones of an unknown layout too), with or without the layouts
+    read before, and the commands sent beside it answer what they read."""
+    names = ("a", "b")
+
+    async def scenario() -> None:
+        prefix = f"t{uuid.uuid4().hex}:"
+        client = _client(own_redis)
+        writer = JoinStore(_client(own_redis), prefix, ttl_seconds=8 * 3600)  # slices of an hour
+        for n, k, kind in writes:
+            score = (n + 0.5) / 128
+            expiry = (k + 8) * _HOUR + 5 + n
+            if kind in (0, 1):
+                x = {"a": float(n), "b": score} if kind == 0 else {"a": float(n), "b": f"s{n}"}
+                proba = {"False": 1.0 - score, "True": score}
+                await writer.put_many("m", [(f"e{n}", JoinRecord(x, n % 2 == 0, proba, score, 1, expiry))])
+            else:
+                await writer.put_many("m", [(f"e{n}", JoinRecord({"a": 1.0, "b": 2.0}, True, None, 0.5, 1, expiry))])
+                bucket = JoinSlices(8 * 3600 * 1000).bucket(
+                    int(await client.hget(keys.join_slice(prefix, "m", k), "buckets")), f"e{n}"
+                )
+                known = encode_record([1.0, 2.0], True, None, 0.5, 1, n, None, names)  # its layout never stored
+                value = b"\x07junk record" if kind == 2 else known
+                await client.hset(keys.join_bucket(prefix, "m", k, bucket), f"e{n}", value)
+        await writer.flush()
+        ids, at = [f"e{n}" for n in labels], [own * _HOUR + 7] * len(labels)
+        await client.set(f"{prefix}current", b"7")
+        beside = [("GET", f"{prefix}current")]
+        sync = redis.Redis(host="127.0.0.1", port=own_redis.port, username=REDIS_USER, password=PASSWORD)
+        alone = [find_join(sync, prefix, 8 * 3600, "m", event_id, at[0]) for event_id in ids]
+        store = JoinStore(client, prefix, ttl_seconds=8 * 3600)
+        for _ in range(2):  # layouts unknown, then known
+            found, replies = await store.lookup_beside("m", ids, at, beside)
+            assert replies == [b"7"]
+            assert [f[1] if f is not None else None for f in found] == alone
+            for (key, record), event_id in [(f, e) for f, e in zip(found, ids, strict=True) if f is not None]:
+                assert await client.hget(key, event_id) is not None and record is not None
+        sync.close()
+        await client.aclose()
+        await writer.client.aclose()
+
+    asyncio.run(scenario())
