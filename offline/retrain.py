@@ -2,10 +2,10 @@
 ``{prefix}labelled:{model}`` (features as the stream prepared them, the label as learned), trained with the same
 offline pipeline as ``driftline offline train``, registered as a candidate version (not promoted).
 
-An entry's features are a JSON object, or an array of floats beside their names (:mod:`driftline.contract.labelled`).
+The stream's entries are blocks of rows (or, written before blocks, one row each): :mod:`driftline.contract.labelled`
+reads every form back as ``(features, label)`` rows.
 
->>> frame = labelled_frame([{b"x": b'{"a": 1.0, "c": "red"}', b"y": b"true"}, {b"x": b'{"a": 2.0}', b"y": b"false"},
-...                         {b"x": b"[3.0,null]", b"y": b"true", b"names": b'["a","b"]'}])
+>>> frame = labelled_frame([({"a": 1.0, "c": "red"}, True), ({"a": 2.0}, False), ({"a": 3.0, "b": None}, True)])
 >>> frame.to_dict("list")
 {'a': [1.0, 2.0, 3.0], 'c': ['red', nan, nan], 'b': [nan, nan, nan], 'label': [True, False, True]}
 """
@@ -13,16 +13,15 @@ An entry's features are a JSON object, or an array of floats beside their names 
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-import orjson
 import pandas as pd
 import redis
 
-from driftline.contract import keys, labelled
-from driftline.contract.labelled import features
+from driftline.contract import keys
+from driftline.contract.labelled import Row, read_rows
 from driftline.models.registry import ModelRegistry
 from driftline.models.version import ModelVersion
 from driftline.monitoring.actions import RetrainRequest
@@ -46,11 +45,9 @@ class RetrainOutcome:
     version: ModelVersion
 
 
-def labelled_frame(entries: Sequence[Mapping[bytes, bytes]]) -> pd.DataFrame:
-    """A DataFrame of feature columns plus ``label`` from labelled-stream entries."""
-    known: dict[bytes, list[str]] = {}
-    rows = [{**features(e, known), LABEL: orjson.loads(e[labelled.Y])} for e in entries]
-    frame = pd.DataFrame.from_records(rows)
+def labelled_frame(rows: Sequence[Row]) -> pd.DataFrame:
+    """A DataFrame of feature columns plus ``label`` from labelled rows (``(features, label)``)."""
+    frame = pd.DataFrame.from_records([{**x, LABEL: y} for x, y in rows])
     return frame[[c for c in frame.columns if c != LABEL] + [LABEL]]
 
 
@@ -62,13 +59,13 @@ def next_request(client: redis.Redis, prefix: str, name: str) -> RetrainRequest 
 
 def read_labelled(client: redis.Redis, prefix: str, name: str, since_ms: int, max_rows: int) -> pd.DataFrame:
     """The newest ``max_rows`` labelled rows learned since ``since_ms``."""
-    entries = client.xrevrange(keys.labelled(prefix, name), max="+", min=f"{since_ms}-0", count=max_rows)
-    if len(entries) < MIN_ROWS:
+    rows = read_rows(client, keys.labelled(prefix, name), since_ms, max_rows)
+    if len(rows) < MIN_ROWS:
         raise OfflineError(
-            f"only {len(entries)} labelled rows of model '{name}' since {since_ms} (need {MIN_ROWS}); "
+            f"only {len(rows)} labelled rows of model '{name}' since {since_ms} (need {MIN_ROWS}); "
             "labels are stored as the stream learns them"
         )
-    return labelled_frame([fields for _, fields in reversed(entries)])
+    return labelled_frame(rows)
 
 
 def retrain(

@@ -1,31 +1,25 @@
-"""The learned rows of a checkpoint as arguments of the labelled stream's append script, with few ``orjson`` calls.
+"""The rows a checkpoint learned as blocks of the labelled stream: one ``XADD`` a block, the stream capped in rows.
 
-Each row of ``{prefix}labelled:{model}`` is one stream entry, ``x`` (the features, JSON) and ``y`` (the label,
-JSON). Two ``orjson.dumps`` calls a row whose results are all kept until the write cost up to ~2-5 us each
-whatever the value (each result's buffer is carved from fresh heap pages; one call alone takes ~0.1-0.6 us), one
-dumps of a list of 2,000 feature dicts ~0.3 us a dict, so a chunk of rows is sent as two arguments:
+The learner keeps the rows it learned until its checkpoint (:data:`Row`): the rows of a batch decoded at once as
+:class:`MatrixRows` (rows of its float matrix and their labels: no feature dict is built for them), the others as
+``(features, label)``. The checkpoint writes them in order as blocks (:func:`blocks`; the entry forms are
+:mod:`driftline.contract.labelled`'s), each a run of rows of one layout, at most ``size`` rows:
 
-- ``xs``: ONE ``orjson.dumps`` of the list of feature dicts, ``[{...},{...}]``; the script cuts it at ``},{``. That
-  cut is exact when ``},{`` occurs exactly ``len(rows) - 1`` times (each element is a ``{...}`` and the elements
-  are separated by ``,``, so those are the separators: any other occurrence, in a string or a nested value, makes
-  the count larger, and the chunk is then sent one argument a value, as before: :func:`packed` returns None);
-- ``ys``: the labels' JSON, each dumped once per distinct value (:class:`LabelJson`), joined by newlines (JSON text
-  never holds a raw newline: ``orjson`` escapes it in strings).
+- a run of :class:`MatrixRows`: ``xs`` ONE ``orjson.dumps`` of the rows of the matrix (NaN and infinities ``null``)
+  beside ``names``;
+- a run of the others: ``xs`` ONE ``orjson.dumps`` of the list of their feature dicts;
+- and ``ys`` ONE ``orjson.dumps`` of the list of labels, ``n`` the row count.
 
-The entries are byte for byte those of one ``orjson.dumps`` a value.
+Redis's cost is then one ``XADD`` of a few hundred kB a block (a row cost it ~2.4 us of scripted ``XADD`` when
+each row was its own entry, and each matrix row repeated its ``names``). :func:`queue` queues the blocks and
+:data:`KEEP_ROWS`, the cap in rows, on the checkpoint's transaction: a row is in the stream iff its checkpoint is.
 
-The learner keeps the rows of a batch decoded at once as :class:`MatrixRows` (rows of its float matrix, and their
-labels: no feature dict is built for them). A run of them of one layout is sent as :data:`APPEND_MATRIX`'s
-arguments: ``xs`` ONE ``orjson.dumps`` of the rows of the matrix, ``[[...],[...]]`` (cut at ``],[``: a float's
-JSON holds no bracket), ``ys`` as above, and the layout's names; each entry is ``x`` the JSON array of its values
-and ``names`` their names (:mod:`driftline.contract.labelled`: ``offline retrain`` reads both forms).
-
->>> packed([({"a": 1.0, "c": "x,{y}"}, True), ({"a": 2.0}, "no\\n")], LabelJson())
-(b'[{"a":1.0,"c":"x,{y}"},{"a":2.0}]', b'true\\n"no\\\\n"')
->>> packed([({"a": 1.0, "c": "x},{y"}, True)], LabelJson()) is None
-True
->>> cut(*packed([({"a": 1.0}, True), ({}, False), ({"b": "z"}, 3)], LabelJson()), 3)
-[(b'{"a":1.0}', b'true'), (b'{}', b'false'), (b'{"b":"z"}', b'3')]
+>>> import numpy as np
+>>> block = FloatBlock(("a", "b"), np.array([[1.0, float("inf")], [3.0, -0.0]]))
+>>> [dict(sorted(b.items())) for b in blocks([MatrixRows(block, [1, 0], [True, "no"]), ({"c": "x"}, 2)], 1000)]
+... # doctest: +NORMALIZE_WHITESPACE
+[{b'n': 2, b'names': b'["a","b"]', b'xs': b'[[3.0,-0.0],[1.0,null]]', b'ys': b'[true,"no"]'},
+ {b'n': 1, b'xs': b'[{"c":"x"}]', b'ys': b'[2]'}]
 """
 
 from __future__ import annotations
@@ -41,86 +35,67 @@ import orjson
 from driftline.contract import labelled
 from driftline.models.feature_rows import FloatBlock
 
-#: Appends rows to the labelled stream, one entry per row (``x``, ``y``), capped near a length: ARGV = the cap,
-#: ``xs``, ``ys``, the row count (see the module docstring; :func:`cut` is the same cut in Python).
-APPEND_PACKED = """
-local xs, ys, n = ARGV[2], ARGV[3], tonumber(ARGV[4])
-local xa, ya = 2, 1
-for i = 1, n do
-  local xe = #xs - 1
-  if i < n then xe = string.find(xs, '},{', xa, true) end
-  local ye = string.find(ys, '\\n', ya, true) or (#ys + 1)
-  redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'x', string.sub(xs, xa, xe), 'y', string.sub(ys, ya, ye - 1))
-  xa, ya = xe + 2, ye + 1
+#: Keeps the labelled stream near a number of ROWS: run in the checkpoint's transaction BEFORE its blocks are
+#: appended. KEYS = the stream, its row counter (same hash tag); ARGV = the cap, the rows about to be appended.
+#: The counter (rows the stream holds) grows by them, then the oldest entries are dropped whole (one ``XTRIM
+#: MINID``) while the rows after the oldest still reach the cap. So the stream holds at least ``cap`` rows once that
+#: many were written, and fewer than ``cap`` + the oldest entry's rows (a block's ``size`` at most), except right
+#: after a checkpoint that alone wrote more than the cap (its own rows are never dropped by it). A missing counter
+#: is recounted (``XLEN`` when the newest entry is a one-row entry, written before blocks: so are all; else entry by
+#: entry); one that counts more rows than the stream holds (the stream deleted by hand) starts again from the new
+#: rows. Returns the rows held with the new ones.
+KEEP_ROWS = """
+local stream, counter, cap, added = KEYS[1], KEYS[2], tonumber(ARGV[1]), tonumber(ARGV[2])
+local function size(entry)
+  local fields = entry[2]
+  for i = 1, #fields, 2 do
+    if fields[i] == 'n' then return tonumber(fields[i + 1]), true end
+  end
+  return 1, false
 end
-return n
-"""
-#: Appends the rows of a float matrix, one entry per row (``x`` its values, ``y``, ``names``), capped near a length:
-#: ARGV = the cap, the names (JSON), ``xs``, ``ys``, the row count (see the module docstring; :func:`cut_matrix`).
-APPEND_MATRIX = """
-local names, xs, ys, n = ARGV[2], ARGV[3], ARGV[4], tonumber(ARGV[5])
-local xa, ya = 2, 1
-for i = 1, n do
-  local xe = #xs - 1
-  if i < n then xe = string.find(xs, '],[', xa, true) end
-  local ye = string.find(ys, '\\n', ya, true) or (#ys + 1)
-  redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'x', string.sub(xs, xa, xe), 'y', string.sub(ys, ya, ye - 1),
-    'names', names)
-  xa, ya = xe + 2, ye + 1
+local function walk(visit)
+  local start, step = '-', 1
+  while true do
+    local page = redis.call('XRANGE', stream, start, '+', 'COUNT', step)
+    if #page == 0 then return nil end
+    for _, entry in ipairs(page) do
+      local n, block = size(entry)
+      if not visit(n) then return entry[1] end
+      if block then step = 1 else step = 100 end
+    end
+    start = '(' .. page[#page][1]
+  end
 end
-return n
-"""
-#: Appends rows one argument a value (when :func:`packed` cannot cut them): ARGV = the cap, then x1, y1, x2, y2, ...
-APPEND_ROWS = """
-for i = 2, #ARGV, 2 do
-  redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'x', ARGV[i], 'y', ARGV[i + 1])
+local held = redis.call('GET', counter)
+if held then
+  held = tonumber(held)
+else
+  local newest = redis.call('XREVRANGE', stream, '+', '-', 'COUNT', 1)
+  local _, block = 1, false
+  if #newest > 0 then _, block = size(newest[1]) end
+  if block then
+    held = 0
+    walk(function(n) held = held + n return true end)
+  else
+    held = redis.call('XLEN', stream)
+  end
 end
-return (#ARGV - 1) / 2
+held = held + added
+local seen = 0
+local first = walk(function(n)
+  if held - n < cap then return false end
+  held, seen = held - n, seen + n
+  return true
+end)
+if first then
+  redis.call('XTRIM', stream, 'MINID', first)
+else
+  if seen > 0 then redis.call('XTRIM', stream, 'MAXLEN', 0) end
+  held = added
+end
+redis.call('SET', counter, held)
+return held
 """
-#: The label types whose JSON :class:`LabelJson` keeps (a regression's float labels are all different).
-CACHED_LABELS = (bool, int, str)
-#: Distinct labels :class:`LabelJson` keeps before it starts again.
-MAX_CACHED_LABELS = 1024
-
-
-class LabelJson:
-    """The JSON of labels, each distinct bool, int or str label dumped once.
-
-    >>> labels = LabelJson()
-    >>> labels(True), labels(1), labels("1"), labels(0.5), labels(True)
-    (b'true', b'1', b'"1"', b'0.5', b'true')
-    """
-
-    def __init__(self) -> None:
-        self._known: dict[tuple[type, Any], bytes] = {}
-
-    def __call__(self, y: Any) -> bytes:
-        kind = type(y)
-        if kind not in CACHED_LABELS:
-            return orjson.dumps(y)
-        key = (kind, y)
-        found = self._known.get(key)
-        if found is None:
-            if len(self._known) >= MAX_CACHED_LABELS:
-                self._known.clear()
-            found = self._known[key] = orjson.dumps(y)
-        return found
-
-    def joined(self, ys: Sequence[Any]) -> bytes:
-        """The JSON of each of ``ys``, joined by newlines; labels of one kind, bool, int or str (the usual), looked
-        up once per distinct value.
-
-        >>> LabelJson().joined([True, False, True]), LabelJson().joined([1, True, "a", 0.5])
-        (b'true\\nfalse\\ntrue', b'1\\ntrue\\n"a"\\n0.5')
-        """
-        kinds = set(map(type, ys))
-        if len(kinds) == 1 and kinds <= _CACHED:  # one kind: no two distinct labels are equal (True == 1)
-            by_value = {y: self(y) for y in set(ys)}
-            return b"\n".join(map(by_value.__getitem__, ys))
-        return b"\n".join(map(self, ys))
-
-
-_CACHED = set(CACHED_LABELS)
 
 
 class MatrixRows:
@@ -241,74 +216,42 @@ def pairs(rows: Sequence[Row]) -> list[tuple[dict[str, Any], Any]]:
     return out
 
 
-def packed(rows: Sequence[tuple[dict[str, Any], Any]], labels: LabelJson) -> tuple[bytes, bytes] | None:
-    """``xs`` and ``ys`` of ``rows`` for :data:`APPEND_PACKED` (see the module docstring); None when ``xs`` cannot be
-    cut exactly (send the rows one argument a value)."""
-    xs = orjson.dumps([x for x, _ in rows])
-    if xs.count(b"},{") != len(rows) - 1:
-        return None
-    return xs, labels.joined([y for _, y in rows])
-
-
-def matrix_packed(rows: Sequence[MatrixRows], labels: LabelJson) -> tuple[bytes, bytes, bytes]:
-    """``names``, ``xs`` and ``ys`` of ``rows`` (all of one layout) for :data:`APPEND_MATRIX`.
-
-    >>> import numpy as np
-    >>> block = FloatBlock(("a", "b"), np.array([[1.0, float("inf")], [3.0, -0.0]]))
-    >>> payload = matrix_packed([MatrixRows(block, [1], [True]), MatrixRows(block, [0], ["no"])], LabelJson())
-    >>> payload, cut_matrix(*payload, 2)
-    ((b'["a","b"]', b'[[3.0,-0.0],[1.0,null]]', b'true\\n"no"'), [(b'[3.0,-0.0]', b'true'), (b'[1.0,null]', b'"no"')])
-    """
-    matrices = [row.matrix() for row in rows]
-    matrix = matrices[0] if len(matrices) == 1 else np.concatenate(matrices)
-    ys = rows[0].ys if len(rows) == 1 else [y for row in rows for y in row.ys]
-    return orjson.dumps(rows[0].block.names), orjson.dumps(matrix.tolist()), labels.joined(ys)
-
-
-def appends(rows: Sequence[Row], labels: LabelJson, size: int) -> Iterator[tuple[str, list[Any]]]:
-    """The script and its arguments after the cap (ARGV[2:]) of each call that appends ``rows`` to the labelled
-    stream in order, at most ``size`` rows a call: :data:`APPEND_MATRIX` for runs of :class:`MatrixRows` of one
-    layout, :data:`APPEND_PACKED` (or :data:`APPEND_ROWS` when it cannot cut them) for the others."""
+def blocks(rows: Sequence[Row], size: int) -> Iterator[dict[bytes, Any]]:
+    """The fields of each block that holds ``rows`` in order (see the module docstring): a run of rows of one
+    layout, at most ``size`` rows."""
     for chunk in chunks(rows, size):
         for names, run in itertools.groupby(chunk, _layout):
             part = list(run)
-            if names is not None:
-                yield APPEND_MATRIX, [*matrix_packed(part, labels), count(part)]
-                continue
-            payload = packed(part, labels)  # type: ignore[arg-type]
-            if payload is not None:
-                yield APPEND_PACKED, [*payload, len(part)]
+            if names is None:
+                xs, ys = [x for x, _ in part], [y for _, y in part]  # type: ignore[misc]
+                yield {labelled.N: len(part), labelled.XS: orjson.dumps(xs), labelled.YS: orjson.dumps(ys)}
             else:
-                yield APPEND_ROWS, [a for x, y in part for a in (orjson.dumps(x), labels(y))]  # type: ignore[misc]
+                yield _matrix_block(part)  # type: ignore[arg-type]
+
+
+def _matrix_block(rows: Sequence[MatrixRows]) -> dict[bytes, Any]:
+    """The block of ``rows``, all of one layout: the matrix's rows dumped at once beside their names."""
+    matrices = [row.matrix() for row in rows]
+    matrix = np.ascontiguousarray(matrices[0] if len(matrices) == 1 else np.concatenate(matrices), dtype=np.float64)
+    ys = rows[0].ys if len(rows) == 1 else [y for row in rows for y in row.ys]
+    return {
+        labelled.N: len(ys),
+        labelled.XS: orjson.dumps(matrix, option=orjson.OPT_SERIALIZE_NUMPY),  # the bytes of matrix.tolist()'s
+        labelled.YS: orjson.dumps(ys),
+        labelled.NAMES: orjson.dumps(rows[0].block.names),
+    }
 
 
 def _layout(row: Row) -> tuple[str, ...] | None:
     return row.block.names if type(row) is MatrixRows else None
 
 
-def entries(script: str, args: Sequence[Any]) -> list[dict[bytes, bytes]]:
-    """The fields of the entries ``script`` appends with ``args`` (after the cap), cut as the script cuts them."""
-    if script == APPEND_MATRIX:
-        names, xs, ys, n = args
-        return [{labelled.X: x, labelled.Y: y, labelled.NAMES: names} for x, y in cut_matrix(names, xs, ys, n)]
-    if script == APPEND_PACKED:
-        return [{labelled.X: x, labelled.Y: y} for x, y in cut(*args)]
-    return [{labelled.X: x, labelled.Y: y} for x, y in zip(args[::2], args[1::2], strict=True)]
-
-
-def cut_matrix(names: bytes, xs: bytes, ys: bytes, n: int) -> list[tuple[bytes, bytes]]:
-    """The ``(x, y)`` JSON of each of the ``n`` rows of :func:`matrix_packed`, cut as :data:`APPEND_MATRIX` does."""
-    return cut(xs, ys, n, b"],[")
-
-
-def cut(xs: bytes, ys: bytes, n: int, between: bytes = b"},{") -> list[tuple[bytes, bytes]]:
-    """The ``(x, y)`` JSON of each of the ``n`` rows of :func:`packed`, cut as :data:`APPEND_PACKED` cuts them
-    (``between``: what separates two rows' JSON in ``xs``; :func:`cut_matrix`'s ``],[``)."""
-    out, xa, ya = [], 1, 0
-    for i in range(n):
-        xe = xs.find(between, xa) + 1 if i < n - 1 else len(xs) - 1
-        ye = ys.find(b"\n", ya)
-        ye = len(ys) if ye == -1 else ye
-        out.append((xs[xa:xe], ys[ya:ye]))
-        xa, ya = xe + 1, ye + 1
-    return out
+def queue(pipe: Any, stream: str, counter: str, rows: Sequence[Row], cap: int, size: int) -> None:
+    """Queue on the transaction ``pipe`` (redis-py's) what appends ``rows`` to the labelled ``stream`` (row count
+    in ``counter``, a key of the same hash tag), capped near ``cap`` rows: :data:`KEEP_ROWS`, then one ``XADD`` a
+    block of at most ``size`` rows (nothing when ``rows`` is empty)."""
+    if not rows:
+        return
+    pipe.eval(KEEP_ROWS, 2, stream, counter, cap, count(rows))
+    for fields in blocks(rows, size):
+        pipe.xadd(stream, fields)

@@ -16,6 +16,7 @@ default), ``N`` a model name (:data:`driftline.contract.records.MODEL_NAME_PATTE
     P compare:{N}              string   champion/challenger paired comparison JSON          (learner)
     P learner:{N}              hash     signed learner checkpoint, offsets, learned count   (learner)
     P labelled:{N}             stream   rows learned, for `offline retrain` (contract.labelled) (learner)
+    P labelled:{N}:rows        counter  rows the labelled stream holds (its cap is in rows)  (learner)
     P join:{N:SLICE}           hash     buckets and events of a slice of event time (TTL)   (scorer)
     P join:{N:SLICE:BUCKET}    hash     event id -> scored event waiting for its label (TTL) (scorer, learner)
     P join-slices:{N}          set      the slices of event time that hold join records     (scorer, learner)
@@ -106,6 +107,15 @@ def labelled(prefix: str, name: str) -> str:
     return f"{prefix}labelled:{tag(name)}"
 
 
+def labelled_rows(prefix: str, name: str) -> str:
+    """The count of rows the labelled stream of model ``name`` holds (its entries are blocks of rows).
+
+    >>> labelled_rows("driftline:", "fraud")
+    'driftline:labelled:{fraud}:rows'
+    """
+    return f"{prefix}labelled:{tag(name)}:rows"
+
+
 def join_slice(prefix: str, name: str, slice_index: int) -> str:
     """How many buckets and events slice ``slice_index`` of event time holds for model ``name``."""
     return f"{prefix}join:{{{name}:{slice_index}}}"
@@ -173,6 +183,7 @@ def monitor_purpose(name: str, role: str) -> str:
 COMMANDS = (
     *("get", "set", "mget", "del", "incr", "incrby", "hget", "hset", "hgetall", "hexists", "hdel", "sadd", "smembers"),
     *("sismember", "rpush", "lpush", "lpop", "rpop", "lrange", "lrem", "ltrim", "xadd", "xrevrange", "multi", "exec"),
+    *("xrange", "xtrim", "xlen"),
     *("discard", "watch", "unwatch", "eval", "evalsha", "script|load", "script|exists", "ping"),
     *("cluster|slots", "command"),
     *("hmget", "hsetnx", "hincrby", "expire", "srem"),

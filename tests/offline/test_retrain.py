@@ -12,6 +12,7 @@ from click.testing import CliRunner
 
 from driftline.cli import main
 from driftline.contract import keys
+from driftline.contract.labelled import read_rows
 from driftline.models.bootstrap import synthetic_stream
 from driftline.models.registry import ModelRegistry
 from tests.harness import WorkerProcess, publish, settings_env
@@ -38,7 +39,7 @@ def test_concept_drift_requests_a_retrain_that_the_cli_serves_with_a_candidate_v
     finally:
         worker.stop()
     assert int(redis_client.hget(learned_key, "learned")) == len(pairs)
-    assert redis_client.xlen(keys.labelled(settings.redis_prefix, settings.model_name)) == len(pairs), (
+    assert len(read_rows(redis_client, keys.labelled(settings.redis_prefix, settings.model_name))) == len(pairs), (
         "every learned label is kept once for retraining"
     )
     requests = [

@@ -11,6 +11,7 @@ from aiokafka import AIOKafkaProducer, TopicPartition
 from redis.cluster import RedisCluster
 
 from driftline.contract import keys
+from driftline.contract.labelled import read_rows
 from driftline.contract.settings import Settings
 from driftline.embedded.stack import EmbeddedRedisCluster, free_port
 from driftline.models.bootstrap import bootstrap_model
@@ -112,6 +113,7 @@ def model_keys(prefix: str, name: str) -> list[str]:
         keys.model(prefix, name, "blob:7"),
         keys.learner(prefix, name),
         keys.labelled(prefix, name),
+        keys.labelled_rows(prefix, name),
         keys.join_slices(prefix, name),
         keys.join_layout(prefix, name, 7),
         keys.monitor(prefix, name, "scoring"),
@@ -161,13 +163,13 @@ def test_every_multi_key_operation_runs_on_a_3_master_redis_cluster(cluster_sett
         assert state is not None and state.learner.learn("e1", {"x": 1.0}, True, True, {"True": 0.8, "False": 0.2})
         state.learner.mark_offset(settings.topic("labels"), 0, 9)
         state.rows.append(({"x": 1.0}, True))
-        await store.write(state)  # MULTI/EXEC over the checkpoint hash and the labelled stream
+        await store.write(state)  # MULTI/EXEC over the checkpoint hash, the labelled stream and its row count
         restored = await store.load(settings.model_name)
         assert restored is not None and restored.learner.next_offset(settings.topic("labels"), 0) == 10
         await aclient.aclose()
 
     asyncio.run(stream_side())
-    assert client.xlen(keys.labelled(settings.redis_prefix, settings.model_name)) == 1
+    assert len(read_rows(client, keys.labelled(settings.redis_prefix, settings.model_name))) == 1
     client.close()
 
 

@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from river import compose, linear_model, preprocessing, tree
 
-from driftline.contract.labelled import features
+from driftline.contract.labelled import rows
 from driftline.contract.records import Label
 from driftline.models import minibatch
 from driftline.models.feature_rows import FeatureRows, FloatBlock
@@ -23,7 +23,7 @@ from driftline.models.minibatch import learn_rows, predict_rows
 from driftline.models.specs import build_model
 from driftline.streams.join_codec import encode_record, layout_digest
 from driftline.streams.join_store import JoinSlices
-from driftline.streams.labelled_rows import LabelJson, appends, entries, learned_rows, pairs
+from driftline.streams.labelled_rows import blocks, learned_rows, pairs
 from driftline.streams.learning_stage import JoinRecord, features_of
 from driftline.streams.staged_learning import FrozenModel, learn_staged
 
@@ -118,8 +118,7 @@ def test_learning_on_the_decoded_matrix_ends_where_learning_on_the_dicts_ends(da
             outcome, staged = learn_staged(learner, part, frozen)
             learned = [(part[i][0], part[i][1], part[i][0].label) for i in outcome.learned_indices]
             kept = learned_rows(learned)  # the labelled stream's rows: as the matrix, or the dicts
-            written = [e for script, args in appends(kept, LabelJson(), 97) for e in entries(script, args)]
-            stored = [(features(e), e[b"y"]) for e in written]  # as offline retrain reads them
+            stored = [row for block in blocks(kept, 97) for row in rows(block)]  # as offline retrain reads them
             outcomes.append((outcome.learned_indices, outcome.rejected, outcome.messages, staged, stored, pairs(kept)))
             start += size
         state = pickle.dumps(learner.model) if kind != "tree" else repr(learner.model.predict_proba_one(PROBE))

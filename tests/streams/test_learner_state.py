@@ -7,12 +7,12 @@ import asyncio
 import pickle
 from typing import Any
 
-import orjson
 import pytest
 import redis
 import redis.asyncio as aioredis
 
 from driftline.contract import keys
+from driftline.contract.labelled import read_rows
 from driftline.models.bootstrap import bootstrap_model
 from driftline.models.champion import PairedComparison
 from driftline.models.learner import OnlineLearner
@@ -60,10 +60,10 @@ def test_a_checkpoint_is_restored_as_written_with_its_rows_in_the_labelled_strea
         await store.client.aclose()
 
     asyncio.run(run())
-    assert redis_client.xlen(keys.labelled(settings.redis_prefix, settings.model_name)) == 1
+    assert len(read_rows(redis_client, keys.labelled(settings.redis_prefix, settings.model_name))) == 1
 
 
-def test_the_rows_of_a_checkpoint_are_appended_one_entry_each_in_order_by_one_command_per_2000_rows(
+def test_the_rows_of_a_checkpoint_are_appended_in_order_as_blocks_of_at_most_2000_rows_one_xadd_each(
     settings, redis_client, monkeypatch
 ):
     store, registry = store_for(settings, redis_client)
@@ -88,9 +88,10 @@ def test_the_rows_of_a_checkpoint_are_appended_one_entry_each_in_order_by_one_co
         await store.client.aclose()
 
     asyncio.run(run())
-    assert sent.count("EVAL") == 2 and "XADD" not in sent, f"one script call per 2,000 rows, not one XADD each: {sent}"
-    entries = redis_client.xrevrange(keys.labelled(settings.redis_prefix, settings.model_name))[::-1]
-    assert [(orjson.loads(f[b"x"]), orjson.loads(f[b"y"])) for _, f in entries] == rows
+    assert sent.count("XADD") == 2 and sent.count("EVAL") == 1, f"one XADD a block of 2,000 rows, one cap: {sent}"
+    stream = keys.labelled(settings.redis_prefix, settings.model_name)
+    assert [int(f[b"n"]) for _, f in redis_client.xrange(stream)] == [2000, 500]
+    assert read_rows(redis_client, stream) == rows
 
 
 def test_with_no_checkpoint_and_the_current_version_refused_the_learner_starts_from_the_newest_that_verifies(
