@@ -41,9 +41,11 @@ from driftline.models.feature_rows import FloatBlock
 #: MINID``) while the rows after the oldest still reach the cap. So the stream holds at least ``cap`` rows once that
 #: many were written, and fewer than ``cap`` + the oldest entry's rows (a block's ``size`` at most), except right
 #: after a checkpoint that alone wrote more than the cap (its own rows are never dropped by it). A missing counter
-#: is recounted (``XLEN`` when the newest entry is a one-row entry, written before blocks: so are all; else entry by
-#: entry); one that counts more rows than the stream holds (the stream deleted by hand) starts again from the new
-#: rows. Returns the rows held with the new ones.
+#: (or not a number) is recounted (``XLEN`` when the newest entry is a one-row entry, written before blocks: so are
+#: all; else entry by entry); one that counts more rows than the stream holds (the stream deleted by hand) starts
+#: again from the new rows. Returns the rows held with the new ones. Redis 6.2 or later (``XTRIM MINID``, exclusive
+#: ``XRANGE`` starts). A script error would not undo the transaction's other commands (its blocks would be appended,
+#: and appended again with the next checkpoint): hence a counter that is no number is recounted, not an error.
 KEEP_ROWS = """
 local stream, counter, cap, added = KEYS[1], KEYS[2], tonumber(ARGV[1]), tonumber(ARGV[2])
 local function size(entry)
@@ -66,10 +68,8 @@ local function walk(visit)
     start = '(' .. page[#page][1]
   end
 end
-local held = redis.call('GET', counter)
-if held then
-  held = tonumber(held)
-else
+local held = tonumber(redis.call('GET', counter))
+if not held then
   local newest = redis.call('XREVRANGE', stream, '+', '-', 'COUNT', 1)
   local _, block = 1, false
   if #newest > 0 then _, block = size(newest[1]) end

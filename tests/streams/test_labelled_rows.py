@@ -175,6 +175,8 @@ def test_old_one_row_entries_and_blocks_read_back_as_one_frame_and_are_recounted
     redis_client.delete(keys.labelled_rows(settings.redis_prefix, settings.model_name))
     assert write(settings, [[({"age": 2.0}, 1)]], cap=80, size=16) == [80], "a deleted counter: blocks recounted"
     assert len(read_rows(redis_client, stream)) == 80
+    redis_client.set(keys.labelled_rows(settings.redis_prefix, settings.model_name), "junk")
+    assert write(settings, [[({"age": 3.0}, 1)]], cap=80, size=16) == [80], "a counter that is no number: recounted"
 
 
 def test_a_join_record_is_true_so_all_finds_a_missing_one():
