@@ -425,9 +425,17 @@ def _floats_struct(mask: bytes, count: int) -> struct.Struct:
 
 
 def record_layout(raw: bytes) -> int:
-    """The layout digest a record was written with."""
-    at = _read_uvarint(raw, _read_uvarint(raw, 1)[1])[1]
-    return _LAYOUT.unpack_from(raw, at)[0]
+    """The layout digest a record was written with (ValueError when it is cut short before it).
+
+    >>> record_layout(b"\\x01\\x80")
+    Traceback (most recent call last):
+    ValueError: join record cut short before its layout
+    """
+    try:
+        at = _read_uvarint(raw, _read_uvarint(raw, 1)[1])[1]
+        return _LAYOUT.unpack_from(raw, at)[0]
+    except (struct.error, IndexError):
+        raise ValueError("join record cut short before its layout") from None
 
 
 def decode_record(

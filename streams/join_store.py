@@ -702,7 +702,11 @@ def find_join(
         raw = client.hget(keys.join_bucket(prefix, model, k, slices.bucket(int(buckets), event_id)), event_id)
         if raw is None:
             continue
-        digest = record_layout(raw)
+        try:
+            digest = record_layout(raw)
+        except ValueError:  # as the learner does: an unreadable record is absent
+            log.error("join record of %r in slice %s unreadable, treated as absent", event_id, k)
+            return None
         names = client.get(keys.join_layout(prefix, model, digest))
         return slices.record(raw, k, {digest: tuple(orjson.loads(names))} if names is not None else {})
     return None

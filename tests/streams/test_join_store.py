@@ -472,3 +472,25 @@ def test_a_batch_of_labels_of_one_slice_finds_what_each_label_finds_alone(own_re
         await writer.client.aclose()
 
     asyncio.run(scenario())
+
+
+@pytest.mark.parametrize("value", [b"", b"\x01", b"\x01\x80", b"\x01\x05\x05\x01"])
+def test_trace_reads_a_record_cut_short_before_its_layout_as_absent(own_redis, value):
+    """``driftline trace``'s lookup of an event whose stored record ends before its layout digest: no record (as the
+    learner reads it), not a struct.error out of the command."""
+    prefix = f"t{uuid.uuid4().hex}:"
+    sync = redis.Redis(host="127.0.0.1", port=own_redis.port, username=REDIS_USER, password=PASSWORD)
+
+    async def write() -> None:
+        writer = JoinStore(_client(own_redis), prefix, ttl_seconds=8 * 3600)
+        await writer.put_many("m", [("e1", JoinRecord({"a": 1.0}, True, None, 0.5, 1, 9 * _HOUR))])
+        await writer.flush()
+        await writer.client.aclose()
+
+    asyncio.run(write())
+    assert find_join(sync, prefix, 8 * 3600, "m", "e1", _HOUR) is not None
+    buckets = int(sync.hget(keys.join_slice(prefix, "m", 1), "buckets"))
+    bucket = JoinSlices(8 * 3600 * 1000).bucket(buckets, "e1")
+    sync.hset(keys.join_bucket(prefix, "m", 1, bucket), "e1", value)
+    assert find_join(sync, prefix, 8 * 3600, "m", "e1", _HOUR) is None
+    sync.close()
