@@ -315,14 +315,14 @@ def _plain_label(data: dict[str, Any], low: int, high: int) -> Label | None:
     ):
         return None
     label = _new(Label)
-    _set(label, "__dict__", {"event_id": event_id, "label": y, "ts": ts, "model": model})
-    _set(label, "__pydantic_fields_set__", set(data))
-    _set(label, "__pydantic_extra__", None)
-    _set(label, "__pydantic_private__", None)
+    _SET_DICT(label, {"event_id": event_id, "label": y, "ts": ts, "model": model})
+    _SET_FIELDS_SET(label, set(data))
+    _SET_EXTRA(label, None)
+    _SET_PRIVATE(label, None)
     return label
 
 
-_new, _set = object.__new__, object.__setattr__
+_new = object.__new__
 #: The setters of a label's slots (pydantic's BaseModel keeps its fields in ``__dict__``), and a consumer of an
 #: iterator that keeps nothing.
 _SET_DICT, _SET_FIELDS_SET, _SET_EXTRA, _SET_PRIVATE = (
