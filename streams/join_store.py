@@ -163,7 +163,7 @@ class JoinSlices:
                 expires = (np.array(ks, dtype=np.int64) * length + block.deltas + ttl).tolist()
             else:
                 expires = [k * length + delta + ttl for k, delta in zip(ks, block.deltas.tolist(), strict=True)]
-            # each record's x is built from its row when read (JoinRecord.of_row)
+            # each record's x is built from its row when read (JoinRecord.of_rows)
             records = JoinRecord.of_rows(block.predictions, block.scores, block.versions, expires, block.features)
             if whole:
                 out = records  # type: ignore[assignment]

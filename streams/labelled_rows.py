@@ -146,7 +146,7 @@ def learned_rows(learned: Sequence[tuple[Any, Any, Any]]) -> list[Row]:
     >>> import numpy as np
     >>> from driftline.streams.learning_stage import JoinRecord
     >>> block = FloatBlock(("a",), np.array([[1.0], [2.0]]))
-    >>> joins = [JoinRecord.of_row(True, None, 0.5, 1, 9, block, i) for i in (1, 0)]
+    >>> joins = JoinRecord.of_rows([True, True], [0.5, 0.5], [1, 1], [9, 9], block)[::-1]
     >>> [(type(r).__name__, len(r)) for r in learned_rows([(None, joins[0], 1), (None, joins[1], 0)])]
     [('MatrixRows', 2)]
     >>> learned_rows([(None, joins[0], 1), (None, JoinRecord({"b": 1}, 1, None, None, 1, 9), 0)])[1]

@@ -48,13 +48,16 @@ _X, _PREDICTION, _PROBABILITIES, _EXPIRES, _BLOCK, _ROW = (
 class JoinRecord:
     """One scored event as the learner needs it (in Redis in binary form: :mod:`driftline.streams.join_codec`).
 
-    A record decoded with its batch (:meth:`of_row`) builds its ``x`` from its ``block`` when ``x`` is first read.
+    A record decoded with its batch (:meth:`of_rows`) builds its ``x`` from its ``block`` when ``x`` is first read.
 
     >>> from driftline.models.feature_rows import FloatBlock
     >>> import numpy as np
-    >>> join = JoinRecord.of_row(True, None, 0.5, 3, 10, FloatBlock(("x",), np.array([[1.0], [2.0]])), 1)
-    >>> "x" in vars(join), join.x, "x" in vars(join), join == JoinRecord({"x": 2.0}, True, None, 0.5, 3, 10)
-    (False, {'x': 2.0}, True, True)
+    >>> block = FloatBlock(("x",), np.array([[1.0], [2.0]]))
+    >>> join = JoinRecord.of_rows([True, False], [0.5, 0.25], [3, 3], [10, 10], block)[1]
+    >>> "x" in vars(join), join.x, "x" in vars(join)
+    (False, {'x': 2.0}, True)
+    >>> join == JoinRecord({"x": 2.0}, False, {"False": 0.75, "True": 0.25}, 0.25, 3, 10)
+    True
     """
 
     x: dict[str, Any]
@@ -70,27 +73,6 @@ class JoinRecord:
     row: int = field(default=0, compare=False, repr=False)
 
     @classmethod
-    def of_row(
-        cls,
-        prediction: Any,
-        probabilities: dict[str, float] | None,
-        score: float | None,
-        version: int,
-        expires_ms: int,
-        block: FloatBlock,
-        row: int,
-    ) -> JoinRecord:
-        """The record whose features are row ``row`` of ``block`` (no challenger), its ``x`` built when first read
-        (the learner's usual batch reads the block's matrix, never ``x``), without the frozen dataclass's
-        ``object.__setattr__`` a field (a learner decodes one record a label)."""
-        record = object.__new__(cls)
-        fields = record.__dict__
-        fields["prediction"], fields["probabilities"], fields["score"] = prediction, probabilities, score
-        fields["version"], fields["expires_ms"], fields["challenger"] = version, expires_ms, None
-        fields["block"], fields["row"] = block, row
-        return record
-
-    @classmethod
     def of_rows(
         cls,
         predictions: list[Any],
@@ -99,16 +81,17 @@ class JoinRecord:
         expires_ms: list[int],
         block: FloatBlock,
     ) -> list[JoinRecord]:
-        """:meth:`of_row` of each row of ``block`` in order, with the binary probabilities of its float score
-        (``{"False": 1 - score, "True": score}``, what the scorer serves): the records of a decoded batch, their
-        fields' dicts built by one comprehension (no call a record).
+        """The records of a decoded batch: one a row of ``block``, in order (no challenger), with the binary
+        probabilities of its float score (``{"False": 1 - score, "True": score}``, what the scorer serves), each
+        ``x`` built when first read (the learner's usual batch reads the block's matrix, never ``x``); their
+        fields' dicts built by one comprehension, set without the frozen dataclass's ``object.__setattr__`` a field.
 
         >>> from driftline.models.feature_rows import FloatBlock
         >>> import numpy as np
         >>> block = FloatBlock(("x",), np.array([[1.0], [2.0]]))
         >>> JoinRecord.of_rows([True, False], [0.75, 0.25], [3, 3], [10, 11], block) == [
-        ...     JoinRecord.of_row(p, {"False": 1.0 - s, "True": s}, s, 3, e, block, i)
-        ...     for i, (p, s, e) in enumerate([(True, 0.75, 10), (False, 0.25, 11)])]
+        ...     JoinRecord({"x": 1.0}, True, {"False": 0.25, "True": 0.75}, 0.75, 3, 10),
+        ...     JoinRecord({"x": 2.0}, False, {"False": 0.75, "True": 0.25}, 0.25, 3, 11)]
         True
         """
         fields = [
@@ -131,7 +114,7 @@ class JoinRecord:
         return records
 
     def __getattr__(self, name: str) -> Any:
-        """``x`` of a record of :meth:`of_row`, read for the first time: built from its block's row."""
+        """``x`` of a record of :meth:`of_rows`, read for the first time: built from its block's row."""
         fields = self.__dict__
         block = fields.get("block")
         if name != "x" or block is None:
@@ -151,7 +134,7 @@ def features_of(joins: Sequence[JoinRecord]) -> Sequence[dict[str, Any]]:
     >>> from driftline.models.feature_rows import FloatBlock
     >>> import numpy as np
     >>> block = FloatBlock(("x",), np.array([[1.0], [2.0]]))
-    >>> features_of([JoinRecord.of_row(True, None, 0.5, 1, 10, block, 1)]).matrix.tolist()
+    >>> features_of(JoinRecord.of_rows([True, True], [0.5, 0.5], [1, 1], [10, 10], block)[1:]).matrix.tolist()
     [[2.0]]
     >>> type(features_of([JoinRecord({"x": 1.0}, True, None, 0.5, 1, 10)]))
     <class 'list'>

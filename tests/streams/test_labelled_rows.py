@@ -183,4 +183,8 @@ def test_a_join_record_is_true_so_all_finds_a_missing_one():
     """learn_staged and _joined_rows find a missing record with ``all(joins)`` (``None in joins`` called each
     record's ``__eq__``): a record, whatever it holds, is true."""
     record = JoinRecord({}, False, None, 0.0, 0, 0)
-    assert all([record, record]) and not all([record, None]) and bool(JoinRecord.of_row(0, {}, 0, 0, 0, None, 0))
+    assert (
+        all([record, record])
+        and not all([record, None])
+        and bool(JoinRecord.of_rows([0], [0.0], [0], [0], FloatBlock(("a",), np.zeros((1, 1))))[0])
+    )
